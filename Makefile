@@ -1,0 +1,39 @@
+# The two commands of the README:
+#   make demo   set up, then train ResNet-20 on the built-in synthetic data (offline)
+#   make test   set up (Horovod included), then run the test suite
+# Everything is installed into $(VENV) by the targets themselves.
+
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# The real CIFAR-10 subset used by tests and benchmarks (override to point elsewhere).
+TTABENCH_DATA_DIR ?= $(abspath ../shared/data/cifar10-subset/cifar-10-batches-py)
+export TTABENCH_DATA_DIR
+
+.PHONY: install horovod demo test test-fast bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+horovod: install
+	scripts/install_horovod.sh $(PY)
+
+demo: install
+	$(VENV)/bin/ttabench run --synthetic --max-epochs 3 --thresholds 0.30:0.90:0.10 \
+		--results-dir demo-results
+
+# pytest exits 5 when it collects nothing; that is not a failure of the suite.
+test: install horovod
+	$(PY) -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+
+test-fast: install
+	$(PY) -m pytest tests -m "not slow"; rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+
+clean:
+	rm -rf build dist *.egg-info demo-results .pytest_cache

@@ -1,0 +1,111 @@
+"""Time-to-accuracy metrics as pure functions over an accuracy curve.
+
+A curve is a sequence of evaluations in time order, each a ``(time_s, accuracy)``
+pair: the training time at which the evaluation happened and the accuracy
+(a fraction) it measured.
+
+- TTA(T): the time of the first evaluation whose accuracy is >= T; None if
+  no evaluation reached T (never the budget or infinity).
+- AAT(B): the accuracy of the last evaluation at or before time B; None if
+  there was none.
+- TTMT: the points (TTA(T_i), T_i) for the thresholds T_low..T_high with step s.
+- ATTMT(low, high, s): the arithmetic mean of TTA(T_i) over those thresholds,
+  defined only when every one of them was reached.
+
+Thresholds are generated exactly: count = round((high - low) / step) + 1, and
+each is rounded to the step's decimals, so 0.70:0.77:0.01 is exactly
+[0.70, 0.71, ..., 0.77], never 0.7000000000000001 or a missing 0.77.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import Iterable, Sequence
+
+from ttabench import UserError
+
+Curve = Sequence[tuple[float, float]]
+
+
+def _decimals(x: float) -> int:
+    exp = Decimal(repr(float(x))).normalize().as_tuple().exponent
+    return max(0, -int(exp))
+
+
+def thresholds(low: float, high: float, step: float) -> list[float]:
+    """The thresholds low, low+step, ..., high, exactly."""
+    if not 0 <= low <= high <= 1:
+        raise UserError(f"thresholds must satisfy 0 <= low <= high <= 1, got {low}:{high}")
+    if not step > 0:
+        raise UserError(f"threshold step must be > 0, got {step}")
+    count = round((high - low) / step) + 1
+    if abs(low + (count - 1) * step - high) > step * 1e-6:
+        raise UserError(f"threshold range {low}:{high} is not a whole number of steps of {step}")
+    digits = max(_decimals(step), _decimals(low))
+    out = [round(low + i * step, digits) for i in range(count)]
+    out[-1] = round(high, digits)
+    return out
+
+
+def parse_thresholds(spec: str) -> tuple[float, float, float]:
+    """'LOW:HIGH:STEP' (fractions) -> (low, high, step), checked."""
+    parts = spec.split(":")
+    if len(parts) != 3:
+        raise UserError(f"thresholds must be LOW:HIGH:STEP (e.g. 0.70:0.77:0.01), got {spec!r}")
+    try:
+        low, high, step = (float(Decimal(p)) for p in parts)
+    except (InvalidOperation, ValueError):
+        raise UserError(f"thresholds must be numbers LOW:HIGH:STEP, got {spec!r}") from None
+    thresholds(low, high, step)  # validates
+    return low, high, step
+
+
+def tta(curve: Curve, threshold: float) -> float | None:
+    for time_s, acc in curve:
+        if acc >= threshold:
+            return time_s
+    return None
+
+
+def aat(curve: Curve, budget_s: float) -> float | None:
+    best = None
+    for time_s, acc in curve:
+        if time_s <= budget_s:
+            best = acc
+        else:
+            break
+    return best
+
+
+def tta_all(curve: Curve, ts: Iterable[float]) -> list[float | None]:
+    return [tta(curve, t) for t in ts]
+
+
+def ttmt(curve: Curve, ts: Iterable[float]) -> list[tuple[float, float]]:
+    """The reached points (TTA(T), T) of the TTMT curve, in threshold order."""
+    return [(t_s, thr) for thr, t_s in zip(ts, tta_all(curve, ts)) if t_s is not None]
+
+
+def attmt(curve: Curve, low: float, high: float, step: float) -> float | None:
+    times = tta_all(curve, thresholds(low, high, step))
+    if any(t is None for t in times):
+        return None
+    return sum(times) / len(times)
+
+
+def summarize(curve: Curve, spec: tuple[float, float, float] | None = None,
+              target: float | None = None, budget_s: float | None = None) -> dict:
+    """The metrics of one curve, in the shape of ``ttabench metrics --json``."""
+    out: dict = {}
+    if spec is not None:
+        ts = thresholds(*spec)
+        times = tta_all(curve, ts)
+        out["thresholds"] = ts
+        out["tta_s"] = times
+        out["ttmt"] = [[t_s, thr] for thr, t_s in zip(ts, times) if t_s is not None]
+        out["attmt_s"] = None if any(t is None for t in times) else sum(times) / len(times)
+    if budget_s is not None:
+        out["aat"] = aat(curve, budget_s)
+    if target is not None:
+        out["target_tta_s"] = tta(curve, target)
+    return out

@@ -1,0 +1,160 @@
+"""The results folder: its layout, atomic writes, and readers for its files.
+
+    results/<system>/<benchmark>/<division>/<run-id>/
+        mllog.txt      :::MLLOG lines (mlperf-logging), appended line by line
+        config.json    everything needed to re-run
+        curve.csv      one row per evaluation
+        summary.json   status, metrics and time breakdown
+    results/<system>/system.json
+
+Every JSON/CSV file is written whole to a temporary file in the same folder
+and renamed over the target, so a reader never sees half a file; the curve
+is always written before the summary that is computed from it. Run ids are
+created with an exclusive mkdir, so two runs started at the same moment
+never share a folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import secrets
+import time
+
+from ttabench import UserError
+
+CURVE_HEADER = ("epoch", "step", "samples", "train_time_s", "total_time_s", "accuracy", "loss")
+RUN_FILES = ("mllog.txt", "config.json", "curve.csv", "summary.json")
+STATUSES = ("running", "success", "failed", "diverged", "interrupted", "aborted")
+_SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+def safe_name(name: str) -> str:
+    """A string usable as one path component (system names come from hostnames)."""
+    return _SAFE.sub("-", name).strip("-.") or "unnamed"
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write `text` to `path` so that readers see the old file or the new one, never a mix."""
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_json(path: str, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def new_run_dir(results_root: str, system: str, benchmark: str, division: str) -> str:
+    """Create and return a fresh run folder; never reuses an existing one."""
+    parent = os.path.join(results_root, safe_name(system), safe_name(benchmark), division)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create results folder {parent}: {e.strerror}") from None
+    for _ in range(100):
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+        path = os.path.join(parent, run_id)
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise UserError(f"cannot create run folder in {parent}: {e.strerror}") from None
+    raise UserError(f"could not find a free run id in {parent}")
+
+
+def format_curve(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CURVE_HEADER)
+    for r in rows:
+        w.writerow([_fmt(r[k]) for k in CURVE_HEADER])
+    return buf.getvalue()
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return repr(v)  # round-trips exactly: an accuracy equal to a threshold stays equal
+    return str(v)
+
+
+def read_curve(path: str) -> list[dict]:
+    """Read curve.csv (or a run folder holding one) -> rows with typed values.
+
+    Raises UserError naming the file and line for anything malformed.
+    """
+    if os.path.isdir(path):
+        path = os.path.join(path, "curve.csv")
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise UserError(f"curve file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read curve file {path}: {e}") from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None or tuple(h.strip() for h in header) != CURVE_HEADER:
+        raise UserError(f"{path}: not a ttabench curve (header must be {','.join(CURVE_HEADER)})")
+    rows, last_time = [], -math.inf
+    for lineno, fields in enumerate(reader, start=2):
+        if not fields:
+            continue
+        if len(fields) != len(CURVE_HEADER):
+            raise UserError(f"{path}:{lineno}: expected {len(CURVE_HEADER)} fields, got {len(fields)}")
+        try:
+            row = {
+                "epoch": float(fields[0]),
+                "step": int(fields[1]),
+                "samples": int(fields[2]),
+                "train_time_s": float(fields[3]),
+                "total_time_s": float(fields[4]),
+                "accuracy": float(fields[5]),
+                "loss": float(fields[6]),
+            }
+        except ValueError as e:
+            raise UserError(f"{path}:{lineno}: bad value ({e})") from None
+        t, acc = row["train_time_s"], row["accuracy"]
+        if not (math.isfinite(t) and t >= 0):
+            raise UserError(f"{path}:{lineno}: train_time_s must be a finite number >= 0")
+        if not (math.isfinite(acc) and 0 <= acc <= 1):
+            raise UserError(f"{path}:{lineno}: accuracy must be a fraction in 0..1, got {fields[5]}")
+        if t < last_time:
+            raise UserError(f"{path}:{lineno}: train_time_s goes backwards")
+        last_time = t
+        rows.append(row)
+    return rows
+
+
+def curve_points(rows: list[dict]) -> list[tuple[float, float]]:
+    return [(r["train_time_s"], r["accuracy"]) for r in rows]
+
+
+def read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return obj

@@ -1,0 +1,1 @@
+"""CLI, launchers (torchrun / Horovod / in-process), the worker and its timed loop."""

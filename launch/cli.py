@@ -1,0 +1,145 @@
+"""The `ttabench` command: a thin layer over library calls.
+
+    ttabench run --synthetic --max-epochs 3 --thresholds 0.5:0.9:0.1
+    ttabench run --benchmark resnet20 --data-dir DIR --workers 2 --target 0.8
+    ttabench metrics RUN_DIR_OR_CURVE --thresholds 0.70:0.77:0.01 --json
+    ttabench data download --dir data
+    ttabench env
+
+Errors a user can cause end in one line (``ttabench: error: ...``) and exit
+code 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+
+from ttabench import UserError, __version__
+
+
+def _cmd_run(args) -> int:
+    from ttabench.launch import launcher
+    from ttabench.launch.config import from_args
+
+    cfg = from_args(args)
+    cfg.validate()
+    return launcher.launch(cfg, argv=sys.argv)
+
+
+def _cmd_metrics(args) -> int:
+    from ttabench.divisions import metrics
+    from ttabench.divisions.submission import curve_points, read_curve
+
+    spec = metrics.parse_thresholds(args.thresholds) if args.thresholds else None
+    if args.target is not None and not 0 < args.target <= 1:
+        raise UserError(f"--target is a fraction in (0, 1], got {args.target}")
+    if args.budget is not None and args.budget < 0:
+        raise UserError(f"--budget must be >= 0 seconds, got {args.budget}")
+    results = []
+    for path in args.inputs:
+        points = curve_points(read_curve(path))
+        results.append((path, metrics.summarize(points, spec, target=args.target,
+                                                 budget_s=args.budget)))
+    if args.json:
+        out = results[0][1] if len(results) == 1 else {"runs": [
+            dict(name=p, **m) for p, m in results]}
+        print(json.dumps(out, indent=2))
+        return 0
+    from rich.console import Console
+
+    from ttabench.launch.render import metrics_table
+
+    console = Console()
+    for path, m in results:
+        m = dict(m, target=args.target, budget_s=args.budget)
+        console.print(metrics_table(m, title=path))
+    return 0
+
+
+def _cmd_data_download(args) -> int:
+    from ttabench.reference_impls import download
+
+    path = download.download(args.dir)
+    print(f"CIFAR-10 ready: {path}")
+    return 0
+
+
+def _cmd_data_synthetic(args) -> int:
+    from ttabench.reference_impls import cifar10
+
+    data = cifar10.synthetic(train_size=args.train_size, test_size=args.test_size, seed=args.seed)
+    cifar10.write(data, args.dir)
+    print(f"synthetic data set ({args.train_size} train / {args.test_size} test) written to {args.dir}")
+    return 0
+
+
+def _cmd_env(args) -> int:
+    from ttabench.launch import system
+
+    desc = system.describe()
+    desc["system_name"] = system.default_system_name(desc)
+    print(json.dumps(desc, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ttabench.launch.config import add_arguments
+
+    p = argparse.ArgumentParser(prog="ttabench", description=(
+        "Distributed-training benchmarks: time-to-accuracy (TTA), accuracy-after-time (AAT) "
+        "and the time-to-multiple-thresholds curve (TTMT/ATTMT)."))
+    p.add_argument("--version", action="version", version=f"ttabench {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train a benchmark and write a results folder",
+                         description="Train a benchmark under the timed loop and write "
+                                     "results/<system>/<benchmark>/<division>/<run-id>/.")
+    add_arguments(run)
+    run.set_defaults(func=_cmd_run)
+
+    m = sub.add_parser("metrics", help="TTA / AAT / TTMT / ATTMT of curves or run folders")
+    m.add_argument("inputs", nargs="+", metavar="RUN_OR_CURVE", help="run folder or curve.csv")
+    m.add_argument("--thresholds", metavar="LOW:HIGH:STEP", help="thresholds for TTMT/ATTMT")
+    m.add_argument("--target", type=float, help="TTA at this accuracy (fraction)")
+    m.add_argument("--budget", type=float, metavar="SECONDS", help="AAT at this training time")
+    m.add_argument("--json", action="store_true", help="print one JSON object")
+    m.set_defaults(func=_cmd_metrics)
+
+    d = sub.add_parser("data", help="get or make data sets")
+    dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    dl = dsub.add_parser("download", help="download and verify CIFAR-10 (python version)")
+    dl.add_argument("--dir", default="data", help="where to put cifar-10-batches-py (default: data)")
+    dl.set_defaults(func=_cmd_data_download)
+    sy = dsub.add_parser("synthetic", help="write the synthetic data set in CIFAR-10's format")
+    sy.add_argument("--dir", required=True)
+    sy.add_argument("--train-size", type=int, default=5000)
+    sy.add_argument("--test-size", type=int, default=1000)
+    sy.add_argument("--seed", type=int, default=0)
+    sy.set_defaults(func=_cmd_data_synthetic)
+
+    e = sub.add_parser("env", help="print the system description recorded with results")
+    e.set_defaults(func=_cmd_env)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"ttabench: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ttabench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Process-group context for the timed loop: one process, torch.distributed, or Horovod.
+
+The loop talks to workers only through this small interface: small float
+all-reduces (sum / max) for metrics and stop decisions, a barrier, wrapping
+the model and optimizer for synchronous data-parallel SGD, broadcasting
+rank 0's state, and gathering per-rank records. Each backend measures its
+own exposed communication wait (the part of gradient communication not
+hidden behind the backward pass).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import time
+
+import torch
+import torch.distributed as dist
+
+
+class Comm:
+    """One process, no communication."""
+
+    backend = "none"
+    dist_backend = None
+
+    def __init__(self):
+        self.rank = 0
+        self.world_size = 1
+        self.local_rank = 0
+        self.local_world_size = 1
+        self.nodes = 1
+        self.comm_wait_s = 0.0  # exposed gradient-communication wait, this rank
+        self.allreduce_busy_s = 0.0  # launch-to-completion time of gradient all-reduces
+
+    def allreduce(self, values: list[float], op: str = "sum") -> list[float]:
+        return list(values)
+
+    def barrier(self) -> None:
+        pass
+
+    def gather(self, obj) -> list:
+        return [obj]
+
+    def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model
+
+    def wrap_optimizer(self, optimizer, model):
+        return optimizer
+
+    def backward_and_step(self, loss, optimizer) -> None:
+        loss.backward()
+        optimizer.step()
+
+    def sync_buffers(self, model: torch.nn.Module) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+class TorchComm(Comm):
+    """torch.distributed (gloo / nccl), model wrapped in DistributedDataParallel."""
+
+    backend = "torchrun"
+
+    def __init__(self, dist_backend: str, device: torch.device, timeout_s: float):
+        super().__init__()
+        self.dist_backend = dist_backend
+        self.device = device
+        if not dist.is_initialized():
+            # A dead peer must fail the run, not hang it: every collective
+            # gives up after timeout_s.
+            dist.init_process_group(dist_backend, timeout=datetime.timedelta(seconds=timeout_s))
+        self.rank = dist.get_rank()
+        self.world_size = dist.get_world_size()
+        self.local_rank = _env_int("LOCAL_RANK", 0)
+        self.local_world_size = _env_int("LOCAL_WORLD_SIZE", 1)
+        self.nodes = max(1, self.world_size // max(1, self.local_world_size))
+        # Small control collectives go through this device (gloo: CPU tensors).
+        self._ctrl_device = device if dist_backend == "nccl" else torch.device("cpu")
+        self._last_launch = 0.0
+        self._last_done = 0.0
+
+    def allreduce(self, values, op="sum"):
+        t = torch.tensor(values, dtype=torch.float64, device=self._ctrl_device)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+        return t.tolist()
+
+    def barrier(self):
+        # A tiny all-reduce instead of dist.barrier(): it honours the group's
+        # timeout on every backend.
+        self.allreduce([0.0])
+
+    def gather(self, obj):
+        out = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def wrap_model(self, model):
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        ddp = DDP(model, device_ids=ids, broadcast_buffers=True)
+        ddp.register_comm_hook(self, _timed_allreduce_hook)
+        return ddp
+
+    def backward_and_step(self, loss, optimizer):
+        self._last_launch = self._last_done = 0.0
+        loss.backward()  # DDP waits for every bucket before returning
+        if self._last_done > self._last_launch > 0:
+            # Communication still running after the last bucket was handed
+            # over (i.e. after backward compute ended) is exposed wait.
+            self.comm_wait_s += self._last_done - self._last_launch
+        optimizer.step()
+
+    def sync_buffers(self, model):
+        # Evaluate rank 0's model: BN running statistics differ per worker
+        # after its last local forward pass.
+        for b in model.buffers():
+            dist.broadcast(b, src=0)
+
+    def close(self):
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _timed_allreduce_hook(state: TorchComm, bucket):
+    """DDP comm hook: mean all-reduce of a bucket, recording launch and completion times."""
+    tensor = bucket.buffer()
+    launched = time.perf_counter()
+    state._last_launch = launched
+    tensor.div_(state.world_size)
+    fut = dist.all_reduce(tensor, async_op=True).get_future()
+
+    def done(f):
+        now = time.perf_counter()
+        state._last_done = max(state._last_done, now)
+        state.allreduce_busy_s += now - launched
+        return f.value()[0]
+
+    return fut.then(done)
+
+
+class HorovodComm(Comm):
+    """Horovod: hvd.DistributedOptimizer, broadcasts of initial state, hvd.allreduce."""
+
+    backend = "horovod"
+
+    def __init__(self, device: torch.device):
+        super().__init__()
+        import horovod.torch as hvd
+
+        self.hvd = hvd
+        hvd.init()
+        self.dist_backend = "horovod-gloo" if hvd.gloo_built() and not hvd.mpi_enabled() else "horovod-mpi"
+        self.rank = hvd.rank()
+        self.world_size = hvd.size()
+        self.local_rank = hvd.local_rank()
+        self.local_world_size = hvd.local_size()
+        self.nodes = max(1, hvd.cross_size())
+        self.device = device
+
+    def allreduce(self, values, op="sum"):
+        hvd = self.hvd
+        t = torch.tensor(values, dtype=torch.float64)
+        return hvd.allreduce(t, op=hvd.Sum if op == "sum" else hvd.Max,
+                             name=f"ctrl.{op}.{len(values)}").tolist()
+
+    def barrier(self):
+        self.hvd.barrier()
+
+    def gather(self, obj):
+        return self.hvd.allgather_object(obj)
+
+    def wrap_optimizer(self, optimizer, model):
+        hvd = self.hvd
+        hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+        hvd.broadcast_optimizer_state(optimizer, root_rank=0)
+        return hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters(),
+                                        op=hvd.Average)
+
+    def backward_and_step(self, loss, optimizer):
+        loss.backward()  # gradient all-reduces start from hooks as gradients appear
+        t0 = time.perf_counter()
+        optimizer.synchronize()  # what is left of communication after backward: exposed wait
+        self.comm_wait_s += time.perf_counter() - t0
+        with optimizer.skip_synchronize():
+            optimizer.step()
+
+    def sync_buffers(self, model):
+        for name, b in model.named_buffers():
+            b.copy_(self.hvd.broadcast(b, root_rank=0, name=f"buffer.{name}"))
+
+    def close(self):
+        self.hvd.shutdown()
+
+
+def init(backend: str, dist_backend: str | None, device: torch.device, timeout_s: float) -> Comm:
+    if backend == "none":
+        return Comm()
+    if backend == "torchrun":
+        return TorchComm(dist_backend or ("nccl" if device.type == "cuda" else "gloo"), device,
+                         timeout_s)
+    if backend == "horovod":
+        return HorovodComm(device)
+    raise ValueError(f"unknown backend {backend}")

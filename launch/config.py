@@ -1,0 +1,185 @@
+"""The run configuration: one dataclass whose fields carry their help text.
+
+``ttabench run --help``, config.json and the code read the same fields.
+A run's config.json holds ``RunConfig.to_dict()`` plus the resolved values
+(seed, threads, devices) so the run can be repeated from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+
+from ttabench import UserError
+from ttabench.divisions import metrics
+from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, PRECISIONS
+
+BACKENDS = ("auto", "none", "torchrun", "horovod")
+DEVICES = ("auto", "cpu", "cuda")
+COMPILE_MODES = ("none", "default", "max-autotune")
+PROGRESS = ("auto", "rich", "plain", "none")
+
+
+def _f(default, help, group, **kw):
+    return field(default=default, metadata={"help": help, "group": group, **kw})
+
+
+@dataclass
+class RunConfig:
+    # -- workload
+    benchmark: str = _f("resnet20", "closed-division workload: " + ", ".join(BENCHMARKS), "workload",
+                        choices=tuple(BENCHMARKS))
+    division: str = _f("closed", "closed (the reference recipe) or open (your own model, see --model)",
+                       "workload", choices=("closed", "open"))
+    data_dir: str | None = _f(None, "CIFAR-10 `cifar-10-batches-py` folder (default: $TTABENCH_DATA_DIR)",
+                              "workload")
+    synthetic: bool = _f(False, "train on the built-in synthetic data set (offline demo; never a "
+                                "closed-division result)", "workload")
+    seed: int | None = _f(None, "random seed (default: a fresh random seed, logged)", "workload")
+    batch_size: int = _f(CLOSED.batch_per_worker, "batch per worker (closed: "
+                         f"{CLOSED.min_batch_per_worker}..{CLOSED.max_batch_per_worker})", "workload")
+    # -- stop rules and measurement
+    target: float | None = _f(None, "stop once test accuracy >= TARGET (TTA mode), a fraction",
+                              "stop rules")
+    time_budget: float | None = _f(None, "stop when the training time reaches this many seconds, "
+                                         "evaluating first (AAT mode)", "stop rules")
+    max_epochs: float | None = _f(None, "stop after this many epochs (default: the recipe's "
+                                        f"{CLOSED.epochs} when no other stop rule is given)",
+                                  "stop rules")
+    max_steps: int | None = _f(None, "stop after this many optimizer steps", "stop rules")
+    eval_every: str = _f("1epoch", "evaluation cadence: e.g. 1epoch, 0.5epoch, 12800samples",
+                         "stop rules")
+    thresholds: str = _f("0.80:0.92:0.01", "accuracy thresholds LOW:HIGH:STEP for the TTMT curve",
+                         "stop rules")
+    # -- performance
+    device: str = _f("auto", "cpu, cuda, or auto (cuda when available)", "performance", choices=DEVICES)
+    precision: str = _f("fp32", "fp32; bf16 (AMX/AVX-512 CPUs, GPUs) or fp16 (GPU) autocast",
+                        "performance", choices=PRECISIONS)
+    compile: str = _f("none", "torch.compile mode, compiled before the clock starts",
+                      "performance", choices=COMPILE_MODES)
+    channels_last: bool = _f(True, "channels_last memory format for model and data", "performance")
+    threads: int | None = _f(None, "intra-op threads per worker (default: cores / local workers)",
+                             "performance")
+    eval_batch_size: int = _f(1000, "batch size for evaluation (does not change the result)",
+                              "performance")
+    # -- launch
+    workers: int = _f(1, "worker processes on this node", "launch")
+    backend: str = _f("auto", "none (one process), torchrun (DDP) or horovod; auto = none for "
+                              "1 worker, torchrun otherwise", "launch", choices=BACKENDS)
+    dist_backend: str | None = _f(None, "torch.distributed backend (default: nccl on GPU, gloo on CPU)",
+                                  "launch")
+    nnodes: int = _f(1, "number of nodes (torchrun, c10d rendezvous)", "launch")
+    node_rank: int = _f(0, "this node's rank (multi-node)", "launch")
+    rdzv_endpoint: str | None = _f(None, "HOST:PORT of the rendezvous (multi-node)", "launch")
+    collective_timeout: float = _f(120.0, "seconds before a collective that never completes "
+                                          "fails the run (a dead peer)", "launch")
+    # -- output
+    results_dir: str = _f("results", "results root: results/<system>/<benchmark>/<division>/<run-id>/",
+                          "output")
+    system: str | None = _f(None, "system name in the results path (default: derived from the "
+                                  "hardware)", "output")
+    progress: str = _f("auto", "rich live display, plain lines, or none (auto: rich on a terminal)",
+                       "output", choices=PROGRESS)
+    run_dir: str | None = _f(None, argparse.SUPPRESS, "output")  # set by the launcher
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def validate(self) -> None:
+        """Raise UserError for values that can never work (checked before anything starts)."""
+        if self.workers < 1:
+            raise UserError(f"--workers must be >= 1, got {self.workers}")
+        if self.nnodes < 1 or not 0 <= self.node_rank < self.nnodes:
+            raise UserError(f"--node-rank must be in 0..{self.nnodes - 1}, got {self.node_rank}")
+        if self.nnodes > 1 and not self.rdzv_endpoint:
+            raise UserError("multi-node runs need --rdzv-endpoint HOST:PORT")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.eval_batch_size < 1:
+            raise UserError(f"--eval-batch-size must be >= 1, got {self.eval_batch_size}")
+        if self.target is not None and not 0 < self.target <= 1:
+            raise UserError(f"--target is a fraction in (0, 1], got {self.target}")
+        for name in ("time_budget", "max_epochs"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise UserError(f"--{name.replace('_', '-')} must be > 0, got {v}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UserError(f"--max-steps must be >= 1, got {self.max_steps}")
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"--threads must be >= 1, got {self.threads}")
+        if self.collective_timeout <= 0:
+            raise UserError("--collective-timeout must be > 0")
+        metrics.parse_thresholds(self.thresholds)
+        parse_eval_every(self.eval_every)
+        if self.synthetic and self.data_dir:
+            raise UserError("give either --data-dir or --synthetic, not both")
+        if self.division == "closed":
+            broken = CLOSED.check_batch(self.batch_size, self.workers * self.nnodes)
+            if broken:
+                raise UserError(f"closed division: {broken} (use --division open to go beyond)")
+
+    def resolved_data_dir(self) -> str | None:
+        if self.synthetic:
+            return None
+        d = self.data_dir or os.environ.get("TTABENCH_DATA_DIR")
+        if not d:
+            raise UserError("no data: pass --data-dir DIR (a cifar-10-batches-py folder; "
+                            "`ttabench data download` fetches it) or --synthetic for the offline demo")
+        return d
+
+    def world_size(self) -> int:
+        return self.workers * self.nnodes
+
+    def backend_name(self) -> str:
+        if self.backend != "auto":
+            return self.backend
+        return "none" if self.world_size() == 1 else "torchrun"
+
+
+_EVAL_EVERY = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(epochs?|e|samples?|s)\s*$")
+
+
+def parse_eval_every(spec: str) -> tuple[float, str]:
+    """'1epoch' -> (1.0, 'epoch'); '12800samples' -> (12800.0, 'samples')."""
+    m = _EVAL_EVERY.match(spec)
+    if not m or float(m.group(1)) <= 0:
+        raise UserError(f"--eval-every must look like 1epoch, 0.5epoch or 12800samples, got {spec!r}")
+    unit = "epoch" if m.group(2).startswith("e") else "samples"
+    return float(m.group(1)), unit
+
+
+def add_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """Add one option per RunConfig field, in named groups."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(RunConfig):
+        if f.name in skip:
+            continue
+        md = f.metadata
+        group = groups.setdefault(md["group"], parser.add_argument_group(md["group"]))
+        flag = "--" + f.name.replace("_", "-")
+        kw = {"dest": f.name, "default": f.default, "help": md["help"]}
+        if f.type in (bool, "bool"):
+            kw["action"] = argparse.BooleanOptionalAction
+        else:
+            kw["type"] = _TYPES.get(str(f.type), str)
+            kw["metavar"] = f.name.upper()
+            if "choices" in md:
+                kw["choices"] = md["choices"]
+        group.add_argument(flag, **kw)
+
+
+_TYPES = {"int": int, "int | None": int, "float": float, "float | None": float,
+          "str": str, "str | None": str}
+
+
+def from_args(ns: argparse.Namespace) -> RunConfig:
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    return RunConfig(**{k: v for k, v in vars(ns).items() if k in names})

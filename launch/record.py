@@ -1,0 +1,80 @@
+"""Rank 0's record of a run: mllog events, curve.csv after every evaluation, summary.json.
+
+The curve is rewritten (atomically) after each evaluation, so a run that
+dies keeps every evaluation it finished; summary.json is written first with
+status ``running`` and rewritten at the end, always after the curve it is
+computed from.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ttabench.divisions import metrics
+from ttabench.divisions.submission import atomic_write_json, atomic_write_text, format_curve
+from ttabench.launch.loop import Hooks, LoopResult
+from ttabench.launch.mllog import C, RunLog
+
+
+def summarize_run(curve: list[dict], *, thresholds: str, target: float | None,
+                  time_budget: float | None) -> dict:
+    """The metric block of summary.json, computed from the curve alone."""
+    points = [(r["train_time_s"], r["accuracy"]) for r in curve]
+    m = metrics.summarize(points, metrics.parse_thresholds(thresholds), target=target,
+                          budget_s=time_budget)
+    m["threshold_spec"] = thresholds
+    m["target"] = target
+    m["budget_s"] = time_budget
+    m["final_accuracy"] = curve[-1]["accuracy"] if curve else None
+    m["best_accuracy"] = max((r["accuracy"] for r in curve), default=None)
+    return m
+
+
+class Recorder(Hooks):
+    def __init__(self, run_dir: str, mllog: RunLog, base_summary: dict, cfg):
+        self.run_dir = run_dir
+        self.log = mllog
+        self.base = base_summary
+        self.cfg = cfg
+        self.curve: list[dict] = []
+        self._epoch_open = None
+        self.write_summary({"status": "running"})
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.run_dir, name)
+
+    def write_summary(self, extra: dict) -> None:
+        summary = dict(self.base)
+        summary.update(extra)
+        summary["metrics"] = summarize_run(self.curve, thresholds=self.cfg.thresholds,
+                                           target=self.cfg.target, time_budget=self.cfg.time_budget)
+        atomic_write_json(self.path("summary.json"), summary)
+
+    # -- loop hooks
+    def run_start(self, info):
+        self.log.start(C.RUN_START)
+
+    def epoch_start(self, epoch):
+        self._epoch_open = epoch
+        self.log.start(C.EPOCH_START, epoch_num=epoch)
+
+    def eval_start(self, epoch):
+        self.log.start(C.EVAL_START, epoch_num=epoch)
+
+    def evaluated(self, row):
+        self.curve.append(row)
+        self.log.event(C.EVAL_ACCURACY, row["accuracy"], epoch_num=row["epoch"],
+                       train_time_s=row["train_time_s"], samples=row["samples"])
+        self.log.end(C.EVAL_STOP, epoch_num=row["epoch"])
+        atomic_write_text(self.path("curve.csv"), format_curve(self.curve))
+
+    def epoch_stop(self, epoch):
+        if self._epoch_open is not None:
+            self.log.end(C.EPOCH_STOP, epoch_num=epoch)
+            self._epoch_open = None
+
+    def run_stop(self, result: LoopResult):
+        reached = result.stop_reason == "target" or (
+            self.cfg.target is None and result.status == "success")
+        self.log.end(C.RUN_STOP, status="success" if reached else "aborted",
+                     ttabench_status=result.status, stop_reason=result.stop_reason)

@@ -1,0 +1,100 @@
+"""Describe the hardware and software a run used (results/<system>/system.json)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import re
+import socket
+import sys
+
+from ttabench.divisions.submission import safe_name
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> list[str]:
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8")
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return [w for w in wanted if w in have]
+    except OSError:
+        pass
+    return []
+
+
+def _memory_gib() -> float | None:
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def describe() -> dict:
+    import torch
+
+    gpus = []
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            p = torch.cuda.get_device_properties(i)
+            gpus.append({"name": p.name, "memory_gib": round(p.total_memory / 2**30, 1)})
+    return {
+        "hostname": socket.gethostname(),
+        "os": platform.platform(),
+        "cpu": {"model": _cpu_model(), "cores": usable_cores(), "logical_cpus": os.cpu_count(),
+                "flags": _cpu_flags()},
+        "memory_gib": _memory_gib(),
+        "accelerators": gpus,
+        "software": {
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
+            "numpy": _version("numpy"),
+            "horovod": _version("horovod"),
+            "mlperf-logging": _version("mlperf-logging"),
+            "ttabench": _version("ttabench"),
+            "mkldnn": torch.backends.mkldnn.is_available(),
+        },
+    }
+
+
+def default_system_name(desc: dict) -> str:
+    """A stable name from the hardware, e.g. 'nvidia-h100-80gb-hbm3-x1' or 'intel-xeon-...-2c'."""
+    if desc["accelerators"]:
+        name = f"{desc['accelerators'][0]['name']}-x{len(desc['accelerators'])}"
+    else:
+        model = re.sub(r"\((r|tm)\)|cpu|@.*$|processor", "", desc["cpu"]["model"], flags=re.I)
+        name = f"{model}-{desc['cpu']['cores']}c"
+    return safe_name(re.sub(r"\s+", "-", name.strip()).lower())

@@ -1,0 +1,284 @@
+"""One worker process of a run: untimed set-up, the timed loop, rank 0's record.
+
+Run it directly, or let a launcher start one per worker:
+
+    python -m ttabench.launch.worker --benchmark resnet20 --synthetic --max-epochs 2
+    torchrun --nproc-per-node 2 -m ttabench.launch.worker --benchmark resnet20 --data-dir DIR
+    torchrun --nnodes 2 --node-rank 0 --nproc-per-node 1 --rdzv-backend c10d \\
+        --rdzv-endpoint HOST:29400 -m ttabench.launch.worker --data-dir DIR ...
+
+``ttabench run`` does the same through torch.distributed.run's API or
+horovodrun, after checking the flags and creating the run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import sys
+import time
+import traceback
+
+from ttabench import UserError, __version__
+
+
+def _detect_backend(requested: str) -> str:
+    if requested not in ("auto", None):
+        return requested
+    if "HOROVOD_RANK" in os.environ:
+        return "horovod"
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return "torchrun"
+    return "none"
+
+
+class _StopFlag:
+    """First SIGINT/SIGTERM asks the loop to stop at the next step (agreed by all
+    workers); a second one interrupts whatever is running."""
+
+    def __init__(self):
+        self.requested = False
+        self.signal = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.signal = signal.Signals(signum).name
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+def _device(cfg, local_rank: int):
+    import torch
+
+    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda, but CUDA is not available")
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def _autocast_dtype(precision: str, device):
+    import torch
+
+    if precision == "fp32":
+        return None
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise UserError("--precision fp16 needs a GPU (use bf16 on CPUs)")
+        return torch.float16
+    return torch.bfloat16
+
+
+def _agree_seed(comm, seed: int | None) -> int:
+    """All workers use rank 0's seed; a fresh random one when none was given."""
+    mine = seed if seed is not None else secrets.randbits(31)
+    return int(comm.allreduce([float(mine) if comm.rank == 0 else 0.0], op="sum")[0])
+
+
+def run_worker(cfg, *, command: list[str] | None = None) -> int:
+    """Set up, train, record. Returns the process exit code."""
+    import torch
+
+    from ttabench.divisions import metrics
+    from ttabench.divisions.submission import atomic_write_json, new_run_dir
+    from ttabench.launch import comm as comm_mod, loop, progress, system
+    from ttabench.launch.config import parse_eval_every
+    from ttabench.launch.mllog import C, RunLog
+    from ttabench.launch.record import Recorder
+    from ttabench.reference_impls import cifar10
+    from ttabench.reference_impls.augment import Normalize
+    from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED
+    from ttabench.reference_impls.resnet import resnet
+
+    stop = _StopFlag()
+    backend = _detect_backend(cfg.backend)
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("HOROVOD_LOCAL_SIZE", 1)))
+    local_rank = int(os.environ.get("LOCAL_RANK", os.environ.get("HOROVOD_LOCAL_RANK", 0)))
+    # Threads: decided here, before any parallel region runs; torchrun's
+    # OMP_NUM_THREADS=1 default would otherwise leave cores idle.
+    threads = cfg.threads or max(1, system.usable_cores() // max(1, local_world))
+    torch.set_num_threads(threads)
+    device = _device(cfg, local_rank)
+    autocast_dtype = _autocast_dtype(cfg.precision, device)
+    comm = comm_mod.init(backend, cfg.dist_backend, device, cfg.collective_timeout)
+    rank0 = comm.rank == 0
+    seed = _agree_seed(comm, cfg.seed)
+    desc = system.describe()
+    system_name = cfg.system or system.default_system_name(desc)
+    depth, version = BENCHMARKS[cfg.benchmark]
+
+    run_dir, log, recorder = cfg.run_dir, RunLog(None), None
+    if rank0:
+        if run_dir is None:
+            run_dir = new_run_dir(cfg.results_dir, system_name, cfg.benchmark, cfg.division)
+        os.makedirs(run_dir, exist_ok=True)
+        log = RunLog(os.path.join(run_dir, "mllog.txt"))
+        log.event(C.SUBMISSION_BENCHMARK, cfg.benchmark)
+        log.event(C.SUBMISSION_DIVISION, cfg.division)
+        log.event(C.SUBMISSION_ORG, "ttabench")
+        log.event(C.SUBMISSION_PLATFORM, system_name)
+        log.event(C.SUBMISSION_STATUS, "onprem")
+        log.event(C.CACHE_CLEAR, True)
+        log.start(C.INIT_START)
+    try:
+        t_init = time.perf_counter()
+        if cfg.synthetic:
+            data = cifar10.synthetic()
+        else:
+            data = cifar10.load(cfg.resolved_data_dir())
+        world = comm.world_size
+        global_batch = cfg.batch_size * world
+        if global_batch > len(data.train_labels):
+            raise UserError(f"global batch {global_batch} is larger than the training set "
+                            f"({len(data.train_labels)} images)")
+        torch.manual_seed(seed)  # the same initial weights on every worker
+        model = resnet(depth, version).to(device)
+        memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        model = model.to(memory_format=memory_format)
+        recipe = CLOSED
+        optimizer = torch.optim.SGD(model.parameters(), lr=recipe.base_lr, momentum=recipe.momentum,
+                                    nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+        wrapped = comm.wrap_model(model)
+        optimizer = comm.wrap_optimizer(optimizer, model)
+        eval_every, unit = parse_eval_every(cfg.eval_every)
+        steps_per_epoch = len(data.train_labels) // global_batch
+        eval_every_samples = int(round(eval_every * (steps_per_epoch * global_batch if unit == "epoch"
+                                                     else 1)))
+        max_epochs = cfg.max_epochs
+        if max_epochs is None and cfg.max_steps is None and cfg.target is None and cfg.time_budget is None:
+            max_epochs = recipe.epochs
+        spec = loop.LoopSpec(
+            train_images=data.train_images.to(device), train_labels=data.train_labels.to(device),
+            test_images=data.test_images.to(device), test_labels=data.test_labels.to(device),
+            model=wrapped, eval_model=model, optimizer=optimizer,
+            lr_at=lambda epoch: recipe.lr_at(epoch, global_batch),
+            normalize=Normalize(cifar10.MEAN, cifar10.STD, device=device,
+                                channels_last=cfg.channels_last),
+            batch_size=cfg.batch_size, seed=seed, eval_batch_size=cfg.eval_batch_size,
+            autocast_dtype=autocast_dtype, target=cfg.target, time_budget=cfg.time_budget,
+            max_epochs=max_epochs, max_steps=cfg.max_steps, eval_every_samples=eval_every_samples)
+        n_params = sum(p.numel() for p in model.parameters())
+        init_s = time.perf_counter() - t_init
+
+        hooks = []
+        if rank0:
+            resolved = {
+                "seed": seed, "world_size": world, "nodes": comm.nodes,
+                "local_world_size": comm.local_world_size, "backend": comm.backend,
+                "dist_backend": comm.dist_backend, "device": str(device), "threads": threads,
+                "precision": cfg.precision, "compile": cfg.compile,
+                "channels_last": cfg.channels_last, "global_batch": global_batch,
+                "peak_lr": recipe.peak_lr(global_batch), "max_epochs": max_epochs,
+                "eval_every_samples": eval_every_samples, "steps_per_epoch": steps_per_epoch,
+                "system": system_name,
+            }
+            config = {
+                "ttabench_version": __version__,
+                "command": command or sys.argv,
+                "config": cfg.to_dict(),
+                "resolved": resolved,
+                "model": {"name": cfg.benchmark, "depth": depth, "version": version,
+                          "parameters": n_params},
+                "recipe": recipe.to_dict(),
+                "data": data.describe(),
+                "software": desc["software"],
+            }
+            atomic_write_json(os.path.join(run_dir, "config.json"), config)
+            system_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(run_dir))))
+            atomic_write_json(os.path.join(system_dir, "system.json"), desc)
+            log.event(C.SEED, seed)
+            log.event(C.GLOBAL_BATCH_SIZE, global_batch)
+            log.event(C.TRAIN_SAMPLES, len(data.train_labels))
+            log.event(C.EVAL_SAMPLES, len(data.test_labels))
+            log.event(C.OPT_NAME, "sgd")
+            log.event(C.OPT_BASE_LR, recipe.peak_lr(global_batch))
+            log.event(C.OPT_LR_WARMUP_EPOCHS, recipe.warmup_epochs)
+            log.event(C.OPT_LR_DECAY_BOUNDARY_EPOCHS, list(recipe.decay_epochs))
+            log.event(C.OPT_LR_DECAY_FACTOR, recipe.decay_factor)
+            log.event("opt_momentum", recipe.momentum)
+            log.event("opt_weight_decay", recipe.weight_decay)
+            log.event("dataset", data.describe()["name"])
+            base = {
+                "benchmark": cfg.benchmark, "division": cfg.division,
+                "dataset": data.describe()["name"], "synthetic": data.synthetic, "seed": seed,
+                "world_size": world, "nodes": comm.nodes, "backend": comm.backend,
+                "global_batch": global_batch, "init_s": init_s,
+            }
+            recorder = Recorder(run_dir, log, base, cfg)
+            title = f"{cfg.benchmark} {cfg.division}" + (" [synthetic data]" if data.synthetic else "")
+            thresholds = metrics.thresholds(*metrics.parse_thresholds(cfg.thresholds))
+            hooks = [recorder, progress.make(cfg.progress, title, thresholds, cfg.target)]
+        log.end(C.INIT_STOP)
+        result = loop.run(spec, comm, loop.HookList(hooks), stop_requested=stop)
+        breakdowns = comm.gather(result.breakdown)
+        if rank0:
+            worst = {k: max(b[k] for b in breakdowns) for k in breakdowns[0] if k != "rank"}
+            recorder.write_summary({
+                "status": result.status, "stop_reason": result.stop_reason,
+                "signal": stop.signal, "diverged_step": result.diverged_step,
+                "steps": result.steps, "samples": result.samples, "epochs": result.epochs,
+                "train_time_s": result.train_time_s, "total_time_s": result.total_time_s,
+                "eval_time_s": worst["eval_s"],
+                "throughput_img_s": (result.samples / result.train_time_s
+                                     if result.train_time_s > 0 else None),
+                "time_breakdown": {"max_over_ranks": worst, "per_rank": breakdowns},
+            })
+            _print_summary(run_dir)
+        return 0 if result.status in ("success",) else (130 if result.status == "interrupted" else 3)
+    except BaseException as e:
+        if rank0 and recorder is not None:
+            status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+            recorder.write_summary({"status": status, "error": _one_line(e), "failed_rank": comm.rank,
+                                    "signal": stop.signal})
+            log.end(C.RUN_STOP, status="aborted", ttabench_status=status)
+        raise
+    finally:
+        log.close()
+        comm.close()
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {msg[0] if msg else ''}".rstrip(": ")
+
+
+def _print_summary(run_dir: str) -> None:
+    from ttabench.launch.render import print_run_summary
+
+    print_run_summary(run_dir)
+
+
+def build_parser(prog: str = "python -m ttabench.launch.worker") -> argparse.ArgumentParser:
+    from ttabench.launch.config import add_arguments
+
+    p = argparse.ArgumentParser(prog=prog, description="Run one worker of a ttabench run.")
+    add_arguments(p)
+    p.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
+    return p
+
+
+def main(argv=None) -> int:
+    from ttabench.launch.config import from_args
+
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = from_args(args)
+        cfg.validate()
+        return run_worker(cfg)
+    except UserError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"ttabench: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

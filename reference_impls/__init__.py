@@ -1,0 +1,1 @@
+"""Closed-division workloads: CIFAR-10 data, ResNet v1/v2, the reference recipe."""

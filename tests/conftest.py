@@ -1,0 +1,44 @@
+"""Shared fixtures: the real CIFAR-10 subset, and how to run the CLI for real."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def subset_dir() -> str:
+    """The real CIFAR-10 subset (../shared/data/cifar10-subset), via $TTABENCH_DATA_DIR.
+
+    Missing data is a failure in CI and a skip elsewhere.
+    """
+    path = os.environ.get("TTABENCH_DATA_DIR", "")
+    if path and os.path.isfile(os.path.join(path, "data_batch_1")):
+        return path
+    msg = f"CIFAR-10 subset not found (TTABENCH_DATA_DIR={path!r})"
+    if IN_CI:
+        pytest.fail(msg + " -- CI must provide it")
+    pytest.skip(msg)
+
+
+def run_cli(*args: str, timeout: float = 600, env: dict | None = None, cwd=None,
+            check: bool = False) -> subprocess.CompletedProcess:
+    """Run `python -m ttabench ARGS` in a real subprocess and capture its output."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-m", "ttabench", *args], capture_output=True,
+                          text=True, timeout=timeout, env=full_env, cwd=cwd)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"ttabench {' '.join(args)} exited {proc.returncode}\n"
+                             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def cli():
+    return run_cli
