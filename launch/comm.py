@@ -11,6 +11,7 @@ hidden behind the backward pass).
 from __future__ import annotations
 
 import datetime
+import inspect
 import os
 import time
 
@@ -105,7 +106,13 @@ class TorchComm(Comm):
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ids = [self.device.index] if self.device.type == "cuda" else None
-        ddp = DDP(model, device_ids=ids, broadcast_buffers=True)
+        # No buffer broadcast on every forward: BN running statistics only
+        # matter for evaluation, and sync_buffers() copies rank 0's before it
+        # (the same behaviour as under Horovod).
+        params = inspect.signature(DDP).parameters
+        no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in params
+                   else {"broadcast_buffers": False})
+        ddp = DDP(model, device_ids=ids, **no_sync)
         ddp.register_comm_hook(self, _timed_allreduce_hook)
         return ddp
 
@@ -180,7 +187,13 @@ class HorovodComm(Comm):
     def wrap_optimizer(self, optimizer, model):
         hvd = self.hvd
         hvd.broadcast_parameters(model.state_dict(), root_rank=0)
-        hvd.broadcast_optimizer_state(optimizer, root_rank=0)
+        # hvd.broadcast_optimizer_state() first fills an empty state by taking
+        # one optimizer step on zero gradients, which with weight decay moves
+        # the weights and seeds the momentum buffers: it must not run on a
+        # fresh optimizer (whose state is empty on every rank anyway), only on
+        # one carrying state, e.g. after a resume.
+        if optimizer.state_dict()["state"]:
+            hvd.broadcast_optimizer_state(optimizer, root_rank=0)
         return hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters(),
                                         op=hvd.Average)
 

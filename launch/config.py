@@ -83,6 +83,8 @@ class RunConfig:
                                   "hardware)", "output")
     progress: str = _f("auto", "rich live display, plain lines, or none (auto: rich on a terminal)",
                        "output", choices=PROGRESS)
+    save_model: bool = _f(False, "save rank 0's final weights as model.pt in the run folder "
+                                 "(a plain state_dict)", "output")
     run_dir: str | None = _f(None, argparse.SUPPRESS, "output")  # set by the launcher
 
     def to_dict(self) -> dict:

@@ -277,7 +277,7 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
                 t1 = time.perf_counter()
                 for group in spec.optimizer.param_groups:
                     group["lr"] = spec.lr_at(step / steps_per_epoch)
-                spec.optimizer.zero_grad(set_to_none=True)
+                spec.optimizer.zero_grad()  # set_to_none by default (torch >= 2.0)
                 with _autocast(device, spec.autocast_dtype):
                     loss = train_step(model, x, y)
                 comm.backward_and_step(loss, spec.optimizer)

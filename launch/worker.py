@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 
 from ttabench import UserError, __version__
 
@@ -83,6 +84,98 @@ def _agree_seed(comm, seed: int | None) -> int:
     return int(comm.allreduce([float(mine) if comm.rank == 0 else 0.0], op="sum")[0])
 
 
+@dataclass
+class Setup:
+    """What the untimed set-up produces for the loop and the record."""
+
+    spec: "object"  # loop.LoopSpec
+    model: "object"  # the plain torch.nn.Module (unwrapped)
+    data: "object"  # cifar10.Cifar10 (host copy)
+    resolved: dict  # values decided at run time, recorded in config.json
+    model_info: dict
+    recipe: dict
+
+
+def build(cfg, comm, seed: int, device, autocast_dtype) -> Setup:
+    """Data, model, optimizer, schedule and data-parallel wrapping: everything untimed."""
+    import torch
+
+    from ttabench.launch import loop
+    from ttabench.launch.config import parse_eval_every
+    from ttabench.reference_impls import cifar10
+    from ttabench.reference_impls.augment import Normalize
+    from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED
+    from ttabench.reference_impls.resnet import resnet
+
+    data = cifar10.synthetic() if cfg.synthetic else cifar10.load(cfg.resolved_data_dir())
+    world = comm.world_size
+    global_batch = cfg.batch_size * world
+    n_train = len(data.train_labels)
+    if global_batch > n_train:
+        raise UserError(f"global batch {global_batch} is larger than the training set ({n_train} images)")
+    depth, version = BENCHMARKS[cfg.benchmark]
+    recipe = CLOSED
+    # Horovod's collectives take contiguous tensors only, and channels_last
+    # weights have channels_last gradients: under Horovod the model keeps
+    # the default layout (recorded in config.json as resolved.channels_last).
+    channels_last = cfg.channels_last and comm.backend != "horovod"
+    torch.manual_seed(seed)  # the same initial weights on every worker
+    model = resnet(depth, version).to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.base_lr, momentum=recipe.momentum,
+                                nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+    wrapped = comm.wrap_model(model)
+    optimizer = comm.wrap_optimizer(optimizer, model)
+    every, unit = parse_eval_every(cfg.eval_every)
+    steps_per_epoch = n_train // global_batch
+    eval_every_samples = int(round(every * (steps_per_epoch * global_batch if unit == "epoch" else 1)))
+    max_epochs = cfg.max_epochs
+    if max_epochs is None and cfg.max_steps is None and cfg.target is None and cfg.time_budget is None:
+        max_epochs = recipe.epochs
+    spec = loop.LoopSpec(
+        train_images=data.train_images.to(device), train_labels=data.train_labels.to(device),
+        test_images=data.test_images.to(device), test_labels=data.test_labels.to(device),
+        model=wrapped, eval_model=model, optimizer=optimizer,
+        lr_at=lambda epoch: recipe.lr_at(epoch, global_batch),
+        normalize=Normalize(cifar10.MEAN, cifar10.STD, device=device, channels_last=channels_last),
+        batch_size=cfg.batch_size, seed=seed, eval_batch_size=cfg.eval_batch_size,
+        autocast_dtype=autocast_dtype, target=cfg.target, time_budget=cfg.time_budget,
+        max_epochs=max_epochs, max_steps=cfg.max_steps, eval_every_samples=eval_every_samples)
+    resolved = {"global_batch": global_batch, "peak_lr": recipe.peak_lr(global_batch),
+                "max_epochs": max_epochs, "eval_every_samples": eval_every_samples,
+                "steps_per_epoch": steps_per_epoch, "channels_last": channels_last}
+    model_info = {"name": cfg.benchmark, "depth": depth, "version": version,
+                  "parameters": sum(p.numel() for p in model.parameters())}
+    return Setup(spec, model, data, resolved, model_info, recipe.to_dict())
+
+
+def _log_header(log, C, cfg, system_name: str) -> None:
+    log.event(C.SUBMISSION_BENCHMARK, cfg.benchmark)
+    log.event(C.SUBMISSION_DIVISION, cfg.division)
+    log.event(C.SUBMISSION_ORG, "ttabench")
+    log.event(C.SUBMISSION_PLATFORM, system_name)
+    log.event(C.SUBMISSION_STATUS, "onprem")
+    log.event(C.CACHE_CLEAR, True)
+    log.start(C.INIT_START)
+
+
+def _log_hyperparameters(log, C, setup: Setup) -> None:
+    r, d = setup.recipe, setup.data
+    log.event(C.SEED, setup.spec.seed)
+    log.event(C.GLOBAL_BATCH_SIZE, setup.resolved["global_batch"])
+    log.event(C.TRAIN_SAMPLES, len(d.train_labels))
+    log.event(C.EVAL_SAMPLES, len(d.test_labels))
+    log.event(C.OPT_NAME, "sgd")
+    log.event(C.OPT_BASE_LR, setup.resolved["peak_lr"])
+    log.event(C.OPT_LR_WARMUP_EPOCHS, r["warmup_epochs"])
+    log.event(C.OPT_LR_DECAY_BOUNDARY_EPOCHS, r["decay_epochs"])
+    log.event(C.OPT_LR_DECAY_FACTOR, r["decay_factor"])
+    log.event("opt_momentum", r["momentum"])
+    log.event("opt_weight_decay", r["weight_decay"])
+    log.event("dataset", d.describe()["name"])
+
+
 def run_worker(cfg, *, command: list[str] | None = None) -> int:
     """Set up, train, record. Returns the process exit code."""
     import torch
@@ -90,20 +183,16 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
     from ttabench.divisions import metrics
     from ttabench.divisions.submission import atomic_write_json, new_run_dir
     from ttabench.launch import comm as comm_mod, loop, progress, system
-    from ttabench.launch.config import parse_eval_every
     from ttabench.launch.mllog import C, RunLog
     from ttabench.launch.record import Recorder
-    from ttabench.reference_impls import cifar10
-    from ttabench.reference_impls.augment import Normalize
-    from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED
-    from ttabench.reference_impls.resnet import resnet
 
     stop = _StopFlag()
     backend = _detect_backend(cfg.backend)
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("HOROVOD_LOCAL_SIZE", 1)))
     local_rank = int(os.environ.get("LOCAL_RANK", os.environ.get("HOROVOD_LOCAL_RANK", 0)))
     # Threads: decided here, before any parallel region runs; torchrun's
-    # OMP_NUM_THREADS=1 default would otherwise leave cores idle.
+    # OMP_NUM_THREADS=1 default would otherwise leave cores idle, and more
+    # threads than cores per node would oversubscribe them.
     threads = cfg.threads or max(1, system.usable_cores() // max(1, local_world))
     torch.set_num_threads(threads)
     device = _device(cfg, local_rank)
@@ -113,113 +202,46 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
     seed = _agree_seed(comm, cfg.seed)
     desc = system.describe()
     system_name = cfg.system or system.default_system_name(desc)
-    depth, version = BENCHMARKS[cfg.benchmark]
 
     run_dir, log, recorder = cfg.run_dir, RunLog(None), None
-    if rank0:
-        if run_dir is None:
-            run_dir = new_run_dir(cfg.results_dir, system_name, cfg.benchmark, cfg.division)
-        os.makedirs(run_dir, exist_ok=True)
-        log = RunLog(os.path.join(run_dir, "mllog.txt"))
-        log.event(C.SUBMISSION_BENCHMARK, cfg.benchmark)
-        log.event(C.SUBMISSION_DIVISION, cfg.division)
-        log.event(C.SUBMISSION_ORG, "ttabench")
-        log.event(C.SUBMISSION_PLATFORM, system_name)
-        log.event(C.SUBMISSION_STATUS, "onprem")
-        log.event(C.CACHE_CLEAR, True)
-        log.start(C.INIT_START)
     try:
+        if rank0:
+            if run_dir is None:
+                run_dir = new_run_dir(cfg.results_dir, system_name, cfg.benchmark, cfg.division)
+            log = RunLog(os.path.join(run_dir, "mllog.txt"))
+            _log_header(log, C, cfg, system_name)
         t_init = time.perf_counter()
-        if cfg.synthetic:
-            data = cifar10.synthetic()
-        else:
-            data = cifar10.load(cfg.resolved_data_dir())
-        world = comm.world_size
-        global_batch = cfg.batch_size * world
-        if global_batch > len(data.train_labels):
-            raise UserError(f"global batch {global_batch} is larger than the training set "
-                            f"({len(data.train_labels)} images)")
-        torch.manual_seed(seed)  # the same initial weights on every worker
-        model = resnet(depth, version).to(device)
-        memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        model = model.to(memory_format=memory_format)
-        recipe = CLOSED
-        optimizer = torch.optim.SGD(model.parameters(), lr=recipe.base_lr, momentum=recipe.momentum,
-                                    nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
-        wrapped = comm.wrap_model(model)
-        optimizer = comm.wrap_optimizer(optimizer, model)
-        eval_every, unit = parse_eval_every(cfg.eval_every)
-        steps_per_epoch = len(data.train_labels) // global_batch
-        eval_every_samples = int(round(eval_every * (steps_per_epoch * global_batch if unit == "epoch"
-                                                     else 1)))
-        max_epochs = cfg.max_epochs
-        if max_epochs is None and cfg.max_steps is None and cfg.target is None and cfg.time_budget is None:
-            max_epochs = recipe.epochs
-        spec = loop.LoopSpec(
-            train_images=data.train_images.to(device), train_labels=data.train_labels.to(device),
-            test_images=data.test_images.to(device), test_labels=data.test_labels.to(device),
-            model=wrapped, eval_model=model, optimizer=optimizer,
-            lr_at=lambda epoch: recipe.lr_at(epoch, global_batch),
-            normalize=Normalize(cifar10.MEAN, cifar10.STD, device=device,
-                                channels_last=cfg.channels_last),
-            batch_size=cfg.batch_size, seed=seed, eval_batch_size=cfg.eval_batch_size,
-            autocast_dtype=autocast_dtype, target=cfg.target, time_budget=cfg.time_budget,
-            max_epochs=max_epochs, max_steps=cfg.max_steps, eval_every_samples=eval_every_samples)
-        n_params = sum(p.numel() for p in model.parameters())
+        setup = build(cfg, comm, seed, device, autocast_dtype)
         init_s = time.perf_counter() - t_init
-
         hooks = []
         if rank0:
-            resolved = {
-                "seed": seed, "world_size": world, "nodes": comm.nodes,
-                "local_world_size": comm.local_world_size, "backend": comm.backend,
-                "dist_backend": comm.dist_backend, "device": str(device), "threads": threads,
-                "precision": cfg.precision, "compile": cfg.compile,
-                "channels_last": cfg.channels_last, "global_batch": global_batch,
-                "peak_lr": recipe.peak_lr(global_batch), "max_epochs": max_epochs,
-                "eval_every_samples": eval_every_samples, "steps_per_epoch": steps_per_epoch,
-                "system": system_name,
-            }
-            config = {
-                "ttabench_version": __version__,
-                "command": command or sys.argv,
-                "config": cfg.to_dict(),
-                "resolved": resolved,
-                "model": {"name": cfg.benchmark, "depth": depth, "version": version,
-                          "parameters": n_params},
-                "recipe": recipe.to_dict(),
-                "data": data.describe(),
-                "software": desc["software"],
-            }
-            atomic_write_json(os.path.join(run_dir, "config.json"), config)
+            resolved = dict(setup.resolved, seed=seed, world_size=comm.world_size, nodes=comm.nodes,
+                            local_world_size=comm.local_world_size, backend=comm.backend,
+                            dist_backend=comm.dist_backend, device=str(device), threads=threads,
+                            precision=cfg.precision, compile=cfg.compile, system=system_name)
+            atomic_write_json(os.path.join(run_dir, "config.json"), {
+                "ttabench_version": __version__, "command": command or sys.argv,
+                "config": cfg.to_dict(), "resolved": resolved, "model": setup.model_info,
+                "recipe": setup.recipe, "data": setup.data.describe(), "software": desc["software"],
+            })
             system_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(run_dir))))
             atomic_write_json(os.path.join(system_dir, "system.json"), desc)
-            log.event(C.SEED, seed)
-            log.event(C.GLOBAL_BATCH_SIZE, global_batch)
-            log.event(C.TRAIN_SAMPLES, len(data.train_labels))
-            log.event(C.EVAL_SAMPLES, len(data.test_labels))
-            log.event(C.OPT_NAME, "sgd")
-            log.event(C.OPT_BASE_LR, recipe.peak_lr(global_batch))
-            log.event(C.OPT_LR_WARMUP_EPOCHS, recipe.warmup_epochs)
-            log.event(C.OPT_LR_DECAY_BOUNDARY_EPOCHS, list(recipe.decay_epochs))
-            log.event(C.OPT_LR_DECAY_FACTOR, recipe.decay_factor)
-            log.event("opt_momentum", recipe.momentum)
-            log.event("opt_weight_decay", recipe.weight_decay)
-            log.event("dataset", data.describe()["name"])
-            base = {
+            _log_hyperparameters(log, C, setup)
+            recorder = Recorder(run_dir, log, {
                 "benchmark": cfg.benchmark, "division": cfg.division,
-                "dataset": data.describe()["name"], "synthetic": data.synthetic, "seed": seed,
-                "world_size": world, "nodes": comm.nodes, "backend": comm.backend,
-                "global_batch": global_batch, "init_s": init_s,
-            }
-            recorder = Recorder(run_dir, log, base, cfg)
-            title = f"{cfg.benchmark} {cfg.division}" + (" [synthetic data]" if data.synthetic else "")
+                "dataset": setup.data.describe()["name"], "synthetic": setup.data.synthetic,
+                "seed": seed, "world_size": comm.world_size, "nodes": comm.nodes,
+                "backend": comm.backend, "global_batch": setup.resolved["global_batch"],
+                "init_s": init_s}, cfg)
+            title = f"{cfg.benchmark} {cfg.division}" + (" [synthetic data]" if setup.data.synthetic else "")
             thresholds = metrics.thresholds(*metrics.parse_thresholds(cfg.thresholds))
             hooks = [recorder, progress.make(cfg.progress, title, thresholds, cfg.target)]
         log.end(C.INIT_STOP)
-        result = loop.run(spec, comm, loop.HookList(hooks), stop_requested=stop)
+        result = loop.run(setup.spec, comm, loop.HookList(hooks), stop_requested=stop)
         breakdowns = comm.gather(result.breakdown)
         if rank0:
+            if cfg.save_model:
+                _save_model(setup.model, os.path.join(run_dir, "model.pt"))
             worst = {k: max(b[k] for b in breakdowns) for k in breakdowns[0] if k != "rank"}
             recorder.write_summary({
                 "status": result.status, "stop_reason": result.stop_reason,
@@ -232,17 +254,39 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
                 "time_breakdown": {"max_over_ranks": worst, "per_rank": breakdowns},
             })
             _print_summary(run_dir)
-        return 0 if result.status in ("success",) else (130 if result.status == "interrupted" else 3)
+        return {"success": 0, "interrupted": 130}.get(result.status, 3)
     except BaseException as e:
-        if rank0 and recorder is not None:
+        if rank0 and run_dir is not None:
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            recorder.write_summary({"status": status, "error": _one_line(e), "failed_rank": comm.rank,
-                                    "signal": stop.signal})
+            _record_failure(run_dir, recorder, status, e, comm.rank, stop.signal)
             log.end(C.RUN_STOP, status="aborted", ttabench_status=status)
         raise
     finally:
         log.close()
         comm.close()
+
+
+def _record_failure(run_dir, recorder, status, e, rank, signal_name) -> None:
+    from ttabench.divisions.submission import atomic_write_json
+
+    info = {"status": status, "error": _one_line(e), "failed_rank": rank, "signal": signal_name}
+    if recorder is not None:
+        recorder.write_summary(info)
+    else:  # failed during set-up: there is no curve, but the folder says why
+        atomic_write_json(os.path.join(run_dir, "summary.json"), info)
+
+
+def _save_model(model, path: str) -> None:
+    """Rank 0's final weights and buffers (a plain state_dict, loadable with weights_only=True)."""
+    import io
+
+    import torch
+
+    from ttabench.divisions.submission import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _one_line(e: BaseException) -> str:

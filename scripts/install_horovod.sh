@@ -213,7 +213,7 @@ mkdir -p "$LOG_DIR"
 BUILD_LOG="$LOG_DIR/${CACHE_KEY}-$(date +%Y%m%d-%H%M%S).log"
 log "building the wheel (pip wheel --no-build-isolation --no-deps); log: $BUILD_LOG"
 build_start=$SECONDS
-build_cmd=(pip_ wheel -v --no-build-isolation --no-deps -w "$PARTIAL_DIR" "$SRC_DIR")
+build_cmd=(pip_ wheel -v --no-cache-dir --no-build-isolation --no-deps -w "$PARTIAL_DIR" "$SRC_DIR")
 if [[ "${INSTALL_HOROVOD_VERBOSE:-0}" == 1 ]]; then
     "${build_cmd[@]}" 2>&1 | tee "$BUILD_LOG" || build_rc=$?
 else
