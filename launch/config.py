@@ -74,6 +74,8 @@ class RunConfig:
     nnodes: int = _f(1, "number of nodes (torchrun, c10d rendezvous)", "launch")
     node_rank: int = _f(0, "this node's rank (multi-node)", "launch")
     rdzv_endpoint: str | None = _f(None, "HOST:PORT of the rendezvous (multi-node)", "launch")
+    local_addr: str | None = _f(None, "address the other nodes reach this node at (multi-node; "
+                                      "default: this host's name)", "launch")
     collective_timeout: float = _f(120.0, "seconds before a collective that never completes "
                                           "fails the run (a dead peer)", "launch")
     # -- output

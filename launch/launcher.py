@@ -112,7 +112,7 @@ def _launch_torchrun(cfg: RunConfig) -> tuple[int, str]:
     lc = LaunchConfig(
         min_nodes=cfg.nnodes, max_nodes=cfg.nnodes, nproc_per_node=cfg.workers,
         run_id=run_id, rdzv_backend="c10d", rdzv_endpoint=endpoint, rdzv_configs=rdzv_configs,
-        max_restarts=0, monitor_interval=0.2, start_method="spawn",
+        max_restarts=0, monitor_interval=0.2, start_method="spawn", local_addr=cfg.local_addr,
         logs_specs=DefaultLogsSpecs(),
     )
     # torchrun's default of one OpenMP thread per worker: the worker sets its
