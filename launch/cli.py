@@ -56,7 +56,7 @@ def _cmd_env(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ttabench.launch import readers
+    from ttabench.launch import bench, readers
     from ttabench.launch.config import add_arguments
 
     p = argparse.ArgumentParser(prog="ttabench", description=(
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     readers.add_commands(sub)
+    bench.add_commands(sub)
 
     d = sub.add_parser("data", help="get or make data sets")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")

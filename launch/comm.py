@@ -33,9 +33,26 @@ class Comm:
         self.nodes = 1
         self.comm_wait_s = 0.0  # exposed gradient-communication wait, this rank
         self.allreduce_busy_s = 0.0  # launch-to-completion time of gradient all-reduces
+        self.emulator = None  # network.LinkEmulator when a network is emulated
 
     def allreduce(self, values: list[float], op: str = "sum") -> list[float]:
         return list(values)
+
+    def emulate_network(self, link) -> None:
+        from ttabench.launch.network import LinkEmulator
+
+        self.emulator = LinkEmulator(link, self.world_size) if link.emulated else None
+
+    def allreduce_tensor(self, tensor) -> None:
+        """Sum-all-reduce a tensor in place, as a training collective (emulated link applies)."""
+
+    def now(self) -> float:
+        """The clock collectives are timed with (the emulator's, which tests can fake)."""
+        return self.emulator.clock() if self.emulator is not None else time.perf_counter()
+
+    def _emulate(self, started: float, nbytes: int) -> None:
+        if self.emulator is not None:
+            self.emulator.complete(started, nbytes)
 
     def barrier(self) -> None:
         pass
@@ -97,6 +114,11 @@ class TorchComm(Comm):
         # timeout on every backend.
         self.allreduce([0.0])
 
+    def allreduce_tensor(self, tensor):
+        started = time.perf_counter()
+        dist.all_reduce(tensor)
+        self._emulate(started, tensor.numel() * tensor.element_size())
+
     def gather(self, obj):
         out = [None] * self.world_size
         dist.all_gather_object(out, obj)
@@ -139,13 +161,16 @@ class TorchComm(Comm):
 def _timed_allreduce_hook(state: TorchComm, bucket):
     """DDP comm hook: mean all-reduce of a bucket, recording launch and completion times."""
     tensor = bucket.buffer()
-    launched = time.perf_counter()
+    launched = state.now()
     state._last_launch = launched
     tensor.div_(state.world_size)
     fut = dist.all_reduce(tensor, async_op=True).get_future()
 
     def done(f):
-        now = time.perf_counter()
+        # Runs when the real all-reduce finishes; an emulated link then holds
+        # the bucket back until its modelled completion time.
+        state._emulate(launched, tensor.numel() * tensor.element_size())
+        now = state.now()
         state._last_done = max(state._last_done, now)
         state.allreduce_busy_s += now - launched
         return f.value()[0]
@@ -181,11 +206,22 @@ class HorovodComm(Comm):
     def barrier(self):
         self.hvd.barrier()
 
+    def allreduce_tensor(self, tensor):
+        started = time.perf_counter()
+        self.hvd.allreduce_(tensor, op=self.hvd.Sum, name=f"bench.{tensor.numel()}")
+        self._emulate(started, tensor.numel() * tensor.element_size())
+
     def gather(self, obj):
         return self.hvd.allgather_object(obj)
 
     def wrap_optimizer(self, optimizer, model):
         hvd = self.hvd
+        self._grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters()
+                               if p.requires_grad)
+        self._first_grad = None
+        for p in model.parameters():
+            if p.requires_grad:
+                p.register_post_accumulate_grad_hook(self._grad_ready)
         hvd.broadcast_parameters(model.state_dict(), root_rank=0)
         # hvd.broadcast_optimizer_state() first fills an empty state by taking
         # one optimizer step on zero gradients, which with weight decay moves
@@ -197,10 +233,19 @@ class HorovodComm(Comm):
         return hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters(),
                                         op=hvd.Average)
 
+    def _grad_ready(self, p) -> None:
+        if self._first_grad is None:
+            self._first_grad = time.perf_counter()
+
     def backward_and_step(self, loss, optimizer):
+        self._first_grad = None
         loss.backward()  # gradient all-reduces start from hooks as gradients appear
         t0 = time.perf_counter()
         optimizer.synchronize()  # what is left of communication after backward: exposed wait
+        # Horovod fuses a step's gradients into one all-reduce (tensor fusion):
+        # the emulated link models one collective of all gradient bytes,
+        # starting when the first gradient was ready.
+        self._emulate(self._first_grad or t0, self._grad_bytes)
         self.comm_wait_s += time.perf_counter() - t0
         with optimizer.skip_synchronize():
             optimizer.step()

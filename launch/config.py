@@ -76,6 +76,12 @@ class RunConfig:
     rdzv_endpoint: str | None = _f(None, "HOST:PORT of the rendezvous (multi-node)", "launch")
     local_addr: str | None = _f(None, "address the other nodes reach this node at (multi-node; "
                                       "default: this host's name)", "launch")
+    network: str | None = _f(None, "emulated network profile (see `ttabench network list`): "
+                                   "loopback, 100gbe, 25gbe, 10gbe, 1gbe, 100mbit, wan", "network")
+    bandwidth: str | None = _f(None, "emulated link bandwidth, tc units: e.g. 1gbit, 100mbit, 125mbps",
+                               "network")
+    latency: str | None = _f(None, "emulated per-message latency, tc units: e.g. 0.5ms, 50us",
+                             "network")
     collective_timeout: float = _f(120.0, "seconds before a collective that never completes "
                                           "fails the run (a dead peer)", "launch")
     # -- output
@@ -122,6 +128,9 @@ class RunConfig:
         if self.collective_timeout <= 0:
             raise UserError("--collective-timeout must be > 0")
         metrics.parse_thresholds(self.thresholds)
+        from ttabench.launch import network
+
+        network.resolve(self.network, self.bandwidth, self.latency)
         parse_eval_every(self.eval_every)
         if self.synthetic and self.data_dir:
             raise UserError("give either --data-dir or --synthetic, not both")

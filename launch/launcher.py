@@ -138,15 +138,19 @@ def _describe_failures(e) -> str:
     return "; ".join(parts)
 
 
-def _launch_horovod(cfg: RunConfig) -> tuple[int, str]:
+def horovodrun_command(workers: int) -> list[str]:
+    """horovodrun with the gloo controller on this host, from this environment."""
     horovodrun = shutil.which("horovodrun", path=os.path.dirname(sys.executable) + os.pathsep
                               + os.environ.get("PATH", ""))
     if horovodrun is None:
         raise UserError("horovodrun not found: install Horovod with scripts/install_horovod.sh")
+    return [horovodrun, "-np", str(workers), "-H", f"localhost:{workers}", "--gloo"]
+
+
+def _launch_horovod(cfg: RunConfig) -> tuple[int, str]:
     worker_cfg = dataclasses.replace(cfg, backend="horovod")
-    n = cfg.workers
-    cmd = [horovodrun, "-np", str(n), "-H", f"localhost:{n}", "--gloo",
-           sys.executable, "-m", "ttabench.launch.worker"] + worker_argv(worker_cfg)
+    cmd = (horovodrun_command(cfg.workers) + [sys.executable, "-m", "ttabench.launch.worker"]
+           + worker_argv(worker_cfg))
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)

@@ -326,7 +326,9 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
     t["compute_s"] -= comm_wait  # backward_and_step's time includes the exposed wait
     breakdown = {"rank": rank, "train_s": clock.train_s, "total_s": total_s,
                  "compute_s": t["compute_s"], "comm_wait_s": comm_wait,
-                 "allreduce_busy_s": comm.allreduce_busy_s, "data_s": t["data_s"],
+                 "allreduce_busy_s": comm.allreduce_busy_s,
+                 "network_delay_s": comm.emulator.added_s if comm.emulator else 0.0,
+                 "data_s": t["data_s"],
                  "control_s": t["control_s"], "hooks_s": getattr(hooks, "overhead_s", 0.0),
                  "eval_s": t["eval_s"]}
     result = LoopResult(status=status, stop_reason=reason, curve=curve, steps=step,

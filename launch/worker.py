@@ -182,7 +182,7 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
 
     from ttabench.divisions import metrics
     from ttabench.divisions.submission import atomic_write_json, new_run_dir
-    from ttabench.launch import comm as comm_mod, loop, progress, system
+    from ttabench.launch import comm as comm_mod, loop, network, progress, system
     from ttabench.launch.mllog import C, RunLog
     from ttabench.launch.record import Recorder
 
@@ -198,6 +198,8 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
     device = _device(cfg, local_rank)
     autocast_dtype = _autocast_dtype(cfg.precision, device)
     comm = comm_mod.init(backend, cfg.dist_backend, device, cfg.collective_timeout)
+    link = network.resolve(cfg.network, cfg.bandwidth, cfg.latency)
+    comm.emulate_network(link)
     rank0 = comm.rank == 0
     seed = _agree_seed(comm, cfg.seed)
     desc = system.describe()
@@ -218,7 +220,8 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
             resolved = dict(setup.resolved, seed=seed, world_size=comm.world_size, nodes=comm.nodes,
                             local_world_size=comm.local_world_size, backend=comm.backend,
                             dist_backend=comm.dist_backend, device=str(device), threads=threads,
-                            precision=cfg.precision, compile=cfg.compile, system=system_name)
+                            precision=cfg.precision, compile=cfg.compile, system=system_name,
+                            network=link.describe())
             atomic_write_json(os.path.join(run_dir, "config.json"), {
                 "ttabench_version": __version__, "command": command or sys.argv,
                 "config": cfg.to_dict(), "resolved": resolved, "model": setup.model_info,

@@ -1,0 +1,213 @@
+"""`ttabench bench allreduce`: measured all-reduce time per message size, beside the model.
+
+    ttabench bench allreduce --workers 2 --bandwidth 1gbit --latency 50us --sizes 4kb,1mb,16mb
+    ttabench bench allreduce --workers 2 --backend horovod --network 100mbit --json
+
+Workers are started exactly as for training (torch.distributed.run's API or
+horovodrun) and all-reduce float32 buffers through the same emulation code
+as the DDP hook and the Horovod wrapper. For each size: a few warm-up
+rounds, then `--repeat` timed rounds; a round's time is the MAX over workers
+(each round starts after a barrier). Reported: median and spread, the
+model's time, and the ratio measured / model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+from ttabench import UserError
+
+
+@dataclasses.dataclass
+class BenchConfig:
+    workers: int = 2
+    backend: str = "torchrun"
+    network: str | None = None
+    bandwidth: str | None = None
+    latency: str | None = None
+    sizes: str = "4kb,1mb,16mb"
+    repeat: int = 10
+    warmup: int = 2
+    threads: int = 1
+    collective_timeout: float = 60.0
+
+    def argv(self) -> list[str]:
+        out = []
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is not None:
+                out += ["--" + f.name.replace("_", "-"), str(v)]
+        return out
+
+
+def _add_args(p: argparse.ArgumentParser) -> None:
+    d = BenchConfig()
+    p.add_argument("--workers", type=int, default=d.workers, help="worker processes")
+    p.add_argument("--backend", choices=("torchrun", "horovod"), default=d.backend)
+    p.add_argument("--network", help="emulated network profile (loopback, 1gbe, 100mbit, ...)")
+    p.add_argument("--bandwidth", help="emulated bandwidth, tc units (1gbit, 100mbit)")
+    p.add_argument("--latency", help="emulated latency, tc units (50us, 0.5ms)")
+    p.add_argument("--sizes", default=d.sizes, help="message sizes, tc units (4kb = 4096 bytes)")
+    p.add_argument("--repeat", type=int, default=d.repeat, help="timed rounds per size")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="untimed rounds per size")
+    p.add_argument("--threads", type=int, default=d.threads, help="intra-op threads per worker")
+    p.add_argument("--collective-timeout", type=float, default=d.collective_timeout)
+
+
+def _validate(cfg: BenchConfig) -> list[int]:
+    from ttabench.launch import network
+
+    if cfg.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {cfg.workers}")
+    if cfg.repeat < 1 or cfg.warmup < 0:
+        raise UserError("--repeat must be >= 1 and --warmup >= 0")
+    network.resolve(cfg.network, cfg.bandwidth, cfg.latency)
+    sizes = [network.parse_size(s) for s in cfg.sizes.split(",") if s.strip()]
+    if not sizes:
+        raise UserError("--sizes needs at least one size")
+    return sizes
+
+
+# -- worker side ---------------------------------------------------------------
+
+def worker_main(argv=None) -> int:
+    import torch
+
+    from ttabench.launch import comm as comm_mod, network
+
+    p = argparse.ArgumentParser(prog="python -m ttabench.launch.bench")
+    _add_args(p)
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    out = args.out
+    cfg = BenchConfig(**{k: v for k, v in vars(args).items() if k != "out"})
+    sizes = _validate(cfg)
+    torch.set_num_threads(cfg.threads)
+    comm = comm_mod.init(cfg.backend, None, torch.device("cpu"), cfg.collective_timeout)
+    link = network.resolve(cfg.network, cfg.bandwidth, cfg.latency)
+    comm.emulate_network(link)
+    rows = []
+    try:
+        for nbytes in sizes:
+            buf = torch.ones(max(1, nbytes // 4), dtype=torch.float32)
+            times = []
+            for i in range(cfg.warmup + cfg.repeat):
+                comm.barrier()
+                t0 = time.perf_counter()
+                comm.allreduce_tensor(buf)
+                dt = comm.allreduce([time.perf_counter() - t0], op="max")[0]
+                if i >= cfg.warmup:
+                    times.append(dt)
+            model = link.allreduce_time(buf.numel() * 4, comm.world_size)
+            med = statistics.median(times)
+            rows.append({"bytes": buf.numel() * 4, "median_s": med, "min_s": min(times),
+                         "max_s": max(times), "model_s": model,
+                         "ratio": med / model if model > 0 else None, "times_s": times})
+        if comm.rank == 0:
+            result = {"workers": comm.world_size, "backend": comm.backend,
+                      "dist_backend": comm.dist_backend, "network": link.describe(),
+                      "repeat": cfg.repeat, "rows": rows}
+            with open(out, "w", encoding="utf-8") as f:
+                json.dump(result, f)
+    finally:
+        comm.close()
+    return 0
+
+
+# -- launcher side -------------------------------------------------------------
+
+def run_allreduce(cfg: BenchConfig) -> dict:
+    _validate(cfg)
+    with tempfile.TemporaryDirectory(prefix="ttabench-bench-") as tmp:
+        out = os.path.join(tmp, "result.json")
+        args = ["-m", "ttabench.launch.bench"] + cfg.argv() + ["--out", out]
+        if cfg.backend == "torchrun":
+            _torchrun(cfg.workers, args)
+        else:
+            _horovodrun(cfg.workers, args)
+        with open(out, encoding="utf-8") as f:
+            return json.load(f)
+
+
+def _torchrun(workers: int, args: list[str]) -> None:
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    lc = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=workers, run_id=uuid.uuid4().hex,
+                      rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0",
+                      rdzv_configs={"is_host": True}, max_restarts=0, monitor_interval=0.2)
+    try:
+        elastic_launch(lc, entrypoint=sys.executable)(*args)
+    except ChildFailedError as e:
+        raise UserError(f"all-reduce benchmark failed: {e.failures}") from None
+
+
+def _horovodrun(workers: int, args: list[str]) -> None:
+    import subprocess
+
+    from ttabench.launch.launcher import horovodrun_command
+
+    cmd = horovodrun_command(workers) + [sys.executable] + args
+    proc = subprocess.run(cmd, env=_env_with_bin())
+    if proc.returncode != 0:
+        raise UserError(f"all-reduce benchmark under horovodrun failed (exit {proc.returncode})")
+
+
+def _env_with_bin() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def format_table(result: dict) -> str:
+    net = result["network"]
+    lines = [f"all-reduce, {result['workers']} workers, {result['backend']} "
+             f"({result['dist_backend']}), network: {net['profile']}"
+             + (f" ({net['bandwidth']}, {1e6 * net['latency_s']:g} us)" if net["bandwidth"] else ""),
+             f"{'size':>10} {'median':>11} {'min':>11} {'max':>11} {'model':>11} {'measured/model':>15}"]
+    for r in result["rows"]:
+        ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else "-"
+        lines.append(f"{_size(r['bytes']):>10} {_ms(r['median_s']):>11} {_ms(r['min_s']):>11} "
+                     f"{_ms(r['max_s']):>11} {_ms(r['model_s']) if r['model_s'] else '-':>11} "
+                     f"{ratio:>15}")
+    return "\n".join(lines)
+
+
+def _ms(s: float) -> str:
+    return f"{1e3 * s:.3f} ms"
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("MiB", 1024**2), ("KiB", 1024)):
+        if n >= scale:
+            return f"{n / scale:g} {unit}"
+    return f"{n} B"
+
+
+def _cmd_allreduce(args) -> int:
+    cfg = BenchConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchConfig)})
+    result = run_allreduce(cfg)
+    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    return 0
+
+
+def add_commands(sub) -> None:
+    b = sub.add_parser("bench", help="micro-benchmarks (all-reduce time vs the network model)")
+    bsub = b.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
+    a = bsub.add_parser("allreduce", help="all-reduce time per message size, beside the model")
+    _add_args(a)
+    a.add_argument("--json", action="store_true", help="print JSON")
+    a.set_defaults(func=_cmd_allreduce)
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main())
