@@ -21,12 +21,24 @@ from ttabench import UserError, __version__
 
 
 def _cmd_run(args) -> int:
+    import dataclasses
+
     from ttabench.launch import launcher
     from ttabench.launch.config import from_args
 
     cfg = from_args(args)
     cfg.validate()
-    return launcher.launch(cfg, argv=sys.argv)
+    seeds = launcher.seed_list(cfg.seed, args.seeds, args.seed_list)
+    if seeds is None:
+        return launcher.launch(cfg, argv=sys.argv)
+    worst = 0
+    for i, seed in enumerate(seeds):
+        print(f"ttabench: seed {seed} ({i + 1} of {len(seeds)})", flush=True)
+        code = launcher.launch(dataclasses.replace(cfg, seed=seed), argv=sys.argv)
+        if code == 130:
+            return code  # interrupted: do not start the next seed
+        worst = worst or code
+    return worst
 
 
 def _cmd_data_download(args) -> int:
@@ -70,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Train a benchmark under the timed loop and write "
                                      "results/<system>/<benchmark>/<division>/<run-id>/.")
     add_arguments(run)
+    seeds = run.add_argument_group("several runs").add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=int, metavar="N",
+                       help="run N times with distinct seeds (--seed S gives S, S+1, ...; "
+                            "otherwise N fresh random seeds), one run folder each")
+    seeds.add_argument("--seed-list", metavar="S1,S2,...", help="run once per listed seed")
     run.set_defaults(func=_cmd_run)
 
     readers.add_commands(sub)

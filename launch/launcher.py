@@ -46,6 +46,34 @@ def worker_argv(cfg: RunConfig) -> list[str]:
     return out
 
 
+def seed_list(seed: int | None, count: int | None, listed: str | None) -> list[int] | None:
+    """The seeds of a multi-seed run (None for a single run); always distinct."""
+    if listed is not None:
+        try:
+            seeds = [int(s) for s in listed.split(",") if s.strip()]
+        except ValueError:
+            raise UserError(f"--seed-list must be integers separated by commas, got {listed!r}") from None
+        if not seeds:
+            raise UserError("--seed-list is empty")
+        if len(set(seeds)) != len(seeds):
+            raise UserError(f"--seed-list repeats a seed: {listed}")
+        return seeds
+    if count is None:
+        return None
+    if count < 1:
+        raise UserError(f"--seeds must be >= 1, got {count}")
+    if seed is not None:
+        return [seed + i for i in range(count)]
+    import secrets
+
+    seeds: list[int] = []
+    while len(seeds) < count:
+        s = secrets.randbits(31)
+        if s not in seeds:
+            seeds.append(s)
+    return seeds
+
+
 def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
     backend = cfg.backend_name()
     if backend == "none":
