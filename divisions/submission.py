@@ -162,3 +162,28 @@ def read_json(path: str) -> dict:
     if not isinstance(obj, dict):
         raise UserError(f"{path}: expected a JSON object")
     return obj
+
+
+def is_run_dir(path: str) -> bool:
+    """A run folder holds at least one of the run files (a failed run may lack some)."""
+    return os.path.isdir(path) and any(os.path.isfile(os.path.join(path, f)) for f in RUN_FILES)
+
+
+def find_run_dirs(path: str) -> list[str]:
+    """The run folders at or below `path`, sorted; a run folder is not searched further."""
+    if not os.path.isdir(path):
+        raise UserError(f"not a folder: {path}")
+    if is_run_dir(path):
+        return [path]
+    found = []
+    for folder, dirs, _files in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        keep = []
+        for d in dirs:
+            sub = os.path.join(folder, d)
+            if is_run_dir(sub):
+                found.append(sub)
+            else:
+                keep.append(d)
+        dirs[:] = keep
+    return sorted(found)

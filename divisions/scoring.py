@@ -1,0 +1,335 @@
+"""Scoring several runs: statistics across seeds, comparisons of two systems, and the
+one-table report of a results tree. Pure functions over curves and the JSON files
+of run folders; no torch.
+
+Rules (the docs and ``--help`` say the same):
+
+- Every metric is recomputed from curve.csv; summary.json is read only for the
+  run's own parameters (threshold spec, target, budget) and its description
+  (status, seed, workers, throughput).
+- A run that did not reach a threshold has no TTA there. It is listed and
+  excluded from the statistics with a note, never averaged as zero, as the
+  budget or as infinity.
+- Averaging a group of runs for ``compare`` (A or B is a folder of seeds):
+  TTA(T) of the group is the arithmetic mean of the runs' TTA(T), defined only
+  when EVERY run reached T (dropping the runs that did not would make the
+  group look faster than it is); ATTMT(LOW..T) of the group is the mean of
+  the runs' ATTMT(LOW..T), defined under the same condition. The ratio is
+  B / A (above 1: B took longer).
+- ``report`` scores a configuration by the olympic mean over its runs (drop
+  one min and one max, as MLPerf) when at least 3 runs have the value, and by
+  the plain mean, marked as such, when only 1 or 2 do. Runs with status
+  success or diverged are scored; failed, interrupted and unfinished runs are
+  counted but not scored.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ttabench import UserError
+from ttabench.divisions import metrics, stats
+from ttabench.divisions.submission import (curve_points, find_run_dirs, is_run_dir, read_curve,
+                                           read_json)
+
+SCORED_STATUSES = ("success", "diverged")
+
+
+@dataclass
+class Run:
+    """What the readers know about one run (a run folder) or one bare curve.csv."""
+
+    name: str  # the path as the user gave it (or as found below a folder they gave)
+    rows: list[dict]
+    summary: dict | None = None
+    config: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def points(self) -> list[tuple[float, float]]:
+        return curve_points(self.rows)
+
+    @property
+    def status(self) -> str | None:
+        return None if self.summary is None else self.summary.get("status")
+
+    @property
+    def run_metrics(self) -> dict:
+        return (self.summary or {}).get("metrics") or {}
+
+    @property
+    def seed(self):
+        if self.summary and self.summary.get("seed") is not None:
+            return self.summary["seed"]
+        return ((self.config or {}).get("resolved") or {}).get("seed")
+
+
+def load_run(path: str) -> Run:
+    """A run folder (curve.csv plus summary.json and config.json when present) or a curve file."""
+    if not os.path.isdir(path):
+        return Run(path, read_curve(path))
+    join = os.path.join
+    summary = read_json(join(path, "summary.json")) if os.path.isfile(join(path, "summary.json")) else None
+    config = read_json(join(path, "config.json")) if os.path.isfile(join(path, "config.json")) else None
+    if os.path.isfile(join(path, "curve.csv")):
+        return Run(path, read_curve(path), summary, config)
+    if summary is None and config is None:
+        raise UserError(f"{path}: not a run folder (no curve.csv, summary.json or config.json)")
+    # A run that failed before its first evaluation: no curve, nothing reached.
+    return Run(path, [], summary, config, notes=["no curve.csv (no evaluation was recorded)"])
+
+
+def load_inputs(paths: list[str], skipped: list[dict] | None = None,
+                every_run: bool = False) -> list[Run]:
+    """Runs from run folders, curve files, or folders holding run folders (every run below).
+
+    Below a folder, only finished runs whose numbers are results (status success or
+    diverged) are taken; the others (failed, interrupted, still running) are left out
+    and appended to `skipped` as {"name", "status"}. A run folder named explicitly is
+    always taken, whatever its status; `every_run` takes every run below folders too.
+    """
+    runs = []
+    for path in paths:
+        if not os.path.exists(path):
+            raise UserError(f"not found: {path}")
+        if os.path.isdir(path) and not is_run_dir(path):
+            found = find_run_dirs(path)
+            if not found:
+                raise UserError(f"{path}: no run folders below it (a run folder holds curve.csv, "
+                                "summary.json, config.json, mllog.txt)")
+            taken = 0
+            for p in found:
+                run = load_run(p)
+                if not every_run and run.summary is not None and run.status not in SCORED_STATUSES:
+                    if skipped is not None:
+                        skipped.append({"name": run.name, "status": run.status})
+                    continue
+                runs.append(run)
+                taken += 1
+            if not taken:
+                raise UserError(f"{path}: no finished runs below it (only failed or unfinished ones)")
+        else:
+            runs.append(load_run(path))
+    return runs
+
+
+# --- several runs: statistics ------------------------------------------------------------
+
+def _reason_tta(run: Run, target: float) -> str:
+    why = f"did not reach the target {target:g}"
+    best = max((acc for _, acc in run.points), default=None)
+    if best is not None:
+        why += f" (best accuracy {best:.4f})"
+    return _with_status(run, why)
+
+
+def _reason_attmt(run: Run, ts: list[float], times: list) -> str:
+    missed = [t for t, v in zip(ts, times) if v is None]
+    return _with_status(run, f"ATTMT undefined: {len(missed)} of {len(ts)} thresholds not reached "
+                             f"(from {missed[0]:g})")
+
+
+def _with_status(run: Run, why: str) -> str:
+    if run.notes:
+        why += "; " + "; ".join(run.notes)
+    if run.status not in (None, "success"):
+        why += f"; run status {run.status}"
+    return why
+
+
+def across_runs(runs: list[Run], spec: tuple[float, float, float] | None, target: float | None,
+                budget_s: float | None = None) -> dict:
+    """The multi-input ``metrics --json`` object: per-run values, statistics, exclusions."""
+    out_runs, excluded = [], []
+    tta_values, attmt_values = [], []
+    ts = metrics.thresholds(*spec) if spec is not None else None
+    for run in runs:
+        m = metrics.summarize(run.points, spec, target=target, budget_s=budget_s)
+        entry = {"name": run.name, "tta": m.get("target_tta_s"), "attmt": m.get("attmt_s"),
+                 "status": run.status, "seed": run.seed, **m}
+        out_runs.append(entry)
+        if target is not None:
+            if entry["tta"] is None:
+                excluded.append({"name": run.name, "metric": "tta", "reason": _reason_tta(run, target)})
+            else:
+                tta_values.append(entry["tta"])
+        if spec is not None:
+            if entry["attmt"] is None:
+                excluded.append({"name": run.name, "metric": "attmt",
+                                 "reason": _reason_attmt(run, ts, m["tta_s"])})
+            else:
+                attmt_values.append(entry["attmt"])
+    return {
+        "runs": out_runs,
+        "stats": {
+            "tta": None if target is None else dict(stats.describe(tta_values), target=target),
+            "attmt": None if spec is None else dict(stats.describe(attmt_values),
+                                                    thresholds=[spec[0], spec[1], spec[2]]),
+        },
+        "excluded": excluded,
+        "bootstrap": {"resamples": stats.BOOTSTRAP_RESAMPLES, "seed": stats.BOOTSTRAP_SEED,
+                      "method": "percentile", "level": 0.95},
+    }
+
+
+# --- comparing two systems ---------------------------------------------------------------
+
+def group_tta(curves: list[metrics.Curve], ts: list[float]) -> list[float | None]:
+    """Mean TTA(T) over runs for each threshold, None where any run did not reach T."""
+    per_run = [metrics.tta_all(c, ts) for c in curves]
+    out = []
+    for i in range(len(ts)):
+        vals = [r[i] for r in per_run]
+        out.append(None if not vals or any(v is None for v in vals) else stats.mean(vals))
+    return out
+
+
+def prefix_attmt(times: list[float | None]) -> list[float | None]:
+    """ATTMT(LOW..T_i) for every i: the mean of TTA(T_0..T_i), None once one is missing."""
+    out, total = [], 0.0
+    for i, v in enumerate(times):
+        if v is None or (out and out[-1] is None):
+            out.append(None)
+            continue
+        total += v
+        out.append(total / (i + 1))
+    return out
+
+
+def group_attmt(curves: list[metrics.Curve], ts: list[float]) -> list[float | None]:
+    """Mean over runs of each run's ATTMT(LOW..T_i); None where any run's is undefined."""
+    per_run = [prefix_attmt(metrics.tta_all(c, ts)) for c in curves]
+    out = []
+    for i in range(len(ts)):
+        vals = [r[i] for r in per_run]
+        out.append(None if not vals or any(v is None for v in vals) else stats.mean(vals))
+    return out
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or a <= 0:
+        return None
+    return b / a
+
+
+def compare_rows(a: list[metrics.Curve], b: list[metrics.Curve],
+                 spec: tuple[float, float, float]) -> list[dict]:
+    """One row per threshold: TTA and ATTMT(LOW..T) of A and B and their ratios B/A."""
+    ts = metrics.thresholds(*spec)
+    tta_a, tta_b = group_tta(a, ts), group_tta(b, ts)
+    att_a, att_b = group_attmt(a, ts), group_attmt(b, ts)
+    return [{"threshold": t, "tta_a": tta_a[i], "tta_b": tta_b[i], "tta_ratio": ratio(tta_a[i], tta_b[i]),
+             "attmt_a": att_a[i], "attmt_b": att_b[i], "attmt_ratio": ratio(att_a[i], att_b[i])}
+            for i, t in enumerate(ts)]
+
+
+# --- the report of a results tree --------------------------------------------------------
+
+def network_label(config: dict | None) -> str:
+    """The run's network: the emulated link when there was one, else config.network, else none."""
+    config = config or {}
+    net = (config.get("resolved") or {}).get("network")
+    if isinstance(net, dict) and net.get("mechanism") not in (None, "none"):
+        return str(net.get("profile") or net.get("mechanism"))
+    name = (config.get("config") or {}).get("network")
+    return str(name) if name else "none"
+
+
+def _system(run: Run) -> str:
+    name = ((run.config or {}).get("resolved") or {}).get("system")
+    if name:
+        return str(name)
+    parts = os.path.normpath(os.path.abspath(run.name)).split(os.sep)
+    return parts[-4] if len(parts) >= 4 else "?"
+
+
+def _path_part(run: Run, back: int) -> str:
+    parts = os.path.normpath(os.path.abspath(run.name)).split(os.sep)
+    return parts[-back] if len(parts) >= back else "?"
+
+
+def describe_run(run: Run) -> dict:
+    """The configuration a run belongs to in the report (what makes two runs comparable)."""
+    s, c = run.summary or {}, run.config or {}
+    return {
+        "system": _system(run),
+        "benchmark": s.get("benchmark") or (c.get("config") or {}).get("benchmark") or _path_part(run, 3),
+        "division": s.get("division") or (c.get("config") or {}).get("division") or _path_part(run, 2),
+        "dataset": s.get("dataset") or (c.get("data") or {}).get("name") or "?",
+        "workers": s.get("world_size") or (c.get("resolved") or {}).get("world_size"),
+        "network": network_label(c),
+    }
+
+
+def central(values: list[float]) -> tuple[float | None, str | None]:
+    """The olympic mean for 3 or more values, else the mean (marked), else None."""
+    if len(values) >= stats.OLYMPIC_MIN_RUNS:
+        return stats.olympic_mean(values), "olympic_mean"
+    if values:
+        return stats.mean(values), "mean"
+    return None, None
+
+
+def _shared(runs: list[Run], key: str, override):
+    """The value of a metric parameter for a group: the override, or the one all runs share."""
+    if override is not None:
+        return override, None
+    values = {repr(r.run_metrics.get(key)) for r in runs}
+    if len(values) > 1:
+        return None, f"runs differ in {key} ({', '.join(sorted(values))}); pass it explicitly"
+    return runs[0].run_metrics.get(key) if runs else None, None
+
+
+def report_rows(runs: list[Run], thresholds: str | None = None, target: float | None = None,
+                budget_s: float | None = None) -> list[dict]:
+    """One row per system / benchmark / division (split further by data set, workers and network,
+    which change the result): run counts and the scored metrics."""
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        d = describe_run(run)
+        groups.setdefault(tuple(d.items()), []).append(run)
+    rows = []
+    for key in sorted(groups, key=lambda k: tuple(str(v) for _, v in k)):
+        group = groups[key]
+        row = dict(key)
+        statuses: dict[str, int] = {}
+        for r in group:
+            statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
+        scored = [r for r in group if r.status in SCORED_STATUSES]
+        notes = []
+        spec_str, note = _shared(scored, "threshold_spec", thresholds)
+        notes += [note] if note else []
+        tgt, note = _shared(scored, "target", target)
+        notes += [note] if note else []
+        budget, note = _shared(scored, "budget_s", budget_s)
+        notes += [note] if note else []
+        spec = metrics.parse_thresholds(spec_str) if spec_str else None
+
+        tta_vals, attmt_vals, aat_vals, img_s, final = [], [], [], [], []
+        for r in scored:
+            m = metrics.summarize(r.points, spec, target=tgt, budget_s=budget)
+            if m.get("target_tta_s") is not None:
+                tta_vals.append(m["target_tta_s"])
+            if m.get("attmt_s") is not None:
+                attmt_vals.append(m["attmt_s"])
+            if m.get("aat") is not None:
+                aat_vals.append(m["aat"])
+            if (r.summary or {}).get("throughput_img_s") is not None:
+                img_s.append(r.summary["throughput_img_s"])
+            if r.points:
+                final.append(r.points[-1][1])
+        tta, tta_stat = central(tta_vals)
+        attmt, attmt_stat = central(attmt_vals)
+        aat, aat_stat = central(aat_vals)
+        row.update({
+            "runs": len(group), "scored": len(scored), "statuses": statuses,
+            "target": tgt, "tta_s": tta, "tta_stat": tta_stat, "tta_reached": len(tta_vals),
+            "threshold_spec": spec_str, "attmt_s": attmt, "attmt_stat": attmt_stat,
+            "attmt_reached": len(attmt_vals),
+            "budget_s": budget, "aat": aat, "aat_stat": aat_stat,
+            "final_accuracy": stats.mean(final), "throughput_img_s": stats.mean(img_s),
+            "notes": notes,
+        })
+        rows.append(row)
+    return rows
