@@ -19,12 +19,14 @@ each is rounded to the step's decimals, so 0.70:0.77:0.01 is exactly
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal, InvalidOperation
 from typing import Iterable, Sequence
 
 from ttabench import UserError
 
 Curve = Sequence[tuple[float, float]]
+MAX_THRESHOLDS = 10_000
 
 
 def _decimals(x: float) -> int:
@@ -36,9 +38,12 @@ def thresholds(low: float, high: float, step: float) -> list[float]:
     """The thresholds low, low+step, ..., high, exactly."""
     if not 0 <= low <= high <= 1:
         raise UserError(f"thresholds must satisfy 0 <= low <= high <= 1, got {low}:{high}")
-    if not step > 0:
-        raise UserError(f"threshold step must be > 0, got {step}")
-    count = round((high - low) / step) + 1
+    if not (math.isfinite(step) and step > 0):
+        raise UserError(f"threshold step must be a finite number > 0, got {step}")
+    steps = (high - low) / step
+    if not math.isfinite(steps) or steps > MAX_THRESHOLDS:
+        raise UserError(f"threshold range {low}:{high}:{step} has more than {MAX_THRESHOLDS} thresholds")
+    count = round(steps) + 1
     if abs(low + (count - 1) * step - high) > step * 1e-6:
         raise UserError(f"threshold range {low}:{high} is not a whole number of steps of {step}")
     digits = max(_decimals(step), _decimals(low))

@@ -54,4 +54,4 @@ def print_run_summary(run_dir: str, console: Console | None = None) -> None:
         m["budget_s"] = s.get("train_time_s")
         m["aat"] = m.get("final_accuracy")
     console.print(metrics_table(m, title="time-to-accuracy"))
-    console.print(f"results: {run_dir}")
+    console.print(f"results: {run_dir}", soft_wrap=True)

@@ -91,6 +91,11 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        # Python 3 pickles of protocol 2 store bytes through _codecs.encode;
+        # protocol 5 rebuilds arrays with _frombuffer. Neither runs code.
+        ("_codecs", "encode"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
     }
 
     def find_class(self, module, name):
@@ -150,6 +155,17 @@ def _read_split(data_dir: str, names, hasher) -> tuple[torch.Tensor, torch.Tenso
         labels.append(y)
     return (torch.from_numpy(np.concatenate(images)).contiguous(),
             torch.from_numpy(np.concatenate(labels)))
+
+
+def check_files(data_dir: str) -> None:
+    """Fail early, in one line, when the folder or one of its batch files is missing."""
+    if not os.path.isdir(data_dir):
+        raise UserError(f"CIFAR-10 directory not found: {data_dir} "
+                        "(run `ttabench data download --dir DIR` or pass --data-dir)")
+    for name in TRAIN_FILES + (TEST_FILE,):
+        if not os.path.isfile(os.path.join(data_dir, name)):
+            raise UserError(f"CIFAR-10 file missing: {os.path.join(data_dir, name)} "
+                            "(run `ttabench data download --dir DIR` or pass --data-dir)")
 
 
 def load(data_dir: str) -> Cifar10:
@@ -227,8 +243,10 @@ def write(data: Cifar10, out_dir: str) -> None:
             b"num_cases_per_batch": int(len(chunks[0]))}
     if data.synthetic:
         meta[_SYNTHETIC_KEY] = True
-    with open(os.path.join(out_dir, META_FILE), "wb") as f:
+    tmp = os.path.join(out_dir, f".{META_FILE}.tmp")
+    with open(tmp, "wb") as f:
         pickle.dump(meta, f, protocol=4)
+    os.replace(tmp, os.path.join(out_dir, META_FILE))
 
 
 LABEL_NAMES = ("airplane", "automobile", "bird", "cat", "deer",

@@ -85,10 +85,6 @@ def test_parse_thresholds_bad_specs_raise_user_error(spec):
         m.parse_thresholds(spec)
 
 
-@pytest.mark.xfail(reason="BUG: a non-finite step ('0.5:0.5:inf', '0.5:0.5:1e999') passes the "
-                          "checks and _decimals(inf) raises ValueError; a denormal step "
-                          "('0.5:0.6:1e-320') makes (high-low)/step inf and round() raises "
-                          "OverflowError -- neither is a UserError", strict=True)
 @pytest.mark.parametrize("spec", ["0.5:0.5:inf", "0.5:0.5:1e999", "0.5:0.6:1e-320"])
 def test_parse_thresholds_nonfinite_step_is_user_error(spec):
     with pytest.raises(UserError):

@@ -1,0 +1,493 @@
+"""`ttabench run` and `ttabench metrics` as a user runs them: real subprocesses,
+real results folders, tiny step counts (synthetic data or the real subset)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from ttabench.divisions import metrics
+from ttabench.divisions.submission import curve_points, read_curve
+
+pytestmark = pytest.mark.slow
+
+HEADER = "epoch,step,samples,train_time_s,total_time_s,accuracy,loss"
+SMALL = ("--batch-size", "32", "--threads", "1", "--progress", "none")
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    """Every run folder under a results root: <system>/<benchmark>/<division>/<run-id>."""
+    return sorted(p for p in root.glob("*/*/*/*") if p.is_dir())
+
+
+def _only_run_dir(root: Path) -> Path:
+    dirs = _run_dirs(root)
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def _ok(proc: subprocess.CompletedProcess) -> None:
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def _mllog(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "mllog.txt").read_text().splitlines()
+    assert lines
+    events = []
+    for line in lines:
+        assert line.startswith(":::MLLOG "), line
+        events.append(json.loads(line[len(":::MLLOG "):]))
+    return events
+
+
+# --- a. a synthetic run and its results folder --------------------------------------------
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    proc = run_cli("run", "--synthetic", "--max-steps", "6", "--eval-every", "96samples",
+                   "--batch-size", "32", "--threads", "1", "--thresholds", "0.1:0.3:0.1",
+                   "--results-dir", str(root), "--progress", "plain", timeout=300)
+    _ok(proc)
+    return root, _only_run_dir(root), proc
+
+
+def test_run_layout(synthetic_run):
+    root, run_dir, _ = synthetic_run
+    system, benchmark, division, run_id = run_dir.relative_to(root).parts
+    assert (benchmark, division) == ("resnet20", "closed")
+    for name in ("mllog.txt", "config.json", "curve.csv", "summary.json"):
+        assert (run_dir / name).is_file(), name
+    assert (root / system / "system.json").is_file()
+    system_json = json.loads((root / system / "system.json").read_text())
+    assert "software" in system_json and system_json["software"]["torch"]
+    # atomic writes leave no temporary files behind
+    assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_run_prints_plain_progress(synthetic_run):
+    _, run_dir, proc = synthetic_run
+    assert "run_start" in proc.stdout and "run_stop" in proc.stdout
+    assert proc.stdout.count("eval at epoch") == 2
+    assert "results:" in proc.stdout
+
+
+def test_run_prints_the_folder_on_one_line(synthetic_run):
+    _, run_dir, proc = synthetic_run
+    assert any(line.strip().endswith(str(run_dir)) for line in proc.stdout.splitlines()), proc.stdout
+
+
+def test_run_curve(synthetic_run):
+    _, run_dir, _ = synthetic_run
+    text = (run_dir / "curve.csv").read_text()
+    assert text.splitlines()[0] == HEADER
+    rows = list(csv.DictReader(text.splitlines()))
+    # 6 steps of 32, an evaluation every 96 samples: after steps 3 and 6
+    assert [int(r["step"]) for r in rows] == [3, 6]
+    assert [int(r["samples"]) for r in rows] == [96, 192]
+    for r in rows:
+        assert 0 <= float(r["accuracy"]) <= 1
+        assert 0 < float(r["train_time_s"]) <= float(r["total_time_s"])
+    assert float(rows[0]["train_time_s"]) < float(rows[1]["train_time_s"])
+
+
+def test_run_summary(synthetic_run):
+    _, run_dir, _ = synthetic_run
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["status"] == "success"
+    assert s["stop_reason"] == "max_steps"
+    assert s["synthetic"] is True and s["dataset"] == "synthetic"
+    assert s["steps"] == 6 and s["samples"] == 192
+    assert s["global_batch"] == 32 and s["world_size"] == 1
+    assert s["benchmark"] == "resnet20" and s["division"] == "closed"
+
+
+def test_run_summary_metrics_recomputable_from_curve(synthetic_run):
+    _, run_dir, _ = synthetic_run
+    s = json.loads((run_dir / "summary.json").read_text())
+    points = curve_points(read_curve(str(run_dir / "curve.csv")))
+    again = metrics.summarize(points, metrics.parse_thresholds("0.1:0.3:0.1"))
+    assert s["metrics"]["thresholds"] == [0.1, 0.2, 0.3] == again["thresholds"]
+    for key in ("tta_s", "ttmt", "attmt_s"):
+        assert s["metrics"][key] == again[key], key
+    assert "aat" not in s["metrics"] and "target_tta_s" not in s["metrics"]
+    assert s["metrics"]["final_accuracy"] == points[-1][1]
+    assert s["metrics"]["best_accuracy"] == max(a for _, a in points)
+    assert s["train_time_s"] == points[-1][0]
+
+
+def test_metrics_command_on_the_run_folder_matches_summary(synthetic_run):
+    _, run_dir, _ = synthetic_run
+    proc = run_cli("metrics", str(run_dir), "--thresholds", "0.1:0.3:0.1", "--json")
+    _ok(proc)
+    out = json.loads(proc.stdout)
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert set(out) == {"thresholds", "tta_s", "ttmt", "attmt_s"}
+    for key in out:
+        assert out[key] == s["metrics"][key], key
+
+
+def test_run_config(synthetic_run):
+    _, run_dir, _ = synthetic_run
+    c = json.loads((run_dir / "config.json").read_text())
+    s = json.loads((run_dir / "summary.json").read_text())
+    r = c["resolved"]
+    assert isinstance(r["seed"], int) and r["seed"] == s["seed"]
+    assert r["threads"] == 1
+    assert r["precision"] == "fp32"
+    assert r["global_batch"] == 32 and r["eval_every_samples"] == 96
+    assert c["config"]["max_steps"] == 6 and c["config"]["synthetic"] is True
+    assert c["model"]["parameters"] == 269722
+    assert c["data"]["name"] == "synthetic" and c["data"]["synthetic"] is True
+    assert c["recipe"]["base_lr"] == 0.1
+
+
+def test_run_mllog(synthetic_run):
+    _, run_dir, _ = synthetic_run
+    events = _mllog(run_dir)
+    keys = [e["key"] for e in events]
+    for key in ("run_start", "run_stop", "eval_accuracy", "seed", "global_batch_size",
+                "init_start", "init_stop", "submission_benchmark"):
+        assert key in keys, key
+    assert keys.index("init_stop") < keys.index("run_start") < keys.index("run_stop")
+    assert keys[-1] == "run_stop"
+    c = json.loads((run_dir / "config.json").read_text())
+    by_key = {e["key"]: e for e in events}
+    assert by_key["seed"]["value"] == c["resolved"]["seed"]
+    assert by_key["global_batch_size"]["value"] == 32
+    rows = read_curve(str(run_dir / "curve.csv"))
+    assert [e["value"] for e in events if e["key"] == "eval_accuracy"] == [r["accuracy"] for r in rows]
+    assert by_key["run_stop"]["metadata"]["status"] == "success"
+
+
+# --- b. the real subset ----------------------------------------------------------------------
+
+def test_run_on_real_subset(subset_dir, tmp_path):
+    proc = run_cli("run", "--benchmark", "resnet20", "--data-dir", subset_dir, "--max-steps", "8",
+                   "--eval-every", "256samples", *SMALL, "--thresholds", "0.1:0.3:0.1",
+                   "--results-dir", str(tmp_path), timeout=300)
+    _ok(proc)
+    run_dir = _only_run_dir(tmp_path)
+    rows = read_curve(str(run_dir))
+    assert [r["step"] for r in rows] == [8]
+    assert 0 <= rows[0]["accuracy"] <= 1
+    # the accuracy is a count over the 1017 test images
+    assert abs(rows[0]["accuracy"] * 1017 - round(rows[0]["accuracy"] * 1017)) < 1e-6
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["status"] == "success" and s["dataset"] == "cifar10-subset" and s["synthetic"] is False
+    c = json.loads((run_dir / "config.json").read_text())
+    assert c["data"]["train_size"] == 5085 and c["data"]["test_size"] == 1017
+    assert c["data"]["data_dir"] == os.path.abspath(subset_dir)
+    assert c["resolved"]["steps_per_epoch"] == 5085 // 32
+
+
+# --- c. metrics on a hand-written curve --------------------------------------------------------
+
+CURVE = HEADER + """
+1.0,10,1280,12.5,14.0,0.70,1.2
+2.0,20,2560,25.0,28.0,0.73,1.0
+3.0,30,3840,37.5,42.0,0.72,0.9
+4.0,40,5120,50.0,56.0,0.77,0.8
+"""
+
+
+def test_metrics_json_hand_computed(tmp_path):
+    path = tmp_path / "curve.csv"
+    path.write_text(CURVE)
+    proc = run_cli("metrics", str(path), "--thresholds", "0.70:0.77:0.01", "--target", "0.73",
+                   "--budget", "40", "--json")
+    _ok(proc)
+    # TTA: 0.70 at 12.5 s; 0.71..0.73 at 25 s (0.73 exactly equal); 0.74..0.77 at 50 s.
+    # ATTMT = (12.5 + 3 * 25 + 4 * 50) / 8 = 287.5 / 8 = 35.9375.
+    # AAT(40) = the evaluation at 37.5 s = 0.72 (the last, not the best).
+    assert json.loads(proc.stdout) == {
+        "thresholds": [0.7, 0.71, 0.72, 0.73, 0.74, 0.75, 0.76, 0.77],
+        "tta_s": [12.5, 25.0, 25.0, 25.0, 50.0, 50.0, 50.0, 50.0],
+        "ttmt": [[12.5, 0.7], [25.0, 0.71], [25.0, 0.72], [25.0, 0.73],
+                 [50.0, 0.74], [50.0, 0.75], [50.0, 0.76], [50.0, 0.77]],
+        "attmt_s": 35.9375,
+        "aat": 0.72,
+        "target_tta_s": 25.0,
+    }
+
+
+def test_metrics_json_unreached_and_two_inputs(tmp_path):
+    a = tmp_path / "a.csv"
+    a.write_text(CURVE)
+    b_dir = tmp_path / "run"
+    b_dir.mkdir()
+    (b_dir / "curve.csv").write_text(HEADER + "\n0.5,5,640,4.0,5.0,0.5,2.0\n")
+    proc = run_cli("metrics", str(a), str(b_dir), "--thresholds", "0.75:0.8:0.05", "--budget", "3",
+                   "--json")
+    _ok(proc)
+    runs = json.loads(proc.stdout)["runs"]
+    expected = [
+        {"name": str(a), "thresholds": [0.75, 0.8], "tta_s": [50.0, None], "ttmt": [[50.0, 0.75]],
+         "attmt_s": None, "aat": None},
+        {"name": str(b_dir), "thresholds": [0.75, 0.8], "tta_s": [None, None], "ttmt": [],
+         "attmt_s": None, "aat": None},
+    ]
+    assert len(runs) == 2
+    for got, want in zip(runs, expected):
+        assert {k: got.get(k, "<missing>") for k in want} == want
+
+
+def test_metrics_table_output(tmp_path):
+    path = tmp_path / "curve.csv"
+    path.write_text(CURVE)
+    proc = run_cli("metrics", str(path), "--thresholds", "0.70:0.80:0.05", "--target", "0.9")
+    _ok(proc)
+    assert "not reached" in proc.stdout
+
+
+# --- d. user errors: exit 2, one line, no traceback ---------------------------------------------
+
+def _one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("ttabench: error: "), lines[0]
+    return lines[0]
+
+
+def test_error_missing_data_dir(tmp_path):
+    missing = tmp_path / "no-such-dir"
+    line = _one_line_error(run_cli("run", "--data-dir", str(missing), "--max-steps", "1", *SMALL,
+                                   "--results-dir", str(tmp_path / "results")))
+    assert str(missing) in line
+
+
+def test_error_no_data_at_all(tmp_path):
+    line = _one_line_error(run_cli("run", "--max-steps", "1", *SMALL,
+                                   "--results-dir", str(tmp_path / "results"),
+                                   env={"TTABENCH_DATA_DIR": ""}))
+    assert "--data-dir" in line and "--synthetic" in line
+
+
+def test_error_corrupt_data_file_names_it(tmp_path, subset_dir):
+    import shutil
+
+    d = tmp_path / "data"
+    shutil.copytree(subset_dir, d)
+    raw = (d / "test_batch").read_bytes()
+    (d / "test_batch").write_bytes(raw[: len(raw) // 2])
+    line = _one_line_error(run_cli("run", "--data-dir", str(d), "--max-steps", "1", *SMALL,
+                                   "--results-dir", str(tmp_path / "results")))
+    assert str(d / "test_batch") in line
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("--thresholds", "0.9:0.1:0.1"), "threshold"),
+    (("--thresholds", "0.70:0.77:0.02"), "whole number"),
+    (("--thresholds", "abc"), "LOW:HIGH:STEP"),
+    (("--workers", "0"), "--workers"),
+    (("--target", "1.5"), "--target"),
+    (("--target", "0"), "--target"),
+    (("--eval-every", "junk"), "--eval-every"),
+    (("--eval-every", "0epoch"), "--eval-every"),
+    (("--batch-size", "1000"), "closed division"),
+    (("--batch-size", "16"), "closed division"),
+    (("--max-steps", "0"), "--max-steps"),
+    (("--time-budget", "0"), "--time-budget"),
+    (("--data-dir", "/tmp"), "not both"),
+])
+def test_error_bad_run_flags(tmp_path, args, needle):
+    line = _one_line_error(run_cli("run", "--synthetic", "--progress", "none",
+                                   "--results-dir", str(tmp_path / "results"), *args))
+    assert needle in line
+    # a flag error is caught before anything starts: no results folder
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ("--benchmark", "resnet99"),
+    ("--precision", "fp8"),
+    ("--batch-size", "many"),
+])
+def test_error_argparse(tmp_path, args):
+    proc = run_cli("run", "--synthetic", "--results-dir", str(tmp_path / "results"), *args)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("ttabench run: error: ")
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("content,needle", [
+    ("step,epoch,samples,train_time_s,total_time_s,accuracy,loss\n1,1,1,1.0,1.0,0.5,1.0\n", "header"),
+    ("", "header"),
+    (HEADER + "\n1.0,10,1280,12.5,14.0,1.7,1.2\n", "accuracy"),
+    (HEADER + "\n1.0,10,1280,12.5,14.0,-0.1,1.2\n", "accuracy"),
+    (HEADER + "\n1.0,10,1280,12.5,14.0,high,1.2\n", "bad value"),
+    (HEADER + "\n1.0,ten,1280,12.5,14.0,0.5,1.2\n", "bad value"),
+    (HEADER + "\n1.0,10,1280,nan,14.0,0.5,1.2\n", "train_time_s"),
+    (HEADER + "\n1.0,10,1280,12.5,14.0,0.5\n", "fields"),
+    (HEADER + "\n1.0,10,1280,12.5,14.0,0.5,1.2\n2.0,20,2560,10.0,14.0,0.6,1.0\n", "backwards"),
+])
+def test_error_malformed_curve(tmp_path, content, needle):
+    path = tmp_path / "curve.csv"
+    path.write_text(content)
+    line = _one_line_error(run_cli("metrics", str(path), "--thresholds", "0.5:0.6:0.1", "--json"))
+    assert str(path) in line and needle in line
+
+
+def test_error_malformed_curve_names_the_line(tmp_path):
+    path = tmp_path / "curve.csv"
+    path.write_text(HEADER + "\n1.0,10,1280,12.5,14.0,0.5,1.2\n2.0,20,2560,25.0,28.0,1.7,1.0\n")
+    line = _one_line_error(run_cli("metrics", str(path), "--json"))
+    assert f"{path}:3" in line
+
+
+def test_error_metrics_missing_file(tmp_path):
+    missing = tmp_path / "nope" / "curve.csv"
+    line = _one_line_error(run_cli("metrics", str(missing), "--json"))
+    assert str(missing) in line
+
+
+def test_error_metrics_folder_without_curve(tmp_path):
+    (tmp_path / "notes.txt").write_text("no curve here")
+    line = _one_line_error(run_cli("metrics", str(tmp_path), "--json"))
+    assert str(tmp_path) in line
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("--thresholds", "0.5:0.4:0.1"), "threshold"),
+    (("--target", "1.5"), "--target"),
+    (("--budget", "-1"), "--budget"),
+])
+def test_error_bad_metrics_flags(tmp_path, args, needle):
+    path = tmp_path / "curve.csv"
+    path.write_text(CURVE)
+    line = _one_line_error(run_cli("metrics", str(path), *args))
+    assert needle in line
+
+
+@pytest.mark.parametrize("command", ["run", "metrics"])
+def test_error_infinite_threshold_step(tmp_path, command):
+    path = tmp_path / "curve.csv"
+    path.write_text(CURVE)
+    args = (["run", "--synthetic", "--results-dir", str(tmp_path / "results")] if command == "run"
+            else ["metrics", str(path)])
+    line = _one_line_error(run_cli(*args, "--thresholds", "0.5:0.5:inf"))
+    assert "threshold" in line
+
+
+def test_error_in_workers_is_one_line_with_two_workers(tmp_path):
+    missing = tmp_path / "no-such-dir"
+    proc = run_cli("run", "--data-dir", str(missing), "--workers", "2", "--max-steps", "1", *SMALL,
+                   "--results-dir", str(tmp_path / "results"), timeout=300)
+    line = _one_line_error(proc)
+    assert str(missing) in line
+
+
+def test_missing_data_fails_before_any_worker_or_folder(tmp_path):
+    missing = tmp_path / "no-such-dir"
+    proc = run_cli("run", "--data-dir", str(missing), "--workers", "2", "--max-steps", "1", *SMALL,
+                   "--results-dir", str(tmp_path / "results"), timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"ttabench: error: CIFAR-10 directory not found: {missing} "
+        "(run `ttabench data download --dir DIR` or pass --data-dir)"]
+    assert not (tmp_path / "results").exists()
+
+
+def test_failed_two_worker_run_is_marked_failed_without_traceback(tmp_path):
+    # Every file is there (the launcher's early check passes), but one is
+    # truncated: the workers fail while loading it.
+    from ttabench.reference_impls import cifar10
+
+    data = tmp_path / "data"
+    cifar10.write(cifar10.synthetic(train_size=200, test_size=50), str(data))
+    test_batch = data / "test_batch"
+    test_batch.write_bytes(test_batch.read_bytes()[:1000])
+    proc = run_cli("run", "--data-dir", str(data), "--workers", "2", "--max-steps", "1", *SMALL,
+                   "--results-dir", str(tmp_path / "results"), timeout=300)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    s = json.loads((_only_run_dir(tmp_path / "results") / "summary.json").read_text())
+    assert s["status"] == "failed"
+    assert "pickle data was truncated" in s["error"]  # what the worker saw
+    assert "rank" in s["launcher_error"] and "exit code 2" in s["launcher_error"]  # and the launcher
+
+
+# --- e. two runs at once ------------------------------------------------------------------------
+
+def test_two_simultaneous_runs_get_different_folders(tmp_path):
+    root = tmp_path / "results"
+    cmd = [sys.executable, "-m", "ttabench", "run", "--synthetic", "--max-steps", "2",
+           "--eval-every", "1epoch", *SMALL, "--thresholds", "0.1:0.2:0.1",
+           "--results-dir", str(root), "--system", "twin"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+    dirs = _run_dirs(root)
+    assert len(dirs) == 2 and dirs[0] != dirs[1]
+    assert all(d.parent == root / "twin" / "resnet20" / "closed" for d in dirs)
+    seeds = set()
+    for d in dirs:
+        s = json.loads((d / "summary.json").read_text())
+        assert s["status"] == "success"
+        assert [r["step"] for r in read_curve(str(d))] == [2]
+        seeds.add(s["seed"])
+        # each run's log holds only its own events
+        assert [e["key"] for e in _mllog(d)].count("run_start") == 1
+    assert len(seeds) == 2  # a fresh seed per run
+    assert (root / "twin" / "system.json").is_file()
+
+
+# --- f. time budget (AAT mode) ---------------------------------------------------------------------
+
+def test_time_budget_stops_and_evaluates_within_budget(tmp_path):
+    proc = run_cli("run", "--synthetic", "--time-budget", "3", *SMALL, "--thresholds", "0.1:0.3:0.1",
+                   "--results-dir", str(tmp_path), timeout=300)
+    _ok(proc)
+    run_dir = _only_run_dir(tmp_path)
+    s = json.loads((run_dir / "summary.json").read_text())
+    rows = read_curve(str(run_dir))
+    assert s["status"] == "success" and s["stop_reason"] == "time_budget"
+    assert rows[-1]["train_time_s"] <= 3.0
+    assert rows[-1]["step"] == s["steps"]
+    assert s["metrics"]["budget_s"] == 3.0
+    assert s["metrics"]["aat"] == rows[-1]["accuracy"]
+
+
+def test_time_budget_shorter_than_a_step_still_defines_aat(tmp_path):
+    proc = run_cli("run", "--synthetic", "--time-budget", "0.001", *SMALL,
+                   "--thresholds", "0.1:0.3:0.1", "--results-dir", str(tmp_path), timeout=300)
+    _ok(proc)
+    run_dir = _only_run_dir(tmp_path)
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert s["stop_reason"] == "time_budget"
+    assert read_curve(str(run_dir))[-1]["train_time_s"] <= 0.001
+    assert s["metrics"]["aat"] is not None
+
+
+# --- g. target (TTA mode) ---------------------------------------------------------------------------
+
+def test_target_stops_at_first_evaluation_reaching_it(tmp_path):
+    # seed 2: 0.084 after 10 steps, 0.14 after 20 (the run stops there, well before step 40)
+    proc = run_cli("run", "--synthetic", "--target", "0.11", "--seed", "2", "--max-steps", "40",
+                   "--eval-every", "320samples", *SMALL, "--thresholds", "0.1:0.3:0.1",
+                   "--results-dir", str(tmp_path), timeout=300)
+    _ok(proc)
+    run_dir = _only_run_dir(tmp_path)
+    s = json.loads((run_dir / "summary.json").read_text())
+    rows = read_curve(str(run_dir))
+    assert s["status"] == "success" and s["stop_reason"] == "target"
+    assert rows[-1]["accuracy"] >= 0.11
+    assert all(r["accuracy"] < 0.11 for r in rows[:-1])
+    assert s["steps"] == rows[-1]["step"] < 40
+    assert s["metrics"]["target"] == 0.11
+    assert s["metrics"]["target_tta_s"] == rows[-1]["train_time_s"]
+    run_stop = [e for e in _mllog(run_dir) if e["key"] == "run_stop"]
+    assert len(run_stop) == 1 and run_stop[0]["metadata"]["status"] == "success"
