@@ -42,6 +42,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 
 from ttabench import UserError
@@ -471,15 +472,42 @@ def check_run(run_dir: str, compliance: bool = True) -> tuple[list[Problem], dic
     division = (summary or {}).get("division") or ((config or {}).get("config") or {}).get("division")
     if division == "closed" and config is not None:
         P += [Problem(f["config.json"], msg, warning=w) for msg, w in check_closed(config)]
+    elif division == "open" and config is not None:
+        P += [Problem(f["config.json"], msg) for msg in check_open(config)]
     elif division not in ("closed", "open") and (summary or config):
         P.append(Problem(run_dir, f"division {division!r} is neither closed nor open"))
     P += check_layout(run_dir, summary, config)
     return P, summary, config
 
 
+def run_benchmark(config: dict) -> str | None:
+    """The benchmark name a run is filed under: an open submission's own name, else --benchmark."""
+    name = (config.get("submission") or {}).get("name")
+    return name or (config.get("config") or {}).get("benchmark")
+
+
+def check_open(config: dict) -> list[str]:
+    """An open run must say where its code came from, so it can be traced."""
+    sub = config.get("submission")
+    if not isinstance(sub, dict):
+        return ["open division: config.json has no 'submission' (the user's model/optimizer source)"]
+    out = []
+    sources = {k: sub.get(k) for k in ("model", "optimizer") if sub.get(k) is not None}
+    if not sources:
+        out.append("open division: submission names neither a model nor an optimizer")
+    for key, src in sources.items():
+        if not isinstance(src, dict) or not src.get("ref"):
+            out.append(f"open division: submission.{key} has no 'ref'")
+            continue
+        digest = src.get("sha256")
+        if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+            out.append(f"open division: submission.{key} ({src['ref']}) has no sha256 of its source")
+    return out
+
+
 def _summary_vs_config(summary: dict, config: dict) -> list[str]:
     cfg, res = config.get("config") or {}, config.get("resolved") or {}
-    pairs = (("benchmark", cfg.get("benchmark")), ("division", cfg.get("division")),
+    pairs = (("benchmark", run_benchmark(config)), ("division", cfg.get("division")),
              ("seed", res.get("seed")), ("world_size", res.get("world_size")),
              ("global_batch", res.get("global_batch")),
              ("dataset", (config.get("data") or {}).get("name")),
@@ -497,7 +525,7 @@ def check_layout(run_dir: str, summary: dict | None, config: dict | None) -> lis
     system_dir = os.path.dirname(benchmark_dir)
     s, c = summary or {}, config or {}
     division = s.get("division") or (c.get("config") or {}).get("division")
-    benchmark = s.get("benchmark") or (c.get("config") or {}).get("benchmark")
+    benchmark = s.get("benchmark") or run_benchmark(c)
     system = (c.get("resolved") or {}).get("system")
     if division and os.path.basename(division_dir) != division:
         out.append(Problem(run_dir, f"a {division}-division run must be in a folder named {division}, "

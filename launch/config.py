@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ttabench import UserError
 from ttabench.divisions import metrics
+from ttabench.divisions import open as open_division
 from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, PRECISIONS
 
 BACKENDS = ("auto", "none", "torchrun", "horovod")
@@ -30,10 +31,18 @@ def _f(default, help, group, **kw):
 @dataclass
 class RunConfig:
     # -- workload
-    benchmark: str = _f("resnet20", "closed-division workload: " + ", ".join(BENCHMARKS), "workload",
+    benchmark: str = _f("resnet20", "closed-division workload: " + ", ".join(BENCHMARKS)
+                        + " (the model of an open run without --model)", "workload",
                         choices=tuple(BENCHMARKS))
     division: str = _f("closed", "closed (the reference recipe) or open (your own model, see --model)",
                        "workload", choices=("closed", "open"))
+    model: str | None = _f(None, "open division: your model, MODULE:CALLABLE or path/to/file.py:CALLABLE "
+                                 "(a function returning a torch.nn.Module, or a ttabench Submission; "
+                                 "see ttabench.divisions.open)", "workload")
+    optimizer: str | None = _f(None, "open division: your optimizer factory, MODULE:CALLABLE or "
+                                     "path/to/file.py:CALLABLE, (model, run) -> optimizer or "
+                                     "(optimizer, lr_at); alone, it trains the closed --benchmark "
+                                     "model", "workload")
     data_dir: str | None = _f(None, "CIFAR-10 `cifar-10-batches-py` folder (default: $TTABENCH_DATA_DIR)",
                               "workload")
     synthetic: bool = _f(False, "train on the built-in synthetic data set (offline demo; never a "
@@ -134,10 +143,29 @@ class RunConfig:
         parse_eval_every(self.eval_every)
         if self.synthetic and self.data_dir:
             raise UserError("give either --data-dir or --synthetic, not both")
+        if not self.synthetic:
+            from ttabench.reference_impls.cifar10 import check_files
+
+            check_files(self.resolved_data_dir())
+        for flag, ref in (("--model", self.model), ("--optimizer", self.optimizer)):
+            if ref is not None:
+                if self.division != "open":
+                    raise UserError(f"{flag} needs --division open")
+                open_division.parse_ref(ref, flag)
+        if self.division == "open" and not self.model and not self.optimizer:
+            raise UserError("--division open needs --model MODULE:CALLABLE or path/to/file.py:CALLABLE, "
+                            "or --optimizer with the closed model of --benchmark")
         if self.division == "closed":
             broken = CLOSED.check_batch(self.batch_size, self.workers * self.nnodes)
             if broken:
                 raise UserError(f"closed division: {broken} (use --division open to go beyond)")
+
+    def benchmark_name(self) -> str:
+        """The <benchmark> of the results path and summary: --benchmark, or for an open run
+        with --model the name of its callable (examples/small_cnn.py:small_cnn -> small_cnn)."""
+        if self.division == "open":
+            return open_division.submission_name(self.model, self.benchmark)
+        return self.benchmark
 
     def resolved_data_dir(self) -> str | None:
         if self.synthetic:
@@ -157,7 +185,7 @@ class RunConfig:
         return "none" if self.world_size() == 1 else "torchrun"
 
 
-_EVAL_EVERY = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(epochs?|e|samples?|s)\s*$")
+_EVAL_EVERY = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(epochs?|e|samples?)\s*$")
 
 
 def parse_eval_every(spec: str) -> tuple[float, str]:
@@ -166,6 +194,8 @@ def parse_eval_every(spec: str) -> tuple[float, str]:
     if not m or float(m.group(1)) <= 0:
         raise UserError(f"--eval-every must look like 1epoch, 0.5epoch or 12800samples, got {spec!r}")
     unit = "epoch" if m.group(2).startswith("e") else "samples"
+    if unit == "samples" and float(m.group(1)) < 1:
+        raise UserError(f"--eval-every in samples must be at least 1 sample, got {spec!r}")
     return float(m.group(1)), unit
 
 

@@ -82,6 +82,8 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
         from ttabench.launch.worker import run_worker
 
         return run_worker(cfg, command=argv)
+    if cfg.division == "open":
+        check_open_submission(cfg)
     if cfg.nnodes == 1:
         cfg = _with_run_dir(cfg)
     if backend == "torchrun":
@@ -99,13 +101,27 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
     return code
 
 
+def check_open_submission(cfg: RunConfig) -> None:
+    """The worker's set-up, once, in this process on the CPU: a broken submission then ends
+    in one error line here instead of one per worker, before any folder or process exists."""
+    import torch
+
+    from ttabench.launch import comm
+    from ttabench.launch.worker import build
+
+    one = comm.Comm()
+    one.world_size = cfg.world_size()  # the global batch is checked as the workers will see it
+    build(dataclasses.replace(cfg, device="cpu", precision="fp32"), one, cfg.seed or 0,
+          torch.device("cpu"), None)
+
+
 def _with_run_dir(cfg: RunConfig) -> RunConfig:
     if cfg.run_dir:
         return cfg
     from ttabench.launch import system
 
     name = cfg.system or system.default_system_name(system.describe())
-    run_dir = new_run_dir(cfg.results_dir, name, cfg.benchmark, cfg.division)
+    run_dir = new_run_dir(cfg.results_dir, name, cfg.benchmark_name(), cfg.division)
     return dataclasses.replace(cfg, run_dir=run_dir, system=name)
 
 
@@ -119,7 +135,12 @@ def mark_failed(run_dir: str, failure: str) -> None:
     if summary.get("status") in ("success", "diverged"):
         return
     summary["status"] = "failed"
-    summary["error"] = failure
+    # Keep what a worker recorded itself (it knows the exception); add what the
+    # launcher saw (which ranks ended how).
+    if summary.get("error"):
+        summary["launcher_error"] = failure
+    else:
+        summary["error"] = failure
     atomic_write_json(path, summary)
 
 
@@ -155,14 +176,16 @@ def _launch_torchrun(cfg: RunConfig) -> tuple[int, str]:
 
 def _describe_failures(e) -> str:
     parts = []
-    for local_rank, f in sorted(e.failures.items()):
+    for rank, f in sorted(e.failures.items()):  # keyed by global rank
         if f.signal_name() != "<N/A>" and f.exitcode < 0:
             cause = f"killed by {f.signal_name()}"
         else:
             cause = f"exit code {f.exitcode}"
         msg = f.message if isinstance(f.message, str) else (f.message or {}).get("message", "")
+        if "To enable traceback" in msg:  # torch's placeholder when no error file was written
+            msg = ""
         detail = f": {msg.strip().splitlines()[-1]}" if msg and msg.strip() else ""
-        parts.append(f"rank {f.rank} {cause}{detail}")
+        parts.append(f"rank {rank} {cause}{detail}")
     return "; ".join(parts)
 
 

@@ -19,6 +19,7 @@ it does not live in the loop.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import time
@@ -43,7 +44,7 @@ class LoopSpec:
     model: torch.nn.Module  # wrapped for data parallelism
     eval_model: torch.nn.Module  # the plain module (rank 0's buffers are synced in)
     optimizer: torch.optim.Optimizer
-    lr_at: Callable[[float], float]  # (fractional epoch) -> learning rate
+    lr_at: Callable[[float], float] | None  # (fractional epoch) -> lr; None: left to the optimizer
     normalize: Normalize
     batch_size: int  # per worker
     seed: int
@@ -222,6 +223,7 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
     step = samples = 0
     next_eval = eval_every
     agreed_train = last_step_s = 0.0
+    recent_steps = collections.deque(maxlen=8)
     status, reason, diverged_step = "success", None, None
 
     def do_eval(epoch_f: float) -> bool:
@@ -249,6 +251,10 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
                      "max_steps": None if max_steps == math.inf else max_steps})
     epoch = 0
     try:
+        if spec.time_budget is not None:
+            # AAT mode: an evaluation of the starting point, so that AAT(B) is
+            # defined even for a budget shorter than one step.
+            do_eval(0.0)
         while reason is None:
             if step >= max_steps:
                 reason = _step_limit_reason(spec, step)
@@ -275,8 +281,9 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
                 x = spec.normalize(x)
                 y = spec.train_labels[idx]
                 t1 = time.perf_counter()
-                for group in spec.optimizer.param_groups:
-                    group["lr"] = spec.lr_at(step / steps_per_epoch)
+                if spec.lr_at is not None:
+                    for group in spec.optimizer.param_groups:
+                        group["lr"] = spec.lr_at(step / steps_per_epoch)
                 spec.optimizer.zero_grad()  # set_to_none by default (torch >= 2.0)
                 with _autocast(device, spec.autocast_dtype):
                     loss = train_step(model, x, y)
@@ -290,7 +297,10 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
                 bad = 0.0 if math.isfinite(loss_f) else 1.0
                 stop = 1.0 if stop_requested() else 0.0
                 train_max, bad, stop = comm.allreduce([clock.train_elapsed(), bad, stop], op="max")
-                last_step_s, agreed_train = train_max - agreed_train, train_max
+                recent_steps.append(train_max - agreed_train)
+                # The budget rule predicts the next step with the slowest of the
+                # last few: a sudden slow step must not carry the run past it.
+                last_step_s, agreed_train = max(recent_steps), train_max
                 t3 = time.perf_counter()
                 t["data_s"] += t1 - t0
                 t["compute_s"] += t2 - t1

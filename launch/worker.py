@@ -94,22 +94,32 @@ class Setup:
     resolved: dict  # values decided at run time, recorded in config.json
     model_info: dict
     recipe: dict
+    submission: dict | None = None  # open division: the user's code and hooks (config.json)
 
 
 def build(cfg, comm, seed: int, device, autocast_dtype) -> Setup:
-    """Data, model, optimizer, schedule and data-parallel wrapping: everything untimed."""
+    """Data, model, optimizer, schedule and data-parallel wrapping: everything untimed.
+
+    An open-division run takes what its submission sets (divisions/open.py) and
+    the closed recipe for the rest; the user's objects are checked here, before
+    the clock starts.
+    """
     import torch
 
+    from ttabench.divisions import open as open_div
     from ttabench.launch import loop
-    from ttabench.launch.config import parse_eval_every
+    from ttabench.launch.config import RunConfig, parse_eval_every
     from ttabench.reference_impls import cifar10
     from ttabench.reference_impls.augment import Normalize
     from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED
     from ttabench.reference_impls.resnet import resnet
 
+    # Imported first: a submission that cannot load fails before any data is read.
+    sub = open_div.load_submission(cfg.model, cfg.optimizer) if cfg.division == "open" else None
     data = cifar10.synthetic() if cfg.synthetic else cifar10.load(cfg.resolved_data_dir())
     world = comm.world_size
-    global_batch = cfg.batch_size * world
+    batch_size = cfg.batch_size if sub is None else sub.batch_size(cfg.batch_size, RunConfig.batch_size)
+    global_batch = batch_size * world
     n_train = len(data.train_labels)
     if global_batch > n_train:
         raise UserError(f"global batch {global_batch} is larger than the training set ({n_train} images)")
@@ -119,27 +129,39 @@ def build(cfg, comm, seed: int, device, autocast_dtype) -> Setup:
     # weights have channels_last gradients: under Horovod the model keeps
     # the default layout (recorded in config.json as resolved.channels_last).
     channels_last = cfg.channels_last and comm.backend != "horovod"
+    user_model = sub is not None and sub.submission.model is not None
     torch.manual_seed(seed)  # the same initial weights on every worker
-    model = resnet(depth, version).to(device)
+    model = (sub.make_model() if user_model else resnet(depth, version)).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.base_lr, momentum=recipe.momentum,
-                                nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
-    wrapped = comm.wrap_model(model)
-    optimizer = comm.wrap_optimizer(optimizer, model)
+    if user_model:
+        sub.check_forward(model, device, channels_last, autocast_dtype)
     every, unit = parse_eval_every(cfg.eval_every)
     steps_per_epoch = n_train // global_batch
     eval_every_samples = int(round(every * (steps_per_epoch * global_batch if unit == "epoch" else 1)))
     max_epochs = cfg.max_epochs
     if max_epochs is None and cfg.max_steps is None and cfg.target is None and cfg.time_budget is None:
         max_epochs = recipe.epochs
+    if sub is None or sub.optimizer is None:
+        optimizer = torch.optim.SGD(model.parameters(), lr=recipe.base_lr, momentum=recipe.momentum,
+                                    nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+        lr_at = lambda epoch: recipe.lr_at(epoch, global_batch)  # noqa: E731
+    else:
+        planned = [e for e in (max_epochs, cfg.max_steps and cfg.max_steps / steps_per_epoch) if e]
+        optimizer, lr_at = sub.make_optimizer(model, open_div.RunInfo(
+            batch_size=batch_size, world_size=world, global_batch=global_batch, train_size=n_train,
+            steps_per_epoch=steps_per_epoch, epochs=min(planned, default=None)))
+    opened = _open_record(cfg, sub, model, optimizer, lr_at, batch_size, recipe) if sub else None
+    wrapped = comm.wrap_model(model)
+    optimizer = comm.wrap_optimizer(optimizer, model)
     spec = loop.LoopSpec(
         train_images=data.train_images.to(device), train_labels=data.train_labels.to(device),
         test_images=data.test_images.to(device), test_labels=data.test_labels.to(device),
-        model=wrapped, eval_model=model, optimizer=optimizer,
-        lr_at=lambda epoch: recipe.lr_at(epoch, global_batch),
+        model=wrapped, eval_model=model, optimizer=optimizer, lr_at=lr_at,
         normalize=Normalize(cifar10.MEAN, cifar10.STD, device=device, channels_last=channels_last),
-        batch_size=cfg.batch_size, seed=seed, eval_batch_size=cfg.eval_batch_size,
+        batch_size=batch_size, seed=seed, eval_batch_size=cfg.eval_batch_size,
+        augment=sub is None or sub.submission.augment != "none",
+        train_step=sub.submission.train_step if sub else None,
         autocast_dtype=autocast_dtype, target=cfg.target, time_budget=cfg.time_budget,
         max_epochs=max_epochs, max_steps=cfg.max_steps, eval_every_samples=eval_every_samples)
     resolved = {"global_batch": global_batch, "peak_lr": recipe.peak_lr(global_batch),
@@ -147,11 +169,41 @@ def build(cfg, comm, seed: int, device, autocast_dtype) -> Setup:
                 "steps_per_epoch": steps_per_epoch, "channels_last": channels_last}
     model_info = {"name": cfg.benchmark, "depth": depth, "version": version,
                   "parameters": sum(p.numel() for p in model.parameters())}
-    return Setup(spec, model, data, resolved, model_info, recipe.to_dict())
+    if opened is None:
+        return Setup(spec, model, data, resolved, model_info, recipe.to_dict())
+    resolved.update(opened["resolved"])
+    return Setup(spec, model, data, resolved, opened["model"] or model_info, opened["recipe"],
+                 opened["submission"])
+
+
+def _open_record(cfg, sub, model, optimizer, lr_at, batch_size: int, recipe) -> dict:
+    """What config.json says about an open run: the user's code, the model, and the recipe
+    it really trained with (the closed recipe's numbers for every hook it left alone)."""
+    from ttabench.divisions import open as open_div
+
+    s = sub.submission
+    loss = "submission train_step" if s.train_step is not None else recipe.loss
+    if sub.optimizer is None:
+        rec = dict(recipe.to_dict(), batch_per_worker=batch_size, augmentation=s.augment, loss=loss)
+        resolved = {"batch_size": batch_size}
+    else:
+        rec = dict(open_div.describe_optimizer(optimizer),
+                   lr_schedule="submission lr_at" if lr_at is not None else "none (the optimizer's own)",
+                   batch_per_worker=batch_size, augmentation=s.augment, loss=loss)
+        initial = lr_at(0.0) if lr_at is not None else optimizer.param_groups[0]["lr"]
+        resolved = {"batch_size": batch_size, "peak_lr": None, "initial_lr": float(initial)}
+    info = None
+    if s.model is not None:
+        info = {"name": cfg.benchmark_name(),
+                "class": type(model).__qualname__,  # its file: config.json's "submission"
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    return {"recipe": rec, "resolved": resolved, "model": info,
+            "submission": sub.record(name=cfg.benchmark_name())}
 
 
 def _log_header(log, C, cfg, system_name: str) -> None:
-    log.event(C.SUBMISSION_BENCHMARK, cfg.benchmark)
+    log.event(C.SUBMISSION_BENCHMARK, cfg.benchmark_name())
     log.event(C.SUBMISSION_DIVISION, cfg.division)
     log.event(C.SUBMISSION_ORG, "ttabench")
     log.event(C.SUBMISSION_PLATFORM, system_name)
@@ -166,13 +218,17 @@ def _log_hyperparameters(log, C, setup: Setup) -> None:
     log.event(C.GLOBAL_BATCH_SIZE, setup.resolved["global_batch"])
     log.event(C.TRAIN_SAMPLES, len(d.train_labels))
     log.event(C.EVAL_SAMPLES, len(d.test_labels))
-    log.event(C.OPT_NAME, "sgd")
-    log.event(C.OPT_BASE_LR, setup.resolved["peak_lr"])
-    log.event(C.OPT_LR_WARMUP_EPOCHS, r["warmup_epochs"])
-    log.event(C.OPT_LR_DECAY_BOUNDARY_EPOCHS, r["decay_epochs"])
-    log.event(C.OPT_LR_DECAY_FACTOR, r["decay_factor"])
-    log.event("opt_momentum", r["momentum"])
-    log.event("opt_weight_decay", r["weight_decay"])
+    if "warmup_epochs" in r:  # the closed recipe's SGD (closed runs, open runs that keep it)
+        log.event(C.OPT_NAME, "sgd")
+        log.event(C.OPT_BASE_LR, setup.resolved["peak_lr"])
+        log.event(C.OPT_LR_WARMUP_EPOCHS, r["warmup_epochs"])
+        log.event(C.OPT_LR_DECAY_BOUNDARY_EPOCHS, r["decay_epochs"])
+        log.event(C.OPT_LR_DECAY_FACTOR, r["decay_factor"])
+        log.event("opt_momentum", r["momentum"])
+        log.event("opt_weight_decay", r["weight_decay"])
+    else:  # an open submission's own optimizer (config.json's recipe has its param groups)
+        log.event(C.OPT_NAME, r["optimizer"].lower())
+        log.event(C.OPT_BASE_LR, setup.resolved["initial_lr"])
     log.event("dataset", d.describe()["name"])
 
 
@@ -209,7 +265,7 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
     try:
         if rank0:
             if run_dir is None:
-                run_dir = new_run_dir(cfg.results_dir, system_name, cfg.benchmark, cfg.division)
+                run_dir = new_run_dir(cfg.results_dir, system_name, cfg.benchmark_name(), cfg.division)
             log = RunLog(os.path.join(run_dir, "mllog.txt"))
             _log_header(log, C, cfg, system_name)
         t_init = time.perf_counter()
@@ -225,18 +281,19 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
             atomic_write_json(os.path.join(run_dir, "config.json"), {
                 "ttabench_version": __version__, "command": command or sys.argv,
                 "config": cfg.to_dict(), "resolved": resolved, "model": setup.model_info,
+                **({"submission": setup.submission} if setup.submission is not None else {}),
                 "recipe": setup.recipe, "data": setup.data.describe(), "software": desc["software"],
             })
             system_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(run_dir))))
             atomic_write_json(os.path.join(system_dir, "system.json"), desc)
             _log_hyperparameters(log, C, setup)
             recorder = Recorder(run_dir, log, {
-                "benchmark": cfg.benchmark, "division": cfg.division,
+                "benchmark": cfg.benchmark_name(), "division": cfg.division,
                 "dataset": setup.data.describe()["name"], "synthetic": setup.data.synthetic,
                 "seed": seed, "world_size": comm.world_size, "nodes": comm.nodes,
                 "backend": comm.backend, "global_batch": setup.resolved["global_batch"],
                 "init_s": init_s}, cfg)
-            title = f"{cfg.benchmark} {cfg.division}" + (" [synthetic data]" if setup.data.synthetic else "")
+            title = f"{cfg.benchmark_name()} {cfg.division}" + (" [synthetic data]" if setup.data.synthetic else "")
             thresholds = metrics.thresholds(*metrics.parse_thresholds(cfg.thresholds))
             hooks = [recorder, progress.make(cfg.progress, title, thresholds, cfg.target)]
         log.end(C.INIT_STOP)
@@ -328,4 +385,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # @record writes an uncaught exception to torchrun's error file, so the
+    # launcher can say which rank failed and why.
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    sys.exit(record(main)())

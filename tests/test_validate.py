@@ -330,6 +330,14 @@ def test_open_division_skips_closed_rules(synthetic_tree, copy_of):
     log = run / "mllog.txt"
     log.write_text(log.read_text().replace('"key": "submission_division", "value": "closed"',
                                            '"key": "submission_division", "value": "open"'))
+    # Without the source of the user's code the open run cannot be traced.
+    proc = _validate_cli(root)
+    assert proc.returncode == 1
+    assert "open division: config.json has no 'submission'" in proc.stdout
+    source = {"ref": "my_opt.py:sgd_wd5e4", "kind": "file", "path": "my_opt.py",
+              "attribute": "sgd_wd5e4", "sha256": "ab" * 32}
+    _edit_json(run / "config.json", lambda c: c.update(
+        submission={"model": None, "optimizer": source, "name": "resnet20"}))
     proc = _validate_cli(root)
     assert proc.returncode == 0, proc.stdout
     assert proc.stdout.splitlines() == [f"OK: 1 run under {root} (1 success)"]
