@@ -26,6 +26,8 @@ def _cmd_run(args) -> int:
     from ttabench.launch import launcher
     from ttabench.launch.config import from_args
 
+    if args.resume_dir is not None:
+        return launcher.launch(launcher.resume_config(args.resume_dir), argv=sys.argv)
     cfg = from_args(args)
     cfg.validate()
     seeds = launcher.seed_list(cfg.seed, args.seeds, args.seed_list)
@@ -68,7 +70,7 @@ def _cmd_env(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ttabench.launch import bench, readers
+    from ttabench.launch import bench, netlab, readers, sweep
     from ttabench.launch.config import add_arguments
 
     p = argparse.ArgumentParser(prog="ttabench", description=(
@@ -81,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="train a benchmark and write a results folder",
                          description="Train a benchmark under the timed loop and write "
                                      "results/<system>/<benchmark>/<division>/<run-id>/.")
-    add_arguments(run)
+    add_arguments(run, skip=("resume",))
+    run.add_argument("--resume", dest="resume_dir", metavar="RUN_DIR",
+                     help="continue a run from its checkpoint.pt (every other setting comes "
+                          "from the run's config.json)")
     seeds = run.add_argument_group("several runs").add_mutually_exclusive_group()
     seeds.add_argument("--seeds", type=int, metavar="N",
                        help="run N times with distinct seeds (--seed S gives S, S+1, ...; "
@@ -91,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     readers.add_commands(sub)
     bench.add_commands(sub)
+    netlab.add_commands(sub)
+    sweep.add_commands(sub)
 
     d = sub.add_parser("data", help="get or make data sets")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")

@@ -100,9 +100,15 @@ class RunConfig:
                                   "hardware)", "output")
     progress: str = _f("auto", "rich live display, plain lines, or none (auto: rich on a terminal)",
                        "output", choices=PROGRESS)
+    checkpoint_every: str | None = _f(None, "save a checkpoint (model, optimizer, data position, "
+                                             "clocks) at this cadence, e.g. 1epoch or 200steps; "
+                                             "continue with `ttabench run --resume RUN_DIR`", "output")
+    max_restarts: int = _f(0, "torchrun: restart all workers up to this many times after a "
+                              "failure, continuing from the last checkpoint", "launch")
     save_model: bool = _f(False, "save rank 0's final weights as model.pt in the run folder "
                                  "(a plain state_dict)", "output")
     run_dir: str | None = _f(None, argparse.SUPPRESS, "output")  # set by the launcher
+    resume: bool = _f(False, argparse.SUPPRESS, "output")  # continue run_dir from its checkpoint  # set by the launcher
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -141,6 +147,10 @@ class RunConfig:
 
         network.resolve(self.network, self.bandwidth, self.latency)
         parse_eval_every(self.eval_every)
+        if self.checkpoint_every is not None:
+            parse_cadence(self.checkpoint_every, "--checkpoint-every")
+        if self.max_restarts < 0:
+            raise UserError(f"--max-restarts must be >= 0, got {self.max_restarts}")
         if self.synthetic and self.data_dir:
             raise UserError("give either --data-dir or --synthetic, not both")
         if not self.synthetic:
@@ -185,18 +195,30 @@ class RunConfig:
         return "none" if self.world_size() == 1 else "torchrun"
 
 
-_EVAL_EVERY = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(epochs?|e|samples?)\s*$")
+_CADENCE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(epochs?|e|samples?|steps?)\s*$")
+
+
+def parse_cadence(spec: str, flag: str = "--eval-every") -> tuple[float, str]:
+    """'1epoch' -> (1.0, 'epoch'); '12800samples' -> (12800.0, 'samples'); '50steps' -> (50.0, 'steps')."""
+    m = _CADENCE.match(spec) if isinstance(spec, str) else None
+    if not m or float(m.group(1)) <= 0:
+        raise UserError(f"{flag} must look like 1epoch, 0.5epoch, 12800samples or 100steps, got {spec!r}")
+    word = m.group(2)
+    unit = "epoch" if word.startswith("e") else "steps" if word.startswith("st") else "samples"
+    if unit != "epoch" and float(m.group(1)) < 1:
+        raise UserError(f"{flag} must be at least 1 {unit.rstrip('s')}, got {spec!r}")
+    return float(m.group(1)), unit
+
+
+def cadence_samples(spec: str, steps_per_epoch: int, global_batch: int, flag: str) -> int:
+    """A cadence in samples (at least one step's worth is not enforced: the loop checks after steps)."""
+    value, unit = parse_cadence(spec, flag)
+    scale = {"epoch": steps_per_epoch * global_batch, "steps": global_batch, "samples": 1}[unit]
+    return max(1, int(round(value * scale)))
 
 
 def parse_eval_every(spec: str) -> tuple[float, str]:
-    """'1epoch' -> (1.0, 'epoch'); '12800samples' -> (12800.0, 'samples')."""
-    m = _EVAL_EVERY.match(spec)
-    if not m or float(m.group(1)) <= 0:
-        raise UserError(f"--eval-every must look like 1epoch, 0.5epoch or 12800samples, got {spec!r}")
-    unit = "epoch" if m.group(2).startswith("e") else "samples"
-    if unit == "samples" and float(m.group(1)) < 1:
-        raise UserError(f"--eval-every in samples must be at least 1 sample, got {spec!r}")
-    return float(m.group(1)), unit
+    return parse_cadence(spec, "--eval-every")
 
 
 def add_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:

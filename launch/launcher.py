@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -74,6 +75,28 @@ def seed_list(seed: int | None, count: int | None, listed: str | None) -> list[i
     return seeds
 
 
+def resume_config(run_dir: str) -> RunConfig:
+    """The configuration of a run folder, set to continue it from its checkpoint."""
+    from ttabench.launch import checkpoint
+
+    if not os.path.isfile(os.path.join(run_dir, "config.json")):
+        raise UserError(f"not a run folder (no config.json): {run_dir}")
+    if not os.path.isfile(os.path.join(run_dir, checkpoint.FILE)):
+        raise UserError(f"{run_dir} has no {checkpoint.FILE} to resume from "
+                        "(runs write one with --checkpoint-every)")
+    summary_path = os.path.join(run_dir, "summary.json")
+    status = read_json(summary_path).get("status") if os.path.exists(summary_path) else None
+    if status in ("success", "diverged"):
+        raise UserError(f"{run_dir} already finished ({status}); nothing to resume")
+    saved = read_json(os.path.join(run_dir, "config.json")).get("config")
+    if not isinstance(saved, dict):
+        raise UserError(f"{run_dir}/config.json has no 'config' to resume with")
+    cfg = dataclasses.replace(RunConfig.from_dict(saved), run_dir=os.path.abspath(run_dir),
+                              resume=True)
+    cfg.validate()
+    return cfg
+
+
 def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
     backend = cfg.backend_name()
     if backend == "none":
@@ -87,18 +110,34 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
     if cfg.nnodes == 1:
         cfg = _with_run_dir(cfg)
     if backend == "torchrun":
-        code, failure = _launch_torchrun(cfg)
+        outcome = _launch_torchrun(cfg)
+        restarts = 0
+        while (outcome.code not in (0, 130) and restarts < cfg.max_restarts and cfg.run_dir
+               and _can_restart(cfg.run_dir)):
+            # Start every worker again on a fresh rendezvous; they continue
+            # from the run's last checkpoint (or from the start without one).
+            restarts += 1
+            print(f"ttabench: {outcome.text}; restart {restarts} of {cfg.max_restarts}",
+                  file=sys.stderr, flush=True)
+            outcome = _launch_torchrun(dataclasses.replace(cfg, resume=True))
     elif backend == "horovod":
         if cfg.nnodes != 1:
             raise UserError("multi-node Horovod runs are started with horovodrun -H host1:n,host2:n "
                             "... python -m ttabench.launch.worker --backend horovod (see README)")
-        code, failure = _launch_horovod(cfg)
+        outcome = _launch_horovod(cfg)
     else:
         raise UserError(f"unknown backend {backend}")
-    if code != 0 and cfg.run_dir:
-        mark_failed(cfg.run_dir, failure)
-        print(f"ttabench: run failed: {failure}", file=sys.stderr)
-    return code
+    if outcome.code == 0 or not cfg.run_dir:
+        return outcome.code
+    status = record_outcome(cfg.run_dir, outcome)
+    if status == "diverged":
+        print("ttabench: the run diverged (non-finite loss); recorded in summary.json", file=sys.stderr)
+        return 3
+    if status == "interrupted":
+        print(f"ttabench: interrupted; {cfg.run_dir} keeps everything written so far", file=sys.stderr)
+        return 130
+    print(f"ttabench: run failed: {outcome.text}", file=sys.stderr)
+    return outcome.code
 
 
 def check_open_submission(cfg: RunConfig) -> None:
@@ -125,27 +164,68 @@ def _with_run_dir(cfg: RunConfig) -> RunConfig:
     return dataclasses.replace(cfg, run_dir=run_dir, system=name)
 
 
-def mark_failed(run_dir: str, failure: str) -> None:
-    """Record a failure the workers could not record themselves (e.g. SIGKILL)."""
+@dataclasses.dataclass
+class Outcome:
+    """How the workers of a run ended, as the launcher saw it."""
+
+    code: int  # 0, 130 (interrupted) or the failing exit code
+    text: str = ""  # one line: which ranks ended how
+    ranks: list = dataclasses.field(default_factory=list)  # [{rank, exitcode, signal, message}]
+    interrupted: bool = False
+
+
+def _can_restart(run_dir: str) -> bool:
+    """A run that diverged or was interrupted is not restarted; a failed one is."""
+    try:
+        status = read_json(os.path.join(run_dir, "summary.json")).get("status")
+    except UserError:
+        status = None
+    return status not in ("success", "diverged", "interrupted")
+
+
+def record_outcome(run_dir: str, outcome: Outcome) -> str:
+    """Complete summary.json after workers stopped abnormally; returns the final status.
+
+    Workers record what they can (rank 0 writes `failed`, `interrupted` or
+    `diverged` with the error it saw), but a rank killed by a signal records
+    nothing. The launcher adds which ranks ended how, the root cause first,
+    and the last completed evaluation; it never turns a recorded `diverged`
+    or `interrupted` into `failed`, and never touches a finished run.
+    """
+    from ttabench.divisions.submission import read_curve
+
     path = os.path.join(run_dir, "summary.json")
     try:
         summary = read_json(path)
     except UserError:
         summary = {}
-    if summary.get("status") in ("success", "diverged"):
-        return
-    summary["status"] = "failed"
-    # Keep what a worker recorded itself (it knows the exception); add what the
-    # launcher saw (which ranks ended how).
-    if summary.get("error"):
-        summary["launcher_error"] = failure
-    else:
-        summary["error"] = failure
+    status = summary.get("status")
+    if status == "success":
+        return status
+    if status not in ("diverged", "interrupted"):
+        status = "interrupted" if outcome.interrupted else "failed"
+    summary["status"] = status
+    summary["failed_ranks"] = outcome.ranks
+    root = outcome.ranks[0] if outcome.ranks else None
+    recorded_root = (root is not None and root["signal"] is None
+                     and root["rank"] == summary.get("failed_rank"))
+    if summary.get("error") and (recorded_root or not outcome.ranks):
+        summary["launcher_error"] = outcome.text  # the recording worker was the root cause
+    elif status == "failed":
+        if summary.get("error"):
+            summary["worker_error"] = summary["error"]  # a consequence (e.g. a broken collective)
+        summary["error"] = outcome.text
+    try:
+        curve = read_curve(run_dir) if os.path.exists(os.path.join(run_dir, "curve.csv")) else []
+    except UserError:
+        curve = []
+    summary["last_eval"] = curve[-1] if curve else None
     atomic_write_json(path, summary)
+    return status
 
 
-def _launch_torchrun(cfg: RunConfig) -> tuple[int, str]:
-    from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs
+def _launch_torchrun(cfg: RunConfig) -> Outcome:
+    from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -161,6 +241,9 @@ def _launch_torchrun(cfg: RunConfig) -> tuple[int, str]:
     lc = LaunchConfig(
         min_nodes=cfg.nnodes, max_nodes=cfg.nnodes, nproc_per_node=cfg.workers,
         run_id=run_id, rdzv_backend="c10d", rdzv_endpoint=endpoint, rdzv_configs=rdzv_configs,
+        # Restarts are the launcher's (see launch()): torch 2.13's in-place
+        # restart cannot re-form a gloo group after a worker was SIGKILLed
+        # in a collective (reproduced with plain torchrun).
         max_restarts=0, monitor_interval=0.2, start_method="spawn", local_addr=cfg.local_addr,
         logs_specs=DefaultLogsSpecs(),
     )
@@ -169,24 +252,31 @@ def _launch_torchrun(cfg: RunConfig) -> tuple[int, str]:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
         elastic_launch(lc, entrypoint=sys.executable)(*args)
-        return 0, ""
+        return Outcome(0)
     except ChildFailedError as e:
-        return 1, _describe_failures(e)
+        return _torch_failures(e)
+    except (SignalException, KeyboardInterrupt) as e:
+        # The agent stopped the workers (SIGTERM, then SIGKILL after a grace
+        # period); each one that could has recorded `interrupted`.
+        name = getattr(e, "sigval", None)
+        return Outcome(130, f"interrupted by {name.name if name else 'SIGINT'}", interrupted=True)
 
 
-def _describe_failures(e) -> str:
-    parts = []
-    for rank, f in sorted(e.failures.items()):  # keyed by global rank
-        if f.signal_name() != "<N/A>" and f.exitcode < 0:
-            cause = f"killed by {f.signal_name()}"
-        else:
-            cause = f"exit code {f.exitcode}"
+def _torch_failures(e) -> Outcome:
+    """ChildFailedError -> Outcome, the first failure (the root cause) first."""
+    first_rank, _ = e.get_first_failure()
+    ranks = []
+    for rank, f in sorted(e.failures.items(), key=lambda kv: (kv[0] != first_rank, kv[0])):
+        signal_name = f.signal_name() if f.exitcode < 0 else None
         msg = f.message if isinstance(f.message, str) else (f.message or {}).get("message", "")
-        if "To enable traceback" in msg:  # torch's placeholder when no error file was written
+        if signal_name or "To enable traceback" in msg:  # no account of its own, or torch's placeholder
             msg = ""
-        detail = f": {msg.strip().splitlines()[-1]}" if msg and msg.strip() else ""
-        parts.append(f"rank {rank} {cause}{detail}")
-    return "; ".join(parts)
+        msg = msg.strip().splitlines()[-1] if msg.strip() else ""
+        ranks.append({"rank": rank, "exitcode": f.exitcode, "signal": signal_name, "message": msg})
+    text = "; ".join(
+        f"rank {r['rank']} " + (f"killed by {r['signal']}" if r["signal"] else f"exit code {r['exitcode']}")
+        + (f": {r['message']}" if r["message"] else "") for r in ranks)
+    return Outcome(1, text, ranks)
 
 
 def horovodrun_command(workers: int) -> list[str]:
@@ -198,18 +288,37 @@ def horovodrun_command(workers: int) -> list[str]:
     return [horovodrun, "-np", str(workers), "-H", f"localhost:{workers}", "--gloo"]
 
 
-def _launch_horovod(cfg: RunConfig) -> tuple[int, str]:
+_HVD_EXIT = re.compile(r"Process (\d+) exit with status code (-?\d+)")
+
+
+def _launch_horovod(cfg: RunConfig) -> Outcome:
+    """horovodrun, its output passed through line by line and read for which rank ended how
+    (horovodrun's own closing summary sometimes names the wrong process)."""
     worker_cfg = dataclasses.replace(cfg, backend="horovod")
     cmd = (horovodrun_command(cfg.workers) + [sys.executable, "-m", "ttabench.launch.worker"]
            + worker_argv(worker_cfg))
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    ranks, interrupted = [], False
     try:
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            m = _HVD_EXIT.search(line)
+            if m:
+                code = int(m.group(2))
+                sig = signal.Signals(code - 128).name if code > 128 and code - 128 < 65 else None
+                ranks.append({"rank": int(m.group(1)), "exitcode": code, "signal": sig, "message": ""})
         code = proc.wait()
     except KeyboardInterrupt:
+        interrupted = True
         os.killpg(proc.pid, signal.SIGINT)
         code = proc.wait()
     if code == 0:
-        return 0, ""
-    return code, f"horovodrun exited with code {code}"
+        return Outcome(0)
+    if interrupted:
+        return Outcome(130, "interrupted by SIGINT", ranks, interrupted=True)
+    text = "; ".join(f"rank {r['rank']} " + (f"killed by {r['signal']}" if r["signal"]
+                                             else f"exit code {r['exitcode']}") for r in ranks)
+    return Outcome(code, text or f"horovodrun exited with code {code}", ranks)

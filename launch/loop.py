@@ -58,6 +58,11 @@ class LoopSpec:
     max_epochs: float | None = None
     max_steps: int | None = None
     eval_every_samples: int = 0  # 0 = every epoch
+    # checkpoint/resume: `checkpoint(state)` is called on every worker at the
+    # cadence (rank 0 writes); `resume` is such a state, to continue from.
+    checkpoint_every_samples: int = 0  # 0 = never
+    checkpoint: Callable[[dict], None] | None = None
+    resume: dict | None = None
 
 
 @dataclass
@@ -72,6 +77,7 @@ class LoopResult:
     total_time_s: float = 0.0
     diverged_step: int | None = None
     breakdown: dict = field(default_factory=dict)  # this rank's time breakdown
+    resumed_at_step: int | None = None
 
 
 class Hooks:
@@ -108,10 +114,11 @@ class HookList(Hooks):
 class Clock:
     """Training time (evaluation excluded) and total time since run_start."""
 
-    def __init__(self, sync: Callable[[], None]):
+    def __init__(self, sync: Callable[[], None], train_s: float = 0.0, total_s: float = 0.0):
         self._sync = sync  # device synchronize: a GPU clock read must see finished work
         self.start = None
-        self.train_s = 0.0
+        self.train_s = train_s  # a resumed run continues its clocks, it does not restart them
+        self._total_before = total_s
         self._segment = None
 
     def begin(self):
@@ -133,7 +140,7 @@ class Clock:
         return self.train_s + (time.perf_counter() - self._segment if self._segment else 0.0)
 
     def total_elapsed(self) -> float:
-        return time.perf_counter() - self.start
+        return self._total_before + time.perf_counter() - self.start
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -217,14 +224,26 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
     train_step = spec.train_step or default_train_step
     model = spec.model
     model.train()
-    t = {"data_s": 0.0, "compute_s": 0.0, "control_s": 0.0, "eval_s": 0.0}
+    t = {"data_s": 0.0, "compute_s": 0.0, "control_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0}
     comm_wait_start = comm.comm_wait_s
     curve: list[dict] = []
-    step = samples = 0
+    step = samples = epoch = k0 = 0
     next_eval = eval_every
+    ckpt_every = spec.checkpoint_every_samples
+    next_ckpt = ckpt_every
     agreed_train = last_step_s = 0.0
     recent_steps = collections.deque(maxlen=8)
     status, reason, diverged_step = "success", None, None
+    r = spec.resume
+    if r is not None:
+        if r["global_batch"] != global_batch or r["steps_per_epoch"] != steps_per_epoch:
+            raise ValueError("the checkpoint was made with another global batch or data set")
+        step, samples, epoch, k0 = r["step"], r["samples"], r["epoch"], r["epoch_step"]
+        next_eval, next_ckpt = r["next_eval"], r["next_checkpoint"]
+        curve = [dict(row) for row in r["curve"]]
+        agreed_train = r["train_s"]
+        recent_steps.extend(r["recent_steps"])
+        last_step_s = max(recent_steps, default=0.0)
 
     def do_eval(epoch_f: float) -> bool:
         """Evaluate with the training clock stopped; True if the target is reached."""
@@ -244,28 +263,51 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
         clock.resume()
         return spec.target is not None and acc >= spec.target
 
-    clock = Clock(sync)
+    def do_checkpoint() -> None:
+        """Save the state to continue from, with the training clock stopped."""
+        clock.pause()
+        t0 = time.perf_counter()
+        spec.checkpoint({
+            "step": step, "samples": samples, "epoch": epoch, "epoch_step": k + 1,
+            "next_eval": next_eval, "next_checkpoint": next_ckpt, "curve": [dict(x) for x in curve],
+            "train_s": agreed_train, "total_s": comm.allreduce([clock.total_elapsed()], op="max")[0],
+            "recent_steps": list(recent_steps), "global_batch": global_batch,
+            "steps_per_epoch": steps_per_epoch})
+        # Rank 0 writes while the others wait here, clocks stopped: saving never
+        # counts as training time on any worker.
+        comm.barrier()
+        t["checkpoint_s"] += time.perf_counter() - t0
+        clock.resume()
+
+    if r is None:
+        clock = Clock(sync)
+    else:
+        clock = Clock(sync, train_s=r["train_s"], total_s=r["total_s"])
     comm.barrier()  # every worker is ready: the clock starts now, together
     clock.begin()
     hooks.run_start({"steps_per_epoch": steps_per_epoch, "global_batch": global_batch,
-                     "max_steps": None if max_steps == math.inf else max_steps})
-    epoch = 0
+                     "max_steps": None if max_steps == math.inf else max_steps,
+                     "resumed_at_step": None if r is None else step,
+                     "epoch": epoch, "epoch_open": 0 < k0})
     try:
-        if spec.time_budget is not None:
+        if spec.time_budget is not None and r is None:
             # AAT mode: an evaluation of the starting point, so that AAT(B) is
             # defined even for a budget shorter than one step.
             do_eval(0.0)
         while reason is None:
             if step >= max_steps:
                 reason = _step_limit_reason(spec, step)
+                if k0 > 0:  # resumed at the very end, inside an epoch
+                    hooks.epoch_stop(epoch)
                 break
-            hooks.epoch_start(epoch)
+            if k0 == 0:  # a resumed run re-enters its epoch without starting it again
+                hooks.epoch_start(epoch)
             t0 = time.perf_counter()
             batches, aug = epoch_plan(n, global_batch, spec.seed, epoch, rank, world)
             batches = batches.to(device)
             aug = aug.to(device) if spec.augment else None
             t["data_s"] += time.perf_counter() - t0
-            for k in range(steps_per_epoch):
+            for k in range(k0, steps_per_epoch):
                 # Stop rules that act before a step.
                 if step >= max_steps:
                     reason = _step_limit_reason(spec, step)
@@ -319,9 +361,13 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
                     if do_eval(step / steps_per_epoch):
                         reason = "target"
                         break
+                if ckpt_every and samples >= next_ckpt:
+                    next_ckpt += ckpt_every
+                    do_checkpoint()
             else:
                 hooks.epoch_stop(epoch)
                 epoch += 1
+                k0 = 0
                 continue
             hooks.epoch_stop(epoch)
         if reason in ("max_epochs", "max_steps", "time_budget") and (
@@ -340,8 +386,9 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
                  "network_delay_s": comm.emulator.added_s if comm.emulator else 0.0,
                  "data_s": t["data_s"],
                  "control_s": t["control_s"], "hooks_s": getattr(hooks, "overhead_s", 0.0),
-                 "eval_s": t["eval_s"]}
-    result = LoopResult(status=status, stop_reason=reason, curve=curve, steps=step,
+                 "eval_s": t["eval_s"], "checkpoint_s": t["checkpoint_s"]}
+    result = LoopResult(resumed_at_step=None if r is None else r["step"],
+                        status=status, stop_reason=reason, curve=curve, steps=step,
                         samples=samples, epochs=step / steps_per_epoch,
                         train_time_s=curve[-1]["train_time_s"] if curve else clock.train_s,
                         total_time_s=total_s, diverged_step=diverged_step, breakdown=breakdown)

@@ -31,13 +31,15 @@ def summarize_run(curve: list[dict], *, thresholds: str, target: float | None,
 
 
 class Recorder(Hooks):
-    def __init__(self, run_dir: str, mllog: RunLog, base_summary: dict, cfg):
+    def __init__(self, run_dir: str, mllog: RunLog, base_summary: dict, cfg, curve=None):
         self.run_dir = run_dir
         self.log = mllog
         self.base = base_summary
         self.cfg = cfg
-        self.curve: list[dict] = []
+        self.curve: list[dict] = [dict(row) for row in curve or []]
         self._epoch_open = None
+        if curve is not None:  # resumed: the curve as of the checkpoint
+            atomic_write_text(self.path("curve.csv"), format_curve(self.curve))
         self.write_summary({"status": "running"})
 
     def path(self, name: str) -> str:
@@ -52,7 +54,13 @@ class Recorder(Hooks):
 
     # -- loop hooks
     def run_start(self, info):
-        self.log.start(C.RUN_START)
+        if info.get("resumed_at_step") is not None:
+            # A resumed run continues the same run_start..run_stop interval.
+            self.log.event("ttabench_resume", info["resumed_at_step"])
+            if info.get("epoch_open"):  # the checkpoint was taken inside this epoch
+                self._epoch_open = info["epoch"]
+        else:
+            self.log.start(C.RUN_START)
 
     def epoch_start(self, epoch):
         self._epoch_open = epoch

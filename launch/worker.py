@@ -108,7 +108,7 @@ def build(cfg, comm, seed: int, device, autocast_dtype) -> Setup:
 
     from ttabench.divisions import open as open_div
     from ttabench.launch import loop
-    from ttabench.launch.config import RunConfig, parse_eval_every
+    from ttabench.launch.config import RunConfig, cadence_samples
     from ttabench.reference_impls import cifar10
     from ttabench.reference_impls.augment import Normalize
     from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED
@@ -136,9 +136,10 @@ def build(cfg, comm, seed: int, device, autocast_dtype) -> Setup:
         model = model.to(memory_format=torch.channels_last)
     if user_model:
         sub.check_forward(model, device, channels_last, autocast_dtype)
-    every, unit = parse_eval_every(cfg.eval_every)
     steps_per_epoch = n_train // global_batch
-    eval_every_samples = int(round(every * (steps_per_epoch * global_batch if unit == "epoch" else 1)))
+    eval_every_samples = cadence_samples(cfg.eval_every, steps_per_epoch, global_batch, "--eval-every")
+    checkpoint_every_samples = (0 if cfg.checkpoint_every is None else cadence_samples(
+        cfg.checkpoint_every, steps_per_epoch, global_batch, "--checkpoint-every"))
     max_epochs = cfg.max_epochs
     if max_epochs is None and cfg.max_steps is None and cfg.target is None and cfg.time_budget is None:
         max_epochs = recipe.epochs
@@ -163,7 +164,8 @@ def build(cfg, comm, seed: int, device, autocast_dtype) -> Setup:
         augment=sub is None or sub.submission.augment != "none",
         train_step=sub.submission.train_step if sub else None,
         autocast_dtype=autocast_dtype, target=cfg.target, time_budget=cfg.time_budget,
-        max_epochs=max_epochs, max_steps=cfg.max_steps, eval_every_samples=eval_every_samples)
+        max_epochs=max_epochs, max_steps=cfg.max_steps, eval_every_samples=eval_every_samples,
+        checkpoint_every_samples=checkpoint_every_samples)
     resolved = {"global_batch": global_batch, "peak_lr": recipe.peak_lr(global_batch),
                 "max_epochs": max_epochs, "eval_every_samples": eval_every_samples,
                 "steps_per_epoch": steps_per_epoch, "channels_last": channels_last}
@@ -238,7 +240,7 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
 
     from ttabench.divisions import metrics
     from ttabench.divisions.submission import atomic_write_json, new_run_dir
-    from ttabench.launch import comm as comm_mod, loop, network, progress, system
+    from ttabench.launch import checkpoint, comm as comm_mod, loop, network, progress, system
     from ttabench.launch.mllog import C, RunLog
     from ttabench.launch.record import Recorder
 
@@ -262,17 +264,50 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
     system_name = cfg.system or system.default_system_name(desc)
 
     run_dir, log, recorder = cfg.run_dir, RunLog(None), None
+    # torchrun's elastic agent restarts every worker after a failure
+    # (--max-restarts): they continue from the run's last checkpoint.
+    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+    state = None
+    if run_dir is not None and (cfg.resume or restarted):
+        state = checkpoint.load(run_dir)
+        restarted = restarted or cfg.resume  # a launcher restart without a checkpoint begins again
     try:
         if rank0:
             if run_dir is None:
                 run_dir = new_run_dir(cfg.results_dir, system_name, cfg.benchmark_name(), cfg.division)
-            log = RunLog(os.path.join(run_dir, "mllog.txt"))
-            _log_header(log, C, cfg, system_name)
+            log_path = os.path.join(run_dir, "mllog.txt")
+            if state is not None:  # drop what the stopped run logged after its checkpoint
+                checkpoint.truncate_log(log_path, state["mllog_lines"])
+            elif restarted:  # no checkpoint yet: the restarted run begins again
+                for name in ("mllog.txt", "curve.csv", "summary.json"):
+                    if os.path.exists(os.path.join(run_dir, name)):
+                        os.unlink(os.path.join(run_dir, name))
+            log = RunLog(log_path)
+            if state is None:
+                _log_header(log, C, cfg, system_name)
         t_init = time.perf_counter()
         setup = build(cfg, comm, seed, device, autocast_dtype)
+        if state is not None:
+            setup.spec.resume = checkpoint.restore(state, setup.model, setup.spec.optimizer)
+        if cfg.checkpoint_every is not None:
+            def save_checkpoint(loop_state, model=setup.model, optimizer=setup.spec.optimizer):
+                if rank0:
+                    checkpoint.save(run_dir, model=model, optimizer=optimizer, loop_state=loop_state,
+                                    mllog_lines=checkpoint.count_lines(log.path))
+            setup.spec.checkpoint = save_checkpoint
         init_s = time.perf_counter() - t_init
         hooks = []
-        if rank0:
+        if rank0 and state is not None:
+            previous = _read_summary(run_dir)
+            recorder = Recorder(run_dir, log, {
+                **{k: previous[k] for k in _SUMMARY_BASE_KEYS if k in previous},
+                "resumes": previous.get("resumes", []) + [{
+                    "step": state["loop"]["step"], "train_time_s": state["loop"]["train_s"]}]},
+                cfg, curve=state["loop"]["curve"])
+            hooks = [recorder, progress.make(cfg.progress, f"{cfg.benchmark_name()} (resumed)",
+                                             metrics.thresholds(*metrics.parse_thresholds(cfg.thresholds)),
+                                             cfg.target)]
+        elif rank0:
             resolved = dict(setup.resolved, seed=seed, world_size=comm.world_size, nodes=comm.nodes,
                             local_world_size=comm.local_world_size, backend=comm.backend,
                             dist_backend=comm.dist_backend, device=str(device), threads=threads,
@@ -296,7 +331,8 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
             title = f"{cfg.benchmark_name()} {cfg.division}" + (" [synthetic data]" if setup.data.synthetic else "")
             thresholds = metrics.thresholds(*metrics.parse_thresholds(cfg.thresholds))
             hooks = [recorder, progress.make(cfg.progress, title, thresholds, cfg.target)]
-        log.end(C.INIT_STOP)
+        if state is None:
+            log.end(C.INIT_STOP)
         result = loop.run(setup.spec, comm, loop.HookList(hooks), stop_requested=stop)
         breakdowns = comm.gather(result.breakdown)
         if rank0:
@@ -324,6 +360,19 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
     finally:
         log.close()
         comm.close()
+
+
+_SUMMARY_BASE_KEYS = ("benchmark", "division", "dataset", "synthetic", "seed", "world_size", "nodes",
+                      "backend", "global_batch", "init_s")
+
+
+def _read_summary(run_dir: str) -> dict:
+    from ttabench.divisions.submission import read_json
+
+    try:
+        return read_json(os.path.join(run_dir, "summary.json"))
+    except UserError:
+        return {}
 
 
 def _record_failure(run_dir, recorder, status, e, rank, signal_name) -> None:
