@@ -1,0 +1,244 @@
+"""Faults during a run, for real: killed workers, exceptions and OOM on one rank, Ctrl-C and
+SIGTERM, divergence, resume and restarts. Each case asserts the recorded status and that no
+process of the run is left behind.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import torch
+
+from conftest import IN_CI
+
+pytestmark = pytest.mark.slow
+
+SMALL = ["--synthetic", "--batch-size", "32", "--thresholds", "0.1:0.3:0.1", "--progress", "plain"]
+
+
+class Run:
+    """`ttabench run ...` in its own session, tagged so that every process it starts can be found."""
+
+    def __init__(self, tmp_path, *args):
+        self.tag = uuid.uuid4().hex
+        self.results = str(tmp_path / "results")
+        env = dict(os.environ, TTABENCH_TEST_TAG=self.tag)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ttabench", "run", *args, "--results-dir", self.results],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
+
+    def processes(self, extra: str | None = None) -> list[int]:
+        """PIDs of live processes carrying this run's tag (and `extra` in their environment)."""
+        found = []
+        for env_path in glob.glob("/proc/[0-9]*/environ"):
+            try:
+                with open(env_path, "rb") as f:
+                    env = f.read().split(b"\0")
+            except OSError:
+                continue
+            if f"TTABENCH_TEST_TAG={self.tag}".encode() in env and (
+                    extra is None or extra.encode() in env):
+                pid = int(env_path.split("/")[2])
+                if pid != self.proc.pid or extra is None:
+                    found.append(pid)
+        return found
+
+    def worker(self, rank_var: str) -> int:
+        pids = self.processes(rank_var)
+        pids = [p for p in pids if b"ttabench.launch.worker" in open(f"/proc/{p}/cmdline", "rb").read()]
+        assert len(pids) == 1, pids
+        return pids[0]
+
+    def run_dir(self) -> str:
+        dirs = glob.glob(os.path.join(self.results, "*", "*", "*", "*"))
+        return dirs[0] if len(dirs) == 1 else ""
+
+    def wait_for_evals(self, n: int, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            d = self.run_dir()
+            if d and os.path.exists(os.path.join(d, "curve.csv")):
+                with open(os.path.join(d, "curve.csv")) as f:
+                    if len(f.read().splitlines()) - 1 >= n:
+                        return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"run ended early:\n{self.proc.stdout.read()}")
+            time.sleep(0.2)
+        raise AssertionError("no evaluation in time")
+
+    def finish(self, timeout: float = 120) -> tuple[int, str, float]:
+        t0 = time.monotonic()
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.communicate()
+            raise AssertionError("the run did not stop in time")
+        return self.proc.returncode, out, time.monotonic() - t0
+
+    def assert_nothing_left(self) -> None:
+        deadline = time.monotonic() + 10
+        while self.processes() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert self.processes() == [], "processes of the run are still alive"
+
+    def summary(self) -> dict:
+        with open(os.path.join(self.run_dir(), "summary.json")) as f:
+            return json.load(f)
+
+
+def _require_horovod():
+    try:
+        import horovod.torch  # noqa: F401
+    except Exception:
+        if IN_CI:
+            pytest.fail("Horovod is not installed (CI must install it: scripts/install_horovod.sh)")
+        pytest.skip("Horovod not installed (scripts/install_horovod.sh)")
+
+
+@pytest.mark.parametrize("backend", ["torchrun", "horovod"])
+def test_sigkill_of_one_rank_fails_the_run_promptly(tmp_path, backend):
+    if backend == "horovod":
+        _require_horovod()
+    run = Run(tmp_path, *SMALL, "--workers", "2", "--backend", backend, "--max-steps", "2000",
+              "--eval-every", "8steps")
+    run.wait_for_evals(1)
+    os.kill(run.worker("HOROVOD_RANK=1" if backend == "horovod" else "RANK=1"), signal.SIGKILL)
+    code, out, waited = run.finish()
+    assert code != 0
+    assert waited < 30, f"took {waited:.1f} s to stop after the kill"
+    run.assert_nothing_left()
+    s = run.summary()
+    assert s["status"] == "failed"
+    assert s["failed_ranks"][0]["rank"] == 1 and s["failed_ranks"][0]["signal"] == "SIGKILL", s
+    assert "rank 1 killed by SIGKILL" in s["error"]
+    assert s["last_eval"] is not None and s["last_eval"]["step"] >= 8
+    assert "Traceback" not in out.splitlines()[-1]
+
+
+def test_out_of_memory_on_one_rank_fails_the_run(tmp_path):
+    sub = tmp_path / "oom.py"
+    sub.write_text(
+        "import torch, torch.nn.functional as F\n"
+        "import torch.distributed as dist\n"
+        "from ttabench.divisions.open import Submission\n"
+        "from ttabench.reference_impls.resnet import resnet\n"
+        "calls = 0\n"
+        "def step(model, x, y):\n"
+        "    global calls\n"
+        "    calls += 1\n"
+        "    if calls == 3 and dist.get_rank() == 1:\n"
+        "        torch.empty(2 ** 50, dtype=torch.uint8)  # far more memory than the machine has\n"
+        "    return F.cross_entropy(model(x), y)\n"
+        "oom = Submission(model=lambda: resnet(20), train_step=step)\n")
+    run = Run(tmp_path, *SMALL, "--workers", "2", "--division", "open", "--model", f"{sub}:oom",
+              "--max-steps", "50", "--eval-every", "1epoch")
+    code, out, _ = run.finish()
+    assert code != 0
+    run.assert_nothing_left()
+    s = run.summary()
+    assert s["status"] == "failed"
+    assert s["failed_ranks"][0]["rank"] == 1
+    assert "memory" in (s["error"] + s.get("worker_error", "")).lower()
+
+
+@pytest.mark.parametrize("sig,target", [(signal.SIGINT, "group"), (signal.SIGTERM, "launcher")])
+def test_ctrl_c_and_sigterm_stop_cleanly_as_interrupted(tmp_path, sig, target, subset_dir):
+    real = [a for a in SMALL if a != "--synthetic"] + ["--data-dir", subset_dir]
+    run = Run(tmp_path, *real, "--workers", "2", "--max-steps", "2000", "--eval-every", "8steps")
+    run.wait_for_evals(1)
+    if target == "group":  # Ctrl-C in a terminal reaches every process of the foreground group
+        os.killpg(run.proc.pid, sig)
+    else:  # a scheduler stopping the job
+        os.kill(run.proc.pid, sig)
+    code, out, waited = run.finish()
+    assert code == 130, out[-2000:]
+    assert waited < 60
+    run.assert_nothing_left()
+    s = run.summary()
+    assert s["status"] == "interrupted", s
+    # Everything written so far is valid: the validator finds no error, only the status warning.
+    proc = subprocess.run([sys.executable, "-m", "ttabench", "validate", run.run_dir(),
+                           "--no-compliance"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+def _model(run_dir: str) -> dict:
+    return torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
+
+
+def test_resume_continues_to_the_same_weights_and_metrics(tmp_path):
+    args = [*SMALL, "--max-steps", "16", "--eval-every", "4steps", "--checkpoint-every", "3steps",
+            "--seed", "9", "--threads", "1", "--save-model"]
+    whole = Run(tmp_path / "whole", *args)
+    code, out, _ = whole.finish(timeout=300)
+    assert code == 0, out
+    broken = Run(tmp_path / "broken", *args)
+    broken.wait_for_evals(2)  # a checkpoint exists from step 6 on
+    os.killpg(broken.proc.pid, signal.SIGKILL)
+    broken.finish()
+    run_dir = broken.run_dir()
+    assert json.load(open(os.path.join(run_dir, "summary.json")))["status"] == "running"
+    resumed = subprocess.run([sys.executable, "-m", "ttabench", "run", "--resume", run_dir,
+                              "--progress", "none"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = _model(whole.run_dir()), _model(run_dir)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    from ttabench.divisions.submission import read_curve
+
+    ca, cb = read_curve(whole.run_dir()), read_curve(run_dir)
+    assert [(r["step"], r["accuracy"], r["loss"]) for r in ca] == \
+        [(r["step"], r["accuracy"], r["loss"]) for r in cb]
+    times = [r["train_time_s"] for r in cb]
+    assert times == sorted(times)  # training time continued, it did not restart
+    s = json.load(open(os.path.join(run_dir, "summary.json")))
+    assert s["status"] == "success" and len(s["resumes"]) == 1
+    assert s["resumes"][0]["step"] in (6, 9, 12)
+    proc = subprocess.run([sys.executable, "-m", "ttabench", "validate", run_dir],
+                          capture_output=True, text=True)
+    assert "mismatch" not in proc.stdout and "curve" not in proc.stdout, proc.stdout
+
+
+def test_max_restarts_resumes_after_a_killed_worker(tmp_path):
+    run = Run(tmp_path, *SMALL, "--workers", "2", "--max-steps", "24", "--eval-every", "8steps",
+              "--checkpoint-every", "4steps", "--max-restarts", "1", "--seed", "3")
+    run.wait_for_evals(1)
+    os.kill(run.worker("RANK=1"), signal.SIGKILL)
+    code, out, _ = run.finish(timeout=300)
+    assert code == 0, out[-3000:]
+    assert "restart 1 of 1" in out
+    run.assert_nothing_left()
+    s = run.summary()
+    assert s["status"] == "success" and s["steps"] == 24
+    assert len(s["resumes"]) == 1 and s["resumes"][0]["step"] >= 8
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_divergence_is_recorded_with_its_step(tmp_path, workers):
+    sub = tmp_path / "hot.py"
+    # No batch norm to hold the activations in check, and a learning rate far too large:
+    # the logits overflow within a few steps.
+    sub.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "def mlp():\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(3072, 256), nn.ReLU(), nn.Linear(256, 10))\n"
+        "def hot_sgd(model, run):\n"
+        "    return torch.optim.SGD(model.parameters(), lr=1e6), None\n")
+    run = Run(tmp_path, *SMALL, "--workers", workers, "--division", "open", "--model", f"{sub}:mlp",
+              "--optimizer", f"{sub}:hot_sgd", "--max-steps", "200", "--eval-every", "1epoch")
+    code, out, _ = run.finish(timeout=300)
+    assert code == 3, out[-2000:]
+    run.assert_nothing_left()
+    s = run.summary()
+    assert s["status"] == "diverged" and s["stop_reason"] == "diverged"
+    assert isinstance(s["diverged_step"], int) and 1 <= s["diverged_step"] < 200
