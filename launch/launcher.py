@@ -16,6 +16,7 @@ launcher still marks the run ``failed`` with the rank and the cause.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -107,6 +108,8 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
         return run_worker(cfg, command=argv)
     if cfg.division == "open":
         check_open_submission(cfg)
+    # Workers record the command the user typed, not their own.
+    os.environ["TTABENCH_COMMAND"] = json.dumps(argv or sys.argv)
     if cfg.nnodes == 1:
         cfg = _with_run_dir(cfg)
     if backend == "torchrun":

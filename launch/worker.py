@@ -14,6 +14,7 @@ horovodrun, after checking the flags and creating the run folder.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import signal
@@ -240,7 +241,7 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
 
     from ttabench.divisions import metrics
     from ttabench.divisions.submission import atomic_write_json, new_run_dir
-    from ttabench.launch import checkpoint, comm as comm_mod, loop, network, progress, system
+    from ttabench.launch import checkpoint, comm as comm_mod, loop, netlab, network, progress, system
     from ttabench.launch.mllog import C, RunLog
     from ttabench.launch.record import Recorder
 
@@ -312,9 +313,9 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
                             local_world_size=comm.local_world_size, backend=comm.backend,
                             dist_backend=comm.dist_backend, device=str(device), threads=threads,
                             precision=cfg.precision, compile=cfg.compile, system=system_name,
-                            network=link.describe())
+                            network=link.describe(), network_shaping=netlab.shaping_from_env())
             atomic_write_json(os.path.join(run_dir, "config.json"), {
-                "ttabench_version": __version__, "command": command or sys.argv,
+                "ttabench_version": __version__, "command": _user_command(command),
                 "config": cfg.to_dict(), "resolved": resolved, "model": setup.model_info,
                 **({"submission": setup.submission} if setup.submission is not None else {}),
                 "recipe": setup.recipe, "data": setup.data.describe(), "software": desc["software"],
@@ -350,6 +351,10 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
                 "time_breakdown": {"max_over_ranks": worst, "per_rank": breakdowns},
             })
             _print_summary(run_dir)
+        # Leave together: a worker tearing its process group down while a peer
+        # is still sending can abort at exit.
+        if result.status != "interrupted":  # an interrupted peer may already be gone
+            comm.barrier()
         return {"success": 0, "interrupted": 130}.get(result.status, 3)
     except BaseException as e:
         if rank0 and run_dir is not None:
@@ -360,6 +365,17 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
     finally:
         log.close()
         comm.close()
+
+
+def _user_command(command: list[str] | None) -> list[str]:
+    """The command the user typed (the launcher passes it to its workers), program by name only:
+    a results folder must not carry paths of the machine it was made on."""
+    if command is None and os.environ.get("TTABENCH_COMMAND"):
+        command = json.loads(os.environ["TTABENCH_COMMAND"])
+    command = list(command or sys.argv)
+    if command:
+        command[0] = os.path.basename(command[0])
+    return command
 
 
 _SUMMARY_BASE_KEYS = ("benchmark", "division", "dataset", "synthetic", "seed", "world_size", "nodes",

@@ -181,7 +181,7 @@ def load(data_dir: str) -> Cifar10:
     if os.path.exists(meta_path) and _read_pickle(meta_path).get(_SYNTHETIC_KEY):
         source = "synthetic"
     return Cifar10(train_x, train_y, test_x, test_y, source=source,
-                   data_dir=os.path.abspath(data_dir), fingerprint=hasher.hexdigest())
+                   data_dir=data_dir, fingerprint=hasher.hexdigest())
 
 
 def synthetic(train_size: int = 5000, test_size: int = 1000, seed: int = 0,
