@@ -372,7 +372,7 @@ def _exactly(a, b) -> bool:
 # --- seeds ------------------------------------------------------------------------------
 
 # Fields of config.json's `config` that do not change what is trained.
-_NOT_EXPERIMENT = ("seed", "results_dir", "run_dir", "progress", "save_model", "system")
+_NOT_EXPERIMENT = ("seed", "results_dir", "run_dir", "progress", "save_model", "system", "resume")
 
 
 def experiment_key(run_dir: str, summary: dict | None, config: dict | None) -> str:
@@ -383,6 +383,10 @@ def experiment_key(run_dir: str, summary: dict | None, config: dict | None) -> s
     cfg = (config or {}).get("config")
     if isinstance(cfg, dict):
         what = {k: v for k, v in cfg.items() if k not in _NOT_EXPERIMENT}
+        # A really shaped link (netlab) is set outside the run's flags.
+        shaping = ((config or {}).get("resolved") or {}).get("network_shaping")
+        if shaping:
+            what["network_shaping"] = {k: shaping.get(k) for k in ("rate", "delay", "hosts")}
     else:
         what = {k: (summary or {}).get(k) for k in ("benchmark", "division", "dataset", "world_size")}
     return json.dumps([system, what], sort_keys=True, default=str)

@@ -374,7 +374,8 @@ def _user_command(command: list[str] | None) -> list[str]:
         command = json.loads(os.environ["TTABENCH_COMMAND"])
     command = list(command or sys.argv)
     if command:
-        command[0] = os.path.basename(command[0])
+        name = os.path.basename(command[0])
+        command[0] = "ttabench" if name in ("__main__.py", "cli.py") else name
     return command
 
 
@@ -454,4 +455,11 @@ if __name__ == "__main__":
     # launcher can say which rank failed and why.
     from torch.distributed.elastic.multiprocessing.errors import record
 
-    sys.exit(record(main)())
+    code = record(main)()
+    # Everything is recorded and flushed by now. Leave without the
+    # interpreter's teardown: destroying gloo's threads at exit occasionally
+    # aborts (SIGABRT, "terminate called without an active exception") a
+    # worker whose run had finished, which would fail a successful run.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
