@@ -470,8 +470,13 @@ def test_time_budget_shorter_than_a_step_still_defines_aat(tmp_path):
     run_dir = _only_run_dir(tmp_path)
     s = json.loads((run_dir / "summary.json").read_text())
     assert s["stop_reason"] == "time_budget"
-    assert read_curve(str(run_dir))[-1]["train_time_s"] <= 0.001
-    assert s["metrics"]["aat"] is not None
+    # The first step's length is unknown until it has run, so it may overshoot a
+    # budget this short; the evaluation of the starting point (t=0) is what
+    # defines AAT then, and no point past the budget may count.
+    rows = read_curve(str(run_dir))
+    within = [r for r in rows if r["train_time_s"] <= 0.001]
+    assert within and within[0]["step"] == 0
+    assert s["metrics"]["aat"] == within[-1]["accuracy"]
 
 
 # --- g. target (TTA mode) ---------------------------------------------------------------------------
