@@ -54,6 +54,8 @@ def thresholds(low: float, high: float, step: float) -> list[float]:
 
 def parse_thresholds(spec: str) -> tuple[float, float, float]:
     """'LOW:HIGH:STEP' (fractions) -> (low, high, step), checked."""
+    if not isinstance(spec, str):
+        raise UserError(f"thresholds must be LOW:HIGH:STEP (e.g. 0.70:0.77:0.01), got {spec!r}")
     parts = spec.split(":")
     if len(parts) != 3:
         raise UserError(f"thresholds must be LOW:HIGH:STEP (e.g. 0.70:0.77:0.01), got {spec!r}")

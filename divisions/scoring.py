@@ -25,13 +25,14 @@ Rules (the docs and ``--help`` say the same):
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 
 from ttabench import UserError
 from ttabench.divisions import metrics, stats
-from ttabench.divisions.submission import (curve_points, find_run_dirs, is_run_dir, read_curve,
-                                           read_json)
+from ttabench.divisions.submission import (curve_points, find_run_dirs, is_run_dir, number,
+                                           read_curve, read_json, section)
 
 SCORED_STATUSES = ("success", "diverged")
 
@@ -52,17 +53,43 @@ class Run:
 
     @property
     def status(self) -> str | None:
-        return None if self.summary is None else self.summary.get("status")
+        status = None if self.summary is None else self.summary.get("status")
+        return status if status is None or isinstance(status, str) else repr(status)
 
     @property
     def run_metrics(self) -> dict:
-        return (self.summary or {}).get("metrics") or {}
+        return section(self.summary, "metrics")
 
     @property
     def seed(self):
         if self.summary and self.summary.get("seed") is not None:
             return self.summary["seed"]
-        return ((self.config or {}).get("resolved") or {}).get("seed")
+        return section(self.config, "resolved").get("seed")
+
+    def recorded(self, key: str):
+        """A metric parameter from summary.json's metrics block, checked: (value, problem).
+
+        threshold_spec must parse, target be a fraction in (0, 1], budget_s a number >= 0;
+        anything else is (None, why), so a hand-edited or corrupt summary cannot crash the
+        readers or silently change what is computed.
+        """
+        value = self.run_metrics.get(key)
+        if value is None:
+            return None, None
+        if key == "threshold_spec":
+            if isinstance(value, str):
+                try:
+                    metrics.parse_thresholds(value)
+                    return value, None
+                except UserError as e:
+                    return None, f"{self.name}: recorded threshold_spec is invalid ({e})"
+        elif key == "target":
+            if number(value) is not None and 0 < value <= 1:
+                return value, None
+        elif key == "budget_s":
+            if number(value) is not None and value >= 0:
+                return value, None
+        return None, f"{self.name}: recorded {key} {json.dumps(value)[:40]} is invalid"
 
 
 def load_run(path: str) -> Run:
@@ -228,18 +255,25 @@ def compare_rows(a: list[metrics.Curve], b: list[metrics.Curve],
 
 def network_label(config: dict | None) -> str:
     """The run's network: the emulated link when there was one, else config.network, else none."""
-    config = config or {}
-    net = (config.get("resolved") or {}).get("network")
-    if isinstance(net, dict) and net.get("mechanism") not in (None, "none"):
-        return str(net.get("profile") or net.get("mechanism"))
-    name = (config.get("config") or {}).get("network")
-    return str(name) if name else "none"
+    net = section(section(config, "resolved"), "network")
+    if net.get("mechanism") not in (None, "none"):
+        return _text(net.get("profile")) or _text(net.get("mechanism")) or "?"
+    return _text(section(config, "config").get("network")) or "none"
+
+
+def _text(value) -> str | None:
+    """A label from a JSON value: strings as they are, numbers as text, anything else None."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return None
 
 
 def _system(run: Run) -> str:
-    name = ((run.config or {}).get("resolved") or {}).get("system")
+    name = _text(section(run.config, "resolved").get("system"))
     if name:
-        return str(name)
+        return name
     parts = os.path.normpath(os.path.abspath(run.name)).split(os.sep)
     return parts[-4] if len(parts) >= 4 else "?"
 
@@ -252,12 +286,15 @@ def _path_part(run: Run, back: int) -> str:
 def describe_run(run: Run) -> dict:
     """The configuration a run belongs to in the report (what makes two runs comparable)."""
     s, c = run.summary or {}, run.config or {}
+    cfg = section(c, "config")
+    workers = [w for w in (s.get("world_size"), section(c, "resolved").get("world_size"))
+               if isinstance(w, int) and not isinstance(w, bool) and w > 0]
     return {
         "system": _system(run),
-        "benchmark": s.get("benchmark") or (c.get("config") or {}).get("benchmark") or _path_part(run, 3),
-        "division": s.get("division") or (c.get("config") or {}).get("division") or _path_part(run, 2),
-        "dataset": s.get("dataset") or (c.get("data") or {}).get("name") or "?",
-        "workers": s.get("world_size") or (c.get("resolved") or {}).get("world_size"),
+        "benchmark": _text(s.get("benchmark")) or _text(cfg.get("benchmark")) or _path_part(run, 3),
+        "division": _text(s.get("division")) or _text(cfg.get("division")) or _path_part(run, 2),
+        "dataset": _text(s.get("dataset")) or _text(section(c, "data").get("name")) or "?",
+        "workers": workers[0] if workers else None,
         "network": network_label(c),
     }
 
@@ -271,14 +308,21 @@ def central(values: list[float]) -> tuple[float | None, str | None]:
     return None, None
 
 
-def _shared(runs: list[Run], key: str, override):
-    """The value of a metric parameter for a group: the override, or the one all runs share."""
+def _shared(runs: list[Run], key: str, override) -> tuple[object, list[str]]:
+    """The value of a metric parameter for a group: the override, or the one all runs share
+    (runs recording an invalid value are noted and do not count)."""
     if override is not None:
-        return override, None
-    values = {repr(r.run_metrics.get(key)) for r in runs}
+        return override, []
+    notes, values = [], {}
+    for r in runs:
+        value, problem = r.recorded(key)
+        if problem:
+            notes.append(problem + "; ignored")
+        else:
+            values[repr(value)] = value
     if len(values) > 1:
-        return None, f"runs differ in {key} ({', '.join(sorted(values))}); pass it explicitly"
-    return runs[0].run_metrics.get(key) if runs else None, None
+        return None, notes + [f"runs differ in {key} ({', '.join(sorted(values))}); pass it explicitly"]
+    return (next(iter(values.values())) if values else None), notes
 
 
 def report_rows(runs: list[Run], thresholds: str | None = None, target: float | None = None,
@@ -297,13 +341,11 @@ def report_rows(runs: list[Run], thresholds: str | None = None, target: float | 
         for r in group:
             statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
         scored = [r for r in group if r.status in SCORED_STATUSES]
-        notes = []
-        spec_str, note = _shared(scored, "threshold_spec", thresholds)
-        notes += [note] if note else []
-        tgt, note = _shared(scored, "target", target)
-        notes += [note] if note else []
-        budget, note = _shared(scored, "budget_s", budget_s)
-        notes += [note] if note else []
+        spec_str, notes = _shared(scored, "threshold_spec", thresholds)
+        tgt, more = _shared(scored, "target", target)
+        notes += more
+        budget, more = _shared(scored, "budget_s", budget_s)
+        notes += more
         spec = metrics.parse_thresholds(spec_str) if spec_str else None
 
         tta_vals, attmt_vals, aat_vals, img_s, final = [], [], [], [], []
@@ -315,7 +357,7 @@ def report_rows(runs: list[Run], thresholds: str | None = None, target: float | 
                 attmt_vals.append(m["attmt_s"])
             if m.get("aat") is not None:
                 aat_vals.append(m["aat"])
-            if (r.summary or {}).get("throughput_img_s") is not None:
+            if number((r.summary or {}).get("throughput_img_s")) is not None:
                 img_s.append(r.summary["throughput_img_s"])
             if r.points:
                 final.append(r.points[-1][1])

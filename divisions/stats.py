@@ -38,18 +38,27 @@ BOOTSTRAP_SEED = 0
 OLYMPIC_MIN_RUNS = 3
 
 
+def _fmean(xs: Sequence[float]) -> float:
+    """fsum / n, exact to the last bit; for values so large that their sum overflows, the sum
+    of x / n instead (finite, never an OverflowError)."""
+    try:
+        return math.fsum(xs) / len(xs)
+    except OverflowError:
+        n = len(xs)
+        return math.fsum(x / n for x in xs)
+
+
 def mean(xs: Sequence[float]) -> float | None:
     if not xs:
         return None
-    return math.fsum(xs) / len(xs)
+    return _fmean(xs)
 
 
 def olympic_mean(xs: Sequence[float]) -> float | None:
     """Mean after dropping one minimum and one maximum; None for fewer than 3 values."""
     if len(xs) < OLYMPIC_MIN_RUNS:
         return None
-    rest = sorted(xs)[1:-1]
-    return math.fsum(rest) / len(rest)
+    return _fmean(sorted(xs)[1:-1])
 
 
 def variance(xs: Sequence[float]) -> float | None:
@@ -57,8 +66,11 @@ def variance(xs: Sequence[float]) -> float | None:
     n = len(xs)
     if n < 2:
         return None
-    m = math.fsum(xs) / n
-    return math.fsum((x - m) ** 2 for x in xs) / (n - 1)
+    m = _fmean(xs)
+    try:
+        return math.fsum((x - m) ** 2 for x in xs) / (n - 1)
+    except OverflowError:  # the spread of values near the float limit: larger than any float
+        return math.inf
 
 
 def std(xs: Sequence[float]) -> float | None:
@@ -95,7 +107,7 @@ def bootstrap_ci(xs: Sequence[float], level: float = 0.95, resamples: int = BOOT
         raise ValueError(f"confidence level must be in (0, 1), got {level}")
     rng = random.Random(seed)
     draw = rng.random  # int(random() * n) is uniform on 0..n-1 and stable across Python versions
-    means = sorted(math.fsum(xs[int(draw() * n)] for _ in range(n)) / n for _ in range(resamples))
+    means = sorted(_fmean([xs[int(draw() * n)] for _ in range(n)]) for _ in range(resamples))
     alpha = 1 - level
     return percentile(means, alpha / 2), percentile(means, 1 - alpha / 2)
 

@@ -38,12 +38,18 @@ def safe_name(name: str) -> str:
     return _SAFE.sub("-", name).strip("-.") or "unnamed"
 
 
-def atomic_write_text(path: str, text: str) -> None:
+def atomic_write_text(path: str, text: str, what: str = "results file") -> None:
     """Write `text` to `path` so that readers see the old file or the new one, never a mix."""
-    atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"), what)
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
+def atomic_write_bytes(path: str, data: bytes, what: str = "results file") -> None:
+    """Write `data` whole to a temporary file beside `path`, then rename it over `path`.
+
+    On any failure the temporary file is removed and `path` keeps its old content; a
+    failure of the file system (disk full, read-only, permissions) is a UserError naming
+    `what`, the file and the reason, in one line.
+    """
     folder = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
@@ -52,16 +58,18 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):
+            raise UserError(f"cannot write {what} {path}: {e.strerror or e}") from None
         raise
 
 
-def atomic_write_json(path: str, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+def atomic_write_json(path: str, obj, what: str = "results file") -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n", what)
 
 
 def new_run_dir(results_root: str, system: str, benchmark: str, division: str) -> str:
@@ -112,39 +120,66 @@ def read_curve(path: str) -> list[dict]:
     except FileNotFoundError:
         raise UserError(f"curve file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read curve file {path}: {e}") from None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header is None or tuple(h.strip() for h in header) != CURVE_HEADER:
-        raise UserError(f"{path}: not a ttabench curve (header must be {','.join(CURVE_HEADER)})")
-    rows, last_time = [], -math.inf
-    for lineno, fields in enumerate(reader, start=2):
-        if not fields:
-            continue
-        if len(fields) != len(CURVE_HEADER):
-            raise UserError(f"{path}:{lineno}: expected {len(CURVE_HEADER)} fields, got {len(fields)}")
-        try:
-            row = {
-                "epoch": float(fields[0]),
-                "step": int(fields[1]),
-                "samples": int(fields[2]),
-                "train_time_s": float(fields[3]),
-                "total_time_s": float(fields[4]),
-                "accuracy": float(fields[5]),
-                "loss": float(fields[6]),
-            }
-        except ValueError as e:
-            raise UserError(f"{path}:{lineno}: bad value ({e})") from None
-        t, acc = row["train_time_s"], row["accuracy"]
-        if not (math.isfinite(t) and t >= 0):
-            raise UserError(f"{path}:{lineno}: train_time_s must be a finite number >= 0")
-        if not (math.isfinite(acc) and 0 <= acc <= 1):
-            raise UserError(f"{path}:{lineno}: accuracy must be a fraction in 0..1, got {fields[5]}")
-        if t < last_time:
-            raise UserError(f"{path}:{lineno}: train_time_s goes backwards")
-        last_time = t
-        rows.append(row)
+        raise UserError(f"cannot read curve file {path}: {_short(e, 200)}") from None
+    reader = csv.reader(io.StringIO(text), strict=True)
+    try:
+        header = next(reader, None)
+        if header is None or tuple(h.strip() for h in header) != CURVE_HEADER:
+            raise UserError(f"{path}: not a ttabench curve (header must be {','.join(CURVE_HEADER)})")
+        rows, last_time = [], -math.inf
+        for fields in reader:
+            if not fields:
+                continue
+            row = _curve_row(path, reader.line_num, fields)
+            if row["train_time_s"] < last_time:
+                raise UserError(f"{path}:{reader.line_num}: train_time_s goes backwards")
+            last_time = row["train_time_s"]
+            rows.append(row)
+    except csv.Error as e:  # an unterminated quote, a field over csv's size limit
+        raise UserError(f"{path}:{reader.line_num}: not valid CSV ({e})") from None
     return rows
+
+
+# A training time beyond this (about 32 years) is a corrupt file, not a run; refusing it keeps
+# every sum and mean of times far from float overflow.
+MAX_TIME_S = 1e9
+
+
+def _curve_row(path: str, lineno: int, fields: list[str]) -> dict:
+    if len(fields) != len(CURVE_HEADER):
+        raise UserError(f"{path}:{lineno}: expected {len(CURVE_HEADER)} fields, got {len(fields)}")
+    try:
+        row = {
+            "epoch": float(fields[0]),
+            "step": int(fields[1]),
+            "samples": int(fields[2]),
+            "train_time_s": float(fields[3]),
+            "total_time_s": float(fields[4]),
+            "accuracy": float(fields[5]),
+            "loss": float(fields[6]),  # NaN or inf is a diverged run's loss, recorded as it was
+        }
+    except ValueError as e:
+        raise UserError(f"{path}:{lineno}: bad value ({_short(e)})") from None
+    given = dict(zip(CURVE_HEADER, fields))
+    for key in ("train_time_s", "total_time_s"):
+        if not (math.isfinite(row[key]) and 0 <= row[key] <= MAX_TIME_S):
+            raise UserError(f"{path}:{lineno}: {key} must be a finite number of seconds in "
+                            f"0..{MAX_TIME_S:g}, got {_short(given[key])}")
+    if not (math.isfinite(row["epoch"]) and row["epoch"] >= 0):
+        raise UserError(f"{path}:{lineno}: epoch must be a finite number >= 0, got {_short(given['epoch'])}")
+    for key in ("step", "samples"):
+        if row[key] < 0:
+            raise UserError(f"{path}:{lineno}: {key} must be >= 0, got {row[key]}")
+    if not (math.isfinite(row["accuracy"]) and 0 <= row["accuracy"] <= 1):
+        raise UserError(f"{path}:{lineno}: accuracy must be a fraction in 0..1, got "
+                        f"{_short(given['accuracy'])}")
+    return row
+
+
+def _short(x, limit: int = 60) -> str:
+    """A value or error message for a one-line error: no newlines, at most `limit` characters."""
+    text = " ".join(str(x).split())
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def curve_points(rows: list[dict]) -> list[tuple[float, float]]:
@@ -157,11 +192,29 @@ def read_json(path: str) -> dict:
             obj = json.load(f)
     except FileNotFoundError:
         raise UserError(f"file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"cannot read {path}: {e}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: bad JSON, huge integers
+        raise UserError(f"cannot read {path}: {_short(e, 200)}") from None
+    except RecursionError:
+        raise UserError(f"cannot read {path}: JSON nested too deeply") from None
     if not isinstance(obj, dict):
         raise UserError(f"{path}: expected a JSON object")
     return obj
+
+
+def section(obj, key: str) -> dict:
+    """obj[key] when it is a JSON object, else {}: files from elsewhere may hold anything."""
+    value = obj.get(key) if isinstance(obj, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def number(value) -> float | int | None:
+    """A finite JSON number (not a boolean), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return value if math.isfinite(value) else None
+    except OverflowError:  # an integer too large for a float
+        return None
 
 
 def is_run_dir(path: str) -> bool:

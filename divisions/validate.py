@@ -47,8 +47,8 @@ from dataclasses import dataclass, field
 
 from ttabench import UserError
 from ttabench.divisions import metrics
-from ttabench.divisions.submission import (RUN_FILES, STATUSES, curve_points, find_run_dirs,
-                                           read_curve, read_json, safe_name)
+from ttabench.divisions.submission import (RUN_FILES, STATUSES, curve_points, find_run_dirs, number,
+                                           read_curve, read_json, safe_name, section)
 
 RULES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compliance", "ttabench_1.0.0")
 RULES = os.path.join(RULES_DIR, "common.yaml")
@@ -141,12 +141,18 @@ def check_metrics(recorded: dict, rows: list[dict], config: dict | None) -> list
     out = []
     spec, target, budget = (recorded.get("threshold_spec"), recorded.get("target"),
                             recorded.get("budget_s"))
-    cfg = (config or {}).get("config") or {}
+    cfg = section(config, "config")
     for key, cfg_key in (("threshold_spec", "thresholds"), ("target", "target"),
                          ("budget_s", "time_budget")):
         if cfg_key in cfg and not same(recorded.get(key), cfg[cfg_key]):
             out.append(f"metrics.{key} is {json.dumps(recorded.get(key))}, config.json's "
                        f"{cfg_key} is {json.dumps(cfg[cfg_key])}")
+    wrong = [f"metrics.{key} is {_dumps(value)}, not {kind}" for key, value, ok, kind in (
+        ("threshold_spec", spec, spec is None or isinstance(spec, str), "a LOW:HIGH:STEP string"),
+        ("target", target, target is None or number(target) is not None, "a number"),
+        ("budget_s", budget, budget is None or number(budget) is not None, "a number")) if not ok]
+    if wrong:
+        return out + wrong + ["metrics cannot be recomputed"]
     try:
         expected = recompute_metrics(rows, spec, target, budget)
     except UserError as e:
@@ -165,29 +171,50 @@ def check_metrics(recorded: dict, rows: list[dict], config: dict | None) -> list
 def check_summary_numbers(summary: dict, rows: list[dict]) -> list[str]:
     """The summary's own derived numbers, and their agreement with the last evaluation."""
     out = []
-    samples, train_s = summary.get("samples"), summary.get("train_time_s")
+    for key in ("samples", "train_time_s", "steps", "throughput_img_s", "eval_time_s"):
+        if summary.get(key) is not None and number(summary[key]) is None:
+            out.append(f"{key} is {_dumps(summary[key])}, not a finite number")
+    samples, train_s = number(summary.get("samples")), number(summary.get("train_time_s"))
     if "throughput_img_s" in summary and samples is not None and train_s is not None:
-        expected = samples / train_s if train_s > 0 else None
+        try:
+            expected = samples / train_s if train_s > 0 else None
+        except OverflowError:
+            expected = None
         if not same(summary["throughput_img_s"], expected):
             out.append(first_difference("throughput_img_s", summary["throughput_img_s"], expected))
     tb = summary.get("time_breakdown")
-    if isinstance(tb, dict) and tb.get("per_rank"):
-        worst = tb.get("max_over_ranks") or {}
-        for k in worst:
-            vals = [r.get(k) for r in tb["per_rank"]]
-            if any(v is None for v in vals):
-                out.append(f"time_breakdown.max_over_ranks.{k} has no per-rank values")
-            elif not same(worst[k], max(vals)):
-                out.append(first_difference(f"time_breakdown.max_over_ranks.{k}", worst[k], max(vals)))
-        if "eval_time_s" in summary and not same(summary["eval_time_s"], worst.get("eval_s")):
-            out.append(first_difference("eval_time_s", summary["eval_time_s"], worst.get("eval_s")))
+    if tb is not None and not isinstance(tb, dict):
+        out.append(f"time_breakdown is {_dumps(tb)}, not an object")
+    elif tb and tb.get("per_rank"):
+        per_rank, worst = tb["per_rank"], tb.get("max_over_ranks") or {}
+        if not (isinstance(per_rank, list) and all(isinstance(r, dict) for r in per_rank)):
+            out.append("time_breakdown.per_rank is not a list of objects")
+        elif not isinstance(worst, dict):
+            out.append(f"time_breakdown.max_over_ranks is {_dumps(worst)}, not an object")
+        else:
+            for k in worst:
+                vals = [number(r.get(k)) for r in per_rank]
+                if any(v is None for v in vals):
+                    out.append(f"time_breakdown.max_over_ranks.{k} has no per-rank values "
+                               "(or one that is not a number)")
+                elif not same(worst[k], max(vals)):
+                    out.append(first_difference(f"time_breakdown.max_over_ranks.{k}", worst[k],
+                                                max(vals)))
+            if "eval_time_s" in summary and not same(summary["eval_time_s"], worst.get("eval_s")):
+                out.append(first_difference("eval_time_s", summary["eval_time_s"], worst.get("eval_s")))
     if rows:
         last = rows[-1]
         for key, row_key in (("train_time_s", "train_time_s"), ("samples", "samples"), ("steps", "step")):
-            v = summary.get(key)
+            v = number(summary.get(key))
             if v is not None and v < last[row_key] * (1 - REL_TOL):
                 out.append(f"{key} is {v}, less than curve.csv's last evaluation ({last[row_key]})")
     return out
+
+
+def _dumps(value, limit: int = 60) -> str:
+    """A JSON value for a one-line problem: compact, cut at `limit` characters."""
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 # --- mllog ------------------------------------------------------------------------------
@@ -211,6 +238,9 @@ def read_mllog(path: str) -> tuple[list[dict], list[str]]:
         except json.JSONDecodeError as e:
             problems.append(f"line {lineno}: bad JSON ({e.msg})")
             continue
+        except (ValueError, RecursionError) as e:  # an integer too long, nesting too deep
+            problems.append(f"line {lineno}: bad JSON ({type(e).__name__})")
+            continue
         if not isinstance(ev, dict) or "key" not in ev:
             problems.append(f"line {lineno}: not an mllog event object")
             continue
@@ -225,7 +255,7 @@ def check_mllog_vs_curve(events: list[dict], rows: list[dict]) -> list[str]:
     if len(evals) != len(rows):
         out.append(f"{len(evals)} eval_accuracy events, but curve.csv has {len(rows)} evaluations")
     for i, (ev, row) in enumerate(zip(evals, rows), start=1):
-        md = ev.get("metadata") or {}
+        md = section(ev, "metadata")
         if not same(ev.get("value"), row["accuracy"]):
             out.append(f"evaluation {i}: eval_accuracy {ev.get('value')!r}, curve.csv accuracy "
                        f"{row['accuracy']!r}")
@@ -238,7 +268,8 @@ def check_mllog_vs_curve(events: list[dict], rows: list[dict]) -> list[str]:
 def check_mllog_vs_summary(events: list[dict], summary: dict) -> list[str]:
     values: dict[str, list] = {}
     for e in events:
-        values.setdefault(e.get("key"), []).append(e.get("value"))
+        if isinstance(e.get("key"), str):
+            values.setdefault(e["key"], []).append(e.get("value"))
     out = []
     for log_key, sum_key in (("seed", "seed"), ("submission_benchmark", "benchmark"),
                              ("submission_division", "division"), ("dataset", "dataset"),
@@ -246,8 +277,8 @@ def check_mllog_vs_summary(events: list[dict], summary: dict) -> list[str]:
         if sum_key not in summary or log_key not in values:
             continue  # a missing key is the compliance checker's finding
         if not all(same(v, summary[sum_key]) for v in values[log_key]):
-            out.append(f"{log_key} logged as {json.dumps(values[log_key][0])}, summary.json "
-                       f"says {json.dumps(summary[sum_key])}")
+            out.append(f"{log_key} logged as {_dumps(values[log_key][0])}, summary.json "
+                       f"says {_dumps(summary[sum_key])}")
     return out
 
 
@@ -292,11 +323,9 @@ def check_closed(config: dict) -> list[tuple[str, bool]]:
     from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, PRECISIONS
 
     out: list[tuple[str, bool]] = []
-    model = config.get("model") or {}
-    cfg = config.get("config") or {}
-    resolved = config.get("resolved") or {}
+    model, cfg, resolved = section(config, "model"), section(config, "config"), section(config, "resolved")
     name = model.get("name")
-    if name not in BENCHMARKS:
+    if not isinstance(name, str) or name not in BENCHMARKS:
         out.append((f"closed division: model {name!r} is not a reference benchmark "
                     f"({', '.join(BENCHMARKS)})", False))
     else:
@@ -323,7 +352,7 @@ def check_closed(config: dict) -> list[tuple[str, bool]]:
             if key not in reference:
                 out.append((f"closed division: recipe has {key!r}, which the reference recipe "
                             "does not have", False))
-    data = config.get("data") or {}
+    data = section(config, "data")
     if data.get("synthetic") is not False:
         out.append(("closed division: trained on synthetic data (never a closed-division result; "
                     "use real CIFAR-10)" if data.get("synthetic") else
@@ -340,7 +369,7 @@ def check_closed(config: dict) -> list[tuple[str, bool]]:
                     f"{data.get('test_size')} test images, the full set has {FULL_CIFAR10[0]} / "
                     f"{FULL_CIFAR10[1]}", False))
     batch, world = cfg.get("batch_size"), resolved.get("world_size")
-    if not isinstance(batch, int) or not isinstance(world, int):
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (batch, world)):
         out.append(("closed division: config.json lacks config.batch_size or resolved.world_size", False))
     else:
         broken = CLOSED.check_batch(batch, world)
@@ -349,12 +378,12 @@ def check_closed(config: dict) -> list[tuple[str, bool]]:
         if resolved.get("global_batch") not in (None, batch * world):
             out.append((f"closed division: global batch {resolved.get('global_batch')} is not "
                         f"{batch} x {world} workers", False))
-        elif resolved.get("peak_lr") is not None and not same(resolved["peak_lr"],
+        elif number(resolved.get("peak_lr")) is not None and not same(resolved["peak_lr"],
                                                               CLOSED.peak_lr(batch * world)):
             out.append((f"closed division: peak learning rate {resolved['peak_lr']}, the recipe gives "
                         f"{CLOSED.peak_lr(batch * world)} for global batch {batch * world}", False))
     precision = resolved.get("precision", cfg.get("precision"))
-    if precision is not None and precision not in PRECISIONS:
+    if precision is not None and (not isinstance(precision, str) or precision not in PRECISIONS):
         out.append((f"closed division: precision {precision!r} is not one the recipe allows "
                     f"({', '.join(PRECISIONS)})", False))
     return out
@@ -378,13 +407,13 @@ _NOT_EXPERIMENT = ("seed", "results_dir", "run_dir", "progress", "save_model", "
 def experiment_key(run_dir: str, summary: dict | None, config: dict | None) -> str:
     """What makes runs seeds of one experiment: the system and the run configuration
     (config.json's `config` without the seed and output settings)."""
-    system = ((config or {}).get("resolved") or {}).get("system") or os.path.basename(
+    system = section(config, "resolved").get("system") or os.path.basename(
         os.path.normpath(os.path.join(os.path.abspath(run_dir), os.pardir, os.pardir, os.pardir)))
     cfg = (config or {}).get("config")
     if isinstance(cfg, dict):
         what = {k: v for k, v in cfg.items() if k not in _NOT_EXPERIMENT}
         # A really shaped link (netlab) is set outside the run's flags.
-        shaping = ((config or {}).get("resolved") or {}).get("network_shaping")
+        shaping = section(section(config, "resolved"), "network_shaping")
         if shaping:
             what["network_shaping"] = {k: shaping.get(k) for k in ("rate", "delay", "hosts")}
     else:
@@ -400,6 +429,8 @@ def check_seeds(seeds: dict[str, object]) -> list[Problem]:
     for run, seed in seeds.items():
         if seed is None:
             out.append(Problem(run, "no seed recorded (summary.json seed / config.json resolved.seed)"))
+        elif not isinstance(seed, int) or isinstance(seed, bool):
+            out.append(Problem(run, f"seed {_dumps(seed)} is not an integer"))
         else:
             by_seed.setdefault(seed, []).append(run)
     for seed, runs in by_seed.items():
@@ -416,10 +447,14 @@ def _read(path: str, reader, problems: list[Problem]):
         return reader(path)
     except UserError as e:
         msg = str(e)
+        where = path
+        line = re.match(re.escape(path) + r":(\d+): ", msg)
+        if line:  # 'PATH:LINE: problem', said once
+            where, msg = f"{path}:{line[1]}", msg[line.end():]
         for prefix in (f"{path}: ", "file not found: ", f"cannot read {path}: "):
             if msg.startswith(prefix):
                 msg = msg[len(prefix):]
-        problems.append(Problem(path, msg))
+        problems.append(Problem(where, msg))
         return None
 
 
@@ -447,15 +482,19 @@ def check_run(run_dir: str, compliance: bool = True) -> tuple[list[Problem], dic
                                                 "finished, or was killed)"))
         elif status in REPORTED_STATUSES:
             why = summary.get("error") or summary.get("stop_reason") or ""
+            why = " ".join(str(why).split())[:200]  # one line, whatever the file holds
             P.append(Problem(run_dir, f"run {status}" + (f" ({why})" if why else "")
                              + ": recorded, not a result", warning=True))
-        elif status not in STATUSES:
-            P.append(Problem(f["summary.json"], f"unknown status {status!r} (one of {', '.join(STATUSES)})"))
+        elif not isinstance(status, str) or status not in STATUSES:
+            P.append(Problem(f["summary.json"], f"unknown status {_dumps(status)} "
+                                                f"(one of {', '.join(STATUSES)})"))
         m = summary.get("metrics")
         if isinstance(m, dict) and rows is not None:
             P += [Problem(f["summary.json"], msg) for msg in check_metrics(m, rows, config)]
         elif m is None and status not in REPORTED_STATUSES:
             P.append(Problem(f["summary.json"], "no metrics block"))
+        elif m is not None and not isinstance(m, dict):
+            P.append(Problem(f["summary.json"], f"metrics is {_dumps(m)}, not an object"))
         if rows is not None:
             P += [Problem(f["summary.json"], msg) for msg in check_summary_numbers(summary, rows)]
         if config is not None:
@@ -473,21 +512,21 @@ def check_run(run_dir: str, compliance: bool = True) -> tuple[list[Problem], dic
             strict = status in (None, "success")
             P += [Problem(f["mllog.txt"], "compliance: " + msg, warning=not strict) for msg in fails]
             P += [Problem(f["mllog.txt"], "compliance: " + msg, warning=True) for msg in warns]
-    division = (summary or {}).get("division") or ((config or {}).get("config") or {}).get("division")
+    division = (summary or {}).get("division") or section(config, "config").get("division")
     if division == "closed" and config is not None:
         P += [Problem(f["config.json"], msg, warning=w) for msg, w in check_closed(config)]
     elif division == "open" and config is not None:
         P += [Problem(f["config.json"], msg) for msg in check_open(config)]
     elif division not in ("closed", "open") and (summary or config):
-        P.append(Problem(run_dir, f"division {division!r} is neither closed nor open"))
+        P.append(Problem(run_dir, f"division {_dumps(division)} is neither closed nor open"))
     P += check_layout(run_dir, summary, config)
     return P, summary, config
 
 
 def run_benchmark(config: dict) -> str | None:
     """The benchmark name a run is filed under: an open submission's own name, else --benchmark."""
-    name = (config.get("submission") or {}).get("name")
-    return name or (config.get("config") or {}).get("benchmark")
+    name = section(config, "submission").get("name") or section(config, "config").get("benchmark")
+    return name if isinstance(name, str) else None
 
 
 def check_open(config: dict) -> list[str]:
@@ -500,23 +539,23 @@ def check_open(config: dict) -> list[str]:
     if not sources:
         out.append("open division: submission names neither a model nor an optimizer")
     for key, src in sources.items():
-        if not isinstance(src, dict) or not src.get("ref"):
+        if not isinstance(src, dict) or not isinstance(src.get("ref"), str) or not src["ref"]:
             out.append(f"open division: submission.{key} has no 'ref'")
             continue
         digest = src.get("sha256")
         if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
-            out.append(f"open division: submission.{key} ({src['ref']}) has no sha256 of its source")
+            out.append(f"open division: submission.{key} ({_dumps(src['ref'])}) has no sha256 "
+                       "of its source")
     return out
 
 
 def _summary_vs_config(summary: dict, config: dict) -> list[str]:
-    cfg, res = config.get("config") or {}, config.get("resolved") or {}
+    cfg, res, data = section(config, "config"), section(config, "resolved"), section(config, "data")
     pairs = (("benchmark", run_benchmark(config)), ("division", cfg.get("division")),
              ("seed", res.get("seed")), ("world_size", res.get("world_size")),
              ("global_batch", res.get("global_batch")),
-             ("dataset", (config.get("data") or {}).get("name")),
-             ("synthetic", (config.get("data") or {}).get("synthetic")))
-    return [f"{key} is {json.dumps(summary[key])}, config.json says {json.dumps(want)}"
+             ("dataset", data.get("name")), ("synthetic", data.get("synthetic")))
+    return [f"{key} is {_dumps(summary[key])}, config.json says {_dumps(want)}"
             for key, want in pairs if key in summary and want is not None and not same(summary[key], want)]
 
 
@@ -528,9 +567,10 @@ def check_layout(run_dir: str, summary: dict | None, config: dict | None) -> lis
     benchmark_dir = os.path.dirname(division_dir)
     system_dir = os.path.dirname(benchmark_dir)
     s, c = summary or {}, config or {}
-    division = s.get("division") or (c.get("config") or {}).get("division")
+    division = s.get("division") or section(c, "config").get("division")
     benchmark = s.get("benchmark") or run_benchmark(c)
-    system = (c.get("resolved") or {}).get("system")
+    system = section(c, "resolved").get("system")
+    division, benchmark, system = (v if isinstance(v, str) else None for v in (division, benchmark, system))
     if division and os.path.basename(division_dir) != division:
         out.append(Problem(run_dir, f"a {division}-division run must be in a folder named {division}, "
                                     f"not {os.path.basename(division_dir)!r} "
@@ -572,7 +612,7 @@ def validate(path: str, compliance: bool = True) -> Result:
         result.statuses[str(status)] = result.statuses.get(str(status), 0) + 1
         seed = (summary or {}).get("seed")
         if seed is None:
-            seed = ((config or {}).get("resolved") or {}).get("seed")
+            seed = section(config, "resolved").get("seed")
         if seed is not None or status not in REPORTED_STATUSES:  # an early failure may have none
             seeds.setdefault(experiment_key(run_dir, summary, config), {})[run_dir] = seed
         # results/<system>/<benchmark>/<division>/<run-id>: the system folder is 3 levels up.

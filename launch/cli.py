@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import traceback
 
@@ -46,7 +47,9 @@ def _cmd_run(args) -> int:
 def _cmd_data_download(args) -> int:
     from ttabench.reference_impls import download
 
-    path = download.download(args.dir)
+    if args.md5 is not None and not re.fullmatch(r"[0-9a-fA-F]{32}", args.md5):
+        raise UserError(f"--md5 must be 32 hexadecimal digits, got {args.md5!r}")
+    path = download.download(args.dir, url=args.url or download.URL, md5=args.md5 or download.MD5)
     print(f"CIFAR-10 ready: {path}")
     return 0
 
@@ -103,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     dl = dsub.add_parser("download", help="download and verify CIFAR-10 (python version)")
     dl.add_argument("--dir", default="data", help="where to put cifar-10-batches-py (default: data)")
+    dl.add_argument("--url", help="a mirror of cifar-10-python.tar.gz (default: the official site)")
+    dl.add_argument("--md5", help="the archive's md5 (default: the official archive's)")
     dl.set_defaults(func=_cmd_data_download)
     sy = dsub.add_parser("synthetic", help="write the synthetic data set in CIFAR-10's format")
     sy.add_argument("--dir", required=True)

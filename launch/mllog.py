@@ -12,17 +12,53 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import sys
 
 from mlperf_logging.mllog.mllog import MLLogger
 from mlperf_logging.mllog import constants as C
+
+from ttabench import UserError
 
 __all__ = ["RunLog", "C"]
 
 
 class _FlushingFileHandler(logging.FileHandler):
+    """Appends and flushes each event; a write that fails raises instead of being dropped.
+
+    logging's StreamHandler.emit catches every exception and calls handleError, whose
+    default prints '--- Logging error ---' and a traceback to stderr and carries on: a run
+    on a full disk would go on losing events with a traceback per event. handleError is
+    called inside emit's except block, so here it re-raises the exception being handled,
+    a failed write as a one-line UserError naming the file. After a failed write nothing
+    more is written: MLLogger catches the error and logs 'Failed to encode', which must not
+    land in the file (or succeed and hide the failure).
+    """
+
+    error: UserError | None = None  # the first failed write
+
     def emit(self, record):
+        if self.error is not None:
+            raise UserError(str(self.error))
         super().emit(record)
         self.flush()
+
+    def flush(self):
+        try:
+            super().flush()
+        except OSError as e:
+            raise self._failed(e) from None
+
+    def handleError(self, record):
+        e = sys.exc_info()[1]
+        if isinstance(e, OSError):
+            raise self._failed(e) from None
+        raise e  # UserError from flush(), or a bug: never swallowed
+
+    def _failed(self, e: OSError) -> UserError:
+        if self.error is None:
+            self.error = UserError(f"cannot write results file {self.baseFilename}: "
+                                   f"{e.strerror or e}")
+        return UserError(str(self.error))
 
 
 class RunLog:
@@ -37,7 +73,10 @@ class RunLog:
         logger = logging.getLogger(f"ttabench.mllog.{os.getpid()}.{secrets.token_hex(4)}")
         logger.propagate = False
         logger.setLevel(logging.INFO)
-        self._handler = _FlushingFileHandler(path, mode="a", encoding="utf-8")
+        try:
+            self._handler = _FlushingFileHandler(path, mode="a", encoding="utf-8")
+        except OSError as e:
+            raise UserError(f"cannot write results file {path}: {e.strerror or e}") from None
         self._handler.setLevel(logging.INFO)
         logger.addHandler(self._handler)
         self._logger = MLLogger(logger=logger, default_stack_offset=2,
@@ -56,8 +95,14 @@ class RunLog:
             self._logger.end(key=key, value=value, metadata=metadata or None)
 
     def close(self):
+        """Close the log; UserError if what it still holds cannot be written (unless a write
+        already failed: that first error is the one to report)."""
         if self._handler is not None:
-            self._handler.close()
-            self._logger.logger.removeHandler(self._handler)
-            self._handler = None
+            handler, self._handler = self._handler, None
+            self._logger.logger.removeHandler(handler)
             self._logger = None
+            try:
+                handler.close()
+            except (OSError, UserError) as e:
+                if handler.error is None:
+                    raise e if isinstance(e, UserError) else handler._failed(e) from None

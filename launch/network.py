@@ -28,6 +28,7 @@ as in tc), kbit/mbit (bits).
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -56,6 +57,8 @@ def _parse(text: str, units: dict, what: str, example: str) -> float:
         raise UserError(f"cannot parse {what} {text!r} (e.g. {example}; units: "
                         f"{', '.join(u for u in units if u)})")
     value = float(m.group(1)) * units[m.group(2).lower()]
+    if not math.isfinite(value):  # 1e999gbit: a link that cannot be emulated (or a sleep forever)
+        raise UserError(f"{what} {text!r} is not a finite number")
     return value
 
 

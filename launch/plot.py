@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import io
 
+from ttabench import UserError
 from ttabench.divisions import metrics, scoring
 from ttabench.divisions.submission import atomic_write_bytes
+
+
+def _literal(text: str) -> str:
+    """Names and titles are shown as written: a '$' would start matplotlib's mathtext, and
+    '$x^$' in a folder name would fail the whole figure."""
+    return text.replace("$", r"\$")
 
 
 def _fmt_s(v: float | None) -> str:
@@ -21,6 +28,7 @@ def figure(groups: list[tuple[str, list[scoring.Run]]], ts: list[float] | None, 
     """A matplotlib Figure: one colour per group (an input: a run, or a folder of seeds)."""
     from matplotlib.figure import Figure
 
+    groups = [(_literal(label), runs) for label, runs in groups]
     panels = 2 if ts else 1
     fig = Figure(figsize=(7.5 * panels, 5.2), layout="constrained")
     axes = fig.subplots(1, panels, squeeze=False)[0]
@@ -85,12 +93,14 @@ def figure(groups: list[tuple[str, list[scoring.Run]]], ts: list[float] | None, 
         ax2.grid(True, alpha=0.25)
         _legend_below(ax2)
     if title:
-        fig.suptitle(title, fontsize=11)
+        fig.suptitle(_literal(title), fontsize=11)
     return fig
 
 
 def _legend_below(ax) -> None:
-    """Below the axes, where it can never hide a curve."""
+    """Below the axes, where it can never hide a curve (none for runs without evaluations)."""
+    if not ax.get_legend_handles_labels()[0]:
+        return
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.13), frameon=False)
 
 
@@ -101,5 +111,9 @@ def _pad(ts: list[float]) -> float:
 def save(fig, path: str, dpi: int = 130) -> None:
     """PNG written atomically (a viewer never sees half a file)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    atomic_write_bytes(path, buf.getvalue())
+    try:
+        fig.savefig(buf, format="png", dpi=dpi)
+    except ValueError as e:  # matplotlib refusing what it was given to draw
+        lines = str(e).strip().splitlines()
+        raise UserError(f"cannot draw {path}: {lines[0] if lines else type(e).__name__}") from None
+    atomic_write_bytes(path, buf.getvalue(), what="figure")

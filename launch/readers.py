@@ -40,6 +40,13 @@ def _s(v, fmt="{:.2f} s", none="not reached") -> str:
     return none if v is None else fmt.format(v)
 
 
+def _m(text) -> str:
+    """Text from files or paths, shown by rich literally: '[/x]' in a folder name is not markup."""
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
 # --- metrics ------------------------------------------------------------------------------
 
 def _cmd_metrics(args) -> int:
@@ -60,7 +67,7 @@ def _cmd_metrics(args) -> int:
         from ttabench.launch.render import metrics_table
 
         Console().print(metrics_table(dict(m, target=args.target, budget_s=args.budget),
-                                      title=runs[0].name))
+                                      title=_m(runs[0].name)))
         return 0
     out = scoring.across_runs(runs, spec, args.target, args.budget)
     out["skipped"] = skipped
@@ -94,7 +101,7 @@ def _print_across_runs(out: dict, args) -> None:
     if args.budget is not None:
         t.add_column(f"AAT @ {args.budget:g} s", justify="right")
     for r in out["runs"]:
-        cells = [r["name"], str(r["status"] or "-"), str(r["seed"] if r["seed"] is not None else "-")]
+        cells = [_m(r["name"]), _m(r["status"] or "-"), _m(r["seed"] if r["seed"] is not None else "-")]
         if args.target is not None:
             cells.append(_s(r["tta"]))
         if args.thresholds:
@@ -126,7 +133,7 @@ def _print_across_runs(out: dict, args) -> None:
         console.print(f"CI: percentile bootstrap, {b['resamples']} resamples, seed {b['seed']}; "
                       "olympic mean drops one min and one max (needs 3 runs)")
     for e in out["excluded"]:
-        console.print(f"excluded from {e['metric'].upper()}: {e['name']}: {e['reason']}")
+        console.print(f"excluded from {e['metric'].upper()}: {_m(e['name'])}: {_m(e['reason'])}")
 
 
 # --- compare ------------------------------------------------------------------------------
@@ -136,12 +143,26 @@ def _spec_from_runs(runs, given: str | None, what: str):
 
     if given:
         return metrics.parse_thresholds(given), given
-    specs = {r.run_metrics.get("threshold_spec") for r in runs} - {None}
+    specs, problems = _recorded_specs(runs)
+    if problems:
+        raise UserError(f"{problems[0]}; {what} needs --thresholds LOW:HIGH:STEP")
     if len(specs) == 1:
         spec = specs.pop()
         return metrics.parse_thresholds(spec), spec
     why = "the runs use different threshold specs" if specs else "no run records a threshold spec"
     raise UserError(f"{what} needs --thresholds LOW:HIGH:STEP ({why})")
+
+
+def _recorded_specs(runs) -> tuple[set[str], list[str]]:
+    """The valid threshold specs the runs record, and a problem for each invalid one."""
+    specs, problems = set(), []
+    for r in runs:
+        spec, problem = r.recorded("threshold_spec")
+        if problem:
+            problems.append(problem)
+        elif spec is not None:
+            specs.add(spec)
+    return specs, problems
 
 
 def _cmd_compare(args) -> int:
@@ -166,7 +187,7 @@ def _cmd_compare(args) -> int:
         return f"{name} ({len(runs)} runs)" if len(runs) > 1 else name
 
     console = Console()
-    console.print(f"A = {label(args.a, a)}\nB = {label(args.b, b)}")
+    console.print(f"A = {_m(label(args.a, a))}\nB = {_m(label(args.b, b))}")
     t = Table(title=f"TTA and ATTMT({100 * spec[0]:g}%..T), B / A")
     for col in ("T", "TTA A", "TTA B", "B/A", "ATTMT A", "ATTMT B", "B/A"):
         t.add_column(col, justify="right")
@@ -317,7 +338,7 @@ def _cmd_plot(args) -> int:
     if args.thresholds:
         ts = metrics.thresholds(*metrics.parse_thresholds(args.thresholds))
     else:
-        specs = {r.run_metrics.get("threshold_spec") for r in all_runs} - {None}
+        specs, _ = _recorded_specs(all_runs)  # an invalid one only costs the TTMT panel
         if len(specs) == 1:
             ts = metrics.thresholds(*metrics.parse_thresholds(specs.pop()))
     title = args.title or _plot_title(all_runs)
@@ -330,8 +351,10 @@ def _cmd_plot(args) -> int:
 
 
 def _plot_title(runs) -> str | None:
-    benches = sorted({(r.summary or {}).get("benchmark") for r in runs} - {None})
-    data = sorted({(r.summary or {}).get("dataset") for r in runs} - {None})
+    def values(key):
+        return sorted({v for v in ((r.summary or {}).get(key) for r in runs) if isinstance(v, str)})
+
+    benches, data = values("benchmark"), values("dataset")
     if not benches:
         return None
     title = ", ".join(benches)

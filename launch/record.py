@@ -70,11 +70,14 @@ class Recorder(Hooks):
         self.log.start(C.EVAL_START, epoch_num=epoch)
 
     def evaluated(self, row):
-        self.curve.append(row)
+        # curve.csv first, and self.curve only once it is on disk: if the write fails (a
+        # full disk), the failed run's summary is computed from the curve the folder holds.
+        curve = self.curve + [row]
+        atomic_write_text(self.path("curve.csv"), format_curve(curve))
+        self.curve = curve
         self.log.event(C.EVAL_ACCURACY, row["accuracy"], epoch_num=row["epoch"],
                        train_time_s=row["train_time_s"], samples=row["samples"])
         self.log.end(C.EVAL_STOP, epoch_num=row["epoch"])
-        atomic_write_text(self.path("curve.csv"), format_curve(self.curve))
 
     def epoch_stop(self, epoch):
         if self._epoch_open is not None:

@@ -359,8 +359,14 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
     except BaseException as e:
         if rank0 and run_dir is not None:
             status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-            _record_failure(run_dir, recorder, status, e, comm.rank, stop.signal)
-            log.end(C.RUN_STOP, status="aborted", ttabench_status=status)
+            try:
+                _record_failure(run_dir, recorder, status, e, comm.rank, stop.signal)
+            except UserError as again:  # e.g. the disk is full: the first error is the one to raise
+                print(f"ttabench: note: the run could not be marked {status}: {again}", file=sys.stderr)
+            try:
+                log.end(C.RUN_STOP, status="aborted", ttabench_status=status)
+            except UserError:
+                pass  # the log's own write failure was reported by the first error
         raise
     finally:
         log.close()
