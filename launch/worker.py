@@ -167,9 +167,25 @@ def build(cfg, comm, seed: int, device, autocast_dtype) -> Setup:
         autocast_dtype=autocast_dtype, target=cfg.target, time_budget=cfg.time_budget,
         max_epochs=max_epochs, max_steps=cfg.max_steps, eval_every_samples=eval_every_samples,
         checkpoint_every_samples=checkpoint_every_samples)
+    warmup_s = None
+    if cfg.compile != "none":
+        # Compilation and its first calls happen here, on random input, before the
+        # clock starts; the model, gradients and RNG are put back exactly.
+        from ttabench.launch import warmup
+
+        hvd_backward = None
+        if comm.backend == "horovod":
+            hvd_backward = lambda loss: (loss.backward(), optimizer.synchronize())  # noqa: E731
+        spec.model, spec.eval_model, warmup_s = warmup.prepare(
+            model, wrapped, device=device, train_batch=batch_size,
+            eval_batches=warmup.eval_batch_sizes(len(data.test_labels), world, comm.rank,
+                                                 cfg.eval_batch_size),
+            autocast_dtype=autocast_dtype, compile_mode=cfg.compile, channels_last=channels_last,
+            train_step=spec.train_step, backward=hvd_backward, seed=seed)
     resolved = {"global_batch": global_batch, "peak_lr": recipe.peak_lr(global_batch),
                 "max_epochs": max_epochs, "eval_every_samples": eval_every_samples,
-                "steps_per_epoch": steps_per_epoch, "channels_last": channels_last}
+                "steps_per_epoch": steps_per_epoch, "channels_last": channels_last,
+                "warmup_s": warmup_s}
     model_info = {"name": cfg.benchmark, "depth": depth, "version": version,
                   "parameters": sum(p.numel() for p in model.parameters())}
     if opened is None:

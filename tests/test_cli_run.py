@@ -498,3 +498,29 @@ def test_target_stops_at_first_evaluation_reaching_it(tmp_path):
     assert s["metrics"]["target_tta_s"] == rows[-1]["train_time_s"]
     run_stop = [e for e in _mllog(run_dir) if e["key"] == "run_stop"]
     assert len(run_stop) == 1 and run_stop[0]["metadata"]["status"] == "success"
+
+
+# --- compilation stays outside the clock -------------------------------------------------------------
+
+@pytest.mark.slow
+def test_compiled_run_warms_up_before_the_clock(tmp_path):
+    proc = run_cli("run", "--synthetic", "--compile", "default", "--max-steps", "10", *SMALL,
+                   "--thresholds", "0.1:0.3:0.1", "--results-dir", str(tmp_path), timeout=600)
+    _ok(proc)
+    run_dir = _only_run_dir(tmp_path)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    s = json.loads((run_dir / "summary.json").read_text())
+    assert cfg["resolved"]["compile"] == "default"
+    warmup_s = cfg["resolved"]["warmup_s"]
+    # torch.compile of a ResNet takes tens of seconds; ten compiled steps of batch 32 take
+    # about a second. Were compilation inside the clock, train time would exceed the warm-up.
+    assert warmup_s > 0 and s["train_time_s"] < warmup_s
+    assert s["status"] == "success" and s["steps"] == 10
+
+
+def test_eager_run_records_no_warmup(tmp_path):
+    proc = run_cli("run", "--synthetic", "--max-steps", "2", *SMALL,
+                   "--thresholds", "0.1:0.3:0.1", "--results-dir", str(tmp_path), timeout=300)
+    _ok(proc)
+    cfg = json.loads((_only_run_dir(tmp_path) / "config.json").read_text())
+    assert cfg["resolved"]["compile"] == "none" and cfg["resolved"]["warmup_s"] is None
