@@ -35,5 +35,9 @@ test: install horovod
 test-fast: install
 	$(PY) -m pytest tests -m "not slow"; rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
+# Side-by-side training throughput (baseline vs ttabench's modes), ~10 minutes on 2 cores.
+bench: install
+	$(PY) -m benchmarks.throughput
+
 clean:
 	rm -rf build dist *.egg-info demo-results .pytest_cache

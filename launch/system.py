@@ -12,7 +12,7 @@ import sys
 from ttabench.divisions.submission import safe_name
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
@@ -72,7 +72,7 @@ def describe() -> dict:
     return {
         "hostname": socket.gethostname(),
         "os": platform.platform(),
-        "cpu": {"model": _cpu_model(), "cores": usable_cores(), "logical_cpus": os.cpu_count(),
+        "cpu": {"model": cpu_model(), "cores": usable_cores(), "logical_cpus": os.cpu_count(),
                 "flags": _cpu_flags()},
         "memory_gib": _memory_gib(),
         "accelerators": gpus,

@@ -1,0 +1,1 @@
+"""Benchmarks of ttabench itself, run from the repository root (see benchmarks/README.md)."""
