@@ -11,6 +11,16 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def require_horovod() -> None:
+    """Skip the calling test without Horovod; in CI, where it must be installed, fail it."""
+    try:
+        import horovod.torch  # noqa: F401
+    except Exception:
+        if IN_CI:
+            pytest.fail("Horovod is not installed (CI must install it: scripts/install_horovod.sh)")
+        pytest.skip("Horovod not installed (scripts/install_horovod.sh)")
+
+
 @pytest.fixture(scope="session")
 def subset_dir() -> str:
     """The real CIFAR-10 subset (../shared/data/cifar10-subset), via $TTABENCH_DATA_DIR.

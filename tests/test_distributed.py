@@ -28,24 +28,9 @@ from ttabench.launch.worker import build
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls.augment import Normalize
 
-from conftest import IN_CI
+from conftest import require_horovod
 
 SEED, B, K = 11, 32, 4
-
-
-def _horovod_available() -> bool:
-    try:
-        import horovod.torch  # noqa: F401
-    except Exception:
-        return False
-    return True
-
-
-def _require_horovod():
-    if not _horovod_available():
-        if IN_CI:
-            pytest.fail("Horovod is not installed (CI must install it: scripts/install_horovod.sh)")
-        pytest.skip("Horovod not installed (scripts/install_horovod.sh)")
 
 
 def _run_dir(root) -> str:
@@ -151,7 +136,7 @@ def test_torchrun_ddp_matches_single_process(cli, tmp_path, reference):
 @pytest.mark.slow
 @pytest.mark.horovod
 def test_horovod_matches_single_process(cli, tmp_path, reference_nchw):
-    _require_horovod()
+    require_horovod()
     run_dir = _two_worker_run(cli, tmp_path, "horovod")
     _assert_same_params(run_dir, reference_nchw)
     _assert_eval_matches_single_process(run_dir, channels_last=False)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import IN_CI, run_cli
+from conftest import require_horovod, run_cli
 from ttabench import UserError
 from ttabench.divisions import open as open_div
 from ttabench.launch.config import RunConfig
@@ -525,19 +525,10 @@ def test_examples_two_workers_torchrun(tmp_path, example):
     assert config["resolved"]["backend"] == "torchrun" and config["resolved"]["global_batch"] == 32
 
 
-def _require_horovod():
-    try:
-        import horovod.torch  # noqa: F401
-    except Exception:
-        if IN_CI:
-            pytest.fail("Horovod is not installed (CI must install it: scripts/install_horovod.sh)")
-        pytest.skip("Horovod not installed (scripts/install_horovod.sh)")
-
-
 @pytest.mark.slow
 @pytest.mark.horovod
 def test_small_cnn_tuned_horovod(tmp_path):
-    _require_horovod()
+    require_horovod()
     run_dir = _run(tmp_path, "--model", f"{SMALL_CNN}:small_cnn_tuned", "--workers", "2",
                    "--backend", "horovod")
     config = _assert_open_run(run_dir, "small_cnn_tuned", SMALL_CNN, workers=2)

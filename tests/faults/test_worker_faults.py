@@ -17,7 +17,7 @@ import uuid
 import pytest
 import torch
 
-from conftest import IN_CI
+from conftest import require_horovod
 
 pytestmark = pytest.mark.slow
 
@@ -96,19 +96,10 @@ class Run:
             return json.load(f)
 
 
-def _require_horovod():
-    try:
-        import horovod.torch  # noqa: F401
-    except Exception:
-        if IN_CI:
-            pytest.fail("Horovod is not installed (CI must install it: scripts/install_horovod.sh)")
-        pytest.skip("Horovod not installed (scripts/install_horovod.sh)")
-
-
 @pytest.mark.parametrize("backend", ["torchrun", "horovod"])
 def test_sigkill_of_one_rank_fails_the_run_promptly(tmp_path, backend):
     if backend == "horovod":
-        _require_horovod()
+        require_horovod()
     run = Run(tmp_path, *SMALL, "--workers", "2", "--backend", backend, "--max-steps", "2000",
               "--eval-every", "8steps")
     run.wait_for_evals(1)
