@@ -116,3 +116,18 @@ def summarize(curve: Curve, spec: tuple[float, float, float] | None = None,
     if target is not None:
         out["target_tta_s"] = tta(curve, target)
     return out
+
+
+def summary_block(rows: Sequence[dict], threshold_spec: str | None, target: float | None,
+                  budget_s: float | None) -> dict:
+    """summary.json's ``metrics`` block from curve.csv rows alone: what a run records
+    and what ``ttabench validate`` recomputes to check it."""
+    spec = parse_thresholds(threshold_spec) if threshold_spec else None
+    m = summarize([(r["train_time_s"], r["accuracy"]) for r in rows], spec, target=target,
+                  budget_s=budget_s)
+    m["threshold_spec"] = threshold_spec
+    m["target"] = target
+    m["budget_s"] = budget_s
+    m["final_accuracy"] = rows[-1]["accuracy"] if rows else None
+    m["best_accuracy"] = max((r["accuracy"] for r in rows), default=None)
+    return m

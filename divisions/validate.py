@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 from ttabench import UserError
 from ttabench.divisions import metrics
-from ttabench.divisions.submission import (RUN_FILES, STATUSES, curve_points, find_run_dirs, number,
+from ttabench.divisions.submission import (RUN_FILES, STATUSES, find_run_dirs, number,
                                            read_curve, read_json, safe_name, section)
 
 RULES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compliance", "ttabench_1.0.0")
@@ -123,19 +123,6 @@ def first_difference(name: str, recorded, expected) -> str:
 
 # --- metrics ----------------------------------------------------------------------------
 
-def recompute_metrics(rows: list[dict], threshold_spec: str | None, target: float | None,
-                      budget_s: float | None) -> dict:
-    """summary.json's ``metrics`` block as launch/record.py computes it, from the curve alone."""
-    spec = metrics.parse_thresholds(threshold_spec) if threshold_spec else None
-    m = metrics.summarize(curve_points(rows), spec, target=target, budget_s=budget_s)
-    m["threshold_spec"] = threshold_spec
-    m["target"] = target
-    m["budget_s"] = budget_s
-    m["final_accuracy"] = rows[-1]["accuracy"] if rows else None
-    m["best_accuracy"] = max((r["accuracy"] for r in rows), default=None)
-    return m
-
-
 def check_metrics(recorded: dict, rows: list[dict], config: dict | None) -> list[str]:
     """Problems with summary.json's ``metrics`` block (recorded) against curve.csv rows."""
     out = []
@@ -154,7 +141,7 @@ def check_metrics(recorded: dict, rows: list[dict], config: dict | None) -> list
     if wrong:
         return out + wrong + ["metrics cannot be recomputed"]
     try:
-        expected = recompute_metrics(rows, spec, target, budget)
+        expected = metrics.summary_block(rows, spec, target, budget)
     except UserError as e:
         return out + [f"metrics cannot be recomputed: {e}"]
     for key in recorded:

@@ -16,20 +16,6 @@ from ttabench.launch.loop import Hooks, LoopResult
 from ttabench.launch.mllog import C, RunLog
 
 
-def summarize_run(curve: list[dict], *, thresholds: str, target: float | None,
-                  time_budget: float | None) -> dict:
-    """The metric block of summary.json, computed from the curve alone."""
-    points = [(r["train_time_s"], r["accuracy"]) for r in curve]
-    m = metrics.summarize(points, metrics.parse_thresholds(thresholds), target=target,
-                          budget_s=time_budget)
-    m["threshold_spec"] = thresholds
-    m["target"] = target
-    m["budget_s"] = time_budget
-    m["final_accuracy"] = curve[-1]["accuracy"] if curve else None
-    m["best_accuracy"] = max((r["accuracy"] for r in curve), default=None)
-    return m
-
-
 class Recorder(Hooks):
     def __init__(self, run_dir: str, mllog: RunLog, base_summary: dict, cfg, curve=None):
         self.run_dir = run_dir
@@ -48,8 +34,8 @@ class Recorder(Hooks):
     def write_summary(self, extra: dict) -> None:
         summary = dict(self.base)
         summary.update(extra)
-        summary["metrics"] = summarize_run(self.curve, thresholds=self.cfg.thresholds,
-                                           target=self.cfg.target, time_budget=self.cfg.time_budget)
+        summary["metrics"] = metrics.summary_block(self.curve, self.cfg.thresholds, self.cfg.target,
+                                                   self.cfg.time_budget)
         atomic_write_json(self.path("summary.json"), summary)
 
     # -- loop hooks

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
+from ttabench.divisions import metrics
 from ttabench.divisions import validate as v
 from ttabench.reference_impls.recipe import CLOSED
 
@@ -87,7 +88,7 @@ def rows(points):
 
 def test_check_metrics_exact():
     curve = rows([(1.0, 0.1), (2.0, 0.25), (3.0, 0.2)])
-    m = v.recompute_metrics(curve, "0.1:0.3:0.1", 0.2, None)
+    m = metrics.summary_block(curve, "0.1:0.3:0.1", 0.2, None)
     # by hand: TTA 1, 2, never; no ATTMT; target 0.2 at 2 s; final 0.2, best 0.25
     assert m["tta_s"] == [1.0, 2.0, None] and m["attmt_s"] is None and m["target_tta_s"] == 2.0
     assert (m["final_accuracy"], m["best_accuracy"]) == (0.2, 0.25)
