@@ -238,6 +238,8 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
     if r is not None:
         if r["global_batch"] != global_batch or r["steps_per_epoch"] != steps_per_epoch:
             raise ValueError("the checkpoint was made with another global batch or data set")
+        if r.get("seed", spec.seed) != spec.seed:  # it decides the data order and augmentation
+            raise ValueError(f"the checkpoint was made with seed {r['seed']}, not {spec.seed}")
         step, samples, epoch, k0 = r["step"], r["samples"], r["epoch"], r["epoch_step"]
         next_eval, next_ckpt = r["next_eval"], r["next_checkpoint"]
         curve = [dict(row) for row in r["curve"]]
@@ -272,7 +274,7 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
             "next_eval": next_eval, "next_checkpoint": next_ckpt, "curve": [dict(x) for x in curve],
             "train_s": agreed_train, "total_s": comm.allreduce([clock.total_elapsed()], op="max")[0],
             "recent_steps": list(recent_steps), "global_batch": global_batch,
-            "steps_per_epoch": steps_per_epoch})
+            "steps_per_epoch": steps_per_epoch, "seed": spec.seed})
         # Rank 0 writes while the others wait here, clocks stopped: saving never
         # counts as training time on any worker.
         comm.barrier()

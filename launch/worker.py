@@ -288,6 +288,10 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
     if run_dir is not None and (cfg.resume or restarted):
         state = checkpoint.load(run_dir)
         restarted = restarted or cfg.resume  # a launcher restart without a checkpoint begins again
+        if state is not None and "seed" in state["loop"]:
+            # A run without --seed drew one; the continued run must keep it (the data
+            # order and augmentation follow it), whatever this start drew.
+            seed = state["loop"]["seed"]
     try:
         if rank0:
             if run_dir is None:

@@ -167,13 +167,11 @@ def _model(run_dir: str) -> dict:
     return torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
 
 
-def test_resume_continues_to_the_same_weights_and_metrics(tmp_path):
+@pytest.mark.parametrize("seed_given", [True, False], ids=["seed", "no-seed"])
+def test_resume_continues_to_the_same_weights_and_metrics(tmp_path, seed_given):
     args = [*SMALL, "--max-steps", "16", "--eval-every", "4steps", "--checkpoint-every", "3steps",
-            "--seed", "9", "--threads", "1", "--save-model"]
-    whole = Run(tmp_path / "whole", *args)
-    code, out, _ = whole.finish(timeout=300)
-    assert code == 0, out
-    broken = Run(tmp_path / "broken", *args)
+            "--threads", "1", "--save-model"]
+    broken = Run(tmp_path / "broken", *args, *(["--seed", "9"] if seed_given else []))
     broken.wait_for_evals(2)  # a checkpoint exists from step 6 on
     os.killpg(broken.proc.pid, signal.SIGKILL)
     broken.finish()
@@ -182,6 +180,12 @@ def test_resume_continues_to_the_same_weights_and_metrics(tmp_path):
     resumed = subprocess.run([sys.executable, "-m", "ttabench", "run", "--resume", run_dir,
                               "--progress", "none"], capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
+    # Without --seed the run drew one; the resumed part must keep it (data order, augmentation).
+    seed = json.load(open(os.path.join(run_dir, "config.json")))["resolved"]["seed"]
+    assert seed == 9 or not seed_given
+    whole = Run(tmp_path / "whole", *args, "--seed", str(seed))
+    code, out, _ = whole.finish(timeout=300)
+    assert code == 0, out
     a, b = _model(whole.run_dir()), _model(run_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
     from ttabench.divisions.submission import read_curve
