@@ -153,7 +153,8 @@ def check_open_submission(cfg: RunConfig) -> None:
 
     one = comm.Comm()
     one.world_size = cfg.world_size()  # the global batch is checked as the workers will see it
-    build(dataclasses.replace(cfg, device="cpu", precision="fp32"), one, cfg.seed or 0,
+    # No compilation here: each worker compiles for its own device; this only checks the submission.
+    build(dataclasses.replace(cfg, device="cpu", precision="fp32", compile="none"), one, cfg.seed or 0,
           torch.device("cpu"), None)
 
 
