@@ -182,7 +182,7 @@ def evaluate(model, images, labels, normalize: Normalize, comm, batch_size: int,
     idx = torch.arange(comm.rank, len(labels), comm.world_size, device=labels.device)
     correct = torch.zeros((), dtype=torch.int64, device=labels.device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=labels.device)
-    with torch.inference_mode(), _autocast(images.device, autocast_dtype):
+    with torch.inference_mode(), autocast(images.device, autocast_dtype):
         for chunk in idx.split(batch_size):
             y = labels[chunk]
             out = model(normalize(images[chunk])).float()
@@ -195,7 +195,7 @@ def evaluate(model, images, labels, normalize: Normalize, comm, batch_size: int,
     return int(round(total_correct)) / count, total_loss / count, count
 
 
-def _autocast(device: torch.device, dtype):
+def autocast(device: torch.device, dtype):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
@@ -249,7 +249,7 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
 
     def do_eval(epoch_f: float) -> bool:
         """Evaluate with the training clock stopped; True if the target is reached."""
-        train_s = clock.pause()
+        clock.pause()
         t_eval = time.perf_counter()
         hooks.eval_start(epoch_f)
         comm.sync_buffers(spec.eval_model)
@@ -329,7 +329,7 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
                     for group in spec.optimizer.param_groups:
                         group["lr"] = spec.lr_at(step / steps_per_epoch)
                 spec.optimizer.zero_grad()  # set_to_none by default (torch >= 2.0)
-                with _autocast(device, spec.autocast_dtype):
+                with autocast(device, spec.autocast_dtype):
                     loss = train_step(model, x, y)
                 comm.backward_and_step(loss, spec.optimizer)
                 t2 = time.perf_counter()

@@ -24,7 +24,6 @@ so the gradient all-reduces it starts are completed before the real first step.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -32,11 +31,8 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
-
-def _default_train_step(model, x, y):
-    return F.cross_entropy(model(x), y)
+from ttabench.launch.loop import autocast, default_train_step
 
 
 @dataclass
@@ -64,12 +60,6 @@ def eval_batch_sizes(n_test: int, world: int, rank: int, eval_batch_size: int) -
     return sizes
 
 
-def _autocast(device: torch.device, dtype):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def _compile(module: torch.nn.Module, mode: str | None) -> torch.nn.Module:
     if mode in (None, "none"):
         return module
@@ -92,7 +82,7 @@ def prepare(model: torch.nn.Module, wrapped: torch.nn.Module, *, device, train_b
     a private generator: neither the training data nor the global RNG is used.
     """
     device = torch.device(device)
-    step = train_step or _default_train_step
+    step = train_step or default_train_step
     do_backward = backward or (lambda loss: loss.backward())
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     t0 = time.perf_counter()
@@ -115,13 +105,13 @@ def prepare(model: torch.nn.Module, wrapped: torch.nn.Module, *, device, train_b
         train_model.train()
         for _ in range(max(1, train_steps)):
             x, y = batch(train_batch)
-            with _autocast(device, autocast_dtype):
+            with autocast(device, autocast_dtype):
                 loss = step(train_model, x, y)
             if not math.isfinite(float(loss.detach())):
                 raise RuntimeError("warm-up produced a non-finite loss on random input")
             do_backward(loss)
         eval_model.eval()
-        with torch.inference_mode(), _autocast(device, autocast_dtype):
+        with torch.inference_mode(), autocast(device, autocast_dtype):
             for n in eval_batches:
                 x, _ = batch(n)
                 eval_model(x)
