@@ -271,11 +271,7 @@ def _text(value) -> str | None:
 
 
 def _system(run: Run) -> str:
-    name = _text(section(run.config, "resolved").get("system"))
-    if name:
-        return name
-    parts = os.path.normpath(os.path.abspath(run.name)).split(os.sep)
-    return parts[-4] if len(parts) >= 4 else "?"
+    return _text(section(run.config, "resolved").get("system")) or _path_part(run, 4)
 
 
 def _path_part(run: Run, back: int) -> str:

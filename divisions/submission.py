@@ -38,9 +38,9 @@ def safe_name(name: str) -> str:
     return _SAFE.sub("-", name).strip("-.") or "unnamed"
 
 
-def atomic_write_text(path: str, text: str, what: str = "results file") -> None:
+def atomic_write_text(path: str, text: str) -> None:
     """Write `text` to `path` so that readers see the old file or the new one, never a mix."""
-    atomic_write_bytes(path, text.encode("utf-8"), what)
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_bytes(path: str, data: bytes, what: str = "results file") -> None:
@@ -68,8 +68,8 @@ def atomic_write_bytes(path: str, data: bytes, what: str = "results file") -> No
         raise
 
 
-def atomic_write_json(path: str, obj, what: str = "results file") -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n", what)
+def atomic_write_json(path: str, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def new_run_dir(results_root: str, system: str, benchmark: str, division: str) -> str:

@@ -52,7 +52,6 @@ from ttabench.divisions.submission import (RUN_FILES, STATUSES, find_run_dirs, n
 
 RULES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compliance", "ttabench_1.0.0")
 RULES = os.path.join(RULES_DIR, "common.yaml")
-RESULT_STATUSES = ("success", "diverged")  # finished runs whose numbers are results
 REPORTED_STATUSES = ("failed", "interrupted", "aborted")  # finished, recorded, not results
 FULL_CIFAR10 = (50000, 10000)
 REL_TOL = 1e-12

@@ -146,7 +146,7 @@ class RunConfig:
         from ttabench.launch import network
 
         network.resolve(self.network, self.bandwidth, self.latency)
-        parse_eval_every(self.eval_every)
+        parse_cadence(self.eval_every, "--eval-every")
         if self.checkpoint_every is not None:
             parse_cadence(self.checkpoint_every, "--checkpoint-every")
         if self.max_restarts < 0:
@@ -215,10 +215,6 @@ def cadence_samples(spec: str, steps_per_epoch: int, global_batch: int, flag: st
     value, unit = parse_cadence(spec, flag)
     scale = {"epoch": steps_per_epoch * global_batch, "steps": global_batch, "samples": 1}[unit]
     return max(1, int(round(value * scale)))
-
-
-def parse_eval_every(spec: str) -> tuple[float, str]:
-    return parse_cadence(spec, "--eval-every")
 
 
 def add_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:

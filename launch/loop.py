@@ -77,7 +77,6 @@ class LoopResult:
     total_time_s: float = 0.0
     diverged_step: int | None = None
     breakdown: dict = field(default_factory=dict)  # this rank's time breakdown
-    resumed_at_step: int | None = None
 
 
 class Hooks:
@@ -389,8 +388,7 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
                  "data_s": t["data_s"],
                  "control_s": t["control_s"], "hooks_s": getattr(hooks, "overhead_s", 0.0),
                  "eval_s": t["eval_s"], "checkpoint_s": t["checkpoint_s"]}
-    result = LoopResult(resumed_at_step=None if r is None else r["step"],
-                        status=status, stop_reason=reason, curve=curve, steps=step,
+    result = LoopResult(status=status, stop_reason=reason, curve=curve, steps=step,
                         samples=samples, epochs=step / steps_per_epoch,
                         train_time_s=curve[-1]["train_time_s"] if curve else clock.train_s,
                         total_time_s=total_s, diverged_step=diverged_step, breakdown=breakdown)
