@@ -105,7 +105,12 @@ def same(a, b) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return a is b
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b or math.isclose(a, b, rel_tol=REL_TOL, abs_tol=0.0)
+        if a == b:
+            return True
+        try:
+            return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=0.0)
+        except OverflowError:  # an integer beyond float range (a hand-edited file) equals no float
+            return False
     if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     return a == b

@@ -359,3 +359,10 @@ def test_validate_json(subset_tree):
     res = json.loads(proc.stdout)
     assert res["ok"] is True and res["failures"] == [] and len(res["warnings"]) == 2
     assert res["statuses"] == {"success": 2}
+
+
+def test_same_compares_integers_beyond_float_range_without_crashing():
+    # A hand-edited summary may hold any JSON integer; the comparison must answer, not raise.
+    assert v.same(10**400, 10**400)
+    assert not v.same(10**400, 3) and not v.same(3.0, 10**400)
+    assert v.same(1.0, 1.0 + 1e-15) and not v.same(1.0, 1.0 + 1e-9)
