@@ -286,6 +286,27 @@ def test_changed_logged_hyperparameter_fails_compliance(subset_tree, copy_of):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("division", ["closed", "open"])
+def test_shared_keys_logged_after_run_start_fail_compliance_in_both_divisions(
+        subset_tree, tmp_path, division):
+    # A division's rule file must not drop common.yaml's findings for the keys both log.
+    log = _run_dirs(subset_tree)[0] / "mllog.txt"
+    lines = log.read_text().splitlines()
+    key = lambda line: json.loads(line.split(" ", 1)[1])["key"]  # noqa: E731
+    late = [ln for ln in lines if key(ln) in ("global_batch_size", "dataset")]
+    rest = [ln for ln in lines if key(ln) not in ("global_batch_size", "dataset")]
+    i = next(k for k, ln in enumerate(rest) if key(ln) == "run_start")
+    edited = rest[:i + 1] + late + rest[i + 1:]
+    edited = [ln.replace('"value": "closed"', f'"value": "{division}"')
+              if key(ln) == "submission_division" else ln for ln in edited]
+    path = tmp_path / "mllog.txt"
+    path.write_text("\n".join(edited) + "\n")
+    fails, _ = v.compliance_problems(str(path))
+    assert any(f.startswith("CHECK for 'global_batch_size' failed") for f in fails), fails
+    assert any(f.startswith("CHECK for 'dataset' failed") for f in fails), fails
+
+
+@pytest.mark.slow
 def test_curve_and_log_disagree_fails(subset_tree, copy_of):
     root = copy_of(subset_tree)
     run = _run_dirs(root)[0]
