@@ -267,20 +267,34 @@ def _launch_torchrun(cfg: RunConfig) -> Outcome:
 
 
 def _torch_failures(e) -> Outcome:
-    """ChildFailedError -> Outcome, the first failure (the root cause) first."""
+    """ChildFailedError -> Outcome, the root cause first.
+
+    That is a rank killed by SIGKILL (the OOM killer, kill -9), if any: its peers
+    then fail on the broken connection and record their errors at once, while the
+    agent dates the killed rank only when it notices (every 0.2 s), so the earliest
+    timestamp is not the cause. Otherwise the earliest failure: a peer of a rank
+    that raised may itself abort (SIGABRT in gloo's teardown) later. Ranks the
+    agent stops afterwards are not failures.
+    """
     first_rank, _ = e.get_first_failure()
+    killed = {rank for rank, f in e.failures.items() if f.exitcode == -signal.SIGKILL}
     ranks = []
-    for rank, f in sorted(e.failures.items(), key=lambda kv: (kv[0] != first_rank, kv[0])):
+    for rank, f in sorted(e.failures.items(),
+                          key=lambda kv: (kv[0] not in killed, kv[0] != first_rank, kv[0])):
         signal_name = f.signal_name() if f.exitcode < 0 else None
         msg = f.message if isinstance(f.message, str) else (f.message or {}).get("message", "")
         if signal_name or "To enable traceback" in msg:  # no account of its own, or torch's placeholder
             msg = ""
         msg = msg.strip().splitlines()[-1] if msg.strip() else ""
         ranks.append({"rank": rank, "exitcode": f.exitcode, "signal": signal_name, "message": msg})
-    text = "; ".join(
+    return Outcome(1, _ranks_text(ranks), ranks)
+
+
+def _ranks_text(ranks: list[dict]) -> str:
+    """'rank 1 killed by SIGKILL; rank 0 exit code 1: <its last line>' (the order given)."""
+    return "; ".join(
         f"rank {r['rank']} " + (f"killed by {r['signal']}" if r["signal"] else f"exit code {r['exitcode']}")
-        + (f": {r['message']}" if r["message"] else "") for r in ranks)
-    return Outcome(1, text, ranks)
+        + (f": {r['message']}" if r.get("message") else "") for r in ranks)
 
 
 def horovodrun_command(workers: int) -> list[str]:
@@ -323,6 +337,4 @@ def _launch_horovod(cfg: RunConfig) -> Outcome:
         return Outcome(0)
     if interrupted:
         return Outcome(130, "interrupted by SIGINT", ranks, interrupted=True)
-    text = "; ".join(f"rank {r['rank']} " + (f"killed by {r['signal']}" if r["signal"]
-                                             else f"exit code {r['exitcode']}") for r in ranks)
-    return Outcome(code, text or f"horovodrun exited with code {code}", ranks)
+    return Outcome(code, _ranks_text(ranks) or f"horovodrun exited with code {code}", ranks)
