@@ -46,7 +46,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from ttabench.launch.system import cpu_model, usable_cores
+from ttabench.launch.record.system import cpu_model, usable_cores
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SUBSET = os.path.join(os.path.dirname(REPO), "shared", "data", "cifar10-subset",
@@ -185,7 +185,7 @@ def run_baseline(args, seed: int) -> dict:
 # (b) ttabench's path: worker.build() + (warm-up) + loop.run()
 
 def _profile_hook(prof):
-    from ttabench.launch.loop import Hooks
+    from ttabench.launch.worker.loop import Hooks
 
     class ProfileSteps(Hooks):
         """A loop hook that advances the profiler's schedule once per training step."""
@@ -199,7 +199,7 @@ def _profile_hook(prof):
 def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) -> dict:
     import torch
 
-    from ttabench.launch import comm as comm_mod, loop, worker
+    from ttabench.launch.worker import comm as comm_mod, loop, main as worker
     from ttabench.launch.config import RunConfig
 
     if profile_out and mode.compile != "none":

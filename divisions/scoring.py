@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 from ttabench import UserError
 from ttabench.divisions import metrics, stats
-from ttabench.divisions.submission import (curve_points, find_run_dirs, is_run_dir, number,
+from ttabench.divisions.results import (curve_points, find_run_dirs, is_run_dir, number,
                                            read_curve, read_json, section)
 
 SCORED_STATUSES = ("success", "diverged")

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 from ttabench import UserError
 from ttabench.divisions import metrics
-from ttabench.divisions.submission import (RUN_FILES, STATUSES, find_run_dirs, number,
+from ttabench.divisions.results import (RUN_FILES, STATUSES, find_run_dirs, number,
                                            read_curve, read_json, safe_name, section)
 
 RULES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compliance", "ttabench_1.0.0")

@@ -64,7 +64,7 @@ def _cmd_data_synthetic(args) -> int:
 
 
 def _cmd_env(args) -> int:
-    from ttabench.launch import system
+    from ttabench.launch.record import system
 
     desc = system.describe()
     desc["system_name"] = system.default_system_name(desc)
@@ -73,7 +73,8 @@ def _cmd_env(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ttabench.launch import bench, netlab, readers, sweep
+    from ttabench.launch.commands import bench, readers, sweep
+    from ttabench.launch.net import lab as netlab
     from ttabench.launch.config import add_arguments
 
     p = argparse.ArgumentParser(prog="ttabench", description=(

@@ -143,7 +143,7 @@ class RunConfig:
         if self.collective_timeout <= 0:
             raise UserError("--collective-timeout must be > 0")
         metrics.parse_thresholds(self.thresholds)
-        from ttabench.launch import network
+        from ttabench.launch.net import link as network
 
         network.resolve(self.network, self.bandwidth, self.latency)
         parse_cadence(self.eval_every, "--eval-every")

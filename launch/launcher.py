@@ -26,14 +26,14 @@ import sys
 import uuid
 
 from ttabench import UserError
-from ttabench.divisions.submission import atomic_write_json, new_run_dir, read_json
+from ttabench.divisions.results import atomic_write_json, new_run_dir, read_json
 from ttabench.launch.config import RunConfig
 
 FINAL = ("success", "failed", "diverged", "interrupted")
 
 
 def worker_argv(cfg: RunConfig) -> list[str]:
-    """Command-line flags that reproduce `cfg` for ttabench.launch.worker."""
+    """Command-line flags that reproduce `cfg` for ttabench.launch.worker.main."""
     out = []
     defaults = RunConfig()
     for f in dataclasses.fields(RunConfig):
@@ -78,7 +78,7 @@ def seed_list(seed: int | None, count: int | None, listed: str | None) -> list[i
 
 def resume_config(run_dir: str) -> RunConfig:
     """The configuration of a run folder, set to continue it from its checkpoint."""
-    from ttabench.launch import checkpoint
+    from ttabench.launch.worker import checkpoint
 
     if not os.path.isfile(os.path.join(run_dir, "config.json")):
         raise UserError(f"not a run folder (no config.json): {run_dir}")
@@ -103,7 +103,7 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
     if backend == "none":
         if cfg.world_size() != 1:
             raise UserError("--backend none runs exactly one worker")
-        from ttabench.launch.worker import run_worker
+        from ttabench.launch.worker.main import run_worker
 
         return run_worker(cfg, command=argv)
     if cfg.division == "open":
@@ -148,8 +148,8 @@ def check_open_submission(cfg: RunConfig) -> None:
     in one error line here instead of one per worker, before any folder or process exists."""
     import torch
 
-    from ttabench.launch import comm
-    from ttabench.launch.worker import build
+    from ttabench.launch.worker import comm
+    from ttabench.launch.worker.main import build
 
     one = comm.Comm()
     one.world_size = cfg.world_size()  # the global batch is checked as the workers will see it
@@ -161,7 +161,7 @@ def check_open_submission(cfg: RunConfig) -> None:
 def _with_run_dir(cfg: RunConfig) -> RunConfig:
     if cfg.run_dir:
         return cfg
-    from ttabench.launch import system
+    from ttabench.launch.record import system
 
     name = cfg.system or system.default_system_name(system.describe())
     run_dir = new_run_dir(cfg.results_dir, name, cfg.benchmark_name(), cfg.division)
@@ -196,7 +196,7 @@ def record_outcome(run_dir: str, outcome: Outcome) -> str:
     and the last completed evaluation; it never turns a recorded `diverged`
     or `interrupted` into `failed`, and never touches a finished run.
     """
-    from ttabench.divisions.submission import read_curve
+    from ttabench.divisions.results import read_curve
 
     path = os.path.join(run_dir, "summary.json")
     try:

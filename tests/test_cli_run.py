@@ -14,7 +14,7 @@ import pytest
 
 from conftest import run_cli
 from ttabench.divisions import metrics
-from ttabench.divisions.submission import curve_points, read_curve
+from ttabench.divisions.results import curve_points, read_curve
 
 pytestmark = pytest.mark.slow
 

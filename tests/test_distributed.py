@@ -22,9 +22,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ttabench.launch import comm as comm_mod, loop
+from ttabench.launch.worker import comm as comm_mod, loop
 from ttabench.launch.config import RunConfig
-from ttabench.launch.worker import build
+from ttabench.launch.worker.main import build
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls.augment import Normalize
 
@@ -102,7 +102,7 @@ def _initial_params() -> dict:
 
 def _assert_eval_matches_single_process(run_dir: str, channels_last: bool = True) -> None:
     """The run's sharded, all-reduced evaluation equals one process evaluating everything."""
-    from ttabench.divisions.submission import read_curve
+    from ttabench.divisions.results import read_curve
     from ttabench.reference_impls.resnet import resnet
 
     model = resnet(20, 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ttabench.launch.loop import epoch_plan, epoch_seed
+from ttabench.launch.worker.loop import epoch_plan, epoch_seed
 
 N = 1000
 GLOBAL_BATCH = 64

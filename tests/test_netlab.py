@@ -21,7 +21,7 @@ import pytest
 
 from conftest import run_cli
 from ttabench import UserError
-from ttabench.launch import netlab
+from ttabench.launch.net import lab as netlab
 
 # -- pure parts ---------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ import torch
 import torch.distributed as dist
 
 from ttabench import UserError
-from ttabench.launch import comm as comm_mod
-from ttabench.launch.network import (PROFILES, Link, LinkEmulator, parse_rate, parse_size,
+from ttabench.launch.worker import comm as comm_mod
+from ttabench.launch.net.link import (PROFILES, Link, LinkEmulator, parse_rate, parse_size,
                                      parse_time, resolve)
 
 

@@ -484,8 +484,8 @@ def test_adam_resnet_is_open_resnet20(adam_run):
 def test_open_evaluation_equals_the_closed_harness(adam_run):
     """The weights the open run saved, evaluated by the closed harness's evaluate() on the
     same data, give exactly the accuracy and loss of the run's last curve row."""
-    from ttabench.divisions.submission import read_curve
-    from ttabench.launch import comm, loop
+    from ttabench.divisions.results import read_curve
+    from ttabench.launch.worker import comm, loop
     from ttabench.reference_impls import cifar10
     from ttabench.reference_impls.augment import Normalize
     from ttabench.reference_impls.resnet import resnet

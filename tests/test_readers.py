@@ -310,7 +310,7 @@ def test_plot_rejects_bad_output(tmp_path, capsys):
 # --- no torch in the readers ----------------------------------------------------------------
 
 def test_readers_do_not_import_torch():
-    code = ("import sys, ttabench.launch.readers, ttabench.divisions.validate, "
+    code = ("import sys, ttabench.launch.commands.readers, ttabench.divisions.validate, "
             "ttabench.divisions.scoring, ttabench.divisions.stats; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -11,8 +11,8 @@ import pytest
 
 from conftest import run_cli
 from ttabench import UserError
-from ttabench.launch import sweep
-from ttabench.launch.sweep import Point
+from ttabench.launch.commands import sweep
+from ttabench.launch.commands.sweep import Point
 
 
 def _summary(img_s, train_s, epochs, comm_wait, delay, *, attmt=None, target_tta=None,

@@ -21,7 +21,7 @@ import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from ttabench.launch import warmup
+from ttabench.launch.worker import warmup
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls.augment import Normalize
 from ttabench.reference_impls.recipe import CLOSED

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ttabench.divisions.submission import CURVE_HEADER
+from ttabench.divisions.results import CURVE_HEADER
 from ttabench.launch.cli import main
 
 _HUNT = int(os.environ.get("TTABENCH_FUZZ_EXAMPLES", "0"))

@@ -188,7 +188,7 @@ def test_resume_continues_to_the_same_weights_and_metrics(tmp_path, seed_given):
     assert code == 0, out
     a, b = _model(whole.run_dir()), _model(run_dir)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    from ttabench.divisions.submission import read_curve
+    from ttabench.divisions.results import read_curve
 
     ca, cb = read_curve(whole.run_dir()), read_curve(run_dir)
     assert [(r["step"], r["accuracy"], r["loss"]) for r in ca] == \

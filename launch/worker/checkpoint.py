@@ -29,7 +29,7 @@ FORMAT = 1
 def save(run_dir: str, *, model, optimizer, loop_state: dict, mllog_lines: int) -> None:
     import torch
 
-    from ttabench.divisions.submission import atomic_write_bytes
+    from ttabench.divisions.results import atomic_write_bytes
 
     state = {
         "format": FORMAT,
@@ -78,7 +78,7 @@ def count_lines(path: str) -> int:
 
 def truncate_log(path: str, lines: int) -> None:
     """Keep the first `lines` lines of the run's mllog.txt (what the checkpoint covered)."""
-    from ttabench.divisions.submission import atomic_write_bytes
+    from ttabench.divisions.results import atomic_write_bytes
 
     with open(path, "rb") as f:
         kept = f.readlines()[:lines]

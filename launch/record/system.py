@@ -9,7 +9,7 @@ import re
 import socket
 import sys
 
-from ttabench.divisions.submission import safe_name
+from ttabench.divisions.results import safe_name
 
 
 def cpu_model() -> str:

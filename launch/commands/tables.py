@@ -7,7 +7,7 @@ import os
 from rich.console import Console
 from rich.table import Table
 
-from ttabench.divisions.submission import read_json
+from ttabench.divisions.results import read_json
 
 
 def _s(v, fmt="{:.2f} s") -> str:

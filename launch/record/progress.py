@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from ttabench.launch.loop import Hooks
+from ttabench.launch.worker.loop import Hooks
 
 
 class _State:

@@ -61,7 +61,7 @@ class Point:
 
 
 def parse_grid(workers: str, networks: str) -> list[Point]:
-    from ttabench.launch.network import PROFILES
+    from ttabench.launch.net.link import PROFILES
 
     try:
         ws = [int(w) for w in workers.split(",") if w.strip()]
@@ -208,7 +208,7 @@ def notes(rows: list[dict], summaries: list[dict | None]) -> list[str]:
 
 def write_outputs(out_dir: str, rows: list[dict], summaries: list[dict | None],
                   command: list[str]) -> str:
-    from ttabench.divisions.submission import atomic_write_json, atomic_write_text
+    from ttabench.divisions.results import atomic_write_json, atomic_write_text
 
     table = markdown_table(rows)
     md = ["# Scaling sweep", "", "Command:", "", "    " + shlex.join(command), "", table, ""]
@@ -234,7 +234,7 @@ def _run_dirs(root: str) -> set[str]:
 def run_point(pt: Point, out_dir: str, benchmark: str, backend: str, run_args: list[str],
               timeout: float | None = None) -> tuple[dict | None, str | None, str | None]:
     """Run one point; returns (summary, error, run folder relative to out_dir)."""
-    from ttabench.divisions.submission import read_json
+    from ttabench.divisions.results import read_json
 
     root = os.path.join(out_dir, "runs", pt.name)
     before = _run_dirs(root)

@@ -62,7 +62,7 @@ def _add_args(p: argparse.ArgumentParser) -> None:
 
 
 def _validate(cfg: BenchConfig) -> list[int]:
-    from ttabench.launch import network
+    from ttabench.launch.net import link as network
 
     if cfg.workers < 1:
         raise UserError(f"--workers must be >= 1, got {cfg.workers}")
@@ -80,9 +80,10 @@ def _validate(cfg: BenchConfig) -> list[int]:
 def worker_main(argv=None) -> int:
     import torch
 
-    from ttabench.launch import comm as comm_mod, network
+    from ttabench.launch.worker import comm as comm_mod
+    from ttabench.launch.net import link as network
 
-    p = argparse.ArgumentParser(prog="python -m ttabench.launch.bench")
+    p = argparse.ArgumentParser(prog="python -m ttabench.launch.commands.bench")
     _add_args(p)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
@@ -127,7 +128,7 @@ def run_allreduce(cfg: BenchConfig) -> dict:
     _validate(cfg)
     with tempfile.TemporaryDirectory(prefix="ttabench-bench-") as tmp:
         out = os.path.join(tmp, "result.json")
-        args = ["-m", "ttabench.launch.bench"] + cfg.argv() + ["--out", out]
+        args = ["-m", "ttabench.launch.commands.bench"] + cfg.argv() + ["--out", out]
         if cfg.backend == "torchrun":
             _torchrun(cfg.workers, args)
         else:

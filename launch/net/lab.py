@@ -116,7 +116,7 @@ def require_root(euid: int | None = None) -> None:
 
 
 def burst_bytes(rate_bytes_per_s: float, burst: str | None = None) -> int:
-    from ttabench.launch.network import parse_size
+    from ttabench.launch.net.link import parse_size
 
     if burst is not None:
         b = parse_size(burst)
@@ -188,7 +188,7 @@ class LabSpec:
 
 def make_spec(hosts: int, rate: str, delay: str | None = None, burst: str | None = None,
               shape: str = "both", subnet: int = DEFAULT_SUBNET) -> LabSpec:
-    from ttabench.launch.network import parse_rate, parse_time
+    from ttabench.launch.net.link import parse_rate, parse_time
 
     if not 2 <= hosts <= MAX_HOSTS:
         raise UserError(f"--hosts must be in 2..{MAX_HOSTS}, got {hosts}")
@@ -278,7 +278,7 @@ def read_state(path: str | None = None) -> dict | None:
 
 
 def write_state(state: dict, path: str | None = None) -> None:
-    from ttabench.divisions.submission import atomic_write_json
+    from ttabench.divisions.results import atomic_write_json
 
     path = path or state_path()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -384,7 +384,7 @@ def measure_pair(state: dict, src: int, dst: int, nbytes: int, seconds: float,
                  port: int = MEASURE_PORT) -> dict:
     """TCP throughput from host `src` to host `dst`: at most `nbytes` or `seconds`."""
     nodes = state["nodes"]
-    py = [sys.executable, "-m", "ttabench.launch.netlab"]
+    py = [sys.executable, "-m", "ttabench.launch.net.lab"]
     dst_addr = nodes[dst]["address"]
     recv = subprocess.Popen(["ip", "netns", "exec", nodes[dst]["namespace"], *py, "_recv",
                              dst_addr, str(port), str(seconds + 10)],
@@ -575,7 +575,7 @@ def _killpg(pgid: int, sig) -> None:
 
 def default_threads(nodes: int, run_args: list[str]) -> int:
     """All nodes share this machine: split its cores between every worker of every node."""
-    from ttabench.launch import system
+    from ttabench.launch.record import system
 
     workers = 1
     for i, a in enumerate(run_args):
@@ -617,7 +617,7 @@ def _cmd_up(args) -> int:
     path = state_path()
     _print_state(state, path, live=False)
     if not args.no_measure:
-        from ttabench.launch.network import parse_size
+        from ttabench.launch.net.link import parse_size
 
         state["measured"] = measure(state, parse_size(args.measure_bytes), args.measure_seconds)
         write_state(state, path)
@@ -655,7 +655,7 @@ def _cmd_status(args) -> int:
 
 def _cmd_measure(args) -> int:
     require_root()
-    from ttabench.launch.network import parse_size
+    from ttabench.launch.net.link import parse_size
 
     state = load_lab()
     rows = measure(state, parse_size(args.bytes), args.seconds)
@@ -722,12 +722,12 @@ def add_commands(sub) -> None:
 
 
 def _helper_main(argv: list[str]) -> int:
-    """`python -m ttabench.launch.netlab _recv|_send ...`: the measurement's two ends."""
+    """`python -m ttabench.launch.net.lab _recv|_send ...`: the measurement's two ends."""
     if argv[:1] == ["_recv"]:
         return _recv_main(argv[1], int(argv[2]), float(argv[3]))
     if argv[:1] == ["_send"]:
         return _send_main(argv[1], int(argv[2]), int(argv[3]), float(argv[4]))
-    print("usage: python -m ttabench.launch.netlab _recv ADDR PORT TIMEOUT | "
+    print("usage: python -m ttabench.launch.net.lab _recv ADDR PORT TIMEOUT | "
           "_send ADDR PORT BYTES SECONDS", file=sys.stderr)
     return 2
 

@@ -108,7 +108,7 @@ def build(cfg, comm, seed: int, device, autocast_dtype) -> Setup:
     import torch
 
     from ttabench.divisions import open as open_div
-    from ttabench.launch import loop
+    from ttabench.launch.worker import loop
     from ttabench.launch.config import RunConfig, cadence_samples
     from ttabench.reference_impls import cifar10
     from ttabench.reference_impls.augment import Normalize
@@ -171,7 +171,7 @@ def build(cfg, comm, seed: int, device, autocast_dtype) -> Setup:
     if cfg.compile != "none":
         # Compilation and its first calls happen here, on random input, before the
         # clock starts; the model, gradients and RNG are put back exactly.
-        from ttabench.launch import warmup
+        from ttabench.launch.worker import warmup
 
         hvd_backward = None
         if comm.backend == "horovod":
@@ -256,10 +256,12 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
     import torch
 
     from ttabench.divisions import metrics
-    from ttabench.divisions.submission import atomic_write_json, new_run_dir
-    from ttabench.launch import checkpoint, comm as comm_mod, loop, netlab, network, progress, system
-    from ttabench.launch.mllog import C, RunLog
-    from ttabench.launch.record import Recorder
+    from ttabench.divisions.results import atomic_write_json, new_run_dir
+    from ttabench.launch.worker import checkpoint, comm as comm_mod, loop
+    from ttabench.launch.net import lab as netlab, link as network
+    from ttabench.launch.record import progress, system
+    from ttabench.launch.record.mllog import C, RunLog
+    from ttabench.launch.record.recorder import Recorder
 
     stop = _StopFlag()
     backend = _detect_backend(cfg.backend)
@@ -410,7 +412,7 @@ _SUMMARY_BASE_KEYS = ("benchmark", "division", "dataset", "synthetic", "seed", "
 
 
 def _read_summary(run_dir: str) -> dict:
-    from ttabench.divisions.submission import read_json
+    from ttabench.divisions.results import read_json
 
     try:
         return read_json(os.path.join(run_dir, "summary.json"))
@@ -419,7 +421,7 @@ def _read_summary(run_dir: str) -> dict:
 
 
 def _record_failure(run_dir, recorder, status, e, rank, signal_name) -> None:
-    from ttabench.divisions.submission import atomic_write_json
+    from ttabench.divisions.results import atomic_write_json
 
     info = {"status": status, "error": _one_line(e), "failed_rank": rank, "signal": signal_name}
     if recorder is not None:
@@ -434,7 +436,7 @@ def _save_model(model, path: str) -> None:
 
     import torch
 
-    from ttabench.divisions.submission import atomic_write_bytes
+    from ttabench.divisions.results import atomic_write_bytes
 
     buf = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
@@ -447,7 +449,7 @@ def _one_line(e: BaseException) -> str:
 
 
 def _print_summary(run_dir: str) -> None:
-    from ttabench.launch.render import print_run_summary
+    from ttabench.launch.commands.tables import print_run_summary
 
     print_run_summary(run_dir)
 
@@ -476,12 +478,19 @@ def main(argv=None) -> int:
         return 2
 
 
-if __name__ == "__main__":
+
+def entry() -> int:
+    """`python -m ttabench.launch.worker`: run main() under torchrun's error recorder, then leave."""
     # @record writes an uncaught exception to torchrun's error file, so the
     # launcher can say which rank failed and why.
     from torch.distributed.elastic.multiprocessing.errors import record
 
-    code = record(main)()
+    try:
+        code = record(main)()
+    except SystemExit as e:  # argparse's usage error
+        code = e.code if isinstance(e.code, int) else 2
+    if code is None:  # record() turns --help's SystemExit(0) into None
+        code = 0
     # Everything is recorded and flushed by now. Leave without the
     # interpreter's teardown: destroying gloo's threads at exit occasionally
     # aborts (SIGABRT, "terminate called without an active exception") a

@@ -64,7 +64,7 @@ def _cmd_metrics(args) -> int:
             return 0
         from rich.console import Console
 
-        from ttabench.launch.render import metrics_table
+        from ttabench.launch.commands.tables import metrics_table
 
         Console().print(metrics_table(dict(m, target=args.target, budget_s=args.budget),
                                       title=_m(runs[0].name)))
@@ -342,7 +342,7 @@ def _cmd_plot(args) -> int:
         if len(specs) == 1:
             ts = metrics.thresholds(*metrics.parse_thresholds(specs.pop()))
     title = args.title or _plot_title(all_runs)
-    from ttabench.launch import plot
+    from ttabench.launch.commands import plot
 
     fig = plot.figure(groups, ts, title=title)
     plot.save(fig, args.output)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 
 from ttabench.divisions import metrics
-from ttabench.divisions.submission import atomic_write_json, atomic_write_text, format_curve
-from ttabench.launch.loop import Hooks, LoopResult
-from ttabench.launch.mllog import C, RunLog
+from ttabench.divisions.results import atomic_write_json, atomic_write_text, format_curve
+from ttabench.launch.worker.loop import Hooks, LoopResult
+from ttabench.launch.record.mllog import C, RunLog
 
 
 class Recorder(Hooks):

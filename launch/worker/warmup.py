@@ -32,7 +32,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ttabench.launch.loop import autocast, default_train_step
+from ttabench.launch.worker.loop import autocast, default_train_step
 
 
 @dataclass

@@ -11,7 +11,7 @@ import io
 
 from ttabench import UserError
 from ttabench.divisions import metrics, scoring
-from ttabench.divisions.submission import atomic_write_bytes
+from ttabench.divisions.results import atomic_write_bytes
 
 
 def _literal(text: str) -> str:

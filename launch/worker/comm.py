@@ -39,7 +39,7 @@ class Comm:
         return list(values)
 
     def emulate_network(self, link) -> None:
-        from ttabench.launch.network import LinkEmulator
+        from ttabench.launch.net.link import LinkEmulator
 
         self.emulator = LinkEmulator(link, self.world_size) if link.emulated else None
 

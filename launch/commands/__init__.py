@@ -1,0 +1,1 @@
+"""Subcommands that read results folders or orchestrate several runs."""

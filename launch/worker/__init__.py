@@ -1,0 +1,1 @@
+"""What runs inside one worker: set-up, the timed loop, communication, warm-up, checkpoints."""
