@@ -11,7 +11,7 @@ PIP := $(PY) -m pip
 TTABENCH_DATA_DIR ?= $(abspath ../shared/data/cifar10-subset/cifar-10-batches-py)
 export TTABENCH_DATA_DIR
 
-.PHONY: install horovod demo test test-fast bench clean
+.PHONY: install horovod lint demo test test-fast bench clean
 
 install: $(VENV)/.installed
 
@@ -28,11 +28,16 @@ demo: install
 	$(VENV)/bin/ttabench run --synthetic --max-epochs 3 --thresholds 0.30:0.70:0.10 \
 		--results-dir demo-results
 
-# pytest exits 5 when it collects nothing; that is not a failure of the suite.
-test: install horovod
+# Lint and format check first (seconds), then the suite. pytest exits 5 when it
+# collects nothing; that is not a failure of the suite.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: install horovod lint
 	$(PY) -m pytest tests; rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
-test-fast: install
+test-fast: install lint
 	$(PY) -m pytest tests -m "not slow"; rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
 # Side-by-side training throughput (baseline vs ttabench's modes), ~10 minutes on 2 cores.

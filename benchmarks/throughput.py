@@ -49,8 +49,9 @@ from dataclasses import dataclass
 from ttabench.launch.record.system import cpu_model, usable_cores
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_SUBSET = os.path.join(os.path.dirname(REPO), "shared", "data", "cifar10-subset",
-                              "cifar-10-batches-py")
+DEFAULT_SUBSET = os.path.join(
+    os.path.dirname(REPO), "shared", "data", "cifar10-subset", "cifar-10-batches-py"
+)
 RESULT_TAG = "THROUGHPUT_RESULT "
 BATCH = 128
 EVAL_BATCH = 1000
@@ -66,20 +67,32 @@ class Mode:
     help: str = ""
 
 
-MODES = {m.name: m for m in (
-    Mode("baseline", channels_last=False, baseline=True,
-         help="per-image Dataset + DataLoader workers, fp32 eager NCHW (the conventional loop)"),
-    Mode("fp32-nchw", channels_last=False, help="ttabench path, fp32 eager, NCHW"),
-    Mode("fp32-cl", help="ttabench path, fp32 eager, channels_last"),
-    Mode("bf16-cl", precision="bf16", help="ttabench path, bf16 autocast, channels_last"),
-    Mode("compile-fp32-cl", compile="default", help="ttabench path, torch.compile, fp32, channels_last"),
-    Mode("compile-bf16-cl", precision="bf16", compile="default",
-         help="ttabench path, torch.compile, bf16 autocast, channels_last"),
-)}
+MODES = {
+    m.name: m
+    for m in (
+        Mode(
+            "baseline",
+            channels_last=False,
+            baseline=True,
+            help="per-image Dataset + DataLoader workers, fp32 eager NCHW (the conventional loop)",
+        ),
+        Mode("fp32-nchw", channels_last=False, help="ttabench path, fp32 eager, NCHW"),
+        Mode("fp32-cl", help="ttabench path, fp32 eager, channels_last"),
+        Mode("bf16-cl", precision="bf16", help="ttabench path, bf16 autocast, channels_last"),
+        Mode("compile-fp32-cl", compile="default", help="ttabench path, torch.compile, fp32, channels_last"),
+        Mode(
+            "compile-bf16-cl",
+            precision="bf16",
+            compile="default",
+            help="ttabench path, torch.compile, bf16 autocast, channels_last",
+        ),
+    )
+}
 
 
 # ---------------------------------------------------------------------------------------
 # Measurements common to both paths (run inside the child process)
+
 
 def _peak_rss_mib() -> float | None:
     """VmHWM of this process: the peak resident set, which torch's allocations count in."""
@@ -107,12 +120,12 @@ def _load_data(args):
 # ---------------------------------------------------------------------------------------
 # (a) The conventional baseline
 
+
 def run_baseline(args, seed: int) -> dict:
     import numpy as np
     import torch
     import torch.nn.functional as F
     from torch.utils.data import DataLoader, Dataset
-
     from ttabench.reference_impls import cifar10
     from ttabench.reference_impls.recipe import CLOSED
     from ttabench.reference_impls.resnet import resnet
@@ -136,7 +149,7 @@ def run_baseline(args, seed: int) -> dict:
             if self.train:
                 img = F.pad(img, (4, 4, 4, 4))
                 dy, dx = torch.randint(0, 9, (2,)).tolist()
-                img = img[:, dy:dy + 32, dx:dx + 32]
+                img = img[:, dy : dy + 32, dx : dx + 32]
                 if torch.rand(1).item() < 0.5:
                     img = img.flip(-1)
             x = img.float().div_(255)
@@ -146,13 +159,24 @@ def run_baseline(args, seed: int) -> dict:
     train_ds = PerImageCifar10(data.train_images, data.train_labels, train=True)
     test_ds = PerImageCifar10(data.test_images, data.test_labels, train=False)
     workers = args.num_workers
-    loader = DataLoader(train_ds, batch_size=BATCH, shuffle=True, drop_last=True, num_workers=workers,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(
+        train_ds,
+        batch_size=BATCH,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(seed),
+    )
     test_loader = DataLoader(test_ds, batch_size=EVAL_BATCH, num_workers=workers)
     torch.manual_seed(seed)  # the same initial weights as ttabench's build()
     model = resnet(20)
-    opt = torch.optim.SGD(model.parameters(), lr=CLOSED.base_lr, momentum=CLOSED.momentum,
-                          nesterov=CLOSED.nesterov, weight_decay=CLOSED.weight_decay)
+    opt = torch.optim.SGD(
+        model.parameters(),
+        lr=CLOSED.base_lr,
+        momentum=CLOSED.momentum,
+        nesterov=CLOSED.nesterov,
+        weight_decay=CLOSED.weight_decay,
+    )
     steps_per_epoch = len(loader)
     step, train_s, cpu_s = 0, 0.0, 0.0
     for _ in range(args.epochs):
@@ -176,13 +200,20 @@ def run_baseline(args, seed: int) -> dict:
         for x, y in test_loader:
             correct += int((model(x).argmax(1) == y).sum())
             total += len(y)
-    return {"steps": step, "samples": step * BATCH, "train_s": train_s, "accuracy": correct / total,
-            "cpu_s": cpu_s, "warmup_s": None,
-            "workers_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+    return {
+        "steps": step,
+        "samples": step * BATCH,
+        "train_s": train_s,
+        "accuracy": correct / total,
+        "cpu_s": cpu_s,
+        "warmup_s": None,
+        "workers_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    }
 
 
 # ---------------------------------------------------------------------------------------
 # (b) ttabench's path: worker.build() + (warm-up) + loop.run()
+
 
 def _profile_hook(prof):
     from ttabench.launch.worker.loop import Hooks
@@ -198,17 +229,28 @@ def _profile_hook(prof):
 
 def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) -> dict:
     import torch
-
-    from ttabench.launch.worker import comm as comm_mod, loop, main as worker
     from ttabench.launch.config import RunConfig
+    from ttabench.launch.worker import comm as comm_mod
+    from ttabench.launch.worker import loop
+    from ttabench.launch.worker import main as worker
 
     if profile_out and mode.compile != "none":
         # per-kernel records for Inductor's generated C++ (otherwise one opaque row per graph)
         torch._inductor.config.cpp.enable_kernel_profile = True
-    cfg = RunConfig(data_dir=None if args.synthetic else args.data_dir, synthetic=args.synthetic,
-                    seed=seed, batch_size=BATCH, max_epochs=args.epochs, precision=mode.precision,
-                    compile=mode.compile, channels_last=mode.channels_last, threads=args.threads,
-                    eval_batch_size=EVAL_BATCH, device="cpu", progress="none")
+    cfg = RunConfig(
+        data_dir=None if args.synthetic else args.data_dir,
+        synthetic=args.synthetic,
+        seed=seed,
+        batch_size=BATCH,
+        max_epochs=args.epochs,
+        precision=mode.precision,
+        compile=mode.compile,
+        channels_last=mode.channels_last,
+        threads=args.threads,
+        eval_batch_size=EVAL_BATCH,
+        device="cpu",
+        progress="none",
+    )
     cfg.validate()
     comm = comm_mod.Comm()
     device = torch.device("cpu")
@@ -223,8 +265,10 @@ def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) ->
 
         wait, warm, active = 2, 2, args.profile_steps
         spec.max_epochs, spec.max_steps = None, wait + warm + active + 1
-        prof = profile(activities=[ProfilerActivity.CPU],
-                       schedule=schedule(wait=wait, warmup=warm, active=active, repeat=1))
+        prof = profile(
+            activities=[ProfilerActivity.CPU],
+            schedule=schedule(wait=wait, warmup=warm, active=active, repeat=1),
+        )
         prof.start()
         hooks.append(_profile_hook(prof))
     c0 = _cpu_s()
@@ -234,9 +278,16 @@ def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) ->
         prof.stop()
         _write_profile(profile_out, prof, mode, args, result)
     final = result.curve[-1] if result.curve else {}
-    return {"steps": result.steps, "samples": result.samples, "train_s": result.train_time_s,
-            "accuracy": final.get("accuracy"), "cpu_s": cpu_s, "warmup_s": warmup_s,
-            "status": result.status, "breakdown": result.breakdown}
+    return {
+        "steps": result.steps,
+        "samples": result.samples,
+        "train_s": result.train_time_s,
+        "accuracy": final.get("accuracy"),
+        "cpu_s": cpu_s,
+        "warmup_s": warmup_s,
+        "status": result.status,
+        "breakdown": result.breakdown,
+    }
 
 
 def _write_profile(path: str, prof, mode: Mode, args, result) -> None:
@@ -263,6 +314,7 @@ def _write_profile(path: str, prof, mode: Mode, args, result) -> None:
 # ---------------------------------------------------------------------------------------
 # The child process: one mode, one repetition
 
+
 def child_main(args) -> int:
     import torch
 
@@ -274,8 +326,15 @@ def child_main(args) -> int:
         out = run_baseline(args, seed)
     else:
         out = run_ttabench(args, seed, mode, profile_out=args.profile_out)
-    out.update(mode=mode.name, seed=seed, epochs=args.epochs, threads=torch.get_num_threads(),
-               peak_rss_mib=_peak_rss_mib(), load_before=load_before, load_after=os.getloadavg())
+    out.update(
+        mode=mode.name,
+        seed=seed,
+        epochs=args.epochs,
+        threads=torch.get_num_threads(),
+        peak_rss_mib=_peak_rss_mib(),
+        load_before=load_before,
+        load_after=os.getloadavg(),
+    )
     out["img_s"] = out["samples"] / out["train_s"] if out["train_s"] > 0 else None
     out["s_per_epoch"] = out["train_s"] / args.epochs
     out["cpu_s_per_img"] = out["cpu_s"] / out["samples"] if out["samples"] else None
@@ -284,9 +343,22 @@ def child_main(args) -> int:
 
 
 def _child(args, mode: str, seed: int, extra=()) -> dict:
-    cmd = [sys.executable, "-m", "benchmarks.throughput", "--child", mode, "--seed", str(seed),
-           "--epochs", str(args.epochs), "--threads", str(args.threads),
-           "--num-workers", str(args.num_workers), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.throughput",
+        "--child",
+        mode,
+        "--seed",
+        str(seed),
+        "--epochs",
+        str(args.epochs),
+        "--threads",
+        str(args.threads),
+        "--num-workers",
+        str(args.num_workers),
+        *extra,
+    ]
     cmd += ["--synthetic"] if args.synthetic else ["--data-dir", args.data_dir]
     t0 = time.perf_counter()
     try:
@@ -295,33 +367,57 @@ def _child(args, mode: str, seed: int, extra=()) -> dict:
         return {"mode": mode, "seed": seed, "error": f"timed out after {args.child_timeout} s"}
     for line in proc.stdout.splitlines():
         if line.startswith(RESULT_TAG):
-            out = json.loads(line[len(RESULT_TAG):])
+            out = json.loads(line[len(RESULT_TAG) :])
             out["wall_s"] = time.perf_counter() - t0
             return out
     tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-    return {"mode": mode, "seed": seed, "error": f"exit {proc.returncode}: {tail}",
-            "stderr_tail": proc.stderr[-4000:]}
+    return {
+        "mode": mode,
+        "seed": seed,
+        "error": f"exit {proc.returncode}: {tail}",
+        "stderr_tail": proc.stderr[-4000:],
+    }
 
 
 # ---------------------------------------------------------------------------------------
 # Harness overhead through the real CLI
 
+
 def _overhead_run(args, seed: int, progress: str) -> dict:
     """One `ttabench run` with the real Recorder and progress hooks; (control + hooks) / train."""
     mode = MODES[args.overhead_mode]
     with tempfile.TemporaryDirectory(prefix="ttabench-overhead-") as root:
-        cmd = [sys.executable, "-m", "ttabench", "run", "--max-epochs", str(args.epochs),
-               "--seed", str(seed), "--threads", str(args.threads), "--precision", mode.precision,
-               "--compile", mode.compile, "--progress", progress, "--results-dir", root,
-               "--system", "throughput-bench"]  # default thresholds: what a user's panel shows
+        cmd = [
+            sys.executable,
+            "-m",
+            "ttabench",
+            "run",
+            "--max-epochs",
+            str(args.epochs),
+            "--seed",
+            str(seed),
+            "--threads",
+            str(args.threads),
+            "--precision",
+            mode.precision,
+            "--compile",
+            mode.compile,
+            "--progress",
+            progress,
+            "--results-dir",
+            root,
+            "--system",
+            "throughput-bench",
+        ]  # default thresholds: what a user's panel shows
         cmd += ["--channels-last" if mode.channels_last else "--no-channels-last"]
         cmd += ["--synthetic"] if args.synthetic else ["--data-dir", args.data_dir]
         env = dict(os.environ)
         if progress == "rich":
             env["FORCE_COLOR"] = "1"  # render the live panel as on a terminal (output is discarded)
         load_before = os.getloadavg()
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env,
-                              timeout=args.child_timeout)
+        proc = subprocess.run(
+            cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=args.child_timeout
+        )
         found = glob.glob(os.path.join(root, "*", "*", "*", "*", "summary.json"))
         if proc.returncode != 0 or not found:
             tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
@@ -329,14 +425,24 @@ def _overhead_run(args, seed: int, progress: str) -> dict:
         with open(found[0], encoding="utf-8") as f:
             summary = json.load(f)
     b = summary["time_breakdown"]["max_over_ranks"]
-    return {"progress": progress, "seed": seed, "mode": mode.name, "train_s": b["train_s"],
-            "control_s": b["control_s"], "hooks_s": b["hooks_s"], "data_s": b["data_s"],
-            "steps": summary["steps"], "fraction": (b["control_s"] + b["hooks_s"]) / b["train_s"],
-            "load_before": load_before, "load_after": os.getloadavg()}
+    return {
+        "progress": progress,
+        "seed": seed,
+        "mode": mode.name,
+        "train_s": b["train_s"],
+        "control_s": b["control_s"],
+        "hooks_s": b["hooks_s"],
+        "data_s": b["data_s"],
+        "steps": summary["steps"],
+        "fraction": (b["control_s"] + b["hooks_s"]) / b["train_s"],
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
+    }
 
 
 # ---------------------------------------------------------------------------------------
 # Summary and table
+
 
 def _spread(values):
     values = [v for v in values if v is not None]
@@ -352,17 +458,22 @@ def summarize(runs: list[dict], modes: list[str]) -> list[dict]:
         ok = [r for r in runs if r["mode"] == name and "error" not in r]
         errors = [r["error"] for r in runs if r["mode"] == name and "error" in r]
         ratios = [r["img_s"] / base[r["seed"]] for r in ok if r["seed"] in base and base[r["seed"]]]
-        rows.append({
-            "mode": name, "help": MODES[name].help, "reps": len(ok), "errors": errors,
-            "img_s": _spread([r["img_s"] for r in ok]),
-            "s_per_epoch": _spread([r["s_per_epoch"] for r in ok]),
-            "accuracy": _spread([r["accuracy"] for r in ok]),
-            "peak_rss_mib": _spread([r["peak_rss_mib"] for r in ok]),
-            "warmup_s": _spread([r["warmup_s"] for r in ok]),
-            "cpu_s_per_img": _spread([r["cpu_s_per_img"] for r in ok]),
-            "speedup": _spread(ratios),
-            "load1": _spread([r["load_before"][0] for r in ok] + [r["load_after"][0] for r in ok]),
-        })
+        rows.append(
+            {
+                "mode": name,
+                "help": MODES[name].help,
+                "reps": len(ok),
+                "errors": errors,
+                "img_s": _spread([r["img_s"] for r in ok]),
+                "s_per_epoch": _spread([r["s_per_epoch"] for r in ok]),
+                "accuracy": _spread([r["accuracy"] for r in ok]),
+                "peak_rss_mib": _spread([r["peak_rss_mib"] for r in ok]),
+                "warmup_s": _spread([r["warmup_s"] for r in ok]),
+                "cpu_s_per_img": _spread([r["cpu_s_per_img"] for r in ok]),
+                "speedup": _spread(ratios),
+                "load1": _spread([r["load_before"][0] for r in ok] + [r["load_after"][0] for r in ok]),
+            }
+        )
     return rows
 
 
@@ -376,18 +487,26 @@ def _fmt(s, fmt: str, scale: float = 1.0, spread: bool = True) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    header = ("mode", "images/s", "s/epoch", "test acc %", "peak RSS MiB", "warm-up s",
-              "speed-up", "load1")
+    header = ("mode", "images/s", "s/epoch", "test acc %", "peak RSS MiB", "warm-up s", "speed-up", "load1")
     lines = []
     for r in rows:
         if not r["reps"]:
-            lines.append((r["mode"], "failed: " + (r["errors"][0] if r["errors"] else "?"),
-                          "", "", "", "", "", ""))
+            lines.append(
+                (r["mode"], "failed: " + (r["errors"][0] if r["errors"] else "?"), "", "", "", "", "", "")
+            )
             continue
-        lines.append((r["mode"], _fmt(r["img_s"], ".0f"), _fmt(r["s_per_epoch"], ".1f"),
-                      _fmt(r["accuracy"], ".1f", 100), _fmt(r["peak_rss_mib"], ".0f", spread=False),
-                      _fmt(r["warmup_s"], ".0f"), _fmt(r["speedup"], ".2f") + ("x" if r["speedup"] else ""),
-                      _fmt(r["load1"], ".1f")))
+        lines.append(
+            (
+                r["mode"],
+                _fmt(r["img_s"], ".0f"),
+                _fmt(r["s_per_epoch"], ".1f"),
+                _fmt(r["accuracy"], ".1f", 100),
+                _fmt(r["peak_rss_mib"], ".0f", spread=False),
+                _fmt(r["warmup_s"], ".0f"),
+                _fmt(r["speedup"], ".2f") + ("x" if r["speedup"] else ""),
+                _fmt(r["load1"], ".1f"),
+            )
+        )
     widths = [max(len(str(x[i])) for x in [header, *lines]) for i in range(len(header))]
     out = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths))]
     out.append("  ".join("-" * w for w in widths))
@@ -401,31 +520,60 @@ def _uptime() -> str:
 
 # ---------------------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=(
-        "Train ResNet-20 for the same epochs with a conventional PyTorch loop and with ttabench's "
-        "path in each precision/compile mode; print images/s, s/epoch, test accuracy, peak "
-        "memory and the speed-up over the baseline."))
-    p.add_argument("--modes", default=",".join(MODES),
-                   help="comma-separated, from: " + "; ".join(f"{m.name} = {m.help}" for m in MODES.values()))
-    p.add_argument("--epochs", type=int, default=1, help="epochs per mode (default 1: ~5k images on the subset)")
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.throughput",
+        description=(
+            "Train ResNet-20 for the same epochs with a conventional PyTorch loop and with ttabench's "
+            "path in each precision/compile mode; print images/s, s/epoch, test accuracy, peak "
+            "memory and the speed-up over the baseline."
+        ),
+    )
+    p.add_argument(
+        "--modes",
+        default=",".join(MODES),
+        help="comma-separated, from: " + "; ".join(f"{m.name} = {m.help}" for m in MODES.values()),
+    )
+    p.add_argument(
+        "--epochs", type=int, default=1, help="epochs per mode (default 1: ~5k images on the subset)"
+    )
     p.add_argument("--reps", type=int, default=3, help="repetitions of every mode (median, min, max)")
     p.add_argument("--seed", type=int, default=0, help="seed of repetition 0; repetition i uses seed + i")
-    p.add_argument("--data-dir", default=None, help="cifar-10-batches-py folder (default: "
-                   "$TTABENCH_DATA_DIR, else ../shared/data/cifar10-subset/cifar-10-batches-py)")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="cifar-10-batches-py folder (default: "
+        "$TTABENCH_DATA_DIR, else ../shared/data/cifar10-subset/cifar-10-batches-py)",
+    )
     p.add_argument("--synthetic", action="store_true", help="use the built-in synthetic data set instead")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: usable cores)")
     p.add_argument("--num-workers", type=int, default=2, help="baseline DataLoader worker processes")
-    p.add_argument("--overhead", action=argparse.BooleanOptionalAction, default=True,
-                   help="also measure the harness's own cost through `ttabench run` (default: on)")
-    p.add_argument("--overhead-mode", default="bf16-cl", choices=[m for m in MODES if m != "baseline"],
-                   help="mode of the overhead runs (default: the fastest eager one, where the "
-                        "harness's share is largest)")
-    p.add_argument("--profile", metavar="MODE", choices=[m for m in MODES if m != "baseline"],
-                   help="instead of the table: profile MODE with torch.profiler and write --profile-out")
+    p.add_argument(
+        "--overhead",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure the harness's own cost through `ttabench run` (default: on)",
+    )
+    p.add_argument(
+        "--overhead-mode",
+        default="bf16-cl",
+        choices=[m for m in MODES if m != "baseline"],
+        help="mode of the overhead runs (default: the fastest eager one, where the "
+        "harness's share is largest)",
+    )
+    p.add_argument(
+        "--profile",
+        metavar="MODE",
+        choices=[m for m in MODES if m != "baseline"],
+        help="instead of the table: profile MODE with torch.profiler and write --profile-out",
+    )
     p.add_argument("--profile-steps", type=int, default=10, help="training steps recorded by --profile")
-    p.add_argument("--profile-out", default=None,
-                   help="where --profile writes its table (default: benchmarks/profile-cpu.txt)")
+    p.add_argument(
+        "--profile-out",
+        default=None,
+        help="where --profile writes its table (default: benchmarks/profile-cpu.txt)",
+    )
     p.add_argument("--json", metavar="PATH", help="also write every run and the summary as JSON")
     p.add_argument("--child-timeout", type=float, default=1800, help="seconds per subprocess")
     p.add_argument("--child", choices=list(MODES), help=argparse.SUPPRESS)
@@ -437,8 +585,10 @@ def _resolve_data_dir(args) -> None:
         return
     d = args.data_dir or os.environ.get("TTABENCH_DATA_DIR") or DEFAULT_SUBSET
     if not os.path.isfile(os.path.join(d, "data_batch_1")):
-        sys.exit(f"benchmarks.throughput: error: no CIFAR-10 data at {d} "
-                 "(pass --data-dir DIR or set TTABENCH_DATA_DIR, or use --synthetic)")
+        sys.exit(
+            f"benchmarks.throughput: error: no CIFAR-10 data at {d} "
+            "(pass --data-dir DIR or set TTABENCH_DATA_DIR, or use --synthetic)"
+        )
     args.data_dir = os.path.abspath(d)
 
 
@@ -451,8 +601,12 @@ def main(argv=None) -> int:
     if args.profile:
         args.profile_out = args.profile_out or os.path.join(REPO, "benchmarks", "profile-cpu.txt")
         print(f"profiling {args.profile} ({_uptime()}) ...", flush=True)
-        out = _child(args, args.profile, args.seed, ["--profile-out", args.profile_out,
-                                                      "--profile-steps", str(args.profile_steps)])
+        out = _child(
+            args,
+            args.profile,
+            args.seed,
+            ["--profile-out", args.profile_out, "--profile-steps", str(args.profile_steps)],
+        )
         if "error" in out:
             print(out.get("stderr_tail", ""), file=sys.stderr)
             print(f"profile failed: {out['error']}", file=sys.stderr)
@@ -463,16 +617,26 @@ def main(argv=None) -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = [m for m in modes if m not in MODES]
     if unknown:
-        sys.exit(f"benchmarks.throughput: error: unknown mode(s) {', '.join(unknown)}; "
-                 f"choose from {', '.join(MODES)}")
+        sys.exit(
+            f"benchmarks.throughput: error: unknown mode(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(MODES)}"
+        )
     import torch
 
     started = time.time()
-    machine = {"cpu": cpu_model(), "cores": usable_cores(), "torch": torch.__version__,
-               "python": platform.python_version(), "threads": args.threads,
-               "data": "synthetic" if args.synthetic else args.data_dir}
-    print(f"ResNet-20, batch {BATCH}, {args.epochs} epoch(s), {args.reps} rep(s), {args.threads} threads, "
-          f"{machine['cpu']} ({machine['cores']} cores), torch {machine['torch']}", flush=True)
+    machine = {
+        "cpu": cpu_model(),
+        "cores": usable_cores(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": args.threads,
+        "data": "synthetic" if args.synthetic else args.data_dir,
+    }
+    print(
+        f"ResNet-20, batch {BATCH}, {args.epochs} epoch(s), {args.reps} rep(s), {args.threads} threads, "
+        f"{machine['cpu']} ({machine['cores']} cores), torch {machine['torch']}",
+        flush=True,
+    )
     print(f"start: {_uptime()}", flush=True)
     runs, overhead = [], []
     for rep in range(args.reps):
@@ -485,9 +649,11 @@ def main(argv=None) -> int:
                 print(f"  rep {rep} {name:16s} FAILED: {r['error']}", flush=True)
             else:
                 warm = f", warm-up {r['warmup_s']:.1f} s" if r.get("warmup_s") else ""
-                print(f"  rep {rep} {name:16s} {r['img_s']:7.0f} img/s  acc {100 * r['accuracy']:5.1f}%  "
-                      f"peak {r['peak_rss_mib']:.0f} MiB{warm}  (load {r['load_before'][0]:.1f})",
-                      flush=True)
+                print(
+                    f"  rep {rep} {name:16s} {r['img_s']:7.0f} img/s  acc {100 * r['accuracy']:5.1f}%  "
+                    f"peak {r['peak_rss_mib']:.0f} MiB{warm}  (load {r['load_before'][0]:.1f})",
+                    flush=True,
+                )
         if args.overhead:
             for progress in ("plain", "rich"):
                 o = _overhead_run(args, seed, progress)
@@ -496,33 +662,54 @@ def main(argv=None) -> int:
                 if "error" in o:
                     print(f"  rep {rep} overhead/{progress}: FAILED: {o['error']}", flush=True)
                 else:
-                    print(f"  rep {rep} overhead/{progress}: {100 * o['fraction']:.2f}% of train time "
-                          f"(control {o['control_s']:.3f} s + hooks {o['hooks_s']:.3f} s / "
-                          f"{o['train_s']:.1f} s)", flush=True)
+                    print(
+                        f"  rep {rep} overhead/{progress}: {100 * o['fraction']:.2f}% of train time "
+                        f"(control {o['control_s']:.3f} s + hooks {o['hooks_s']:.3f} s / "
+                        f"{o['train_s']:.1f} s)",
+                        flush=True,
+                    )
     rows = summarize(runs, modes)
     print()
     print(format_table(rows))
-    print("images/s: training only (evaluation excluded); [min-max] over reps; speed-up: median of "
-          "per-rep ratios to the baseline; peak RSS: VmHWM of the training process")
+    print(
+        "images/s: training only (evaluation excluded); [min-max] over reps; speed-up: median of "
+        "per-rep ratios to the baseline; peak RSS: VmHWM of the training process"
+    )
     ov = {}
     for progress in ("plain", "rich"):
         s = _spread([o["fraction"] for o in overhead if o["progress"] == progress and "error" not in o])
         if s:
             ov[progress] = s
-            print(f"harness overhead ({args.overhead_mode}, progress {progress}): (control_s + hooks_s) / "
-                  f"train_s = {_fmt(s, '.2f', 100)} % -> {'<=' if s['max'] <= 0.02 else '>'} 2 %")
-    best = max((r for r in rows if r["speedup"] and r["mode"] != "baseline"),
-               key=lambda r: r["speedup"]["median"], default=None)
+            print(
+                f"harness overhead ({args.overhead_mode}, progress {progress}): (control_s + hooks_s) / "
+                f"train_s = {_fmt(s, '.2f', 100)} % -> {'<=' if s['max'] <= 0.02 else '>'} 2 %"
+            )
+    best = max(
+        (r for r in rows if r["speedup"] and r["mode"] != "baseline"),
+        key=lambda r: r["speedup"]["median"],
+        default=None,
+    )
     if best:
         verdict = "reached" if best["speedup"]["median"] >= 5 else "not reached"
-        print(f"goal >= 5x baseline images/s: {verdict} (best: {best['mode']} at "
-              f"{best['speedup']['median']:.2f}x)")
+        print(
+            f"goal >= 5x baseline images/s: {verdict} (best: {best['mode']} at "
+            f"{best['speedup']['median']:.2f}x)"
+        )
     print(f"end: {_uptime()}; wall time {time.time() - started:.0f} s")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"machine": machine, "args": {k: v for k, v in vars(args).items()},
-                       "runs": runs, "summary": rows, "overhead": overhead,
-                       "overhead_summary": ov}, f, indent=1)
+            json.dump(
+                {
+                    "machine": machine,
+                    "args": {k: v for k, v in vars(args).items()},
+                    "runs": runs,
+                    "summary": rows,
+                    "overhead": overhead,
+                    "overhead_summary": ov,
+                },
+                f,
+                indent=1,
+            )
     return 0 if all(r["reps"] for r in rows) else 1
 
 

@@ -20,8 +20,8 @@ each is rounded to the step's decimals, so 0.70:0.77:0.01 is exactly
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Iterable, Sequence
 
 from ttabench import UserError
 
@@ -100,8 +100,12 @@ def attmt(curve: Curve, low: float, high: float, step: float) -> float | None:
     return sum(times) / len(times)
 
 
-def summarize(curve: Curve, spec: tuple[float, float, float] | None = None,
-              target: float | None = None, budget_s: float | None = None) -> dict:
+def summarize(
+    curve: Curve,
+    spec: tuple[float, float, float] | None = None,
+    target: float | None = None,
+    budget_s: float | None = None,
+) -> dict:
     """The metrics of one curve, in the shape of ``ttabench metrics --json``."""
     out: dict = {}
     if spec is not None:
@@ -118,13 +122,13 @@ def summarize(curve: Curve, spec: tuple[float, float, float] | None = None,
     return out
 
 
-def summary_block(rows: Sequence[dict], threshold_spec: str | None, target: float | None,
-                  budget_s: float | None) -> dict:
+def summary_block(
+    rows: Sequence[dict], threshold_spec: str | None, target: float | None, budget_s: float | None
+) -> dict:
     """summary.json's ``metrics`` block from curve.csv rows alone: what a run records
     and what ``ttabench validate`` recomputes to check it."""
     spec = parse_thresholds(threshold_spec) if threshold_spec else None
-    m = summarize([(r["train_time_s"], r["accuracy"]) for r in rows], spec, target=target,
-                  budget_s=budget_s)
+    m = summarize([(r["train_time_s"], r["accuracy"]) for r in rows], spec, target=target, budget_s=budget_s)
     m["threshold_spec"] = threshold_spec
     m["target"] = target
     m["budget_s"] = budget_s

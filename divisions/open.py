@@ -187,8 +187,11 @@ def _error_line(e: BaseException) -> str:
 def _fail(message: str, cause: BaseException | None = None) -> UserError:
     """A UserError carrying the user's own traceback (printed under --debug)."""
     err = UserError(message)
-    err.user_traceback = ("".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
-                          if cause is not None else None)
+    err.user_traceback = (
+        "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+        if cause is not None
+        else None
+    )
     err.__cause__ = cause
     return err
 
@@ -240,17 +243,25 @@ def _load_object(ref: str, flag: str) -> tuple[Any, dict]:
             module = importlib.import_module(r.target)
         except ModuleNotFoundError as e:
             if e.name and (r.target == e.name or r.target.startswith(e.name + ".")):
-                raise _fail(f"{where}: no module named {r.target!r} (run from its folder, add it "
-                            "to PYTHONPATH, or give path/to/file.py:CALLABLE)", e) from e
+                raise _fail(
+                    f"{where}: no module named {r.target!r} (run from its folder, add it "
+                    "to PYTHONPATH, or give path/to/file.py:CALLABLE)",
+                    e,
+                ) from e
             raise _fail(f"{where}: importing {r.target} raised {_error_line(e)}", e) from e
         except SyntaxError as e:
             raise _fail(f"{where}: syntax error in {e.filename}, line {e.lineno}: {e.msg}", e) from e
         except (Exception, SystemExit) as e:
             raise _fail(f"{where}: importing {r.target} raised {_error_line(e)}", e) from e
         path = getattr(module, "__file__", None)
-        source = {"ref": ref, "kind": "module", "module": r.target,
-                  "path": os.path.abspath(path) if path else None, "attribute": r.attr,
-                  "sha256": _sha256(path) if path else None}
+        source = {
+            "ref": ref,
+            "kind": "module",
+            "module": r.target,
+            "path": os.path.abspath(path) if path else None,
+            "attribute": r.attr,
+            "sha256": _sha256(path) if path else None,
+        }
     obj = module
     for part in r.attr.split("."):
         try:
@@ -287,8 +298,10 @@ class LoadedSubmission:
         if s is None:
             return flag_value
         if flag_value != flag_default and flag_value != s:
-            raise UserError(f"--batch-size {flag_value} conflicts with Submission.batch_size {s} of "
-                            f"{self._model_who()}; leave --batch-size out")
+            raise UserError(
+                f"--batch-size {flag_value} conflicts with Submission.batch_size {s} of "
+                f"{self._model_who()}; leave --batch-size out"
+            )
         return s
 
     def make_model(self):
@@ -306,8 +319,7 @@ class LoadedSubmission:
         if not params:
             raise _fail(f"{who}: the model has no parameters")
         if not any(p.requires_grad for p in params):
-            raise _fail(f"{who}: the model has no trainable parameters (every one has "
-                        "requires_grad=False)")
+            raise _fail(f"{who}: the model has no trainable parameters (every one has requires_grad=False)")
         return model
 
     def check_forward(self, model, device, channels_last: bool, autocast_dtype) -> None:
@@ -324,21 +336,32 @@ class LoadedSubmission:
         was_training = model.training
         model.eval()
         try:
-            with torch.no_grad(), (torch.autocast(device.type, dtype=autocast_dtype)
-                                   if autocast_dtype is not None else contextlib.nullcontext()):
+            with (
+                torch.no_grad(),
+                (
+                    torch.autocast(device.type, dtype=autocast_dtype)
+                    if autocast_dtype is not None
+                    else contextlib.nullcontext()
+                ),
+            ):
                 out = model(x)
         except Exception as e:
-            raise _fail(f"{who}: the forward pass on a probe batch of {probe} raised "
-                        f"{_error_line(e)}", e) from e
+            raise _fail(
+                f"{who}: the forward pass on a probe batch of {probe} raised {_error_line(e)}", e
+            ) from e
         finally:
             model.train(was_training)
         if not isinstance(out, torch.Tensor):
-            raise _fail(f"{who}: the forward pass returned {_kind(out)}, expected a tensor of "
-                        f"{PROBE_SHAPE[0]}x{NUM_CLASSES} logits")
+            raise _fail(
+                f"{who}: the forward pass returned {_kind(out)}, expected a tensor of "
+                f"{PROBE_SHAPE[0]}x{NUM_CLASSES} logits"
+            )
         if tuple(out.shape) != (PROBE_SHAPE[0], NUM_CLASSES):
             shape = "x".join(map(str, out.shape)) or "()"
-            raise _fail(f"{who}: output of shape {shape} on a probe batch of {probe}, expected "
-                        f"{PROBE_SHAPE[0]}x{NUM_CLASSES} (N x {NUM_CLASSES} logits)")
+            raise _fail(
+                f"{who}: output of shape {shape} on a probe batch of {probe}, expected "
+                f"{PROBE_SHAPE[0]}x{NUM_CLASSES} (N x {NUM_CLASSES} logits)"
+            )
         if not bool(torch.isfinite(out.float()).all()):
             raise _fail(f"{who}: non-finite output (nan or inf) on a probe batch of {probe}")
 
@@ -354,8 +377,9 @@ class LoadedSubmission:
             raise _fail(f"{who}: calling it raised {_error_line(e)}", e) from e
         optimizer, lr_at = made if isinstance(made, tuple) and len(made) == 2 else (made, None)
         if not isinstance(optimizer, torch.optim.Optimizer):
-            raise _fail(f"{who}: returned {_kind(made)}, expected a torch.optim.Optimizer or "
-                        "(optimizer, lr_at)")
+            raise _fail(
+                f"{who}: returned {_kind(made)}, expected a torch.optim.Optimizer or (optimizer, lr_at)"
+            )
         if lr_at is not None:
             if not callable(lr_at):
                 raise _fail(f"{who}: lr_at is {_kind(lr_at)}, expected a function epoch -> lr, or None")
@@ -363,19 +387,26 @@ class LoadedSubmission:
                 lr0 = lr_at(0.0)
             except Exception as e:
                 raise _fail(f"{who}: lr_at(0.0) raised {_error_line(e)}", e) from e
-            if (not isinstance(lr0, numbers.Real) or isinstance(lr0, bool)
-                    or not math.isfinite(lr0) or lr0 < 0):
+            if (
+                not isinstance(lr0, numbers.Real)
+                or isinstance(lr0, bool)
+                or not math.isfinite(lr0)
+                or lr0 < 0
+            ):
                 raise _fail(f"{who}: lr_at(0.0) returned {lr0!r}, expected a finite number >= 0")
         held = {id(p) for group in optimizer.param_groups for p in group["params"]}
         trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         missing = [n for n, p in trainable if id(p) not in held]
         if missing:
-            raise _fail(f"{who}: the optimizer misses {len(missing)} of the model's "
-                        f"{len(trainable)} trainable parameters (first: {missing[0]})")
+            raise _fail(
+                f"{who}: the optimizer misses {len(missing)} of the model's "
+                f"{len(trainable)} trainable parameters (first: {missing[0]})"
+            )
         foreign = held - {id(p) for p in model.parameters()}
         if foreign:
-            raise _fail(f"{who}: the optimizer holds {len(foreign)} tensors that are not the "
-                        "model's parameters")
+            raise _fail(
+                f"{who}: the optimizer holds {len(foreign)} tensors that are not the model's parameters"
+            )
         return optimizer, lr_at
 
     def record(self, **used) -> dict:
@@ -383,8 +414,13 @@ class LoadedSubmission:
         s = self.submission
         hooks = {
             "model": "submission" if s.model is not None else "closed",
-            "optimizer": ("--optimizer" if self.optimizer_ref else
-                          "submission" if self.optimizer is not None else "closed recipe"),
+            "optimizer": (
+                "--optimizer"
+                if self.optimizer_ref
+                else "submission"
+                if self.optimizer is not None
+                else "closed recipe"
+            ),
             "batch_size": "submission" if s.batch_size is not None else "--batch-size",
             "train_step": "submission" if s.train_step is not None else "cross_entropy",
             "augment": s.augment,
@@ -406,12 +442,16 @@ def describe_optimizer(optimizer) -> dict:
             return plain(float(v))
         return repr(v)
 
-    groups = [dict({k: plain(v) for k, v in g.items() if k != "params"},
-                   params=sum(p.numel() for p in g["params"]))
-              for g in optimizer.param_groups]
+    groups = [
+        dict({k: plain(v) for k, v in g.items() if k != "params"}, params=sum(p.numel() for p in g["params"]))
+        for g in optimizer.param_groups
+    ]
     cls = type(optimizer)
-    return {"optimizer": cls.__name__, "optimizer_class": f"{cls.__module__}.{cls.__qualname__}",
-            "param_groups": groups}
+    return {
+        "optimizer": cls.__name__,
+        "optimizer_class": f"{cls.__module__}.{cls.__qualname__}",
+        "param_groups": groups,
+    }
 
 
 def load_submission(model_ref: str | None, optimizer_ref: str | None) -> LoadedSubmission:
@@ -428,8 +468,10 @@ def load_submission(model_ref: str | None, optimizer_ref: str | None) -> LoadedS
         elif callable(obj):
             sub = Submission(model=obj)
         else:
-            raise _fail(f"{who}: {_kind(obj)} is not callable (expected a function returning a "
-                        "torch.nn.Module, or a Submission)")
+            raise _fail(
+                f"{who}: {_kind(obj)} is not callable (expected a function returning a "
+                "torch.nn.Module, or a Submission)"
+            )
         for name in ("optimizer", "train_step"):
             v = getattr(sub, name)
             if v is not None and not callable(v):
@@ -438,14 +480,17 @@ def load_submission(model_ref: str | None, optimizer_ref: str | None) -> LoadedS
         if b is not None and (not isinstance(b, int) or isinstance(b, bool) or b < 1):
             raise _fail(f"{who}: Submission.batch_size must be a positive int or None, got {b!r}")
         if sub.augment not in AUGMENTATIONS:
-            raise _fail(f"{who}: Submission.augment must be 'pad4-crop32-hflip' or 'none', "
-                        f"got {sub.augment!r}")
+            raise _fail(
+                f"{who}: Submission.augment must be 'pad4-crop32-hflip' or 'none', got {sub.augment!r}"
+            )
     else:
         sub = Submission(model=None)
     optimizer = sub.optimizer
     if optimizer_ref:
         optimizer, source["optimizer"] = _load_object(optimizer_ref, "--optimizer")
         if not callable(optimizer):
-            raise _fail(f"--optimizer {optimizer_ref}: {_kind(optimizer)} is not callable "
-                        "(expected a function (model, run) -> optimizer)")
+            raise _fail(
+                f"--optimizer {optimizer_ref}: {_kind(optimizer)} is not callable "
+                "(expected a function (model, run) -> optimizer)"
+            )
     return LoadedSubmission(sub, optimizer, model_ref, optimizer_ref, source)

@@ -163,16 +163,19 @@ def _curve_row(path: str, lineno: int, fields: list[str]) -> dict:
     given = dict(zip(CURVE_HEADER, fields))
     for key in ("train_time_s", "total_time_s"):
         if not (math.isfinite(row[key]) and 0 <= row[key] <= MAX_TIME_S):
-            raise UserError(f"{path}:{lineno}: {key} must be a finite number of seconds in "
-                            f"0..{MAX_TIME_S:g}, got {_short(given[key])}")
+            raise UserError(
+                f"{path}:{lineno}: {key} must be a finite number of seconds in "
+                f"0..{MAX_TIME_S:g}, got {_short(given[key])}"
+            )
     if not (math.isfinite(row["epoch"]) and row["epoch"] >= 0):
         raise UserError(f"{path}:{lineno}: epoch must be a finite number >= 0, got {_short(given['epoch'])}")
     for key in ("step", "samples"):
         if row[key] < 0:
             raise UserError(f"{path}:{lineno}: {key} must be >= 0, got {row[key]}")
     if not (math.isfinite(row["accuracy"]) and 0 <= row["accuracy"] <= 1):
-        raise UserError(f"{path}:{lineno}: accuracy must be a fraction in 0..1, got "
-                        f"{_short(given['accuracy'])}")
+        raise UserError(
+            f"{path}:{lineno}: accuracy must be a fraction in 0..1, got {_short(given['accuracy'])}"
+        )
     return row
 
 

@@ -31,8 +31,15 @@ from dataclasses import dataclass, field
 
 from ttabench import UserError
 from ttabench.divisions import metrics, stats
-from ttabench.divisions.results import (curve_points, find_run_dirs, is_run_dir, number,
-                                           read_curve, read_json, section)
+from ttabench.divisions.results import (
+    curve_points,
+    find_run_dirs,
+    is_run_dir,
+    number,
+    read_curve,
+    read_json,
+    section,
+)
 
 SCORED_STATUSES = ("success", "diverged")
 
@@ -107,8 +114,7 @@ def load_run(path: str) -> Run:
     return Run(path, [], summary, config, notes=["no curve.csv (no evaluation was recorded)"])
 
 
-def load_inputs(paths: list[str], skipped: list[dict] | None = None,
-                every_run: bool = False) -> list[Run]:
+def load_inputs(paths: list[str], skipped: list[dict] | None = None, every_run: bool = False) -> list[Run]:
     """Runs from run folders, curve files, or folders holding run folders (every run below).
 
     Below a folder, only finished runs whose numbers are results (status success or
@@ -123,8 +129,10 @@ def load_inputs(paths: list[str], skipped: list[dict] | None = None,
         if os.path.isdir(path) and not is_run_dir(path):
             found = find_run_dirs(path)
             if not found:
-                raise UserError(f"{path}: no run folders below it (a run folder holds curve.csv, "
-                                "summary.json, config.json, mllog.txt)")
+                raise UserError(
+                    f"{path}: no run folders below it (a run folder holds curve.csv, "
+                    "summary.json, config.json, mllog.txt)"
+                )
             taken = 0
             for p in found:
                 run = load_run(p)
@@ -143,6 +151,7 @@ def load_inputs(paths: list[str], skipped: list[dict] | None = None,
 
 # --- several runs: statistics ------------------------------------------------------------
 
+
 def _reason_tta(run: Run, target: float) -> str:
     why = f"did not reach the target {target:g}"
     best = max((acc for _, acc in run.points), default=None)
@@ -153,8 +162,9 @@ def _reason_tta(run: Run, target: float) -> str:
 
 def _reason_attmt(run: Run, ts: list[float], times: list) -> str:
     missed = [t for t, v in zip(ts, times) if v is None]
-    return _with_status(run, f"ATTMT undefined: {len(missed)} of {len(ts)} thresholds not reached "
-                             f"(from {missed[0]:g})")
+    return _with_status(
+        run, f"ATTMT undefined: {len(missed)} of {len(ts)} thresholds not reached (from {missed[0]:g})"
+    )
 
 
 def _with_status(run: Run, why: str) -> str:
@@ -165,16 +175,26 @@ def _with_status(run: Run, why: str) -> str:
     return why
 
 
-def across_runs(runs: list[Run], spec: tuple[float, float, float] | None, target: float | None,
-                budget_s: float | None = None) -> dict:
+def across_runs(
+    runs: list[Run],
+    spec: tuple[float, float, float] | None,
+    target: float | None,
+    budget_s: float | None = None,
+) -> dict:
     """The multi-input ``metrics --json`` object: per-run values, statistics, exclusions."""
     out_runs, excluded = [], []
     tta_values, attmt_values = [], []
     ts = metrics.thresholds(*spec) if spec is not None else None
     for run in runs:
         m = metrics.summarize(run.points, spec, target=target, budget_s=budget_s)
-        entry = {"name": run.name, "tta": m.get("target_tta_s"), "attmt": m.get("attmt_s"),
-                 "status": run.status, "seed": run.seed, **m}
+        entry = {
+            "name": run.name,
+            "tta": m.get("target_tta_s"),
+            "attmt": m.get("attmt_s"),
+            "status": run.status,
+            "seed": run.seed,
+            **m,
+        }
         out_runs.append(entry)
         if target is not None:
             if entry["tta"] is None:
@@ -183,24 +203,31 @@ def across_runs(runs: list[Run], spec: tuple[float, float, float] | None, target
                 tta_values.append(entry["tta"])
         if spec is not None:
             if entry["attmt"] is None:
-                excluded.append({"name": run.name, "metric": "attmt",
-                                 "reason": _reason_attmt(run, ts, m["tta_s"])})
+                excluded.append(
+                    {"name": run.name, "metric": "attmt", "reason": _reason_attmt(run, ts, m["tta_s"])}
+                )
             else:
                 attmt_values.append(entry["attmt"])
     return {
         "runs": out_runs,
         "stats": {
             "tta": None if target is None else dict(stats.describe(tta_values), target=target),
-            "attmt": None if spec is None else dict(stats.describe(attmt_values),
-                                                    thresholds=[spec[0], spec[1], spec[2]]),
+            "attmt": None
+            if spec is None
+            else dict(stats.describe(attmt_values), thresholds=[spec[0], spec[1], spec[2]]),
         },
         "excluded": excluded,
-        "bootstrap": {"resamples": stats.BOOTSTRAP_RESAMPLES, "seed": stats.BOOTSTRAP_SEED,
-                      "method": "percentile", "level": 0.95},
+        "bootstrap": {
+            "resamples": stats.BOOTSTRAP_RESAMPLES,
+            "seed": stats.BOOTSTRAP_SEED,
+            "method": "percentile",
+            "level": 0.95,
+        },
     }
 
 
 # --- comparing two systems ---------------------------------------------------------------
+
 
 def group_tta(curves: list[metrics.Curve], ts: list[float]) -> list[float | None]:
     """Mean TTA(T) over runs for each threshold, None where any run did not reach T."""
@@ -240,18 +267,29 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return b / a
 
 
-def compare_rows(a: list[metrics.Curve], b: list[metrics.Curve],
-                 spec: tuple[float, float, float]) -> list[dict]:
+def compare_rows(
+    a: list[metrics.Curve], b: list[metrics.Curve], spec: tuple[float, float, float]
+) -> list[dict]:
     """One row per threshold: TTA and ATTMT(LOW..T) of A and B and their ratios B/A."""
     ts = metrics.thresholds(*spec)
     tta_a, tta_b = group_tta(a, ts), group_tta(b, ts)
     att_a, att_b = group_attmt(a, ts), group_attmt(b, ts)
-    return [{"threshold": t, "tta_a": tta_a[i], "tta_b": tta_b[i], "tta_ratio": ratio(tta_a[i], tta_b[i]),
-             "attmt_a": att_a[i], "attmt_b": att_b[i], "attmt_ratio": ratio(att_a[i], att_b[i])}
-            for i, t in enumerate(ts)]
+    return [
+        {
+            "threshold": t,
+            "tta_a": tta_a[i],
+            "tta_b": tta_b[i],
+            "tta_ratio": ratio(tta_a[i], tta_b[i]),
+            "attmt_a": att_a[i],
+            "attmt_b": att_b[i],
+            "attmt_ratio": ratio(att_a[i], att_b[i]),
+        }
+        for i, t in enumerate(ts)
+    ]
 
 
 # --- the report of a results tree --------------------------------------------------------
+
 
 def network_label(config: dict | None) -> str:
     """The run's network: the emulated link when there was one, else config.network, else none."""
@@ -283,8 +321,11 @@ def describe_run(run: Run) -> dict:
     """The configuration a run belongs to in the report (what makes two runs comparable)."""
     s, c = run.summary or {}, run.config or {}
     cfg = section(c, "config")
-    workers = [w for w in (s.get("world_size"), section(c, "resolved").get("world_size"))
-               if isinstance(w, int) and not isinstance(w, bool) and w > 0]
+    workers = [
+        w
+        for w in (s.get("world_size"), section(c, "resolved").get("world_size"))
+        if isinstance(w, int) and not isinstance(w, bool) and w > 0
+    ]
     return {
         "system": _system(run),
         "benchmark": _text(s.get("benchmark")) or _text(cfg.get("benchmark")) or _path_part(run, 3),
@@ -321,8 +362,9 @@ def _shared(runs: list[Run], key: str, override) -> tuple[object, list[str]]:
     return (next(iter(values.values())) if values else None), notes
 
 
-def report_rows(runs: list[Run], thresholds: str | None = None, target: float | None = None,
-                budget_s: float | None = None) -> list[dict]:
+def report_rows(
+    runs: list[Run], thresholds: str | None = None, target: float | None = None, budget_s: float | None = None
+) -> list[dict]:
     """One row per system / benchmark / division (split further by data set, workers and network,
     which change the result): run counts and the scored metrics."""
     groups: dict[tuple, list[Run]] = {}
@@ -360,14 +402,26 @@ def report_rows(runs: list[Run], thresholds: str | None = None, target: float | 
         tta, tta_stat = central(tta_vals)
         attmt, attmt_stat = central(attmt_vals)
         aat, aat_stat = central(aat_vals)
-        row.update({
-            "runs": len(group), "scored": len(scored), "statuses": statuses,
-            "target": tgt, "tta_s": tta, "tta_stat": tta_stat, "tta_reached": len(tta_vals),
-            "threshold_spec": spec_str, "attmt_s": attmt, "attmt_stat": attmt_stat,
-            "attmt_reached": len(attmt_vals),
-            "budget_s": budget, "aat": aat, "aat_stat": aat_stat,
-            "final_accuracy": stats.mean(final), "throughput_img_s": stats.mean(img_s),
-            "notes": notes,
-        })
+        row.update(
+            {
+                "runs": len(group),
+                "scored": len(scored),
+                "statuses": statuses,
+                "target": tgt,
+                "tta_s": tta,
+                "tta_stat": tta_stat,
+                "tta_reached": len(tta_vals),
+                "threshold_spec": spec_str,
+                "attmt_s": attmt,
+                "attmt_stat": attmt_stat,
+                "attmt_reached": len(attmt_vals),
+                "budget_s": budget,
+                "aat": aat,
+                "aat_stat": aat_stat,
+                "final_accuracy": stats.mean(final),
+                "throughput_img_s": stats.mean(img_s),
+                "notes": notes,
+            }
+        )
         rows.append(row)
     return rows

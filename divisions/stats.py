@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 BOOTSTRAP_RESAMPLES = 10000
 BOOTSTRAP_SEED = 0
@@ -97,8 +97,9 @@ def percentile(sorted_xs: Sequence[float], q: float) -> float:
     return sorted_xs[lo] + (sorted_xs[hi] - sorted_xs[lo]) * frac
 
 
-def bootstrap_ci(xs: Sequence[float], level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
-                 seed: int = BOOTSTRAP_SEED) -> tuple[float, float] | None:
+def bootstrap_ci(
+    xs: Sequence[float], level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> tuple[float, float] | None:
     """Percentile bootstrap confidence interval of the mean; None for fewer than 2 values."""
     n = len(xs)
     if n < 2:
@@ -118,8 +119,9 @@ def describe(xs: Sequence[float]) -> dict:
     ci = bootstrap_ci(xs)
     notes = []
     if len(xs) < OLYMPIC_MIN_RUNS:
-        notes.append(f"olympic mean needs at least {OLYMPIC_MIN_RUNS} runs (drops the min and "
-                     f"the max), got {len(xs)}")
+        notes.append(
+            f"olympic mean needs at least {OLYMPIC_MIN_RUNS} runs (drops the min and the max), got {len(xs)}"
+        )
     if len(xs) < 2:
         notes.append(f"variance, std, cv and ci95 need at least 2 runs, got {len(xs)}")
     return {

@@ -47,8 +47,16 @@ from dataclasses import dataclass, field
 
 from ttabench import UserError
 from ttabench.divisions import metrics
-from ttabench.divisions.results import (RUN_FILES, STATUSES, find_run_dirs, number,
-                                           read_curve, read_json, safe_name, section)
+from ttabench.divisions.results import (
+    RUN_FILES,
+    STATUSES,
+    find_run_dirs,
+    number,
+    read_curve,
+    read_json,
+    safe_name,
+    section,
+)
 
 RULES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compliance", "ttabench_1.0.0")
 RULES = os.path.join(RULES_DIR, "common.yaml")
@@ -93,12 +101,16 @@ class Result:
         warn = f", {len(self.warnings)} warning{'s' if len(self.warnings) != 1 else ''}"
         if self.ok:
             return f"OK: {runs} under {self.path} ({counts}){warn if self.warnings else ''}"
-        return (f"FAILED: {len(self.failures)} problem{'s' if len(self.failures) != 1 else ''} "
-                f"in {runs} under {self.path}" + (f" ({counts})" if counts else "")
-                + (warn if self.warnings else ""))
+        return (
+            f"FAILED: {len(self.failures)} problem{'s' if len(self.failures) != 1 else ''} "
+            f"in {runs} under {self.path}"
+            + (f" ({counts})" if counts else "")
+            + (warn if self.warnings else "")
+        )
 
 
 # --- comparing values exactly -----------------------------------------------------------
+
 
 def same(a, b) -> bool:
     """Equal, with floats allowed to differ in the last bits only (relative 1e-12)."""
@@ -127,21 +139,27 @@ def first_difference(name: str, recorded, expected) -> str:
 
 # --- metrics ----------------------------------------------------------------------------
 
+
 def check_metrics(recorded: dict, rows: list[dict], config: dict | None) -> list[str]:
     """Problems with summary.json's ``metrics`` block (recorded) against curve.csv rows."""
     out = []
-    spec, target, budget = (recorded.get("threshold_spec"), recorded.get("target"),
-                            recorded.get("budget_s"))
+    spec, target, budget = (recorded.get("threshold_spec"), recorded.get("target"), recorded.get("budget_s"))
     cfg = section(config, "config")
-    for key, cfg_key in (("threshold_spec", "thresholds"), ("target", "target"),
-                         ("budget_s", "time_budget")):
+    for key, cfg_key in (("threshold_spec", "thresholds"), ("target", "target"), ("budget_s", "time_budget")):
         if cfg_key in cfg and not same(recorded.get(key), cfg[cfg_key]):
-            out.append(f"metrics.{key} is {json.dumps(recorded.get(key))}, config.json's "
-                       f"{cfg_key} is {json.dumps(cfg[cfg_key])}")
-    wrong = [f"metrics.{key} is {_dumps(value)}, not {kind}" for key, value, ok, kind in (
-        ("threshold_spec", spec, spec is None or isinstance(spec, str), "a LOW:HIGH:STEP string"),
-        ("target", target, target is None or number(target) is not None, "a number"),
-        ("budget_s", budget, budget is None or number(budget) is not None, "a number")) if not ok]
+            out.append(
+                f"metrics.{key} is {json.dumps(recorded.get(key))}, config.json's "
+                f"{cfg_key} is {json.dumps(cfg[cfg_key])}"
+            )
+    wrong = [
+        f"metrics.{key} is {_dumps(value)}, not {kind}"
+        for key, value, ok, kind in (
+            ("threshold_spec", spec, spec is None or isinstance(spec, str), "a LOW:HIGH:STEP string"),
+            ("target", target, target is None or number(target) is not None, "a number"),
+            ("budget_s", budget, budget is None or number(budget) is not None, "a number"),
+        )
+        if not ok
+    ]
     if wrong:
         return out + wrong + ["metrics cannot be recomputed"]
     try:
@@ -186,11 +204,12 @@ def check_summary_numbers(summary: dict, rows: list[dict]) -> list[str]:
             for k in worst:
                 vals = [number(r.get(k)) for r in per_rank]
                 if any(v is None for v in vals):
-                    out.append(f"time_breakdown.max_over_ranks.{k} has no per-rank values "
-                               "(or one that is not a number)")
+                    out.append(
+                        f"time_breakdown.max_over_ranks.{k} has no per-rank values "
+                        "(or one that is not a number)"
+                    )
                 elif not same(worst[k], max(vals)):
-                    out.append(first_difference(f"time_breakdown.max_over_ranks.{k}", worst[k],
-                                                max(vals)))
+                    out.append(first_difference(f"time_breakdown.max_over_ranks.{k}", worst[k], max(vals)))
             if "eval_time_s" in summary and not same(summary["eval_time_s"], worst.get("eval_s")):
                 out.append(first_difference("eval_time_s", summary["eval_time_s"], worst.get("eval_s")))
     if rows:
@@ -210,6 +229,7 @@ def _dumps(value, limit: int = 60) -> str:
 
 # --- mllog ------------------------------------------------------------------------------
 
+
 def read_mllog(path: str) -> tuple[list[dict], list[str]]:
     """The events of mllog.txt and a problem for each line that is not an :::MLLOG JSON event."""
     events, problems = [], []
@@ -225,7 +245,7 @@ def read_mllog(path: str) -> tuple[list[dict], list[str]]:
             problems.append(f"line {lineno} is not an :::MLLOG event")
             continue
         try:
-            ev = json.loads(line[len(":::MLLOG "):])
+            ev = json.loads(line[len(":::MLLOG ") :])
         except json.JSONDecodeError as e:
             problems.append(f"line {lineno}: bad JSON ({e.msg})")
             continue
@@ -248,8 +268,9 @@ def check_mllog_vs_curve(events: list[dict], rows: list[dict]) -> list[str]:
     for i, (ev, row) in enumerate(zip(evals, rows), start=1):
         md = section(ev, "metadata")
         if not same(ev.get("value"), row["accuracy"]):
-            out.append(f"evaluation {i}: eval_accuracy {ev.get('value')!r}, curve.csv accuracy "
-                       f"{row['accuracy']!r}")
+            out.append(
+                f"evaluation {i}: eval_accuracy {ev.get('value')!r}, curve.csv accuracy {row['accuracy']!r}"
+            )
         for key in ("train_time_s", "samples"):
             if key in md and not same(md[key], row[key]):
                 out.append(f"evaluation {i}: eval_accuracy {key} {md[key]!r}, curve.csv {row[key]!r}")
@@ -262,14 +283,20 @@ def check_mllog_vs_summary(events: list[dict], summary: dict) -> list[str]:
         if isinstance(e.get("key"), str):
             values.setdefault(e["key"], []).append(e.get("value"))
     out = []
-    for log_key, sum_key in (("seed", "seed"), ("submission_benchmark", "benchmark"),
-                             ("submission_division", "division"), ("dataset", "dataset"),
-                             ("global_batch_size", "global_batch")):
+    for log_key, sum_key in (
+        ("seed", "seed"),
+        ("submission_benchmark", "benchmark"),
+        ("submission_division", "division"),
+        ("dataset", "dataset"),
+        ("global_batch_size", "global_batch"),
+    ):
         if sum_key not in summary or log_key not in values:
             continue  # a missing key is the compliance checker's finding
         if not all(same(v, summary[sum_key]) for v in values[log_key]):
-            out.append(f"{log_key} logged as {_dumps(values[log_key][0])}, summary.json "
-                       f"says {_dumps(summary[sum_key])}")
+            out.append(
+                f"{log_key} logged as {_dumps(values[log_key][0])}, summary.json "
+                f"says {_dumps(summary[sum_key])}"
+            )
     return out
 
 
@@ -309,6 +336,7 @@ def _one_line(message: str) -> str:
 
 # --- closed division --------------------------------------------------------------------
 
+
 def check_closed(config: dict) -> list[tuple[str, bool]]:
     """Broken closed-division rules as (message, is_warning), from config.json alone."""
     from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, PRECISIONS
@@ -317,13 +345,19 @@ def check_closed(config: dict) -> list[tuple[str, bool]]:
     model, cfg, resolved = section(config, "model"), section(config, "config"), section(config, "resolved")
     name = model.get("name")
     if not isinstance(name, str) or name not in BENCHMARKS:
-        out.append((f"closed division: model {name!r} is not a reference benchmark "
-                    f"({', '.join(BENCHMARKS)})", False))
+        out.append(
+            (f"closed division: model {name!r} is not a reference benchmark ({', '.join(BENCHMARKS)})", False)
+        )
     else:
         depth, version = BENCHMARKS[name]
         if (model.get("depth"), model.get("version")) != (depth, version):
-            out.append((f"closed division: model {name} must be depth {depth} v{version}, config.json "
-                        f"says depth {model.get('depth')} v{model.get('version')}", False))
+            out.append(
+                (
+                    f"closed division: model {name} must be depth {depth} v{version}, config.json "
+                    f"says depth {model.get('depth')} v{model.get('version')}",
+                    False,
+                )
+            )
         if cfg.get("benchmark") not in (None, name):
             out.append((f"closed division: model {name} but benchmark {cfg.get('benchmark')}", False))
     recipe = config.get("recipe")
@@ -333,32 +367,58 @@ def check_closed(config: dict) -> list[tuple[str, bool]]:
     else:
         for key, want in reference.items():
             if key not in recipe:
-                out.append((f"closed division: recipe {key} missing (the reference recipe says "
-                            f"{json.dumps(want)})", False))
+                out.append(
+                    (
+                        f"closed division: recipe {key} missing (the reference recipe says "
+                        f"{json.dumps(want)})",
+                        False,
+                    )
+                )
             elif not _exactly(recipe[key], want):
                 what = "augmentation" if key == "augmentation" else f"recipe {key}"
-                out.append((f"closed division: {what} is {json.dumps(recipe[key])}, the reference "
-                            f"recipe says {json.dumps(want)}", False))
+                out.append(
+                    (
+                        f"closed division: {what} is {json.dumps(recipe[key])}, the reference "
+                        f"recipe says {json.dumps(want)}",
+                        False,
+                    )
+                )
         for key in recipe:
             if key not in reference:
-                out.append((f"closed division: recipe has {key!r}, which the reference recipe "
-                            "does not have", False))
+                out.append(
+                    (f"closed division: recipe has {key!r}, which the reference recipe does not have", False)
+                )
     data = section(config, "data")
     if data.get("synthetic") is not False:
-        out.append(("closed division: trained on synthetic data (never a closed-division result; "
-                    "use real CIFAR-10)" if data.get("synthetic") else
-                    "closed division: config.json does not say the data was real (data.synthetic)",
-                    False))
+        out.append(
+            (
+                "closed division: trained on synthetic data (never a closed-division result; "
+                "use real CIFAR-10)"
+                if data.get("synthetic")
+                else "closed division: config.json does not say the data was real (data.synthetic)",
+                False,
+            )
+        )
     elif data.get("name") == "cifar10-subset":
-        out.append((f"closed division: trained on the CIFAR-10 subset ({data.get('train_size')} train / "
-                    f"{data.get('test_size')} test images), not the full benchmark "
-                    f"({FULL_CIFAR10[0]} / {FULL_CIFAR10[1]}): not comparable with full runs", True))
+        out.append(
+            (
+                f"closed division: trained on the CIFAR-10 subset ({data.get('train_size')} train / "
+                f"{data.get('test_size')} test images), not the full benchmark "
+                f"({FULL_CIFAR10[0]} / {FULL_CIFAR10[1]}): not comparable with full runs",
+                True,
+            )
+        )
     elif data.get("name") != "cifar10":
         out.append((f"closed division: data set {data.get('name')!r} is not CIFAR-10", False))
     elif (data.get("train_size"), data.get("test_size")) != FULL_CIFAR10:
-        out.append((f"closed division: CIFAR-10 with {data.get('train_size')} train / "
-                    f"{data.get('test_size')} test images, the full set has {FULL_CIFAR10[0]} / "
-                    f"{FULL_CIFAR10[1]}", False))
+        out.append(
+            (
+                f"closed division: CIFAR-10 with {data.get('train_size')} train / "
+                f"{data.get('test_size')} test images, the full set has {FULL_CIFAR10[0]} / "
+                f"{FULL_CIFAR10[1]}",
+                False,
+            )
+        )
     batch, world = cfg.get("batch_size"), resolved.get("world_size")
     if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (batch, world)):
         out.append(("closed division: config.json lacks config.batch_size or resolved.world_size", False))
@@ -367,16 +427,32 @@ def check_closed(config: dict) -> list[tuple[str, bool]]:
         if broken:
             out.append((f"closed division: {broken}", False))
         if resolved.get("global_batch") not in (None, batch * world):
-            out.append((f"closed division: global batch {resolved.get('global_batch')} is not "
-                        f"{batch} x {world} workers", False))
-        elif number(resolved.get("peak_lr")) is not None and not same(resolved["peak_lr"],
-                                                              CLOSED.peak_lr(batch * world)):
-            out.append((f"closed division: peak learning rate {resolved['peak_lr']}, the recipe gives "
-                        f"{CLOSED.peak_lr(batch * world)} for global batch {batch * world}", False))
+            out.append(
+                (
+                    f"closed division: global batch {resolved.get('global_batch')} is not "
+                    f"{batch} x {world} workers",
+                    False,
+                )
+            )
+        elif number(resolved.get("peak_lr")) is not None and not same(
+            resolved["peak_lr"], CLOSED.peak_lr(batch * world)
+        ):
+            out.append(
+                (
+                    f"closed division: peak learning rate {resolved['peak_lr']}, the recipe gives "
+                    f"{CLOSED.peak_lr(batch * world)} for global batch {batch * world}",
+                    False,
+                )
+            )
     precision = resolved.get("precision", cfg.get("precision"))
     if precision is not None and (not isinstance(precision, str) or precision not in PRECISIONS):
-        out.append((f"closed division: precision {precision!r} is not one the recipe allows "
-                    f"({', '.join(PRECISIONS)})", False))
+        out.append(
+            (
+                f"closed division: precision {precision!r} is not one the recipe allows "
+                f"({', '.join(PRECISIONS)})",
+                False,
+            )
+        )
     return out
 
 
@@ -399,7 +475,8 @@ def experiment_key(run_dir: str, summary: dict | None, config: dict | None) -> s
     """What makes runs seeds of one experiment: the system and the run configuration
     (config.json's `config` without the seed and output settings)."""
     system = section(config, "resolved").get("system") or os.path.basename(
-        os.path.normpath(os.path.join(os.path.abspath(run_dir), os.pardir, os.pardir, os.pardir)))
+        os.path.normpath(os.path.join(os.path.abspath(run_dir), os.pardir, os.pardir, os.pardir))
+    )
     cfg = (config or {}).get("config")
     if isinstance(cfg, dict):
         what = {k: v for k, v in cfg.items() if k not in _NOT_EXPERIMENT}
@@ -426,12 +503,18 @@ def check_seeds(seeds: dict[str, object]) -> list[Problem]:
             by_seed.setdefault(seed, []).append(run)
     for seed, runs in by_seed.items():
         for run in runs[1:]:
-            out.append(Problem(run, f"seed {seed} is also the seed of {runs[0]}, a run of the same "
-                                    "configuration (seeds must be unique)"))
+            out.append(
+                Problem(
+                    run,
+                    f"seed {seed} is also the seed of {runs[0]}, a run of the same "
+                    "configuration (seeds must be unique)",
+                )
+            )
     return out
 
 
 # --- one run, and a tree ----------------------------------------------------------------
+
 
 def _read(path: str, reader, problems: list[Problem]):
     try:
@@ -441,10 +524,10 @@ def _read(path: str, reader, problems: list[Problem]):
         where = path
         line = re.match(re.escape(path) + r":(\d+): ", msg)
         if line:  # 'PATH:LINE: problem', said once
-            where, msg = f"{path}:{line[1]}", msg[line.end():]
+            where, msg = f"{path}:{line[1]}", msg[line.end() :]
         for prefix in (f"{path}: ", "file not found: ", f"cannot read {path}: "):
             if msg.startswith(prefix):
-                msg = msg[len(prefix):]
+                msg = msg[len(prefix) :]
         problems.append(Problem(where, msg))
         return None
 
@@ -458,8 +541,13 @@ def check_run(run_dir: str, compliance: bool = True) -> tuple[list[Problem], dic
     for name, path in f.items():
         if not os.path.isfile(path):
             # A run that failed early keeps what it wrote (by design); only then is a gap expected.
-            P.append(Problem(path, "missing (a run folder holds " + ", ".join(RUN_FILES) + ")",
-                             warning=status in REPORTED_STATUSES and name != "summary.json"))
+            P.append(
+                Problem(
+                    path,
+                    "missing (a run folder holds " + ", ".join(RUN_FILES) + ")",
+                    warning=status in REPORTED_STATUSES and name != "summary.json",
+                )
+            )
     config = _read(f["config.json"], read_json, P) if os.path.isfile(f["config.json"]) else None
     rows = _read(f["curve.csv"], read_curve, P) if os.path.isfile(f["curve.csv"]) else None
     events = None
@@ -469,16 +557,26 @@ def check_run(run_dir: str, compliance: bool = True) -> tuple[list[Problem], dic
 
     if summary is not None:
         if status == "running":
-            P.append(Problem(f["summary.json"], "incomplete run: status is still 'running' (it never "
-                                                "finished, or was killed)"))
+            P.append(
+                Problem(
+                    f["summary.json"],
+                    "incomplete run: status is still 'running' (it never finished, or was killed)",
+                )
+            )
         elif status in REPORTED_STATUSES:
             why = summary.get("error") or summary.get("stop_reason") or ""
             why = " ".join(str(why).split())[:200]  # one line, whatever the file holds
-            P.append(Problem(run_dir, f"run {status}" + (f" ({why})" if why else "")
-                             + ": recorded, not a result", warning=True))
+            P.append(
+                Problem(
+                    run_dir,
+                    f"run {status}" + (f" ({why})" if why else "") + ": recorded, not a result",
+                    warning=True,
+                )
+            )
         elif not isinstance(status, str) or status not in STATUSES:
-            P.append(Problem(f["summary.json"], f"unknown status {_dumps(status)} "
-                                                f"(one of {', '.join(STATUSES)})"))
+            P.append(
+                Problem(f["summary.json"], f"unknown status {_dumps(status)} (one of {', '.join(STATUSES)})")
+            )
         m = summary.get("metrics")
         if isinstance(m, dict) and rows is not None:
             P += [Problem(f["summary.json"], msg) for msg in check_metrics(m, rows, config)]
@@ -535,19 +633,26 @@ def check_open(config: dict) -> list[str]:
             continue
         digest = src.get("sha256")
         if not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
-            out.append(f"open division: submission.{key} ({_dumps(src['ref'])}) has no sha256 "
-                       "of its source")
+            out.append(f"open division: submission.{key} ({_dumps(src['ref'])}) has no sha256 of its source")
     return out
 
 
 def _summary_vs_config(summary: dict, config: dict) -> list[str]:
     cfg, res, data = section(config, "config"), section(config, "resolved"), section(config, "data")
-    pairs = (("benchmark", run_benchmark(config)), ("division", cfg.get("division")),
-             ("seed", res.get("seed")), ("world_size", res.get("world_size")),
-             ("global_batch", res.get("global_batch")),
-             ("dataset", data.get("name")), ("synthetic", data.get("synthetic")))
-    return [f"{key} is {_dumps(summary[key])}, config.json says {_dumps(want)}"
-            for key, want in pairs if key in summary and want is not None and not same(summary[key], want)]
+    pairs = (
+        ("benchmark", run_benchmark(config)),
+        ("division", cfg.get("division")),
+        ("seed", res.get("seed")),
+        ("world_size", res.get("world_size")),
+        ("global_batch", res.get("global_batch")),
+        ("dataset", data.get("name")),
+        ("synthetic", data.get("synthetic")),
+    )
+    return [
+        f"{key} is {_dumps(summary[key])}, config.json says {_dumps(want)}"
+        for key, want in pairs
+        if key in summary and want is not None and not same(summary[key], want)
+    ]
 
 
 def check_layout(run_dir: str, summary: dict | None, config: dict | None) -> list[Problem]:
@@ -563,15 +668,29 @@ def check_layout(run_dir: str, summary: dict | None, config: dict | None) -> lis
     system = section(c, "resolved").get("system")
     division, benchmark, system = (v if isinstance(v, str) else None for v in (division, benchmark, system))
     if division and os.path.basename(division_dir) != division:
-        out.append(Problem(run_dir, f"a {division}-division run must be in a folder named {division}, "
-                                    f"not {os.path.basename(division_dir)!r} "
-                                    "(results/<system>/<benchmark>/<division>/<run-id>)"))
+        out.append(
+            Problem(
+                run_dir,
+                f"a {division}-division run must be in a folder named {division}, "
+                f"not {os.path.basename(division_dir)!r} "
+                "(results/<system>/<benchmark>/<division>/<run-id>)",
+            )
+        )
     if benchmark and os.path.basename(benchmark_dir) != safe_name(benchmark):
-        out.append(Problem(run_dir, f"a {benchmark} run must be in a folder named {safe_name(benchmark)}, "
-                                    f"not {os.path.basename(benchmark_dir)!r}"))
+        out.append(
+            Problem(
+                run_dir,
+                f"a {benchmark} run must be in a folder named {safe_name(benchmark)}, "
+                f"not {os.path.basename(benchmark_dir)!r}",
+            )
+        )
     if system and os.path.basename(system_dir) != safe_name(system):
-        out.append(Problem(run_dir, f"system {system!r} (config.json) but the system folder is "
-                                    f"{os.path.basename(system_dir)!r}"))
+        out.append(
+            Problem(
+                run_dir,
+                f"system {system!r} (config.json) but the system folder is {os.path.basename(system_dir)!r}",
+            )
+        )
     return out
 
 
@@ -591,8 +710,9 @@ def validate(path: str, compliance: bool = True) -> Result:
     result = Result(path)
     result.runs = find_run_dirs(path)
     if not result.runs:
-        result.problems.append(Problem(path, "no run folders found (a run folder holds "
-                                             + ", ".join(RUN_FILES) + ")"))
+        result.problems.append(
+            Problem(path, "no run folders found (a run folder holds " + ", ".join(RUN_FILES) + ")")
+        )
         return result
     seeds: dict[str, dict[str, object]] = {}  # experiment -> run -> seed
     system_dirs: list[str] = []

@@ -19,7 +19,6 @@ import math
 
 import torch
 from torch import nn
-
 from ttabench.divisions.open import RunInfo
 
 
@@ -31,9 +30,11 @@ def adamw_cosine(model: nn.Module, run: RunInfo):
     others = [p for p in model.parameters() if p.ndim <= 1]
     # Adam's step size scales with the square root of the batch, not linearly as SGD's.
     peak = 2e-3 * math.sqrt(run.global_batch / 128)
-    optimizer = torch.optim.AdamW([{"params": weights, "weight_decay": 0.05},
-                                   {"params": others, "weight_decay": 0.0}],
-                                  lr=peak, betas=(0.9, 0.999))
+    optimizer = torch.optim.AdamW(
+        [{"params": weights, "weight_decay": 0.05}, {"params": others, "weight_decay": 0.0}],
+        lr=peak,
+        betas=(0.9, 0.999),
+    )
     epochs = run.epochs or 50.0  # a run stopped by --target alone: plan for 50 epochs
     warmup = min(2.0, 0.1 * epochs)
 

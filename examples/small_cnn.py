@@ -28,7 +28,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-
 from ttabench.divisions.open import RunInfo, Submission
 
 
@@ -38,8 +37,11 @@ class SmallCNN(nn.Module):
         layers, cin = [], 3
         for i, cout in enumerate((width, 2 * width, 4 * width, 8 * width)):
             # No conv bias: the batch norm right after it has one.
-            layers += [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
-                       nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            ]
             if i < 3:
                 layers.append(nn.MaxPool2d(2))  # 32 -> 16 -> 8 -> 4
             cin = cout
@@ -59,8 +61,7 @@ def sgd_one_cycle(model: nn.Module, run: RunInfo):
     """Nesterov SGD; the learning rate climbs from peak/10 to the peak over the first 30% of
     the run, then falls linearly to zero at its end."""
     peak = 0.2 * run.global_batch / 128
-    optimizer = torch.optim.SGD(model.parameters(), lr=peak, momentum=0.9, nesterov=True,
-                                weight_decay=5e-4)
+    optimizer = torch.optim.SGD(model.parameters(), lr=peak, momentum=0.9, nesterov=True, weight_decay=5e-4)
     epochs = run.epochs or 30.0  # a run stopped by --target alone: plan for 30 epochs
     rise = 0.3 * epochs
 
@@ -77,5 +78,6 @@ def label_smoothing_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> 
     return F.cross_entropy(model(x), y, label_smoothing=0.1)
 
 
-small_cnn_tuned = Submission(model=SmallCNN, optimizer=sgd_one_cycle, batch_size=64,
-                             train_step=label_smoothing_step, augment="none")
+small_cnn_tuned = Submission(
+    model=SmallCNN, optimizer=sgd_one_cycle, batch_size=64, train_step=label_smoothing_step, augment="none"
+)

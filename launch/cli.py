@@ -74,27 +74,41 @@ def _cmd_env(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from ttabench.launch.commands import bench, readers, sweep
-    from ttabench.launch.net import lab as netlab
     from ttabench.launch.config import add_arguments
+    from ttabench.launch.net import lab as netlab
 
-    p = argparse.ArgumentParser(prog="ttabench", description=(
-        "Distributed-training benchmarks: time-to-accuracy (TTA), accuracy-after-time (AAT) "
-        "and the time-to-multiple-thresholds curve (TTMT/ATTMT)."))
+    p = argparse.ArgumentParser(
+        prog="ttabench",
+        description=(
+            "Distributed-training benchmarks: time-to-accuracy (TTA), accuracy-after-time (AAT) "
+            "and the time-to-multiple-thresholds curve (TTMT/ATTMT)."
+        ),
+    )
     p.add_argument("--version", action="version", version=f"ttabench {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = sub.add_parser("run", help="train a benchmark and write a results folder",
-                         description="Train a benchmark under the timed loop and write "
-                                     "results/<system>/<benchmark>/<division>/<run-id>/.")
+    run = sub.add_parser(
+        "run",
+        help="train a benchmark and write a results folder",
+        description="Train a benchmark under the timed loop and write "
+        "results/<system>/<benchmark>/<division>/<run-id>/.",
+    )
     add_arguments(run, skip=("resume",))
-    run.add_argument("--resume", dest="resume_dir", metavar="RUN_DIR",
-                     help="continue a run from its checkpoint.pt (every other setting comes "
-                          "from the run's config.json)")
+    run.add_argument(
+        "--resume",
+        dest="resume_dir",
+        metavar="RUN_DIR",
+        help="continue a run from its checkpoint.pt (every other setting comes from the run's config.json)",
+    )
     seeds = run.add_argument_group("several runs").add_mutually_exclusive_group()
-    seeds.add_argument("--seeds", type=int, metavar="N",
-                       help="run N times with distinct seeds (--seed S gives S, S+1, ...; "
-                            "otherwise N fresh random seeds), one run folder each")
+    seeds.add_argument(
+        "--seeds",
+        type=int,
+        metavar="N",
+        help="run N times with distinct seeds (--seed S gives S, S+1, ...; "
+        "otherwise N fresh random seeds), one run folder each",
+    )
     seeds.add_argument("--seed-list", metavar="S1,S2,...", help="run once per listed seed")
     run.set_defaults(func=_cmd_run)
 

@@ -31,90 +31,150 @@ def _f(default, help, group, **kw):
 @dataclass
 class RunConfig:
     # -- workload
-    benchmark: str = _f("resnet20", "closed-division workload: " + ", ".join(BENCHMARKS)
-                        + " (the model of an open run without --model)", "workload",
-                        choices=tuple(BENCHMARKS))
-    division: str = _f("closed", "closed (the reference recipe) or open (your own model, see --model)",
-                       "workload", choices=("closed", "open"))
-    model: str | None = _f(None, "open division: your model, MODULE:CALLABLE or path/to/file.py:CALLABLE "
-                                 "(a function returning a torch.nn.Module, or a ttabench Submission; "
-                                 "see ttabench.divisions.open)", "workload")
-    optimizer: str | None = _f(None, "open division: your optimizer factory, MODULE:CALLABLE or "
-                                     "path/to/file.py:CALLABLE, (model, run) -> optimizer or "
-                                     "(optimizer, lr_at); alone, it trains the closed --benchmark "
-                                     "model", "workload")
-    data_dir: str | None = _f(None, "CIFAR-10 `cifar-10-batches-py` folder (default: $TTABENCH_DATA_DIR)",
-                              "workload")
-    synthetic: bool = _f(False, "train on the built-in synthetic data set (offline demo; never a "
-                                "closed-division result)", "workload")
+    benchmark: str = _f(
+        "resnet20",
+        "closed-division workload: " + ", ".join(BENCHMARKS) + " (the model of an open run without --model)",
+        "workload",
+        choices=tuple(BENCHMARKS),
+    )
+    division: str = _f(
+        "closed",
+        "closed (the reference recipe) or open (your own model, see --model)",
+        "workload",
+        choices=("closed", "open"),
+    )
+    model: str | None = _f(
+        None,
+        "open division: your model, MODULE:CALLABLE or path/to/file.py:CALLABLE "
+        "(a function returning a torch.nn.Module, or a ttabench Submission; "
+        "see ttabench.divisions.open)",
+        "workload",
+    )
+    optimizer: str | None = _f(
+        None,
+        "open division: your optimizer factory, MODULE:CALLABLE or "
+        "path/to/file.py:CALLABLE, (model, run) -> optimizer or "
+        "(optimizer, lr_at); alone, it trains the closed --benchmark "
+        "model",
+        "workload",
+    )
+    data_dir: str | None = _f(
+        None, "CIFAR-10 `cifar-10-batches-py` folder (default: $TTABENCH_DATA_DIR)", "workload"
+    )
+    synthetic: bool = _f(
+        False,
+        "train on the built-in synthetic data set (offline demo; never a closed-division result)",
+        "workload",
+    )
     seed: int | None = _f(None, "random seed (default: a fresh random seed, logged)", "workload")
-    batch_size: int = _f(CLOSED.batch_per_worker, "batch per worker (closed: "
-                         f"{CLOSED.min_batch_per_worker}..{CLOSED.max_batch_per_worker})", "workload")
+    batch_size: int = _f(
+        CLOSED.batch_per_worker,
+        f"batch per worker (closed: {CLOSED.min_batch_per_worker}..{CLOSED.max_batch_per_worker})",
+        "workload",
+    )
     # -- stop rules and measurement
-    target: float | None = _f(None, "stop once test accuracy >= TARGET (TTA mode), a fraction",
-                              "stop rules")
-    time_budget: float | None = _f(None, "stop when the training time reaches this many seconds, "
-                                         "evaluating first (AAT mode)", "stop rules")
-    max_epochs: float | None = _f(None, "stop after this many epochs (default: the recipe's "
-                                        f"{CLOSED.epochs} when no other stop rule is given)",
-                                  "stop rules")
+    target: float | None = _f(None, "stop once test accuracy >= TARGET (TTA mode), a fraction", "stop rules")
+    time_budget: float | None = _f(
+        None,
+        "stop when the training time reaches this many seconds, evaluating first (AAT mode)",
+        "stop rules",
+    )
+    max_epochs: float | None = _f(
+        None,
+        "stop after this many epochs (default: the recipe's "
+        f"{CLOSED.epochs} when no other stop rule is given)",
+        "stop rules",
+    )
     max_steps: int | None = _f(None, "stop after this many optimizer steps", "stop rules")
-    eval_every: str = _f("1epoch", "evaluation cadence: e.g. 1epoch, 0.5epoch, 12800samples",
-                         "stop rules")
-    thresholds: str = _f("0.80:0.92:0.01", "accuracy thresholds LOW:HIGH:STEP for the TTMT curve",
-                         "stop rules")
+    eval_every: str = _f("1epoch", "evaluation cadence: e.g. 1epoch, 0.5epoch, 12800samples", "stop rules")
+    thresholds: str = _f(
+        "0.80:0.92:0.01", "accuracy thresholds LOW:HIGH:STEP for the TTMT curve", "stop rules"
+    )
     # -- performance
     device: str = _f("auto", "cpu, cuda, or auto (cuda when available)", "performance", choices=DEVICES)
-    precision: str = _f("fp32", "fp32; bf16 (AMX/AVX-512 CPUs, GPUs) or fp16 (GPU) autocast",
-                        "performance", choices=PRECISIONS)
-    compile: str = _f("none", "torch.compile mode, compiled before the clock starts",
-                      "performance", choices=COMPILE_MODES)
+    precision: str = _f(
+        "fp32",
+        "fp32; bf16 (AMX/AVX-512 CPUs, GPUs) or fp16 (GPU) autocast",
+        "performance",
+        choices=PRECISIONS,
+    )
+    compile: str = _f(
+        "none", "torch.compile mode, compiled before the clock starts", "performance", choices=COMPILE_MODES
+    )
     channels_last: bool = _f(True, "channels_last memory format for model and data", "performance")
-    threads: int | None = _f(None, "intra-op threads per worker (default: cores / local workers)",
-                             "performance")
-    eval_batch_size: int = _f(1000, "batch size for evaluation (does not change the result)",
-                              "performance")
+    threads: int | None = _f(
+        None, "intra-op threads per worker (default: cores / local workers)", "performance"
+    )
+    eval_batch_size: int = _f(1000, "batch size for evaluation (does not change the result)", "performance")
     # -- launch
     workers: int = _f(1, "worker processes on this node", "launch")
-    backend: str = _f("auto", "none (one process), torchrun (DDP) or horovod; auto = none for "
-                              "1 worker, torchrun otherwise", "launch", choices=BACKENDS)
-    dist_backend: str | None = _f(None, "torch.distributed backend (default: nccl on GPU, gloo on CPU)",
-                                  "launch")
+    backend: str = _f(
+        "auto",
+        "none (one process), torchrun (DDP) or horovod; auto = none for 1 worker, torchrun otherwise",
+        "launch",
+        choices=BACKENDS,
+    )
+    dist_backend: str | None = _f(
+        None, "torch.distributed backend (default: nccl on GPU, gloo on CPU)", "launch"
+    )
     nnodes: int = _f(1, "number of nodes (torchrun, c10d rendezvous)", "launch")
     node_rank: int = _f(0, "this node's rank (multi-node)", "launch")
     rdzv_endpoint: str | None = _f(None, "HOST:PORT of the rendezvous (multi-node)", "launch")
-    local_addr: str | None = _f(None, "address the other nodes reach this node at (multi-node; "
-                                      "default: this host's name)", "launch")
-    network: str | None = _f(None, "emulated network profile (see `ttabench network list`): "
-                                   "loopback, 100gbe, 25gbe, 10gbe, 1gbe, 100mbit, wan", "network")
-    bandwidth: str | None = _f(None, "emulated link bandwidth, tc units: e.g. 1gbit, 100mbit, 125mbps",
-                               "network")
-    latency: str | None = _f(None, "emulated per-message latency, tc units: e.g. 0.5ms, 50us",
-                             "network")
-    collective_timeout: float = _f(120.0, "seconds before a collective that never completes "
-                                          "fails the run (a dead peer)", "launch")
+    local_addr: str | None = _f(
+        None, "address the other nodes reach this node at (multi-node; default: this host's name)", "launch"
+    )
+    network: str | None = _f(
+        None,
+        "emulated network profile (see `ttabench network list`): "
+        "loopback, 100gbe, 25gbe, 10gbe, 1gbe, 100mbit, wan",
+        "network",
+    )
+    bandwidth: str | None = _f(
+        None, "emulated link bandwidth, tc units: e.g. 1gbit, 100mbit, 125mbps", "network"
+    )
+    latency: str | None = _f(None, "emulated per-message latency, tc units: e.g. 0.5ms, 50us", "network")
+    collective_timeout: float = _f(
+        120.0, "seconds before a collective that never completes fails the run (a dead peer)", "launch"
+    )
     # -- output
-    results_dir: str = _f("results", "results root: results/<system>/<benchmark>/<division>/<run-id>/",
-                          "output")
-    system: str | None = _f(None, "system name in the results path (default: derived from the "
-                                  "hardware)", "output")
-    progress: str = _f("auto", "rich live display, plain lines, or none (auto: rich on a terminal)",
-                       "output", choices=PROGRESS)
-    checkpoint_every: str | None = _f(None, "save a checkpoint (model, optimizer, data position, "
-                                             "clocks) at this cadence, e.g. 1epoch or 200steps; "
-                                             "continue with `ttabench run --resume RUN_DIR`", "output")
-    max_restarts: int = _f(0, "torchrun: restart all workers up to this many times after a "
-                              "failure, continuing from the last checkpoint", "launch")
-    save_model: bool = _f(False, "save rank 0's final weights as model.pt in the run folder "
-                                 "(a plain state_dict)", "output")
+    results_dir: str = _f(
+        "results", "results root: results/<system>/<benchmark>/<division>/<run-id>/", "output"
+    )
+    system: str | None = _f(
+        None, "system name in the results path (default: derived from the hardware)", "output"
+    )
+    progress: str = _f(
+        "auto",
+        "rich live display, plain lines, or none (auto: rich on a terminal)",
+        "output",
+        choices=PROGRESS,
+    )
+    checkpoint_every: str | None = _f(
+        None,
+        "save a checkpoint (model, optimizer, data position, "
+        "clocks) at this cadence, e.g. 1epoch or 200steps; "
+        "continue with `ttabench run --resume RUN_DIR`",
+        "output",
+    )
+    max_restarts: int = _f(
+        0,
+        "torchrun: restart all workers up to this many times after a "
+        "failure, continuing from the last checkpoint",
+        "launch",
+    )
+    save_model: bool = _f(
+        False, "save rank 0's final weights as model.pt in the run folder (a plain state_dict)", "output"
+    )
     run_dir: str | None = _f(None, argparse.SUPPRESS, "output")  # set by the launcher
-    resume: bool = _f(False, argparse.SUPPRESS, "output")  # continue run_dir from its checkpoint  # set by the launcher
+    resume: bool = _f(
+        False, argparse.SUPPRESS, "output"
+    )  # continue run_dir from its checkpoint  # set by the launcher
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
+    def from_dict(cls, d: dict) -> RunConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -163,8 +223,10 @@ class RunConfig:
                     raise UserError(f"{flag} needs --division open")
                 open_division.parse_ref(ref, flag)
         if self.division == "open" and not self.model and not self.optimizer:
-            raise UserError("--division open needs --model MODULE:CALLABLE or path/to/file.py:CALLABLE, "
-                            "or --optimizer with the closed model of --benchmark")
+            raise UserError(
+                "--division open needs --model MODULE:CALLABLE or path/to/file.py:CALLABLE, "
+                "or --optimizer with the closed model of --benchmark"
+            )
         if self.division == "closed":
             broken = CLOSED.check_batch(self.batch_size, self.workers * self.nnodes)
             if broken:
@@ -182,8 +244,10 @@ class RunConfig:
             return None
         d = self.data_dir or os.environ.get("TTABENCH_DATA_DIR")
         if not d:
-            raise UserError("no data: pass --data-dir DIR (a cifar-10-batches-py folder; "
-                            "`ttabench data download` fetches it) or --synthetic for the offline demo")
+            raise UserError(
+                "no data: pass --data-dir DIR (a cifar-10-batches-py folder; "
+                "`ttabench data download` fetches it) or --synthetic for the offline demo"
+            )
         return d
 
     def world_size(self) -> int:
@@ -237,8 +301,7 @@ def add_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -
         group.add_argument(flag, **kw)
 
 
-_TYPES = {"int": int, "int | None": int, "float": float, "float | None": float,
-          "str": str, "str | None": str}
+_TYPES = {"int": int, "int | None": int, "float": float, "float | None": float, "str": str, "str | None": str}
 
 
 def from_args(ns: argparse.Namespace) -> RunConfig:

@@ -83,8 +83,9 @@ def resume_config(run_dir: str) -> RunConfig:
     if not os.path.isfile(os.path.join(run_dir, "config.json")):
         raise UserError(f"not a run folder (no config.json): {run_dir}")
     if not os.path.isfile(os.path.join(run_dir, checkpoint.FILE)):
-        raise UserError(f"{run_dir} has no {checkpoint.FILE} to resume from "
-                        "(runs write one with --checkpoint-every)")
+        raise UserError(
+            f"{run_dir} has no {checkpoint.FILE} to resume from (runs write one with --checkpoint-every)"
+        )
     summary_path = os.path.join(run_dir, "summary.json")
     status = read_json(summary_path).get("status") if os.path.exists(summary_path) else None
     if status in ("success", "diverged"):
@@ -92,8 +93,7 @@ def resume_config(run_dir: str) -> RunConfig:
     saved = read_json(os.path.join(run_dir, "config.json")).get("config")
     if not isinstance(saved, dict):
         raise UserError(f"{run_dir}/config.json has no 'config' to resume with")
-    cfg = dataclasses.replace(RunConfig.from_dict(saved), run_dir=os.path.abspath(run_dir),
-                              resume=True)
+    cfg = dataclasses.replace(RunConfig.from_dict(saved), run_dir=os.path.abspath(run_dir), resume=True)
     cfg.validate()
     return cfg
 
@@ -115,18 +115,27 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
     if backend == "torchrun":
         outcome = _launch_torchrun(cfg)
         restarts = 0
-        while (outcome.code not in (0, 130) and restarts < cfg.max_restarts and cfg.run_dir
-               and _can_restart(cfg.run_dir)):
+        while (
+            outcome.code not in (0, 130)
+            and restarts < cfg.max_restarts
+            and cfg.run_dir
+            and _can_restart(cfg.run_dir)
+        ):
             # Start every worker again on a fresh rendezvous; they continue
             # from the run's last checkpoint (or from the start without one).
             restarts += 1
-            print(f"ttabench: {outcome.text}; restart {restarts} of {cfg.max_restarts}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"ttabench: {outcome.text}; restart {restarts} of {cfg.max_restarts}",
+                file=sys.stderr,
+                flush=True,
+            )
             outcome = _launch_torchrun(dataclasses.replace(cfg, resume=True))
     elif backend == "horovod":
         if cfg.nnodes != 1:
-            raise UserError("multi-node Horovod runs are started with horovodrun -H host1:n,host2:n "
-                            "... python -m ttabench.launch.worker --backend horovod (see README)")
+            raise UserError(
+                "multi-node Horovod runs are started with horovodrun -H host1:n,host2:n "
+                "... python -m ttabench.launch.worker --backend horovod (see README)"
+            )
         outcome = _launch_horovod(cfg)
     else:
         raise UserError(f"unknown backend {backend}")
@@ -147,15 +156,19 @@ def check_open_submission(cfg: RunConfig) -> None:
     """The worker's set-up, once, in this process on the CPU: a broken submission then ends
     in one error line here instead of one per worker, before any folder or process exists."""
     import torch
-
     from ttabench.launch.worker import comm
     from ttabench.launch.worker.main import build
 
     one = comm.Comm()
     one.world_size = cfg.world_size()  # the global batch is checked as the workers will see it
     # No compilation here: each worker compiles for its own device; this only checks the submission.
-    build(dataclasses.replace(cfg, device="cpu", precision="fp32", compile="none"), one, cfg.seed or 0,
-          torch.device("cpu"), None)
+    build(
+        dataclasses.replace(cfg, device="cpu", precision="fp32", compile="none"),
+        one,
+        cfg.seed or 0,
+        torch.device("cpu"),
+        None,
+    )
 
 
 def _with_run_dir(cfg: RunConfig) -> RunConfig:
@@ -211,8 +224,7 @@ def record_outcome(run_dir: str, outcome: Outcome) -> str:
     summary["status"] = status
     summary["failed_ranks"] = outcome.ranks
     root = outcome.ranks[0] if outcome.ranks else None
-    recorded_root = (root is not None and root["signal"] is None
-                     and root["rank"] == summary.get("failed_rank"))
+    recorded_root = root is not None and root["signal"] is None and root["rank"] == summary.get("failed_rank")
     if summary.get("error") and (recorded_root or not outcome.ranks):
         summary["launcher_error"] = outcome.text  # the recording worker was the root cause
     elif status == "failed":
@@ -243,12 +255,20 @@ def _launch_torchrun(cfg: RunConfig) -> Outcome:
         run_id = "ttabench-" + cfg.rdzv_endpoint.replace(":", "-")
     rdzv_configs["timeout"] = int(max(60, cfg.collective_timeout))
     lc = LaunchConfig(
-        min_nodes=cfg.nnodes, max_nodes=cfg.nnodes, nproc_per_node=cfg.workers,
-        run_id=run_id, rdzv_backend="c10d", rdzv_endpoint=endpoint, rdzv_configs=rdzv_configs,
+        min_nodes=cfg.nnodes,
+        max_nodes=cfg.nnodes,
+        nproc_per_node=cfg.workers,
+        run_id=run_id,
+        rdzv_backend="c10d",
+        rdzv_endpoint=endpoint,
+        rdzv_configs=rdzv_configs,
         # Restarts are the launcher's (see launch()): torch 2.13's in-place
         # restart cannot re-form a gloo group after a worker was SIGKILLed
         # in a collective (reproduced with plain torchrun).
-        max_restarts=0, monitor_interval=0.2, start_method="spawn", local_addr=cfg.local_addr,
+        max_restarts=0,
+        monitor_interval=0.2,
+        start_method="spawn",
+        local_addr=cfg.local_addr,
         logs_specs=DefaultLogsSpecs(),
     )
     # torchrun's default of one OpenMP thread per worker: the worker sets its
@@ -279,8 +299,9 @@ def _torch_failures(e) -> Outcome:
     first_rank, _ = e.get_first_failure()
     killed = {rank for rank, f in e.failures.items() if f.exitcode == -signal.SIGKILL}
     ranks = []
-    for rank, f in sorted(e.failures.items(),
-                          key=lambda kv: (kv[0] not in killed, kv[0] != first_rank, kv[0])):
+    for rank, f in sorted(
+        e.failures.items(), key=lambda kv: (kv[0] not in killed, kv[0] != first_rank, kv[0])
+    ):
         signal_name = f.signal_name() if f.exitcode < 0 else None
         msg = f.message if isinstance(f.message, str) else (f.message or {}).get("message", "")
         if signal_name or "To enable traceback" in msg:  # no account of its own, or torch's placeholder
@@ -293,14 +314,18 @@ def _torch_failures(e) -> Outcome:
 def _ranks_text(ranks: list[dict]) -> str:
     """'rank 1 killed by SIGKILL; rank 0 exit code 1: <its last line>' (the order given)."""
     return "; ".join(
-        f"rank {r['rank']} " + (f"killed by {r['signal']}" if r["signal"] else f"exit code {r['exitcode']}")
-        + (f": {r['message']}" if r.get("message") else "") for r in ranks)
+        f"rank {r['rank']} "
+        + (f"killed by {r['signal']}" if r["signal"] else f"exit code {r['exitcode']}")
+        + (f": {r['message']}" if r.get("message") else "")
+        for r in ranks
+    )
 
 
 def horovodrun_command(workers: int) -> list[str]:
     """horovodrun with the gloo controller on this host, from this environment."""
-    horovodrun = shutil.which("horovodrun", path=os.path.dirname(sys.executable) + os.pathsep
-                              + os.environ.get("PATH", ""))
+    horovodrun = shutil.which(
+        "horovodrun", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    )
     if horovodrun is None:
         raise UserError("horovodrun not found: install Horovod with scripts/install_horovod.sh")
     return [horovodrun, "-np", str(workers), "-H", f"localhost:{workers}", "--gloo"]
@@ -313,12 +338,22 @@ def _launch_horovod(cfg: RunConfig) -> Outcome:
     """horovodrun, its output passed through line by line and read for which rank ended how
     (horovodrun's own closing summary sometimes names the wrong process)."""
     worker_cfg = dataclasses.replace(cfg, backend="horovod")
-    cmd = (horovodrun_command(cfg.workers) + [sys.executable, "-m", "ttabench.launch.worker"]
-           + worker_argv(worker_cfg))
+    cmd = (
+        horovodrun_command(cfg.workers)
+        + [sys.executable, "-m", "ttabench.launch.worker"]
+        + worker_argv(worker_cfg)
+    )
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+    )
     ranks, interrupted = [], False
     try:
         for line in proc.stdout:

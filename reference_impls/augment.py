@@ -32,16 +32,16 @@ class CropFlip:
     flip: torch.Tensor  # bool
 
     @classmethod
-    def draw(cls, n: int, generator: torch.Generator) -> "CropFlip":
+    def draw(cls, n: int, generator: torch.Generator) -> CropFlip:
         dy = torch.randint(0, 2 * PAD + 1, (n,), generator=generator)
         dx = torch.randint(0, 2 * PAD + 1, (n,), generator=generator)
         flip = torch.rand(n, generator=generator) < 0.5
         return cls(dy, dx, flip)
 
-    def to(self, device) -> "CropFlip":
+    def to(self, device) -> CropFlip:
         return CropFlip(self.dy.to(device), self.dx.to(device), self.flip.to(device))
 
-    def __getitem__(self, idx) -> "CropFlip":
+    def __getitem__(self, idx) -> CropFlip:
         return CropFlip(self.dy[idx], self.dx[idx], self.flip[idx])
 
 
@@ -55,8 +55,9 @@ def crop_flip(images: torch.Tensor, params: CropFlip) -> torch.Tensor:
     padded = torch.nn.functional.pad(images, (PAD, PAD, PAD, PAD))
     ar = torch.arange(SIZE, device=images.device)
     rows = params.dy[:, None] + ar  # N x 32
-    cols = torch.where(params.flip[:, None], params.dx[:, None] + (SIZE - 1 - ar),
-                       params.dx[:, None] + ar)  # reading columns backwards is the flip
+    cols = torch.where(
+        params.flip[:, None], params.dx[:, None] + (SIZE - 1 - ar), params.dx[:, None] + ar
+    )  # reading columns backwards is the flip
     n_idx = torch.arange(n, device=images.device)[:, None, None, None]
     c_idx = torch.arange(c, device=images.device)[None, :, None, None]
     return padded[n_idx, c_idx, rows[:, None, :, None], cols[:, None, None, :]]
@@ -65,8 +66,7 @@ def crop_flip(images: torch.Tensor, params: CropFlip) -> torch.Tensor:
 class Normalize:
     """uint8 N x 3 x H x W -> float, per-channel (x/255 - mean) / std, in one fused op."""
 
-    def __init__(self, mean, std, device="cpu", dtype=torch.float32,
-                 channels_last: bool = False):
+    def __init__(self, mean, std, device="cpu", dtype=torch.float32, channels_last: bool = False):
         mean = torch.tensor(mean, dtype=torch.float32, device=device)
         std = torch.tensor(std, dtype=torch.float32, device=device)
         # x * scale + shift with scale = 1/(255 std), shift = -mean/std

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-
 from ttabench import UserError
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -61,8 +60,11 @@ class Cifar10:
     @property
     def full(self) -> bool:
         """True for the complete data set as distributed (50k train / 10k test)."""
-        return (not self.synthetic and len(self.train_labels) == FULL_TRAIN_SIZE
-                and len(self.test_labels) == FULL_TEST_SIZE)
+        return (
+            not self.synthetic
+            and len(self.train_labels) == FULL_TRAIN_SIZE
+            and len(self.test_labels) == FULL_TEST_SIZE
+        )
 
     def describe(self) -> dict:
         """What config.json records about the data."""
@@ -109,15 +111,17 @@ def _read_pickle(path: str) -> dict:
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
-        raise UserError(f"CIFAR-10 file missing: {path} "
-                        "(run `ttabench data download --dir DIR` or pass --data-dir)") from None
+        raise UserError(
+            f"CIFAR-10 file missing: {path} (run `ttabench data download --dir DIR` or pass --data-dir)"
+        ) from None
     except OSError as e:
         raise UserError(f"cannot read CIFAR-10 file {path}: {e.strerror}") from None
     try:
         obj = _ArrayOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as e:  # truncated or foreign files raise many types
-        raise UserError(f"not a CIFAR-10 batch file (unreadable pickle): {path}: "
-                        f"{type(e).__name__}: {e}") from None
+        raise UserError(
+            f"not a CIFAR-10 batch file (unreadable pickle): {path}: {type(e).__name__}: {e}"
+        ) from None
     if not isinstance(obj, dict):
         raise UserError(f"not a CIFAR-10 batch file (expected a dict): {path}")
     return obj
@@ -131,12 +135,14 @@ def read_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
         raise UserError(f"not a CIFAR-10 batch file (no b'data'/b'labels'): {path}")
     data = np.asarray(data)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise UserError(f"not a CIFAR-10 batch file (data is {data.dtype} {data.shape}, "
-                        f"expected uint8 N x 3072): {path}")
+        raise UserError(
+            f"not a CIFAR-10 batch file (data is {data.dtype} {data.shape}, expected uint8 N x 3072): {path}"
+        )
     labels = np.asarray(labels, dtype=np.int64)
     if labels.shape != (data.shape[0],):
-        raise UserError(f"corrupt CIFAR-10 batch file ({len(labels)} labels for "
-                        f"{data.shape[0]} images): {path}")
+        raise UserError(
+            f"corrupt CIFAR-10 batch file ({len(labels)} labels for {data.shape[0]} images): {path}"
+        )
     if data.shape[0] == 0:
         raise UserError(f"empty CIFAR-10 batch file: {path}")
     if labels.min() < 0 or labels.max() >= NUM_CLASSES:
@@ -153,26 +159,31 @@ def _read_split(data_dir: str, names, hasher) -> tuple[torch.Tensor, torch.Tenso
             hasher.update(hashlib.sha256(f.read()).digest())
         images.append(x)
         labels.append(y)
-    return (torch.from_numpy(np.concatenate(images)).contiguous(),
-            torch.from_numpy(np.concatenate(labels)))
+    return (torch.from_numpy(np.concatenate(images)).contiguous(), torch.from_numpy(np.concatenate(labels)))
 
 
 def check_files(data_dir: str) -> None:
     """Fail early, in one line, when the folder or one of its batch files is missing."""
     if not os.path.isdir(data_dir):
-        raise UserError(f"CIFAR-10 directory not found: {data_dir} "
-                        "(run `ttabench data download --dir DIR` or pass --data-dir)")
+        raise UserError(
+            f"CIFAR-10 directory not found: {data_dir} "
+            "(run `ttabench data download --dir DIR` or pass --data-dir)"
+        )
     for name in TRAIN_FILES + (TEST_FILE,):
         if not os.path.isfile(os.path.join(data_dir, name)):
-            raise UserError(f"CIFAR-10 file missing: {os.path.join(data_dir, name)} "
-                            "(run `ttabench data download --dir DIR` or pass --data-dir)")
+            raise UserError(
+                f"CIFAR-10 file missing: {os.path.join(data_dir, name)} "
+                "(run `ttabench data download --dir DIR` or pass --data-dir)"
+            )
 
 
 def load(data_dir: str) -> Cifar10:
     """Read both splits from a `cifar-10-batches-py` directory."""
     if not os.path.isdir(data_dir):
-        raise UserError(f"CIFAR-10 directory not found: {data_dir} "
-                        "(run `ttabench data download --dir DIR` or pass --data-dir)")
+        raise UserError(
+            f"CIFAR-10 directory not found: {data_dir} "
+            "(run `ttabench data download --dir DIR` or pass --data-dir)"
+        )
     hasher = hashlib.sha256()
     train_x, train_y = _read_split(data_dir, TRAIN_FILES, hasher)
     test_x, test_y = _read_split(data_dir, (TEST_FILE,), hasher)
@@ -180,12 +191,12 @@ def load(data_dir: str) -> Cifar10:
     meta_path = os.path.join(data_dir, META_FILE)
     if os.path.exists(meta_path) and _read_pickle(meta_path).get(_SYNTHETIC_KEY):
         source = "synthetic"
-    return Cifar10(train_x, train_y, test_x, test_y, source=source,
-                   data_dir=data_dir, fingerprint=hasher.hexdigest())
+    return Cifar10(
+        train_x, train_y, test_x, test_y, source=source, data_dir=data_dir, fingerprint=hasher.hexdigest()
+    )
 
 
-def synthetic(train_size: int = 5000, test_size: int = 1000, seed: int = 0,
-              noise: float = 70.0) -> Cifar10:
+def synthetic(train_size: int = 5000, test_size: int = 1000, seed: int = 0, noise: float = 70.0) -> Cifar10:
     """A deterministic, learnable stand-in for CIFAR-10 (no download needed).
 
     Class c is a smooth random colour pattern P_c (an 8x8 field upsampled to
@@ -195,8 +206,7 @@ def synthetic(train_size: int = 5000, test_size: int = 1000, seed: int = 0,
     """
     g = torch.Generator().manual_seed(seed)
     coarse = torch.rand(NUM_CLASSES, 3, 8, 8, generator=g) * 2 - 1
-    patterns = torch.nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear",
-                                               align_corners=False)
+    patterns = torch.nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=False)
 
     def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         labels = torch.arange(n) % NUM_CLASSES
@@ -205,8 +215,12 @@ def synthetic(train_size: int = 5000, test_size: int = 1000, seed: int = 0,
         ar = torch.arange(32)
         rows = (ar[None, :] - shifts[:, :1]) % 32  # a circular shift as one gather
         cols = (ar[None, :] - shifts[:, 1:]) % 32
-        x = patterns[labels[:, None, None, None], torch.arange(3)[None, :, None, None],
-                     rows[:, None, :, None], cols[:, None, None, :]]
+        x = patterns[
+            labels[:, None, None, None],
+            torch.arange(3)[None, :, None, None],
+            rows[:, None, :, None],
+            cols[:, None, None, :],
+        ]
         contrast = 40 + 50 * torch.rand(n, 1, 1, 1, generator=g)
         x = 128 + contrast * x + noise * torch.randn(x.shape, generator=g)
         return x.round().clamp(0, 255).to(torch.uint8), labels.to(torch.int64)
@@ -214,8 +228,14 @@ def synthetic(train_size: int = 5000, test_size: int = 1000, seed: int = 0,
     train_x, train_y = make(train_size)
     test_x, test_y = make(test_size)
     tag = f"synthetic:train={train_size}:test={test_size}:seed={seed}:noise={noise}"
-    return Cifar10(train_x, train_y, test_x, test_y, source="synthetic",
-                   fingerprint=hashlib.sha256(tag.encode()).hexdigest())
+    return Cifar10(
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        source="synthetic",
+        fingerprint=hashlib.sha256(tag.encode()).hexdigest(),
+    )
 
 
 def write(data: Cifar10, out_dir: str) -> None:
@@ -239,8 +259,7 @@ def write(data: Cifar10, out_dir: str) -> None:
     for name, idx in zip(TRAIN_FILES, chunks):
         dump(name, data.train_images[idx], data.train_labels[idx])
     dump(TEST_FILE, data.test_images, data.test_labels)
-    meta = {b"label_names": [n.encode() for n in LABEL_NAMES],
-            b"num_cases_per_batch": int(len(chunks[0]))}
+    meta = {b"label_names": [n.encode() for n in LABEL_NAMES], b"num_cases_per_batch": int(len(chunks[0]))}
     if data.synthetic:
         meta[_SYNTHETIC_KEY] = True
     tmp = os.path.join(out_dir, f".{META_FILE}.tmp")
@@ -249,5 +268,4 @@ def write(data: Cifar10, out_dir: str) -> None:
     os.replace(tmp, os.path.join(out_dir, META_FILE))
 
 
-LABEL_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
-               "dog", "frog", "horse", "ship", "truck")
+LABEL_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

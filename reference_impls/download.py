@@ -57,8 +57,9 @@ _SAFE_PART = re.compile(r"[A-Za-z0-9._+-]+")
 Progress = Callable[[int, Optional[int]], None]
 
 
-def download(dest_dir: str, url: str = URL, md5: str = MD5,
-             progress: Progress | None = None, timeout: float = 60) -> str:
+def download(
+    dest_dir: str, url: str = URL, md5: str = MD5, progress: Progress | None = None, timeout: float = 60
+) -> str:
     """Make sure ``dest_dir/cifar-10-batches-py`` holds CIFAR-10; return its path.
 
     ``progress(done_bytes, total_bytes_or_None)`` is called while the archive
@@ -78,8 +79,7 @@ def download(dest_dir: str, url: str = URL, md5: str = MD5,
         os.close(fd)
         os.remove(probe)
     except OSError as e:
-        raise UserError(f"cannot write to data directory {dest_dir}: "
-                        f"{e.strerror or e}") from None
+        raise UserError(f"cannot write to data directory {dest_dir}: {e.strerror or e}") from None
     archive = os.path.join(dest_dir, ARCHIVE)
     if not (os.path.isfile(archive) and _file_md5(archive) == md5):
         _download_archive(url, archive, md5, progress, timeout)
@@ -94,14 +94,15 @@ def is_complete(folder: str, md5: str = MD5) -> bool:
             recorded = f.read().strip().lower()
     except (OSError, UnicodeDecodeError):
         return False
-    return (recorded == md5.strip().lower()
-            and all(os.path.isfile(os.path.join(folder, n)) for n in REQUIRED_FILES))
+    return recorded == md5.strip().lower() and all(
+        os.path.isfile(os.path.join(folder, n)) for n in REQUIRED_FILES
+    )
 
 
 # --- download -----------------------------------------------------------------
 
-def _download_archive(url: str, archive: str, md5: str, progress: Progress | None,
-                      timeout: float) -> None:
+
+def _download_archive(url: str, archive: str, md5: str, progress: Progress | None, timeout: float) -> None:
     part = archive + PART_SUFFIX
     offset = _file_size(part)
     # At most two requests: a resume attempt, then a fresh start when the
@@ -125,21 +126,26 @@ def _download_archive(url: str, archive: str, md5: str, progress: Progress | Non
                     _remove(part)
                     offset = 0
                     continue
-                raise UserError(f"cannot download {url}: the server sent an unusable "
-                                f"partial response (Content-Range "
-                                f"{resp.headers.get('Content-Range')!r})")
+                raise UserError(
+                    f"cannot download {url}: the server sent an unusable "
+                    f"partial response (Content-Range "
+                    f"{resp.headers.get('Content-Range')!r})"
+                )
             # start == 0 also covers a server that ignores Range and answers
             # 200 with the whole file: the part is then rewritten from scratch.
             hasher = _file_hasher(part) if start else hashlib.md5()
             done = _stream(resp, url, part, start, total, hasher, progress)
         if total is not None and done < total:
-            raise UserError(f"download of {url} stopped after {done} of {total} bytes "
-                            f"(kept in {part}); run again to resume")
+            raise UserError(
+                f"download of {url} stopped after {done} of {total} bytes "
+                f"(kept in {part}); run again to resume"
+            )
         actual = hasher.hexdigest()
         if actual != md5:
             _remove(part)
-            raise UserError(f"md5 mismatch for {url}: expected {md5}, got {actual} "
-                            "(download deleted; run again to retry)")
+            raise UserError(
+                f"md5 mismatch for {url}: expected {md5}, got {actual} (download deleted; run again to retry)"
+            )
         os.replace(part, archive)
         return
     raise UserError(f"cannot download {url}: the server does not serve a consistent file")
@@ -174,15 +180,15 @@ def _body_range(resp) -> tuple[int | None, int | None]:
     if getattr(resp, "status", 200) != 206:
         length = resp.headers.get("Content-Length")
         return 0, int(length) if length and length.isdigit() else None
-    m = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*",
-                     resp.headers.get("Content-Range") or "")
+    m = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", resp.headers.get("Content-Range") or "")
     if not m:
         return None, None
     return int(m[1]), None if m[3] == "*" else int(m[3])
 
 
-def _stream(resp, url: str, part: str, start: int, total: int | None, hasher,
-            progress: Progress | None) -> int:
+def _stream(
+    resp, url: str, part: str, start: int, total: int | None, hasher, progress: Progress | None
+) -> int:
     """Append the response body to `part` (rewriting it when start == 0);
     return the number of bytes the part file now holds."""
     done = start
@@ -201,9 +207,11 @@ def _stream(resp, url: str, part: str, start: int, total: int | None, hasher,
                 chunk = read(_CHUNK)
             except (OSError, http.client.HTTPException) as e:
                 f.flush()
-                raise UserError(f"download of {url} failed after {done} bytes: "
-                                f"{_one_line(e) or type(e).__name__} (kept in {part}; "
-                                "run again to resume)") from None
+                raise UserError(
+                    f"download of {url} failed after {done} bytes: "
+                    f"{_one_line(e) or type(e).__name__} (kept in {part}; "
+                    "run again to resume)"
+                ) from None
             if not chunk:
                 break
             try:
@@ -218,6 +226,7 @@ def _stream(resp, url: str, part: str, start: int, total: int | None, hasher,
 
 
 # --- extraction ----------------------------------------------------------------
+
 
 def _extract(archive: str, dest_dir: str, md5: str) -> None:
     try:
@@ -236,8 +245,10 @@ def _extract(archive: str, dest_dir: str, md5: str) -> None:
                         continue
                     written += member.size
                     if written > _MAX_EXTRACTED_BYTES:
-                        raise UserError(f"refusing to extract {archive}: it unpacks to more "
-                                        f"than {_MAX_EXTRACTED_BYTES >> 20} MiB, not CIFAR-10")
+                        raise UserError(
+                            f"refusing to extract {archive}: it unpacks to more "
+                            f"than {_MAX_EXTRACTED_BYTES >> 20} MiB, not CIFAR-10"
+                        )
                     os.makedirs(os.path.dirname(target), exist_ok=True)
                     src = tar.extractfile(member)
                     # Nothing but plain files and folders is ever created in
@@ -247,8 +258,7 @@ def _extract(archive: str, dest_dir: str, md5: str) -> None:
         except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
             # An errno means the disk (full, permissions), anything else a bad archive.
             hint = "" if getattr(e, "errno", None) else " (delete it and run again)"
-            raise UserError(f"cannot extract {archive}: "
-                            f"{_one_line(e) or type(e).__name__}{hint}") from None
+            raise UserError(f"cannot extract {archive}: {_one_line(e) or type(e).__name__}{hint}") from None
         new = os.path.join(tmp, FOLDER)
         missing = [n for n in REQUIRED_FILES if not os.path.isfile(os.path.join(new, n))]
         if missing:
@@ -303,6 +313,7 @@ def _write_marker(folder: str, md5: str) -> None:
 
 
 # --- small helpers ---------------------------------------------------------------
+
 
 def _file_hasher(path: str):
     h = hashlib.md5()

@@ -29,8 +29,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import asdict, dataclass
 
-BENCHMARKS = {f"resnet{d}{suffix}": (d, v)
-              for d in (20, 32, 44, 56) for v, suffix in ((1, ""), (2, "-v2"))}
+BENCHMARKS = {f"resnet{d}{suffix}": (d, v) for d in (20, 32, 44, 56) for v, suffix in ((1, ""), (2, "-v2"))}
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
@@ -66,8 +65,10 @@ class Recipe:
     def check_batch(self, batch_per_worker: int, workers: int) -> str | None:
         """None if the batch is allowed in the closed division, else the broken rule."""
         if not self.min_batch_per_worker <= batch_per_worker <= self.max_batch_per_worker:
-            return (f"batch per worker {batch_per_worker} outside "
-                    f"{self.min_batch_per_worker}..{self.max_batch_per_worker}")
+            return (
+                f"batch per worker {batch_per_worker} outside "
+                f"{self.min_batch_per_worker}..{self.max_batch_per_worker}"
+            )
         if batch_per_worker * workers > self.max_global_batch:
             return f"global batch {batch_per_worker * workers} above {self.max_global_batch}"
         return None

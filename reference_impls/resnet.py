@@ -22,9 +22,8 @@ bias 0, the linear layer PyTorch's default.
 
 from __future__ import annotations
 
-import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 DEPTHS = (20, 32, 44, 56)
 
@@ -67,8 +66,9 @@ class BasicBlockV2(nn.Module):
         self.conv1 = _conv3x3(cin, cout, stride)
         self.bn2 = nn.BatchNorm2d(cout)
         self.conv2 = _conv3x3(cout, cout)
-        self.projection = (nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
-                           if stride != 1 or cin != cout else None)
+        self.projection = (
+            nn.Conv2d(cin, cout, 1, stride=stride, bias=False) if stride != 1 or cin != cout else None
+        )
 
     def forward(self, x):
         pre = F.relu(self.bn1(x))

@@ -36,16 +36,25 @@ def subset_dir() -> str:
     pytest.skip(msg)
 
 
-def run_cli(*args: str, timeout: float = 600, env: dict | None = None, cwd=None,
-            check: bool = False) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, timeout: float = 600, env: dict | None = None, cwd=None, check: bool = False
+) -> subprocess.CompletedProcess:
     """Run `python -m ttabench ARGS` in a real subprocess and capture its output."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    proc = subprocess.run([sys.executable, "-m", "ttabench", *args], capture_output=True,
-                          text=True, timeout=timeout, env=full_env, cwd=cwd)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ttabench", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=cwd,
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"ttabench {' '.join(args)} exited {proc.returncode}\n"
-                             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        raise AssertionError(
+            f"ttabench {' '.join(args)} exited {proc.returncode}\n"
+            f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
     return proc
 
 

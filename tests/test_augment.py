@@ -7,7 +7,6 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
-
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls.augment import PAD, SIZE, CropFlip, Normalize, crop_flip
 
@@ -15,7 +14,7 @@ from ttabench.reference_impls.augment import PAD, SIZE, CropFlip, Normalize, cro
 def _reference(images: torch.Tensor, p: CropFlip) -> torch.Tensor:
     out = []
     for img, dy, dx, flip in zip(images, p.dy.tolist(), p.dx.tolist(), p.flip.tolist()):
-        crop = F.pad(img, (4, 4, 4, 4))[:, dy:dy + 32, dx:dx + 32]
+        crop = F.pad(img, (4, 4, 4, 4))[:, dy : dy + 32, dx : dx + 32]
         out.append(crop.flip(-1) if flip else crop)
     return torch.stack(out)
 
@@ -32,9 +31,11 @@ def test_constants():
 def test_crop_flip_all_81_offsets_and_both_flips():
     combos = list(itertools.product(range(9), range(9), (False, True)))
     assert len(combos) == 162
-    params = CropFlip(dy=torch.tensor([c[0] for c in combos]),
-                      dx=torch.tensor([c[1] for c in combos]),
-                      flip=torch.tensor([c[2] for c in combos]))
+    params = CropFlip(
+        dy=torch.tensor([c[0] for c in combos]),
+        dx=torch.tensor([c[1] for c in combos]),
+        flip=torch.tensor([c[2] for c in combos]),
+    )
     images = _random_uint8(len(combos), seed=1)
     out = crop_flip(images, params)
     assert out.dtype == torch.uint8 and out.shape == (162, 3, 32, 32)
@@ -109,6 +110,7 @@ def test_cropflip_draw_ranges_and_types():
 
 # --- Normalize ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_normalize_matches_formula(channels_last):
     images = _random_uint8(16, seed=4)
@@ -148,6 +150,7 @@ def test_normalize_bf16_dtype():
     images = _random_uint8(2, seed=8)
     out = Normalize(cifar10.MEAN, cifar10.STD, dtype=torch.bfloat16)(images)
     assert out.dtype == torch.bfloat16
-    expected = (images.double() / 255 - torch.tensor(cifar10.MEAN, dtype=torch.float64).view(1, 3, 1, 1)) \
-        / torch.tensor(cifar10.STD, dtype=torch.float64).view(1, 3, 1, 1)
+    expected = (
+        images.double() / 255 - torch.tensor(cifar10.MEAN, dtype=torch.float64).view(1, 3, 1, 1)
+    ) / torch.tensor(cifar10.STD, dtype=torch.float64).view(1, 3, 1, 1)
     assert torch.allclose(out.double(), expected, rtol=0, atol=0.02)

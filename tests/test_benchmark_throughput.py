@@ -19,7 +19,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _module():
     spec = importlib.util.spec_from_file_location(
-        "benchmarks_throughput", os.path.join(REPO, "benchmarks", "throughput.py"))
+        "benchmarks_throughput", os.path.join(REPO, "benchmarks", "throughput.py")
+    )
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
@@ -27,18 +28,32 @@ def _module():
 
 
 def _run(mode, seed, img_s, acc=0.5, **kw):
-    r = {"mode": mode, "seed": seed, "img_s": img_s, "s_per_epoch": 5000 / img_s, "accuracy": acc,
-         "peak_rss_mib": 700.0, "warmup_s": None, "cpu_s_per_img": 0.001,
-         "load_before": [1.0, 1.0, 1.0], "load_after": [2.0, 1.0, 1.0]}
+    r = {
+        "mode": mode,
+        "seed": seed,
+        "img_s": img_s,
+        "s_per_epoch": 5000 / img_s,
+        "accuracy": acc,
+        "peak_rss_mib": 700.0,
+        "warmup_s": None,
+        "cpu_s_per_img": 0.001,
+        "load_before": [1.0, 1.0, 1.0],
+        "load_after": [2.0, 1.0, 1.0],
+    }
     r.update(kw)
     return r
 
 
 def test_speedup_is_the_median_of_per_repetition_ratios():
     tp = _module()
-    runs = [_run("baseline", 0, 100.0), _run("bf16-cl", 0, 250.0),
-            _run("baseline", 1, 200.0), _run("bf16-cl", 1, 300.0),   # the load changed: ratio 1.5
-            _run("baseline", 2, 100.0), _run("bf16-cl", 2, 300.0, warmup_s=4.0)]
+    runs = [
+        _run("baseline", 0, 100.0),
+        _run("bf16-cl", 0, 250.0),
+        _run("baseline", 1, 200.0),
+        _run("bf16-cl", 1, 300.0),  # the load changed: ratio 1.5
+        _run("baseline", 2, 100.0),
+        _run("bf16-cl", 2, 300.0, warmup_s=4.0),
+    ]
     rows = {r["mode"]: r for r in tp.summarize(runs, ["baseline", "bf16-cl"])}
     s = rows["bf16-cl"]["speedup"]
     assert (s["median"], s["min"], s["max"], s["n"]) == (2.5, 1.5, 3.0, 3)
@@ -50,8 +65,10 @@ def test_speedup_is_the_median_of_per_repetition_ratios():
 
 def test_failed_mode_shows_in_the_table_and_has_no_speedup():
     tp = _module()
-    runs = [_run("baseline", 0, 100.0),
-            {"mode": "compile-fp32-cl", "seed": 0, "error": "exit 1: no C++ compiler"}]
+    runs = [
+        _run("baseline", 0, 100.0),
+        {"mode": "compile-fp32-cl", "seed": 0, "error": "exit 1: no C++ compiler"},
+    ]
     rows = tp.summarize(runs, ["baseline", "compile-fp32-cl"])
     assert rows[1]["reps"] == 0 and rows[1]["speedup"] is None
     table = tp.format_table(rows)
@@ -61,8 +78,14 @@ def test_failed_mode_shows_in_the_table_and_has_no_speedup():
 
 def test_modes_cover_the_issue():
     tp = _module()
-    assert list(tp.MODES) == ["baseline", "fp32-nchw", "fp32-cl", "bf16-cl", "compile-fp32-cl",
-                              "compile-bf16-cl"]
+    assert list(tp.MODES) == [
+        "baseline",
+        "fp32-nchw",
+        "fp32-cl",
+        "bf16-cl",
+        "compile-fp32-cl",
+        "compile-bf16-cl",
+    ]
     base = tp.MODES["baseline"]
     assert base.baseline and base.precision == "fp32" and not base.channels_last and base.compile == "none"
 
@@ -72,9 +95,26 @@ def test_benchmark_command_end_to_end(tmp_path):
     """The README's command on the synthetic set, two modes, one epoch: a table and a JSON."""
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.throughput", "--synthetic", "--modes", "baseline,bf16-cl",
-         "--epochs", "1", "--reps", "1", "--no-overhead", "--json", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.throughput",
+            "--synthetic",
+            "--modes",
+            "baseline,bf16-cl",
+            "--epochs",
+            "1",
+            "--reps",
+            "1",
+            "--no-overhead",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "speed-up" in proc.stdout and "goal >= 5x" in proc.stdout
     result = json.loads(out.read_text())

@@ -10,7 +10,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from ttabench import UserError
 from ttabench.reference_impls import cifar10
 
@@ -37,6 +36,7 @@ def _error(data_dir) -> str:
 
 
 # --- the real subset -----------------------------------------------------------------
+
 
 def test_load_real_subset(subset_dir):
     data = cifar10.load(subset_dir)
@@ -77,11 +77,11 @@ def test_real_subset_layout_matches_read_batch(subset_dir):
 
 # --- write / load round trip ------------------------------------------------------------
 
+
 def test_write_load_round_trip_is_identical_and_synthetic(tmp_path, small_synthetic):
     d = tmp_path / "syn"
     cifar10.write(small_synthetic, str(d))
-    assert sorted(os.listdir(d)) == sorted([*cifar10.TRAIN_FILES, cifar10.TEST_FILE,
-                                            cifar10.META_FILE])
+    assert sorted(os.listdir(d)) == sorted([*cifar10.TRAIN_FILES, cifar10.TEST_FILE, cifar10.META_FILE])
     back = cifar10.load(str(d))
     assert torch.equal(back.train_images, small_synthetic.train_images)
     assert torch.equal(back.train_labels, small_synthetic.train_labels)
@@ -102,6 +102,7 @@ def test_written_non_synthetic_data_is_not_labelled_synthetic(tmp_path, small_sy
 
 
 # --- errors, each naming the file --------------------------------------------------------
+
 
 def test_missing_directory(tmp_path):
     missing = tmp_path / "nowhere"
@@ -167,12 +168,15 @@ def _dump(path, payload, protocol=4):
         pickle.dump(payload, f, protocol=protocol)
 
 
-@pytest.mark.parametrize("data", [
-    np.zeros((10, 100), dtype=np.uint8),          # wrong row length
-    np.zeros((10, 3, 32, 32), dtype=np.uint8),    # already 4-d
-    np.zeros((10, 3072), dtype=np.float32),       # wrong dtype
-    np.zeros((3072,), dtype=np.uint8),            # 1-d
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        np.zeros((10, 100), dtype=np.uint8),  # wrong row length
+        np.zeros((10, 3, 32, 32), dtype=np.uint8),  # already 4-d
+        np.zeros((10, 3072), dtype=np.float32),  # wrong dtype
+        np.zeros((3072,), dtype=np.uint8),  # 1-d
+    ],
+)
 def test_wrong_data_shape_or_dtype(good_dir, data):
     path = good_dir / "data_batch_5"
     _dump(path, {b"data": data, b"labels": [0] * len(data)})
@@ -203,9 +207,15 @@ def test_missing_keys(good_dir):
 def test_valid_batch_written_with_protocol_2_or_5_loads(good_dir, small_synthetic, protocol):
     x = small_synthetic.train_images[:40]
     y = small_synthetic.train_labels[:40]
-    _dump(good_dir / "data_batch_1", {b"batch_label": b"training batch 1 of 5",
-                                      b"data": x.reshape(40, 3072).numpy(),
-                                      b"labels": [int(v) for v in y]}, protocol=protocol)
+    _dump(
+        good_dir / "data_batch_1",
+        {
+            b"batch_label": b"training batch 1 of 5",
+            b"data": x.reshape(40, 3072).numpy(),
+            b"labels": [int(v) for v in y],
+        },
+        protocol=protocol,
+    )
     back = cifar10.load(str(good_dir))
     assert torch.equal(back.train_images[:40], x)
 
@@ -214,8 +224,11 @@ def test_valid_batch_written_with_protocol_2_or_5_loads(good_dir, small_syntheti
 def test_valid_batch_written_with_protocol_3_or_4_loads(good_dir, small_synthetic, protocol):
     x = small_synthetic.train_images[:40]
     y = small_synthetic.train_labels[:40]
-    _dump(good_dir / "data_batch_1", {b"data": x.reshape(40, 3072).numpy(),
-                                      b"labels": [int(v) for v in y]}, protocol=protocol)
+    _dump(
+        good_dir / "data_batch_1",
+        {b"data": x.reshape(40, 3072).numpy(), b"labels": [int(v) for v in y]},
+        protocol=protocol,
+    )
     back = cifar10.load(str(good_dir))
     assert torch.equal(back.train_images[:40], x)
     assert torch.equal(back.train_labels[:40], y)
@@ -261,12 +274,15 @@ def test_pickle_that_executes_code_in_meta_is_refused(good_dir, tmp_path):
 
 def test_pickle_with_other_global_is_refused(good_dir):
     path = good_dir / "test_batch"
-    _dump(path, {b"data": np.zeros((2, 3072), dtype=np.uint8), b"labels": [0, 1],
-                 b"extra": np.random.RandomState})  # a class: a global reference
+    _dump(
+        path,
+        {b"data": np.zeros((2, 3072), dtype=np.uint8), b"labels": [0, 1], b"extra": np.random.RandomState},
+    )  # a class: a global reference
     assert str(path) in _error(good_dir)
 
 
 # --- synthetic ------------------------------------------------------------------------
+
 
 def test_synthetic_deterministic_for_a_seed():
     a = cifar10.synthetic(train_size=100, test_size=20, seed=5)
@@ -309,11 +325,16 @@ def test_synthetic_test_split_differs_from_train():
 
 def test_describe_full_and_subset_by_size():
     """`full` means exactly 50k train / 10k test of real data; anything else is a subset."""
+
     def fake(n_train, n_test, source):
-        return cifar10.Cifar10(torch.empty(n_train, 0, dtype=torch.uint8),
-                               torch.zeros(n_train, dtype=torch.int64),
-                               torch.empty(n_test, 0, dtype=torch.uint8),
-                               torch.zeros(n_test, dtype=torch.int64), source=source)
+        return cifar10.Cifar10(
+            torch.empty(n_train, 0, dtype=torch.uint8),
+            torch.zeros(n_train, dtype=torch.int64),
+            torch.empty(n_test, 0, dtype=torch.uint8),
+            torch.zeros(n_test, dtype=torch.int64),
+            source=source,
+        )
+
     assert fake(50_000, 10_000, "cifar10").describe()["name"] == "cifar10"
     assert fake(50_000, 10_000, "cifar10").full
     assert fake(50_000, 9_999, "cifar10").describe()["name"] == "cifar10-subset"

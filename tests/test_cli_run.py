@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
 from ttabench.divisions import metrics
 from ttabench.divisions.results import curve_points, read_curve
@@ -44,18 +43,35 @@ def _mllog(run_dir: Path) -> list[dict]:
     events = []
     for line in lines:
         assert line.startswith(":::MLLOG "), line
-        events.append(json.loads(line[len(":::MLLOG "):]))
+        events.append(json.loads(line[len(":::MLLOG ") :]))
     return events
 
 
 # --- a. a synthetic run and its results folder --------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def synthetic_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("results")
-    proc = run_cli("run", "--synthetic", "--max-steps", "6", "--eval-every", "96samples",
-                   "--batch-size", "32", "--threads", "1", "--thresholds", "0.1:0.3:0.1",
-                   "--results-dir", str(root), "--progress", "plain", timeout=300)
+    proc = run_cli(
+        "run",
+        "--synthetic",
+        "--max-steps",
+        "6",
+        "--eval-every",
+        "96samples",
+        "--batch-size",
+        "32",
+        "--threads",
+        "1",
+        "--thresholds",
+        "0.1:0.3:0.1",
+        "--results-dir",
+        str(root),
+        "--progress",
+        "plain",
+        timeout=300,
+    )
     _ok(proc)
     return root, _only_run_dir(root), proc
 
@@ -154,8 +170,16 @@ def test_run_mllog(synthetic_run):
     _, run_dir, _ = synthetic_run
     events = _mllog(run_dir)
     keys = [e["key"] for e in events]
-    for key in ("run_start", "run_stop", "eval_accuracy", "seed", "global_batch_size",
-                "init_start", "init_stop", "submission_benchmark"):
+    for key in (
+        "run_start",
+        "run_stop",
+        "eval_accuracy",
+        "seed",
+        "global_batch_size",
+        "init_start",
+        "init_stop",
+        "submission_benchmark",
+    ):
         assert key in keys, key
     assert keys.index("init_stop") < keys.index("run_start") < keys.index("run_stop")
     assert keys[-1] == "run_stop"
@@ -170,10 +194,25 @@ def test_run_mllog(synthetic_run):
 
 # --- b. the real subset ----------------------------------------------------------------------
 
+
 def test_run_on_real_subset(subset_dir, tmp_path):
-    proc = run_cli("run", "--benchmark", "resnet20", "--data-dir", subset_dir, "--max-steps", "8",
-                   "--eval-every", "256samples", *SMALL, "--thresholds", "0.1:0.3:0.1",
-                   "--results-dir", str(tmp_path), timeout=300)
+    proc = run_cli(
+        "run",
+        "--benchmark",
+        "resnet20",
+        "--data-dir",
+        subset_dir,
+        "--max-steps",
+        "8",
+        "--eval-every",
+        "256samples",
+        *SMALL,
+        "--thresholds",
+        "0.1:0.3:0.1",
+        "--results-dir",
+        str(tmp_path),
+        timeout=300,
+    )
     _ok(proc)
     run_dir = _only_run_dir(tmp_path)
     rows = read_curve(str(run_dir))
@@ -191,19 +230,23 @@ def test_run_on_real_subset(subset_dir, tmp_path):
 
 # --- c. metrics on a hand-written curve --------------------------------------------------------
 
-CURVE = HEADER + """
+CURVE = (
+    HEADER
+    + """
 1.0,10,1280,12.5,14.0,0.70,1.2
 2.0,20,2560,25.0,28.0,0.73,1.0
 3.0,30,3840,37.5,42.0,0.72,0.9
 4.0,40,5120,50.0,56.0,0.77,0.8
 """
+)
 
 
 def test_metrics_json_hand_computed(tmp_path):
     path = tmp_path / "curve.csv"
     path.write_text(CURVE)
-    proc = run_cli("metrics", str(path), "--thresholds", "0.70:0.77:0.01", "--target", "0.73",
-                   "--budget", "40", "--json")
+    proc = run_cli(
+        "metrics", str(path), "--thresholds", "0.70:0.77:0.01", "--target", "0.73", "--budget", "40", "--json"
+    )
     _ok(proc)
     # TTA: 0.70 at 12.5 s; 0.71..0.73 at 25 s (0.73 exactly equal); 0.74..0.77 at 50 s.
     # ATTMT = (12.5 + 3 * 25 + 4 * 50) / 8 = 287.5 / 8 = 35.9375.
@@ -211,8 +254,16 @@ def test_metrics_json_hand_computed(tmp_path):
     assert json.loads(proc.stdout) == {
         "thresholds": [0.7, 0.71, 0.72, 0.73, 0.74, 0.75, 0.76, 0.77],
         "tta_s": [12.5, 25.0, 25.0, 25.0, 50.0, 50.0, 50.0, 50.0],
-        "ttmt": [[12.5, 0.7], [25.0, 0.71], [25.0, 0.72], [25.0, 0.73],
-                 [50.0, 0.74], [50.0, 0.75], [50.0, 0.76], [50.0, 0.77]],
+        "ttmt": [
+            [12.5, 0.7],
+            [25.0, 0.71],
+            [25.0, 0.72],
+            [25.0, 0.73],
+            [50.0, 0.74],
+            [50.0, 0.75],
+            [50.0, 0.76],
+            [50.0, 0.77],
+        ],
         "attmt_s": 35.9375,
         "aat": 0.72,
         "target_tta_s": 25.0,
@@ -225,15 +276,26 @@ def test_metrics_json_unreached_and_two_inputs(tmp_path):
     b_dir = tmp_path / "run"
     b_dir.mkdir()
     (b_dir / "curve.csv").write_text(HEADER + "\n0.5,5,640,4.0,5.0,0.5,2.0\n")
-    proc = run_cli("metrics", str(a), str(b_dir), "--thresholds", "0.75:0.8:0.05", "--budget", "3",
-                   "--json")
+    proc = run_cli("metrics", str(a), str(b_dir), "--thresholds", "0.75:0.8:0.05", "--budget", "3", "--json")
     _ok(proc)
     runs = json.loads(proc.stdout)["runs"]
     expected = [
-        {"name": str(a), "thresholds": [0.75, 0.8], "tta_s": [50.0, None], "ttmt": [[50.0, 0.75]],
-         "attmt_s": None, "aat": None},
-        {"name": str(b_dir), "thresholds": [0.75, 0.8], "tta_s": [None, None], "ttmt": [],
-         "attmt_s": None, "aat": None},
+        {
+            "name": str(a),
+            "thresholds": [0.75, 0.8],
+            "tta_s": [50.0, None],
+            "ttmt": [[50.0, 0.75]],
+            "attmt_s": None,
+            "aat": None,
+        },
+        {
+            "name": str(b_dir),
+            "thresholds": [0.75, 0.8],
+            "tta_s": [None, None],
+            "ttmt": [],
+            "attmt_s": None,
+            "aat": None,
+        },
     ]
     assert len(runs) == 2
     for got, want in zip(runs, expected):
@@ -250,6 +312,7 @@ def test_metrics_table_output(tmp_path):
 
 # --- d. user errors: exit 2, one line, no traceback ---------------------------------------------
 
+
 def _one_line_error(proc: subprocess.CompletedProcess) -> str:
     assert proc.returncode == 2, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -261,15 +324,33 @@ def _one_line_error(proc: subprocess.CompletedProcess) -> str:
 
 def test_error_missing_data_dir(tmp_path):
     missing = tmp_path / "no-such-dir"
-    line = _one_line_error(run_cli("run", "--data-dir", str(missing), "--max-steps", "1", *SMALL,
-                                   "--results-dir", str(tmp_path / "results")))
+    line = _one_line_error(
+        run_cli(
+            "run",
+            "--data-dir",
+            str(missing),
+            "--max-steps",
+            "1",
+            *SMALL,
+            "--results-dir",
+            str(tmp_path / "results"),
+        )
+    )
     assert str(missing) in line
 
 
 def test_error_no_data_at_all(tmp_path):
-    line = _one_line_error(run_cli("run", "--max-steps", "1", *SMALL,
-                                   "--results-dir", str(tmp_path / "results"),
-                                   env={"TTABENCH_DATA_DIR": ""}))
+    line = _one_line_error(
+        run_cli(
+            "run",
+            "--max-steps",
+            "1",
+            *SMALL,
+            "--results-dir",
+            str(tmp_path / "results"),
+            env={"TTABENCH_DATA_DIR": ""},
+        )
+    )
     assert "--data-dir" in line and "--synthetic" in line
 
 
@@ -280,39 +361,56 @@ def test_error_corrupt_data_file_names_it(tmp_path, subset_dir):
     shutil.copytree(subset_dir, d)
     raw = (d / "test_batch").read_bytes()
     (d / "test_batch").write_bytes(raw[: len(raw) // 2])
-    line = _one_line_error(run_cli("run", "--data-dir", str(d), "--max-steps", "1", *SMALL,
-                                   "--results-dir", str(tmp_path / "results")))
+    line = _one_line_error(
+        run_cli(
+            "run",
+            "--data-dir",
+            str(d),
+            "--max-steps",
+            "1",
+            *SMALL,
+            "--results-dir",
+            str(tmp_path / "results"),
+        )
+    )
     assert str(d / "test_batch") in line
 
 
-@pytest.mark.parametrize("args,needle", [
-    (("--thresholds", "0.9:0.1:0.1"), "threshold"),
-    (("--thresholds", "0.70:0.77:0.02"), "whole number"),
-    (("--thresholds", "abc"), "LOW:HIGH:STEP"),
-    (("--workers", "0"), "--workers"),
-    (("--target", "1.5"), "--target"),
-    (("--target", "0"), "--target"),
-    (("--eval-every", "junk"), "--eval-every"),
-    (("--eval-every", "0epoch"), "--eval-every"),
-    (("--batch-size", "1000"), "closed division"),
-    (("--batch-size", "16"), "closed division"),
-    (("--max-steps", "0"), "--max-steps"),
-    (("--time-budget", "0"), "--time-budget"),
-    (("--data-dir", "/tmp"), "not both"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (("--thresholds", "0.9:0.1:0.1"), "threshold"),
+        (("--thresholds", "0.70:0.77:0.02"), "whole number"),
+        (("--thresholds", "abc"), "LOW:HIGH:STEP"),
+        (("--workers", "0"), "--workers"),
+        (("--target", "1.5"), "--target"),
+        (("--target", "0"), "--target"),
+        (("--eval-every", "junk"), "--eval-every"),
+        (("--eval-every", "0epoch"), "--eval-every"),
+        (("--batch-size", "1000"), "closed division"),
+        (("--batch-size", "16"), "closed division"),
+        (("--max-steps", "0"), "--max-steps"),
+        (("--time-budget", "0"), "--time-budget"),
+        (("--data-dir", "/tmp"), "not both"),
+    ],
+)
 def test_error_bad_run_flags(tmp_path, args, needle):
-    line = _one_line_error(run_cli("run", "--synthetic", "--progress", "none",
-                                   "--results-dir", str(tmp_path / "results"), *args))
+    line = _one_line_error(
+        run_cli("run", "--synthetic", "--progress", "none", "--results-dir", str(tmp_path / "results"), *args)
+    )
     assert needle in line
     # a flag error is caught before anything starts: no results folder
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.parametrize("args", [
-    ("--benchmark", "resnet99"),
-    ("--precision", "fp8"),
-    ("--batch-size", "many"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--benchmark", "resnet99"),
+        ("--precision", "fp8"),
+        ("--batch-size", "many"),
+    ],
+)
 def test_error_argparse(tmp_path, args):
     proc = run_cli("run", "--synthetic", "--results-dir", str(tmp_path / "results"), *args)
     assert proc.returncode == 2
@@ -321,17 +419,20 @@ def test_error_argparse(tmp_path, args):
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.parametrize("content,needle", [
-    ("step,epoch,samples,train_time_s,total_time_s,accuracy,loss\n1,1,1,1.0,1.0,0.5,1.0\n", "header"),
-    ("", "header"),
-    (HEADER + "\n1.0,10,1280,12.5,14.0,1.7,1.2\n", "accuracy"),
-    (HEADER + "\n1.0,10,1280,12.5,14.0,-0.1,1.2\n", "accuracy"),
-    (HEADER + "\n1.0,10,1280,12.5,14.0,high,1.2\n", "bad value"),
-    (HEADER + "\n1.0,ten,1280,12.5,14.0,0.5,1.2\n", "bad value"),
-    (HEADER + "\n1.0,10,1280,nan,14.0,0.5,1.2\n", "train_time_s"),
-    (HEADER + "\n1.0,10,1280,12.5,14.0,0.5\n", "fields"),
-    (HEADER + "\n1.0,10,1280,12.5,14.0,0.5,1.2\n2.0,20,2560,10.0,14.0,0.6,1.0\n", "backwards"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        ("step,epoch,samples,train_time_s,total_time_s,accuracy,loss\n1,1,1,1.0,1.0,0.5,1.0\n", "header"),
+        ("", "header"),
+        (HEADER + "\n1.0,10,1280,12.5,14.0,1.7,1.2\n", "accuracy"),
+        (HEADER + "\n1.0,10,1280,12.5,14.0,-0.1,1.2\n", "accuracy"),
+        (HEADER + "\n1.0,10,1280,12.5,14.0,high,1.2\n", "bad value"),
+        (HEADER + "\n1.0,ten,1280,12.5,14.0,0.5,1.2\n", "bad value"),
+        (HEADER + "\n1.0,10,1280,nan,14.0,0.5,1.2\n", "train_time_s"),
+        (HEADER + "\n1.0,10,1280,12.5,14.0,0.5\n", "fields"),
+        (HEADER + "\n1.0,10,1280,12.5,14.0,0.5,1.2\n2.0,20,2560,10.0,14.0,0.6,1.0\n", "backwards"),
+    ],
+)
 def test_error_malformed_curve(tmp_path, content, needle):
     path = tmp_path / "curve.csv"
     path.write_text(content)
@@ -358,11 +459,14 @@ def test_error_metrics_folder_without_curve(tmp_path):
     assert str(tmp_path) in line
 
 
-@pytest.mark.parametrize("args,needle", [
-    (("--thresholds", "0.5:0.4:0.1"), "threshold"),
-    (("--target", "1.5"), "--target"),
-    (("--budget", "-1"), "--budget"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (("--thresholds", "0.5:0.4:0.1"), "threshold"),
+        (("--target", "1.5"), "--target"),
+        (("--budget", "-1"), "--budget"),
+    ],
+)
 def test_error_bad_metrics_flags(tmp_path, args, needle):
     path = tmp_path / "curve.csv"
     path.write_text(CURVE)
@@ -374,28 +478,54 @@ def test_error_bad_metrics_flags(tmp_path, args, needle):
 def test_error_infinite_threshold_step(tmp_path, command):
     path = tmp_path / "curve.csv"
     path.write_text(CURVE)
-    args = (["run", "--synthetic", "--results-dir", str(tmp_path / "results")] if command == "run"
-            else ["metrics", str(path)])
+    args = (
+        ["run", "--synthetic", "--results-dir", str(tmp_path / "results")]
+        if command == "run"
+        else ["metrics", str(path)]
+    )
     line = _one_line_error(run_cli(*args, "--thresholds", "0.5:0.5:inf"))
     assert "threshold" in line
 
 
 def test_error_in_workers_is_one_line_with_two_workers(tmp_path):
     missing = tmp_path / "no-such-dir"
-    proc = run_cli("run", "--data-dir", str(missing), "--workers", "2", "--max-steps", "1", *SMALL,
-                   "--results-dir", str(tmp_path / "results"), timeout=300)
+    proc = run_cli(
+        "run",
+        "--data-dir",
+        str(missing),
+        "--workers",
+        "2",
+        "--max-steps",
+        "1",
+        *SMALL,
+        "--results-dir",
+        str(tmp_path / "results"),
+        timeout=300,
+    )
     line = _one_line_error(proc)
     assert str(missing) in line
 
 
 def test_missing_data_fails_before_any_worker_or_folder(tmp_path):
     missing = tmp_path / "no-such-dir"
-    proc = run_cli("run", "--data-dir", str(missing), "--workers", "2", "--max-steps", "1", *SMALL,
-                   "--results-dir", str(tmp_path / "results"), timeout=300)
+    proc = run_cli(
+        "run",
+        "--data-dir",
+        str(missing),
+        "--workers",
+        "2",
+        "--max-steps",
+        "1",
+        *SMALL,
+        "--results-dir",
+        str(tmp_path / "results"),
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"ttabench: error: CIFAR-10 directory not found: {missing} "
-        "(run `ttabench data download --dir DIR` or pass --data-dir)"]
+        "(run `ttabench data download --dir DIR` or pass --data-dir)"
+    ]
     assert not (tmp_path / "results").exists()
 
 
@@ -408,8 +538,19 @@ def test_failed_two_worker_run_is_marked_failed_without_traceback(tmp_path):
     cifar10.write(cifar10.synthetic(train_size=200, test_size=50), str(data))
     test_batch = data / "test_batch"
     test_batch.write_bytes(test_batch.read_bytes()[:1000])
-    proc = run_cli("run", "--data-dir", str(data), "--workers", "2", "--max-steps", "1", *SMALL,
-                   "--results-dir", str(tmp_path / "results"), timeout=300)
+    proc = run_cli(
+        "run",
+        "--data-dir",
+        str(data),
+        "--workers",
+        "2",
+        "--max-steps",
+        "1",
+        *SMALL,
+        "--results-dir",
+        str(tmp_path / "results"),
+        timeout=300,
+    )
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
     s = json.loads((_only_run_dir(tmp_path / "results") / "summary.json").read_text())
@@ -422,15 +563,32 @@ def test_failed_two_worker_run_is_marked_failed_without_traceback(tmp_path):
 
 # --- e. two runs at once ------------------------------------------------------------------------
 
+
 def test_two_simultaneous_runs_get_different_folders(tmp_path):
     root = tmp_path / "results"
-    cmd = [sys.executable, "-m", "ttabench", "run", "--synthetic", "--max-steps", "2",
-           "--eval-every", "1epoch", *SMALL, "--thresholds", "0.1:0.2:0.1",
-           "--results-dir", str(root), "--system", "twin"]
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ttabench",
+        "run",
+        "--synthetic",
+        "--max-steps",
+        "2",
+        "--eval-every",
+        "1epoch",
+        *SMALL,
+        "--thresholds",
+        "0.1:0.2:0.1",
+        "--results-dir",
+        str(root),
+        "--system",
+        "twin",
+    ]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err
     dirs = _run_dirs(root)
     assert len(dirs) == 2 and dirs[0] != dirs[1]
@@ -449,9 +607,20 @@ def test_two_simultaneous_runs_get_different_folders(tmp_path):
 
 # --- f. time budget (AAT mode) ---------------------------------------------------------------------
 
+
 def test_time_budget_stops_and_evaluates_within_budget(tmp_path):
-    proc = run_cli("run", "--synthetic", "--time-budget", "3", *SMALL, "--thresholds", "0.1:0.3:0.1",
-                   "--results-dir", str(tmp_path), timeout=300)
+    proc = run_cli(
+        "run",
+        "--synthetic",
+        "--time-budget",
+        "3",
+        *SMALL,
+        "--thresholds",
+        "0.1:0.3:0.1",
+        "--results-dir",
+        str(tmp_path),
+        timeout=300,
+    )
     _ok(proc)
     run_dir = _only_run_dir(tmp_path)
     s = json.loads((run_dir / "summary.json").read_text())
@@ -464,8 +633,18 @@ def test_time_budget_stops_and_evaluates_within_budget(tmp_path):
 
 
 def test_time_budget_shorter_than_a_step_still_defines_aat(tmp_path):
-    proc = run_cli("run", "--synthetic", "--time-budget", "0.001", *SMALL,
-                   "--thresholds", "0.1:0.3:0.1", "--results-dir", str(tmp_path), timeout=300)
+    proc = run_cli(
+        "run",
+        "--synthetic",
+        "--time-budget",
+        "0.001",
+        *SMALL,
+        "--thresholds",
+        "0.1:0.3:0.1",
+        "--results-dir",
+        str(tmp_path),
+        timeout=300,
+    )
     _ok(proc)
     run_dir = _only_run_dir(tmp_path)
     s = json.loads((run_dir / "summary.json").read_text())
@@ -481,11 +660,27 @@ def test_time_budget_shorter_than_a_step_still_defines_aat(tmp_path):
 
 # --- g. target (TTA mode) ---------------------------------------------------------------------------
 
+
 def test_target_stops_at_first_evaluation_reaching_it(tmp_path):
     # seed 2: 0.084 after 10 steps, 0.14 after 20 (the run stops there, well before step 40)
-    proc = run_cli("run", "--synthetic", "--target", "0.11", "--seed", "2", "--max-steps", "40",
-                   "--eval-every", "320samples", *SMALL, "--thresholds", "0.1:0.3:0.1",
-                   "--results-dir", str(tmp_path), timeout=300)
+    proc = run_cli(
+        "run",
+        "--synthetic",
+        "--target",
+        "0.11",
+        "--seed",
+        "2",
+        "--max-steps",
+        "40",
+        "--eval-every",
+        "320samples",
+        *SMALL,
+        "--thresholds",
+        "0.1:0.3:0.1",
+        "--results-dir",
+        str(tmp_path),
+        timeout=300,
+    )
     _ok(proc)
     run_dir = _only_run_dir(tmp_path)
     s = json.loads((run_dir / "summary.json").read_text())
@@ -502,10 +697,23 @@ def test_target_stops_at_first_evaluation_reaching_it(tmp_path):
 
 # --- compilation stays outside the clock -------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_compiled_run_warms_up_before_the_clock(tmp_path):
-    proc = run_cli("run", "--synthetic", "--compile", "default", "--max-steps", "10", *SMALL,
-                   "--thresholds", "0.1:0.3:0.1", "--results-dir", str(tmp_path), timeout=600)
+    proc = run_cli(
+        "run",
+        "--synthetic",
+        "--compile",
+        "default",
+        "--max-steps",
+        "10",
+        *SMALL,
+        "--thresholds",
+        "0.1:0.3:0.1",
+        "--results-dir",
+        str(tmp_path),
+        timeout=600,
+    )
     _ok(proc)
     run_dir = _only_run_dir(tmp_path)
     cfg = json.loads((run_dir / "config.json").read_text())
@@ -519,8 +727,18 @@ def test_compiled_run_warms_up_before_the_clock(tmp_path):
 
 
 def test_eager_run_records_no_warmup(tmp_path):
-    proc = run_cli("run", "--synthetic", "--max-steps", "2", *SMALL,
-                   "--thresholds", "0.1:0.3:0.1", "--results-dir", str(tmp_path), timeout=300)
+    proc = run_cli(
+        "run",
+        "--synthetic",
+        "--max-steps",
+        "2",
+        *SMALL,
+        "--thresholds",
+        "0.1:0.3:0.1",
+        "--results-dir",
+        str(tmp_path),
+        timeout=300,
+    )
     _ok(proc)
     cfg = json.loads((_only_run_dir(tmp_path) / "config.json").read_text())
     assert cfg["resolved"]["compile"] == "none" and cfg["resolved"]["warmup_s"] is None

@@ -21,14 +21,13 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-
-from ttabench.launch.worker import comm as comm_mod, loop
+from conftest import require_horovod
 from ttabench.launch.config import RunConfig
+from ttabench.launch.worker import comm as comm_mod
+from ttabench.launch.worker import loop
 from ttabench.launch.worker.main import build
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls.augment import Normalize
-
-from conftest import require_horovod
 
 SEED, B, K = 11, 32, 4
 
@@ -40,17 +39,47 @@ def _run_dir(root) -> str:
 
 def _two_worker_run(cli, tmp_path, backend: str) -> str:
     out = tmp_path / backend
-    cli("run", "--synthetic", "--workers", "2", "--backend", backend, "--batch-size", str(B),
-        "--max-steps", str(K), "--seed", str(SEED), "--threads", "1", "--save-model", "--thresholds", "0.1:0.2:0.1",
-        "--eval-every", "1epoch", "--results-dir", str(out), "--progress", "none", check=True,
-        timeout=300)
+    cli(
+        "run",
+        "--synthetic",
+        "--workers",
+        "2",
+        "--backend",
+        backend,
+        "--batch-size",
+        str(B),
+        "--max-steps",
+        str(K),
+        "--seed",
+        str(SEED),
+        "--threads",
+        "1",
+        "--save-model",
+        "--thresholds",
+        "0.1:0.2:0.1",
+        "--eval-every",
+        "1epoch",
+        "--results-dir",
+        str(out),
+        "--progress",
+        "none",
+        check=True,
+        timeout=300,
+    )
     return _run_dir(out)
 
 
 def _reference_params(channels_last: bool = True) -> dict:
     """K steps in this process on global batch 2B, BN per worker half."""
-    cfg = RunConfig(synthetic=True, batch_size=2 * B, max_steps=K, seed=SEED,
-                    thresholds="0.1:0.2:0.1", device="cpu", channels_last=channels_last)
+    cfg = RunConfig(
+        synthetic=True,
+        batch_size=2 * B,
+        max_steps=K,
+        seed=SEED,
+        thresholds="0.1:0.2:0.1",
+        device="cpu",
+        channels_last=channels_last,
+    )
     comm = comm_mod.Comm()
     setup = build(cfg, comm, SEED, torch.device("cpu"), None)
 
@@ -110,9 +139,14 @@ def _assert_eval_matches_single_process(run_dir: str, channels_last: bool = True
         model = model.to(memory_format=torch.channels_last)
     model.load_state_dict(torch.load(os.path.join(run_dir, "model.pt"), weights_only=True))
     data = cifar10.synthetic()
-    acc, _, count = loop.evaluate(model, data.test_images, data.test_labels,
-                                  Normalize(cifar10.MEAN, cifar10.STD, channels_last=channels_last),
-                                  comm_mod.Comm(), batch_size=1000)
+    acc, _, count = loop.evaluate(
+        model,
+        data.test_images,
+        data.test_labels,
+        Normalize(cifar10.MEAN, cifar10.STD, channels_last=channels_last),
+        comm_mod.Comm(),
+        batch_size=1000,
+    )
     curve = read_curve(run_dir)
     assert count == len(data.test_labels)
     assert curve[-1]["accuracy"] == acc

@@ -17,13 +17,12 @@ import tarfile
 import threading
 
 import pytest
-
 from ttabench import UserError
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls import download as dl
 
-
 # --- server ----------------------------------------------------------------------
+
 
 class _State:
     def __init__(self, root: str):
@@ -67,7 +66,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if st.cut_after is not None:
-            body, st.cut_after = body[:st.cut_after], None
+            body, st.cut_after = body[: st.cut_after], None
             self.close_connection = True
         if not st.stall.is_set():  # half the body, then silence until released
             half = len(body) // 2
@@ -112,6 +111,7 @@ def publish(server, name: str, blob: bytes) -> tuple[str, str]:
 
 # --- archives --------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory) -> bytes:
     """A synthetic CIFAR-10 (50 train / 10 test) as cifar-10-python.tar.gz bytes."""
@@ -146,11 +146,13 @@ def special(name: str, kind: bytes, linkname: str = "") -> tuple[tarfile.TarInfo
 
 
 def all_files(root) -> set[str]:
-    return {os.path.relpath(os.path.join(d, n), root)
-            for d, dirs, names in os.walk(root) for n in names + dirs}
+    return {
+        os.path.relpath(os.path.join(d, n), root) for d, dirs, names in os.walk(root) for n in names + dirs
+    }
 
 
 # --- tests -----------------------------------------------------------------------
+
 
 def test_download_extract_then_no_network(server, archive, tmp_path):
     url, md5 = publish(server, dl.ARCHIVE, archive)
@@ -240,19 +242,32 @@ def test_wrong_md5_leaves_nothing_that_looks_complete(server, archive, tmp_path)
     assert os.listdir(dest) == []  # no archive, no part, no folder
 
 
-@pytest.mark.parametrize("evil, why", [
-    (lambda t: [regular(f"{dl.FOLDER}/../../../evil")], "'..'"),
-    (lambda t: [regular("../evil")], "'..'"),
-    (lambda t: [regular(str(t / "abs-sentinel"))], "absolute"),
-    (lambda t: [special(f"{dl.FOLDER}/link", tarfile.SYMTYPE, str(t)),
-                regular(f"{dl.FOLDER}/link/abs-sentinel")], "symlink"),
-    (lambda t: [special(f"{dl.FOLDER}/hl", tarfile.LNKTYPE, str(t / "outside.txt")),
-                regular(f"{dl.FOLDER}/hl", b"pwned")], "hardlink"),
-    (lambda t: [special(f"{dl.FOLDER}/fifo", tarfile.FIFOTYPE)], "FIFO"),
-    (lambda t: [special(f"{dl.FOLDER}/dev", tarfile.CHRTYPE)], "device"),
-    (lambda t: [regular("elsewhere/file")], "outside"),
-], ids=["dotdot-in-folder", "dotdot", "absolute", "symlink", "hardlink", "fifo", "device",
-        "outside-folder"])
+@pytest.mark.parametrize(
+    "evil, why",
+    [
+        (lambda t: [regular(f"{dl.FOLDER}/../../../evil")], "'..'"),
+        (lambda t: [regular("../evil")], "'..'"),
+        (lambda t: [regular(str(t / "abs-sentinel"))], "absolute"),
+        (
+            lambda t: [
+                special(f"{dl.FOLDER}/link", tarfile.SYMTYPE, str(t)),
+                regular(f"{dl.FOLDER}/link/abs-sentinel"),
+            ],
+            "symlink",
+        ),
+        (
+            lambda t: [
+                special(f"{dl.FOLDER}/hl", tarfile.LNKTYPE, str(t / "outside.txt")),
+                regular(f"{dl.FOLDER}/hl", b"pwned"),
+            ],
+            "hardlink",
+        ),
+        (lambda t: [special(f"{dl.FOLDER}/fifo", tarfile.FIFOTYPE)], "FIFO"),
+        (lambda t: [special(f"{dl.FOLDER}/dev", tarfile.CHRTYPE)], "device"),
+        (lambda t: [regular("elsewhere/file")], "outside"),
+    ],
+    ids=["dotdot-in-folder", "dotdot", "absolute", "symlink", "hardlink", "fifo", "device", "outside-folder"],
+)
 def test_unsafe_archive_members_are_refused(server, archive, tmp_path, evil, why):
     (tmp_path / "outside.txt").write_bytes(b"original")
     # A valid data set first, so the unsafe member arrives mid-extraction.
@@ -330,8 +345,9 @@ def test_dest_not_writable(tmp_path):
         dl.download(str(blocker / "data"), url="http://127.0.0.1:9/", md5="0" * 32)
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                    reason="permission bits do not stop root")
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="permission bits do not stop root"
+)
 def test_dest_read_only(tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from ttabench.launch.worker.loop import epoch_plan, epoch_seed
 
 N = 1000

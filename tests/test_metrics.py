@@ -9,13 +9,13 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings, strategies as st
-
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ttabench import UserError
 from ttabench.divisions import metrics as m
 
-
 # --- thresholds --------------------------------------------------------------------
+
 
 def test_thresholds_070_077_001_exact():
     ts = m.thresholds(0.70, 0.77, 0.01)
@@ -50,36 +50,42 @@ def test_thresholds_whole_range():
     assert m.thresholds(0.0, 1.0, 0.25) == [0.0, 0.25, 0.5, 0.75, 1.0]
 
 
-@pytest.mark.parametrize("low,high,step", [
-    (0.8, 0.7, 0.01),      # reversed
-    (-0.1, 0.5, 0.1),      # below 0
-    (0.5, 1.1, 0.1),       # above 1
-    (0.5, 0.6, 0.0),       # step 0
-    (0.5, 0.6, -0.01),     # negative step
-    (0.70, 0.77, 0.02),    # 3.5 steps
-    (0.1, 0.35, 0.1),      # 2.5 steps
-])
+@pytest.mark.parametrize(
+    "low,high,step",
+    [
+        (0.8, 0.7, 0.01),  # reversed
+        (-0.1, 0.5, 0.1),  # below 0
+        (0.5, 1.1, 0.1),  # above 1
+        (0.5, 0.6, 0.0),  # step 0
+        (0.5, 0.6, -0.01),  # negative step
+        (0.70, 0.77, 0.02),  # 3.5 steps
+        (0.1, 0.35, 0.1),  # 2.5 steps
+    ],
+)
 def test_thresholds_bad_values_raise_user_error(low, high, step):
     with pytest.raises(UserError):
         m.thresholds(low, high, step)
 
 
-@pytest.mark.parametrize("spec", [
-    "0.8:0.7:0.01",        # reversed
-    "0.5:1.5:0.1",         # outside 0..1
-    "-0.5:0.5:0.1",
-    "0.5:0.6:0",           # step 0
-    "0.5:0.6:-0.1",        # step < 0
-    "0.70:0.77:0.02",      # not a whole number of steps
-    "a:b:c",               # non-numeric
-    "0.7:0.8:x",
-    "0.7:0.8",             # too few parts
-    "0.7:0.8:0.01:0.1",    # too many parts
-    "",
-    "0.7::0.01",
-    "nan:0.8:0.1",
-    "0.5:0.5:nan",
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "0.8:0.7:0.01",  # reversed
+        "0.5:1.5:0.1",  # outside 0..1
+        "-0.5:0.5:0.1",
+        "0.5:0.6:0",  # step 0
+        "0.5:0.6:-0.1",  # step < 0
+        "0.70:0.77:0.02",  # not a whole number of steps
+        "a:b:c",  # non-numeric
+        "0.7:0.8:x",
+        "0.7:0.8",  # too few parts
+        "0.7:0.8:0.01:0.1",  # too many parts
+        "",
+        "0.7::0.01",
+        "nan:0.8:0.1",
+        "0.5:0.5:nan",
+    ],
+)
 def test_parse_thresholds_bad_specs_raise_user_error(spec):
     with pytest.raises(UserError):
         m.parse_thresholds(spec)
@@ -107,7 +113,7 @@ def test_user_error_message_is_one_line():
 def _decimal_grid(draw):
     """(low, high, step, count, exact values) on a decimal grid of 1..4 digits within 0..1."""
     digits = draw(st.integers(1, 4))
-    scale = 10 ** digits
+    scale = 10**digits
     step_i = draw(st.integers(1, scale))
     steps = draw(st.integers(0, scale // step_i))
     low_i = draw(st.integers(0, scale - steps * step_i))
@@ -157,6 +163,7 @@ def test_tta_not_reached_is_none():
 
 # --- AAT ---------------------------------------------------------------------------
 
+
 def test_aat_last_evaluation_at_or_before_budget():
     assert m.aat(CURVE, 35.0) == 0.71
     assert m.aat(CURVE, 45.0) == 0.69  # the last one, not the best one
@@ -175,11 +182,20 @@ def test_aat_budget_before_first_eval_is_none():
 
 # --- TTMT / ATTMT ------------------------------------------------------------------
 
+
 def test_ttmt_points():
     ts = m.thresholds(0.70, 0.77, 0.01)
     # 0.70 -> 20, 0.71 -> 30, 0.72..0.77 -> 50
-    assert m.ttmt(CURVE, ts) == [(20.0, 0.7), (30.0, 0.71), (50.0, 0.72), (50.0, 0.73),
-                                 (50.0, 0.74), (50.0, 0.75), (50.0, 0.76), (50.0, 0.77)]
+    assert m.ttmt(CURVE, ts) == [
+        (20.0, 0.7),
+        (30.0, 0.71),
+        (50.0, 0.72),
+        (50.0, 0.73),
+        (50.0, 0.74),
+        (50.0, 0.75),
+        (50.0, 0.76),
+        (50.0, 0.77),
+    ]
 
 
 def test_ttmt_skips_unreached():
@@ -200,6 +216,7 @@ def test_attmt_none_when_any_threshold_unreached():
 
 
 # --- summarize ---------------------------------------------------------------------
+
 
 def test_summarize_keys_and_values_spec_only():
     out = m.summarize(CURVE, (0.70, 0.80, 0.05))
@@ -223,7 +240,12 @@ def test_summarize_with_budget_and_target():
 
 def test_summarize_optional_keys_present_only_when_asked():
     assert set(m.summarize(CURVE, (0.7, 0.7, 0.01), budget_s=5.0)) == {
-        "thresholds", "tta_s", "ttmt", "attmt_s", "aat"}
+        "thresholds",
+        "tta_s",
+        "ttmt",
+        "attmt_s",
+        "aat",
+    }
     out = m.summarize(CURVE, (0.7, 0.7, 0.01), target=0.9)
     assert set(out) == {"thresholds", "tta_s", "ttmt", "attmt_s", "target_tta_s"}
     assert out["target_tta_s"] is None

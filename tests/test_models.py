@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-
 from ttabench.reference_impls import recipe as recipe_mod
 from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, Recipe
 from ttabench.reference_impls.resnet import DEPTHS, CifarResNet, resnet
@@ -18,8 +17,8 @@ def _count(model: nn.Module) -> int:
 def _v1_by_hand(depth: int) -> int:
     """Option-A ResNet v1 parameters, counted layer by layer."""
     n = (depth - 2) // 6
-    stem = 3 * 16 * 9 + 2 * 16                       # conv1 + bn1
-    stage1 = n * (2 * 16 * 16 * 9 + 2 * 2 * 16)       # n blocks 16->16
+    stem = 3 * 16 * 9 + 2 * 16  # conv1 + bn1
+    stage1 = n * (2 * 16 * 16 * 9 + 2 * 2 * 16)  # n blocks 16->16
     stage2 = (16 * 32 * 9 + 32 * 32 * 9 + 2 * 2 * 32) + (n - 1) * (2 * 32 * 32 * 9 + 2 * 2 * 32)
     stage3 = (32 * 64 * 9 + 64 * 64 * 9 + 2 * 2 * 64) + (n - 1) * (2 * 64 * 64 * 9 + 2 * 2 * 64)
     fc = 64 * 10 + 10
@@ -77,6 +76,7 @@ def test_channels_last_model_matches_default_layout(version):
 def test_v1_has_no_projection_and_v2_has_two():
     def one_by_one(m):
         return [c for c in m.modules() if isinstance(c, nn.Conv2d) and c.kernel_size == (1, 1)]
+
     assert one_by_one(resnet(56, 1)) == []
     assert len(one_by_one(resnet(56, 2))) == 2
 
@@ -115,6 +115,7 @@ def test_bn_init():
 
 
 # --- recipe ---------------------------------------------------------------------------
+
 
 def test_benchmark_table():
     assert BENCHMARKS["resnet20"] == (20, 1)
@@ -168,11 +169,22 @@ def test_lr_step_decay_at_82_and_123():
     assert CLOSED.lr_at(82.0, 512) == pytest.approx(0.04, abs=1e-12)
 
 
-@pytest.mark.parametrize("batch,workers,ok", [
-    (32, 1, True), (31, 1, False), (512, 1, True), (513, 1, False),
-    (1, 1, False), (1000, 1, False),
-    (512, 8, True), (512, 9, False), (128, 32, True), (128, 33, False), (32, 128, True),
-])
+@pytest.mark.parametrize(
+    "batch,workers,ok",
+    [
+        (32, 1, True),
+        (31, 1, False),
+        (512, 1, True),
+        (513, 1, False),
+        (1, 1, False),
+        (1000, 1, False),
+        (512, 8, True),
+        (512, 9, False),
+        (128, 32, True),
+        (128, 33, False),
+        (32, 128, True),
+    ],
+)
 def test_check_batch_bounds(batch, workers, ok):
     broken = CLOSED.check_batch(batch, workers)
     if ok:

@@ -16,7 +16,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import IN_CI
 
 
@@ -27,11 +26,39 @@ def _free_port() -> int:
 
 
 def _node_cmd(node_rank: int, endpoint: str, results: str, local_addr: str) -> list[str]:
-    return [sys.executable, "-m", "ttabench", "run", "--synthetic", "--nnodes", "2",
-            "--node-rank", str(node_rank), "--rdzv-endpoint", endpoint, "--workers", "1",
-            "--local-addr", local_addr, "--batch-size", "32", "--max-steps", "3",
-            "--eval-every", "1epoch", "--thresholds", "0.1:0.2:0.1", "--seed", "3",
-            "--results-dir", results, "--progress", "none", "--collective-timeout", "60"]
+    return [
+        sys.executable,
+        "-m",
+        "ttabench",
+        "run",
+        "--synthetic",
+        "--nnodes",
+        "2",
+        "--node-rank",
+        str(node_rank),
+        "--rdzv-endpoint",
+        endpoint,
+        "--workers",
+        "1",
+        "--local-addr",
+        local_addr,
+        "--batch-size",
+        "32",
+        "--max-steps",
+        "3",
+        "--eval-every",
+        "1epoch",
+        "--thresholds",
+        "0.1:0.2:0.1",
+        "--seed",
+        "3",
+        "--results-dir",
+        results,
+        "--progress",
+        "none",
+        "--collective-timeout",
+        "60",
+    ]
 
 
 def _check_one_run(results: str) -> dict:
@@ -62,8 +89,15 @@ def _wait_all(procs, timeout=300):
 def test_two_nodes_on_loopback(tmp_path):
     endpoint = f"127.0.0.1:{_free_port()}"
     results = str(tmp_path / "results")
-    procs = [subprocess.Popen(_node_cmd(i, endpoint, results, "127.0.0.1"), text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            _node_cmd(i, endpoint, results, "127.0.0.1"),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in (0, 1)
+    ]
     _wait_all(procs)
     _check_one_run(results)
 
@@ -95,8 +129,20 @@ def two_namespaces():
         for ns in NS:
             ip("netns", "add", ns)
             ip("-n", ns, "link", "set", "lo", "up")
-        ip("link", "add", "tta-test-a", "netns", NS[0], "type", "veth", "peer", "name", "tta-test-b",
-           "netns", NS[1])
+        ip(
+            "link",
+            "add",
+            "tta-test-a",
+            "netns",
+            NS[0],
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "tta-test-b",
+            "netns",
+            NS[1],
+        )
         for ns, dev, addr in zip(NS, ("tta-test-a", "tta-test-b"), ADDRS):
             ip("-n", ns, "addr", "add", f"{addr}/30", "dev", dev)
             ip("-n", ns, "link", "set", dev, "up")
@@ -121,7 +167,8 @@ def test_two_nodes_in_network_namespaces(tmp_path, two_namespaces):
         cmd = ["ip", "netns", "exec", ns] + _node_cmd(i, endpoint, results, ADDRS[i])
         # GLOO must use the veth, not the namespace's loopback.
         env = dict(os.environ, GLOO_SOCKET_IFNAME=("tta-test-a", "tta-test-b")[i])
-        procs.append(subprocess.Popen(cmd, text=True, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE))
+        procs.append(
+            subprocess.Popen(cmd, text=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        )
     _wait_all(procs)
     _check_one_run(results)

@@ -18,7 +18,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import run_cli
 from ttabench import UserError
 from ttabench.launch.net import lab as netlab
@@ -39,10 +38,17 @@ def test_cli_as_non_root():
     assert "netlab needs root" in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("kw,msg", [
-    ({"hosts": 1}, "--hosts"), ({"rate": "fast"}, "bandwidth"), ({"delay": "0ms"}, "--delay"),
-    ({"burst": "100b"}, "--burst"), ({"subnet": 300}, "--subnet"), ({"shape": "up"}, "--shape"),
-])
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        ({"hosts": 1}, "--hosts"),
+        ({"rate": "fast"}, "bandwidth"),
+        ({"delay": "0ms"}, "--delay"),
+        ({"burst": "100b"}, "--burst"),
+        ({"subnet": 300}, "--subnet"),
+        ({"shape": "up"}, "--shape"),
+    ],
+)
 def test_bad_settings_are_user_errors(kw, msg):
     args = dict(hosts=2, rate="100mbit")
     args.update(kw)
@@ -58,8 +64,11 @@ def test_burst_default_is_two_ms_at_the_rate_but_at_least_64kib():
 
 
 def _by_dev(steps):
-    return {(s.made["namespace"], s.made["dev"], s.made["qdisc"]): s for s in steps
-            if s.made and s.made["kind"] == "qdisc"}
+    return {
+        (s.made["namespace"], s.made["dev"], s.made["qdisc"]): s
+        for s in steps
+        if s.made and s.made["kind"] == "qdisc"
+    }
 
 
 def test_plan_shapes_uplink_on_the_host_side_and_downlink_on_the_switch_side():
@@ -82,9 +91,9 @@ def test_plan_puts_netem_at_the_root_of_the_host_side_with_tbf_as_its_child():
     steps = netlab.plan(netlab.make_spec(2, "100mbit", delay="5ms"))
     q = _by_dev(steps)
     netem, tbf = q[("ttabench-nl-h0", "ttanl0", "netem")], q[("ttabench-nl-h0", "ttanl0", "tbf")]
-    assert netem.argv[netem.argv.index("dev") + 2:][:3] == ["root", "handle", "1:"]
-    assert ["delay", "5ms"] == netem.argv[netem.argv.index("delay"):netem.argv.index("delay") + 2]
-    assert tbf.argv[tbf.argv.index("dev") + 2:][:4] == ["parent", "1:1", "handle", "10:"]
+    assert netem.argv[netem.argv.index("dev") + 2 :][:3] == ["root", "handle", "1:"]
+    assert ["delay", "5ms"] == netem.argv[netem.argv.index("delay") : netem.argv.index("delay") + 2]
+    assert tbf.argv[tbf.argv.index("dev") + 2 :][:4] == ["parent", "1:1", "handle", "10:"]
     assert steps.index(netem) < steps.index(tbf)
     assert not any(ns == "ttabench-nl-sw" and kind == "netem" for ns, _, kind in q)
 
@@ -135,8 +144,7 @@ def test_state_file_records_exactly_what_up_made_and_down_removes_only_that(tmp_
     state = netlab.up(netlab.make_spec(2, "100mbit"), run=host, path=path)
     on_disk = json.load(open(path))
     assert on_disk["complete"] and on_disk == state
-    assert netlab.recorded_namespaces(on_disk) == [
-        "ttabench-nl-sw", "ttabench-nl-h0", "ttabench-nl-h1"]
+    assert netlab.recorded_namespaces(on_disk) == ["ttabench-nl-sw", "ttabench-nl-h0", "ttabench-nl-h1"]
     kinds = [m["kind"] for m in on_disk["made"]]
     assert kinds.count("veth") == 2 and kinds.count("qdisc") == 4 and kinds.count("bridge") == 1
     with pytest.raises(UserError, match="already up"):
@@ -150,8 +158,7 @@ def test_state_file_records_exactly_what_up_made_and_down_removes_only_that(tmp_
 
 def test_failure_half_way_removes_what_was_made(tmp_path):
     path = str(tmp_path / "state.json")
-    host = FakeHost(existing={"other-ns"},
-                    fail_on=lambda a: a[:2] == ["tc", "-n"] and "ttabench-nl-h1" in a)
+    host = FakeHost(existing={"other-ns"}, fail_on=lambda a: a[:2] == ["tc", "-n"] and "ttabench-nl-h1" in a)
     with pytest.raises(UserError) as e:
         netlab.up(netlab.make_spec(2, "100mbit"), run=host, path=path)
     assert "Operation not permitted" in str(e.value)
@@ -160,9 +167,16 @@ def test_failure_half_way_removes_what_was_made(tmp_path):
 
 def test_down_after_a_crash_uses_the_partial_state(tmp_path):
     path = str(tmp_path / "state.json")
-    netlab.write_state({"complete": False, "made": [{"kind": "netns", "name": "ttabench-nl-sw"},
-                                                    {"kind": "netns", "name": "ttabench-nl-h0"}]},
-                       path)
+    netlab.write_state(
+        {
+            "complete": False,
+            "made": [
+                {"kind": "netns", "name": "ttabench-nl-sw"},
+                {"kind": "netns", "name": "ttabench-nl-h0"},
+            ],
+        },
+        path,
+    )
     host = FakeHost(existing={"ttabench-nl-sw", "ttabench-nl-h0", "ttabench-nl-h1", "x"})
     with pytest.raises(UserError, match="not completely built"):
         netlab.load_lab(path)
@@ -175,8 +189,7 @@ def test_down_after_a_crash_uses_the_partial_state(tmp_path):
 def test_up_refuses_unrecorded_lab_namespaces_and_foreign_state_entries(tmp_path):
     path = str(tmp_path / "state.json")
     with pytest.raises(UserError, match="no netlab state file"):
-        netlab.up(netlab.make_spec(2, "1mbit"), run=FakeHost(existing={"ttabench-nl-h0"}),
-                  path=path)
+        netlab.up(netlab.make_spec(2, "1mbit"), run=FakeHost(existing={"ttabench-nl-h0"}), path=path)
     with pytest.raises(UserError, match="refusing"):
         netlab.recorded_namespaces({"made": [{"kind": "netns", "name": "production"}]})
     open(path, "w").write("{not json")
@@ -196,20 +209,22 @@ def test_missing_netem_gives_the_clear_message_and_removes_the_probe():
 def test_up_with_delay_checks_netem_before_building_anything(tmp_path):
     host = FakeHost(tc_error="Error: Specified qdisc kind is unknown.")
     with pytest.raises(UserError, match="sch_netem"):
-        netlab.up(netlab.make_spec(2, "100mbit", delay="5ms"), run=host,
-                  path=str(tmp_path / "s.json"))
+        netlab.up(netlab.make_spec(2, "100mbit", delay="5ms"), run=host, path=str(tmp_path / "s.json"))
     assert host.ns == set() and not os.path.exists(tmp_path / "s.json")
 
 
 def _fake_state(hosts=2):
     spec = netlab.make_spec(hosts, "20mbit")
-    return dict(spec.describe(), nodes=spec.nodes, complete=True,
-                measured=[{"bits_per_s": 19.5e6}, {"bits_per_s": 19.4e6}])
+    return dict(
+        spec.describe(),
+        nodes=spec.nodes,
+        complete=True,
+        measured=[{"bits_per_s": 19.5e6}, {"bits_per_s": 19.4e6}],
+    )
 
 
 def test_node_commands_one_node_per_namespace_on_its_own_interface():
-    cmds = netlab.node_commands(_fake_state(), ["--synthetic", "--max-steps", "3"], port=29999,
-                                threads=1)
+    cmds = netlab.node_commands(_fake_state(), ["--synthetic", "--max-steps", "3"], port=29999, threads=1)
     assert len(cmds) == 2
     for i, (argv, env) in enumerate(cmds):
         assert argv[:4] == ["ip", "netns", "exec", f"ttabench-nl-h{i}"]
@@ -240,8 +255,12 @@ def test_run_args_are_checked_before_any_node_starts():
 def test_run_nodes_fails_fast_and_stops_the_others():
     py = sys.executable
     t0 = time.monotonic()
-    code = netlab.run_nodes([([py, "-c", "import time; time.sleep(60)"], {}),
-                             ([py, "-c", "import sys, time; time.sleep(0.5); sys.exit(3)"], {})])
+    code = netlab.run_nodes(
+        [
+            ([py, "-c", "import time; time.sleep(60)"], {}),
+            ([py, "-c", "import sys, time; time.sleep(0.5); sys.exit(3)"], {}),
+        ]
+    )
     assert code == 3 and time.monotonic() - t0 < 20
     assert netlab.run_nodes([([py, "-c", "pass"], {}), ([py, "-c", "pass"], {})]) == 0
 
@@ -285,8 +304,9 @@ def _teardown(path):
 @pytest.mark.root
 def test_up_status_measure_down(lab_env):
     env, path = lab_env
-    proc = run_cli("netlab", "up", "--hosts", "2", "--rate", "100mbit", "--measure-bytes", "4mb",
-                   env=env, check=True)
+    proc = run_cli(
+        "netlab", "up", "--hosts", "2", "--rate", "100mbit", "--measure-bytes", "4mb", env=env, check=True
+    )
     assert "measured ttabench-nl-h0 -> ttabench-nl-h1" in proc.stdout
     state = json.load(open(path))
     assert state["complete"] and state["hosts"] == 2
@@ -321,8 +341,9 @@ def test_up_with_delay_needs_netem(lab_env):
         assert not netlab.lab_namespaces() and not os.path.exists(path)
     else:
         assert proc.returncode == 0, proc.stderr
-        qdiscs = subprocess.run(["tc", "-n", "ttabench-nl-h0", "qdisc", "show", "dev", "ttanl0"],
-                                capture_output=True, text=True).stdout
+        qdiscs = subprocess.run(
+            ["tc", "-n", "ttabench-nl-h0", "qdisc", "show", "dev", "ttanl0"], capture_output=True, text=True
+        ).stdout
         assert "netem" in qdiscs and "tbf" in qdiscs
 
 
@@ -342,18 +363,40 @@ def runs_at_two_rates(tmp_path_factory):
         path = str(tmp / f"state-{rate}.json")
         env = {**os.environ, netlab.STATE_ENV: path}
         try:
-            run_cli("netlab", "up", "--hosts", "2", "--rate", rate, "--no-measure", env=env,
-                    check=True)
+            run_cli("netlab", "up", "--hosts", "2", "--rate", rate, "--no-measure", env=env, check=True)
             results = str(tmp / rate)
-            run_cli("netlab", "run", "--timeout", "400", "--", "--synthetic", "--max-steps", "6",
-                    "--batch-size", "64", "--seed", "1", "--thresholds", "0.1:0.2:0.1",
-                    "--progress", "none", "--collective-timeout", "120", "--results-dir", results,
-                    env=env, check=True, timeout=480)
+            run_cli(
+                "netlab",
+                "run",
+                "--timeout",
+                "400",
+                "--",
+                "--synthetic",
+                "--max-steps",
+                "6",
+                "--batch-size",
+                "64",
+                "--seed",
+                "1",
+                "--thresholds",
+                "0.1:0.2:0.1",
+                "--progress",
+                "none",
+                "--collective-timeout",
+                "120",
+                "--results-dir",
+                results,
+                env=env,
+                check=True,
+                timeout=480,
+            )
         finally:
             _teardown(path)
         (run,) = glob.glob(os.path.join(results, "*", "resnet20", "closed", "*"))
-        out[rate] = (json.load(open(os.path.join(run, "summary.json"))),
-                     json.load(open(os.path.join(run, "config.json"))))
+        out[rate] = (
+            json.load(open(os.path.join(run, "summary.json"))),
+            json.load(open(os.path.join(run, "config.json"))),
+        )
     return out
 
 

@@ -3,47 +3,79 @@
 from __future__ import annotations
 
 import datetime
-import os
 
 import pytest
 import torch
 import torch.distributed as dist
-
 from ttabench import UserError
+from ttabench.launch.net.link import PROFILES, Link, LinkEmulator, parse_rate, parse_size, parse_time, resolve
 from ttabench.launch.worker import comm as comm_mod
-from ttabench.launch.net.link import (PROFILES, Link, LinkEmulator, parse_rate, parse_size,
-                                     parse_time, resolve)
 
 
-@pytest.mark.parametrize("text,bytes_per_s", [
-    ("1gbit", 125e6), ("100mbit", 12.5e6), ("10kbit", 1250.0), ("8bit", 1.0), ("800", 100.0),
-    ("125mbps", 125e6), ("1kbps", 1000.0), ("1mibit", 131072.0), ("2.5gbit", 312.5e6),
-    ("1GBIT", 125e6),
-])
+@pytest.mark.parametrize(
+    "text,bytes_per_s",
+    [
+        ("1gbit", 125e6),
+        ("100mbit", 12.5e6),
+        ("10kbit", 1250.0),
+        ("8bit", 1.0),
+        ("800", 100.0),
+        ("125mbps", 125e6),
+        ("1kbps", 1000.0),
+        ("1mibit", 131072.0),
+        ("2.5gbit", 312.5e6),
+        ("1GBIT", 125e6),
+    ],
+)
 def test_parse_rate(text, bytes_per_s):
     assert parse_rate(text) == pytest.approx(bytes_per_s, rel=1e-12)
 
 
-@pytest.mark.parametrize("text,seconds", [
-    ("0.5ms", 0.5e-3), ("50us", 50e-6), ("2s", 2.0), ("100", 100e-6), ("1msec", 1e-3),
-    ("10usec", 10e-6), ("0", 0.0),
-])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("0.5ms", 0.5e-3),
+        ("50us", 50e-6),
+        ("2s", 2.0),
+        ("100", 100e-6),
+        ("1msec", 1e-3),
+        ("10usec", 10e-6),
+        ("0", 0.0),
+    ],
+)
 def test_parse_time(text, seconds):
     assert parse_time(text) == pytest.approx(seconds, rel=1e-12)
 
 
-@pytest.mark.parametrize("text,nbytes", [
-    ("4kb", 4096), ("1mb", 1048576), ("16MB", 16 * 1048576), ("100", 100), ("3b", 3),
-    ("1k", 1024), ("8kbit", 1024),
-])
+@pytest.mark.parametrize(
+    "text,nbytes",
+    [
+        ("4kb", 4096),
+        ("1mb", 1048576),
+        ("16MB", 16 * 1048576),
+        ("100", 100),
+        ("3b", 3),
+        ("1k", 1024),
+        ("8kbit", 1024),
+    ],
+)
 def test_parse_size(text, nbytes):
     assert parse_size(text) == nbytes
 
 
-@pytest.mark.parametrize("fn,text", [
-    (parse_rate, "fast"), (parse_rate, "1 gigabit"), (parse_rate, "0mbit"), (parse_rate, "-1mbit"),
-    (parse_time, "5 minutes"), (parse_time, "ms"), (parse_size, "0kb"), (parse_size, "1 parsec"),
-])
+@pytest.mark.parametrize(
+    "fn,text",
+    [
+        (parse_rate, "fast"),
+        (parse_rate, "1 gigabit"),
+        (parse_rate, "0mbit"),
+        (parse_rate, "-1mbit"),
+        (parse_time, "5 minutes"),
+        (parse_time, "ms"),
+        (parse_size, "0kb"),
+        (parse_size, "1 parsec"),
+    ],
+)
 def test_bad_units_are_user_errors(fn, text):
     with pytest.raises(UserError) as e:
         fn(text)
@@ -119,8 +151,7 @@ def test_ddp_hook_adds_the_modelled_delay_with_a_fake_clock(tmp_path):
     """A real DDP model on a real (one-process) gloo group; the emulator pretends
     the ring has 2 workers so every bucket is held for its modelled time."""
     store = dist.FileStore(str(tmp_path / "store"), 1)
-    dist.init_process_group("gloo", store=store, rank=0, world_size=1,
-                            timeout=datetime.timedelta(seconds=30))
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1, timeout=datetime.timedelta(seconds=30))
     try:
         comm = comm_mod.TorchComm("gloo", torch.device("cpu"), timeout_s=30)
         link = Link("t", bandwidth=1e6, latency=1e-3)

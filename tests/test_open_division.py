@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import require_horovod, run_cli
 from ttabench import UserError
 from ttabench.divisions import open as open_div
@@ -29,8 +28,19 @@ from ttabench.launch.config import RunConfig
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_CNN = ROOT / "examples" / "small_cnn.py"
 ADAM_RESNET = ROOT / "examples" / "adam_resnet.py"
-QUICK = ("--synthetic", "--max-steps", "4", "--threads", "1", "--progress", "none",
-         "--thresholds", "0.1:0.2:0.1", "--seed", "5")
+QUICK = (
+    "--synthetic",
+    "--max-steps",
+    "4",
+    "--threads",
+    "1",
+    "--progress",
+    "none",
+    "--thresholds",
+    "0.1:0.2:0.1",
+    "--seed",
+    "5",
+)
 
 HEADER = """\
 import torch
@@ -61,8 +71,9 @@ def _write(tmp_path: Path, body: str, name: str = "sub.py") -> Path:
 
 
 def _run_info() -> open_div.RunInfo:
-    return open_div.RunInfo(batch_size=32, world_size=1, global_batch=32, train_size=5000,
-                            steps_per_epoch=156, epochs=1.0)
+    return open_div.RunInfo(
+        batch_size=32, world_size=1, global_batch=32, train_size=5000, steps_per_epoch=156, epochs=1.0
+    )
 
 
 def _check(model_ref: str | None, optimizer_ref: str | None = None):
@@ -90,73 +101,135 @@ def _message(model_ref, optimizer_ref=None) -> str:
 
 # (name, body of the user's file, attribute, expected message with {ref} for the reference)
 MODEL_CASES = [
-    ("attribute missing", "", "net",
-     "--model {ref}: {file} has no attribute 'net'"),
-    ("not callable", "net = 3\n", "net",
-     "--model {ref}: an int is not callable (expected a function returning a torch.nn.Module, "
-     "or a Submission)"),
-    ("raises when called", "def net():\n    raise ValueError('width must be even')\n", "net",
-     "--model {ref}: calling it raised ValueError: width must be even"),
-    ("returns None", "def net():\n    pass\n", "net",
-     "--model {ref}: returned None, not a torch.nn.Module"),
-    ("returns a tensor", "def net():\n    return torch.zeros(3)\n", "net",
-     "--model {ref}: returned a Tensor, not a torch.nn.Module"),
-    ("no parameters", "def net():\n    return nn.Flatten()\n", "net",
-     "--model {ref}: the model has no parameters"),
-    ("no trainable parameters", "def net():\n    return Net().requires_grad_(False)\n", "net",
-     "--model {ref}: the model has no trainable parameters (every one has requires_grad=False)"),
-    ("wrong output shape", "def net():\n    return nn.Sequential(nn.Flatten(), nn.Linear(3072, 5))\n",
-     "net",
-     "--model {ref}: output of shape 2x5 on a probe batch of 2x3x32x32, expected 2x10 "
-     "(N x 10 logits)"),
-    ("per-image output", "def net():\n    return nn.Sequential(nn.Flatten(0), nn.Linear(6144, 10))\n",
-     "net",
-     "--model {ref}: output of shape 10 on a probe batch of 2x3x32x32, expected 2x10 "
-     "(N x 10 logits)"),
-    ("forward raises", """\
+    ("attribute missing", "", "net", "--model {ref}: {file} has no attribute 'net'"),
+    (
+        "not callable",
+        "net = 3\n",
+        "net",
+        "--model {ref}: an int is not callable (expected a function returning a torch.nn.Module, "
+        "or a Submission)",
+    ),
+    (
+        "raises when called",
+        "def net():\n    raise ValueError('width must be even')\n",
+        "net",
+        "--model {ref}: calling it raised ValueError: width must be even",
+    ),
+    ("returns None", "def net():\n    pass\n", "net", "--model {ref}: returned None, not a torch.nn.Module"),
+    (
+        "returns a tensor",
+        "def net():\n    return torch.zeros(3)\n",
+        "net",
+        "--model {ref}: returned a Tensor, not a torch.nn.Module",
+    ),
+    (
+        "no parameters",
+        "def net():\n    return nn.Flatten()\n",
+        "net",
+        "--model {ref}: the model has no parameters",
+    ),
+    (
+        "no trainable parameters",
+        "def net():\n    return Net().requires_grad_(False)\n",
+        "net",
+        "--model {ref}: the model has no trainable parameters (every one has requires_grad=False)",
+    ),
+    (
+        "wrong output shape",
+        "def net():\n    return nn.Sequential(nn.Flatten(), nn.Linear(3072, 5))\n",
+        "net",
+        "--model {ref}: output of shape 2x5 on a probe batch of 2x3x32x32, expected 2x10 (N x 10 logits)",
+    ),
+    (
+        "per-image output",
+        "def net():\n    return nn.Sequential(nn.Flatten(0), nn.Linear(6144, 10))\n",
+        "net",
+        "--model {ref}: output of shape 10 on a probe batch of 2x3x32x32, expected 2x10 (N x 10 logits)",
+    ),
+    (
+        "forward raises",
+        """\
         class Broken(Net):
             def forward(self, x):
                 raise RuntimeError('forgot to flatten')
 
         net = Broken
-        """, "net",
-     "--model {ref}: the forward pass on a probe batch of 2x3x32x32 raised RuntimeError: "
-     "forgot to flatten"),
-    ("output not a tensor", """\
+        """,
+        "net",
+        "--model {ref}: the forward pass on a probe batch of 2x3x32x32 raised RuntimeError: "
+        "forgot to flatten",
+    ),
+    (
+        "output not a tensor",
+        """\
         class Pair(Net):
             def forward(self, x):
                 return super().forward(x), x
 
         net = Pair
-        """, "net",
-     "--model {ref}: the forward pass returned a tuple, expected a tensor of 2x10 logits"),
-    ("non-finite output", """\
+        """,
+        "net",
+        "--model {ref}: the forward pass returned a tuple, expected a tensor of 2x10 logits",
+    ),
+    (
+        "non-finite output",
+        """\
         class Nan(Net):
             def forward(self, x):
                 return super().forward(x) * float('nan')
 
         net = Nan
-        """, "net",
-     "--model {ref}: non-finite output (nan or inf) on a probe batch of 2x3x32x32"),
-    ("Submission.model not a factory", "net = Submission(model='Net')\n", "net",
-     "--model {ref}: Submission.model is a str, not callable"),
-    ("Submission.train_step not callable", "net = Submission(model=Net, train_step='ce')\n", "net",
-     "--model {ref}: Submission.train_step is a str, not callable"),
-    ("Submission.optimizer not callable", "net = Submission(model=Net, optimizer=0.1)\n", "net",
-     "--model {ref}: Submission.optimizer is a float, not callable"),
-    ("Submission.batch_size zero", "net = Submission(model=Net, batch_size=0)\n", "net",
-     "--model {ref}: Submission.batch_size must be a positive int or None, got 0"),
-    ("Submission.batch_size float", "net = Submission(model=Net, batch_size=64.0)\n", "net",
-     "--model {ref}: Submission.batch_size must be a positive int or None, got 64.0"),
-    ("Submission.augment", "net = Submission(model=Net, augment='autoaugment')\n", "net",
-     "--model {ref}: Submission.augment must be 'pad4-crop32-hflip' or 'none', got 'autoaugment'"),
-    ("Submission.optimizer raises", """\
+        """,
+        "net",
+        "--model {ref}: non-finite output (nan or inf) on a probe batch of 2x3x32x32",
+    ),
+    (
+        "Submission.model not a factory",
+        "net = Submission(model='Net')\n",
+        "net",
+        "--model {ref}: Submission.model is a str, not callable",
+    ),
+    (
+        "Submission.train_step not callable",
+        "net = Submission(model=Net, train_step='ce')\n",
+        "net",
+        "--model {ref}: Submission.train_step is a str, not callable",
+    ),
+    (
+        "Submission.optimizer not callable",
+        "net = Submission(model=Net, optimizer=0.1)\n",
+        "net",
+        "--model {ref}: Submission.optimizer is a float, not callable",
+    ),
+    (
+        "Submission.batch_size zero",
+        "net = Submission(model=Net, batch_size=0)\n",
+        "net",
+        "--model {ref}: Submission.batch_size must be a positive int or None, got 0",
+    ),
+    (
+        "Submission.batch_size float",
+        "net = Submission(model=Net, batch_size=64.0)\n",
+        "net",
+        "--model {ref}: Submission.batch_size must be a positive int or None, got 64.0",
+    ),
+    (
+        "Submission.augment",
+        "net = Submission(model=Net, augment='autoaugment')\n",
+        "net",
+        "--model {ref}: Submission.augment must be 'pad4-crop32-hflip' or 'none', got 'autoaugment'",
+    ),
+    (
+        "Submission.optimizer raises",
+        """\
         def bad(model, run):
             raise KeyError('lr')
 
         net = Submission(model=Net, optimizer=bad)
-        """, "net",
-     "Submission.optimizer of --model {ref}: calling it raised KeyError: 'lr'"),
+        """,
+        "net",
+        "Submission.optimizer of --model {ref}: calling it raised KeyError: 'lr'",
+    ),
 ]
 
 
@@ -168,36 +241,69 @@ def test_broken_model_message(tmp_path, name, body, attr, expected):
 
 
 OPTIMIZER_CASES = [
-    ("not callable", "opt = [1, 2]\n",
-     "--optimizer {ref}: a list is not callable (expected a function (model, run) -> optimizer)"),
-    ("raises", "def opt(model, run):\n    raise TypeError('needs a learning rate')\n",
-     "--optimizer {ref}: calling it raised TypeError: needs a learning rate"),
-    ("returns parameters", "def opt(model, run):\n    return list(model.parameters())\n",
-     "--optimizer {ref}: returned a list, expected a torch.optim.Optimizer or (optimizer, lr_at)"),
-    ("returns None", "def opt(model, run):\n    pass\n",
-     "--optimizer {ref}: returned None, expected a torch.optim.Optimizer or (optimizer, lr_at)"),
-    ("lr_at not callable", "def opt(model, run):\n    return sgd(model, run), 0.1\n",
-     "--optimizer {ref}: lr_at is a float, expected a function epoch -> lr, or None"),
-    ("lr_at raises", "def opt(model, run):\n    return sgd(model, run), lambda e: 1 / 0\n",
-     "--optimizer {ref}: lr_at(0.0) raised ZeroDivisionError: division by zero"),
-    ("lr_at nan", "def opt(model, run):\n    return sgd(model, run), lambda e: float('nan')\n",
-     "--optimizer {ref}: lr_at(0.0) returned nan, expected a finite number >= 0"),
-    ("lr_at negative", "def opt(model, run):\n    return sgd(model, run), lambda e: -0.1\n",
-     "--optimizer {ref}: lr_at(0.0) returned -0.1, expected a finite number >= 0"),
-    ("lr_at string", "def opt(model, run):\n    return sgd(model, run), lambda e: '0.1'\n",
-     "--optimizer {ref}: lr_at(0.0) returned '0.1', expected a finite number >= 0"),
-    ("misses parameters", """\
+    (
+        "not callable",
+        "opt = [1, 2]\n",
+        "--optimizer {ref}: a list is not callable (expected a function (model, run) -> optimizer)",
+    ),
+    (
+        "raises",
+        "def opt(model, run):\n    raise TypeError('needs a learning rate')\n",
+        "--optimizer {ref}: calling it raised TypeError: needs a learning rate",
+    ),
+    (
+        "returns parameters",
+        "def opt(model, run):\n    return list(model.parameters())\n",
+        "--optimizer {ref}: returned a list, expected a torch.optim.Optimizer or (optimizer, lr_at)",
+    ),
+    (
+        "returns None",
+        "def opt(model, run):\n    pass\n",
+        "--optimizer {ref}: returned None, expected a torch.optim.Optimizer or (optimizer, lr_at)",
+    ),
+    (
+        "lr_at not callable",
+        "def opt(model, run):\n    return sgd(model, run), 0.1\n",
+        "--optimizer {ref}: lr_at is a float, expected a function epoch -> lr, or None",
+    ),
+    (
+        "lr_at raises",
+        "def opt(model, run):\n    return sgd(model, run), lambda e: 1 / 0\n",
+        "--optimizer {ref}: lr_at(0.0) raised ZeroDivisionError: division by zero",
+    ),
+    (
+        "lr_at nan",
+        "def opt(model, run):\n    return sgd(model, run), lambda e: float('nan')\n",
+        "--optimizer {ref}: lr_at(0.0) returned nan, expected a finite number >= 0",
+    ),
+    (
+        "lr_at negative",
+        "def opt(model, run):\n    return sgd(model, run), lambda e: -0.1\n",
+        "--optimizer {ref}: lr_at(0.0) returned -0.1, expected a finite number >= 0",
+    ),
+    (
+        "lr_at string",
+        "def opt(model, run):\n    return sgd(model, run), lambda e: '0.1'\n",
+        "--optimizer {ref}: lr_at(0.0) returned '0.1', expected a finite number >= 0",
+    ),
+    (
+        "misses parameters",
+        """\
         def opt(model, run):
             return torch.optim.SGD(model.fc.parameters(), lr=0.1)
         """,
-     "--optimizer {ref}: the optimizer misses 2 of the model's 4 trainable parameters "
-     "(first: conv.weight)"),
-    ("foreign tensors", """\
+        "--optimizer {ref}: the optimizer misses 2 of the model's 4 trainable parameters "
+        "(first: conv.weight)",
+    ),
+    (
+        "foreign tensors",
+        """\
         def opt(model, run):
             extra = torch.zeros(3, requires_grad=True)
             return torch.optim.SGD([*model.parameters(), extra], lr=0.1)
         """,
-     "--optimizer {ref}: the optimizer holds 1 tensors that are not the model's parameters"),
+        "--optimizer {ref}: the optimizer holds 1 tensors that are not the model's parameters",
+    ),
 ]
 
 
@@ -211,8 +317,10 @@ def test_broken_optimizer_message(tmp_path, name, body, expected):
 def test_optimizer_alone_is_checked_against_the_closed_model(tmp_path):
     f = _write(tmp_path, "def opt(model, run):\n    return torch.optim.SGD(model.fc.parameters(), lr=1)\n")
     ref = f"{f}:opt"
-    assert _message(None, ref) == (f"--optimizer {ref}: the optimizer misses 57 of the model's "
-                                   "59 trainable parameters (first: conv1.weight)")
+    assert _message(None, ref) == (
+        f"--optimizer {ref}: the optimizer misses 57 of the model's "
+        "59 trainable parameters (first: conv1.weight)"
+    )
 
 
 def test_file_not_found(tmp_path):
@@ -222,8 +330,10 @@ def test_file_not_found(tmp_path):
 
 def test_module_not_found():
     ref = "no_such_module_for_ttabench:net"
-    assert _message(ref) == (f"--model {ref}: no module named 'no_such_module_for_ttabench' (run from "
-                             "its folder, add it to PYTHONPATH, or give path/to/file.py:CALLABLE)")
+    assert _message(ref) == (
+        f"--model {ref}: no module named 'no_such_module_for_ttabench' (run from "
+        "its folder, add it to PYTHONPATH, or give path/to/file.py:CALLABLE)"
+    )
 
 
 def test_syntax_error(tmp_path):
@@ -244,8 +354,10 @@ def test_import_of_a_missing_dependency_is_not_module_not_found(tmp_path, monkey
     (tmp_path / "user_nets_for_ttabench.py").write_text("import no_such_dependency_xyz\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     ref = "user_nets_for_ttabench:net"
-    assert _message(ref) == (f"--model {ref}: importing user_nets_for_ttabench raised "
-                             "ModuleNotFoundError: No module named 'no_such_dependency_xyz'")
+    assert _message(ref) == (
+        f"--model {ref}: importing user_nets_for_ttabench raised "
+        "ModuleNotFoundError: No module named 'no_such_dependency_xyz'"
+    )
 
 
 def test_batch_size_conflict(tmp_path):
@@ -256,20 +368,31 @@ def test_batch_size_conflict(tmp_path):
     assert loaded.batch_size(64, 128) == 64
     with pytest.raises(UserError) as info:
         loaded.batch_size(32, 128)
-    assert str(info.value) == (f"--batch-size 32 conflicts with Submission.batch_size 64 of "
-                               f"--model {ref}; leave --batch-size out")
+    assert str(info.value) == (
+        f"--batch-size 32 conflicts with Submission.batch_size 64 of --model {ref}; leave --batch-size out"
+    )
 
 
-@pytest.mark.parametrize("cfg,expected", [
-    (dict(model="x.py:net"), "--model needs --division open"),
-    (dict(optimizer="x.py:opt"), "--optimizer needs --division open"),
-    (dict(division="open"), "--division open needs --model MODULE:CALLABLE or path/to/file.py:CALLABLE, "
-                            "or --optimizer with the closed model of --benchmark"),
-    (dict(division="open", model="small_cnn.py"),
-     "--model must be MODULE:CALLABLE or path/to/file.py:CALLABLE, got 'small_cnn.py'"),
-    (dict(division="open", optimizer="my-opts:adam"),
-     "--optimizer must be MODULE:CALLABLE or path/to/file.py:CALLABLE, got 'my-opts:adam'"),
-])
+@pytest.mark.parametrize(
+    "cfg,expected",
+    [
+        (dict(model="x.py:net"), "--model needs --division open"),
+        (dict(optimizer="x.py:opt"), "--optimizer needs --division open"),
+        (
+            dict(division="open"),
+            "--division open needs --model MODULE:CALLABLE or path/to/file.py:CALLABLE, "
+            "or --optimizer with the closed model of --benchmark",
+        ),
+        (
+            dict(division="open", model="small_cnn.py"),
+            "--model must be MODULE:CALLABLE or path/to/file.py:CALLABLE, got 'small_cnn.py'",
+        ),
+        (
+            dict(division="open", optimizer="my-opts:adam"),
+            "--optimizer must be MODULE:CALLABLE or path/to/file.py:CALLABLE, got 'my-opts:adam'",
+        ),
+    ],
+)
 def test_flag_combinations(cfg, expected):
     with pytest.raises(UserError) as info:
         RunConfig(synthetic=True, **cfg).validate()
@@ -285,7 +408,9 @@ def test_open_run_without_closed_batch_rules():
 def test_results_name():
     assert RunConfig(division="open", model="examples/small_cnn.py:small_cnn").benchmark_name() == "small_cnn"
     assert RunConfig(division="open", model="pkg.nets:build").benchmark_name() == "build"
-    assert RunConfig(division="open", benchmark="resnet32", optimizer="a.py:adam").benchmark_name() == "resnet32"
+    assert (
+        RunConfig(division="open", benchmark="resnet32", optimizer="a.py:adam").benchmark_name() == "resnet32"
+    )
     assert RunConfig(benchmark="resnet56-v2").benchmark_name() == "resnet56-v2"
 
 
@@ -334,9 +459,14 @@ def test_module_reference_records_its_source(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     loaded = _check("user_nets_ok_for_ttabench:net", f"{SMALL_CNN}:sgd_one_cycle")
     rec = loaded.record(name="net")
-    assert rec["model"] == {"ref": "user_nets_ok_for_ttabench:net", "kind": "module",
-                            "module": "user_nets_ok_for_ttabench", "path": str(f),
-                            "attribute": "net", "sha256": hashlib.sha256(f.read_bytes()).hexdigest()}
+    assert rec["model"] == {
+        "ref": "user_nets_ok_for_ttabench:net",
+        "kind": "module",
+        "module": "user_nets_ok_for_ttabench",
+        "path": str(f),
+        "attribute": "net",
+        "sha256": hashlib.sha256(f.read_bytes()).hexdigest(),
+    }
     assert rec["optimizer"]["kind"] == "file" and rec["optimizer"]["path"] == str(SMALL_CNN)
     assert rec["hooks"]["optimizer"] == "--optimizer"
 
@@ -351,29 +481,44 @@ def test_divisions_import_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys; import ttabench.divisions.open, ttabench.divisions.metrics; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys; import ttabench.divisions.open, ttabench.divisions.metrics; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
 
 
 # --- the CLI: one line, exit code 2, no traceback (unless --debug) ------------------------
 
+
 @pytest.mark.slow
 def test_cli_broken_model_is_one_line(tmp_path):
     f = _write(tmp_path, "def net():\n    raise ValueError('width must be even')\n")
     ref = f"{f}:net"
-    proc = run_cli("run", "--division", "open", "--model", ref, *QUICK,
-                   "--results-dir", str(tmp_path / "r"), timeout=300)
+    proc = run_cli(
+        "run", "--division", "open", "--model", ref, *QUICK, "--results-dir", str(tmp_path / "r"), timeout=300
+    )
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.splitlines() == [f"ttabench: error: --model {ref}: calling it raised "
-                                        "ValueError: width must be even"]
+    assert proc.stderr.splitlines() == [
+        f"ttabench: error: --model {ref}: calling it raised ValueError: width must be even"
+    ]
     # The failed set-up leaves its record, marked failed.
     (run_dir,) = (tmp_path / "r").glob("*/net/open/*")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "failed"
 
-    debug = run_cli("--debug", "run", "--division", "open", "--model", ref, *QUICK,
-                    "--results-dir", str(tmp_path / "r"), timeout=300)
+    debug = run_cli(
+        "--debug",
+        "run",
+        "--division",
+        "open",
+        "--model",
+        ref,
+        *QUICK,
+        "--results-dir",
+        str(tmp_path / "r"),
+        timeout=300,
+    )
     assert debug.returncode == 2
     assert "Traceback" in debug.stderr and "raise ValueError('width must be even')" in debug.stderr
     assert debug.stderr.splitlines()[-1] == proc.stderr.splitlines()[0]
@@ -383,28 +528,42 @@ def test_cli_broken_model_is_one_line(tmp_path):
 def test_cli_broken_model_with_two_workers_fails_before_any_worker(tmp_path):
     f = _write(tmp_path, "def net():\n    return nn.Sequential(nn.Flatten(), nn.Linear(3072, 5))\n")
     ref = f"{f}:net"
-    proc = run_cli("run", "--division", "open", "--model", ref, "--workers", "2", *QUICK,
-                   "--results-dir", str(tmp_path / "r"), timeout=300)
+    proc = run_cli(
+        "run",
+        "--division",
+        "open",
+        "--model",
+        ref,
+        "--workers",
+        "2",
+        *QUICK,
+        "--results-dir",
+        str(tmp_path / "r"),
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.splitlines() == [f"ttabench: error: --model {ref}: output of shape 2x5 on a "
-                                        "probe batch of 2x3x32x32, expected 2x10 (N x 10 logits)"]
+    assert proc.stderr.splitlines() == [
+        f"ttabench: error: --model {ref}: output of shape 2x5 on a "
+        "probe batch of 2x3x32x32, expected 2x10 (N x 10 logits)"
+    ]
     assert not (tmp_path / "r").exists()
 
 
 @pytest.mark.slow
 def test_cli_model_needs_open_division(tmp_path):
-    proc = run_cli("run", "--model", f"{SMALL_CNN}:small_cnn", *QUICK,
-                   "--results-dir", str(tmp_path / "r"), timeout=120)
+    proc = run_cli(
+        "run", "--model", f"{SMALL_CNN}:small_cnn", *QUICK, "--results-dir", str(tmp_path / "r"), timeout=120
+    )
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == ["ttabench: error: --model needs --division open"]
 
 
 # --- the examples, for real --------------------------------------------------------------
 
+
 def _run(tmp_path: Path, *args: str, timeout: float = 300) -> Path:
     root = tmp_path / "results"
-    proc = run_cli("run", "--division", "open", *args, *QUICK, "--results-dir", str(root),
-                   timeout=timeout)
+    proc = run_cli("run", "--division", "open", *args, *QUICK, "--results-dir", str(root), timeout=timeout)
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     (run_dir,) = [p for p in root.glob("*/*/*/*") if p.is_dir()]
     return run_dir
@@ -423,8 +582,9 @@ def _assert_open_run(run_dir: Path, name: str, example: Path, workers: int = 1) 
     src = sub["model"] or sub["optimizer"]
     assert src["kind"] == "file" and src["path"] == str(example)
     assert src["sha256"] == hashlib.sha256(example.read_bytes()).hexdigest()
-    events = [json.loads(line[len(":::MLLOG "):])
-              for line in (run_dir / "mllog.txt").read_text().splitlines()]
+    events = [
+        json.loads(line[len(":::MLLOG ") :]) for line in (run_dir / "mllog.txt").read_text().splitlines()
+    ]
     by_key = {e["key"]: e["value"] for e in events}
     assert by_key["submission_division"] == "open" and by_key["submission_benchmark"] == name
     assert len((run_dir / "curve.csv").read_text().splitlines()) == 2  # header + the final eval
@@ -441,8 +601,12 @@ def test_small_cnn_one_process(tmp_path):
     config = _assert_open_run(run_dir, "small_cnn", SMALL_CNN)
     assert config["model"]["class"] == "SmallCNN" and config["model"]["parameters"] == 391466
     assert config["submission"]["hooks"] == {
-        "model": "submission", "optimizer": "closed recipe", "batch_size": "--batch-size",
-        "train_step": "cross_entropy", "augment": "pad4-crop32-hflip"}
+        "model": "submission",
+        "optimizer": "closed recipe",
+        "batch_size": "--batch-size",
+        "train_step": "cross_entropy",
+        "augment": "pad4-crop32-hflip",
+    }
     assert config["recipe"]["momentum"] == 0.9 and config["resolved"]["global_batch"] == 32
 
 
@@ -451,8 +615,12 @@ def test_small_cnn_tuned_uses_every_hook(tmp_path):
     run_dir = _run(tmp_path, "--model", f"{SMALL_CNN}:small_cnn_tuned")
     config = _assert_open_run(run_dir, "small_cnn_tuned", SMALL_CNN)
     assert config["submission"]["hooks"] == {
-        "model": "submission", "optimizer": "submission", "batch_size": "submission",
-        "train_step": "submission", "augment": "none"}
+        "model": "submission",
+        "optimizer": "submission",
+        "batch_size": "submission",
+        "train_step": "submission",
+        "augment": "none",
+    }
     assert config["resolved"]["batch_size"] == 64 and config["resolved"]["global_batch"] == 64
     assert config["recipe"]["optimizer"] == "SGD" and config["recipe"]["param_groups"][0]["nesterov"]
     assert config["recipe"]["augmentation"] == "none"
@@ -464,8 +632,7 @@ def test_small_cnn_tuned_uses_every_hook(tmp_path):
 @pytest.fixture(scope="module")
 def adam_run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("adam")
-    return _run(tmp, "--optimizer", f"{ADAM_RESNET}:adamw_cosine", "--batch-size", "32",
-                "--save-model")
+    return _run(tmp, "--optimizer", f"{ADAM_RESNET}:adamw_cosine", "--batch-size", "32", "--save-model")
 
 
 @pytest.mark.slow
@@ -475,8 +642,9 @@ def test_adam_resnet_is_open_resnet20(adam_run):
     assert config["model"]["name"] == "resnet20" and config["model"]["depth"] == 20
     assert config["recipe"]["optimizer"] == "AdamW"
     assert [g["weight_decay"] for g in config["recipe"]["param_groups"]] == [0.05, 0.0]
-    events = [json.loads(line[len(":::MLLOG "):])
-              for line in (adam_run / "mllog.txt").read_text().splitlines()]
+    events = [
+        json.loads(line[len(":::MLLOG ") :]) for line in (adam_run / "mllog.txt").read_text().splitlines()
+    ]
     assert {e["key"]: e["value"] for e in events}["opt_name"] == "adamw"
 
 
@@ -500,10 +668,14 @@ def test_open_evaluation_equals_the_closed_harness(adam_run):
     threads = torch.get_num_threads()
     torch.set_num_threads(config["resolved"]["threads"])  # oneDNN sums in a per-thread-count order
     try:
-        acc, loss, count = loop.evaluate(model, data.test_images, data.test_labels,
-                                         Normalize(cifar10.MEAN, cifar10.STD,
-                                                   channels_last=channels_last),
-                                         comm.Comm(), batch_size=1000)
+        acc, loss, count = loop.evaluate(
+            model,
+            data.test_images,
+            data.test_labels,
+            Normalize(cifar10.MEAN, cifar10.STD, channels_last=channels_last),
+            comm.Comm(),
+            batch_size=1000,
+        )
     finally:
         torch.set_num_threads(threads)
     last = read_curve(str(adam_run))[-1]
@@ -515,12 +687,12 @@ def test_open_evaluation_equals_the_closed_harness(adam_run):
 @pytest.mark.parametrize("example", ["small_cnn", "adam_resnet"])
 def test_examples_two_workers_torchrun(tmp_path, example):
     if example == "small_cnn":
-        run_dir = _run(tmp_path, "--model", f"{SMALL_CNN}:small_cnn", "--batch-size", "16",
-                       "--workers", "2")
+        run_dir = _run(tmp_path, "--model", f"{SMALL_CNN}:small_cnn", "--batch-size", "16", "--workers", "2")
         config = _assert_open_run(run_dir, "small_cnn", SMALL_CNN, workers=2)
     else:
-        run_dir = _run(tmp_path, "--optimizer", f"{ADAM_RESNET}:adamw_cosine", "--batch-size", "16",
-                       "--workers", "2")
+        run_dir = _run(
+            tmp_path, "--optimizer", f"{ADAM_RESNET}:adamw_cosine", "--batch-size", "16", "--workers", "2"
+        )
         config = _assert_open_run(run_dir, "resnet20", ADAM_RESNET, workers=2)
     assert config["resolved"]["backend"] == "torchrun" and config["resolved"]["global_batch"] == 32
 
@@ -529,17 +701,21 @@ def test_examples_two_workers_torchrun(tmp_path, example):
 @pytest.mark.horovod
 def test_small_cnn_tuned_horovod(tmp_path):
     require_horovod()
-    run_dir = _run(tmp_path, "--model", f"{SMALL_CNN}:small_cnn_tuned", "--workers", "2",
-                   "--backend", "horovod")
+    run_dir = _run(
+        tmp_path, "--model", f"{SMALL_CNN}:small_cnn_tuned", "--workers", "2", "--backend", "horovod"
+    )
     config = _assert_open_run(run_dir, "small_cnn_tuned", SMALL_CNN, workers=2)
     assert config["resolved"]["backend"] == "horovod" and config["resolved"]["global_batch"] == 128
 
 
 # --- a user exception during training ends the run as failed, promptly ---------------------
 
+
 @pytest.mark.slow
 def test_exception_in_train_step_on_one_worker_fails_the_run(tmp_path):
-    f = _write(tmp_path, """\
+    f = _write(
+        tmp_path,
+        """\
         steps = 0
 
 
@@ -552,12 +728,31 @@ def test_exception_in_train_step_on_one_worker_fails_the_run(tmp_path):
 
 
         flaky = Submission(model=Net, train_step=step)
-        """)
+        """,
+    )
     root = tmp_path / "results"
     t0 = time.monotonic()
-    proc = run_cli("run", "--division", "open", "--model", f"{f}:flaky", "--workers", "2",
-                   "--batch-size", "16", "--synthetic", "--max-steps", "8", "--threads", "1",
-                   "--progress", "none", "--results-dir", str(root), timeout=300)
+    proc = run_cli(
+        "run",
+        "--division",
+        "open",
+        "--model",
+        f"{f}:flaky",
+        "--workers",
+        "2",
+        "--batch-size",
+        "16",
+        "--synthetic",
+        "--max-steps",
+        "8",
+        "--threads",
+        "1",
+        "--progress",
+        "none",
+        "--results-dir",
+        str(root),
+        timeout=300,
+    )
     elapsed = time.monotonic() - t0
     assert proc.returncode != 0
     assert "user bug on rank 1 at step 3" in proc.stderr

@@ -17,9 +17,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-_IGNORE = shutil.ignore_patterns(".venv", "venv", ".git", "build", "dist", "*.egg-info",
-                                 "__pycache__", ".pytest_cache", ".hypothesis", "results",
-                                 "demo-results")
+_IGNORE = shutil.ignore_patterns(
+    ".venv",
+    "venv",
+    ".git",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".pytest_cache",
+    ".hypothesis",
+    "results",
+    "demo-results",
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +37,13 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
     root = tmp_path_factory.mktemp("pkg")
     src, out = root / "src", root / "out"
     shutil.copytree(REPO, src, ignore=_IGNORE)
-    proc = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "-o", str(out)],
-                          cwd=src, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "-o", str(out)],
+        cwd=src,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, f"wheel build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     wheels = list(out.glob("*.whl"))
     assert len(wheels) == 1, wheels
@@ -56,13 +71,20 @@ def test_only_top_level_package_is_ttabench(wheel):
 @pytest.mark.slow
 def test_wheel_contains_the_three_source_folders(wheel):
     names = set(wheel.namelist())
-    for required in ("ttabench/__init__.py", "ttabench/__main__.py",
-                     "ttabench/launch/__init__.py", "ttabench/launch/worker.py",
-                     "ttabench/launch/cli.py", "ttabench/launch/loop.py",
-                     "ttabench/reference_impls/__init__.py", "ttabench/reference_impls/resnet.py",
-                     "ttabench/reference_impls/cifar10.py",
-                     "ttabench/divisions/__init__.py", "ttabench/divisions/metrics.py",
-                     "ttabench/divisions/submission.py"):
+    for required in (
+        "ttabench/__init__.py",
+        "ttabench/__main__.py",
+        "ttabench/launch/__init__.py",
+        "ttabench/launch/worker.py",
+        "ttabench/launch/cli.py",
+        "ttabench/launch/loop.py",
+        "ttabench/reference_impls/__init__.py",
+        "ttabench/reference_impls/resnet.py",
+        "ttabench/reference_impls/cifar10.py",
+        "ttabench/divisions/__init__.py",
+        "ttabench/divisions/metrics.py",
+        "ttabench/divisions/submission.py",
+    ):
         assert required in names, f"{required} missing from the wheel"
     # every module of the source folders made it into the wheel
     for folder in ("launch", "reference_impls", "divisions"):
@@ -92,8 +114,9 @@ def test_wheel_metadata_names_the_dependencies(wheel):
     info = _dist_info(wheel)
     meta = wheel.read(f"{info}/METADATA").decode()
     assert "Name: ttabench" in meta
-    requires = [line.split(":", 1)[1].strip() for line in meta.splitlines()
-                if line.startswith("Requires-Dist:")]
+    requires = [
+        line.split(":", 1)[1].strip() for line in meta.splitlines() if line.startswith("Requires-Dist:")
+    ]
     for dep in ("torch", "numpy", "rich", "mlperf-logging"):
         assert any(r.startswith(dep) for r in requires), (dep, requires)
 
@@ -102,4 +125,3 @@ def test_entry_point_target_exists():
     from ttabench.launch import cli
 
     assert callable(cli.main)
-

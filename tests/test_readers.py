@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import pytest
-
 from ttabench.divisions import scoring
 from ttabench.launch.cli import main
 
@@ -57,8 +56,9 @@ def four_runs(tmp_path):
 
 
 def test_metrics_several_runs_json(four_runs, capsys):
-    code, out, _ = run_cli(capsys, "metrics", *four_runs.values(), "--thresholds", "0.6:0.8:0.1",
-                           "--target", "0.8", "--json")
+    code, out, _ = run_cli(
+        capsys, "metrics", *four_runs.values(), "--thresholds", "0.6:0.8:0.1", "--target", "0.8", "--json"
+    )
     assert code == 0
     res = json.loads(out)
     assert [r["name"] for r in res["runs"]] == list(four_runs.values())
@@ -111,8 +111,18 @@ def test_metrics_folder_of_runs_expands(four_runs, tmp_path, capsys):
 
 
 def test_metrics_single_input_json_unchanged(four_runs, capsys):
-    code, out, _ = run_cli(capsys, "metrics", four_runs["a"], "--thresholds", "0.6:0.8:0.1",
-                           "--target", "0.8", "--budget", "25", "--json")
+    code, out, _ = run_cli(
+        capsys,
+        "metrics",
+        four_runs["a"],
+        "--thresholds",
+        "0.6:0.8:0.1",
+        "--target",
+        "0.8",
+        "--budget",
+        "25",
+        "--json",
+    )
     assert code == 0
     res = json.loads(out)
     assert set(res) == {"thresholds", "tta_s", "ttmt", "attmt_s", "aat", "target_tta_s"}
@@ -124,8 +134,9 @@ def test_metrics_tie_at_threshold_counts_as_reached(tmp_path, capsys):
     # 0.7 == threshold 0.7 -> reached at 10 s (>=), written and read back exactly.
     run = os.path.dirname(write_curve(tmp_path / "tie", [(5.0, 0.69), (10.0, 0.7), (15.0, 0.71)]))
     other = os.path.dirname(write_curve(tmp_path / "tie2", [(4.0, 0.7)]))
-    code, out, _ = run_cli(capsys, "metrics", run, other, "--thresholds", "0.69:0.71:0.01",
-                           "--target", "0.7", "--json")
+    code, out, _ = run_cli(
+        capsys, "metrics", run, other, "--thresholds", "0.69:0.71:0.01", "--target", "0.7", "--json"
+    )
     res = json.loads(out)
     assert [r["tta_s"] for r in res["runs"]] == [[5.0, 10.0, 15.0], [4.0, 4.0, None]]
     assert [r["tta"] for r in res["runs"]] == [10.0, 4.0]
@@ -134,8 +145,9 @@ def test_metrics_tie_at_threshold_counts_as_reached(tmp_path, capsys):
 
 
 def test_metrics_human_output(four_runs, capsys):
-    code, out, _ = run_cli(capsys, "metrics", *four_runs.values(), "--thresholds", "0.6:0.8:0.1",
-                           "--target", "0.8")
+    code, out, _ = run_cli(
+        capsys, "metrics", *four_runs.values(), "--thresholds", "0.6:0.8:0.1", "--target", "0.8"
+    )
     assert code == 0
     assert "olympic mean" in out and "24.000" in out and "excluded from TTA" in out
 
@@ -199,15 +211,38 @@ def test_missing_input_is_one_line_error(tmp_path, capsys):
 
 # --- report ---------------------------------------------------------------------------------
 
-def make_run(root, system, run_id, points, *, status="success", seed=1, workers=1, network=None,
-             target=0.8, spec="0.6:0.8:0.1", img_s=100.0, dataset="cifar10-subset"):
+
+def make_run(
+    root,
+    system,
+    run_id,
+    points,
+    *,
+    status="success",
+    seed=1,
+    workers=1,
+    network=None,
+    target=0.8,
+    spec="0.6:0.8:0.1",
+    img_s=100.0,
+    dataset="cifar10-subset",
+):
     folder = root / system / "resnet20" / "closed" / run_id
     write_curve(folder, points)
-    summary = {"benchmark": "resnet20", "division": "closed", "dataset": dataset, "seed": seed,
-               "world_size": workers, "status": status, "throughput_img_s": img_s,
-               "metrics": {"threshold_spec": spec, "target": target, "budget_s": None}}
-    config = {"config": {"benchmark": "resnet20", "division": "closed", "network": network},
-              "resolved": {"system": system, "world_size": workers, "seed": seed}}
+    summary = {
+        "benchmark": "resnet20",
+        "division": "closed",
+        "dataset": dataset,
+        "seed": seed,
+        "world_size": workers,
+        "status": status,
+        "throughput_img_s": img_s,
+        "metrics": {"threshold_spec": spec, "target": target, "budget_s": None},
+    }
+    config = {
+        "config": {"benchmark": "resnet20", "division": "closed", "network": network},
+        "resolved": {"system": system, "world_size": workers, "seed": seed},
+    }
     (folder / "summary.json").write_text(json.dumps(summary))
     (folder / "config.json").write_text(json.dumps(config))
     return folder
@@ -222,8 +257,16 @@ def tree(tmp_path):
     make_run(root, "sys-a", "r3", RUNS["d"], seed=3, img_s=120.0)
     make_run(root, "sys-a", "r4", [(5.0, 0.9)], seed=4, status="failed")
     # sys-b: 2 workers on an emulated 1gbe network; one run reaching the target, one not
-    make_run(root, "sys-b", "r1", [(5.0, 0.6), (10.0, 0.7), (20.0, 0.8)], seed=5, workers=2,
-             network="1gbe", img_s=300.0)
+    make_run(
+        root,
+        "sys-b",
+        "r1",
+        [(5.0, 0.6), (10.0, 0.7), (20.0, 0.8)],
+        seed=5,
+        workers=2,
+        network="1gbe",
+        img_s=300.0,
+    )
     make_run(root, "sys-b", "r2", RUNS["c"], seed=6, workers=2, network="1gbe", img_s=280.0)
     return root
 
@@ -232,8 +275,10 @@ def test_report_json(tree, capsys):
     code, out, _ = run_cli(capsys, "report", str(tree), "--format", "json")
     assert code == 0
     rows = json.loads(out)["rows"]
-    assert [(r["system"], r["workers"], r["network"]) for r in rows] == [("sys-a", 1, "none"),
-                                                                       ("sys-b", 2, "1gbe")]
+    assert [(r["system"], r["workers"], r["network"]) for r in rows] == [
+        ("sys-a", 1, "none"),
+        ("sys-b", 2, "1gbe"),
+    ]
     a, b = rows
     assert (a["runs"], a["scored"], a["statuses"]) == (4, 3, {"success": 3, "failed": 1})
     assert a["tta_s"] == 24.0 and a["tta_stat"] == "olympic_mean" and a["tta_reached"] == 3
@@ -275,14 +320,17 @@ def test_network_label():
     assert scoring.network_label(None) == "none"
     assert scoring.network_label({"config": {"network": None}}) == "none"
     assert scoring.network_label({"config": {"network": "wan"}}) == "wan"
-    emulated = {"config": {"network": None},
-                "resolved": {"network": {"profile": "custom", "mechanism": "emulated"}}}
+    emulated = {
+        "config": {"network": None},
+        "resolved": {"network": {"profile": "custom", "mechanism": "emulated"}},
+    }
     assert scoring.network_label(emulated) == "custom"
     loopback = {"resolved": {"network": {"profile": "loopback", "mechanism": "none"}}}
     assert scoring.network_label(loopback) == "none"
 
 
 # --- plot -----------------------------------------------------------------------------------
+
 
 def test_plot_writes_png(tree, tmp_path, capsys):
     out_png = tmp_path / "fig.png"
@@ -309,8 +357,11 @@ def test_plot_rejects_bad_output(tmp_path, capsys):
 
 # --- no torch in the readers ----------------------------------------------------------------
 
+
 def test_readers_do_not_import_torch():
-    code = ("import sys, ttabench.launch.commands.readers, ttabench.divisions.validate, "
-            "ttabench.divisions.scoring, ttabench.divisions.stats; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys, ttabench.launch.commands.readers, ttabench.divisions.validate, "
+        "ttabench.divisions.scoring, ttabench.divisions.stats; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

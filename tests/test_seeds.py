@@ -7,7 +7,6 @@ import json
 import os
 
 import pytest
-
 from ttabench import UserError
 from ttabench.launch.launcher import seed_list
 
@@ -28,9 +27,26 @@ def test_seed_list_rules():
 
 @pytest.mark.slow
 def test_two_seeds_two_folders(cli, tmp_path):
-    cli("run", "--synthetic", "--seeds", "2", "--seed", "41", "--max-steps", "2", "--batch-size", "64",
-        "--thresholds", "0.1:0.2:0.1", "--results-dir", str(tmp_path), "--progress", "none",
-        check=True, timeout=300)
+    cli(
+        "run",
+        "--synthetic",
+        "--seeds",
+        "2",
+        "--seed",
+        "41",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "64",
+        "--thresholds",
+        "0.1:0.2:0.1",
+        "--results-dir",
+        str(tmp_path),
+        "--progress",
+        "none",
+        check=True,
+        timeout=300,
+    )
     runs = sorted(glob.glob(os.path.join(str(tmp_path), "*", "resnet20", "closed", "*")))
     assert len(runs) == 2
     seeds = []

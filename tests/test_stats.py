@@ -7,7 +7,6 @@ import random
 
 import numpy as np
 import pytest
-
 from ttabench.divisions import stats
 
 

@@ -8,31 +8,45 @@ import json
 import os
 
 import pytest
-
 from conftest import run_cli
 from ttabench import UserError
 from ttabench.launch.commands import sweep
 from ttabench.launch.commands.sweep import Point
 
 
-def _summary(img_s, train_s, epochs, comm_wait, delay, *, attmt=None, target_tta=None,
-             target=0.5, status="success"):
-    return {"status": status, "backend": "torchrun", "steps": 10, "epochs": epochs,
-            "train_time_s": train_s, "throughput_img_s": img_s,
-            "time_breakdown": {"max_over_ranks": {"comm_wait_s": comm_wait,
-                                                  "network_delay_s": delay}},
-            "metrics": {"target": target, "target_tta_s": target_tta, "thresholds": [0.1, 0.2],
-                        "attmt_s": attmt, "threshold_spec": "0.1:0.2:0.1", "final_accuracy": 0.3}}
+def _summary(
+    img_s, train_s, epochs, comm_wait, delay, *, attmt=None, target_tta=None, target=0.5, status="success"
+):
+    return {
+        "status": status,
+        "backend": "torchrun",
+        "steps": 10,
+        "epochs": epochs,
+        "train_time_s": train_s,
+        "throughput_img_s": img_s,
+        "time_breakdown": {"max_over_ranks": {"comm_wait_s": comm_wait, "network_delay_s": delay}},
+        "metrics": {
+            "target": target,
+            "target_tta_s": target_tta,
+            "thresholds": [0.1, 0.2],
+            "attmt_s": attmt,
+            "threshold_spec": "0.1:0.2:0.1",
+            "final_accuracy": 0.3,
+        },
+    }
 
 
 def test_rows_speedup_and_efficiency_by_hand():
-    rows = sweep.add_speedups([
-        sweep.point_row(Point(1, "1gbe"), _summary(100.0, 50.0, 2.0, 0.0, 0.0, attmt=20.0,
-                                                  target_tta=30.0)),
-        sweep.point_row(Point(2, "1gbe"), _summary(150.0, 40.0, 4.0, 10.0, 4.0)),
-        sweep.point_row(Point(4, "1gbe"), _summary(320.0, 20.0, 4.0, 5.0, 2.0)),
-        sweep.point_row(Point(2, "wan"), _summary(80.0, 10.0, 1.0, 1.0, 0.5)),  # no 1-worker row
-    ])
+    rows = sweep.add_speedups(
+        [
+            sweep.point_row(
+                Point(1, "1gbe"), _summary(100.0, 50.0, 2.0, 0.0, 0.0, attmt=20.0, target_tta=30.0)
+            ),
+            sweep.point_row(Point(2, "1gbe"), _summary(150.0, 40.0, 4.0, 10.0, 4.0)),
+            sweep.point_row(Point(4, "1gbe"), _summary(320.0, 20.0, 4.0, 5.0, 2.0)),
+            sweep.point_row(Point(2, "wan"), _summary(80.0, 10.0, 1.0, 1.0, 0.5)),  # no 1-worker row
+        ]
+    )
     one, two, four, wan = rows
     assert one["speedup"] == 1.0 and one["efficiency"] == 1.0
     assert one["time_per_epoch_s"] == 25.0 and one["comm_share"] == 0.0
@@ -45,29 +59,38 @@ def test_rows_speedup_and_efficiency_by_hand():
     assert wan["speedup"] is None and wan["efficiency"] is None
     table = sweep.markdown_table(rows).splitlines()
     assert table[0].startswith("| workers | network | status | img/s | time/epoch (s) | comm share")
-    assert table[3] == ("| 2 | 1gbe | success | 150.0 | 10.00 | 25.0% | 4.00 | 1.50 | 0.75 "
-                        "| not reached | not reached |")
+    assert table[3] == (
+        "| 2 | 1gbe | success | 150.0 | 10.00 | 25.0% | 4.00 | 1.50 | 0.75 | not reached | not reached |"
+    )
 
 
 def test_failed_and_missing_points():
-    failed = sweep.point_row(Point(2, "1gbe"), {"status": "failed", "error": "RuntimeError: boom"},
-                             error="exit code 1: boom")
+    failed = sweep.point_row(
+        Point(2, "1gbe"), {"status": "failed", "error": "RuntimeError: boom"}, error="exit code 1: boom"
+    )
     assert failed["status"] == "failed" and failed["img_s"] is None
     assert sweep.point_row(Point(2, "1gbe"), None, "no results folder")["status"] == "failed"
     # A run whose summary says success but whose process failed is not a success.
     row = sweep.point_row(Point(1, "1gbe"), _summary(1, 1, 1, 0, 0), "exit code 3: x")
     assert row["status"] == "failed"
-    rows = sweep.add_speedups([sweep.point_row(Point(1, "1gbe"), None, "x"),
-                               sweep.point_row(Point(2, "1gbe"), _summary(150.0, 40.0, 4.0, 1, 0))])
+    rows = sweep.add_speedups(
+        [
+            sweep.point_row(Point(1, "1gbe"), None, "x"),
+            sweep.point_row(Point(2, "1gbe"), _summary(150.0, 40.0, 4.0, 1, 0)),
+        ]
+    )
     assert rows[1]["speedup"] is None  # no successful 1-worker point on that network
     assert "| 1 | 1gbe | failed | - |" in sweep.markdown_table(rows)
 
 
 def test_grid_and_flags_are_checked_up_front():
     assert sweep.parse_grid("1,2", "loopback,1gbe") == [
-        Point(1, "loopback"), Point(2, "loopback"), Point(1, "1gbe"), Point(2, "1gbe")]
-    for w, n, msg in (("0", "1gbe", ">= 1"), ("a", "1gbe", "integers"),
-                      ("1", "5g", "unknown network")):
+        Point(1, "loopback"),
+        Point(2, "loopback"),
+        Point(1, "1gbe"),
+        Point(2, "1gbe"),
+    ]
+    for w, n, msg in (("0", "1gbe", ">= 1"), ("a", "1gbe", "integers"), ("1", "5g", "unknown network")):
         with pytest.raises(UserError, match=msg):
             sweep.parse_grid(w, n)
     pts = sweep.parse_grid("1,2", "1gbe")
@@ -85,8 +108,15 @@ def test_a_failed_point_is_a_row_and_the_sweep_goes_on(tmp_path, monkeypatch):
         return _summary(100.0, 10.0, 1.0, 0.0, 0.0), None, f"runs/{pt.name}/x"
 
     monkeypatch.setattr(sweep, "run_point", fake_run_point)
-    rows, table = sweep.sweep(sweep.parse_grid("1,2", "1gbe,100mbit"), str(tmp_path), "resnet20",
-                              "auto", [], ["ttabench", "sweep"], echo=lambda *_: None)
+    rows, table = sweep.sweep(
+        sweep.parse_grid("1,2", "1gbe,100mbit"),
+        str(tmp_path),
+        "resnet20",
+        "auto",
+        [],
+        ["ttabench", "sweep"],
+        echo=lambda *_: None,
+    )
     assert [r["status"] for r in rows] == ["success", "failed", "success", "failed"]
     md = (tmp_path / "sweep.md").read_text()
     assert "w2-1gbe: failed (exit code 1: RuntimeError: peer died)" in md
@@ -96,23 +126,48 @@ def test_a_failed_point_is_a_row_and_the_sweep_goes_on(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_tiny_real_sweep(tmp_path):
     out = tmp_path / "sweep"
-    proc = run_cli("sweep", "--benchmark", "resnet20", "--workers", "1,2", "--network",
-                   "loopback,100mbit", "--out", str(out), "--", "--synthetic", "--max-steps", "4",
-                   "--batch-size", "64", "--threads", "1", "--thresholds", "0.1:0.2:0.1",
-                   "--seed", "1", timeout=900)
+    proc = run_cli(
+        "sweep",
+        "--benchmark",
+        "resnet20",
+        "--workers",
+        "1,2",
+        "--network",
+        "loopback,100mbit",
+        "--out",
+        str(out),
+        "--",
+        "--synthetic",
+        "--max-steps",
+        "4",
+        "--batch-size",
+        "64",
+        "--threads",
+        "1",
+        "--thresholds",
+        "0.1:0.2:0.1",
+        "--seed",
+        "1",
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "| workers | network | status | img/s |" in proc.stdout  # the table is printed
     rows = list(csv.DictReader(open(out / "sweep.csv")))
     assert list(rows[0]) == sweep.CSV_COLUMNS
     assert [(r["workers"], r["network"]) for r in rows] == [
-        ("1", "loopback"), ("2", "loopback"), ("1", "100mbit"), ("2", "100mbit")]
+        ("1", "loopback"),
+        ("2", "loopback"),
+        ("1", "100mbit"),
+        ("2", "100mbit"),
+    ]
     md = (out / "sweep.md").read_text()
     assert md.count("| success |") == 4 and "no link is crossed" in md
     summaries = {}
     for r in rows:
         assert r["status"] == "success"
         summaries[(r["workers"], r["network"])] = json.load(
-            open(os.path.join(out, r["run_dir"], "summary.json")))
+            open(os.path.join(out, r["run_dir"], "summary.json"))
+        )
         config = json.load(open(os.path.join(out, r["run_dir"], "config.json")))
         assert config["resolved"]["network"]["profile"] == r["network"]
     for r in rows:

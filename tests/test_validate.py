@@ -11,28 +11,50 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
 from ttabench.divisions import metrics
 from ttabench.divisions import validate as v
 from ttabench.reference_impls.recipe import CLOSED
 
-TINY = ("--max-steps", "3", "--batch-size", "32", "--threads", "1", "--eval-every", "32samples",
-        "--thresholds", "0.05:0.15:0.05", "--progress", "none")
+TINY = (
+    "--max-steps",
+    "3",
+    "--batch-size",
+    "32",
+    "--threads",
+    "1",
+    "--eval-every",
+    "32samples",
+    "--thresholds",
+    "0.05:0.15:0.05",
+    "--progress",
+    "none",
+)
 
 
 # --- pure checks ----------------------------------------------------------------------------
 
+
 def closed_config(**changes) -> dict:
     cfg = {
-        "config": {"benchmark": "resnet20", "division": "closed", "batch_size": 128,
-                   "thresholds": "0.1:0.3:0.1", "target": None, "time_budget": None},
-        "resolved": {"world_size": 2, "global_batch": 256, "peak_lr": 0.2, "precision": "fp32",
-                     "seed": 3},
+        "config": {
+            "benchmark": "resnet20",
+            "division": "closed",
+            "batch_size": 128,
+            "thresholds": "0.1:0.3:0.1",
+            "target": None,
+            "time_budget": None,
+        },
+        "resolved": {"world_size": 2, "global_batch": 256, "peak_lr": 0.2, "precision": "fp32", "seed": 3},
         "model": {"name": "resnet20", "depth": 20, "version": 1},
         "recipe": CLOSED.to_dict(),
-        "data": {"name": "cifar10", "synthetic": False, "full": True, "train_size": 50000,
-                 "test_size": 10000},
+        "data": {
+            "name": "cifar10",
+            "synthetic": False,
+            "full": True,
+            "train_size": 50000,
+            "test_size": 10000,
+        },
     }
     for path, value in changes.items():
         node = cfg
@@ -47,27 +69,37 @@ def test_closed_reference_config_passes():
     assert v.check_closed(closed_config()) == []
 
 
-@pytest.mark.parametrize("change,expected", [
-    ({"recipe__weight_decay": 5e-4}, "recipe weight_decay is 0.0005, the reference recipe says 0.0001"),
-    ({"recipe__momentum": 0.95}, "recipe momentum is 0.95"),
-    ({"recipe__decay_epochs": [80, 120]}, "recipe decay_epochs is [80, 120]"),
-    ({"recipe__augmentation": "hflip"}, "augmentation is \"hflip\", the reference recipe says "
-                                        "\"pad4-crop32-hflip\""),
-    ({"model__name": "vgg11"}, "model 'vgg11' is not a reference benchmark"),
-    ({"data__synthetic": True, "data__name": "synthetic"}, "trained on synthetic data"),
-    ({"config__batch_size": 1024, "resolved__global_batch": 2048, "resolved__peak_lr": 1.6},
-     "batch per worker 1024 outside 32..512"),
-    ({"resolved__peak_lr": 0.4}, "peak learning rate 0.4"),
-    ({"data__train_size": 45000}, "CIFAR-10 with 45000 train"),
-])
+@pytest.mark.parametrize(
+    "change,expected",
+    [
+        ({"recipe__weight_decay": 5e-4}, "recipe weight_decay is 0.0005, the reference recipe says 0.0001"),
+        ({"recipe__momentum": 0.95}, "recipe momentum is 0.95"),
+        ({"recipe__decay_epochs": [80, 120]}, "recipe decay_epochs is [80, 120]"),
+        (
+            {"recipe__augmentation": "hflip"},
+            'augmentation is "hflip", the reference recipe says "pad4-crop32-hflip"',
+        ),
+        ({"model__name": "vgg11"}, "model 'vgg11' is not a reference benchmark"),
+        ({"data__synthetic": True, "data__name": "synthetic"}, "trained on synthetic data"),
+        (
+            {"config__batch_size": 1024, "resolved__global_batch": 2048, "resolved__peak_lr": 1.6},
+            "batch per worker 1024 outside 32..512",
+        ),
+        ({"resolved__peak_lr": 0.4}, "peak learning rate 0.4"),
+        ({"data__train_size": 45000}, "CIFAR-10 with 45000 train"),
+    ],
+)
 def test_closed_rule_broken(change, expected):
     problems = v.check_closed(closed_config(**change))
     assert any(expected in msg and not warn for msg, warn in problems), problems
 
 
 def test_closed_subset_is_a_warning():
-    problems = v.check_closed(closed_config(data__name="cifar10-subset", data__full=False,
-                                            data__train_size=5085, data__test_size=1017))
+    problems = v.check_closed(
+        closed_config(
+            data__name="cifar10-subset", data__full=False, data__train_size=5085, data__test_size=1017
+        )
+    )
     assert len(problems) == 1
     msg, warn = problems[0]
     assert warn and "CIFAR-10 subset" in msg and "not the full benchmark" in msg
@@ -78,12 +110,23 @@ def test_check_seeds():
     lines = sorted(str(p) for p in problems)
     assert lines == [
         "r3: seed 5 is also the seed of r1, a run of the same configuration (seeds must be unique)",
-        "r4: no seed recorded (summary.json seed / config.json resolved.seed)"]
+        "r4: no seed recorded (summary.json seed / config.json resolved.seed)",
+    ]
 
 
 def rows(points):
-    return [{"epoch": i, "step": i, "samples": 32 * i, "train_time_s": t, "total_time_s": t + 1,
-             "accuracy": a, "loss": 1.0} for i, (t, a) in enumerate(points, start=1)]
+    return [
+        {
+            "epoch": i,
+            "step": i,
+            "samples": 32 * i,
+            "train_time_s": t,
+            "total_time_s": t + 1,
+            "accuracy": a,
+            "loss": 1.0,
+        }
+        for i, (t, a) in enumerate(points, start=1)
+    ]
 
 
 def test_check_metrics_exact():
@@ -96,7 +139,8 @@ def test_check_metrics_exact():
     tampered = dict(m, tta_s=[1.0, 1.5, None])
     assert v.check_metrics(tampered, curve, None) == ["metrics.tta_s[1] is 1.5, recomputed 2.0"]
     assert v.check_metrics(dict(m, best_accuracy=0.3), curve, None) == [
-        "metrics.best_accuracy is 0.3, recomputed 0.25"]
+        "metrics.best_accuracy is 0.3, recomputed 0.25"
+    ]
     extra = v.check_metrics(dict(m, speedup=2.0), curve, None)
     assert extra == ["metrics.speedup is not a metric ttabench computes (cannot be recomputed)"]
     cfg = {"config": {"thresholds": "0.1:0.2:0.1", "target": 0.2, "time_budget": None}}
@@ -105,12 +149,15 @@ def test_check_metrics_exact():
 
 def test_mllog_vs_curve():
     curve = rows([(1.0, 0.1), (2.0, 0.25)])
-    events = [{"key": "eval_accuracy", "value": 0.1, "metadata": {"train_time_s": 1.0, "samples": 32}},
-              {"key": "eval_accuracy", "value": 0.25, "metadata": {"train_time_s": 2.0, "samples": 64}}]
+    events = [
+        {"key": "eval_accuracy", "value": 0.1, "metadata": {"train_time_s": 1.0, "samples": 32}},
+        {"key": "eval_accuracy", "value": 0.25, "metadata": {"train_time_s": 2.0, "samples": 64}},
+    ]
     assert v.check_mllog_vs_curve(events, curve) == []
     events[1]["value"] = 0.26
     assert v.check_mllog_vs_curve(events, curve) == [
-        "evaluation 2: eval_accuracy 0.26, curve.csv accuracy 0.25"]
+        "evaluation 2: eval_accuracy 0.26, curve.csv accuracy 0.25"
+    ]
     assert "1 eval_accuracy events, but curve.csv has 2" in v.check_mllog_vs_curve(events[:1], curve)[0]
 
 
@@ -121,6 +168,7 @@ def test_empty_folder_fails(tmp_path):
 
 # --- real runs ------------------------------------------------------------------------------
 
+
 def _run_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.glob("*/*/*/*") if p.is_dir())
 
@@ -129,8 +177,20 @@ def _run_dirs(root: Path) -> list[Path]:
 def subset_tree(subset_dir, tmp_path_factory) -> Path:
     """Two real closed-division runs on the CIFAR-10 subset (seeds 101 and 102)."""
     root = tmp_path_factory.mktemp("subset-results")
-    run_cli("run", "--data-dir", subset_dir, "--seeds", "2", "--seed", "101", *TINY,
-            "--results-dir", str(root), check=True, timeout=600)
+    run_cli(
+        "run",
+        "--data-dir",
+        subset_dir,
+        "--seeds",
+        "2",
+        "--seed",
+        "101",
+        *TINY,
+        "--results-dir",
+        str(root),
+        check=True,
+        timeout=600,
+    )
     assert len(_run_dirs(root)) == 2
     return root
 
@@ -139,8 +199,7 @@ def subset_tree(subset_dir, tmp_path_factory) -> Path:
 def synthetic_tree(tmp_path_factory) -> Path:
     """One real closed-division run on the synthetic data set (never a valid closed result)."""
     root = tmp_path_factory.mktemp("synthetic-results")
-    run_cli("run", "--synthetic", "--seed", "7", *TINY, "--results-dir", str(root), check=True,
-            timeout=600)
+    run_cli("run", "--synthetic", "--seed", "7", *TINY, "--results-dir", str(root), check=True, timeout=600)
     assert len(_run_dirs(root)) == 1
     return root
 
@@ -151,6 +210,7 @@ def copy_of(tmp_path):
         dest = tmp_path / "results"
         shutil.copytree(root, dest)
         return dest
+
     return copy
 
 
@@ -187,9 +247,22 @@ def test_single_run_folder_passes(subset_tree):
 @pytest.mark.slow
 def test_official_compliance_checker_passes_real_log(subset_tree, tmp_path):
     mllog = _run_dirs(subset_tree)[0] / "mllog.txt"
-    proc = subprocess.run([sys.executable, "-m", "mlperf_logging.compliance_checker", "--config",
-                           v.RULES, str(mllog), "--log_output", str(tmp_path / "cc.log")],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlperf_logging.compliance_checker",
+            "--config",
+            v.RULES,
+            str(mllog),
+            "--log_output",
+            str(tmp_path / "cc.log"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "SUCCESS" in proc.stderr and "closed.yaml" in proc.stderr
 
@@ -201,6 +274,7 @@ def test_tampered_summary_fails(subset_tree, copy_of):
 
     def tamper(s):
         s["metrics"]["tta_s"][0] = s["metrics"]["tta_s"][0] * 0.9
+
     _edit_json(run / "summary.json", tamper)
     proc = _validate_cli(root)
     assert proc.returncode == 1
@@ -224,8 +298,10 @@ def test_missing_file_fails(subset_tree, copy_of):
     (run / "curve.csv").unlink()
     proc = _validate_cli(root)
     assert proc.returncode == 1
-    assert f"{run}/curve.csv: missing (a run folder holds mllog.txt, config.json, curve.csv, " \
-           "summary.json)" in proc.stdout
+    assert (
+        f"{run}/curve.csv: missing (a run folder holds mllog.txt, config.json, curve.csv, "
+        "summary.json)" in proc.stdout
+    )
 
 
 @pytest.mark.slow
@@ -252,11 +328,16 @@ def test_duplicated_seed_fails(subset_tree, copy_of):
 def test_same_seed_on_another_configuration_is_allowed(tmp_path):
     # e.g. a sweep over networks with one seed: paired runs, not repeated seeds
     def config(network):
-        return {"config": {"benchmark": "resnet20", "network": network, "seed": 5},
-                "resolved": {"system": "s"}}
+        return {
+            "config": {"benchmark": "resnet20", "network": network, "seed": 5},
+            "resolved": {"system": "s"},
+        }
+
     assert v.experiment_key("a", None, config("1gbe")) != v.experiment_key("b", None, config("wan"))
-    same = {"config": {"benchmark": "resnet20", "network": "1gbe", "seed": 6,
-                       "results_dir": "elsewhere"}, "resolved": {"system": "s"}}
+    same = {
+        "config": {"benchmark": "resnet20", "network": "1gbe", "seed": 6, "results_dir": "elsewhere"},
+        "resolved": {"system": "s"},
+    }
     assert v.experiment_key("a", None, config("1gbe")) == v.experiment_key("c", None, same)
 
 
@@ -267,8 +348,9 @@ def test_changed_recipe_fails(subset_tree, copy_of):
     _edit_json(run / "config.json", lambda c: c["recipe"].update(weight_decay=5e-4))
     proc = _validate_cli(root)
     assert proc.returncode == 1
-    assert (f"{run}/config.json: closed division: recipe weight_decay is 0.0005, the reference "
-            "recipe says 0.0001") in proc.stdout
+    assert (
+        f"{run}/config.json: closed division: recipe weight_decay is 0.0005, the reference recipe says 0.0001"
+    ) in proc.stdout
 
 
 @pytest.mark.slow
@@ -278,8 +360,11 @@ def test_changed_logged_hyperparameter_fails_compliance(subset_tree, copy_of):
     log = run / "mllog.txt"
     text = log.read_text()
     assert '"key": "opt_weight_decay", "value": 0.0001' in text
-    log.write_text(text.replace('"key": "opt_weight_decay", "value": 0.0001',
-                                '"key": "opt_weight_decay", "value": 0.0005'))
+    log.write_text(
+        text.replace(
+            '"key": "opt_weight_decay", "value": 0.0001', '"key": "opt_weight_decay", "value": 0.0005'
+        )
+    )
     proc = _validate_cli(root)
     assert proc.returncode == 1
     assert f"{run}/mllog.txt: compliance: CHECK for 'opt_weight_decay' failed" in proc.stdout
@@ -288,7 +373,8 @@ def test_changed_logged_hyperparameter_fails_compliance(subset_tree, copy_of):
 @pytest.mark.slow
 @pytest.mark.parametrize("division", ["closed", "open"])
 def test_shared_keys_logged_after_run_start_fail_compliance_in_both_divisions(
-        subset_tree, tmp_path, division):
+    subset_tree, tmp_path, division
+):
     # A division's rule file must not drop common.yaml's findings for the keys both log.
     log = _run_dirs(subset_tree)[0] / "mllog.txt"
     lines = log.read_text().splitlines()
@@ -296,9 +382,11 @@ def test_shared_keys_logged_after_run_start_fail_compliance_in_both_divisions(
     late = [ln for ln in lines if key(ln) in ("global_batch_size", "dataset")]
     rest = [ln for ln in lines if key(ln) not in ("global_batch_size", "dataset")]
     i = next(k for k, ln in enumerate(rest) if key(ln) == "run_start")
-    edited = rest[:i + 1] + late + rest[i + 1:]
-    edited = [ln.replace('"value": "closed"', f'"value": "{division}"')
-              if key(ln) == "submission_division" else ln for ln in edited]
+    edited = rest[: i + 1] + late + rest[i + 1 :]
+    edited = [
+        ln.replace('"value": "closed"', f'"value": "{division}"') if key(ln) == "submission_division" else ln
+        for ln in edited
+    ]
     path = tmp_path / "mllog.txt"
     path.write_text("\n".join(edited) + "\n")
     fails, _ = v.compliance_problems(str(path))
@@ -350,16 +438,26 @@ def test_open_division_skips_closed_rules(synthetic_tree, copy_of):
     _edit_json(run / "config.json", lambda c: c["config"].update(division="open"))
     _edit_json(run / "config.json", lambda c: c["recipe"].update(weight_decay=5e-4))
     log = run / "mllog.txt"
-    log.write_text(log.read_text().replace('"key": "submission_division", "value": "closed"',
-                                           '"key": "submission_division", "value": "open"'))
+    log.write_text(
+        log.read_text().replace(
+            '"key": "submission_division", "value": "closed"', '"key": "submission_division", "value": "open"'
+        )
+    )
     # Without the source of the user's code the open run cannot be traced.
     proc = _validate_cli(root)
     assert proc.returncode == 1
     assert "open division: config.json has no 'submission'" in proc.stdout
-    source = {"ref": "my_opt.py:sgd_wd5e4", "kind": "file", "path": "my_opt.py",
-              "attribute": "sgd_wd5e4", "sha256": "ab" * 32}
-    _edit_json(run / "config.json", lambda c: c.update(
-        submission={"model": None, "optimizer": source, "name": "resnet20"}))
+    source = {
+        "ref": "my_opt.py:sgd_wd5e4",
+        "kind": "file",
+        "path": "my_opt.py",
+        "attribute": "sgd_wd5e4",
+        "sha256": "ab" * 32,
+    }
+    _edit_json(
+        run / "config.json",
+        lambda c: c.update(submission={"model": None, "optimizer": source, "name": "resnet20"}),
+    )
     proc = _validate_cli(root)
     assert proc.returncode == 0, proc.stdout
     assert proc.stdout.splitlines() == [f"OK: 1 run under {root} (1 success)"]

@@ -13,14 +13,12 @@
 from __future__ import annotations
 
 import math
-import os
 import socket
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
-
 from ttabench.launch.worker import warmup
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls.augment import Normalize
@@ -35,8 +33,9 @@ def _model_and_optimizer(seed: int = 0, channels_last: bool = True):
     model = resnet(20)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=CLOSED.base_lr, momentum=CLOSED.momentum,
-                          weight_decay=CLOSED.weight_decay)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=CLOSED.base_lr, momentum=CLOSED.momentum, weight_decay=CLOSED.weight_decay
+    )
     return model, opt
 
 
@@ -45,7 +44,7 @@ def _fixed_batches(steps: int, n: int = B, channels_last: bool = True):
     data = cifar10.synthetic(train_size=steps * n, test_size=10, seed=3)
     norm = Normalize(cifar10.MEAN, cifar10.STD, channels_last=channels_last)
     x = norm(data.train_images)
-    return [(x[i * n:(i + 1) * n], data.train_labels[i * n:(i + 1) * n]) for i in range(steps)]
+    return [(x[i * n : (i + 1) * n], data.train_labels[i * n : (i + 1) * n]) for i in range(steps)]
 
 
 def _train(model, opt, batches, autocast_dtype=None):
@@ -70,20 +69,25 @@ def _assert_same_state(before: dict, after: dict):
 
 # --- eval_batch_sizes: worked out by hand -------------------------------------------
 
-@pytest.mark.parametrize("n, world, rank, eb, expected", [
-    (1017, 1, 0, 1000, [1000, 17]),   # the real subset's test split
-    (1017, 2, 0, 1000, [509]),        # rank 0: images 0, 2, ..., 1016
-    (1017, 2, 1, 1000, [508]),
-    (2000, 1, 0, 1000, [1000]),       # no tail
-    (10000, 3, 0, 1000, [1000, 334]),  # 3334 images: 3 full chunks and 334
-    (10000, 3, 2, 1000, [1000, 333]),
-    (5, 8, 6, 1000, []),              # more workers than test images: nothing to evaluate
-])
+
+@pytest.mark.parametrize(
+    "n, world, rank, eb, expected",
+    [
+        (1017, 1, 0, 1000, [1000, 17]),  # the real subset's test split
+        (1017, 2, 0, 1000, [509]),  # rank 0: images 0, 2, ..., 1016
+        (1017, 2, 1, 1000, [508]),
+        (2000, 1, 0, 1000, [1000]),  # no tail
+        (10000, 3, 0, 1000, [1000, 334]),  # 3334 images: 3 full chunks and 334
+        (10000, 3, 2, 1000, [1000, 333]),
+        (5, 8, 6, 1000, []),  # more workers than test images: nothing to evaluate
+    ],
+)
 def test_eval_batch_sizes(n, world, rank, eb, expected):
     assert warmup.eval_batch_sizes(n, world, rank, eb) == expected
 
 
 # --- leaves no trace --------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("autocast_dtype", [None, torch.bfloat16])
 def test_eager_warmup_restores_state_exactly(autocast_dtype):
@@ -93,8 +97,15 @@ def test_eager_warmup_restores_state_exactly(autocast_dtype):
     forwards = []
     model.register_forward_hook(lambda m, i, o: forwards.append((m.training, len(i[0]))))
     train_model, eval_model, seconds = warmup.prepare(
-        model, model, device="cpu", train_batch=B, eval_batches=[40, 7],
-        autocast_dtype=autocast_dtype, compile_mode="none", channels_last=True)
+        model,
+        model,
+        device="cpu",
+        train_batch=B,
+        eval_batches=[40, 7],
+        autocast_dtype=autocast_dtype,
+        compile_mode="none",
+        channels_last=True,
+    )
     # it really ran: two training forwards of the train batch, one eval forward per shape
     assert forwards == [(True, B), (True, B), (False, 40), (False, 7)]
     assert train_model is model and eval_model is model and seconds > 0
@@ -112,8 +123,9 @@ def test_training_after_warmup_is_bit_identical_to_training_without():
     ref_losses = _train(ref_model, ref_opt, batches)
     model, opt = _model_and_optimizer()
     model.eval()  # the warm-up restores whatever mode it found
-    warmup.prepare(model, model, device="cpu", train_batch=B, eval_batches=[B],
-                   compile_mode="none", channels_last=True)
+    warmup.prepare(
+        model, model, device="cpu", train_batch=B, eval_batches=[B], compile_mode="none", channels_last=True
+    )
     assert not model.training
     losses = _train(model, opt, batches)
     assert losses == ref_losses
@@ -122,8 +134,7 @@ def test_training_after_warmup_is_bit_identical_to_training_without():
 
 def test_warmup_returns_a_tuple_like_result():
     model, _ = _model_and_optimizer(channels_last=False)
-    out = warmup.prepare(model, model, device="cpu", train_batch=4, compile_mode="none",
-                         train_steps=1)
+    out = warmup.prepare(model, model, device="cpu", train_batch=4, compile_mode="none", train_steps=1)
     train_model, eval_model, seconds = out
     assert (train_model, eval_model, seconds) == (out.train_model, out.eval_model, out.warmup_s)
 
@@ -136,13 +147,21 @@ def test_non_finite_warmup_loss_fails_and_still_restores():
         return F.cross_entropy(m(x), y) * float("nan")
 
     with pytest.raises(RuntimeError, match="non-finite"):
-        warmup.prepare(model, model, device="cpu", train_batch=4, compile_mode="none",
-                       train_step=nan_step, channels_last=True)
+        warmup.prepare(
+            model,
+            model,
+            device="cpu",
+            train_batch=4,
+            compile_mode="none",
+            train_step=nan_step,
+            channels_last=True,
+        )
     _assert_same_state(before, model.state_dict())
     assert all(p.grad is None for p in model.parameters())
 
 
 # --- DDP on a real gloo group: warm-up then training == training alone -----------------
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -155,14 +174,21 @@ def _ddp_worker(rank: int, world: int, port: int, warm: bool, out: dict):
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                            world_size=world)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         model, opt = _model_and_optimizer()
         ddp = DDP(model, broadcast_buffers=False)
         if warm:
-            warmup.prepare(model, ddp, device="cpu", train_batch=B // world, eval_batches=[7],
-                           compile_mode="none", channels_last=True, seed=rank)
+            warmup.prepare(
+                model,
+                ddp,
+                device="cpu",
+                train_batch=B // world,
+                eval_batches=[7],
+                compile_mode="none",
+                channels_last=True,
+                seed=rank,
+            )
         batches = [(x[rank::world], y[rank::world]) for x, y in _fixed_batches(2)]
         _train(ddp, opt, batches)
         out[rank] = {k: v.clone() for k, v in model.state_dict().items()}
@@ -186,6 +212,7 @@ def test_ddp_warmup_leaves_training_bit_identical():
 
 
 # --- the correctness check: bf16 and compiled steps against fp32 eager ----------
+
 
 def _losses(mode: str, batches) -> list[float]:
     model, opt = _model_and_optimizer()
@@ -215,8 +242,15 @@ def test_compiled_warmup_then_steps(fp32_eager_losses, precision, rel):
     model, opt = _model_and_optimizer()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     train_model, eval_model, seconds = warmup.prepare(
-        model, model, device="cpu", train_batch=B, eval_batches=[B, 5], autocast_dtype=dtype,
-        compile_mode="default", channels_last=True)
+        model,
+        model,
+        device="cpu",
+        train_batch=B,
+        eval_batches=[B, 5],
+        autocast_dtype=dtype,
+        compile_mode="default",
+        channels_last=True,
+    )
     assert train_model is not model and eval_model is not model  # compiled wrappers
     assert seconds > 0
     _assert_same_state(before, model.state_dict())

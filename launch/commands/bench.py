@@ -77,11 +77,11 @@ def _validate(cfg: BenchConfig) -> list[int]:
 
 # -- worker side ---------------------------------------------------------------
 
+
 def worker_main(argv=None) -> int:
     import torch
-
-    from ttabench.launch.worker import comm as comm_mod
     from ttabench.launch.net import link as network
+    from ttabench.launch.worker import comm as comm_mod
 
     p = argparse.ArgumentParser(prog="python -m ttabench.launch.commands.bench")
     _add_args(p)
@@ -108,13 +108,26 @@ def worker_main(argv=None) -> int:
                     times.append(dt)
             model = link.allreduce_time(buf.numel() * 4, comm.world_size)
             med = statistics.median(times)
-            rows.append({"bytes": buf.numel() * 4, "median_s": med, "min_s": min(times),
-                         "max_s": max(times), "model_s": model,
-                         "ratio": med / model if model > 0 else None, "times_s": times})
+            rows.append(
+                {
+                    "bytes": buf.numel() * 4,
+                    "median_s": med,
+                    "min_s": min(times),
+                    "max_s": max(times),
+                    "model_s": model,
+                    "ratio": med / model if model > 0 else None,
+                    "times_s": times,
+                }
+            )
         if comm.rank == 0:
-            result = {"workers": comm.world_size, "backend": comm.backend,
-                      "dist_backend": comm.dist_backend, "network": link.describe(),
-                      "repeat": cfg.repeat, "rows": rows}
+            result = {
+                "workers": comm.world_size,
+                "backend": comm.backend,
+                "dist_backend": comm.dist_backend,
+                "network": link.describe(),
+                "repeat": cfg.repeat,
+                "rows": rows,
+            }
             with open(out, "w", encoding="utf-8") as f:
                 json.dump(result, f)
     finally:
@@ -123,6 +136,7 @@ def worker_main(argv=None) -> int:
 
 
 # -- launcher side -------------------------------------------------------------
+
 
 def run_allreduce(cfg: BenchConfig) -> dict:
     _validate(cfg)
@@ -143,9 +157,17 @@ def _torchrun(workers: int, args: list[str]) -> None:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    lc = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=workers, run_id=uuid.uuid4().hex,
-                      rdzv_backend="c10d", rdzv_endpoint="127.0.0.1:0",
-                      rdzv_configs={"is_host": True}, max_restarts=0, monitor_interval=0.2)
+    lc = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=workers,
+        run_id=uuid.uuid4().hex,
+        rdzv_backend="c10d",
+        rdzv_endpoint="127.0.0.1:0",
+        rdzv_configs={"is_host": True},
+        max_restarts=0,
+        monitor_interval=0.2,
+    )
     try:
         elastic_launch(lc, entrypoint=sys.executable)(*args)
     except ChildFailedError as e:
@@ -171,15 +193,19 @@ def _env_with_bin() -> dict:
 
 def format_table(result: dict) -> str:
     net = result["network"]
-    lines = [f"all-reduce, {result['workers']} workers, {result['backend']} "
-             f"({result['dist_backend']}), network: {net['profile']}"
-             + (f" ({net['bandwidth']}, {1e6 * net['latency_s']:g} us)" if net["bandwidth"] else ""),
-             f"{'size':>10} {'median':>11} {'min':>11} {'max':>11} {'model':>11} {'measured/model':>15}"]
+    lines = [
+        f"all-reduce, {result['workers']} workers, {result['backend']} "
+        f"({result['dist_backend']}), network: {net['profile']}"
+        + (f" ({net['bandwidth']}, {1e6 * net['latency_s']:g} us)" if net["bandwidth"] else ""),
+        f"{'size':>10} {'median':>11} {'min':>11} {'max':>11} {'model':>11} {'measured/model':>15}",
+    ]
     for r in result["rows"]:
         ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else "-"
-        lines.append(f"{_size(r['bytes']):>10} {_ms(r['median_s']):>11} {_ms(r['min_s']):>11} "
-                     f"{_ms(r['max_s']):>11} {_ms(r['model_s']) if r['model_s'] else '-':>11} "
-                     f"{ratio:>15}")
+        lines.append(
+            f"{_size(r['bytes']):>10} {_ms(r['median_s']):>11} {_ms(r['min_s']):>11} "
+            f"{_ms(r['max_s']):>11} {_ms(r['model_s']) if r['model_s'] else '-':>11} "
+            f"{ratio:>15}"
+        )
     return "\n".join(lines)
 
 

@@ -43,9 +43,16 @@ def figure(groups: list[tuple[str, list[scoring.Run]]], ts: list[float] | None, 
         label_every = max(1, len(ts) // 8)  # at most ~8 labels, always the first and the last
         for i, t in enumerate(ts):
             if i % label_every == 0 or i == len(ts) - 1:
-                ax.annotate(f"{100 * t:g}%", xy=(1.0, 100 * t), xycoords=("axes fraction", "data"),
-                            xytext=(3, 0), textcoords="offset points", va="center", fontsize=7,
-                            color="0.4")
+                ax.annotate(
+                    f"{100 * t:g}%",
+                    xy=(1.0, 100 * t),
+                    xycoords=("axes fraction", "data"),
+                    xytext=(3, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=7,
+                    color="0.4",
+                )
 
     for (label, runs), color in zip(groups, colors):
         one = len(runs) == 1
@@ -53,9 +60,17 @@ def figure(groups: list[tuple[str, list[scoring.Run]]], ts: list[float] | None, 
             pts = run.points
             if not pts:
                 continue
-            ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], color=color,
-                    lw=1.6 if one else 1.0, alpha=1 if one else 0.75, marker="o", ms=3,
-                    label=label, zorder=3)
+            ax.plot(
+                [p[0] for p in pts],
+                [100 * p[1] for p in pts],
+                color=color,
+                lw=1.6 if one else 1.0,
+                alpha=1 if one else 0.75,
+                marker="o",
+                ms=3,
+                label=label,
+                zorder=3,
+            )
             label = None  # one legend entry per input
     ax.set_xlabel("training time (s, evaluation excluded)")
     ax.set_ylabel("test accuracy (%)")
@@ -71,18 +86,36 @@ def figure(groups: list[tuple[str, list[scoring.Run]]], ts: list[float] | None, 
             for run in runs:
                 pts = metrics.ttmt(run.points, ts)
                 if pts:
-                    ax2.plot([p[0] for p in pts], [100 * p[1] for p in pts], color=color,
-                             lw=0.8 if len(runs) > 1 else 1.6, alpha=0.45 if len(runs) > 1 else 1,
-                             marker="o", ms=3, zorder=2)
+                    ax2.plot(
+                        [p[0] for p in pts],
+                        [100 * p[1] for p in pts],
+                        color=color,
+                        lw=0.8 if len(runs) > 1 else 1.6,
+                        alpha=0.45 if len(runs) > 1 else 1,
+                        marker="o",
+                        ms=3,
+                        zorder=2,
+                    )
             mean_tta = scoring.group_tta(curves, ts)
             reached = [(v, t) for v, t in zip(mean_tta, ts) if v is not None]
             attmt = scoring.group_attmt(curves, ts)[-1]
             n = f"{len(runs)} runs, " if len(runs) > 1 else ""
-            legend = (f"{label} ({n}ATTMT {_fmt_s(attmt)}; {len(reached)}/{len(ts)} thresholds"
-                      + (" reached by all" if len(runs) > 1 else " reached") + ")")
+            legend = (
+                f"{label} ({n}ATTMT {_fmt_s(attmt)}; {len(reached)}/{len(ts)} thresholds"
+                + (" reached by all" if len(runs) > 1 else " reached")
+                + ")"
+            )
             if reached and len(runs) > 1:
-                ax2.plot([p[0] for p in reached], [100 * p[1] for p in reached], color=color, lw=2.2,
-                         marker="s", ms=4, label=legend + ", mean", zorder=3)
+                ax2.plot(
+                    [p[0] for p in reached],
+                    [100 * p[1] for p in reached],
+                    color=color,
+                    lw=2.2,
+                    marker="s",
+                    ms=4,
+                    label=legend + ", mean",
+                    zorder=3,
+                )
             else:
                 ax2.plot([], [], color=color, lw=1.6, marker="o", label=legend)
         ax2.set_xlabel("time to reach the threshold, TTA (s)")

@@ -22,9 +22,11 @@ import sys
 
 from ttabench import UserError
 
-AVERAGING = ("TTA(T) of a group of runs is the mean of the runs' TTA(T), defined only when every "
-             "run reached T; ATTMT(LOW..T) of a group is the mean of the runs' ATTMT(LOW..T), "
-             "under the same condition; ratio = B / A")
+AVERAGING = (
+    "TTA(T) of a group of runs is the mean of the runs' TTA(T), defined only when every "
+    "run reached T; ATTMT(LOW..T) of a group is the mean of the runs' ATTMT(LOW..T), "
+    "under the same condition; ratio = B / A"
+)
 
 
 def _check_target_budget(args) -> None:
@@ -49,6 +51,7 @@ def _m(text) -> str:
 
 # --- metrics ------------------------------------------------------------------------------
 
+
 def _cmd_metrics(args) -> int:
     from ttabench.divisions import metrics, scoring
 
@@ -63,11 +66,11 @@ def _cmd_metrics(args) -> int:
             print(json.dumps(m, indent=2))
             return 0
         from rich.console import Console
-
         from ttabench.launch.commands.tables import metrics_table
 
-        Console().print(metrics_table(dict(m, target=args.target, budget_s=args.budget),
-                                      title=_m(runs[0].name)))
+        Console().print(
+            metrics_table(dict(m, target=args.target, budget_s=args.budget), title=_m(runs[0].name))
+        )
         return 0
     out = scoring.across_runs(runs, spec, args.target, args.budget)
     out["skipped"] = skipped
@@ -81,8 +84,10 @@ def _cmd_metrics(args) -> int:
 def _note_skipped(skipped: list[dict]) -> None:
     """Runs left out below a folder, on stderr (stdout stays machine-readable)."""
     for s in skipped:
-        print(f"ttabench: note: left out {s['name']} (status {s['status']}: not a finished run)",
-              file=sys.stderr)
+        print(
+            f"ttabench: note: left out {s['name']} (status {s['status']}: not a finished run)",
+            file=sys.stderr,
+        )
 
 
 def _print_across_runs(out: dict, args) -> None:
@@ -126,17 +131,22 @@ def _print_across_runs(out: dict, args) -> None:
         row("variance", lambda v: _s(v["variance"], "{:.4g}", "n < 2"))
         row("std", lambda v: _s(v["std"], "{:.4g}", "n < 2"))
         row("cv", lambda v: _s(v["cv"], "{:.2%}", "-"))
-        row("95% CI of the mean", lambda v: "n < 2" if v["ci95"] is None else
-            f"{v['ci95'][0]:.3f} .. {v['ci95'][1]:.3f}")
+        row(
+            "95% CI of the mean",
+            lambda v: "n < 2" if v["ci95"] is None else f"{v['ci95'][0]:.3f} .. {v['ci95'][1]:.3f}",
+        )
         console.print(st)
         b = out["bootstrap"]
-        console.print(f"CI: percentile bootstrap, {b['resamples']} resamples, seed {b['seed']}; "
-                      "olympic mean drops one min and one max (needs 3 runs)")
+        console.print(
+            f"CI: percentile bootstrap, {b['resamples']} resamples, seed {b['seed']}; "
+            "olympic mean drops one min and one max (needs 3 runs)"
+        )
     for e in out["excluded"]:
         console.print(f"excluded from {e['metric'].upper()}: {_m(e['name'])}: {_m(e['reason'])}")
 
 
 # --- compare ------------------------------------------------------------------------------
+
 
 def _spec_from_runs(runs, given: str | None, what: str):
     from ttabench.divisions import metrics
@@ -174,9 +184,13 @@ def _cmd_compare(args) -> int:
     _note_skipped(skipped_a + skipped_b)
     spec, spec_str = _spec_from_runs(a + b, args.thresholds, "compare")
     rows = scoring.compare_rows([r.points for r in a], [r.points for r in b], spec)
-    out = {"a": {"name": args.a, "runs": [r.name for r in a], "skipped": skipped_a},
-           "b": {"name": args.b, "runs": [r.name for r in b], "skipped": skipped_b},
-           "thresholds": spec_str, "averaging": AVERAGING, "rows": rows}
+    out = {
+        "a": {"name": args.a, "runs": [r.name for r in a], "skipped": skipped_a},
+        "b": {"name": args.b, "runs": [r.name for r in b], "skipped": skipped_b},
+        "thresholds": spec_str,
+        "averaging": AVERAGING,
+        "rows": rows,
+    }
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -193,9 +207,15 @@ def _cmd_compare(args) -> int:
         t.add_column(col, justify="right")
     ratio = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for r in rows:
-        t.add_row(f"{100 * r['threshold']:g}%", _s(r["tta_a"]), _s(r["tta_b"]), ratio(r["tta_ratio"]),
-                  _s(r["attmt_a"], none="undefined"), _s(r["attmt_b"], none="undefined"),
-                  ratio(r["attmt_ratio"]))
+        t.add_row(
+            f"{100 * r['threshold']:g}%",
+            _s(r["tta_a"]),
+            _s(r["tta_b"]),
+            ratio(r["tta_ratio"]),
+            _s(r["attmt_a"], none="undefined"),
+            _s(r["attmt_b"], none="undefined"),
+            ratio(r["attmt_ratio"]),
+        )
     console.print(t)
     if len(a) > 1 or len(b) > 1:
         console.print(f"averaging: {AVERAGING}")
@@ -204,10 +224,31 @@ def _cmd_compare(args) -> int:
 
 # --- report -------------------------------------------------------------------------------
 
-REPORT_COLUMNS = ("system", "benchmark", "division", "dataset", "workers", "network", "runs", "scored",
-                  "statuses", "target", "tta_s", "tta_stat", "tta_reached", "threshold_spec", "attmt_s",
-                  "attmt_stat", "attmt_reached", "budget_s", "aat", "aat_stat", "final_accuracy",
-                  "throughput_img_s", "notes")
+REPORT_COLUMNS = (
+    "system",
+    "benchmark",
+    "division",
+    "dataset",
+    "workers",
+    "network",
+    "runs",
+    "scored",
+    "statuses",
+    "target",
+    "tta_s",
+    "tta_stat",
+    "tta_reached",
+    "threshold_spec",
+    "attmt_s",
+    "attmt_stat",
+    "attmt_reached",
+    "budget_s",
+    "aat",
+    "aat_stat",
+    "final_accuracy",
+    "throughput_img_s",
+    "notes",
+)
 
 
 def _cmd_report(args) -> int:
@@ -261,8 +302,20 @@ def _stat_cell(value, stat, reached, scored, fmt) -> str:
 
 def report_markdown(rows: list[dict]) -> str:
     """The report as a Markdown table with footnotes."""
-    head = ["system", "benchmark", "division", "data", "workers", "network", "runs",
-            "TTA @ target", "ATTMT", "AAT @ budget", "final acc.", "img/s"]
+    head = [
+        "system",
+        "benchmark",
+        "division",
+        "data",
+        "workers",
+        "network",
+        "runs",
+        "TTA @ target",
+        "ATTMT",
+        "AAT @ budget",
+        "final acc.",
+        "img/s",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     starred = False
     notes = []
@@ -271,8 +324,9 @@ def report_markdown(rows: list[dict]) -> str:
         statuses = ", ".join(f"{n} {s}" for s, n in sorted(r["statuses"].items()))
         tta = _stat_cell(r["tta_s"], r["tta_stat"], r["tta_reached"], r["scored"], "{:.2f} s")
         attmt = _stat_cell(r["attmt_s"], r["attmt_stat"], r["attmt_reached"], r["scored"], "{:.2f} s")
-        aat = _stat_cell(None if r["aat"] is None else 100 * r["aat"], r["aat_stat"], r["scored"],
-                         r["scored"], "{:.2f}%")
+        aat = _stat_cell(
+            None if r["aat"] is None else 100 * r["aat"], r["aat_stat"], r["scored"], r["scored"], "{:.2f}%"
+        )
         if r["target"] is None:
             tta = "no target"
         else:
@@ -282,15 +336,27 @@ def report_markdown(rows: list[dict]) -> str:
         starred |= "*" in tta + attmt + aat
         data = r["dataset"] + DATA_MARKS.get(r["dataset"], ("", ""))[0]
         marks.add(r["dataset"])
-        cells = [r["system"], r["benchmark"], r["division"], data, str(r["workers"]), r["network"],
-                 f"{r['runs']} ({statuses})", tta, attmt, aat,
-                 "-" if r["final_accuracy"] is None else f"{100 * r['final_accuracy']:.2f}%",
-                 "-" if r["throughput_img_s"] is None else f"{r['throughput_img_s']:,.0f}"]
+        cells = [
+            r["system"],
+            r["benchmark"],
+            r["division"],
+            data,
+            str(r["workers"]),
+            r["network"],
+            f"{r['runs']} ({statuses})",
+            tta,
+            attmt,
+            aat,
+            "-" if r["final_accuracy"] is None else f"{100 * r['final_accuracy']:.2f}%",
+            "-" if r["throughput_img_s"] is None else f"{r['throughput_img_s']:,.0f}",
+        ]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
         notes += [f"{r['system']}/{r['benchmark']}/{r['division']}: {n}" for n in r["notes"]]
     lines.append("")
-    lines.append("Values are the olympic mean over the scored runs (success or diverged; one min and "
-                 "one max dropped, as MLPerf), with (runs that reached it / scored runs).")
+    lines.append(
+        "Values are the olympic mean over the scored runs (success or diverged; one min and "
+        "one max dropped, as MLPerf), with (runs that reached it / scored runs)."
+    )
     if starred:
         lines.append("* plain mean: fewer than 3 runs reached it, and the olympic mean needs 3.")
     lines.append("Final accuracy and img/s are means over the scored runs.")
@@ -300,6 +366,7 @@ def report_markdown(rows: list[dict]) -> str:
 
 
 # --- plot ---------------------------------------------------------------------------------
+
 
 def _default_label(path: str, runs) -> str:
     from ttabench.divisions.scoring import describe_run
@@ -369,15 +436,25 @@ def _plot_title(runs) -> str | None:
 
 # --- validate -----------------------------------------------------------------------------
 
+
 def _cmd_validate(args) -> int:
     from ttabench.divisions import validate
 
     result = validate.validate(args.path, compliance=not args.no_compliance)
     if args.json:
-        print(json.dumps({"path": args.path, "ok": result.ok, "runs": result.runs,
-                          "statuses": result.statuses,
-                          "failures": [str(p) for p in result.failures],
-                          "warnings": [str(p) for p in result.warnings]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "path": args.path,
+                    "ok": result.ok,
+                    "runs": result.runs,
+                    "statuses": result.statuses,
+                    "failures": [str(p) for p in result.failures],
+                    "warnings": [str(p) for p in result.warnings],
+                },
+                indent=2,
+            )
+        )
     else:
         for p in result.problems:
             print(p)
@@ -386,36 +463,48 @@ def _cmd_validate(args) -> int:
 
 
 def add_commands(sub) -> None:
-    m = sub.add_parser("metrics", help="TTA / AAT / TTMT / ATTMT of curves or run folders, with "
-                                       "statistics across several runs",
-                       description="Metrics of one run; with several runs (inputs, or folders of "
-                                   "runs) also the mean, olympic mean, variance, std, cv and 95% "
-                                   "bootstrap CI of TTA at --target and of ATTMT. Runs that did not "
-                                   "reach a value are listed and excluded, never counted as zero.")
-    m.add_argument("inputs", nargs="+", metavar="RUN_OR_CURVE",
-                   help="run folder, curve.csv, or a folder of run folders")
+    m = sub.add_parser(
+        "metrics",
+        help="TTA / AAT / TTMT / ATTMT of curves or run folders, with statistics across several runs",
+        description="Metrics of one run; with several runs (inputs, or folders of "
+        "runs) also the mean, olympic mean, variance, std, cv and 95% "
+        "bootstrap CI of TTA at --target and of ATTMT. Runs that did not "
+        "reach a value are listed and excluded, never counted as zero.",
+    )
+    m.add_argument(
+        "inputs", nargs="+", metavar="RUN_OR_CURVE", help="run folder, curve.csv, or a folder of run folders"
+    )
     m.add_argument("--thresholds", metavar="LOW:HIGH:STEP", help="thresholds for TTMT/ATTMT")
     m.add_argument("--target", type=float, help="TTA at this accuracy (fraction)")
     m.add_argument("--budget", type=float, metavar="SECONDS", help="AAT at this training time")
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.set_defaults(func=_cmd_metrics)
 
-    c = sub.add_parser("compare", help="TTA and ATTMT of two systems, threshold by threshold",
-                       description="Per threshold T: TTA(T) and ATTMT(LOW..T) of A and B and their "
-                                   "ratios B/A. A and B are runs, curves or folders of runs; "
-                                   f"{AVERAGING}.")
+    c = sub.add_parser(
+        "compare",
+        help="TTA and ATTMT of two systems, threshold by threshold",
+        description="Per threshold T: TTA(T) and ATTMT(LOW..T) of A and B and their "
+        "ratios B/A. A and B are runs, curves or folders of runs; "
+        f"{AVERAGING}.",
+    )
     c.add_argument("a", metavar="A", help="run folder, curve.csv, or folder of runs")
     c.add_argument("b", metavar="B", help="run folder, curve.csv, or folder of runs")
-    c.add_argument("--thresholds", metavar="LOW:HIGH:STEP",
-                   help="thresholds (default: the spec the runs were recorded with)")
+    c.add_argument(
+        "--thresholds",
+        metavar="LOW:HIGH:STEP",
+        help="thresholds (default: the spec the runs were recorded with)",
+    )
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(func=_cmd_compare)
 
-    r = sub.add_parser("report", help="one table of every system/benchmark/division in a results tree",
-                       description="One row per system, benchmark and division (split by data set, "
-                                   "workers and network): runs, olympic-mean TTA at the target, ATTMT, "
-                                   "AAT, final accuracy, img/s. Metrics are recomputed from curve.csv "
-                                   "with each run's own thresholds, target and budget unless given.")
+    r = sub.add_parser(
+        "report",
+        help="one table of every system/benchmark/division in a results tree",
+        description="One row per system, benchmark and division (split by data set, "
+        "workers and network): runs, olympic-mean TTA at the target, ATTMT, "
+        "AAT, final accuracy, img/s. Metrics are recomputed from curve.csv "
+        "with each run's own thresholds, target and budget unless given.",
+    )
     r.add_argument("results_dir", metavar="RESULTS_DIR")
     r.add_argument("--format", choices=("md", "csv", "json"), default="md", help="output format (default md)")
     r.add_argument("--thresholds", metavar="LOW:HIGH:STEP", help="ATTMT over these thresholds")
@@ -423,25 +512,35 @@ def add_commands(sub) -> None:
     r.add_argument("--budget", type=float, metavar="SECONDS", help="AAT at this training time")
     r.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("plot", help="accuracy-vs-time and TTMT curves of runs, as a PNG",
-                       description="Left: test accuracy against training time with the threshold "
-                                   "lines. Right: the TTMT curve (TTA of each threshold), the mean "
-                                   "of each folder of runs drawn bold. One colour per input.")
+    p = sub.add_parser(
+        "plot",
+        help="accuracy-vs-time and TTMT curves of runs, as a PNG",
+        description="Left: test accuracy against training time with the threshold "
+        "lines. Right: the TTMT curve (TTA of each threshold), the mean "
+        "of each folder of runs drawn bold. One colour per input.",
+    )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="run folder, curve.csv, or folder of runs")
     p.add_argument("-o", "--output", required=True, metavar="FILE.png")
-    p.add_argument("--thresholds", metavar="LOW:HIGH:STEP",
-                   help="threshold lines and TTMT (default: the spec the runs were recorded with)")
+    p.add_argument(
+        "--thresholds",
+        metavar="LOW:HIGH:STEP",
+        help="threshold lines and TTMT (default: the spec the runs were recorded with)",
+    )
     p.add_argument("--label", action="append", metavar="NAME", help="legend name, once per input")
     p.add_argument("--title", help="figure title")
     p.set_defaults(func=_cmd_plot)
 
-    v = sub.add_parser("validate", help="check a results folder: layout, recomputed numbers, "
-                                        "mllog compliance, closed-division rules, unique seeds",
-                       description="Exit 0 with one OK line when every run under the folder passes; "
-                                   "otherwise one `PATH: problem` line each and exit 1. Warnings "
-                                   "(e.g. the CIFAR-10 subset, failed runs) do not fail.")
+    v = sub.add_parser(
+        "validate",
+        help="check a results folder: layout, recomputed numbers, "
+        "mllog compliance, closed-division rules, unique seeds",
+        description="Exit 0 with one OK line when every run under the folder passes; "
+        "otherwise one `PATH: problem` line each and exit 1. Warnings "
+        "(e.g. the CIFAR-10 subset, failed runs) do not fail.",
+    )
     v.add_argument("path", metavar="RESULTS_DIR_OR_RUN")
     v.add_argument("--json", action="store_true", help="print one JSON object")
-    v.add_argument("--no-compliance", action="store_true",
-                   help="skip the MLPerf compliance checker (mlperf-logging)")
+    v.add_argument(
+        "--no-compliance", action="store_true", help="skip the MLPerf compliance checker (mlperf-logging)"
+    )
     v.set_defaults(func=_cmd_validate)

@@ -34,19 +34,51 @@ from dataclasses import dataclass
 from ttabench import UserError
 
 # Flags the sweep sets for each point itself.
-CONTROLLED = ("--benchmark", "--workers", "--network", "--bandwidth", "--latency", "--backend",
-              "--results-dir", "--run-dir")
+CONTROLLED = (
+    "--benchmark",
+    "--workers",
+    "--network",
+    "--bandwidth",
+    "--latency",
+    "--backend",
+    "--results-dir",
+    "--run-dir",
+)
 
 COLUMNS = [  # (key, markdown header)
-    ("workers", "workers"), ("network", "network"), ("status", "status"), ("img_s", "img/s"),
-    ("time_per_epoch_s", "time/epoch (s)"), ("comm_share", "comm share"),
-    ("network_delay_s", "net delay added (s)"), ("speedup", "speedup"),
-    ("efficiency", "efficiency"), ("tta_target_s", "TTA@target (s)"), ("attmt_s", "ATTMT (s)"),
+    ("workers", "workers"),
+    ("network", "network"),
+    ("status", "status"),
+    ("img_s", "img/s"),
+    ("time_per_epoch_s", "time/epoch (s)"),
+    ("comm_share", "comm share"),
+    ("network_delay_s", "net delay added (s)"),
+    ("speedup", "speedup"),
+    ("efficiency", "efficiency"),
+    ("tta_target_s", "TTA@target (s)"),
+    ("attmt_s", "ATTMT (s)"),
 ]
-CSV_COLUMNS = ["workers", "network", "backend", "status", "img_s", "time_per_epoch_s",
-               "comm_share", "comm_wait_s", "network_delay_s", "train_time_s", "epochs", "steps",
-               "speedup", "efficiency", "tta_target_s", "attmt_s", "final_accuracy", "run_dir",
-               "error"]
+CSV_COLUMNS = [
+    "workers",
+    "network",
+    "backend",
+    "status",
+    "img_s",
+    "time_per_epoch_s",
+    "comm_share",
+    "comm_wait_s",
+    "network_delay_s",
+    "train_time_s",
+    "epochs",
+    "steps",
+    "speedup",
+    "efficiency",
+    "tta_target_s",
+    "attmt_s",
+    "final_accuracy",
+    "run_dir",
+    "error",
+]
 NOT_REACHED = "not reached"
 
 
@@ -84,8 +116,9 @@ def check_run_args(run_args: list[str], points: list[Point], benchmark: str, bac
 
     for a in run_args:
         if a.split("=")[0] in CONTROLLED:
-            raise UserError(f"the sweep sets {a.split('=')[0]} for each point: leave it out "
-                            "of the flags after --")
+            raise UserError(
+                f"the sweep sets {a.split('=')[0]} for each point: leave it out of the flags after --"
+            )
     p = argparse.ArgumentParser(prog="ttabench sweep --", add_help=False, exit_on_error=False)
     add_arguments(p)
     for pt in points:
@@ -97,14 +130,24 @@ def check_run_args(run_args: list[str], points: list[Point], benchmark: str, bac
 
 
 def point_args(pt: Point, benchmark: str, backend: str, results_dir: str) -> list[str]:
-    return ["--benchmark", benchmark, "--workers", str(pt.workers), "--network", pt.network,
-            "--backend", backend, "--results-dir", results_dir]
+    return [
+        "--benchmark",
+        benchmark,
+        "--workers",
+        str(pt.workers),
+        "--network",
+        pt.network,
+        "--backend",
+        backend,
+        "--results-dir",
+        results_dir,
+    ]
 
 
 # -- the table: pure functions of the points' records --------------------------------
 
-def point_row(pt: Point, summary: dict | None, error: str | None = None,
-              run_dir: str | None = None) -> dict:
+
+def point_row(pt: Point, summary: dict | None, error: str | None = None, run_dir: str | None = None) -> dict:
     """One table row from a point's summary.json (None when the run left none)."""
     row = {k: None for k in CSV_COLUMNS}
     row.update(workers=pt.workers, network=pt.network, run_dir=run_dir, error=error)
@@ -112,10 +155,14 @@ def point_row(pt: Point, summary: dict | None, error: str | None = None,
         row["status"] = "failed"
         return row
     status = summary.get("status", "failed")
-    row.update(status=status if not (error and status == "success") else "failed",
-               backend=summary.get("backend"), steps=summary.get("steps"),
-               epochs=summary.get("epochs"), train_time_s=summary.get("train_time_s"),
-               img_s=summary.get("throughput_img_s"))
+    row.update(
+        status=status if not (error and status == "success") else "failed",
+        backend=summary.get("backend"),
+        steps=summary.get("steps"),
+        epochs=summary.get("epochs"),
+        train_time_s=summary.get("train_time_s"),
+        img_s=summary.get("throughput_img_s"),
+    )
     if status != "success" and not row["error"]:
         row["error"] = summary.get("error")
     t = row["train_time_s"]
@@ -139,8 +186,11 @@ def point_row(pt: Point, summary: dict | None, error: str | None = None,
 def add_speedups(rows: list[dict]) -> list[dict]:
     """Speedup: img/s over that of the successful 1-worker row of the same network;
     efficiency = speedup / workers."""
-    base = {r["network"]: r["img_s"] for r in rows
-            if r["workers"] == 1 and r["status"] == "success" and r["img_s"]}
+    base = {
+        r["network"]: r["img_s"]
+        for r in rows
+        if r["workers"] == 1 and r["status"] == "success" and r["img_s"]
+    }
     for r in rows:
         b = base.get(r["network"])
         if r["status"] == "success" and r["img_s"] and b:
@@ -179,8 +229,7 @@ def notes(rows: list[dict], summaries: list[dict | None]) -> list[str]:
         "time/epoch = training time / epochs trained.",
         "comm share: exposed gradient-communication wait / training time, max over ranks; "
         "net delay added: time the emulated link added to collectives (max over ranks).",
-        "speedup: img/s / img/s of the 1-worker point on the same network; "
-        "efficiency = speedup / workers.",
+        "speedup: img/s / img/s of the 1-worker point on the same network; efficiency = speedup / workers.",
         "With 1 worker no link is crossed, so the network setting changes nothing: "
         "1-worker rows of different networks differ by measurement noise only.",
     ]
@@ -192,22 +241,23 @@ def notes(rows: list[dict], summaries: list[dict | None]) -> list[str]:
         else:
             out.append("TTA@target: '-' (no --target given).")
         if "thresholds" in m:
-            out.append(f"ATTMT: mean time to the thresholds {m.get('threshold_spec')} "
-                       "(defined only when every threshold was reached).")
+            out.append(
+                f"ATTMT: mean time to the thresholds {m.get('threshold_spec')} "
+                "(defined only when every threshold was reached)."
+            )
         if s.get("synthetic"):
-            out.append("Data: the built-in synthetic data set (a demo, never a closed-division "
-                       "result).")
+            out.append("Data: the built-in synthetic data set (a demo, never a closed-division result).")
         elif s.get("dataset") == "cifar10-subset":
             out.append("Data: a CIFAR-10 subset (real images, not the full benchmark).")
     failed = [r for r in rows if r["status"] != "success"]
     for r in failed:
-        out.append(f"w{r['workers']}-{r['network']}: {r['status']}"
-                   + (f" ({r['error']})" if r.get("error") else ""))
+        out.append(
+            f"w{r['workers']}-{r['network']}: {r['status']}" + (f" ({r['error']})" if r.get("error") else "")
+        )
     return out
 
 
-def write_outputs(out_dir: str, rows: list[dict], summaries: list[dict | None],
-                  command: list[str]) -> str:
+def write_outputs(out_dir: str, rows: list[dict], summaries: list[dict | None], command: list[str]) -> str:
     from ttabench.divisions.results import atomic_write_json, atomic_write_text
 
     table = markdown_table(rows)
@@ -226,13 +276,18 @@ def write_outputs(out_dir: str, rows: list[dict], summaries: list[dict | None],
 
 # -- running the grid ------------------------------------------------------------------
 
+
 def _run_dirs(root: str) -> set[str]:
-    return {d for d in glob.glob(os.path.join(root, "*", "*", "*", "*"))
-            if os.path.isfile(os.path.join(d, "summary.json"))}
+    return {
+        d
+        for d in glob.glob(os.path.join(root, "*", "*", "*", "*"))
+        if os.path.isfile(os.path.join(d, "summary.json"))
+    }
 
 
-def run_point(pt: Point, out_dir: str, benchmark: str, backend: str, run_args: list[str],
-              timeout: float | None = None) -> tuple[dict | None, str | None, str | None]:
+def run_point(
+    pt: Point, out_dir: str, benchmark: str, backend: str, run_args: list[str], timeout: float | None = None
+) -> tuple[dict | None, str | None, str | None]:
     """Run one point; returns (summary, error, run folder relative to out_dir)."""
     from ttabench.divisions.results import read_json
 
@@ -240,8 +295,7 @@ def run_point(pt: Point, out_dir: str, benchmark: str, backend: str, run_args: l
     before = _run_dirs(root)
     log_path = os.path.join(out_dir, "logs", pt.name + ".log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    cmd = [sys.executable, "-m", "ttabench", "run", *point_args(pt, benchmark, backend, root),
-           *run_args]
+    cmd = [sys.executable, "-m", "ttabench", "run", *point_args(pt, benchmark, backend, root), *run_args]
     if not any(a.split("=")[0] == "--progress" for a in run_args):
         cmd += ["--progress", "plain"]
     error = None
@@ -275,22 +329,34 @@ def _last_error(log_path: str) -> str:
     return (errs or lines or ["(no output)"])[-1][:200]
 
 
-def sweep(points: list[Point], out_dir: str, benchmark: str, backend: str, run_args: list[str],
-          command: list[str], timeout: float | None = None, echo=print) -> tuple[list[dict], str]:
+def sweep(
+    points: list[Point],
+    out_dir: str,
+    benchmark: str,
+    backend: str,
+    run_args: list[str],
+    command: list[str],
+    timeout: float | None = None,
+    echo=print,
+) -> tuple[list[dict], str]:
     rows, summaries = [], []
     try:
         for k, pt in enumerate(points, 1):
-            echo(f"[{k}/{len(points)}] {pt.name}: running (log: "
-                 f"{os.path.join(out_dir, 'logs', pt.name + '.log')})")
+            echo(
+                f"[{k}/{len(points)}] {pt.name}: running (log: "
+                f"{os.path.join(out_dir, 'logs', pt.name + '.log')})"
+            )
             t0 = time.perf_counter()
             summary, error, run_dir = run_point(pt, out_dir, benchmark, backend, run_args, timeout)
             row = point_row(pt, summary, error, run_dir)
             rows.append(row)
             summaries.append(summary)
-            echo(f"[{k}/{len(points)}] {pt.name}: {row['status']}"
-                 + (f", {row['img_s']:,.1f} img/s" if row["img_s"] else "")
-                 + (f" ({row['error']})" if row["status"] != "success" and row["error"] else "")
-                 + f" [{time.perf_counter() - t0:.0f} s]")
+            echo(
+                f"[{k}/{len(points)}] {pt.name}: {row['status']}"
+                + (f", {row['img_s']:,.1f} img/s" if row["img_s"] else "")
+                + (f" ({row['error']})" if row["status"] != "success" and row["error"] else "")
+                + f" [{time.perf_counter() - t0:.0f} s]"
+            )
     finally:
         add_speedups(rows)
         table = write_outputs(out_dir, rows, summaries, command)
@@ -304,16 +370,21 @@ def _cmd_sweep(args) -> int:
         run_args = run_args[1:]
     check_run_args(run_args, points, args.benchmark, args.backend)
     os.makedirs(args.out, exist_ok=True)
-    command = ["ttabench"] + sys.argv[sys.argv.index("sweep"):] if "sweep" in sys.argv else \
-        ["ttabench", "sweep"]
-    rows, table = sweep(points, args.out, args.benchmark, args.backend, run_args, command,
-                        timeout=args.point_timeout)
+    command = (
+        ["ttabench"] + sys.argv[sys.argv.index("sweep") :] if "sweep" in sys.argv else ["ttabench", "sweep"]
+    )
+    rows, table = sweep(
+        points, args.out, args.benchmark, args.backend, run_args, command, timeout=args.point_timeout
+    )
     print(table)
     print(f"written: {os.path.join(args.out, 'sweep.md')}, {os.path.join(args.out, 'sweep.csv')}")
     failed = [r for r in rows if r["status"] != "success"]
     if failed:
-        print(f"ttabench: sweep: {len(failed)} of {len(rows)} points failed: "
-              + ", ".join(f"w{r['workers']}-{r['network']}" for r in failed), file=sys.stderr)
+        print(
+            f"ttabench: sweep: {len(failed)} of {len(rows)} points failed: "
+            + ", ".join(f"w{r['workers']}-{r['network']}" for r in failed),
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -322,20 +393,34 @@ def add_commands(sub) -> None:
     from ttabench.launch.config import BACKENDS
     from ttabench.reference_impls.recipe import BENCHMARKS
 
-    s = sub.add_parser("sweep", help="scaling grid: workers x network, one run per point, "
-                                     "then a markdown/CSV table",
-                       description="Run `ttabench run` for every workers x network point and "
-                                   "tabulate img/s, time per epoch, communication share, speedup, "
-                                   "efficiency, TTA and ATTMT. Flags after -- go to every run.")
+    s = sub.add_parser(
+        "sweep",
+        help="scaling grid: workers x network, one run per point, then a markdown/CSV table",
+        description="Run `ttabench run` for every workers x network point and "
+        "tabulate img/s, time per epoch, communication share, speedup, "
+        "efficiency, TTA and ATTMT. Flags after -- go to every run.",
+    )
     s.add_argument("--benchmark", default="resnet20", choices=tuple(BENCHMARKS))
     s.add_argument("--workers", default="1,2", help="comma-separated worker counts (default 1,2)")
-    s.add_argument("--network", default="loopback,1gbe,100mbit",
-                   help="comma-separated emulated network profiles (default loopback,1gbe,100mbit)")
-    s.add_argument("--backend", default="auto", choices=BACKENDS,
-                   help="backend of every point (auto: none for 1 worker, torchrun otherwise)")
+    s.add_argument(
+        "--network",
+        default="loopback,1gbe,100mbit",
+        help="comma-separated emulated network profiles (default loopback,1gbe,100mbit)",
+    )
+    s.add_argument(
+        "--backend",
+        default="auto",
+        choices=BACKENDS,
+        help="backend of every point (auto: none for 1 worker, torchrun otherwise)",
+    )
     s.add_argument("--out", required=True, help="sweep folder: runs/, logs/, sweep.md, sweep.csv")
-    s.add_argument("--point-timeout", type=float, metavar="SECONDS",
-                   help="fail a point that runs longer than this")
-    s.add_argument("run_args", nargs=argparse.REMAINDER, metavar="-- RUN FLAGS",
-                   help="flags of `ttabench run` given to every point")
+    s.add_argument(
+        "--point-timeout", type=float, metavar="SECONDS", help="fail a point that runs longer than this"
+    )
+    s.add_argument(
+        "run_args",
+        nargs=argparse.REMAINDER,
+        metavar="-- RUN FLAGS",
+        help="flags of `ttabench run` given to every point",
+    )
     s.set_defaults(func=_cmd_sweep)

@@ -6,7 +6,6 @@ import os
 
 from rich.console import Console
 from rich.table import Table
-
 from ttabench.divisions.results import read_json
 
 
@@ -19,16 +18,22 @@ def metrics_table(m: dict, title: str = "metrics") -> Table:
     t.add_column("metric")
     t.add_column("value", justify="right")
     if "target_tta_s" in m:
-        t.add_row(f"TTA @ {100 * m['target']:g}%" if m.get("target") is not None else "TTA @ target",
-                  _s(m["target_tta_s"]))
+        t.add_row(
+            f"TTA @ {100 * m['target']:g}%" if m.get("target") is not None else "TTA @ target",
+            _s(m["target_tta_s"]),
+        )
     if "aat" in m and m.get("budget_s") is not None:
-        t.add_row(f"AAT @ {m['budget_s']:g} s",
-                  "no evaluation" if m["aat"] is None else f"{100 * m['aat']:.2f}%")
+        t.add_row(
+            f"AAT @ {m['budget_s']:g} s", "no evaluation" if m["aat"] is None else f"{100 * m['aat']:.2f}%"
+        )
     if "thresholds" in m:
         ts = m["thresholds"]
-        t.add_row(f"ATTMT {100 * ts[0]:g}..{100 * ts[-1]:g}%",
-                  _s(m["attmt_s"]) if m["attmt_s"] is not None else
-                  f"undefined ({sum(v is None for v in m['tta_s'])} of {len(ts)} thresholds not reached)")
+        t.add_row(
+            f"ATTMT {100 * ts[0]:g}..{100 * ts[-1]:g}%",
+            _s(m["attmt_s"])
+            if m["attmt_s"] is not None
+            else f"undefined ({sum(v is None for v in m['tta_s'])} of {len(ts)} thresholds not reached)",
+        )
         for thr, v in zip(ts, m["tta_s"]):
             t.add_row(f"  TTA @ {100 * thr:g}%", _s(v))
     return t
@@ -43,12 +48,16 @@ def print_run_summary(run_dir: str, console: Console | None = None) -> None:
         label += " [synthetic data: not a closed-division result]"
     elif s.get("dataset") == "cifar10-subset":
         label += " [CIFAR-10 subset: not the full benchmark]"
-    console.print(f"[bold]{label}[/]: status {s.get('status')} ({s.get('stop_reason')}), "
-                  f"{s.get('steps')} steps, {s.get('epochs', 0):.2f} epochs")
+    console.print(
+        f"[bold]{label}[/]: status {s.get('status')} ({s.get('stop_reason')}), "
+        f"{s.get('steps')} steps, {s.get('epochs', 0):.2f} epochs"
+    )
     if s.get("train_time_s") is not None:
-        console.print(f"training time {s['train_time_s']:.2f} s (evaluation excluded), total "
-                      f"{s.get('total_time_s', 0):.2f} s, {s.get('throughput_img_s') or 0:,.0f} img/s, "
-                      f"final accuracy {100 * (m.get('final_accuracy') or 0):.2f}%")
+        console.print(
+            f"training time {s['train_time_s']:.2f} s (evaluation excluded), total "
+            f"{s.get('total_time_s', 0):.2f} s, {s.get('throughput_img_s') or 0:,.0f} img/s, "
+            f"final accuracy {100 * (m.get('final_accuracy') or 0):.2f}%"
+        )
     if m.get("budget_s") is None and m.get("final_accuracy") is not None:
         m = dict(m)
         m["budget_s"] = s.get("train_time_s")

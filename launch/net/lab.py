@@ -104,12 +104,15 @@ def state_path() -> str:
 
 # -- checks --------------------------------------------------------------------
 
+
 def require_root(euid: int | None = None) -> None:
     """netlab creates namespaces and qdiscs: root only, with iproute2's ip and tc."""
     euid = os.geteuid() if euid is None else euid
     if euid != 0:
-        raise UserError("netlab needs root (it creates network namespaces and tc qdiscs): "
-                        "run it with sudo, or use emulation (ttabench run --network/--bandwidth)")
+        raise UserError(
+            "netlab needs root (it creates network namespaces and tc qdiscs): "
+            "run it with sudo, or use emulation (ttabench run --network/--bandwidth)"
+        )
     for tool in ("ip", "tc"):
         if shutil.which(tool) is None:
             raise UserError(f"netlab needs iproute2's `{tool}` on PATH (apt-get install iproute2)")
@@ -126,9 +129,11 @@ def burst_bytes(rate_bytes_per_s: float, burst: str | None = None) -> int:
     return max(MIN_BURST, int(rate_bytes_per_s * BURST_SECONDS))
 
 
-NETEM_MISSING = ("this kernel has no sch_netem (the netem qdisc module), so netlab cannot add "
-                 "real delay: leave out --delay and emulate latency with "
-                 "`ttabench run --bandwidth RATE --latency DELAY` (or --network PROFILE)")
+NETEM_MISSING = (
+    "this kernel has no sch_netem (the netem qdisc module), so netlab cannot add "
+    "real delay: leave out --delay and emulate latency with "
+    "`ttabench run --bandwidth RATE --latency DELAY` (or --network PROFILE)"
+)
 
 
 def check_netem(run=subprocess.run) -> None:
@@ -143,8 +148,11 @@ def check_netem(run=subprocess.run) -> None:
     if made.returncode != 0:
         raise UserError(f"cannot create a network namespace: {_last_line(made.stderr)}")
     try:
-        r = run(["tc", "-n", probe, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
-                capture_output=True, text=True)
+        r = run(
+            ["tc", "-n", probe, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"],
+            capture_output=True,
+            text=True,
+        )
     finally:
         run(["ip", "netns", "del", probe], capture_output=True, text=True)
     if r.returncode != 0:
@@ -159,6 +167,7 @@ def _last_line(text: str) -> str:
 
 
 # -- the plan: what `up` runs, as plain data ------------------------------------
+
 
 @dataclass
 class Step:
@@ -180,14 +189,27 @@ class LabSpec:
 
     def describe(self) -> dict:
         """What a run records as its real shaping (passed in $TTABENCH_NETLAB)."""
-        return {"mechanism": "netlab (network namespaces, veth, tc tbf)", "hosts": self.hosts,
-                "rate": self.rate, "rate_bytes_per_s": self.rate_bytes_per_s,
-                "burst_bytes": self.burst_bytes, "delay": self.delay, "delay_s": self.delay_s,
-                "shape": self.shape, "subnet": f"10.231.{self.subnet}.0/24"}
+        return {
+            "mechanism": "netlab (network namespaces, veth, tc tbf)",
+            "hosts": self.hosts,
+            "rate": self.rate,
+            "rate_bytes_per_s": self.rate_bytes_per_s,
+            "burst_bytes": self.burst_bytes,
+            "delay": self.delay,
+            "delay_s": self.delay_s,
+            "shape": self.shape,
+            "subnet": f"10.231.{self.subnet}.0/24",
+        }
 
 
-def make_spec(hosts: int, rate: str, delay: str | None = None, burst: str | None = None,
-              shape: str = "both", subnet: int = DEFAULT_SUBNET) -> LabSpec:
+def make_spec(
+    hosts: int,
+    rate: str,
+    delay: str | None = None,
+    burst: str | None = None,
+    shape: str = "both",
+    subnet: int = DEFAULT_SUBNET,
+) -> LabSpec:
     from ttabench.launch.net.link import parse_rate, parse_time
 
     if not 2 <= hosts <= MAX_HOSTS:
@@ -202,58 +224,121 @@ def make_spec(hosts: int, rate: str, delay: str | None = None, burst: str | None
         delay_s = parse_time(delay)
         if delay_s <= 0:
             raise UserError(f"--delay must be > 0, got {delay!r}")
-    spec = LabSpec(hosts, rate, rate_bps, burst_bytes(rate_bps, burst), delay, delay_s, shape,
-                   subnet)
-    spec.nodes = [{"namespace": host_ns(i), "interface": host_dev(i), "switch_port": switch_port(i),
-                   "address": host_addr(subnet, i)} for i in range(hosts)]
+    spec = LabSpec(hosts, rate, rate_bps, burst_bytes(rate_bps, burst), delay, delay_s, shape, subnet)
+    spec.nodes = [
+        {
+            "namespace": host_ns(i),
+            "interface": host_dev(i),
+            "switch_port": switch_port(i),
+            "address": host_addr(subnet, i),
+        }
+        for i in range(hosts)
+    ]
     return spec
 
 
 def _tbf(spec: LabSpec) -> list[str]:
-    return ["tbf", "rate", f"{int(spec.rate_bytes_per_s * 8)}bit", "burst", str(spec.burst_bytes),
-            "latency", TBF_LATENCY]
+    return [
+        "tbf",
+        "rate",
+        f"{int(spec.rate_bytes_per_s * 8)}bit",
+        "burst",
+        str(spec.burst_bytes),
+        "latency",
+        TBF_LATENCY,
+    ]
 
 
 def plan(spec: LabSpec) -> list[Step]:
     """Every command `up` runs, in order; each object is recorded once it exists."""
     sw = SWITCH_NS
-    steps = [Step(["ip", "netns", "add", sw], {"kind": "netns", "name": sw}),
-             Step(["ip", "-n", sw, "link", "set", "lo", "up"]),
-             Step(["ip", "-n", sw, "link", "add", BRIDGE, "type", "bridge"],
-                  {"kind": "bridge", "namespace": sw, "name": BRIDGE}),
-             Step(["ip", "-n", sw, "link", "set", BRIDGE, "up"])]
+    steps = [
+        Step(["ip", "netns", "add", sw], {"kind": "netns", "name": sw}),
+        Step(["ip", "-n", sw, "link", "set", "lo", "up"]),
+        Step(
+            ["ip", "-n", sw, "link", "add", BRIDGE, "type", "bridge"],
+            {"kind": "bridge", "namespace": sw, "name": BRIDGE},
+        ),
+        Step(["ip", "-n", sw, "link", "set", BRIDGE, "up"]),
+    ]
     for i, node in enumerate(spec.nodes):
         ns, dev, port = node["namespace"], node["interface"], node["switch_port"]
         steps += [
             Step(["ip", "netns", "add", ns], {"kind": "netns", "name": ns}),
             Step(["ip", "-n", ns, "link", "set", "lo", "up"]),
-            Step(["ip", "link", "add", dev, "netns", ns, "type", "veth", "peer", "name", port,
-                  "netns", sw], {"kind": "veth", "namespace": ns, "name": dev,
-                                 "peer_namespace": sw, "peer": port}),
-            Step(["ip", "-n", ns, "addr", "add", f"{node['address']}/24", "dev", dev],
-                 {"kind": "address", "namespace": ns, "dev": dev,
-                  "address": f"{node['address']}/24"}),
+            Step(
+                ["ip", "link", "add", dev, "netns", ns, "type", "veth", "peer", "name", port, "netns", sw],
+                {"kind": "veth", "namespace": ns, "name": dev, "peer_namespace": sw, "peer": port},
+            ),
+            Step(
+                ["ip", "-n", ns, "addr", "add", f"{node['address']}/24", "dev", dev],
+                {"kind": "address", "namespace": ns, "dev": dev, "address": f"{node['address']}/24"},
+            ),
             Step(["ip", "-n", sw, "link", "set", port, "master", BRIDGE]),
             Step(["ip", "-n", ns, "link", "set", dev, "up"]),
             Step(["ip", "-n", sw, "link", "set", port, "up"]),
         ]
         # Host side: its uplink (what host i sends). netem first, tbf as its child.
         if spec.delay is not None:
-            steps.append(Step(["tc", "-n", ns, "qdisc", "add", "dev", dev, "root", "handle", "1:",
-                               "netem", "delay", spec.delay, "limit", str(_netem_limit(spec))],
-                              {"kind": "qdisc", "namespace": ns, "dev": dev, "qdisc": "netem",
-                               "direction": f"uplink of host {i}", "delay": spec.delay}))
+            steps.append(
+                Step(
+                    [
+                        "tc",
+                        "-n",
+                        ns,
+                        "qdisc",
+                        "add",
+                        "dev",
+                        dev,
+                        "root",
+                        "handle",
+                        "1:",
+                        "netem",
+                        "delay",
+                        spec.delay,
+                        "limit",
+                        str(_netem_limit(spec)),
+                    ],
+                    {
+                        "kind": "qdisc",
+                        "namespace": ns,
+                        "dev": dev,
+                        "qdisc": "netem",
+                        "direction": f"uplink of host {i}",
+                        "delay": spec.delay,
+                    },
+                )
+            )
             parent = ["parent", "1:1", "handle", "10:"]
         else:
             parent = ["root", "handle", "1:"]
-        steps.append(Step(["tc", "-n", ns, "qdisc", "add", "dev", dev, *parent, *_tbf(spec)],
-                          {"kind": "qdisc", "namespace": ns, "dev": dev, "qdisc": "tbf",
-                           "direction": f"uplink of host {i}", "rate": spec.rate}))
+        steps.append(
+            Step(
+                ["tc", "-n", ns, "qdisc", "add", "dev", dev, *parent, *_tbf(spec)],
+                {
+                    "kind": "qdisc",
+                    "namespace": ns,
+                    "dev": dev,
+                    "qdisc": "tbf",
+                    "direction": f"uplink of host {i}",
+                    "rate": spec.rate,
+                },
+            )
+        )
         if spec.shape == "both":  # switch side: host i's downlink
-            steps.append(Step(["tc", "-n", sw, "qdisc", "add", "dev", port, "root", "handle", "1:",
-                               *_tbf(spec)],
-                              {"kind": "qdisc", "namespace": sw, "dev": port, "qdisc": "tbf",
-                               "direction": f"downlink of host {i}", "rate": spec.rate}))
+            steps.append(
+                Step(
+                    ["tc", "-n", sw, "qdisc", "add", "dev", port, "root", "handle", "1:", *_tbf(spec)],
+                    {
+                        "kind": "qdisc",
+                        "namespace": sw,
+                        "dev": port,
+                        "qdisc": "tbf",
+                        "direction": f"downlink of host {i}",
+                        "rate": spec.rate,
+                    },
+                )
+            )
     return steps
 
 
@@ -265,6 +350,7 @@ def _netem_limit(spec: LabSpec) -> int:
 
 # -- state file ----------------------------------------------------------------
 
+
 def read_state(path: str | None = None) -> dict | None:
     path = path or state_path()
     try:
@@ -273,8 +359,10 @@ def read_state(path: str | None = None) -> dict | None:
     except FileNotFoundError:
         return None
     except (OSError, json.JSONDecodeError) as e:
-        raise UserError(f"cannot read the netlab state file {path}: {e} (remove the lab's "
-                        "namespaces with `ip netns del`, then the file)") from None
+        raise UserError(
+            f"cannot read the netlab state file {path}: {e} (remove the lab's "
+            "namespaces with `ip netns del`, then the file)"
+        ) from None
 
 
 def write_state(state: dict, path: str | None = None) -> None:
@@ -290,8 +378,10 @@ def recorded_namespaces(state: dict) -> list[str]:
     names = [m["name"] for m in state.get("made", []) if m.get("kind") == "netns"]
     for n in names:
         if not n.startswith(PREFIX) or "/" in n:
-            raise UserError(f"state file lists namespace {n!r}, which netlab never makes "
-                            f"(names start with {PREFIX}): refusing to delete it")
+            raise UserError(
+                f"state file lists namespace {n!r}, which netlab never makes "
+                f"(names start with {PREFIX}): refusing to delete it"
+            )
     return names
 
 
@@ -306,23 +396,33 @@ def lab_namespaces(run=subprocess.run) -> list[str]:
 
 # -- up / down -------------------------------------------------------------------
 
+
 def up(spec: LabSpec, run=subprocess.run, path: str | None = None) -> dict:
     """Build the lab described by `spec`; returns its state (also written to the state file)."""
     path = path or state_path()
     old = read_state(path)
     if old is not None:
-        raise UserError(f"a netlab is already up ({old.get('hosts')} hosts at {old.get('rate')}, "
-                        f"state file {path}): run `ttabench netlab down` first")
+        raise UserError(
+            f"a netlab is already up ({old.get('hosts')} hosts at {old.get('rate')}, "
+            f"state file {path}): run `ttabench netlab down` first"
+        )
     stray = lab_namespaces(run)
     if stray:
-        raise UserError(f"namespaces {', '.join(stray)} exist but no netlab state file ({path}) "
-                        "records them: remove them with `ip netns del NAME` if they are leftovers")
+        raise UserError(
+            f"namespaces {', '.join(stray)} exist but no netlab state file ({path}) "
+            "records them: remove them with `ip netns del NAME` if they are leftovers"
+        )
     if spec.delay is not None:
         check_netem(run)
-    state = {"version": 1, "created": datetime.datetime.now().isoformat(timespec="seconds"),
-             "complete": False, **spec.describe(), "switch": {"namespace": SWITCH_NS,
-                                                             "bridge": BRIDGE},
-             "nodes": spec.nodes, "made": []}
+    state = {
+        "version": 1,
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "complete": False,
+        **spec.describe(),
+        "switch": {"namespace": SWITCH_NS, "bridge": BRIDGE},
+        "nodes": spec.nodes,
+        "made": [],
+    }
     write_state(state, path)
     try:
         for step in plan(spec):
@@ -370,32 +470,66 @@ def load_lab(path: str | None = None) -> dict:
     path = path or state_path()
     state = read_state(path)
     if state is None:
-        raise UserError(f"no netlab is up (no state file at {path}): "
-                        "run `ttabench netlab up --hosts 2 --rate 100mbit` first")
+        raise UserError(
+            f"no netlab is up (no state file at {path}): "
+            "run `ttabench netlab up --hosts 2 --rate 100mbit` first"
+        )
     if not state.get("complete"):
-        raise UserError(f"the netlab in {path} was not completely built: "
-                        "`ttabench netlab down`, then `up` again")
+        raise UserError(
+            f"the netlab in {path} was not completely built: `ttabench netlab down`, then `up` again"
+        )
     return state
 
 
 # -- measuring the link ------------------------------------------------------------
 
-def measure_pair(state: dict, src: int, dst: int, nbytes: int, seconds: float,
-                 port: int = MEASURE_PORT) -> dict:
+
+def measure_pair(
+    state: dict, src: int, dst: int, nbytes: int, seconds: float, port: int = MEASURE_PORT
+) -> dict:
     """TCP throughput from host `src` to host `dst`: at most `nbytes` or `seconds`."""
     nodes = state["nodes"]
     py = [sys.executable, "-m", "ttabench.launch.net.lab"]
     dst_addr = nodes[dst]["address"]
-    recv = subprocess.Popen(["ip", "netns", "exec", nodes[dst]["namespace"], *py, "_recv",
-                             dst_addr, str(port), str(seconds + 10)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    recv = subprocess.Popen(
+        [
+            "ip",
+            "netns",
+            "exec",
+            nodes[dst]["namespace"],
+            *py,
+            "_recv",
+            dst_addr,
+            str(port),
+            str(seconds + 10),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         if recv.stdout.readline().strip() != "ready":
-            raise UserError(f"throughput receiver in {nodes[dst]['namespace']} did not start: "
-                            f"{_last_line(recv.stderr.read())}")
-        send = subprocess.run(["ip", "netns", "exec", nodes[src]["namespace"], *py, "_send",
-                               dst_addr, str(port), str(nbytes), str(seconds)],
-                              capture_output=True, text=True, timeout=seconds + 30)
+            raise UserError(
+                f"throughput receiver in {nodes[dst]['namespace']} did not start: "
+                f"{_last_line(recv.stderr.read())}"
+            )
+        send = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                nodes[src]["namespace"],
+                *py,
+                "_send",
+                dst_addr,
+                str(port),
+                str(nbytes),
+                str(seconds),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+        )
         if send.returncode != 0:
             raise UserError(f"throughput sender failed: {_last_line(send.stderr)}")
         out, err = recv.communicate(timeout=seconds + 30)
@@ -407,9 +541,14 @@ def measure_pair(state: dict, src: int, dst: int, nbytes: int, seconds: float,
             recv.wait()
     r = json.loads(out.strip().splitlines()[-1])
     bits = 8 * r["bytes"] / r["seconds"] if r["seconds"] > 0 else None
-    return {"from": nodes[src]["namespace"], "to": nodes[dst]["namespace"], "bytes": r["bytes"],
-            "seconds": r["seconds"], "bits_per_s": bits,
-            "ratio": bits / (8 * state["rate_bytes_per_s"]) if bits else None}
+    return {
+        "from": nodes[src]["namespace"],
+        "to": nodes[dst]["namespace"],
+        "bytes": r["bytes"],
+        "seconds": r["seconds"],
+        "bits_per_s": bits,
+        "ratio": bits / (8 * state["rate_bytes_per_s"]) if bits else None,
+    }
 
 
 def measure(state: dict, nbytes: int = 8 * 1024**2, seconds: float = 5.0) -> list[dict]:
@@ -459,13 +598,16 @@ def format_measurements(state: dict, rows: list[dict]) -> str:
     for r in rows:
         got = f"{r['bits_per_s'] / 1e6:.1f} Mbit/s" if r["bits_per_s"] else "-"
         ratio = f"{r['ratio']:.2f}x the configured rate" if r["ratio"] else "-"
-        out.append(f"measured {r['from']} -> {r['to']}: {got} ({r['bytes'] / 1e6:.1f} MB in "
-                   f"{r['seconds']:.2f} s); configured {state['rate']} = "
-                   f"{8 * state['rate_bytes_per_s'] / 1e6:g} Mbit/s: {ratio}")
+        out.append(
+            f"measured {r['from']} -> {r['to']}: {got} ({r['bytes'] / 1e6:.1f} MB in "
+            f"{r['seconds']:.2f} s); configured {state['rate']} = "
+            f"{8 * state['rate_bytes_per_s'] / 1e6:g} Mbit/s: {ratio}"
+        )
     return "\n".join(out)
 
 
 # -- running a job across the lab ------------------------------------------------
+
 
 def shaping_from_env(environ=None) -> dict | None:
     """The real shaping a run crosses, as `netlab run` describes it in $TTABENCH_NETLAB."""
@@ -478,29 +620,67 @@ def shaping_from_env(environ=None) -> dict | None:
         return {"unparsed": raw}
 
 
-def node_commands(state: dict, run_args: list[str], port: int = RDZV_PORT,
-                  threads: int | None = None) -> list[tuple[list[str], dict]]:
+def node_commands(
+    state: dict, run_args: list[str], port: int = RDZV_PORT, threads: int | None = None
+) -> list[tuple[list[str], dict]]:
     """(argv, extra environment) of each node's `ttabench run`."""
     for a in run_args:
         if a.split("=")[0] in CONTROLLED_RUN_FLAGS:
             raise UserError(f"netlab run sets {a.split('=')[0]} for each node itself: leave it out")
     nodes = state["nodes"]
     endpoint = f"{nodes[0]['address']}:{port}"
-    shaping = {k: state.get(k) for k in ("mechanism", "hosts", "rate", "rate_bytes_per_s",
-                                          "burst_bytes", "delay", "delay_s", "shape", "subnet")}
+    shaping = {
+        k: state.get(k)
+        for k in (
+            "mechanism",
+            "hosts",
+            "rate",
+            "rate_bytes_per_s",
+            "burst_bytes",
+            "delay",
+            "delay_s",
+            "shape",
+            "subnet",
+        )
+    }
     if state.get("measured"):
         shaping["measured_bits_per_s"] = [m["bits_per_s"] for m in state["measured"]]
-    extra = ["--threads", str(threads)] if threads and not any(
-        a.split("=")[0] == "--threads" for a in run_args) else []
+    extra = (
+        ["--threads", str(threads)]
+        if threads and not any(a.split("=")[0] == "--threads" for a in run_args)
+        else []
+    )
     out = []
     for i, node in enumerate(nodes):
-        argv = ["ip", "netns", "exec", node["namespace"], sys.executable, "-m", "ttabench", "run",
-                "--nnodes", str(len(nodes)), "--node-rank", str(i), "--rdzv-endpoint", endpoint,
-                "--local-addr", node["address"], *extra, *run_args]
-        env = {"GLOO_SOCKET_IFNAME": node["interface"], "NCCL_SOCKET_IFNAME": node["interface"],
-               # NCCL would otherwise move data between local GPUs without the veth.
-               "NCCL_P2P_DISABLE": "1", "NCCL_SHM_DISABLE": "1", "NCCL_IB_DISABLE": "1",
-               SHAPING_ENV: json.dumps(dict(shaping, node=i))}
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            node["namespace"],
+            sys.executable,
+            "-m",
+            "ttabench",
+            "run",
+            "--nnodes",
+            str(len(nodes)),
+            "--node-rank",
+            str(i),
+            "--rdzv-endpoint",
+            endpoint,
+            "--local-addr",
+            node["address"],
+            *extra,
+            *run_args,
+        ]
+        env = {
+            "GLOO_SOCKET_IFNAME": node["interface"],
+            "NCCL_SOCKET_IFNAME": node["interface"],
+            # NCCL would otherwise move data between local GPUs without the veth.
+            "NCCL_P2P_DISABLE": "1",
+            "NCCL_SHM_DISABLE": "1",
+            "NCCL_IB_DISABLE": "1",
+            SHAPING_ENV: json.dumps(dict(shaping, node=i)),
+        }
         out.append((argv, env))
     return out
 
@@ -509,8 +689,7 @@ def check_run_args(run_args: list[str], nnodes: int) -> None:
     """Parse the run flags as `ttabench run` would, before any node starts."""
     from ttabench.launch.config import add_arguments, from_args
 
-    p = argparse.ArgumentParser(prog="ttabench netlab run --", add_help=False,
-                                exit_on_error=False)
+    p = argparse.ArgumentParser(prog="ttabench netlab run --", add_help=False, exit_on_error=False)
     add_arguments(p)
     try:
         ns = p.parse_args(run_args + ["--nnodes", str(nnodes), "--rdzv-endpoint", "x:1"])
@@ -519,8 +698,9 @@ def check_run_args(run_args: list[str], nnodes: int) -> None:
     from_args(ns).validate()
 
 
-def run_nodes(commands: list[tuple[list[str], dict]], timeout: float | None = None,
-              poll_s: float = 0.2) -> int:
+def run_nodes(
+    commands: list[tuple[list[str], dict]], timeout: float | None = None, poll_s: float = 0.2
+) -> int:
     """Start every node, wait for all; when one fails, stop the others. Returns the exit code."""
     procs = []
     for argv, env in commands:
@@ -533,14 +713,18 @@ def run_nodes(commands: list[tuple[list[str], dict]], timeout: float | None = No
             failed = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
             if failed:
                 i, code = failed[0]
-                print(f"ttabench: netlab run: node {i} exited with code {code}; "
-                      "stopping the others", file=sys.stderr)
+                print(
+                    f"ttabench: netlab run: node {i} exited with code {code}; stopping the others",
+                    file=sys.stderr,
+                )
                 break
             if all(c == 0 for c in codes):
                 return 0
             if deadline is not None and time.monotonic() > deadline:
-                print(f"ttabench: netlab run: timed out after {timeout:g} s; stopping the nodes",
-                      file=sys.stderr)
+                print(
+                    f"ttabench: netlab run: timed out after {timeout:g} s; stopping the nodes",
+                    file=sys.stderr,
+                )
                 code = 124
                 break
             time.sleep(poll_s)
@@ -588,22 +772,30 @@ def default_threads(nodes: int, run_args: list[str]) -> int:
 
 # -- CLI -------------------------------------------------------------------------
 
+
 def _print_state(state: dict, path: str, live: bool) -> None:
     shaped = "uplink and downlink" if state["shape"] == "both" else "uplink only"
-    print(f"netlab: {state['hosts']} hosts, rate {state['rate']} "
-          f"(tbf, burst {state['burst_bytes']} B, shaped: {shaped}), "
-          f"delay {state['delay'] or 'none'}; state file {path}"
-          + ("" if state.get("complete") else " [INCOMPLETE: run `ttabench netlab down`]"))
+    print(
+        f"netlab: {state['hosts']} hosts, rate {state['rate']} "
+        f"(tbf, burst {state['burst_bytes']} B, shaped: {shaped}), "
+        f"delay {state['delay'] or 'none'}; state file {path}"
+        + ("" if state.get("complete") else " [INCOMPLETE: run `ttabench netlab down`]")
+    )
     present = set(existing_namespaces()) if live else set()
     for n in state["nodes"]:
         mark = "" if not live else ("" if n["namespace"] in present else "  [namespace missing]")
-        print(f"  {n['namespace']}: {n['interface']} {n['address']}/24 <-> "
-              f"{SWITCH_NS}/{n['switch_port']} on bridge {BRIDGE}{mark}")
+        print(
+            f"  {n['namespace']}: {n['interface']} {n['address']}/24 <-> "
+            f"{SWITCH_NS}/{n['switch_port']} on bridge {BRIDGE}{mark}"
+        )
     if live:
         for m in state.get("made", []):
             if m["kind"] == "qdisc" and m["namespace"] in present:
-                r = subprocess.run(["tc", "-n", m["namespace"], "qdisc", "show", "dev", m["dev"]],
-                                   capture_output=True, text=True)
+                r = subprocess.run(
+                    ["tc", "-n", m["namespace"], "qdisc", "show", "dev", m["dev"]],
+                    capture_output=True,
+                    text=True,
+                )
                 for line in r.stdout.strip().splitlines():
                     print(f"  {m['namespace']}/{m['dev']} ({m['direction']}): {line.strip()}")
     for r in state.get("measured") or []:
@@ -631,12 +823,16 @@ def _cmd_down(args) -> int:
     removed, gone = down(path=path)
     if not removed and not gone:
         stray = lab_namespaces()
-        print(f"netlab: nothing to remove (no state file at {path})"
-              + (f"; namespaces {', '.join(stray)} are not recorded there and were left alone"
-                 if stray else ""))
+        print(
+            f"netlab: nothing to remove (no state file at {path})"
+            + (f"; namespaces {', '.join(stray)} are not recorded there and were left alone" if stray else "")
+        )
         return 0
-    print(f"netlab: removed {', '.join(removed) or 'nothing'}"
-          + (f"; already gone: {', '.join(gone)}" if gone else "") + f"; deleted {path}")
+    print(
+        f"netlab: removed {', '.join(removed) or 'nothing'}"
+        + (f"; already gone: {', '.join(gone)}" if gone else "")
+        + f"; deleted {path}"
+    )
     return 0
 
 
@@ -674,14 +870,20 @@ def _cmd_run(args) -> int:
     check_run_args(run_args, state["hosts"])
     threads = default_threads(state["hosts"], run_args)
     commands = node_commands(state, run_args, port=args.port, threads=threads)
-    print(f"netlab run: {state['hosts']} nodes at {state['rate']}, rendezvous "
-          f"{state['nodes'][0]['address']}:{args.port}", flush=True)
+    print(
+        f"netlab run: {state['hosts']} nodes at {state['rate']}, rendezvous "
+        f"{state['nodes'][0]['address']}:{args.port}",
+        flush=True,
+    )
     return run_nodes(commands, timeout=args.timeout)
 
 
 def add_commands(sub) -> None:
-    n = sub.add_parser("netlab", help="real network shaping between network namespaces (root)",
-                       description=__doc__.split("\n\n")[0])
+    n = sub.add_parser(
+        "netlab",
+        help="real network shaping between network namespaces (root)",
+        description=__doc__.split("\n\n")[0],
+    )
     nsub = n.add_subparsers(dest="netlab_command", required=True, metavar="ACTION")
 
     u = nsub.add_parser("up", help="create namespaces joined by shaped veths, then measure")
@@ -689,10 +891,18 @@ def add_commands(sub) -> None:
     u.add_argument("--rate", required=True, help="link rate per host, tc units (100mbit, 1gbit)")
     u.add_argument("--delay", help="one-way delay added by netem (needs sch_netem), e.g. 5ms")
     u.add_argument("--burst", help="tbf bucket, tc size units (default max(64kb, 2 ms at RATE))")
-    u.add_argument("--shape", choices=("both", "egress"), default="both",
-                   help="both: each host's uplink and downlink (default); egress: uplinks only")
-    u.add_argument("--subnet", type=int, default=DEFAULT_SUBNET,
-                   help=f"addresses 10.231.SUBNET.1..N (default {DEFAULT_SUBNET})")
+    u.add_argument(
+        "--shape",
+        choices=("both", "egress"),
+        default="both",
+        help="both: each host's uplink and downlink (default); egress: uplinks only",
+    )
+    u.add_argument(
+        "--subnet",
+        type=int,
+        default=DEFAULT_SUBNET,
+        help=f"addresses 10.231.SUBNET.1..N (default {DEFAULT_SUBNET})",
+    )
     u.add_argument("--no-measure", action="store_true", help="skip the throughput measurement")
     u.add_argument("--measure-bytes", default="8mb", help="bytes per direction measured (8mb)")
     u.add_argument("--measure-seconds", type=float, default=5.0, help="time cap per direction")
@@ -711,13 +921,20 @@ def add_commands(sub) -> None:
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=_cmd_measure)
 
-    r = nsub.add_parser("run", help="one `ttabench run` node per host namespace",
-                        description="ttabench netlab run [--port P] -- RUN FLAGS: one node per "
-                                    "host namespace, rendezvous on host 0.")
+    r = nsub.add_parser(
+        "run",
+        help="one `ttabench run` node per host namespace",
+        description="ttabench netlab run [--port P] -- RUN FLAGS: one node per "
+        "host namespace, rendezvous on host 0.",
+    )
     r.add_argument("--port", type=int, default=RDZV_PORT, help="rendezvous port on host 0")
     r.add_argument("--timeout", type=float, help="stop all nodes after this many seconds")
-    r.add_argument("run_args", nargs=argparse.REMAINDER, metavar="-- RUN FLAGS",
-                   help="flags of `ttabench run` (e.g. --synthetic --max-steps 10)")
+    r.add_argument(
+        "run_args",
+        nargs=argparse.REMAINDER,
+        metavar="-- RUN FLAGS",
+        help="flags of `ttabench run` (e.g. --synthetic --max-steps 10)",
+    )
     r.set_defaults(func=_cmd_run)
 
 
@@ -727,8 +944,10 @@ def _helper_main(argv: list[str]) -> int:
         return _recv_main(argv[1], int(argv[2]), float(argv[3]))
     if argv[:1] == ["_send"]:
         return _send_main(argv[1], int(argv[2]), int(argv[3]), float(argv[4]))
-    print("usage: python -m ttabench.launch.net.lab _recv ADDR PORT TIMEOUT | "
-          "_send ADDR PORT BYTES SECONDS", file=sys.stderr)
+    print(
+        "usage: python -m ttabench.launch.net.lab _recv ADDR PORT TIMEOUT | _send ADDR PORT BYTES SECONDS",
+        file=sys.stderr,
+    )
     return 2
 
 

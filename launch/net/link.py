@@ -40,22 +40,58 @@ from ttabench import UserError
 _NUM = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
 _RATE_UNITS = {
-    "": 1 / 8, "bit": 1 / 8, "kbit": 1e3 / 8, "mbit": 1e6 / 8, "gbit": 1e9 / 8, "tbit": 1e12 / 8,
-    "kibit": 1024 / 8, "mibit": 1024**2 / 8, "gibit": 1024**3 / 8, "tibit": 1024**4 / 8,
-    "bps": 1.0, "kbps": 1e3, "mbps": 1e6, "gbps": 1e9, "tbps": 1e12,
-    "kibps": 1024.0, "mibps": 1024.0**2, "gibps": 1024.0**3,
+    "": 1 / 8,
+    "bit": 1 / 8,
+    "kbit": 1e3 / 8,
+    "mbit": 1e6 / 8,
+    "gbit": 1e9 / 8,
+    "tbit": 1e12 / 8,
+    "kibit": 1024 / 8,
+    "mibit": 1024**2 / 8,
+    "gibit": 1024**3 / 8,
+    "tibit": 1024**4 / 8,
+    "bps": 1.0,
+    "kbps": 1e3,
+    "mbps": 1e6,
+    "gbps": 1e9,
+    "tbps": 1e12,
+    "kibps": 1024.0,
+    "mibps": 1024.0**2,
+    "gibps": 1024.0**3,
 }
-_TIME_UNITS = {"": 1e-6, "s": 1.0, "sec": 1.0, "secs": 1.0, "ms": 1e-3, "msec": 1e-3,
-               "msecs": 1e-3, "us": 1e-6, "usec": 1e-6, "usecs": 1e-6}
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3,
-               "gb": 1024**3, "kbit": 1024 / 8, "mbit": 1024**2 / 8, "gbit": 1024**3 / 8}
+_TIME_UNITS = {
+    "": 1e-6,
+    "s": 1.0,
+    "sec": 1.0,
+    "secs": 1.0,
+    "ms": 1e-3,
+    "msec": 1e-3,
+    "msecs": 1e-3,
+    "us": 1e-6,
+    "usec": 1e-6,
+    "usecs": 1e-6,
+}
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+    "kbit": 1024 / 8,
+    "mbit": 1024**2 / 8,
+    "gbit": 1024**3 / 8,
+}
 
 
 def _parse(text: str, units: dict, what: str, example: str) -> float:
     m = re.fullmatch(_NUM + r"\s*([a-zA-Z]*)", text.strip()) if isinstance(text, str) else None
     if not m or m.group(2).lower() not in units:
-        raise UserError(f"cannot parse {what} {text!r} (e.g. {example}; units: "
-                        f"{', '.join(u for u in units if u)})")
+        raise UserError(
+            f"cannot parse {what} {text!r} (e.g. {example}; units: {', '.join(u for u in units if u)})"
+        )
     value = float(m.group(1)) * units[m.group(2).lower()]
     if not math.isfinite(value):  # 1e999gbit: a link that cannot be emulated (or a sleep forever)
         raise UserError(f"{what} {text!r} is not a finite number")
@@ -111,12 +147,14 @@ class Link:
         return steps * self.latency + steps / world * nbytes / self.bandwidth
 
     def describe(self) -> dict:
-        return {"profile": self.name, "mechanism": "emulated" if self.emulated else "none",
-                "bandwidth_bytes_per_s": self.bandwidth,
-                "bandwidth": format_rate(self.bandwidth) if self.emulated else None,
-                "latency_s": self.latency if self.emulated else None,
-                "model": "ring all-reduce, alpha-beta: 2(p-1)*alpha + 2(p-1)/p*n/B"
-                if self.emulated else None}
+        return {
+            "profile": self.name,
+            "mechanism": "emulated" if self.emulated else "none",
+            "bandwidth_bytes_per_s": self.bandwidth,
+            "bandwidth": format_rate(self.bandwidth) if self.emulated else None,
+            "latency_s": self.latency if self.emulated else None,
+            "model": "ring all-reduce, alpha-beta: 2(p-1)*alpha + 2(p-1)/p*n/B" if self.emulated else None,
+        }
 
 
 # Named profiles: typical per-message latency of the link class (one hop,
@@ -156,8 +194,13 @@ class LinkEmulator:
     without waiting.
     """
 
-    def __init__(self, link: Link, world: int, clock: Callable[[], float] = time.perf_counter,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        link: Link,
+        world: int,
+        clock: Callable[[], float] = time.perf_counter,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.link = link
         self.world = world
         self.clock = clock

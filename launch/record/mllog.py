@@ -14,9 +14,8 @@ import os
 import secrets
 import sys
 
-from mlperf_logging.mllog.mllog import MLLogger
 from mlperf_logging.mllog import constants as C
-
+from mlperf_logging.mllog.mllog import MLLogger
 from ttabench import UserError
 
 __all__ = ["RunLog", "C"]
@@ -56,8 +55,7 @@ class _FlushingFileHandler(logging.FileHandler):
 
     def _failed(self, e: OSError) -> UserError:
         if self.error is None:
-            self.error = UserError(f"cannot write results file {self.baseFilename}: "
-                                   f"{e.strerror or e}")
+            self.error = UserError(f"cannot write results file {self.baseFilename}: {e.strerror or e}")
         return UserError(str(self.error))
 
 
@@ -79,8 +77,9 @@ class RunLog:
             raise UserError(f"cannot write results file {path}: {e.strerror or e}") from None
         self._handler.setLevel(logging.INFO)
         logger.addHandler(self._handler)
-        self._logger = MLLogger(logger=logger, default_stack_offset=2,
-                                      root_dir=os.path.dirname(os.path.dirname(__file__)))
+        self._logger = MLLogger(
+            logger=logger, default_stack_offset=2, root_dir=os.path.dirname(os.path.dirname(__file__))
+        )
 
     def event(self, key, value=None, **metadata):
         if self._logger is not None:

@@ -13,7 +13,6 @@ import time
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
-
 from ttabench.launch.worker.loop import Hooks
 
 
@@ -62,12 +61,14 @@ class RichProgress(Hooks):
         t.add_row("train loss", f"{s.loss:.4f}")
         t.add_row("training time", f"{s.train_s:,.1f} s")
         row = s.last_eval
-        t.add_row("last accuracy", _fmt_acc(row) + ("" if row is None else
-                                                    f" at {row['train_time_s']:.1f} s"))
+        t.add_row(
+            "last accuracy", _fmt_acc(row) + ("" if row is None else f" at {row['train_time_s']:.1f} s")
+        )
         if s.target is not None:
             t.add_row("target", f"{100 * s.target:.2f}%")
-        marks = " ".join(("[green]" if thr in s.reached else "[dim]") + f"{100 * thr:g}[/]"
-                         for thr in s.thresholds)
+        marks = " ".join(
+            ("[green]" if thr in s.reached else "[dim]") + f"{100 * thr:g}[/]" for thr in s.thresholds
+        )
         t.add_row("thresholds", marks)
         return t
 
@@ -87,7 +88,12 @@ class RichProgress(Hooks):
 
     def step(self, info):
         s = self.s
-        s.step, s.samples, s.loss, s.train_s = info["step"], info["samples"], info["loss"], info["train_time_s"]
+        s.step, s.samples, s.loss, s.train_s = (
+            info["step"],
+            info["samples"],
+            info["loss"],
+            info["train_time_s"],
+        )
         self._window.append((s.train_s, s.samples))
         if len(self._window) > 20:
             self._window.pop(0)
@@ -120,16 +126,20 @@ class PlainProgress(Hooks):
         print(text, file=self.stream, flush=True)
 
     def run_start(self, info):
-        self._print(f"{self.s.title}: run_start ({info['steps_per_epoch']} steps/epoch, "
-                    f"global batch {info['global_batch']})")
+        self._print(
+            f"{self.s.title}: run_start ({info['steps_per_epoch']} steps/epoch, "
+            f"global batch {info['global_batch']})"
+        )
 
     def step(self, info):
         now = time.perf_counter()
         if now - self._last >= self.every_s:
             t0, n0 = self._prev
             rate = (info["samples"] - n0) / max(1e-9, info["train_time_s"] - t0)
-            self._print(f"  epoch {info['epoch']} step {info['step']}: loss {info['loss']:.4f}, "
-                        f"{rate:,.0f} img/s, train time {info['train_time_s']:.1f} s")
+            self._print(
+                f"  epoch {info['epoch']} step {info['step']}: loss {info['loss']:.4f}, "
+                f"{rate:,.0f} img/s, train time {info['train_time_s']:.1f} s"
+            )
             self._last = now
             self._prev = (info["train_time_s"], info["samples"])
 
@@ -137,14 +147,18 @@ class PlainProgress(Hooks):
         self.s.on_eval(row)
         self._prev = (row["train_time_s"], row["samples"])
         reached = sum(1 for t in self.s.thresholds if t in self.s.reached)
-        self._print(f"  eval at epoch {row['epoch']:g} (step {row['step']}): accuracy "
-                    f"{_fmt_acc(row)}, loss {row['loss']:.4f}, train time "
-                    f"{row['train_time_s']:.2f} s, thresholds reached {reached}/"
-                    f"{len(self.s.thresholds)}")
+        self._print(
+            f"  eval at epoch {row['epoch']:g} (step {row['step']}): accuracy "
+            f"{_fmt_acc(row)}, loss {row['loss']:.4f}, train time "
+            f"{row['train_time_s']:.2f} s, thresholds reached {reached}/"
+            f"{len(self.s.thresholds)}"
+        )
 
     def run_stop(self, result):
-        self._print(f"{self.s.title}: run_stop ({result.status}, {result.stop_reason}) after "
-                    f"{result.steps} steps, train time {result.train_time_s:.2f} s")
+        self._print(
+            f"{self.s.title}: run_stop ({result.status}, {result.stop_reason}) after "
+            f"{result.steps} steps, train time {result.train_time_s:.2f} s"
+        )
 
 
 def make(mode: str, title: str, thresholds, target):

@@ -12,8 +12,8 @@ import os
 
 from ttabench.divisions import metrics
 from ttabench.divisions.results import atomic_write_json, atomic_write_text, format_curve
-from ttabench.launch.worker.loop import Hooks, LoopResult
 from ttabench.launch.record.mllog import C, RunLog
+from ttabench.launch.worker.loop import Hooks, LoopResult
 
 
 class Recorder(Hooks):
@@ -34,8 +34,9 @@ class Recorder(Hooks):
     def write_summary(self, extra: dict) -> None:
         summary = dict(self.base)
         summary.update(extra)
-        summary["metrics"] = metrics.summary_block(self.curve, self.cfg.thresholds, self.cfg.target,
-                                                   self.cfg.time_budget)
+        summary["metrics"] = metrics.summary_block(
+            self.curve, self.cfg.thresholds, self.cfg.target, self.cfg.time_budget
+        )
         atomic_write_json(self.path("summary.json"), summary)
 
     # -- loop hooks
@@ -61,8 +62,13 @@ class Recorder(Hooks):
         curve = self.curve + [row]
         atomic_write_text(self.path("curve.csv"), format_curve(curve))
         self.curve = curve
-        self.log.event(C.EVAL_ACCURACY, row["accuracy"], epoch_num=row["epoch"],
-                       train_time_s=row["train_time_s"], samples=row["samples"])
+        self.log.event(
+            C.EVAL_ACCURACY,
+            row["accuracy"],
+            epoch_num=row["epoch"],
+            train_time_s=row["train_time_s"],
+            samples=row["samples"],
+        )
         self.log.end(C.EVAL_STOP, epoch_num=row["epoch"])
 
     def epoch_stop(self, epoch):
@@ -71,7 +77,10 @@ class Recorder(Hooks):
             self._epoch_open = None
 
     def run_stop(self, result: LoopResult):
-        reached = result.stop_reason == "target" or (
-            self.cfg.target is None and result.status == "success")
-        self.log.end(C.RUN_STOP, status="success" if reached else "aborted",
-                     ttabench_status=result.status, stop_reason=result.stop_reason)
+        reached = result.stop_reason == "target" or (self.cfg.target is None and result.status == "success")
+        self.log.end(
+            C.RUN_STOP,
+            status="success" if reached else "aborted",
+            ttabench_status=result.status,
+            stop_reason=result.stop_reason,
+        )

@@ -72,8 +72,12 @@ def describe() -> dict:
     return {
         "hostname": socket.gethostname(),
         "os": platform.platform(),
-        "cpu": {"model": cpu_model(), "cores": usable_cores(), "logical_cpus": os.cpu_count(),
-                "flags": _cpu_flags()},
+        "cpu": {
+            "model": cpu_model(),
+            "cores": usable_cores(),
+            "logical_cpus": os.cpu_count(),
+            "flags": _cpu_flags(),
+        },
         "memory_gib": _memory_gib(),
         "accelerators": gpus,
         "software": {

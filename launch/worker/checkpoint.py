@@ -28,7 +28,6 @@ FORMAT = 1
 
 def save(run_dir: str, *, model, optimizer, loop_state: dict, mllog_lines: int) -> None:
     import torch
-
     from ttabench.divisions.results import atomic_write_bytes
 
     state = {
@@ -54,8 +53,9 @@ def load(run_dir: str) -> dict | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, foreign, or carrying code: all refused
-        raise UserError(f"cannot read checkpoint {path}: {type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        raise UserError(
+            f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{path} is not a ttabench checkpoint (format {FORMAT})")
     return state

@@ -132,8 +132,11 @@ class TorchComm(Comm):
         # matter for evaluation, and sync_buffers() copies rank 0's before it
         # (the same behaviour as under Horovod).
         params = inspect.signature(DDP).parameters
-        no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in params
-                   else {"broadcast_buffers": False})
+        no_sync = (
+            {"forward_sync_buffers": False}
+            if "forward_sync_buffers" in params
+            else {"broadcast_buffers": False}
+        )
         ddp = DDP(model, device_ids=ids, **no_sync)
         ddp.register_comm_hook(self, _timed_allreduce_hook)
         return ddp
@@ -200,8 +203,9 @@ class HorovodComm(Comm):
     def allreduce(self, values, op="sum"):
         hvd = self.hvd
         t = torch.tensor(values, dtype=torch.float64)
-        return hvd.allreduce(t, op=hvd.Sum if op == "sum" else hvd.Max,
-                             name=f"ctrl.{op}.{len(values)}").tolist()
+        return hvd.allreduce(
+            t, op=hvd.Sum if op == "sum" else hvd.Max, name=f"ctrl.{op}.{len(values)}"
+        ).tolist()
 
     def barrier(self):
         self.hvd.barrier()
@@ -216,8 +220,7 @@ class HorovodComm(Comm):
 
     def wrap_optimizer(self, optimizer, model):
         hvd = self.hvd
-        self._grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters()
-                               if p.requires_grad)
+        self._grad_bytes = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
         self._first_grad = None
         for p in model.parameters():
             if p.requires_grad:
@@ -230,8 +233,7 @@ class HorovodComm(Comm):
         # one carrying state, e.g. after a resume.
         if optimizer.state_dict()["state"]:
             hvd.broadcast_optimizer_state(optimizer, root_rank=0)
-        return hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters(),
-                                        op=hvd.Average)
+        return hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters(), op=hvd.Average)
 
     def _grad_ready(self, p) -> None:
         if self._first_grad is None:
@@ -262,8 +264,7 @@ def init(backend: str, dist_backend: str | None, device: torch.device, timeout_s
     if backend == "none":
         return Comm()
     if backend == "torchrun":
-        return TorchComm(dist_backend or ("nccl" if device.type == "cuda" else "gloo"), device,
-                         timeout_s)
+        return TorchComm(dist_backend or ("nccl" if device.type == "cuda" else "gloo"), device, timeout_s)
     if backend == "horovod":
         return HorovodComm(device)
     raise ValueError(f"unknown backend {backend}")

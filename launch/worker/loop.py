@@ -29,7 +29,6 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from ttabench.reference_impls.augment import CropFlip, Normalize, crop_flip
 
 
@@ -97,8 +96,7 @@ class HookList(Hooks):
         self.overhead_s = 0.0  # time spent in side work while the clock ran
 
     def __getattribute__(self, name):
-        if name in ("run_start", "epoch_start", "step", "eval_start", "evaluated",
-                    "epoch_stop", "run_stop"):
+        if name in ("run_start", "epoch_start", "step", "eval_start", "evaluated", "epoch_stop", "run_stop"):
             hooks = object.__getattribute__(self, "hooks")
 
             def call(*args):
@@ -106,6 +104,7 @@ class HookList(Hooks):
                 for h in hooks:
                     getattr(h, name)(*args)
                 self.overhead_s += time.perf_counter() - t0
+
             return call
         return object.__getattribute__(self, name)
 
@@ -168,8 +167,9 @@ def default_train_step(model, x, y):
     return F.cross_entropy(model(x), y)
 
 
-def evaluate(model, images, labels, normalize: Normalize, comm, batch_size: int,
-             autocast_dtype=None) -> tuple[float, float, int]:
+def evaluate(
+    model, images, labels, normalize: Normalize, comm, batch_size: int, autocast_dtype=None
+) -> tuple[float, float, int]:
     """Accuracy and mean loss over the whole test split, sharded over workers.
 
     Worker r evaluates images r, r+world, ...; the correct counts, sample
@@ -188,7 +188,8 @@ def evaluate(model, images, labels, normalize: Normalize, comm, batch_size: int,
             loss_sum += F.cross_entropy(out, y, reduction="sum").double()
             correct += (out.argmax(1) == y).sum()
     total_correct, total_count, total_loss = comm.allreduce(
-        [float(correct), float(len(idx)), float(loss_sum)], op="sum")
+        [float(correct), float(len(idx)), float(loss_sum)], op="sum"
+    )
     model.train(was_training)
     count = int(round(total_count))
     return int(round(total_correct)) / count, total_loss / count, count
@@ -204,8 +205,7 @@ def _step_limit_reason(spec: LoopSpec, step: int) -> str:
     return "max_steps" if spec.max_steps is not None and step >= spec.max_steps else "max_epochs"
 
 
-def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] = lambda: False
-        ) -> LoopResult:
+def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] = lambda: False) -> LoopResult:
     device = spec.train_images.device
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     world, rank = comm.world_size, comm.rank
@@ -252,13 +252,26 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
         t_eval = time.perf_counter()
         hooks.eval_start(epoch_f)
         comm.sync_buffers(spec.eval_model)
-        acc, loss, count = evaluate(spec.eval_model, spec.test_images, spec.test_labels,
-                                    spec.normalize, comm, spec.eval_batch_size, spec.autocast_dtype)
+        acc, loss, count = evaluate(
+            spec.eval_model,
+            spec.test_images,
+            spec.test_labels,
+            spec.normalize,
+            comm,
+            spec.eval_batch_size,
+            spec.autocast_dtype,
+        )
         t["eval_s"] += time.perf_counter() - t_eval
         train_max, total_max = comm.allreduce([clock.train_s, clock.total_elapsed()], op="max")
-        row = {"epoch": round(epoch_f, 6), "step": step, "samples": samples,
-               "train_time_s": train_max, "total_time_s": total_max,
-               "accuracy": acc, "loss": loss}
+        row = {
+            "epoch": round(epoch_f, 6),
+            "step": step,
+            "samples": samples,
+            "train_time_s": train_max,
+            "total_time_s": total_max,
+            "accuracy": acc,
+            "loss": loss,
+        }
         curve.append(row)
         hooks.evaluated(row)
         clock.resume()
@@ -268,12 +281,23 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
         """Save the state to continue from, with the training clock stopped."""
         clock.pause()
         t0 = time.perf_counter()
-        spec.checkpoint({
-            "step": step, "samples": samples, "epoch": epoch, "epoch_step": k + 1,
-            "next_eval": next_eval, "next_checkpoint": next_ckpt, "curve": [dict(x) for x in curve],
-            "train_s": agreed_train, "total_s": comm.allreduce([clock.total_elapsed()], op="max")[0],
-            "recent_steps": list(recent_steps), "global_batch": global_batch,
-            "steps_per_epoch": steps_per_epoch, "seed": spec.seed})
+        spec.checkpoint(
+            {
+                "step": step,
+                "samples": samples,
+                "epoch": epoch,
+                "epoch_step": k + 1,
+                "next_eval": next_eval,
+                "next_checkpoint": next_ckpt,
+                "curve": [dict(x) for x in curve],
+                "train_s": agreed_train,
+                "total_s": comm.allreduce([clock.total_elapsed()], op="max")[0],
+                "recent_steps": list(recent_steps),
+                "global_batch": global_batch,
+                "steps_per_epoch": steps_per_epoch,
+                "seed": spec.seed,
+            }
+        )
         # Rank 0 writes while the others wait here, clocks stopped: saving never
         # counts as training time on any worker.
         comm.barrier()
@@ -286,10 +310,16 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
         clock = Clock(sync, train_s=r["train_s"], total_s=r["total_s"])
     comm.barrier()  # every worker is ready: the clock starts now, together
     clock.begin()
-    hooks.run_start({"steps_per_epoch": steps_per_epoch, "global_batch": global_batch,
-                     "max_steps": None if max_steps == math.inf else max_steps,
-                     "resumed_at_step": None if r is None else step,
-                     "epoch": epoch, "epoch_open": 0 < k0})
+    hooks.run_start(
+        {
+            "steps_per_epoch": steps_per_epoch,
+            "global_batch": global_batch,
+            "max_steps": None if max_steps == math.inf else max_steps,
+            "resumed_at_step": None if r is None else step,
+            "epoch": epoch,
+            "epoch_open": 0 < k0,
+        }
+    )
     try:
         if spec.time_budget is not None and r is None:
             # AAT mode: an evaluation of the starting point, so that AAT(B) is
@@ -348,9 +378,17 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
                 t["data_s"] += t1 - t0
                 t["compute_s"] += t2 - t1
                 t["control_s"] += t3 - t2
-                hooks.step({"epoch": epoch, "step": step, "samples": samples, "loss": loss_f,
-                            "train_time_s": train_max, "step_s": last_step_s,
-                            "global_batch": global_batch})
+                hooks.step(
+                    {
+                        "epoch": epoch,
+                        "step": step,
+                        "samples": samples,
+                        "loss": loss_f,
+                        "train_time_s": train_max,
+                        "step_s": last_step_s,
+                        "global_batch": global_batch,
+                    }
+                )
                 if bad:
                     status, reason, diverged_step = "diverged", "diverged", step
                     break
@@ -371,8 +409,7 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
                 k0 = 0
                 continue
             hooks.epoch_stop(epoch)
-        if reason in ("max_epochs", "max_steps", "time_budget") and (
-                not curve or curve[-1]["step"] != step):
+        if reason in ("max_epochs", "max_steps", "time_budget") and (not curve or curve[-1]["step"] != step):
             if do_eval(step / steps_per_epoch):
                 reason = "target"
     except KeyboardInterrupt:
@@ -381,16 +418,31 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
     total_s = clock.total_elapsed()
     comm_wait = comm.comm_wait_s - comm_wait_start
     t["compute_s"] -= comm_wait  # backward_and_step's time includes the exposed wait
-    breakdown = {"rank": rank, "train_s": clock.train_s, "total_s": total_s,
-                 "compute_s": t["compute_s"], "comm_wait_s": comm_wait,
-                 "allreduce_busy_s": comm.allreduce_busy_s,
-                 "network_delay_s": comm.emulator.added_s if comm.emulator else 0.0,
-                 "data_s": t["data_s"],
-                 "control_s": t["control_s"], "hooks_s": getattr(hooks, "overhead_s", 0.0),
-                 "eval_s": t["eval_s"], "checkpoint_s": t["checkpoint_s"]}
-    result = LoopResult(status=status, stop_reason=reason, curve=curve, steps=step,
-                        samples=samples, epochs=step / steps_per_epoch,
-                        train_time_s=curve[-1]["train_time_s"] if curve else clock.train_s,
-                        total_time_s=total_s, diverged_step=diverged_step, breakdown=breakdown)
+    breakdown = {
+        "rank": rank,
+        "train_s": clock.train_s,
+        "total_s": total_s,
+        "compute_s": t["compute_s"],
+        "comm_wait_s": comm_wait,
+        "allreduce_busy_s": comm.allreduce_busy_s,
+        "network_delay_s": comm.emulator.added_s if comm.emulator else 0.0,
+        "data_s": t["data_s"],
+        "control_s": t["control_s"],
+        "hooks_s": getattr(hooks, "overhead_s", 0.0),
+        "eval_s": t["eval_s"],
+        "checkpoint_s": t["checkpoint_s"],
+    }
+    result = LoopResult(
+        status=status,
+        stop_reason=reason,
+        curve=curve,
+        steps=step,
+        samples=samples,
+        epochs=step / steps_per_epoch,
+        train_time_s=curve[-1]["train_time_s"] if curve else clock.train_s,
+        total_time_s=total_s,
+        diverged_step=diverged_step,
+        breakdown=breakdown,
+    )
     hooks.run_stop(result)
     return result

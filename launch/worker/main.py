@@ -89,9 +89,9 @@ def _agree_seed(comm, seed: int | None) -> int:
 class Setup:
     """What the untimed set-up produces for the loop and the record."""
 
-    spec: "object"  # loop.LoopSpec
-    model: "object"  # the plain torch.nn.Module (unwrapped)
-    data: "object"  # cifar10.Cifar10 (host copy)
+    spec: object  # loop.LoopSpec
+    model: object  # the plain torch.nn.Module (unwrapped)
+    data: object  # cifar10.Cifar10 (host copy)
     resolved: dict  # values decided at run time, recorded in config.json
     model_info: dict
     recipe: dict
@@ -106,10 +106,9 @@ def build(cfg, comm, seed: int, device, autocast_dtype) -> Setup:
     the clock starts.
     """
     import torch
-
     from ttabench.divisions import open as open_div
-    from ttabench.launch.worker import loop
     from ttabench.launch.config import RunConfig, cadence_samples
+    from ttabench.launch.worker import loop
     from ttabench.reference_impls import cifar10
     from ttabench.reference_impls.augment import Normalize
     from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED
@@ -139,34 +138,62 @@ def build(cfg, comm, seed: int, device, autocast_dtype) -> Setup:
         sub.check_forward(model, device, channels_last, autocast_dtype)
     steps_per_epoch = n_train // global_batch
     eval_every_samples = cadence_samples(cfg.eval_every, steps_per_epoch, global_batch, "--eval-every")
-    checkpoint_every_samples = (0 if cfg.checkpoint_every is None else cadence_samples(
-        cfg.checkpoint_every, steps_per_epoch, global_batch, "--checkpoint-every"))
+    checkpoint_every_samples = (
+        0
+        if cfg.checkpoint_every is None
+        else cadence_samples(cfg.checkpoint_every, steps_per_epoch, global_batch, "--checkpoint-every")
+    )
     max_epochs = cfg.max_epochs
     if max_epochs is None and cfg.max_steps is None and cfg.target is None and cfg.time_budget is None:
         max_epochs = recipe.epochs
     if sub is None or sub.optimizer is None:
-        optimizer = torch.optim.SGD(model.parameters(), lr=recipe.base_lr, momentum=recipe.momentum,
-                                    nesterov=recipe.nesterov, weight_decay=recipe.weight_decay)
+        optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=recipe.base_lr,
+            momentum=recipe.momentum,
+            nesterov=recipe.nesterov,
+            weight_decay=recipe.weight_decay,
+        )
         lr_at = lambda epoch: recipe.lr_at(epoch, global_batch)  # noqa: E731
     else:
         planned = [e for e in (max_epochs, cfg.max_steps and cfg.max_steps / steps_per_epoch) if e]
-        optimizer, lr_at = sub.make_optimizer(model, open_div.RunInfo(
-            batch_size=batch_size, world_size=world, global_batch=global_batch, train_size=n_train,
-            steps_per_epoch=steps_per_epoch, epochs=min(planned, default=None)))
+        optimizer, lr_at = sub.make_optimizer(
+            model,
+            open_div.RunInfo(
+                batch_size=batch_size,
+                world_size=world,
+                global_batch=global_batch,
+                train_size=n_train,
+                steps_per_epoch=steps_per_epoch,
+                epochs=min(planned, default=None),
+            ),
+        )
     opened = _open_record(cfg, sub, model, optimizer, lr_at, batch_size, recipe) if sub else None
     wrapped = comm.wrap_model(model)
     optimizer = comm.wrap_optimizer(optimizer, model)
     spec = loop.LoopSpec(
-        train_images=data.train_images.to(device), train_labels=data.train_labels.to(device),
-        test_images=data.test_images.to(device), test_labels=data.test_labels.to(device),
-        model=wrapped, eval_model=model, optimizer=optimizer, lr_at=lr_at,
+        train_images=data.train_images.to(device),
+        train_labels=data.train_labels.to(device),
+        test_images=data.test_images.to(device),
+        test_labels=data.test_labels.to(device),
+        model=wrapped,
+        eval_model=model,
+        optimizer=optimizer,
+        lr_at=lr_at,
         normalize=Normalize(cifar10.MEAN, cifar10.STD, device=device, channels_last=channels_last),
-        batch_size=batch_size, seed=seed, eval_batch_size=cfg.eval_batch_size,
+        batch_size=batch_size,
+        seed=seed,
+        eval_batch_size=cfg.eval_batch_size,
         augment=sub is None or sub.submission.augment != "none",
         train_step=sub.submission.train_step if sub else None,
-        autocast_dtype=autocast_dtype, target=cfg.target, time_budget=cfg.time_budget,
-        max_epochs=max_epochs, max_steps=cfg.max_steps, eval_every_samples=eval_every_samples,
-        checkpoint_every_samples=checkpoint_every_samples)
+        autocast_dtype=autocast_dtype,
+        target=cfg.target,
+        time_budget=cfg.time_budget,
+        max_epochs=max_epochs,
+        max_steps=cfg.max_steps,
+        eval_every_samples=eval_every_samples,
+        checkpoint_every_samples=checkpoint_every_samples,
+    )
     warmup_s = None
     if cfg.compile != "none":
         # Compilation and its first calls happen here, on random input, before the
@@ -177,22 +204,41 @@ def build(cfg, comm, seed: int, device, autocast_dtype) -> Setup:
         if comm.backend == "horovod":
             hvd_backward = lambda loss: (loss.backward(), optimizer.synchronize())  # noqa: E731
         spec.model, spec.eval_model, warmup_s = warmup.prepare(
-            model, wrapped, device=device, train_batch=batch_size,
-            eval_batches=warmup.eval_batch_sizes(len(data.test_labels), world, comm.rank,
-                                                 cfg.eval_batch_size),
-            autocast_dtype=autocast_dtype, compile_mode=cfg.compile, channels_last=channels_last,
-            train_step=spec.train_step, backward=hvd_backward, seed=seed)
-    resolved = {"global_batch": global_batch, "peak_lr": recipe.peak_lr(global_batch),
-                "max_epochs": max_epochs, "eval_every_samples": eval_every_samples,
-                "steps_per_epoch": steps_per_epoch, "channels_last": channels_last,
-                "warmup_s": warmup_s}
-    model_info = {"name": cfg.benchmark, "depth": depth, "version": version,
-                  "parameters": sum(p.numel() for p in model.parameters())}
+            model,
+            wrapped,
+            device=device,
+            train_batch=batch_size,
+            eval_batches=warmup.eval_batch_sizes(
+                len(data.test_labels), world, comm.rank, cfg.eval_batch_size
+            ),
+            autocast_dtype=autocast_dtype,
+            compile_mode=cfg.compile,
+            channels_last=channels_last,
+            train_step=spec.train_step,
+            backward=hvd_backward,
+            seed=seed,
+        )
+    resolved = {
+        "global_batch": global_batch,
+        "peak_lr": recipe.peak_lr(global_batch),
+        "max_epochs": max_epochs,
+        "eval_every_samples": eval_every_samples,
+        "steps_per_epoch": steps_per_epoch,
+        "channels_last": channels_last,
+        "warmup_s": warmup_s,
+    }
+    model_info = {
+        "name": cfg.benchmark,
+        "depth": depth,
+        "version": version,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
     if opened is None:
         return Setup(spec, model, data, resolved, model_info, recipe.to_dict())
     resolved.update(opened["resolved"])
-    return Setup(spec, model, data, resolved, opened["model"] or model_info, opened["recipe"],
-                 opened["submission"])
+    return Setup(
+        spec, model, data, resolved, opened["model"] or model_info, opened["recipe"], opened["submission"]
+    )
 
 
 def _open_record(cfg, sub, model, optimizer, lr_at, batch_size: int, recipe) -> dict:
@@ -206,19 +252,29 @@ def _open_record(cfg, sub, model, optimizer, lr_at, batch_size: int, recipe) -> 
         rec = dict(recipe.to_dict(), batch_per_worker=batch_size, augmentation=s.augment, loss=loss)
         resolved = {"batch_size": batch_size}
     else:
-        rec = dict(open_div.describe_optimizer(optimizer),
-                   lr_schedule="submission lr_at" if lr_at is not None else "none (the optimizer's own)",
-                   batch_per_worker=batch_size, augmentation=s.augment, loss=loss)
+        rec = dict(
+            open_div.describe_optimizer(optimizer),
+            lr_schedule="submission lr_at" if lr_at is not None else "none (the optimizer's own)",
+            batch_per_worker=batch_size,
+            augmentation=s.augment,
+            loss=loss,
+        )
         initial = lr_at(0.0) if lr_at is not None else optimizer.param_groups[0]["lr"]
         resolved = {"batch_size": batch_size, "peak_lr": None, "initial_lr": float(initial)}
     info = None
     if s.model is not None:
-        info = {"name": cfg.benchmark_name(),
-                "class": type(model).__qualname__,  # its file: config.json's "submission"
-                "parameters": sum(p.numel() for p in model.parameters()),
-                "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad)}
-    return {"recipe": rec, "resolved": resolved, "model": info,
-            "submission": sub.record(name=cfg.benchmark_name())}
+        info = {
+            "name": cfg.benchmark_name(),
+            "class": type(model).__qualname__,  # its file: config.json's "submission"
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        }
+    return {
+        "recipe": rec,
+        "resolved": resolved,
+        "model": info,
+        "submission": sub.record(name=cfg.benchmark_name()),
+    }
 
 
 def _log_header(log, C, cfg, system_name: str) -> None:
@@ -254,14 +310,15 @@ def _log_hyperparameters(log, C, setup: Setup) -> None:
 def run_worker(cfg, *, command: list[str] | None = None) -> int:
     """Set up, train, record. Returns the process exit code."""
     import torch
-
     from ttabench.divisions import metrics
     from ttabench.divisions.results import atomic_write_json, new_run_dir
-    from ttabench.launch.worker import checkpoint, comm as comm_mod, loop
-    from ttabench.launch.net import lab as netlab, link as network
+    from ttabench.launch.net import lab as netlab
+    from ttabench.launch.net import link as network
     from ttabench.launch.record import progress, system
     from ttabench.launch.record.mllog import C, RunLog
     from ttabench.launch.record.recorder import Recorder
+    from ttabench.launch.worker import checkpoint, loop
+    from ttabench.launch.worker import comm as comm_mod
 
     stop = _StopFlag()
     backend = _detect_backend(cfg.backend)
@@ -313,45 +370,96 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
         if state is not None:
             setup.spec.resume = checkpoint.restore(state, setup.model, setup.spec.optimizer)
         if cfg.checkpoint_every is not None:
+
             def save_checkpoint(loop_state, model=setup.model, optimizer=setup.spec.optimizer):
                 if rank0:
-                    checkpoint.save(run_dir, model=model, optimizer=optimizer, loop_state=loop_state,
-                                    mllog_lines=checkpoint.count_lines(log.path))
+                    checkpoint.save(
+                        run_dir,
+                        model=model,
+                        optimizer=optimizer,
+                        loop_state=loop_state,
+                        mllog_lines=checkpoint.count_lines(log.path),
+                    )
+
             setup.spec.checkpoint = save_checkpoint
         init_s = time.perf_counter() - t_init
         hooks = []
         if rank0 and state is not None:
             previous = _read_summary(run_dir)
-            recorder = Recorder(run_dir, log, {
-                **{k: previous[k] for k in _SUMMARY_BASE_KEYS if k in previous},
-                "resumes": previous.get("resumes", []) + [{
-                    "step": state["loop"]["step"], "train_time_s": state["loop"]["train_s"]}]},
-                cfg, curve=state["loop"]["curve"])
-            hooks = [recorder, progress.make(cfg.progress, f"{cfg.benchmark_name()} (resumed)",
-                                             metrics.thresholds(*metrics.parse_thresholds(cfg.thresholds)),
-                                             cfg.target)]
+            recorder = Recorder(
+                run_dir,
+                log,
+                {
+                    **{k: previous[k] for k in _SUMMARY_BASE_KEYS if k in previous},
+                    "resumes": previous.get("resumes", [])
+                    + [{"step": state["loop"]["step"], "train_time_s": state["loop"]["train_s"]}],
+                },
+                cfg,
+                curve=state["loop"]["curve"],
+            )
+            hooks = [
+                recorder,
+                progress.make(
+                    cfg.progress,
+                    f"{cfg.benchmark_name()} (resumed)",
+                    metrics.thresholds(*metrics.parse_thresholds(cfg.thresholds)),
+                    cfg.target,
+                ),
+            ]
         elif rank0:
-            resolved = dict(setup.resolved, seed=seed, world_size=comm.world_size, nodes=comm.nodes,
-                            local_world_size=comm.local_world_size, backend=comm.backend,
-                            dist_backend=comm.dist_backend, device=str(device), threads=threads,
-                            precision=cfg.precision, compile=cfg.compile, system=system_name,
-                            network=link.describe(), network_shaping=netlab.shaping_from_env())
-            atomic_write_json(os.path.join(run_dir, "config.json"), {
-                "ttabench_version": __version__, "command": _user_command(command),
-                "config": cfg.to_dict(), "resolved": resolved, "model": setup.model_info,
-                **({"submission": setup.submission} if setup.submission is not None else {}),
-                "recipe": setup.recipe, "data": setup.data.describe(), "software": desc["software"],
-            })
+            resolved = dict(
+                setup.resolved,
+                seed=seed,
+                world_size=comm.world_size,
+                nodes=comm.nodes,
+                local_world_size=comm.local_world_size,
+                backend=comm.backend,
+                dist_backend=comm.dist_backend,
+                device=str(device),
+                threads=threads,
+                precision=cfg.precision,
+                compile=cfg.compile,
+                system=system_name,
+                network=link.describe(),
+                network_shaping=netlab.shaping_from_env(),
+            )
+            atomic_write_json(
+                os.path.join(run_dir, "config.json"),
+                {
+                    "ttabench_version": __version__,
+                    "command": _user_command(command),
+                    "config": cfg.to_dict(),
+                    "resolved": resolved,
+                    "model": setup.model_info,
+                    **({"submission": setup.submission} if setup.submission is not None else {}),
+                    "recipe": setup.recipe,
+                    "data": setup.data.describe(),
+                    "software": desc["software"],
+                },
+            )
             system_dir = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(run_dir))))
             atomic_write_json(os.path.join(system_dir, "system.json"), desc)
             _log_hyperparameters(log, C, setup)
-            recorder = Recorder(run_dir, log, {
-                "benchmark": cfg.benchmark_name(), "division": cfg.division,
-                "dataset": setup.data.describe()["name"], "synthetic": setup.data.synthetic,
-                "seed": seed, "world_size": comm.world_size, "nodes": comm.nodes,
-                "backend": comm.backend, "global_batch": setup.resolved["global_batch"],
-                "init_s": init_s}, cfg)
-            title = f"{cfg.benchmark_name()} {cfg.division}" + (" [synthetic data]" if setup.data.synthetic else "")
+            recorder = Recorder(
+                run_dir,
+                log,
+                {
+                    "benchmark": cfg.benchmark_name(),
+                    "division": cfg.division,
+                    "dataset": setup.data.describe()["name"],
+                    "synthetic": setup.data.synthetic,
+                    "seed": seed,
+                    "world_size": comm.world_size,
+                    "nodes": comm.nodes,
+                    "backend": comm.backend,
+                    "global_batch": setup.resolved["global_batch"],
+                    "init_s": init_s,
+                },
+                cfg,
+            )
+            title = f"{cfg.benchmark_name()} {cfg.division}" + (
+                " [synthetic data]" if setup.data.synthetic else ""
+            )
             thresholds = metrics.thresholds(*metrics.parse_thresholds(cfg.thresholds))
             hooks = [recorder, progress.make(cfg.progress, title, thresholds, cfg.target)]
         if state is None:
@@ -362,16 +470,24 @@ def run_worker(cfg, *, command: list[str] | None = None) -> int:
             if cfg.save_model:
                 _save_model(setup.model, os.path.join(run_dir, "model.pt"))
             worst = {k: max(b[k] for b in breakdowns) for k in breakdowns[0] if k != "rank"}
-            recorder.write_summary({
-                "status": result.status, "stop_reason": result.stop_reason,
-                "signal": stop.signal, "diverged_step": result.diverged_step,
-                "steps": result.steps, "samples": result.samples, "epochs": result.epochs,
-                "train_time_s": result.train_time_s, "total_time_s": result.total_time_s,
-                "eval_time_s": worst["eval_s"],
-                "throughput_img_s": (result.samples / result.train_time_s
-                                     if result.train_time_s > 0 else None),
-                "time_breakdown": {"max_over_ranks": worst, "per_rank": breakdowns},
-            })
+            recorder.write_summary(
+                {
+                    "status": result.status,
+                    "stop_reason": result.stop_reason,
+                    "signal": stop.signal,
+                    "diverged_step": result.diverged_step,
+                    "steps": result.steps,
+                    "samples": result.samples,
+                    "epochs": result.epochs,
+                    "train_time_s": result.train_time_s,
+                    "total_time_s": result.total_time_s,
+                    "eval_time_s": worst["eval_s"],
+                    "throughput_img_s": (
+                        result.samples / result.train_time_s if result.train_time_s > 0 else None
+                    ),
+                    "time_breakdown": {"max_over_ranks": worst, "per_rank": breakdowns},
+                }
+            )
             _print_summary(run_dir)
         # Leave together: a worker tearing its process group down while a peer
         # is still sending can abort at exit.
@@ -407,8 +523,18 @@ def _user_command(command: list[str] | None) -> list[str]:
     return command
 
 
-_SUMMARY_BASE_KEYS = ("benchmark", "division", "dataset", "synthetic", "seed", "world_size", "nodes",
-                      "backend", "global_batch", "init_s")
+_SUMMARY_BASE_KEYS = (
+    "benchmark",
+    "division",
+    "dataset",
+    "synthetic",
+    "seed",
+    "world_size",
+    "nodes",
+    "backend",
+    "global_batch",
+    "init_s",
+)
 
 
 def _read_summary(run_dir: str) -> dict:
@@ -435,7 +561,6 @@ def _save_model(model, path: str) -> None:
     import io
 
     import torch
-
     from ttabench.divisions.results import atomic_write_bytes
 
     buf = io.BytesIO()
@@ -476,7 +601,6 @@ def main(argv=None) -> int:
             traceback.print_exc()
         print(f"ttabench: error: {e}", file=sys.stderr)
         return 2
-
 
 
 def entry() -> int:

@@ -27,11 +27,11 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable
 
 import torch
-
 from ttabench.launch.worker.loop import autocast, default_train_step
 
 
@@ -67,12 +67,23 @@ def _compile(module: torch.nn.Module, mode: str | None) -> torch.nn.Module:
     return torch.compile(module) if mode == "default" else torch.compile(module, mode=mode)
 
 
-def prepare(model: torch.nn.Module, wrapped: torch.nn.Module, *, device, train_batch: int,
-            eval_batches: Sequence[int] = (), input_shape: Sequence[int] = (3, 32, 32),
-            num_classes: int = 10, autocast_dtype: torch.dtype | None = None,
-            compile_mode: str | None = "none", channels_last: bool = False,
-            train_step: Callable | None = None, backward: Callable | None = None,
-            train_steps: int = 2, seed: int = 0) -> WarmedUp:
+def prepare(
+    model: torch.nn.Module,
+    wrapped: torch.nn.Module,
+    *,
+    device,
+    train_batch: int,
+    eval_batches: Sequence[int] = (),
+    input_shape: Sequence[int] = (3, 32, 32),
+    num_classes: int = 10,
+    autocast_dtype: torch.dtype | None = None,
+    compile_mode: str | None = "none",
+    channels_last: bool = False,
+    train_step: Callable | None = None,
+    backward: Callable | None = None,
+    train_steps: int = 2,
+    seed: int = 0,
+) -> WarmedUp:
     """Compile (optionally) and warm up; return (model_to_train, model_to_eval, seconds).
 
     ``model`` is the plain module (what the loop evaluates), ``wrapped`` what

@@ -18,18 +18,28 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import run_cli
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
-                       reason="mounting a tmpfs needs root"),
+    pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounting a tmpfs needs root"),
     pytest.mark.skipif(shutil.which("mount") is None, reason="no mount command"),
 ]
 
-RUN = ["run", "--synthetic", "--max-steps", "4", "--eval-every", "64samples", "--batch-size", "32",
-       "--thresholds", "0.1:0.2:0.1", "--progress", "none"]
+RUN = [
+    "run",
+    "--synthetic",
+    "--max-steps",
+    "4",
+    "--eval-every",
+    "64samples",
+    "--batch-size",
+    "32",
+    "--thresholds",
+    "0.1:0.2:0.1",
+    "--progress",
+    "none",
+]
 ENOSPC = re.compile(r"^ttabench: error: cannot write results file (\S+): No space left on device$")
 
 
@@ -41,8 +51,9 @@ def tmpfs(tmp_path, request):
     mounted = []
 
     def mount(options: str) -> str:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)], check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)], check=True, capture_output=True
+        )
         mounted.append(str(mnt))
         return str(mnt)
 
@@ -93,8 +104,11 @@ def check_consistent(results: str) -> None:
             assert "recomputed" not in proc.stdout, proc.stdout
 
 
-@pytest.mark.parametrize("leave_kib, partway", [(0, False), (16, True), (20, True)],
-                         ids=["nothing-fits", "log-fills-it", "curve-fills-it"])
+@pytest.mark.parametrize(
+    "leave_kib, partway",
+    [(0, False), (16, True), (20, True)],
+    ids=["nothing-fits", "log-fills-it", "curve-fills-it"],
+)
 def test_full_disk_is_one_error_line_and_results_stay_consistent(tmpfs, leave_kib, partway):
     # A run needs about 28 KiB here: system.json, config.json, summary.json and curve.csv of
     # one 4 KiB page each, mllog.txt of two, and the page of the temporary file of an atomic

@@ -16,7 +16,6 @@ import uuid
 
 import pytest
 import torch
-
 from conftest import require_horovod
 
 pytestmark = pytest.mark.slow
@@ -33,8 +32,12 @@ class Run:
         env = dict(os.environ, TTABENCH_TEST_TAG=self.tag)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "ttabench", "run", *args, "--results-dir", self.results],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True)
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
 
     def processes(self, extra: str | None = None) -> list[int]:
         """PIDs of live processes carrying this run's tag (and `extra` in their environment)."""
@@ -45,8 +48,7 @@ class Run:
                     env = f.read().split(b"\0")
             except OSError:
                 continue
-            if f"TTABENCH_TEST_TAG={self.tag}".encode() in env and (
-                    extra is None or extra.encode() in env):
+            if f"TTABENCH_TEST_TAG={self.tag}".encode() in env and (extra is None or extra.encode() in env):
                 pid = int(env_path.split("/")[2])
                 if pid != self.proc.pid or extra is None:
                     found.append(pid)
@@ -82,7 +84,7 @@ class Run:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.communicate()
-            raise AssertionError("the run did not stop in time")
+            raise AssertionError("the run did not stop in time") from None
         return self.proc.returncode, out, time.monotonic() - t0
 
     def assert_nothing_left(self) -> None:
@@ -100,8 +102,18 @@ class Run:
 def test_sigkill_of_one_rank_fails_the_run_promptly(tmp_path, backend):
     if backend == "horovod":
         require_horovod()
-    run = Run(tmp_path, *SMALL, "--workers", "2", "--backend", backend, "--max-steps", "2000",
-              "--eval-every", "8steps")
+    run = Run(
+        tmp_path,
+        *SMALL,
+        "--workers",
+        "2",
+        "--backend",
+        backend,
+        "--max-steps",
+        "2000",
+        "--eval-every",
+        "8steps",
+    )
     run.wait_for_evals(1)
     os.kill(run.worker("HOROVOD_RANK=1" if backend == "horovod" else "RANK=1"), signal.SIGKILL)
     code, out, waited = run.finish()
@@ -130,9 +142,22 @@ def test_out_of_memory_on_one_rank_fails_the_run(tmp_path):
         "    if calls == 3 and dist.get_rank() == 1:\n"
         "        torch.empty(2 ** 50, dtype=torch.uint8)  # far more memory than the machine has\n"
         "    return F.cross_entropy(model(x), y)\n"
-        "oom = Submission(model=lambda: resnet(20), train_step=step)\n")
-    run = Run(tmp_path, *SMALL, "--workers", "2", "--division", "open", "--model", f"{sub}:oom",
-              "--max-steps", "50", "--eval-every", "1epoch")
+        "oom = Submission(model=lambda: resnet(20), train_step=step)\n"
+    )
+    run = Run(
+        tmp_path,
+        *SMALL,
+        "--workers",
+        "2",
+        "--division",
+        "open",
+        "--model",
+        f"{sub}:oom",
+        "--max-steps",
+        "50",
+        "--eval-every",
+        "1epoch",
+    )
     code, out, _ = run.finish()
     assert code != 0
     run.assert_nothing_left()
@@ -158,8 +183,11 @@ def test_ctrl_c_and_sigterm_stop_cleanly_as_interrupted(tmp_path, sig, target, s
     s = run.summary()
     assert s["status"] == "interrupted", s
     # Everything written so far is valid: the validator finds no error, only the status warning.
-    proc = subprocess.run([sys.executable, "-m", "ttabench", "validate", run.run_dir(),
-                           "--no-compliance"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ttabench", "validate", run.run_dir(), "--no-compliance"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout
 
 
@@ -169,16 +197,30 @@ def _model(run_dir: str) -> dict:
 
 @pytest.mark.parametrize("seed_given", [True, False], ids=["seed", "no-seed"])
 def test_resume_continues_to_the_same_weights_and_metrics(tmp_path, seed_given):
-    args = [*SMALL, "--max-steps", "16", "--eval-every", "4steps", "--checkpoint-every", "3steps",
-            "--threads", "1", "--save-model"]
+    args = [
+        *SMALL,
+        "--max-steps",
+        "16",
+        "--eval-every",
+        "4steps",
+        "--checkpoint-every",
+        "3steps",
+        "--threads",
+        "1",
+        "--save-model",
+    ]
     broken = Run(tmp_path / "broken", *args, *(["--seed", "9"] if seed_given else []))
     broken.wait_for_evals(2)  # a checkpoint exists from step 6 on
     os.killpg(broken.proc.pid, signal.SIGKILL)
     broken.finish()
     run_dir = broken.run_dir()
     assert json.load(open(os.path.join(run_dir, "summary.json")))["status"] == "running"
-    resumed = subprocess.run([sys.executable, "-m", "ttabench", "run", "--resume", run_dir,
-                              "--progress", "none"], capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "ttabench", "run", "--resume", run_dir, "--progress", "none"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     # Without --seed the run drew one; the resumed part must keep it (data order, augmentation).
     seed = json.load(open(os.path.join(run_dir, "config.json")))["resolved"]["seed"]
@@ -191,21 +233,37 @@ def test_resume_continues_to_the_same_weights_and_metrics(tmp_path, seed_given):
     from ttabench.divisions.results import read_curve
 
     ca, cb = read_curve(whole.run_dir()), read_curve(run_dir)
-    assert [(r["step"], r["accuracy"], r["loss"]) for r in ca] == \
-        [(r["step"], r["accuracy"], r["loss"]) for r in cb]
+    assert [(r["step"], r["accuracy"], r["loss"]) for r in ca] == [
+        (r["step"], r["accuracy"], r["loss"]) for r in cb
+    ]
     times = [r["train_time_s"] for r in cb]
     assert times == sorted(times)  # training time continued, it did not restart
     s = json.load(open(os.path.join(run_dir, "summary.json")))
     assert s["status"] == "success" and len(s["resumes"]) == 1
     assert s["resumes"][0]["step"] in (6, 9, 12)
-    proc = subprocess.run([sys.executable, "-m", "ttabench", "validate", run_dir],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "ttabench", "validate", run_dir], capture_output=True, text=True
+    )
     assert "mismatch" not in proc.stdout and "curve" not in proc.stdout, proc.stdout
 
 
 def test_max_restarts_resumes_after_a_killed_worker(tmp_path):
-    run = Run(tmp_path, *SMALL, "--workers", "2", "--max-steps", "24", "--eval-every", "8steps",
-              "--checkpoint-every", "4steps", "--max-restarts", "1", "--seed", "3")
+    run = Run(
+        tmp_path,
+        *SMALL,
+        "--workers",
+        "2",
+        "--max-steps",
+        "24",
+        "--eval-every",
+        "8steps",
+        "--checkpoint-every",
+        "4steps",
+        "--max-restarts",
+        "1",
+        "--seed",
+        "3",
+    )
     run.wait_for_evals(1)
     os.kill(run.worker("RANK=1"), signal.SIGKILL)
     code, out, _ = run.finish(timeout=300)
@@ -228,9 +286,24 @@ def test_divergence_is_recorded_with_its_step(tmp_path, workers):
         "def mlp():\n"
         "    return nn.Sequential(nn.Flatten(), nn.Linear(3072, 256), nn.ReLU(), nn.Linear(256, 10))\n"
         "def hot_sgd(model, run):\n"
-        "    return torch.optim.SGD(model.parameters(), lr=1e6), None\n")
-    run = Run(tmp_path, *SMALL, "--workers", workers, "--division", "open", "--model", f"{sub}:mlp",
-              "--optimizer", f"{sub}:hot_sgd", "--max-steps", "200", "--eval-every", "1epoch")
+        "    return torch.optim.SGD(model.parameters(), lr=1e6), None\n"
+    )
+    run = Run(
+        tmp_path,
+        *SMALL,
+        "--workers",
+        workers,
+        "--division",
+        "open",
+        "--model",
+        f"{sub}:mlp",
+        "--optimizer",
+        f"{sub}:hot_sgd",
+        "--max-steps",
+        "200",
+        "--eval-every",
+        "1epoch",
+    )
     code, out, _ = run.finish(timeout=300)
     assert code == 3, out[-2000:]
     run.assert_nothing_left()
