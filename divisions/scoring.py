@@ -229,36 +229,15 @@ def across_runs(
 # --- comparing two systems ---------------------------------------------------------------
 
 
-def group_tta(curves: list[metrics.Curve], ts: list[float]) -> list[float | None]:
-    """Mean TTA(T) over runs for each threshold, None where any run did not reach T."""
-    per_run = [metrics.tta_all(c, ts) for c in curves]
-    out = []
-    for i in range(len(ts)):
-        vals = [r[i] for r in per_run]
-        out.append(None if not vals or any(v is None for v in vals) else stats.mean(vals))
-    return out
-
-
-def prefix_attmt(times: list[float | None]) -> list[float | None]:
-    """ATTMT(LOW..T_i) for every i: the mean of TTA(T_0..T_i), None once one is missing."""
-    out, total = [], 0.0
-    for i, v in enumerate(times):
-        if v is None or (out and out[-1] is None):
-            out.append(None)
-            continue
-        total += v
-        out.append(total / (i + 1))
-    return out
-
-
-def group_attmt(curves: list[metrics.Curve], ts: list[float]) -> list[float | None]:
-    """Mean over runs of each run's ATTMT(LOW..T_i); None where any run's is undefined."""
-    per_run = [prefix_attmt(metrics.tta_all(c, ts)) for c in curves]
-    out = []
-    for i in range(len(ts)):
-        vals = [r[i] for r in per_run]
-        out.append(None if not vals or any(v is None for v in vals) else stats.mean(vals))
-    return out
+def group_curves(
+    curves: list[metrics.Curve], ts: list[float]
+) -> tuple[list[float | None], list[float | None]]:
+    """For each threshold T_i, over a group of runs: the mean TTA(T_i) and the mean of the runs'
+    ATTMT(LOW..T_i), each None where any run lacks it (an empty group has none)."""
+    tta = [metrics.tta_all(c, ts) for c in curves]
+    if not tta:
+        return [None] * len(ts), [None] * len(ts)
+    return stats.column_means(tta), stats.column_means([metrics.prefix_attmt(t) for t in tta])
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -272,8 +251,7 @@ def compare_rows(
 ) -> list[dict]:
     """One row per threshold: TTA and ATTMT(LOW..T) of A and B and their ratios B/A."""
     ts = metrics.thresholds(*spec)
-    tta_a, tta_b = group_tta(a, ts), group_tta(b, ts)
-    att_a, att_b = group_attmt(a, ts), group_attmt(b, ts)
+    (tta_a, att_a), (tta_b, att_b) = group_curves(a, ts), group_curves(b, ts)
     return [
         {
             "threshold": t,

@@ -96,9 +96,9 @@ def figure(groups: list[tuple[str, list[scoring.Run]]], ts: list[float] | None, 
                         ms=3,
                         zorder=2,
                     )
-            mean_tta = scoring.group_tta(curves, ts)
-            reached = [(v, t) for v, t in zip(mean_tta, ts) if v is not None]
-            attmt = scoring.group_attmt(curves, ts)[-1]
+            mean_tta, group_attmt = scoring.group_curves(curves, ts)
+            reached = metrics.ttmt_points(ts, mean_tta)
+            attmt = group_attmt[-1]
             n = f"{len(runs)} runs, " if len(runs) > 1 else ""
             legend = (
                 f"{label} ({n}ATTMT {_fmt_s(attmt)}; {len(reached)}/{len(ts)} thresholds"
