@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from ttabench import UserError
 from ttabench.divisions import metrics, stats
 from ttabench.divisions.results import (
+    RunPath,
     curve_points,
     find_run_dirs,
     is_run_dir,
@@ -287,12 +288,12 @@ def _text(value) -> str | None:
 
 
 def _system(run: Run) -> str:
-    return _text(section(run.config, "resolved").get("system")) or _path_part(run, 4)
+    return _text(section(run.config, "resolved").get("system")) or _where(run).system
 
 
-def _path_part(run: Run, back: int) -> str:
-    parts = os.path.normpath(os.path.abspath(run.name)).split(os.sep)
-    return parts[-back] if len(parts) >= back else "?"
+def _where(run: Run) -> RunPath:
+    """The folder names a run is filed under (results/<system>/<benchmark>/<division>/<run-id>)."""
+    return RunPath.parse(os.path.abspath(run.name))
 
 
 def describe_run(run: Run) -> dict:
@@ -306,8 +307,8 @@ def describe_run(run: Run) -> dict:
     ]
     return {
         "system": _system(run),
-        "benchmark": _text(s.get("benchmark")) or _text(cfg.get("benchmark")) or _path_part(run, 3),
-        "division": _text(s.get("division")) or _text(cfg.get("division")) or _path_part(run, 2),
+        "benchmark": _text(s.get("benchmark")) or _text(cfg.get("benchmark")) or _where(run).benchmark,
+        "division": _text(s.get("division")) or _text(cfg.get("division")) or _where(run).division,
         "dataset": _text(s.get("dataset")) or _text(section(c, "data").get("name")) or "?",
         "workers": workers[0] if workers else None,
         "network": network_label(c),
