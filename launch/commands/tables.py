@@ -113,7 +113,8 @@ def show(t: Table, console: Console | None = None) -> None:
         for line in t.notes:
             console.print(line, markup=False, highlight=False)
     else:
-        print(to_markdown(t) + "\n", flush=True)
+        console.file.write(to_markdown(t) + "\n\n")
+        console.file.flush()
 
 
 # --- the metrics of one run ------------------------------------------------------------
