@@ -350,57 +350,59 @@ def report_rows(
     for run in runs:
         d = describe_run(run)
         groups.setdefault(tuple(d.items()), []).append(run)
-    rows = []
-    for key in sorted(groups, key=lambda k: tuple(str(v) for _, v in k)):
-        group = groups[key]
-        row = dict(key)
-        statuses: dict[str, int] = {}
-        for r in group:
-            statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
-        scored = [r for r in group if r.status in SCORED_STATUSES]
-        spec_str, notes = _shared(scored, "threshold_spec", thresholds)
-        tgt, more = _shared(scored, "target", target)
-        notes += more
-        budget, more = _shared(scored, "budget_s", budget_s)
-        notes += more
-        spec = metrics.parse_thresholds(spec_str) if spec_str else None
+    return [
+        dict(key, **_score_group(groups[key], thresholds, target, budget_s))
+        for key in sorted(groups, key=lambda k: tuple(str(v) for _, v in k))
+    ]
 
-        tta_vals, attmt_vals, aat_vals, img_s, final = [], [], [], [], []
-        for r in scored:
-            m = metrics.summarize(r.points, spec, target=tgt, budget_s=budget)
-            if m.get("target_tta_s") is not None:
-                tta_vals.append(m["target_tta_s"])
-            if m.get("attmt_s") is not None:
-                attmt_vals.append(m["attmt_s"])
-            if m.get("aat") is not None:
-                aat_vals.append(m["aat"])
-            if number((r.summary or {}).get("throughput_img_s")) is not None:
-                img_s.append(r.summary["throughput_img_s"])
-            if r.points:
-                final.append(r.points[-1][1])
-        tta, tta_stat = central(tta_vals)
-        attmt, attmt_stat = central(attmt_vals)
-        aat, aat_stat = central(aat_vals)
-        row.update(
-            {
-                "runs": len(group),
-                "scored": len(scored),
-                "statuses": statuses,
-                "target": tgt,
-                "tta_s": tta,
-                "tta_stat": tta_stat,
-                "tta_reached": len(tta_vals),
-                "threshold_spec": spec_str,
-                "attmt_s": attmt,
-                "attmt_stat": attmt_stat,
-                "attmt_reached": len(attmt_vals),
-                "budget_s": budget,
-                "aat": aat,
-                "aat_stat": aat_stat,
-                "final_accuracy": stats.mean(final),
-                "throughput_img_s": stats.mean(img_s),
-                "notes": notes,
-            }
-        )
-        rows.append(row)
-    return rows
+
+def _score_group(
+    group: list[Run], thresholds: str | None, target: float | None, budget_s: float | None
+) -> dict:
+    """A configuration's run counts, and its metrics over the scored runs."""
+    statuses: dict[str, int] = {}
+    for r in group:
+        statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
+    scored = [r for r in group if r.status in SCORED_STATUSES]
+    spec_str, notes = _shared(scored, "threshold_spec", thresholds)
+    tgt, more = _shared(scored, "target", target)
+    notes += more
+    budget, more = _shared(scored, "budget_s", budget_s)
+    notes += more
+    spec = metrics.parse_thresholds(spec_str) if spec_str else None
+
+    tta_vals, attmt_vals, aat_vals, img_s, final = [], [], [], [], []
+    for r in scored:
+        m = metrics.summarize(r.points, spec, target=tgt, budget_s=budget)
+        if m.get("target_tta_s") is not None:
+            tta_vals.append(m["target_tta_s"])
+        if m.get("attmt_s") is not None:
+            attmt_vals.append(m["attmt_s"])
+        if m.get("aat") is not None:
+            aat_vals.append(m["aat"])
+        if number((r.summary or {}).get("throughput_img_s")) is not None:
+            img_s.append(r.summary["throughput_img_s"])
+        if r.points:
+            final.append(r.points[-1][1])
+    tta, tta_stat = central(tta_vals)
+    attmt, attmt_stat = central(attmt_vals)
+    aat, aat_stat = central(aat_vals)
+    return {
+        "runs": len(group),
+        "scored": len(scored),
+        "statuses": statuses,
+        "target": tgt,
+        "tta_s": tta,
+        "tta_stat": tta_stat,
+        "tta_reached": len(tta_vals),
+        "threshold_spec": spec_str,
+        "attmt_s": attmt,
+        "attmt_stat": attmt_stat,
+        "attmt_reached": len(attmt_vals),
+        "budget_s": budget,
+        "aat": aat,
+        "aat_stat": aat_stat,
+        "final_accuracy": stats.mean(final),
+        "throughput_img_s": stats.mean(img_s),
+        "notes": notes,
+    }
