@@ -88,16 +88,37 @@ def tta_all(curve: Curve, ts: Iterable[float]) -> list[float | None]:
     return [tta(curve, t) for t in ts]
 
 
-def ttmt(curve: Curve, ts: Iterable[float]) -> list[tuple[float, float]]:
+def ttmt_points(ts: Sequence[float], times: Sequence[float | None]) -> list[tuple[float, float]]:
+    """The reached points (TTA(T), T) of the TTMT curve, given TTA for each threshold."""
+    return [(t_s, thr) for thr, t_s in zip(ts, times) if t_s is not None]
+
+
+def ttmt(curve: Curve, ts: Sequence[float]) -> list[tuple[float, float]]:
     """The reached points (TTA(T), T) of the TTMT curve, in threshold order."""
-    return [(t_s, thr) for thr, t_s in zip(ts, tta_all(curve, ts)) if t_s is not None]
+    return ttmt_points(ts, tta_all(curve, ts))
+
+
+def prefix_attmt(times: Sequence[float | None]) -> list[float | None]:
+    """ATTMT(LOW..T_i) for every i, from TTA(T_0), TTA(T_1), ...: the mean of TTA(T_0..T_i),
+    None from the first threshold not reached on. The one implementation of ATTMT."""
+    out: list[float | None] = []
+    total = 0.0
+    for i, v in enumerate(times):
+        if v is None or (out and out[-1] is None):
+            out.append(None)
+            continue
+        total += v
+        out.append(total / (i + 1))
+    return out
+
+
+def attmt_of(times: Sequence[float | None]) -> float | None:
+    """ATTMT over all the thresholds whose TTA are `times`; None unless every one was reached."""
+    return prefix_attmt(times)[-1] if times else None
 
 
 def attmt(curve: Curve, low: float, high: float, step: float) -> float | None:
-    times = tta_all(curve, thresholds(low, high, step))
-    if any(t is None for t in times):
-        return None
-    return sum(times) / len(times)
+    return attmt_of(tta_all(curve, thresholds(low, high, step)))
 
 
 def summarize(
@@ -113,8 +134,8 @@ def summarize(
         times = tta_all(curve, ts)
         out["thresholds"] = ts
         out["tta_s"] = times
-        out["ttmt"] = [[t_s, thr] for thr, t_s in zip(ts, times) if t_s is not None]
-        out["attmt_s"] = None if any(t is None for t in times) else sum(times) / len(times)
+        out["ttmt"] = [list(p) for p in ttmt_points(ts, times)]
+        out["attmt_s"] = attmt_of(times)
     if budget_s is not None:
         out["aat"] = aat(curve, budget_s)
     if target is not None:

@@ -24,6 +24,7 @@ import os
 import re
 import secrets
 import time
+from dataclasses import dataclass
 
 from ttabench import UserError
 
@@ -31,6 +32,20 @@ CURVE_HEADER = ("epoch", "step", "samples", "train_time_s", "total_time_s", "acc
 RUN_FILES = ("mllog.txt", "config.json", "curve.csv", "summary.json")
 STATUSES = ("running", "success", "failed", "diverged", "interrupted", "aborted")
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+
+
+class ReaderError(UserError):
+    """A results file that cannot be read: the file, the line (when there is one) and the
+    problem, kept apart so that `validate` can report them without re-parsing the message."""
+
+    def __init__(self, path: str, problem: str, line: int | None = None, message: str | None = None):
+        self.path, self.problem, self.line = path, problem, line
+        where = path if line is None else f"{path}:{line}"
+        super().__init__(message or f"{where}: {problem}")
+
+    @property
+    def where(self) -> str:
+        return self.path if self.line is None else f"{self.path}:{self.line}"
 
 
 def safe_name(name: str) -> str:
@@ -72,24 +87,65 @@ def atomic_write_json(path: str, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
+@dataclass(frozen=True)
+class RunPath:
+    """The one place that knows ``<root>/<system>/<benchmark>/<division>/<run-id>``:
+    it makes fresh run folders, names the parts of an existing one, and finds them."""
+
+    root: str
+    system: str
+    benchmark: str
+    division: str
+    run_id: str
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.root, self.system, self.benchmark, self.division, self.run_id)
+
+    @property
+    def system_dir(self) -> str:
+        """results/<system>/, the folder that holds system.json."""
+        return os.path.join(self.root, self.system)
+
+    @classmethod
+    def parse(cls, run_dir: str) -> RunPath:
+        """The parts of a run folder's path; a relative path stays relative when it names all
+        five parts, and a part above the file system root is '?'."""
+        parts = os.path.normpath(run_dir).split(os.sep)
+        if len(parts) < 5 or ".." in parts[-4:]:
+            parts = os.path.abspath(run_dir).split(os.sep)
+        *above, system, benchmark, division, run_id = ["?"] * 4 + parts
+        root = os.sep.join(above[4:]) or os.sep
+        return cls(root, system, benchmark, division, run_id)
+
+    @classmethod
+    def new(cls, root: str, system: str, benchmark: str, division: str) -> RunPath:
+        """Create a fresh run folder with an exclusive mkdir: never reuses an existing one."""
+        parent = os.path.join(root, safe_name(system), safe_name(benchmark), division)
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create results folder {parent}: {e.strerror}") from None
+        for _ in range(100):
+            run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+            try:
+                os.mkdir(os.path.join(parent, run_id))
+            except FileExistsError:
+                continue
+            except OSError as e:
+                raise UserError(f"cannot create run folder in {parent}: {e.strerror}") from None
+            return cls(root, safe_name(system), safe_name(benchmark), division, run_id)
+        raise UserError(f"could not find a free run id in {parent}")
+
+    @staticmethod
+    def find(path: str) -> list[str]:
+        """The run folders at or below `path`, sorted; a run folder is not searched further."""
+        return find_run_dirs(path)
+
+
 def new_run_dir(results_root: str, system: str, benchmark: str, division: str) -> str:
     """Create and return a fresh run folder; never reuses an existing one."""
-    parent = os.path.join(results_root, safe_name(system), safe_name(benchmark), division)
-    try:
-        os.makedirs(parent, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create results folder {parent}: {e.strerror}") from None
-    for _ in range(100):
-        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
-        path = os.path.join(parent, run_id)
-        try:
-            os.mkdir(path)
-            return path
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise UserError(f"cannot create run folder in {parent}: {e.strerror}") from None
-    raise UserError(f"could not find a free run id in {parent}")
+    return RunPath.new(results_root, system, benchmark, division).path
 
 
 def format_curve(rows: list[dict]) -> str:
@@ -118,25 +174,26 @@ def read_curve(path: str) -> list[dict]:
         with open(path, encoding="utf-8", newline="") as f:
             text = f.read()
     except FileNotFoundError:
-        raise UserError(f"curve file not found: {path}") from None
+        raise ReaderError(path, "not found", message=f"curve file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read curve file {path}: {_short(e, 200)}") from None
+        why = _short(e, 200)
+        raise ReaderError(path, why, message=f"cannot read curve file {path}: {why}") from None
     reader = csv.reader(io.StringIO(text), strict=True)
     try:
         header = next(reader, None)
         if header is None or tuple(h.strip() for h in header) != CURVE_HEADER:
-            raise UserError(f"{path}: not a ttabench curve (header must be {','.join(CURVE_HEADER)})")
+            raise ReaderError(path, f"not a ttabench curve (header must be {','.join(CURVE_HEADER)})")
         rows, last_time = [], -math.inf
         for fields in reader:
             if not fields:
                 continue
             row = _curve_row(path, reader.line_num, fields)
             if row["train_time_s"] < last_time:
-                raise UserError(f"{path}:{reader.line_num}: train_time_s goes backwards")
+                raise ReaderError(path, "train_time_s goes backwards", reader.line_num)
             last_time = row["train_time_s"]
             rows.append(row)
     except csv.Error as e:  # an unterminated quote, a field over csv's size limit
-        raise UserError(f"{path}:{reader.line_num}: not valid CSV ({e})") from None
+        raise ReaderError(path, f"not valid CSV ({e})", reader.line_num) from None
     return rows
 
 
@@ -147,7 +204,7 @@ MAX_TIME_S = 1e9
 
 def _curve_row(path: str, lineno: int, fields: list[str]) -> dict:
     if len(fields) != len(CURVE_HEADER):
-        raise UserError(f"{path}:{lineno}: expected {len(CURVE_HEADER)} fields, got {len(fields)}")
+        raise ReaderError(path, f"expected {len(CURVE_HEADER)} fields, got {len(fields)}", lineno)
     try:
         row = {
             "epoch": float(fields[0]),
@@ -159,22 +216,23 @@ def _curve_row(path: str, lineno: int, fields: list[str]) -> dict:
             "loss": float(fields[6]),  # NaN or inf is a diverged run's loss, recorded as it was
         }
     except ValueError as e:
-        raise UserError(f"{path}:{lineno}: bad value ({_short(e)})") from None
+        raise ReaderError(path, f"bad value ({_short(e)})", lineno) from None
     given = dict(zip(CURVE_HEADER, fields))
     for key in ("train_time_s", "total_time_s"):
         if not (math.isfinite(row[key]) and 0 <= row[key] <= MAX_TIME_S):
-            raise UserError(
-                f"{path}:{lineno}: {key} must be a finite number of seconds in "
-                f"0..{MAX_TIME_S:g}, got {_short(given[key])}"
+            raise ReaderError(
+                path,
+                f"{key} must be a finite number of seconds in 0..{MAX_TIME_S:g}, got {_short(given[key])}",
+                lineno,
             )
     if not (math.isfinite(row["epoch"]) and row["epoch"] >= 0):
-        raise UserError(f"{path}:{lineno}: epoch must be a finite number >= 0, got {_short(given['epoch'])}")
+        raise ReaderError(path, f"epoch must be a finite number >= 0, got {_short(given['epoch'])}", lineno)
     for key in ("step", "samples"):
         if row[key] < 0:
-            raise UserError(f"{path}:{lineno}: {key} must be >= 0, got {row[key]}")
+            raise ReaderError(path, f"{key} must be >= 0, got {row[key]}", lineno)
     if not (math.isfinite(row["accuracy"]) and 0 <= row["accuracy"] <= 1):
-        raise UserError(
-            f"{path}:{lineno}: accuracy must be a fraction in 0..1, got {_short(given['accuracy'])}"
+        raise ReaderError(
+            path, f"accuracy must be a fraction in 0..1, got {_short(given['accuracy'])}", lineno
         )
     return row
 
@@ -194,13 +252,15 @@ def read_json(path: str) -> dict:
         with open(path, encoding="utf-8") as f:
             obj = json.load(f)
     except FileNotFoundError:
-        raise UserError(f"file not found: {path}") from None
+        raise ReaderError(path, "not found", message=f"file not found: {path}") from None
     except (OSError, UnicodeDecodeError, ValueError) as e:  # ValueError: bad JSON, huge integers
-        raise UserError(f"cannot read {path}: {_short(e, 200)}") from None
+        why = _short(e, 200)
+        raise ReaderError(path, why, message=f"cannot read {path}: {why}") from None
     except RecursionError:
-        raise UserError(f"cannot read {path}: JSON nested too deeply") from None
+        why = "JSON nested too deeply"
+        raise ReaderError(path, why, message=f"cannot read {path}: {why}") from None
     if not isinstance(obj, dict):
-        raise UserError(f"{path}: expected a JSON object")
+        raise ReaderError(path, "expected a JSON object")
     return obj
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from ttabench import UserError
 from ttabench.divisions import metrics, stats
 from ttabench.divisions.results import (
+    RunPath,
     curve_points,
     find_run_dirs,
     is_run_dir,
@@ -229,36 +230,15 @@ def across_runs(
 # --- comparing two systems ---------------------------------------------------------------
 
 
-def group_tta(curves: list[metrics.Curve], ts: list[float]) -> list[float | None]:
-    """Mean TTA(T) over runs for each threshold, None where any run did not reach T."""
-    per_run = [metrics.tta_all(c, ts) for c in curves]
-    out = []
-    for i in range(len(ts)):
-        vals = [r[i] for r in per_run]
-        out.append(None if not vals or any(v is None for v in vals) else stats.mean(vals))
-    return out
-
-
-def prefix_attmt(times: list[float | None]) -> list[float | None]:
-    """ATTMT(LOW..T_i) for every i: the mean of TTA(T_0..T_i), None once one is missing."""
-    out, total = [], 0.0
-    for i, v in enumerate(times):
-        if v is None or (out and out[-1] is None):
-            out.append(None)
-            continue
-        total += v
-        out.append(total / (i + 1))
-    return out
-
-
-def group_attmt(curves: list[metrics.Curve], ts: list[float]) -> list[float | None]:
-    """Mean over runs of each run's ATTMT(LOW..T_i); None where any run's is undefined."""
-    per_run = [prefix_attmt(metrics.tta_all(c, ts)) for c in curves]
-    out = []
-    for i in range(len(ts)):
-        vals = [r[i] for r in per_run]
-        out.append(None if not vals or any(v is None for v in vals) else stats.mean(vals))
-    return out
+def group_curves(
+    curves: list[metrics.Curve], ts: list[float]
+) -> tuple[list[float | None], list[float | None]]:
+    """For each threshold T_i, over a group of runs: the mean TTA(T_i) and the mean of the runs'
+    ATTMT(LOW..T_i), each None where any run lacks it (an empty group has none)."""
+    tta = [metrics.tta_all(c, ts) for c in curves]
+    if not tta:
+        return [None] * len(ts), [None] * len(ts)
+    return stats.column_means(tta), stats.column_means([metrics.prefix_attmt(t) for t in tta])
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -272,8 +252,7 @@ def compare_rows(
 ) -> list[dict]:
     """One row per threshold: TTA and ATTMT(LOW..T) of A and B and their ratios B/A."""
     ts = metrics.thresholds(*spec)
-    tta_a, tta_b = group_tta(a, ts), group_tta(b, ts)
-    att_a, att_b = group_attmt(a, ts), group_attmt(b, ts)
+    (tta_a, att_a), (tta_b, att_b) = group_curves(a, ts), group_curves(b, ts)
     return [
         {
             "threshold": t,
@@ -309,12 +288,12 @@ def _text(value) -> str | None:
 
 
 def _system(run: Run) -> str:
-    return _text(section(run.config, "resolved").get("system")) or _path_part(run, 4)
+    return _text(section(run.config, "resolved").get("system")) or _where(run).system
 
 
-def _path_part(run: Run, back: int) -> str:
-    parts = os.path.normpath(os.path.abspath(run.name)).split(os.sep)
-    return parts[-back] if len(parts) >= back else "?"
+def _where(run: Run) -> RunPath:
+    """The folder names a run is filed under (results/<system>/<benchmark>/<division>/<run-id>)."""
+    return RunPath.parse(os.path.abspath(run.name))
 
 
 def describe_run(run: Run) -> dict:
@@ -328,8 +307,8 @@ def describe_run(run: Run) -> dict:
     ]
     return {
         "system": _system(run),
-        "benchmark": _text(s.get("benchmark")) or _text(cfg.get("benchmark")) or _path_part(run, 3),
-        "division": _text(s.get("division")) or _text(cfg.get("division")) or _path_part(run, 2),
+        "benchmark": _text(s.get("benchmark")) or _text(cfg.get("benchmark")) or _where(run).benchmark,
+        "division": _text(s.get("division")) or _text(cfg.get("division")) or _where(run).division,
         "dataset": _text(s.get("dataset")) or _text(section(c, "data").get("name")) or "?",
         "workers": workers[0] if workers else None,
         "network": network_label(c),
@@ -371,57 +350,59 @@ def report_rows(
     for run in runs:
         d = describe_run(run)
         groups.setdefault(tuple(d.items()), []).append(run)
-    rows = []
-    for key in sorted(groups, key=lambda k: tuple(str(v) for _, v in k)):
-        group = groups[key]
-        row = dict(key)
-        statuses: dict[str, int] = {}
-        for r in group:
-            statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
-        scored = [r for r in group if r.status in SCORED_STATUSES]
-        spec_str, notes = _shared(scored, "threshold_spec", thresholds)
-        tgt, more = _shared(scored, "target", target)
-        notes += more
-        budget, more = _shared(scored, "budget_s", budget_s)
-        notes += more
-        spec = metrics.parse_thresholds(spec_str) if spec_str else None
+    return [
+        dict(key, **_score_group(groups[key], thresholds, target, budget_s))
+        for key in sorted(groups, key=lambda k: tuple(str(v) for _, v in k))
+    ]
 
-        tta_vals, attmt_vals, aat_vals, img_s, final = [], [], [], [], []
-        for r in scored:
-            m = metrics.summarize(r.points, spec, target=tgt, budget_s=budget)
-            if m.get("target_tta_s") is not None:
-                tta_vals.append(m["target_tta_s"])
-            if m.get("attmt_s") is not None:
-                attmt_vals.append(m["attmt_s"])
-            if m.get("aat") is not None:
-                aat_vals.append(m["aat"])
-            if number((r.summary or {}).get("throughput_img_s")) is not None:
-                img_s.append(r.summary["throughput_img_s"])
-            if r.points:
-                final.append(r.points[-1][1])
-        tta, tta_stat = central(tta_vals)
-        attmt, attmt_stat = central(attmt_vals)
-        aat, aat_stat = central(aat_vals)
-        row.update(
-            {
-                "runs": len(group),
-                "scored": len(scored),
-                "statuses": statuses,
-                "target": tgt,
-                "tta_s": tta,
-                "tta_stat": tta_stat,
-                "tta_reached": len(tta_vals),
-                "threshold_spec": spec_str,
-                "attmt_s": attmt,
-                "attmt_stat": attmt_stat,
-                "attmt_reached": len(attmt_vals),
-                "budget_s": budget,
-                "aat": aat,
-                "aat_stat": aat_stat,
-                "final_accuracy": stats.mean(final),
-                "throughput_img_s": stats.mean(img_s),
-                "notes": notes,
-            }
-        )
-        rows.append(row)
-    return rows
+
+def _score_group(
+    group: list[Run], thresholds: str | None, target: float | None, budget_s: float | None
+) -> dict:
+    """A configuration's run counts, and its metrics over the scored runs."""
+    statuses: dict[str, int] = {}
+    for r in group:
+        statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
+    scored = [r for r in group if r.status in SCORED_STATUSES]
+    spec_str, notes = _shared(scored, "threshold_spec", thresholds)
+    tgt, more = _shared(scored, "target", target)
+    notes += more
+    budget, more = _shared(scored, "budget_s", budget_s)
+    notes += more
+    spec = metrics.parse_thresholds(spec_str) if spec_str else None
+
+    tta_vals, attmt_vals, aat_vals, img_s, final = [], [], [], [], []
+    for r in scored:
+        m = metrics.summarize(r.points, spec, target=tgt, budget_s=budget)
+        if m.get("target_tta_s") is not None:
+            tta_vals.append(m["target_tta_s"])
+        if m.get("attmt_s") is not None:
+            attmt_vals.append(m["attmt_s"])
+        if m.get("aat") is not None:
+            aat_vals.append(m["aat"])
+        if number((r.summary or {}).get("throughput_img_s")) is not None:
+            img_s.append(r.summary["throughput_img_s"])
+        if r.points:
+            final.append(r.points[-1][1])
+    tta, tta_stat = central(tta_vals)
+    attmt, attmt_stat = central(attmt_vals)
+    aat, aat_stat = central(aat_vals)
+    return {
+        "runs": len(group),
+        "scored": len(scored),
+        "statuses": statuses,
+        "target": tgt,
+        "tta_s": tta,
+        "tta_stat": tta_stat,
+        "tta_reached": len(tta_vals),
+        "threshold_spec": spec_str,
+        "attmt_s": attmt,
+        "attmt_stat": attmt_stat,
+        "attmt_reached": len(attmt_vals),
+        "budget_s": budget,
+        "aat": aat,
+        "aat_stat": aat_stat,
+        "final_accuracy": stats.mean(final),
+        "throughput_img_s": stats.mean(img_s),
+        "notes": notes,
+    }

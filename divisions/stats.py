@@ -54,6 +54,19 @@ def mean(xs: Sequence[float]) -> float | None:
     return _fmean(xs)
 
 
+def mean_of_all(xs: Sequence[float | None]) -> float | None:
+    """The mean when every value exists; None for no values or when any is None (a group of
+    runs has a value only when every run has it: dropping the others would flatter it)."""
+    if not xs or any(x is None for x in xs):
+        return None
+    return _fmean(xs)
+
+
+def column_means(per_run: Sequence[Sequence[float | None]]) -> list[float | None]:
+    """``mean_of_all`` of each column of a table with one row per run."""
+    return [mean_of_all(col) for col in zip(*per_run)]
+
+
 def olympic_mean(xs: Sequence[float]) -> float | None:
     """Mean after dropping one minimum and one maximum; None for fewer than 3 values."""
     if len(xs) < OLYMPIC_MIN_RUNS:

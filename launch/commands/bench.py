@@ -23,6 +23,7 @@ import tempfile
 import time
 
 from ttabench import UserError
+from ttabench.launch.commands.tables import Column, Table, show
 
 
 @dataclasses.dataclass
@@ -191,22 +192,22 @@ def _env_with_bin() -> dict:
     return env
 
 
-def format_table(result: dict) -> str:
+def allreduce_table(result: dict) -> Table:
     net = result["network"]
-    lines = [
+    title = (
         f"all-reduce, {result['workers']} workers, {result['backend']} "
         f"({result['dist_backend']}), network: {net['profile']}"
-        + (f" ({net['bandwidth']}, {1e6 * net['latency_s']:g} us)" if net["bandwidth"] else ""),
-        f"{'size':>10} {'median':>11} {'min':>11} {'max':>11} {'model':>11} {'measured/model':>15}",
+        + (f" ({net['bandwidth']}, {1e6 * net['latency_s']:g} us)" if net["bandwidth"] else "")
+    )
+    columns = [
+        Column("size", "bytes", lambda r: _size(r["bytes"])),
+        Column("median", "median_s", lambda r: _ms(r["median_s"])),
+        Column("min", "min_s", lambda r: _ms(r["min_s"])),
+        Column("max", "max_s", lambda r: _ms(r["max_s"])),
+        Column("model", "model_s", lambda r: _ms(r["model_s"]) if r["model_s"] else "-"),
+        Column("measured/model", "ratio", lambda r: "-" if r["ratio"] is None else f"{r['ratio']:.3f}"),
     ]
-    for r in result["rows"]:
-        ratio = f"{r['ratio']:.3f}" if r["ratio"] is not None else "-"
-        lines.append(
-            f"{_size(r['bytes']):>10} {_ms(r['median_s']):>11} {_ms(r['min_s']):>11} "
-            f"{_ms(r['max_s']):>11} {_ms(r['model_s']) if r['model_s'] else '-':>11} "
-            f"{ratio:>15}"
-        )
-    return "\n".join(lines)
+    return Table(columns, result["rows"], title=title)
 
 
 def _ms(s: float) -> str:
@@ -223,7 +224,10 @@ def _size(n: int) -> str:
 def _cmd_allreduce(args) -> int:
     cfg = BenchConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchConfig)})
     result = run_allreduce(cfg)
-    print(json.dumps(result, indent=2) if args.json else format_table(result))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        show(allreduce_table(result))
     return 0
 
 

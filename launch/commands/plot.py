@@ -1,5 +1,5 @@
-"""Figures of runs: accuracy against training time with the threshold lines, and the
-TTMT curve (threshold against time to reach it) of several runs or systems side by side.
+"""`ttabench plot`: accuracy against training time with the threshold lines, and the TTMT
+curve (threshold against time to reach it) of several runs or systems side by side, as a PNG.
 
 matplotlib's object API with the Agg canvas only: no display, no pyplot global
 state, so it works on a headless server and inside tests.
@@ -8,10 +8,14 @@ state, so it works on a headless server and inside tests.
 from __future__ import annotations
 
 import io
+import os
 
 from ttabench import UserError
 from ttabench.divisions import metrics, scoring
 from ttabench.divisions.results import atomic_write_bytes
+from ttabench.launch.commands.inputs import note_skipped, recorded_specs
+
+Group = tuple[str, list[scoring.Run]]  # a legend label and its runs (an input: a run, or seeds)
 
 
 def _literal(text: str) -> str:
@@ -24,36 +28,47 @@ def _fmt_s(v: float | None) -> str:
     return "undefined" if v is None else f"{v:.1f} s"
 
 
-def figure(groups: list[tuple[str, list[scoring.Run]]], ts: list[float] | None, title: str | None = None):
+def figure(groups: list[Group], ts: list[float] | None, title: str | None = None):
     """A matplotlib Figure: one colour per group (an input: a run, or a folder of seeds)."""
+    # Lazy: matplotlib takes a second to import, and only `plot` needs it.
     from matplotlib.figure import Figure
 
     groups = [(_literal(label), runs) for label, runs in groups]
     panels = 2 if ts else 1
     fig = Figure(figsize=(7.5 * panels, 5.2), layout="constrained")
     axes = fig.subplots(1, panels, squeeze=False)[0]
-    ax = axes[0]
     colors = [f"C{i % 10}" for i in range(len(groups))]
     t_max = max((p[0] for _, runs in groups for r in runs for p in r.points), default=1.0) or 1.0
-
-    # Threshold lines first, so the curves are drawn over them.
+    _accuracy_panel(axes[0], groups, colors, ts, t_max)
     if ts:
-        for t in ts:
-            ax.axhline(100 * t, color="0.6", lw=0.8, ls=":", zorder=1)
-        label_every = max(1, len(ts) // 8)  # at most ~8 labels, always the first and the last
-        for i, t in enumerate(ts):
-            if i % label_every == 0 or i == len(ts) - 1:
-                ax.annotate(
-                    f"{100 * t:g}%",
-                    xy=(1.0, 100 * t),
-                    xycoords=("axes fraction", "data"),
-                    xytext=(3, 0),
-                    textcoords="offset points",
-                    va="center",
-                    fontsize=7,
-                    color="0.4",
-                )
+        _ttmt_panel(axes[1], groups, colors, ts, t_max)
+    if title:
+        fig.suptitle(_literal(title), fontsize=11)
+    return fig
 
+
+def _threshold_lines(ax, ts: list[float]) -> None:
+    """Drawn first, so the curves are drawn over them; at most ~8 labels, always the ends."""
+    for t in ts:
+        ax.axhline(100 * t, color="0.6", lw=0.8, ls=":", zorder=1)
+    label_every = max(1, len(ts) // 8)
+    for i, t in enumerate(ts):
+        if i % label_every == 0 or i == len(ts) - 1:
+            ax.annotate(
+                f"{100 * t:g}%",
+                xy=(1.0, 100 * t),
+                xycoords=("axes fraction", "data"),
+                xytext=(3, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7,
+                color="0.4",
+            )
+
+
+def _accuracy_panel(ax, groups: list[Group], colors, ts, t_max: float) -> None:
+    if ts:
+        _threshold_lines(ax, ts)
     for (label, runs), color in zip(groups, colors):
         one = len(runs) == 1
         for run in runs:
@@ -79,55 +94,44 @@ def figure(groups: list[tuple[str, list[scoring.Run]]], ts: list[float] | None, 
     ax.grid(True, alpha=0.25)
     _legend_below(ax)
 
-    if ts:
-        ax2 = axes[1]
-        for (label, runs), color in zip(groups, colors):
-            curves = [r.points for r in runs]
-            for run in runs:
-                pts = metrics.ttmt(run.points, ts)
-                if pts:
-                    ax2.plot(
-                        [p[0] for p in pts],
-                        [100 * p[1] for p in pts],
-                        color=color,
-                        lw=0.8 if len(runs) > 1 else 1.6,
-                        alpha=0.45 if len(runs) > 1 else 1,
-                        marker="o",
-                        ms=3,
-                        zorder=2,
-                    )
-            mean_tta = scoring.group_tta(curves, ts)
-            reached = [(v, t) for v, t in zip(mean_tta, ts) if v is not None]
-            attmt = scoring.group_attmt(curves, ts)[-1]
-            n = f"{len(runs)} runs, " if len(runs) > 1 else ""
-            legend = (
-                f"{label} ({n}ATTMT {_fmt_s(attmt)}; {len(reached)}/{len(ts)} thresholds"
-                + (" reached by all" if len(runs) > 1 else " reached")
-                + ")"
-            )
-            if reached and len(runs) > 1:
-                ax2.plot(
-                    [p[0] for p in reached],
-                    [100 * p[1] for p in reached],
+
+def _ttmt_panel(ax, groups: list[Group], colors, ts: list[float], t_max: float) -> None:
+    """Each run's TTMT curve, and for a folder of runs the group's mean drawn bold."""
+    for (label, runs), color in zip(groups, colors):
+        several = len(runs) > 1
+        for run in runs:
+            pts = metrics.ttmt(run.points, ts)
+            if pts:
+                ax.plot(
+                    [p[0] for p in pts],
+                    [100 * p[1] for p in pts],
                     color=color,
-                    lw=2.2,
-                    marker="s",
-                    ms=4,
-                    label=legend + ", mean",
-                    zorder=3,
+                    lw=0.8 if several else 1.6,
+                    alpha=0.45 if several else 1,
+                    marker="o",
+                    ms=3,
+                    zorder=2,
                 )
-            else:
-                ax2.plot([], [], color=color, lw=1.6, marker="o", label=legend)
-        ax2.set_xlabel("time to reach the threshold, TTA (s)")
-        ax2.set_ylabel("threshold (%)")
-        ax2.set_title(f"Time to multiple thresholds (TTMT), {100 * ts[0]:g}..{100 * ts[-1]:g}%")
-        ax2.set_xlim(0, t_max * 1.03)
-        ax2.set_ylim(100 * ts[0] - _pad(ts), 100 * ts[-1] + _pad(ts))
-        ax2.grid(True, alpha=0.25)
-        _legend_below(ax2)
-    if title:
-        fig.suptitle(_literal(title), fontsize=11)
-    return fig
+        mean_tta, group_attmt = scoring.group_curves([r.points for r in runs], ts)
+        reached = metrics.ttmt_points(ts, mean_tta)
+        n = f"{len(runs)} runs, " if several else ""
+        legend = (
+            f"{label} ({n}ATTMT {_fmt_s(group_attmt[-1])}; {len(reached)}/{len(ts)} thresholds"
+            + (" reached by all" if several else " reached")
+            + ")"
+        )
+        if reached and several:
+            xs, ys = [p[0] for p in reached], [100 * p[1] for p in reached]
+            ax.plot(xs, ys, color=color, lw=2.2, marker="s", ms=4, label=legend + ", mean", zorder=3)
+        else:
+            ax.plot([], [], color=color, lw=1.6, marker="o", label=legend)
+    ax.set_xlabel("time to reach the threshold, TTA (s)")
+    ax.set_ylabel("threshold (%)")
+    ax.set_title(f"Time to multiple thresholds (TTMT), {100 * ts[0]:g}..{100 * ts[-1]:g}%")
+    ax.set_xlim(0, t_max * 1.03)
+    ax.set_ylim(100 * ts[0] - _pad(ts), 100 * ts[-1] + _pad(ts))
+    ax.grid(True, alpha=0.25)
+    _legend_below(ax)
 
 
 def _legend_below(ax) -> None:
@@ -150,3 +154,86 @@ def save(fig, path: str, dpi: int = 130) -> None:
         lines = str(e).strip().splitlines()
         raise UserError(f"cannot draw {path}: {lines[0] if lines else type(e).__name__}") from None
     atomic_write_bytes(path, buf.getvalue(), what="figure")
+
+
+# --- the command ----------------------------------------------------------------------------
+
+
+def _default_label(path: str, runs: list[scoring.Run]) -> str:
+    if len(runs) > 1 or not runs[0].summary:
+        return os.path.normpath(path)
+    run = runs[0]
+    d = scoring.describe_run(run)
+    seed = f" seed {run.seed}" if run.seed is not None else ""
+    workers = f" x{d['workers']}" if d.get("workers") not in (None, 1) else ""
+    return f"{d['system']}{workers} {d['benchmark']}{seed}"
+
+
+def _plot_title(runs: list[scoring.Run]) -> str | None:
+    def values(key):
+        return sorted({v for v in ((r.summary or {}).get(key) for r in runs) if isinstance(v, str)})
+
+    benches, data = values("benchmark"), values("dataset")
+    if not benches:
+        return None
+    title = ", ".join(benches)
+    if data:
+        title += " on " + ", ".join(data)
+    if "synthetic" in data:
+        title += " [synthetic data: not a benchmark result]"
+    elif "cifar10-subset" in data:
+        title += " [CIFAR-10 subset, not the full benchmark]"
+    return title
+
+
+def _check_output(args) -> None:
+    if args.label and len(args.label) != len(args.inputs):
+        raise UserError(f"--label given {len(args.label)} times for {len(args.inputs)} inputs")
+    if not args.output.lower().endswith(".png"):
+        raise UserError(f"-o must name a .png file, got {args.output}")
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(out_dir):
+        raise UserError(f"output folder does not exist: {out_dir}")
+
+
+def _cmd_plot(args) -> int:
+    _check_output(args)
+    groups, skipped = [], []
+    for i, path in enumerate(args.inputs):
+        runs = scoring.load_inputs([path], skipped)
+        groups.append((args.label[i] if args.label else _default_label(path, runs), runs))
+    note_skipped(skipped)
+    labels = [g[0] for g in groups]
+    if len(set(labels)) != len(labels):  # same system and seed twice: tell them apart
+        groups = [(f"{label} [{i + 1}]", runs) for i, (label, runs) in enumerate(groups)]
+    all_runs = [r for _, runs in groups for r in runs]
+    ts = None
+    if args.thresholds:
+        ts = metrics.thresholds(*metrics.parse_thresholds(args.thresholds))
+    else:
+        specs, _ = recorded_specs(all_runs)  # an invalid one only costs the TTMT panel
+        if len(specs) == 1:
+            ts = metrics.thresholds(*metrics.parse_thresholds(specs.pop()))
+    save(figure(groups, ts, title=args.title or _plot_title(all_runs)), args.output)
+    print(f"wrote {args.output}" + ("" if ts else " (no thresholds: pass --thresholds for the TTMT panel)"))
+    return 0
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser(
+        "plot",
+        help="accuracy-vs-time and TTMT curves of runs, as a PNG",
+        description="Left: test accuracy against training time with the threshold "
+        "lines. Right: the TTMT curve (TTA of each threshold), the mean "
+        "of each folder of runs drawn bold. One colour per input.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="run folder, curve.csv, or folder of runs")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.png")
+    p.add_argument(
+        "--thresholds",
+        metavar="LOW:HIGH:STEP",
+        help="threshold lines and TTMT (default: the spec the runs were recorded with)",
+    )
+    p.add_argument("--label", action="append", metavar="NAME", help="legend name, once per input")
+    p.add_argument("--title", help="figure title")
+    p.set_defaults(func=_cmd_plot)

@@ -21,9 +21,6 @@ point's on the same network) and efficiency (speedup / workers); TTA at
 from __future__ import annotations
 
 import argparse
-import csv
-import glob
-import io
 import os
 import shlex
 import subprocess
@@ -32,6 +29,8 @@ import time
 from dataclasses import dataclass
 
 from ttabench import UserError
+from ttabench.divisions.results import RunPath
+from ttabench.launch.commands.tables import Column, Table, show, to_csv, to_markdown
 
 # Flags the sweep sets for each point itself.
 CONTROLLED = (
@@ -45,7 +44,7 @@ CONTROLLED = (
     "--run-dir",
 )
 
-COLUMNS = [  # (key, markdown header)
+COLUMNS = [  # (key, table header)
     ("workers", "workers"),
     ("network", "network"),
     ("status", "status"),
@@ -58,6 +57,7 @@ COLUMNS = [  # (key, markdown header)
     ("tta_target_s", "TTA@target (s)"),
     ("attmt_s", "ATTMT (s)"),
 ]
+LEFT = ("network", "status")
 CSV_COLUMNS = [
     "workers",
     "network",
@@ -215,12 +215,12 @@ def _fmt(key: str, v) -> str:
     return str(v)
 
 
+def sweep_table(rows: list[dict]) -> Table:
+    return Table([Column(h, k, lambda r, k=k: _fmt(k, r.get(k)), left=k in LEFT) for k, h in COLUMNS], rows)
+
+
 def markdown_table(rows: list[dict]) -> str:
-    align = ["---" if k in ("network", "status") else "---:" for k, _ in COLUMNS]
-    lines = ["| " + " | ".join(h for _, h in COLUMNS) + " |", "|" + "|".join(align) + "|"]
-    for r in rows:
-        lines.append("| " + " | ".join(_fmt(k, r.get(k)) for k, _ in COLUMNS) + " |")
-    return "\n".join(lines)
+    return to_markdown(sweep_table(rows))
 
 
 def notes(rows: list[dict], summaries: list[dict | None]) -> list[str]:
@@ -264,12 +264,8 @@ def write_outputs(out_dir: str, rows: list[dict], summaries: list[dict | None], 
     md = ["# Scaling sweep", "", "Command:", "", "    " + shlex.join(command), "", table, ""]
     md += [f"- {n}" for n in notes(rows, summaries)]
     atomic_write_text(os.path.join(out_dir, "sweep.md"), "\n".join(md) + "\n")
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in CSV_COLUMNS})
-    atomic_write_text(os.path.join(out_dir, "sweep.csv"), buf.getvalue())
+    csv_table = Table([Column(k) for k in CSV_COLUMNS], rows)
+    atomic_write_text(os.path.join(out_dir, "sweep.csv"), to_csv(csv_table))
     atomic_write_json(os.path.join(out_dir, "sweep.json"), {"command": command, "rows": rows})
     return table
 
@@ -278,11 +274,10 @@ def write_outputs(out_dir: str, rows: list[dict], summaries: list[dict | None], 
 
 
 def _run_dirs(root: str) -> set[str]:
-    return {
-        d
-        for d in glob.glob(os.path.join(root, "*", "*", "*", "*"))
-        if os.path.isfile(os.path.join(d, "summary.json"))
-    }
+    """The run folders below `root` that hold a summary.json."""
+    if not os.path.isdir(root):
+        return set()
+    return {d for d in RunPath.find(root) if os.path.isfile(os.path.join(d, "summary.json"))}
 
 
 def run_point(
@@ -373,10 +368,10 @@ def _cmd_sweep(args) -> int:
     command = (
         ["ttabench"] + sys.argv[sys.argv.index("sweep") :] if "sweep" in sys.argv else ["ttabench", "sweep"]
     )
-    rows, table = sweep(
+    rows, _ = sweep(
         points, args.out, args.benchmark, args.backend, run_args, command, timeout=args.point_timeout
     )
-    print(table)
+    show(sweep_table(rows))
     print(f"written: {os.path.join(args.out, 'sweep.md')}, {os.path.join(args.out, 'sweep.csv')}")
     failed = [r for r in rows if r["status"] != "success"]
     if failed:

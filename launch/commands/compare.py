@@ -1,0 +1,77 @@
+"""`ttabench compare A B`: TTA and ATTMT of two systems (runs, curves or folders of runs),
+threshold by threshold, and their ratios B / A."""
+
+from __future__ import annotations
+
+import json
+
+from ttabench.divisions import scoring
+from ttabench.launch.commands.inputs import note_skipped, spec_from_runs
+from ttabench.launch.commands.tables import Column, Table, seconds, show
+
+AVERAGING = (
+    "TTA(T) of a group of runs is the mean of the runs' TTA(T), defined only when every "
+    "run reached T; ATTMT(LOW..T) of a group is the mean of the runs' ATTMT(LOW..T), "
+    "under the same condition; ratio = B / A"
+)
+
+
+def _ratio(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+COLUMNS = (
+    Column("T", "threshold", lambda r: f"{100 * r['threshold']:g}%"),
+    Column("TTA A", "tta_a", lambda r: seconds(r["tta_a"])),
+    Column("TTA B", "tta_b", lambda r: seconds(r["tta_b"])),
+    Column("B/A", "tta_ratio", lambda r: _ratio(r["tta_ratio"])),
+    Column("ATTMT A", "attmt_a", lambda r: seconds(r["attmt_a"], none="undefined")),
+    Column("ATTMT B", "attmt_b", lambda r: seconds(r["attmt_b"], none="undefined")),
+    Column("B/A", "attmt_ratio", lambda r: _ratio(r["attmt_ratio"])),
+)
+
+
+def _cmd_compare(args) -> int:
+    skipped_a: list[dict] = []
+    skipped_b: list[dict] = []
+    a, b = scoring.load_inputs([args.a], skipped_a), scoring.load_inputs([args.b], skipped_b)
+    note_skipped(skipped_a + skipped_b)
+    spec, spec_str = spec_from_runs(a + b, args.thresholds, "compare")
+    rows = scoring.compare_rows([r.points for r in a], [r.points for r in b], spec)
+    if args.json:
+        out = {
+            "a": {"name": args.a, "runs": [r.name for r in a], "skipped": skipped_a},
+            "b": {"name": args.b, "runs": [r.name for r in b], "skipped": skipped_b},
+            "thresholds": spec_str,
+            "averaging": AVERAGING,
+            "rows": rows,
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+
+    def label(name, runs):
+        return f"{name} ({len(runs)} runs)" if len(runs) > 1 else name
+
+    print(f"A = {label(args.a, a)}\nB = {label(args.b, b)}")
+    notes = [f"averaging: {AVERAGING}"] if len(a) > 1 or len(b) > 1 else []
+    show(Table(COLUMNS, rows, title=f"TTA and ATTMT({100 * spec[0]:g}%..T), B / A", notes=notes))
+    return 0
+
+
+def add_commands(sub) -> None:
+    c = sub.add_parser(
+        "compare",
+        help="TTA and ATTMT of two systems, threshold by threshold",
+        description="Per threshold T: TTA(T) and ATTMT(LOW..T) of A and B and their "
+        "ratios B/A. A and B are runs, curves or folders of runs; "
+        f"{AVERAGING}.",
+    )
+    c.add_argument("a", metavar="A", help="run folder, curve.csv, or folder of runs")
+    c.add_argument("b", metavar="B", help="run folder, curve.csv, or folder of runs")
+    c.add_argument(
+        "--thresholds",
+        metavar="LOW:HIGH:STEP",
+        help="thresholds (default: the spec the runs were recorded with)",
+    )
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.set_defaults(func=_cmd_compare)

@@ -1,0 +1,151 @@
+"""`ttabench report RESULTS_DIR`: one table of every system / benchmark / division in a
+results tree (split by data set, workers and network), scored by the olympic mean."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from ttabench import UserError
+from ttabench.divisions import metrics, scoring
+from ttabench.launch.commands.inputs import check_target_budget
+from ttabench.launch.commands.tables import Column, Table, to_csv, to_markdown
+
+REPORT_COLUMNS = (
+    "system",
+    "benchmark",
+    "division",
+    "dataset",
+    "workers",
+    "network",
+    "runs",
+    "scored",
+    "statuses",
+    "target",
+    "tta_s",
+    "tta_stat",
+    "tta_reached",
+    "threshold_spec",
+    "attmt_s",
+    "attmt_stat",
+    "attmt_reached",
+    "budget_s",
+    "aat",
+    "aat_stat",
+    "final_accuracy",
+    "throughput_img_s",
+    "notes",
+)
+
+DATA_MARKS = {
+    "cifar10-subset": ("†", "the CIFAR-10 subset: not the full benchmark, not comparable with full runs."),
+    "synthetic": ("‡", "synthetic data: a demo, never a benchmark result."),
+}
+
+
+def _cmd_report(args) -> int:
+    if args.thresholds:
+        metrics.parse_thresholds(args.thresholds)
+    check_target_budget(args)
+    if not os.path.isdir(args.results_dir):
+        raise UserError(f"not a folder: {args.results_dir}")
+    runs = scoring.load_inputs([args.results_dir], every_run=True)
+    rows = scoring.report_rows(runs, args.thresholds, args.target, args.budget)
+    if args.format == "json":
+        print(json.dumps({"results_dir": args.results_dir, "rows": rows}, indent=2))
+    elif args.format == "csv":
+        sys.stdout.write(to_csv(Table([Column(k) for k in REPORT_COLUMNS], rows)))
+    else:
+        sys.stdout.write(to_markdown(report_table(rows)) + "\n")
+    return 0
+
+
+def _stat_cell(value, stat, reached, scored, fmt) -> str:
+    if value is None:
+        return f"not reached (0/{scored})" if scored else "-"
+    mark = "" if stat == "olympic_mean" else "*"
+    return f"{fmt.format(value)}{mark} ({reached}/{scored})"
+
+
+def _tta(r: dict) -> str:
+    if r["target"] is None:
+        return "no target"
+    cell = _stat_cell(r["tta_s"], r["tta_stat"], r["tta_reached"], r["scored"], "{:.2f} s")
+    return f"{100 * r['target']:g}%: {cell}"
+
+
+def _attmt(r: dict) -> str:
+    if r["threshold_spec"] is None:
+        return "no thresholds"
+    cell = _stat_cell(r["attmt_s"], r["attmt_stat"], r["attmt_reached"], r["scored"], "{:.2f} s")
+    return f"{r['threshold_spec']}: {cell}"
+
+
+def _aat(r: dict) -> str:
+    if r["budget_s"] is None:
+        return "no budget"
+    aat = None if r["aat"] is None else 100 * r["aat"]
+    return f"{r['budget_s']:g} s: {_stat_cell(aat, r['aat_stat'], r['scored'], r['scored'], '{:.2f}%')}"
+
+
+def _runs(r: dict) -> str:
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(r["statuses"].items()))
+    return f"{r['runs']} ({statuses})"
+
+
+COLUMNS = (
+    Column("system", left=True),
+    Column("benchmark", left=True),
+    Column("division", left=True),
+    Column("data", "dataset", lambda r: r["dataset"] + DATA_MARKS.get(r["dataset"], ("", ""))[0], left=True),
+    Column("workers", show=lambda r: str(r["workers"])),
+    Column("network", left=True),
+    Column("runs", show=_runs, left=True),
+    Column("TTA @ target", "tta_s", _tta),
+    Column("ATTMT", "attmt_s", _attmt),
+    Column("AAT @ budget", "aat", _aat),
+    Column("final acc.", "final_accuracy", lambda r: _percent(r["final_accuracy"])),
+    Column("img/s", "throughput_img_s", lambda r: _count(r["throughput_img_s"])),
+)
+
+
+def _percent(v) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+def _count(v) -> str:
+    return "-" if v is None else f"{v:,.0f}"
+
+
+def report_table(rows: list[dict]) -> Table:
+    """The report's table, with what its marks mean and each group's notes below it."""
+    starred = any("*" in _tta(r) + _attmt(r) + _aat(r) for r in rows)
+    notes = [
+        "Values are the olympic mean over the scored runs (success or diverged; one min and "
+        "one max dropped, as MLPerf), with (runs that reached it / scored runs)."
+    ]
+    if starred:
+        notes.append("* plain mean: fewer than 3 runs reached it, and the olympic mean needs 3.")
+    notes.append("Final accuracy and img/s are means over the scored runs.")
+    marks = sorted({r["dataset"] for r in rows} & set(DATA_MARKS))
+    notes += [DATA_MARKS[d][0] + " " + DATA_MARKS[d][1] for d in marks]
+    notes += [f"{r['system']}/{r['benchmark']}/{r['division']}: {n}" for r in rows for n in r["notes"]]
+    return Table(COLUMNS, rows, notes=notes)
+
+
+def add_commands(sub) -> None:
+    r = sub.add_parser(
+        "report",
+        help="one table of every system/benchmark/division in a results tree",
+        description="One row per system, benchmark and division (split by data set, "
+        "workers and network): runs, olympic-mean TTA at the target, ATTMT, "
+        "AAT, final accuracy, img/s. Metrics are recomputed from curve.csv "
+        "with each run's own thresholds, target and budget unless given.",
+    )
+    r.add_argument("results_dir", metavar="RESULTS_DIR")
+    r.add_argument("--format", choices=("md", "csv", "json"), default="md", help="output format (default md)")
+    r.add_argument("--thresholds", metavar="LOW:HIGH:STEP", help="ATTMT over these thresholds")
+    r.add_argument("--target", type=float, help="TTA at this accuracy (fraction)")
+    r.add_argument("--budget", type=float, metavar="SECONDS", help="AAT at this training time")
+    r.set_defaults(func=_cmd_report)
