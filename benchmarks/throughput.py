@@ -14,7 +14,7 @@ the spread of the accuracy over repetitions is the seed noise):
   Dataset whose __getitem__ pads, crops, flips and normalises one image in
   Python, a DataLoader with worker processes (shuffle, drop_last), fp32
   eager, NCHW.
-- the other modes: ttabench's own path, built by ``launch.worker.build`` and
+- the other modes: ttabench's own path, built by ``launch.worker.workload.build`` and
   timed by ``launch.loop.run`` (uint8 data set in memory, one gather per
   batch for crop+flip, fused normalise): fp32 NCHW, fp32 channels_last,
   bf16 autocast channels_last, and the same two precisions under
@@ -212,7 +212,7 @@ def run_baseline(args, seed: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------
-# (b) ttabench's path: worker.build() + (warm-up) + loop.run()
+# (b) ttabench's path: workload.build() + (warm-up) + loop.run()
 
 
 def _profile_hook(prof):
@@ -231,8 +231,7 @@ def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) ->
     import torch
     from ttabench.launch.config import RunConfig
     from ttabench.launch.worker import comm as comm_mod
-    from ttabench.launch.worker import loop
-    from ttabench.launch.worker import main as worker
+    from ttabench.launch.worker import context, loop, workload
 
     if profile_out and mode.compile != "none":
         # per-kernel records for Inductor's generated C++ (otherwise one opaque row per graph)
@@ -254,8 +253,8 @@ def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) ->
     cfg.validate()
     comm = comm_mod.Comm()
     device = torch.device("cpu")
-    autocast_dtype = worker._autocast_dtype(cfg.precision, device)
-    setup = worker.build(cfg, comm, seed, device, autocast_dtype)
+    autocast_dtype = context.autocast_dtype(cfg.precision, device)
+    setup = workload.build(cfg, comm, seed, device, autocast_dtype)
     spec = setup.spec
     warmup_s = setup.resolved["warmup_s"]  # build() compiles and warms up before the clock
     hooks = []

@@ -39,9 +39,9 @@ def metrics_table(m: dict, title: str = "metrics") -> Table:
     return t
 
 
-def print_run_summary(run_dir: str, console: Console | None = None) -> None:
+def print_run_summary(run_dir: str, console: Console | None = None, summary: dict | None = None) -> None:
     console = console or Console()
-    s = read_json(os.path.join(run_dir, "summary.json"))
+    s = summary if summary is not None else read_json(os.path.join(run_dir, "summary.json"))
     m = s.get("metrics", {})
     label = f"{s.get('benchmark')} {s.get('division')}, {s.get('world_size')} worker(s)"
     if s.get("synthetic"):
