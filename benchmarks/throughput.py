@@ -216,7 +216,7 @@ def run_baseline(args, seed: int) -> dict:
 
 
 def _profile_hook(prof):
-    from ttabench.launch.worker.loop import Hooks
+    from ttabench.launch.worker.hooks import Hooks
 
     class ProfileSteps(Hooks):
         """A loop hook that advances the profiler's schedule once per training step."""
@@ -232,6 +232,7 @@ def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) ->
     from ttabench.launch.config import RunConfig
     from ttabench.launch.worker import comm as comm_mod
     from ttabench.launch.worker import context, loop, workload
+    from ttabench.launch.worker import hooks as hooks_mod
 
     if profile_out and mode.compile != "none":
         # per-kernel records for Inductor's generated C++ (otherwise one opaque row per graph)
@@ -271,7 +272,7 @@ def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) ->
         prof.start()
         hooks.append(_profile_hook(prof))
     c0 = _cpu_s()
-    result = loop.run(spec, comm, loop.HookList(hooks))
+    result = loop.run(spec, comm, hooks_mod.HookList(hooks))
     cpu_s = _cpu_s() - c0  # includes the evaluations (small next to training)
     if prof is not None:
         prof.stop()

@@ -312,6 +312,17 @@ def add_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -
         group.add_argument(flag, **kw)
 
 
+def add_resume_argument(parser: argparse.ArgumentParser) -> None:
+    """`--resume RUN_DIR`: the same for `ttabench run` and the worker module (RunConfig.resume
+    is the launcher's flag for it, never typed)."""
+    parser.add_argument(
+        "--resume",
+        dest="resume_dir",
+        metavar="RUN_DIR",
+        help="continue a run from its checkpoint.pt (every other setting comes from the run's config.json)",
+    )
+
+
 _TYPES = {"int": int, "int | None": int, "float": float, "float | None": float, "str": str, "str | None": str}
 
 

@@ -22,7 +22,8 @@ from ttabench.launch.record.recorder import Recorder
 from ttabench.launch.worker import checkpoint
 from ttabench.launch.worker.checkpoint import Checkpoint
 from ttabench.launch.worker.context import Context
-from ttabench.launch.worker.loop import Hooks, LoopResult, LoopState
+from ttabench.launch.worker.hooks import Hooks
+from ttabench.launch.worker.loop import LoopResult, LoopState
 from ttabench.launch.worker.workload import Setup
 
 # The files a restarted run without a checkpoint begins again.

@@ -13,7 +13,8 @@ import os
 from ttabench.divisions import metrics
 from ttabench.divisions.results import atomic_write_json, atomic_write_text, format_curve
 from ttabench.launch.record.mllog import C, RunLog
-from ttabench.launch.worker.loop import Hooks, LoopResult
+from ttabench.launch.worker.hooks import Hooks
+from ttabench.launch.worker.loop import LoopResult
 
 
 class Recorder(Hooks):

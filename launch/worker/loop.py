@@ -29,6 +29,8 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from ttabench.launch.worker.clock import Clock
+from ttabench.launch.worker.hooks import Hooks
 from ttabench.reference_impls.augment import CropFlip, Normalize, crop_flip
 
 
@@ -76,69 +78,6 @@ class LoopResult:
     total_time_s: float = 0.0
     diverged_step: int | None = None
     breakdown: dict = field(default_factory=dict)  # this rank's time breakdown
-
-
-class Hooks:
-    """Side work called by the loop; every method is optional."""
-
-    def run_start(self, info: dict) -> None: ...
-    def epoch_start(self, epoch: int) -> None: ...
-    def step(self, info: dict) -> None: ...
-    def eval_start(self, epoch: float) -> None: ...
-    def evaluated(self, row: dict) -> None: ...
-    def epoch_stop(self, epoch: int) -> None: ...
-    def run_stop(self, result: LoopResult) -> None: ...
-
-
-class HookList(Hooks):
-    def __init__(self, hooks):
-        self.hooks = [h for h in hooks if h is not None]
-        self.overhead_s = 0.0  # time spent in side work while the clock ran
-
-    def __getattribute__(self, name):
-        if name in ("run_start", "epoch_start", "step", "eval_start", "evaluated", "epoch_stop", "run_stop"):
-            hooks = object.__getattribute__(self, "hooks")
-
-            def call(*args):
-                t0 = time.perf_counter()
-                for h in hooks:
-                    getattr(h, name)(*args)
-                self.overhead_s += time.perf_counter() - t0
-
-            return call
-        return object.__getattribute__(self, name)
-
-
-class Clock:
-    """Training time (evaluation excluded) and total time since run_start."""
-
-    def __init__(self, sync: Callable[[], None], train_s: float = 0.0, total_s: float = 0.0):
-        self._sync = sync  # device synchronize: a GPU clock read must see finished work
-        self.start = None
-        self.train_s = train_s  # a resumed run continues its clocks, it does not restart them
-        self._total_before = total_s
-        self._segment = None
-
-    def begin(self):
-        self._sync()
-        self.start = self._segment = time.perf_counter()
-
-    def pause(self):
-        self._sync()
-        now = time.perf_counter()
-        self.train_s += now - self._segment
-        self._segment = None
-        return now
-
-    def resume(self):
-        self._segment = time.perf_counter()
-
-    def train_elapsed(self) -> float:
-        self._sync()
-        return self.train_s + (time.perf_counter() - self._segment if self._segment else 0.0)
-
-    def total_elapsed(self) -> float:
-        return self._total_before + time.perf_counter() - self.start
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

@@ -31,10 +31,11 @@ import traceback
 
 from ttabench import UserError
 from ttabench.launch import launcher
-from ttabench.launch.config import RunConfig, add_arguments, from_args
+from ttabench.launch.config import RunConfig, add_arguments, add_resume_argument, from_args
 from ttabench.launch.record.folder import RunFolder
 from ttabench.launch.worker import checkpoint, context, loop, workload
 from ttabench.launch.worker.checkpoint import Checkpoint
+from ttabench.launch.worker.hooks import HookList
 
 
 class _StopFlag:
@@ -87,7 +88,7 @@ def run_worker(cfg: RunConfig, *, command: list[str] | None = None) -> int:
         if cfg.checkpoint_every is not None:
             setup.spec.checkpoint = folder.save_checkpoint
         hooks = folder.start(setup, time.perf_counter() - t_init, resumed, command)
-        result = loop.run(setup.spec, ctx.comm, loop.HookList(hooks), stop_requested=stop)
+        result = loop.run(setup.spec, ctx.comm, HookList(hooks), stop_requested=stop)
         folder.finish(result, ctx.comm.gather(result.breakdown), stop.signal)
         # Leave together: a worker tearing its process group down while a peer
         # is still sending can abort at exit.
@@ -105,12 +106,7 @@ def run_worker(cfg: RunConfig, *, command: list[str] | None = None) -> int:
 def build_parser(prog: str = "python -m ttabench.launch.worker") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Run one worker of a ttabench run.")
     add_arguments(p, skip=("resume",))
-    p.add_argument(
-        "--resume",
-        dest="resume_dir",
-        metavar="RUN_DIR",
-        help="continue the run in RUN_DIR from its checkpoint, with the configuration it recorded",
-    )
+    add_resume_argument(p)
     p.add_argument("--run-config", help=argparse.SUPPRESS)  # from a launcher: RunConfig.to_json()
     p.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     return p
