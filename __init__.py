@@ -13,3 +13,9 @@ class UserError(Exception):
 
     The CLI prints it as one line, without a traceback unless ``--debug``.
     """
+
+
+def error_line(e: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__

@@ -14,7 +14,7 @@ the spread of the accuracy over repetitions is the seed noise):
   Dataset whose __getitem__ pads, crops, flips and normalises one image in
   Python, a DataLoader with worker processes (shuffle, drop_last), fp32
   eager, NCHW.
-- the other modes: ttabench's own path, built by ``launch.worker.build`` and
+- the other modes: ttabench's own path, built by ``launch.worker.workload.build`` and
   timed by ``launch.loop.run`` (uint8 data set in memory, one gather per
   batch for crop+flip, fused normalise): fp32 NCHW, fp32 channels_last,
   bf16 autocast channels_last, and the same two precisions under
@@ -212,11 +212,11 @@ def run_baseline(args, seed: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------
-# (b) ttabench's path: worker.build() + (warm-up) + loop.run()
+# (b) ttabench's path: workload.build() + (warm-up) + loop.run()
 
 
 def _profile_hook(prof):
-    from ttabench.launch.worker.loop import Hooks
+    from ttabench.launch.worker.hooks import Hooks
 
     class ProfileSteps(Hooks):
         """A loop hook that advances the profiler's schedule once per training step."""
@@ -231,8 +231,8 @@ def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) ->
     import torch
     from ttabench.launch.config import RunConfig
     from ttabench.launch.worker import comm as comm_mod
-    from ttabench.launch.worker import loop
-    from ttabench.launch.worker import main as worker
+    from ttabench.launch.worker import context, loop, workload
+    from ttabench.launch.worker import hooks as hooks_mod
 
     if profile_out and mode.compile != "none":
         # per-kernel records for Inductor's generated C++ (otherwise one opaque row per graph)
@@ -254,8 +254,8 @@ def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) ->
     cfg.validate()
     comm = comm_mod.Comm()
     device = torch.device("cpu")
-    autocast_dtype = worker._autocast_dtype(cfg.precision, device)
-    setup = worker.build(cfg, comm, seed, device, autocast_dtype)
+    autocast_dtype = context.autocast_dtype(cfg.precision, device)
+    setup = workload.build(cfg, comm, seed, device, autocast_dtype)
     spec = setup.spec
     warmup_s = setup.resolved["warmup_s"]  # build() compiles and warms up before the clock
     hooks = []
@@ -272,7 +272,7 @@ def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) ->
         prof.start()
         hooks.append(_profile_hook(prof))
     c0 = _cpu_s()
-    result = loop.run(spec, comm, loop.HookList(hooks))
+    result = loop.run(spec, comm, hooks_mod.HookList(hooks))
     cpu_s = _cpu_s() - c0  # includes the evaluations (small next to training)
     if prof is not None:
         prof.stop()

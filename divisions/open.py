@@ -103,7 +103,7 @@ import types
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional
 
-from ttabench import UserError
+from ttabench import UserError, error_line
 
 AUGMENTATIONS = ("pad4-crop32-hflip", "none")
 PROBE_SHAPE = (2, 3, 32, 32)
@@ -179,11 +179,6 @@ def _kind(x) -> str:
     return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
-def _error_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
-
-
 def _fail(message: str, cause: BaseException | None = None) -> UserError:
     """A UserError carrying the user's own traceback (printed under --debug)."""
     err = UserError(message)
@@ -234,7 +229,7 @@ def _load_object(ref: str, flag: str) -> tuple[Any, dict]:
             raise _fail(f"{where}: syntax error in {e.filename}, line {e.lineno}: {e.msg}", e) from e
         except (Exception, SystemExit) as e:
             del sys.modules[name]
-            raise _fail(f"{where}: importing {r.target} raised {_error_line(e)}", e) from e
+            raise _fail(f"{where}: importing {r.target} raised {error_line(e)}", e) from e
         source = {"ref": ref, "kind": "file", "path": path, "attribute": r.attr, "sha256": digest}
     else:
         if os.getcwd() not in sys.path and "" not in sys.path:
@@ -248,11 +243,11 @@ def _load_object(ref: str, flag: str) -> tuple[Any, dict]:
                     "to PYTHONPATH, or give path/to/file.py:CALLABLE)",
                     e,
                 ) from e
-            raise _fail(f"{where}: importing {r.target} raised {_error_line(e)}", e) from e
+            raise _fail(f"{where}: importing {r.target} raised {error_line(e)}", e) from e
         except SyntaxError as e:
             raise _fail(f"{where}: syntax error in {e.filename}, line {e.lineno}: {e.msg}", e) from e
         except (Exception, SystemExit) as e:
-            raise _fail(f"{where}: importing {r.target} raised {_error_line(e)}", e) from e
+            raise _fail(f"{where}: importing {r.target} raised {error_line(e)}", e) from e
         path = getattr(module, "__file__", None)
         source = {
             "ref": ref,
@@ -312,7 +307,7 @@ class LoadedSubmission:
         try:
             model = self.submission.model()
         except Exception as e:
-            raise _fail(f"{who}: calling it raised {_error_line(e)}", e) from e
+            raise _fail(f"{who}: calling it raised {error_line(e)}", e) from e
         if not isinstance(model, torch.nn.Module):
             raise _fail(f"{who}: returned {_kind(model)}, not a torch.nn.Module")
         params = list(model.parameters())
@@ -347,7 +342,7 @@ class LoadedSubmission:
                 out = model(x)
         except Exception as e:
             raise _fail(
-                f"{who}: the forward pass on a probe batch of {probe} raised {_error_line(e)}", e
+                f"{who}: the forward pass on a probe batch of {probe} raised {error_line(e)}", e
             ) from e
         finally:
             model.train(was_training)
@@ -374,7 +369,7 @@ class LoadedSubmission:
         try:
             made = self.optimizer(model, run)
         except Exception as e:
-            raise _fail(f"{who}: calling it raised {_error_line(e)}", e) from e
+            raise _fail(f"{who}: calling it raised {error_line(e)}", e) from e
         optimizer, lr_at = made if isinstance(made, tuple) and len(made) == 2 else (made, None)
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise _fail(
@@ -386,7 +381,7 @@ class LoadedSubmission:
             try:
                 lr0 = lr_at(0.0)
             except Exception as e:
-                raise _fail(f"{who}: lr_at(0.0) raised {_error_line(e)}", e) from e
+                raise _fail(f"{who}: lr_at(0.0) raised {error_line(e)}", e) from e
             if (
                 not isinstance(lr0, numbers.Real)
                 or isinstance(lr0, bool)

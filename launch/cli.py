@@ -74,7 +74,7 @@ def _cmd_env(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from ttabench.launch.commands import bench, readers, sweep
-    from ttabench.launch.config import add_arguments
+    from ttabench.launch.config import add_arguments, add_resume_argument
     from ttabench.launch.net import lab as netlab
 
     p = argparse.ArgumentParser(
@@ -95,12 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
         "results/<system>/<benchmark>/<division>/<run-id>/.",
     )
     add_arguments(run, skip=("resume",))
-    run.add_argument(
-        "--resume",
-        dest="resume_dir",
-        metavar="RUN_DIR",
-        help="continue a run from its checkpoint.pt (every other setting comes from the run's config.json)",
-    )
+    add_resume_argument(run)
     seeds = run.add_argument_group("several runs").add_mutually_exclusive_group()
     seeds.add_argument(
         "--seeds",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -165,10 +166,10 @@ class RunConfig:
     save_model: bool = _f(
         False, "save rank 0's final weights as model.pt in the run folder (a plain state_dict)", "output"
     )
-    run_dir: str | None = _f(None, argparse.SUPPRESS, "output")  # set by the launcher
-    resume: bool = _f(
-        False, argparse.SUPPRESS, "output"
-    )  # continue run_dir from its checkpoint  # set by the launcher
+    # Set by the launcher, never typed: the run folder it made, and whether to
+    # continue it from its checkpoint (`ttabench run --resume RUN_DIR` sets both).
+    run_dir: str | None = _f(None, argparse.SUPPRESS, "output")
+    resume: bool = _f(False, argparse.SUPPRESS, "output")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -177,6 +178,16 @@ class RunConfig:
     def from_dict(cls, d: dict) -> RunConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_json(self) -> str:
+        """The whole configuration as one JSON text (how a launcher hands it to its workers)."""
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunConfig:
+        """The exact inverse of to_json (already validated: nothing is checked again).
+        Unlike from_dict, a field this version does not know is an error, not dropped."""
+        return cls(**json.loads(text))
 
     def validate(self) -> None:
         """Raise UserError for values that can never work (checked before anything starts)."""
@@ -299,6 +310,17 @@ def add_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -
             if "choices" in md:
                 kw["choices"] = md["choices"]
         group.add_argument(flag, **kw)
+
+
+def add_resume_argument(parser: argparse.ArgumentParser) -> None:
+    """`--resume RUN_DIR`: the same for `ttabench run` and the worker module (RunConfig.resume
+    is the launcher's flag for it, never typed)."""
+    parser.add_argument(
+        "--resume",
+        dest="resume_dir",
+        metavar="RUN_DIR",
+        help="continue a run from its checkpoint.pt (every other setting comes from the run's config.json)",
+    )
 
 
 _TYPES = {"int": int, "int | None": int, "float": float, "float | None": float, "str": str, "str | None": str}

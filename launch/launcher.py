@@ -33,19 +33,8 @@ FINAL = ("success", "failed", "diverged", "interrupted")
 
 
 def worker_argv(cfg: RunConfig) -> list[str]:
-    """Command-line flags that reproduce `cfg` for ttabench.launch.worker.main."""
-    out = []
-    defaults = RunConfig()
-    for f in dataclasses.fields(RunConfig):
-        v = getattr(cfg, f.name)
-        if v == getattr(defaults, f.name):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(v, bool):
-            out.append(flag if v else "--no-" + f.name.replace("_", "-"))
-        elif v is not None:
-            out += [flag, str(v)]
-    return out
+    """The worker module's arguments: `cfg`, validated here, handed over whole (launch/worker/main.py)."""
+    return ["--run-config", cfg.to_json()]
 
 
 def seed_list(seed: int | None, count: int | None, listed: str | None) -> list[int] | None:
@@ -157,7 +146,7 @@ def check_open_submission(cfg: RunConfig) -> None:
     in one error line here instead of one per worker, before any folder or process exists."""
     import torch
     from ttabench.launch.worker import comm
-    from ttabench.launch.worker.main import build
+    from ttabench.launch.worker.workload import build
 
     one = comm.Comm()
     one.world_size = cfg.world_size()  # the global batch is checked as the workers will see it

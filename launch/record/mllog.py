@@ -34,12 +34,14 @@ class _FlushingFileHandler(logging.FileHandler):
     """
 
     error: UserError | None = None  # the first failed write
+    lines = 0  # lines in the file: what it held when opened, plus each event written
 
     def emit(self, record):
         if self.error is not None:
             raise UserError(str(self.error))
         super().emit(record)
         self.flush()
+        self.lines += 1
 
     def flush(self):
         try:
@@ -60,9 +62,13 @@ class _FlushingFileHandler(logging.FileHandler):
 
 
 class RunLog:
-    """An MLLogger bound to one run's mllog.txt (no global logging state)."""
+    """An MLLogger bound to one run's mllog.txt (no global logging state).
 
-    def __init__(self, path: str | None):
+    `lines` is how many lines the file already holds (a resumed run's log, cut
+    at its checkpoint); ``RunLog.lines`` then counts on, so nobody re-reads the file.
+    """
+
+    def __init__(self, path: str | None, lines: int = 0):
         self.path = path
         self._logger = None
         self._handler = None
@@ -76,10 +82,16 @@ class RunLog:
         except OSError as e:
             raise UserError(f"cannot write results file {path}: {e.strerror or e}") from None
         self._handler.setLevel(logging.INFO)
+        self._handler.lines = lines
         logger.addHandler(self._handler)
         self._logger = MLLogger(
             logger=logger, default_stack_offset=2, root_dir=os.path.dirname(os.path.dirname(__file__))
         )
+
+    @property
+    def lines(self) -> int:
+        """Lines in mllog.txt now (0 without a file)."""
+        return self._handler.lines if self._handler is not None else 0
 
     def event(self, key, value=None, **metadata):
         if self._logger is not None:

@@ -13,7 +13,7 @@ import time
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
-from ttabench.launch.worker.loop import Hooks
+from ttabench.launch.worker.hooks import Hooks
 
 
 class _State:

@@ -13,7 +13,8 @@ import os
 from ttabench.divisions import metrics
 from ttabench.divisions.results import atomic_write_json, atomic_write_text, format_curve
 from ttabench.launch.record.mllog import C, RunLog
-from ttabench.launch.worker.loop import Hooks, LoopResult
+from ttabench.launch.worker.hooks import Hooks
+from ttabench.launch.worker.loop import LoopResult
 
 
 class Recorder(Hooks):
@@ -31,13 +32,15 @@ class Recorder(Hooks):
     def path(self, name: str) -> str:
         return os.path.join(self.run_dir, name)
 
-    def write_summary(self, extra: dict) -> None:
+    def write_summary(self, extra: dict) -> dict:
+        """Write summary.json (the base, `extra`, and metrics from the curve); returns it."""
         summary = dict(self.base)
         summary.update(extra)
         summary["metrics"] = metrics.summary_block(
             self.curve, self.cfg.thresholds, self.cfg.target, self.cfg.time_budget
         )
         atomic_write_json(self.path("summary.json"), summary)
+        return summary
 
     # -- loop hooks
     def run_start(self, info):

@@ -62,7 +62,7 @@ def usable_cores() -> int:
 
 
 def describe() -> dict:
-    import torch
+    import torch  # here: usable_cores() and cpu_model() serve callers that never load torch
 
     gpus = []
     if torch.cuda.is_available():

@@ -1,11 +1,11 @@
 """Checkpoints: what a run needs to continue exactly where it stopped.
 
-``checkpoint.pt`` in the run folder holds rank 0's model and optimizer
-state, the loop's position (epoch, step within it, samples, next evaluation
-and checkpoint), its clocks (training time and total time so far), the
-curve so far, the RNG state, and how many mllog lines the run had written at
-that moment. Sync SGD keeps every worker's weights and optimizer state equal,
-so rank 0's copy serves all of them.
+``checkpoint.pt`` in the run folder holds a ``Checkpoint``: the loop's state
+(``loop.LoopState``: position, cadences, clocks, the curve so far, seed), rank
+0's model and optimizer state, the RNG state, how many mllog lines the run
+had written at that moment, and the run's fixed summary fields. Sync SGD keeps
+every worker's weights and optimizer state equal, so rank 0's copy serves all
+of them.
 
 It is written atomically (never half a checkpoint) and read with
 ``torch.load(weights_only=True)``: a checkpoint is data, never code.
@@ -17,69 +17,86 @@ mean the same as for a run that never stopped.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
+from dataclasses import dataclass
 
-from ttabench import UserError
+import torch
+from ttabench import UserError, error_line
+from ttabench.divisions.results import atomic_write_bytes
+from ttabench.launch.worker.loop import LoopState
 
 FILE = "checkpoint.pt"
-FORMAT = 1
+FORMAT = 2  # 2: one LoopState, and the summary fields a resumed run keeps
 
 
-def save(run_dir: str, *, model, optimizer, loop_state: dict, mllog_lines: int) -> None:
-    import torch
-    from ttabench.divisions.results import atomic_write_bytes
+@dataclass
+class Checkpoint:
+    loop: LoopState
+    model: dict  # state_dict, on the CPU
+    optimizer: dict  # state_dict
+    rng: torch.Tensor  # torch's global RNG state
+    mllog_lines: int  # mllog.txt lines written when it was taken
+    summary: dict  # summary.json's fields fixed at the start (Recorder.base)
 
-    state = {
-        "format": FORMAT,
-        "loop": loop_state,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict(),
-        "rng": torch.get_rng_state(),
-        "mllog_lines": mllog_lines,
-    }
+    def to_dict(self) -> dict:
+        """Plain data (weights_only loads refuse classes), with the format number."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return dict(d, format=FORMAT, loop=self.loop.to_dict())
+
+
+def cpu_state_dict(model: torch.nn.Module) -> dict:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def write_torch(path: str, obj) -> None:
+    """torch.save, written atomically (temp file + rename)."""
     buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(os.path.join(run_dir, FILE), buf.getvalue())
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
-def load(run_dir: str) -> dict | None:
+def save(run_dir: str, *, model, optimizer, loop_state: LoopState, mllog_lines: int, summary: dict) -> None:
+    ckpt = Checkpoint(
+        loop=loop_state,
+        model=cpu_state_dict(model),
+        optimizer=optimizer.state_dict(),
+        rng=torch.get_rng_state(),
+        mllog_lines=mllog_lines,
+        summary=summary,
+    )
+    write_torch(os.path.join(run_dir, FILE), ckpt.to_dict())
+
+
+def load(run_dir: str) -> Checkpoint | None:
     """The checkpoint of a run folder, or None if it has none."""
-    import torch
-
     path = os.path.join(run_dir, FILE)
     if not os.path.exists(path):
         return None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # truncated, foreign, or carrying code: all refused
-        raise UserError(
-            f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        ) from None
+        raise UserError(f"cannot read checkpoint {path}: {error_line(e)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{path} is not a ttabench checkpoint (format {FORMAT})")
-    return state
+    fields = {f.name for f in dataclasses.fields(Checkpoint)}
+    try:
+        return Checkpoint(**dict({k: state[k] for k in fields}, loop=LoopState.from_dict(state["loop"])))
+    except (KeyError, TypeError) as e:
+        raise UserError(f"{path} is an incomplete ttabench checkpoint: {error_line(e)}") from None
 
 
-def restore(state: dict, model, optimizer) -> dict:
+def restore(ckpt: Checkpoint, model, optimizer) -> LoopState:
     """Load weights, optimizer state and RNG; returns the loop's state to resume from."""
-    import torch
-
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"])
-    return state["loop"]
-
-
-def count_lines(path: str) -> int:
-    with open(path, "rb") as f:
-        return sum(1 for _ in f)
+    model.load_state_dict(ckpt.model)
+    optimizer.load_state_dict(ckpt.optimizer)
+    torch.set_rng_state(ckpt.rng)
+    return ckpt.loop
 
 
 def truncate_log(path: str, lines: int) -> None:
     """Keep the first `lines` lines of the run's mllog.txt (what the checkpoint covered)."""
-    from ttabench.divisions.results import atomic_write_bytes
-
     with open(path, "rb") as f:
         kept = f.readlines()[:lines]
     atomic_write_bytes(path, b"".join(kept))

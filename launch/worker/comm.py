@@ -17,6 +17,8 @@ import time
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from ttabench.launch.net.link import LinkEmulator
 
 
 class Comm:
@@ -39,8 +41,6 @@ class Comm:
         return list(values)
 
     def emulate_network(self, link) -> None:
-        from ttabench.launch.net.link import LinkEmulator
-
         self.emulator = LinkEmulator(link, self.world_size) if link.emulated else None
 
     def allreduce_tensor(self, tensor) -> None:
@@ -125,8 +125,6 @@ class TorchComm(Comm):
         return out
 
     def wrap_model(self, model):
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
         ids = [self.device.index] if self.device.type == "cuda" else None
         # No buffer broadcast on every forward: BN running statistics only
         # matter for evaluation, and sync_buffers() copies rank 0's before it
@@ -188,7 +186,7 @@ class HorovodComm(Comm):
 
     def __init__(self, device: torch.device):
         super().__init__()
-        import horovod.torch as hvd
+        import horovod.torch as hvd  # optional: installed only where Horovod runs
 
         self.hvd = hvd
         hvd.init()

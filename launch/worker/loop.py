@@ -19,8 +19,8 @@ it does not live in the loop.
 
 from __future__ import annotations
 
-import collections
 import contextlib
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -29,6 +29,8 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from ttabench.launch.worker.clock import Clock
+from ttabench.launch.worker.hooks import Hooks
 from ttabench.reference_impls.augment import CropFlip, Normalize, crop_flip
 
 
@@ -60,8 +62,8 @@ class LoopSpec:
     # checkpoint/resume: `checkpoint(state)` is called on every worker at the
     # cadence (rank 0 writes); `resume` is such a state, to continue from.
     checkpoint_every_samples: int = 0  # 0 = never
-    checkpoint: Callable[[dict], None] | None = None
-    resume: dict | None = None
+    checkpoint: Callable[[LoopState], None] | None = None
+    resume: LoopState | None = None
 
 
 @dataclass
@@ -76,69 +78,6 @@ class LoopResult:
     total_time_s: float = 0.0
     diverged_step: int | None = None
     breakdown: dict = field(default_factory=dict)  # this rank's time breakdown
-
-
-class Hooks:
-    """Side work called by the loop; every method is optional."""
-
-    def run_start(self, info: dict) -> None: ...
-    def epoch_start(self, epoch: int) -> None: ...
-    def step(self, info: dict) -> None: ...
-    def eval_start(self, epoch: float) -> None: ...
-    def evaluated(self, row: dict) -> None: ...
-    def epoch_stop(self, epoch: int) -> None: ...
-    def run_stop(self, result: LoopResult) -> None: ...
-
-
-class HookList(Hooks):
-    def __init__(self, hooks):
-        self.hooks = [h for h in hooks if h is not None]
-        self.overhead_s = 0.0  # time spent in side work while the clock ran
-
-    def __getattribute__(self, name):
-        if name in ("run_start", "epoch_start", "step", "eval_start", "evaluated", "epoch_stop", "run_stop"):
-            hooks = object.__getattribute__(self, "hooks")
-
-            def call(*args):
-                t0 = time.perf_counter()
-                for h in hooks:
-                    getattr(h, name)(*args)
-                self.overhead_s += time.perf_counter() - t0
-
-            return call
-        return object.__getattribute__(self, name)
-
-
-class Clock:
-    """Training time (evaluation excluded) and total time since run_start."""
-
-    def __init__(self, sync: Callable[[], None], train_s: float = 0.0, total_s: float = 0.0):
-        self._sync = sync  # device synchronize: a GPU clock read must see finished work
-        self.start = None
-        self.train_s = train_s  # a resumed run continues its clocks, it does not restart them
-        self._total_before = total_s
-        self._segment = None
-
-    def begin(self):
-        self._sync()
-        self.start = self._segment = time.perf_counter()
-
-    def pause(self):
-        self._sync()
-        now = time.perf_counter()
-        self.train_s += now - self._segment
-        self._segment = None
-        return now
-
-    def resume(self):
-        self._segment = time.perf_counter()
-
-    def train_elapsed(self) -> float:
-        self._sync()
-        return self.train_s + (time.perf_counter() - self._segment if self._segment else 0.0)
-
-    def total_elapsed(self) -> float:
-        return self._total_before + time.perf_counter() - self.start
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -201,248 +140,310 @@ def autocast(device: torch.device, dtype):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _step_limit_reason(spec: LoopSpec, step: int) -> str:
-    return "max_steps" if spec.max_steps is not None and step >= spec.max_steps else "max_epochs"
+@dataclass
+class LoopState:
+    """Where the loop stands: exactly what a checkpoint saves and a resumed run starts from
+    (with the model, optimizer and RNG state, which checkpoint.py saves beside it)."""
+
+    global_batch: int
+    steps_per_epoch: int
+    seed: int  # decides the data order and augmentation
+    next_eval: int  # samples at which the next evaluation is due
+    next_checkpoint: int  # samples at which the next checkpoint is due (cadence 0: never)
+    step: int = 0
+    samples: int = 0
+    epoch: int = 0
+    epoch_step: int = 0  # steps done in the current epoch
+    train_s: float = 0.0  # training time, agreed (MAX over workers) after the last step
+    total_s: float = 0.0  # total time before this process's clock started (a resumed run's past)
+    curve: list[dict] = field(default_factory=list)
+    recent_steps: list[float] = field(default_factory=list)  # the last RECENT_STEPS step times
+
+    RECENT_STEPS = 8
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LoopState:
+        return cls(**d)
+
+    def last_step_s(self) -> float:
+        # The budget rule predicts the next step with the slowest of the last few:
+        # a sudden slow step must not carry the run past it.
+        return max(self.recent_steps, default=0.0)
+
+
+@dataclass
+class _Times:
+    """This rank's own time breakdown (seconds)."""
+
+    data_s: float = 0.0
+    compute_s: float = 0.0
+    control_s: float = 0.0
+    eval_s: float = 0.0
+    checkpoint_s: float = 0.0
 
 
 def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] = lambda: False) -> LoopResult:
-    device = spec.train_images.device
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    world, rank = comm.world_size, comm.rank
-    n = len(spec.train_labels)
-    global_batch = spec.batch_size * world
-    steps_per_epoch = n // global_batch
-    if steps_per_epoch == 0:
-        raise ValueError(f"global batch {global_batch} is larger than the training set ({n})")
-    max_steps = math.inf
-    if spec.max_epochs is not None:
-        max_steps = math.floor(spec.max_epochs * steps_per_epoch + 1e-9)
-    if spec.max_steps is not None:
-        max_steps = min(max_steps, spec.max_steps)
-    eval_every = spec.eval_every_samples or steps_per_epoch * global_batch
-    train_step = spec.train_step or default_train_step
-    model = spec.model
-    model.train()
-    t = {"data_s": 0.0, "compute_s": 0.0, "control_s": 0.0, "eval_s": 0.0, "checkpoint_s": 0.0}
-    comm_wait_start = comm.comm_wait_s
-    curve: list[dict] = []
-    step = samples = epoch = k0 = 0
-    next_eval = eval_every
-    ckpt_every = spec.checkpoint_every_samples
-    next_ckpt = ckpt_every
-    agreed_train = last_step_s = 0.0
-    recent_steps = collections.deque(maxlen=8)
-    status, reason, diverged_step = "success", None, None
-    r = spec.resume
-    if r is not None:
-        if r["global_batch"] != global_batch or r["steps_per_epoch"] != steps_per_epoch:
-            raise ValueError("the checkpoint was made with another global batch or data set")
-        if r.get("seed", spec.seed) != spec.seed:  # it decides the data order and augmentation
-            raise ValueError(f"the checkpoint was made with seed {r['seed']}, not {spec.seed}")
-        step, samples, epoch, k0 = r["step"], r["samples"], r["epoch"], r["epoch_step"]
-        next_eval, next_ckpt = r["next_eval"], r["next_checkpoint"]
-        curve = [dict(row) for row in r["curve"]]
-        agreed_train = r["train_s"]
-        recent_steps.extend(r["recent_steps"])
-        last_step_s = max(recent_steps, default=0.0)
+    """The timed run: start the clock together, train epochs until a stop rule, evaluate last."""
+    loop = _Loop(spec, comm, hooks, stop_requested)
+    loop.start()
+    try:
+        if spec.time_budget is not None and spec.resume is None:
+            # AAT mode: an evaluation of the starting point, so that AAT(B) is
+            # defined even for a budget shorter than one step.
+            loop.evaluate()
+        while loop.reason is None:
+            loop.train_epoch()
+        loop.final_evaluation()
+    except KeyboardInterrupt:
+        loop.status, loop.reason = "interrupted", "interrupted"
+    return loop.finish()
 
-    def do_eval(epoch_f: float) -> bool:
+
+class _Loop:
+    """One timed run's moving parts; ``run`` above reads as the sequence of its steps."""
+
+    def __init__(self, spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool]):
+        self.spec, self.comm, self.hooks, self.stop_requested = spec, comm, hooks, stop_requested
+        self.device = spec.train_images.device
+        n = len(spec.train_labels)
+        global_batch = spec.batch_size * comm.world_size
+        steps_per_epoch = n // global_batch
+        if steps_per_epoch == 0:
+            raise ValueError(f"global batch {global_batch} is larger than the training set ({n})")
+        self.max_steps = math.inf
+        if spec.max_epochs is not None:
+            self.max_steps = math.floor(spec.max_epochs * steps_per_epoch + 1e-9)
+        if spec.max_steps is not None:
+            self.max_steps = min(self.max_steps, spec.max_steps)
+        self.eval_every = spec.eval_every_samples or steps_per_epoch * global_batch
+        self.state = spec.resume or LoopState(
+            global_batch=global_batch,
+            steps_per_epoch=steps_per_epoch,
+            seed=spec.seed,
+            next_eval=self.eval_every,
+            next_checkpoint=spec.checkpoint_every_samples,
+        )
+        if self.state.global_batch != global_batch or self.state.steps_per_epoch != steps_per_epoch:
+            raise ValueError("the checkpoint was made with another global batch or data set")
+        if self.state.seed != spec.seed:  # it decides the data order and augmentation
+            raise ValueError(f"the checkpoint was made with seed {self.state.seed}, not {spec.seed}")
+        self.train_step_fn = spec.train_step or default_train_step
+        sync = (lambda: torch.cuda.synchronize(self.device)) if self.device.type == "cuda" else (lambda: None)
+        self.clock = Clock(sync, train_s=self.state.train_s, total_s=self.state.total_s)
+        self.times = _Times()
+        self.comm_wait_start = comm.comm_wait_s
+        self.status, self.reason, self.diverged_step = "success", None, None
+
+    def start(self) -> None:
+        s = self.state
+        self.spec.model.train()
+        self.comm.barrier()  # every worker is ready: the clock starts now, together
+        self.clock.begin()
+        self.hooks.run_start(
+            {
+                "steps_per_epoch": s.steps_per_epoch,
+                "global_batch": s.global_batch,
+                "max_steps": None if self.max_steps == math.inf else self.max_steps,
+                "resumed_at_step": None if self.spec.resume is None else s.step,
+                "epoch": s.epoch,
+                "epoch_open": 0 < s.epoch_step,
+            }
+        )
+
+    def _step_limit_reason(self) -> str:
+        max_steps = self.spec.max_steps
+        return "max_steps" if max_steps is not None and self.state.step >= max_steps else "max_epochs"
+
+    def train_epoch(self) -> None:
+        """The rest of the current epoch (all of it unless resumed inside it), or a stop."""
+        s = self.state
+        if s.step >= self.max_steps:
+            self.reason = self._step_limit_reason()
+            if s.epoch_step > 0:  # resumed at the very end, inside an epoch
+                self.hooks.epoch_stop(s.epoch)
+            return
+        if s.epoch_step == 0:  # a resumed run re-enters its epoch without starting it again
+            self.hooks.epoch_start(s.epoch)
+        t0 = time.perf_counter()
+        batches, aug = epoch_plan(
+            len(self.spec.train_labels), s.global_batch, s.seed, s.epoch, self.comm.rank, self.comm.world_size
+        )
+        batches = batches.to(self.device)
+        aug = aug.to(self.device) if self.spec.augment else None
+        self.times.data_s += time.perf_counter() - t0
+        while s.epoch_step < s.steps_per_epoch:
+            self.reason = self.stop_before_step()
+            if self.reason is None:
+                self.train_step(batches[s.epoch_step], aug)
+                self.reason = self.after_step()
+            if self.reason is not None:
+                break
+        self.hooks.epoch_stop(s.epoch)
+        if self.reason is None:
+            s.epoch, s.epoch_step = s.epoch + 1, 0
+
+    def stop_before_step(self) -> str | None:
+        """Stop rules that act before a step."""
+        s, budget = self.state, self.spec.time_budget
+        if s.step >= self.max_steps:
+            return self._step_limit_reason()
+        if budget is not None and s.train_s + s.last_step_s() > budget:
+            return "time_budget"  # the next step would cross it: evaluate now, within budget
+        return None
+
+    def train_step(self, idx: torch.Tensor, aug: torch.Tensor | None) -> None:
+        """One synchronous SGD step, then one small collective that agrees on its outcome."""
+        spec, s, t = self.spec, self.state, self.times
+        t0 = time.perf_counter()
+        x = spec.train_images[idx]
+        if aug is not None:
+            x = crop_flip(x, aug[idx])
+        x = spec.normalize(x)
+        y = spec.train_labels[idx]
+        t1 = time.perf_counter()
+        if spec.lr_at is not None:
+            for group in spec.optimizer.param_groups:
+                group["lr"] = spec.lr_at(s.step / s.steps_per_epoch)
+        spec.optimizer.zero_grad()  # set_to_none by default (torch >= 2.0)
+        with autocast(self.device, spec.autocast_dtype):
+            loss = self.train_step_fn(spec.model, x, y)
+        self.comm.backward_and_step(loss, spec.optimizer)
+        t2 = time.perf_counter()
+        s.step, s.samples, s.epoch_step = s.step + 1, s.samples + s.global_batch, s.epoch_step + 1
+        # One small collective per step: the slowest worker's clock,
+        # and whether anyone saw a non-finite loss or was asked to stop.
+        loss_f = float(loss.detach())
+        bad = 0.0 if math.isfinite(loss_f) else 1.0
+        stop = 1.0 if self.stop_requested() else 0.0
+        train_max, bad, stop = self.comm.allreduce([self.clock.train_elapsed(), bad, stop], op="max")
+        s.recent_steps = (s.recent_steps + [train_max - s.train_s])[-LoopState.RECENT_STEPS :]
+        s.train_s = train_max
+        t3 = time.perf_counter()
+        t.data_s += t1 - t0
+        t.compute_s += t2 - t1
+        t.control_s += t3 - t2
+        self.hooks.step(
+            {
+                "epoch": s.epoch,
+                "step": s.step,
+                "samples": s.samples,
+                "loss": loss_f,
+                "train_time_s": train_max,
+                "step_s": s.last_step_s(),
+                "global_batch": s.global_batch,
+            }
+        )
+        if bad:
+            self.status, self.diverged_step = "diverged", s.step
+        elif stop:
+            self.status = "interrupted"
+
+    def after_step(self) -> str | None:
+        """Divergence, a stop request, an evaluation at its cadence, a checkpoint at its cadence."""
+        s = self.state
+        if self.status != "success":
+            return self.status  # diverged | interrupted
+        if s.samples >= s.next_eval:
+            s.next_eval += self.eval_every
+            if self.evaluate():
+                return "target"
+        every = self.spec.checkpoint_every_samples
+        if every and s.samples >= s.next_checkpoint:
+            s.next_checkpoint += every
+            self.checkpoint()
+        return None
+
+    def evaluate(self) -> bool:
         """Evaluate with the training clock stopped; True if the target is reached."""
-        clock.pause()
+        spec, s = self.spec, self.state
+        self.clock.pause()
         t_eval = time.perf_counter()
-        hooks.eval_start(epoch_f)
-        comm.sync_buffers(spec.eval_model)
-        acc, loss, count = evaluate(
+        self.hooks.eval_start(s.step / s.steps_per_epoch)
+        self.comm.sync_buffers(spec.eval_model)
+        acc, loss, _ = evaluate(
             spec.eval_model,
             spec.test_images,
             spec.test_labels,
             spec.normalize,
-            comm,
+            self.comm,
             spec.eval_batch_size,
             spec.autocast_dtype,
         )
-        t["eval_s"] += time.perf_counter() - t_eval
-        train_max, total_max = comm.allreduce([clock.train_s, clock.total_elapsed()], op="max")
+        self.times.eval_s += time.perf_counter() - t_eval
+        train_max, total_max = self.comm.allreduce([self.clock.train_s, self.clock.total_elapsed()], op="max")
         row = {
-            "epoch": round(epoch_f, 6),
-            "step": step,
-            "samples": samples,
+            "epoch": round(s.step / s.steps_per_epoch, 6),
+            "step": s.step,
+            "samples": s.samples,
             "train_time_s": train_max,
             "total_time_s": total_max,
             "accuracy": acc,
             "loss": loss,
         }
-        curve.append(row)
-        hooks.evaluated(row)
-        clock.resume()
+        s.curve.append(row)
+        self.hooks.evaluated(row)
+        self.clock.resume()
         return spec.target is not None and acc >= spec.target
 
-    def do_checkpoint() -> None:
-        """Save the state to continue from, with the training clock stopped."""
-        clock.pause()
+    def checkpoint(self) -> None:
+        """Hand a copy of the state to spec.checkpoint, with the training clock stopped."""
+        self.clock.pause()
         t0 = time.perf_counter()
-        spec.checkpoint(
-            {
-                "step": step,
-                "samples": samples,
-                "epoch": epoch,
-                "epoch_step": k + 1,
-                "next_eval": next_eval,
-                "next_checkpoint": next_ckpt,
-                "curve": [dict(x) for x in curve],
-                "train_s": agreed_train,
-                "total_s": comm.allreduce([clock.total_elapsed()], op="max")[0],
-                "recent_steps": list(recent_steps),
-                "global_batch": global_batch,
-                "steps_per_epoch": steps_per_epoch,
-                "seed": spec.seed,
-            }
+        s = self.state
+        total_s = self.comm.allreduce([self.clock.total_elapsed()], op="max")[0]
+        self.spec.checkpoint(
+            dataclasses.replace(
+                s, total_s=total_s, curve=[dict(r) for r in s.curve], recent_steps=list(s.recent_steps)
+            )
         )
         # Rank 0 writes while the others wait here, clocks stopped: saving never
         # counts as training time on any worker.
-        comm.barrier()
-        t["checkpoint_s"] += time.perf_counter() - t0
-        clock.resume()
+        self.comm.barrier()
+        self.times.checkpoint_s += time.perf_counter() - t0
+        self.clock.resume()
 
-    if r is None:
-        clock = Clock(sync)
-    else:
-        clock = Clock(sync, train_s=r["train_s"], total_s=r["total_s"])
-    comm.barrier()  # every worker is ready: the clock starts now, together
-    clock.begin()
-    hooks.run_start(
-        {
-            "steps_per_epoch": steps_per_epoch,
-            "global_batch": global_batch,
-            "max_steps": None if max_steps == math.inf else max_steps,
-            "resumed_at_step": None if r is None else step,
-            "epoch": epoch,
-            "epoch_open": 0 < k0,
+    def final_evaluation(self) -> None:
+        """A run stopped by a step, epoch or time limit ends with an evaluation of where it stopped."""
+        s = self.state
+        if self.reason in ("max_epochs", "max_steps", "time_budget") and (
+            not s.curve or s.curve[-1]["step"] != s.step
+        ):
+            if self.evaluate():
+                self.reason = "target"
+
+    def finish(self) -> LoopResult:
+        s, t, comm = self.state, self.times, self.comm
+        self.clock.pause()
+        total_s = self.clock.total_elapsed()
+        comm_wait = comm.comm_wait_s - self.comm_wait_start
+        breakdown = {
+            "rank": comm.rank,
+            "train_s": self.clock.train_s,
+            "total_s": total_s,
+            "compute_s": t.compute_s - comm_wait,  # backward_and_step's time includes the exposed wait
+            "comm_wait_s": comm_wait,
+            "allreduce_busy_s": comm.allreduce_busy_s,
+            "network_delay_s": comm.emulator.added_s if comm.emulator else 0.0,
+            "data_s": t.data_s,
+            "control_s": t.control_s,
+            "hooks_s": getattr(self.hooks, "overhead_s", 0.0),
+            "eval_s": t.eval_s,
+            "checkpoint_s": t.checkpoint_s,
         }
-    )
-    try:
-        if spec.time_budget is not None and r is None:
-            # AAT mode: an evaluation of the starting point, so that AAT(B) is
-            # defined even for a budget shorter than one step.
-            do_eval(0.0)
-        while reason is None:
-            if step >= max_steps:
-                reason = _step_limit_reason(spec, step)
-                if k0 > 0:  # resumed at the very end, inside an epoch
-                    hooks.epoch_stop(epoch)
-                break
-            if k0 == 0:  # a resumed run re-enters its epoch without starting it again
-                hooks.epoch_start(epoch)
-            t0 = time.perf_counter()
-            batches, aug = epoch_plan(n, global_batch, spec.seed, epoch, rank, world)
-            batches = batches.to(device)
-            aug = aug.to(device) if spec.augment else None
-            t["data_s"] += time.perf_counter() - t0
-            for k in range(k0, steps_per_epoch):
-                # Stop rules that act before a step.
-                if step >= max_steps:
-                    reason = _step_limit_reason(spec, step)
-                    break
-                if spec.time_budget is not None and agreed_train + last_step_s > spec.time_budget:
-                    reason = "time_budget"  # the next step would cross it: evaluate now, within budget
-                    break
-                t0 = time.perf_counter()
-                idx = batches[k]
-                x = spec.train_images[idx]
-                if aug is not None:
-                    x = crop_flip(x, aug[idx])
-                x = spec.normalize(x)
-                y = spec.train_labels[idx]
-                t1 = time.perf_counter()
-                if spec.lr_at is not None:
-                    for group in spec.optimizer.param_groups:
-                        group["lr"] = spec.lr_at(step / steps_per_epoch)
-                spec.optimizer.zero_grad()  # set_to_none by default (torch >= 2.0)
-                with autocast(device, spec.autocast_dtype):
-                    loss = train_step(model, x, y)
-                comm.backward_and_step(loss, spec.optimizer)
-                t2 = time.perf_counter()
-                step += 1
-                samples += global_batch
-                # One small collective per step: the slowest worker's clock,
-                # and whether anyone saw a non-finite loss or was asked to stop.
-                loss_f = float(loss.detach())
-                bad = 0.0 if math.isfinite(loss_f) else 1.0
-                stop = 1.0 if stop_requested() else 0.0
-                train_max, bad, stop = comm.allreduce([clock.train_elapsed(), bad, stop], op="max")
-                recent_steps.append(train_max - agreed_train)
-                # The budget rule predicts the next step with the slowest of the
-                # last few: a sudden slow step must not carry the run past it.
-                last_step_s, agreed_train = max(recent_steps), train_max
-                t3 = time.perf_counter()
-                t["data_s"] += t1 - t0
-                t["compute_s"] += t2 - t1
-                t["control_s"] += t3 - t2
-                hooks.step(
-                    {
-                        "epoch": epoch,
-                        "step": step,
-                        "samples": samples,
-                        "loss": loss_f,
-                        "train_time_s": train_max,
-                        "step_s": last_step_s,
-                        "global_batch": global_batch,
-                    }
-                )
-                if bad:
-                    status, reason, diverged_step = "diverged", "diverged", step
-                    break
-                if stop:
-                    status, reason = "interrupted", "interrupted"
-                    break
-                if samples >= next_eval:
-                    next_eval += eval_every
-                    if do_eval(step / steps_per_epoch):
-                        reason = "target"
-                        break
-                if ckpt_every and samples >= next_ckpt:
-                    next_ckpt += ckpt_every
-                    do_checkpoint()
-            else:
-                hooks.epoch_stop(epoch)
-                epoch += 1
-                k0 = 0
-                continue
-            hooks.epoch_stop(epoch)
-        if reason in ("max_epochs", "max_steps", "time_budget") and (not curve or curve[-1]["step"] != step):
-            if do_eval(step / steps_per_epoch):
-                reason = "target"
-    except KeyboardInterrupt:
-        status, reason = "interrupted", "interrupted"
-    clock.pause()
-    total_s = clock.total_elapsed()
-    comm_wait = comm.comm_wait_s - comm_wait_start
-    t["compute_s"] -= comm_wait  # backward_and_step's time includes the exposed wait
-    breakdown = {
-        "rank": rank,
-        "train_s": clock.train_s,
-        "total_s": total_s,
-        "compute_s": t["compute_s"],
-        "comm_wait_s": comm_wait,
-        "allreduce_busy_s": comm.allreduce_busy_s,
-        "network_delay_s": comm.emulator.added_s if comm.emulator else 0.0,
-        "data_s": t["data_s"],
-        "control_s": t["control_s"],
-        "hooks_s": getattr(hooks, "overhead_s", 0.0),
-        "eval_s": t["eval_s"],
-        "checkpoint_s": t["checkpoint_s"],
-    }
-    result = LoopResult(
-        status=status,
-        stop_reason=reason,
-        curve=curve,
-        steps=step,
-        samples=samples,
-        epochs=step / steps_per_epoch,
-        train_time_s=curve[-1]["train_time_s"] if curve else clock.train_s,
-        total_time_s=total_s,
-        diverged_step=diverged_step,
-        breakdown=breakdown,
-    )
-    hooks.run_stop(result)
-    return result
+        result = LoopResult(
+            status=self.status,
+            stop_reason=self.reason,
+            curve=s.curve,
+            steps=s.step,
+            samples=s.samples,
+            epochs=s.step / s.steps_per_epoch,
+            train_time_s=s.curve[-1]["train_time_s"] if s.curve else self.clock.train_s,
+            total_time_s=total_s,
+            diverged_step=self.diverged_step,
+            breakdown=breakdown,
+        )
+        self.hooks.run_stop(result)
+        return result

@@ -1,0 +1,234 @@
+"""Rank 0's run folder over a run's life: opened fresh, resumed from a checkpoint or
+restarted; config.json, system.json and the mllog header; the Recorder and progress
+hooks; checkpoints; the final or failed summary. On other ranks every step does nothing
+(but a checkpoint is still offered to every rank: the loop calls it on all of them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import torch
+from ttabench import UserError, __version__, error_line
+from ttabench.divisions import metrics
+from ttabench.divisions.results import RunPath, atomic_write_json, new_run_dir
+from ttabench.launch.commands.tables import print_run_summary
+from ttabench.launch.config import RunConfig
+from ttabench.launch.record import progress
+from ttabench.launch.record.mllog import C, RunLog
+from ttabench.launch.record.recorder import Recorder
+from ttabench.launch.worker import checkpoint
+from ttabench.launch.worker.checkpoint import Checkpoint
+from ttabench.launch.worker.context import Context
+from ttabench.launch.worker.hooks import Hooks
+from ttabench.launch.worker.loop import LoopResult, LoopState
+from ttabench.launch.worker.workload import Setup
+
+# The files a restarted run without a checkpoint begins again.
+_RESULT_FILES = ("mllog.txt", "curve.csv", "summary.json")
+
+
+class RunFolder:
+    def __init__(self, cfg: RunConfig, ctx: Context):
+        self.cfg, self.ctx = cfg, ctx
+        self.active = ctx.rank0
+        self.run_dir = cfg.run_dir
+        self.log = RunLog(None)
+        self.recorder: Recorder | None = None
+        self.model: torch.nn.Module | None = None  # what checkpoints save (set by start)
+        self.optimizer: torch.optim.Optimizer | None = None
+
+    def open(self, resumed: Checkpoint | None, restarted: bool) -> None:
+        """The folder and its mllog.txt: new, cut back to a checkpoint, or begun again."""
+        if not self.active:
+            return
+        cfg = self.cfg
+        if self.run_dir is None:
+            self.run_dir = new_run_dir(
+                cfg.results_dir, self.ctx.system_name, cfg.benchmark_name(), cfg.division
+            )
+        log_path = os.path.join(self.run_dir, "mllog.txt")
+        lines = 0
+        if resumed is not None:  # drop what the stopped run logged after its checkpoint
+            checkpoint.truncate_log(log_path, resumed.mllog_lines)
+            lines = resumed.mllog_lines
+        elif restarted:  # no checkpoint yet: the restarted run begins again
+            for name in _RESULT_FILES:
+                if os.path.exists(os.path.join(self.run_dir, name)):
+                    os.unlink(os.path.join(self.run_dir, name))
+        self.log = RunLog(log_path, lines)
+        if resumed is None:
+            _log_header(self.log, cfg, self.ctx.system_name)
+
+    def start(self, setup: Setup, init_s: float, resumed: Checkpoint | None, command) -> list[Hooks]:
+        """Everything written before run_start; returns rank 0's loop hooks."""
+        self.model, self.optimizer = setup.model, setup.spec.optimizer
+        if not self.active:
+            return []
+        cfg = self.cfg
+        if resumed is None:
+            self._write_config(setup, command)
+            _log_hyperparameters(self.log, setup)
+            base = self._base_summary(setup, init_s)
+            title = f"{cfg.benchmark_name()} {cfg.division}" + (
+                " [synthetic data]" if setup.data.synthetic else ""
+            )
+        else:
+            past = resumed.summary.get("resumes", [])
+            base = dict(
+                resumed.summary,
+                resumes=past + [{"step": resumed.loop.step, "train_time_s": resumed.loop.train_s}],
+            )
+            title = f"{cfg.benchmark_name()} (resumed)"
+        curve = None if resumed is None else resumed.loop.curve
+        self.recorder = Recorder(self.run_dir, self.log, base, cfg, curve=curve)
+        thresholds = metrics.thresholds(*metrics.parse_thresholds(cfg.thresholds))
+        hooks = [self.recorder, progress.make(cfg.progress, title, thresholds, cfg.target)]
+        if resumed is None:
+            self.log.end(C.INIT_STOP)
+        return hooks
+
+    def _base_summary(self, setup: Setup, init_s: float) -> dict:
+        """summary.json's fields fixed at the start (a checkpoint keeps them for a resumed run)."""
+        c = self.ctx.comm
+        return {
+            "benchmark": self.cfg.benchmark_name(),
+            "division": self.cfg.division,
+            "dataset": setup.data.describe()["name"],
+            "synthetic": setup.data.synthetic,
+            "seed": self.ctx.seed,
+            "world_size": c.world_size,
+            "nodes": c.nodes,
+            "backend": c.backend,
+            "global_batch": setup.resolved["global_batch"],
+            "init_s": init_s,
+        }
+
+    def _write_config(self, setup: Setup, command) -> None:
+        atomic_write_json(
+            os.path.join(self.run_dir, "config.json"),
+            {
+                "ttabench_version": __version__,
+                "command": user_command(command),
+                "config": self.cfg.to_dict(),
+                "resolved": dict(setup.resolved, **self.ctx.resolved(self.cfg)),
+                "model": setup.model_info,
+                **({"submission": setup.submission} if setup.submission is not None else {}),
+                "recipe": setup.recipe,
+                "data": setup.data.describe(),
+                "software": self.ctx.system["software"],
+            },
+        )
+        system_dir = RunPath.parse(os.path.abspath(self.run_dir)).system_dir
+        atomic_write_json(os.path.join(system_dir, "system.json"), self.ctx.system)
+
+    def save_checkpoint(self, state: LoopState) -> None:
+        """The loop's checkpoint call (on every rank; rank 0 writes)."""
+        if self.active:
+            checkpoint.save(
+                self.run_dir,
+                model=self.model,
+                optimizer=self.optimizer,
+                loop_state=state,
+                mllog_lines=self.log.lines,
+                summary=self.recorder.base,
+            )
+
+    def finish(self, result: LoopResult, breakdowns: list[dict], signal_name: str | None) -> None:
+        """The final summary.json (and model.pt), printed from memory."""
+        if not self.active:
+            return
+        if self.cfg.save_model:
+            checkpoint.write_torch(
+                os.path.join(self.run_dir, "model.pt"), checkpoint.cpu_state_dict(self.model)
+            )
+        worst = {k: max(b[k] for b in breakdowns) for k in breakdowns[0] if k != "rank"}
+        summary = self.recorder.write_summary(
+            {
+                "status": result.status,
+                "stop_reason": result.stop_reason,
+                "signal": signal_name,
+                "diverged_step": result.diverged_step,
+                "steps": result.steps,
+                "samples": result.samples,
+                "epochs": result.epochs,
+                "train_time_s": result.train_time_s,
+                "total_time_s": result.total_time_s,
+                "eval_time_s": worst["eval_s"],
+                "throughput_img_s": (
+                    result.samples / result.train_time_s if result.train_time_s > 0 else None
+                ),
+                "time_breakdown": {"max_over_ranks": worst, "per_rank": breakdowns},
+            }
+        )
+        print_run_summary(self.run_dir, summary=summary)
+
+    def fail(self, e: BaseException, signal_name: str | None) -> None:
+        """Mark the run failed or interrupted, with the error, as far as the disk allows."""
+        if not self.active or self.run_dir is None:
+            return
+        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        info = {
+            "status": status,
+            "error": error_line(e),
+            "failed_rank": self.ctx.comm.rank,
+            "signal": signal_name,
+        }
+        try:
+            if self.recorder is not None:
+                self.recorder.write_summary(info)
+            else:  # failed during set-up: there is no curve, but the folder says why
+                atomic_write_json(os.path.join(self.run_dir, "summary.json"), info)
+        except UserError as again:  # e.g. the disk is full: the first error is the one to raise
+            print(f"ttabench: note: the run could not be marked {status}: {again}", file=sys.stderr)
+        try:
+            self.log.end(C.RUN_STOP, status="aborted", ttabench_status=status)
+        except UserError:
+            pass  # the log's own write failure was reported by the first error
+
+    def close(self) -> None:
+        self.log.close()
+
+
+def user_command(command: list[str] | None) -> list[str]:
+    """The command the user typed (the launcher passes it to its workers), program by name only:
+    a results folder must not carry paths of the machine it was made on."""
+    if command is None and os.environ.get("TTABENCH_COMMAND"):
+        command = json.loads(os.environ["TTABENCH_COMMAND"])
+    command = list(command or sys.argv)
+    if command:
+        name = os.path.basename(command[0])
+        command[0] = "ttabench" if name in ("__main__.py", "cli.py") else name
+    return command
+
+
+def _log_header(log: RunLog, cfg: RunConfig, system_name: str) -> None:
+    log.event(C.SUBMISSION_BENCHMARK, cfg.benchmark_name())
+    log.event(C.SUBMISSION_DIVISION, cfg.division)
+    log.event(C.SUBMISSION_ORG, "ttabench")
+    log.event(C.SUBMISSION_PLATFORM, system_name)
+    log.event(C.SUBMISSION_STATUS, "onprem")
+    log.event(C.CACHE_CLEAR, True)
+    log.start(C.INIT_START)
+
+
+def _log_hyperparameters(log: RunLog, setup: Setup) -> None:
+    r, d = setup.recipe, setup.data
+    log.event(C.SEED, setup.spec.seed)
+    log.event(C.GLOBAL_BATCH_SIZE, setup.resolved["global_batch"])
+    log.event(C.TRAIN_SAMPLES, len(d.train_labels))
+    log.event(C.EVAL_SAMPLES, len(d.test_labels))
+    if "warmup_epochs" in r:  # the closed recipe's SGD (closed runs, open runs that keep it)
+        log.event(C.OPT_NAME, "sgd")
+        log.event(C.OPT_BASE_LR, setup.resolved["peak_lr"])
+        log.event(C.OPT_LR_WARMUP_EPOCHS, r["warmup_epochs"])
+        log.event(C.OPT_LR_DECAY_BOUNDARY_EPOCHS, r["decay_epochs"])
+        log.event(C.OPT_LR_DECAY_FACTOR, r["decay_factor"])
+        log.event("opt_momentum", r["momentum"])
+        log.event("opt_weight_decay", r["weight_decay"])
+    else:  # an open submission's own optimizer (config.json's recipe has its param groups)
+        log.event(C.OPT_NAME, r["optimizer"].lower())
+        log.event(C.OPT_BASE_LR, setup.resolved["initial_lr"])
+    log.event("dataset", d.describe()["name"])

@@ -1,0 +1,242 @@
+"""The untimed set-up of one worker: data, model, optimizer, schedule, wrapping, warm-up.
+
+Everything here happens before ``run_start``; ``build`` returns a ``Setup``
+whose ``spec`` is all the timed loop needs. An open-division run takes what
+its submission sets (divisions/open.py) and the closed recipe for the rest;
+the user's objects are checked here, before the clock starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from ttabench import UserError
+from ttabench.divisions import open as open_div
+from ttabench.launch.config import RunConfig, cadence_samples
+from ttabench.launch.worker import warmup
+from ttabench.launch.worker.comm import Comm
+from ttabench.launch.worker.loop import LoopSpec
+from ttabench.reference_impls import cifar10
+from ttabench.reference_impls.augment import Normalize
+from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, Recipe
+from ttabench.reference_impls.resnet import resnet
+
+
+@dataclass
+class Setup:
+    """What the untimed set-up produces for the loop and the record."""
+
+    spec: LoopSpec
+    model: torch.nn.Module  # the plain module (unwrapped): what is saved and checkpointed
+    data: cifar10.Cifar10  # host copy
+    resolved: dict  # values decided at run time, recorded in config.json
+    model_info: dict
+    recipe: dict
+    submission: dict | None = None  # open division: the user's code and hooks (config.json)
+
+
+@dataclass
+class _Plan:
+    """Batch sizes, epoch length and cadences, decided from the data and the world size."""
+
+    batch_size: int  # per worker
+    global_batch: int
+    train_size: int
+    steps_per_epoch: int
+    max_epochs: float | None
+    eval_every_samples: int
+    checkpoint_every_samples: int  # 0 = never
+
+
+def build(
+    cfg: RunConfig, comm: Comm, seed: int, device: torch.device, autocast_dtype: torch.dtype | None
+) -> Setup:
+    """Data, model, optimizer, schedule, data-parallel wrapping and warm-up: everything untimed."""
+    # Imported first: a submission that cannot load fails before any data is read.
+    sub = open_div.load_submission(cfg.model, cfg.optimizer) if cfg.division == "open" else None
+    data = cifar10.synthetic() if cfg.synthetic else cifar10.load(cfg.resolved_data_dir())
+    plan = _plan(cfg, sub, comm.world_size, len(data.train_labels))
+    recipe = CLOSED
+    # Horovod's collectives take contiguous tensors only, and channels_last
+    # weights have channels_last gradients: under Horovod the model keeps
+    # the default layout (recorded in config.json as resolved.channels_last).
+    channels_last = cfg.channels_last and comm.backend != "horovod"
+    model = _make_model(cfg, sub, seed, device, channels_last, autocast_dtype)
+    optimizer, lr_at = _make_optimizer(cfg, sub, model, plan, comm.world_size, recipe)
+    opened = _open_record(cfg, sub, model, optimizer, lr_at, plan.batch_size, recipe) if sub else None
+    wrapped = comm.wrap_model(model)
+    optimizer = comm.wrap_optimizer(optimizer, model)
+    spec = LoopSpec(
+        train_images=data.train_images.to(device),
+        train_labels=data.train_labels.to(device),
+        test_images=data.test_images.to(device),
+        test_labels=data.test_labels.to(device),
+        model=wrapped,
+        eval_model=model,
+        optimizer=optimizer,
+        lr_at=lr_at,
+        normalize=Normalize(cifar10.MEAN, cifar10.STD, device=device, channels_last=channels_last),
+        batch_size=plan.batch_size,
+        seed=seed,
+        eval_batch_size=cfg.eval_batch_size,
+        augment=sub is None or sub.submission.augment != "none",
+        train_step=sub.submission.train_step if sub else None,
+        autocast_dtype=autocast_dtype,
+        target=cfg.target,
+        time_budget=cfg.time_budget,
+        max_epochs=plan.max_epochs,
+        max_steps=cfg.max_steps,
+        eval_every_samples=plan.eval_every_samples,
+        checkpoint_every_samples=plan.checkpoint_every_samples,
+    )
+    warmup_s = _warm_up(cfg, comm, spec, model, len(data.test_labels), device, channels_last)
+    depth, version = BENCHMARKS[cfg.benchmark]
+    resolved = {
+        "global_batch": plan.global_batch,
+        "peak_lr": recipe.peak_lr(plan.global_batch),
+        "max_epochs": plan.max_epochs,
+        "eval_every_samples": plan.eval_every_samples,
+        "steps_per_epoch": plan.steps_per_epoch,
+        "channels_last": channels_last,
+        "warmup_s": warmup_s,
+    }
+    model_info = {
+        "name": cfg.benchmark,
+        "depth": depth,
+        "version": version,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+    if opened is None:
+        return Setup(spec, model, data, resolved, model_info, recipe.to_dict())
+    resolved.update(opened["resolved"])
+    return Setup(
+        spec, model, data, resolved, opened["model"] or model_info, opened["recipe"], opened["submission"]
+    )
+
+
+def _plan(cfg: RunConfig, sub: open_div.LoadedSubmission | None, world: int, train_size: int) -> _Plan:
+    batch_size = cfg.batch_size if sub is None else sub.batch_size(cfg.batch_size, RunConfig.batch_size)
+    global_batch = batch_size * world
+    if global_batch > train_size:
+        raise UserError(f"global batch {global_batch} is larger than the training set ({train_size} images)")
+    steps_per_epoch = train_size // global_batch
+    max_epochs = cfg.max_epochs
+    if max_epochs is None and cfg.max_steps is None and cfg.target is None and cfg.time_budget is None:
+        max_epochs = CLOSED.epochs
+    checkpoint_every = 0
+    if cfg.checkpoint_every is not None:
+        checkpoint_every = cadence_samples(
+            cfg.checkpoint_every, steps_per_epoch, global_batch, "--checkpoint-every"
+        )
+    return _Plan(
+        batch_size=batch_size,
+        global_batch=global_batch,
+        train_size=train_size,
+        steps_per_epoch=steps_per_epoch,
+        max_epochs=max_epochs,
+        eval_every_samples=cadence_samples(cfg.eval_every, steps_per_epoch, global_batch, "--eval-every"),
+        checkpoint_every_samples=checkpoint_every,
+    )
+
+
+def _make_model(cfg, sub, seed: int, device, channels_last: bool, autocast_dtype) -> torch.nn.Module:
+    user_model = sub is not None and sub.submission.model is not None
+    torch.manual_seed(seed)  # the same initial weights on every worker
+    if user_model:
+        model = sub.make_model()
+    else:
+        model = resnet(*BENCHMARKS[cfg.benchmark])
+    model = model.to(device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if user_model:
+        sub.check_forward(model, device, channels_last, autocast_dtype)
+    return model
+
+
+def _make_optimizer(
+    cfg, sub, model: torch.nn.Module, plan: _Plan, world: int, recipe: Recipe
+) -> tuple[torch.optim.Optimizer, Callable[[float], float] | None]:
+    """The closed recipe's SGD and schedule, or the submission's optimizer (and schedule)."""
+    if sub is None or sub.optimizer is None:
+        optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=recipe.base_lr,
+            momentum=recipe.momentum,
+            nesterov=recipe.nesterov,
+            weight_decay=recipe.weight_decay,
+        )
+        return optimizer, lambda epoch: recipe.lr_at(epoch, plan.global_batch)
+    planned = [e for e in (plan.max_epochs, cfg.max_steps and cfg.max_steps / plan.steps_per_epoch) if e]
+    return sub.make_optimizer(
+        model,
+        open_div.RunInfo(
+            batch_size=plan.batch_size,
+            world_size=world,
+            global_batch=plan.global_batch,
+            train_size=plan.train_size,
+            steps_per_epoch=plan.steps_per_epoch,
+            epochs=min(planned, default=None),
+        ),
+    )
+
+
+def _warm_up(cfg, comm: Comm, spec: LoopSpec, model, test_size: int, device, channels_last) -> float | None:
+    """Compilation and its first calls, on random input, before the clock starts; the model,
+    gradients and RNG are put back exactly. Sets the spec's models; returns the seconds it took."""
+    if cfg.compile == "none":
+        return None
+    hvd_backward = None
+    if comm.backend == "horovod":
+        optimizer = spec.optimizer
+        hvd_backward = lambda loss: (loss.backward(), optimizer.synchronize())  # noqa: E731
+    spec.model, spec.eval_model, warmup_s = warmup.prepare(
+        model,
+        spec.model,
+        device=device,
+        train_batch=spec.batch_size,
+        eval_batches=warmup.eval_batch_sizes(test_size, comm.world_size, comm.rank, cfg.eval_batch_size),
+        autocast_dtype=spec.autocast_dtype,
+        compile_mode=cfg.compile,
+        channels_last=channels_last,
+        train_step=spec.train_step,
+        backward=hvd_backward,
+        seed=spec.seed,
+    )
+    return warmup_s
+
+
+def _open_record(cfg, sub, model, optimizer, lr_at, batch_size: int, recipe: Recipe) -> dict:
+    """What config.json says about an open run: the user's code, the model, and the recipe
+    it really trained with (the closed recipe's numbers for every hook it left alone)."""
+    s = sub.submission
+    loss = "submission train_step" if s.train_step is not None else recipe.loss
+    if sub.optimizer is None:
+        rec = dict(recipe.to_dict(), batch_per_worker=batch_size, augmentation=s.augment, loss=loss)
+        resolved = {"batch_size": batch_size}
+    else:
+        rec = dict(
+            open_div.describe_optimizer(optimizer),
+            lr_schedule="submission lr_at" if lr_at is not None else "none (the optimizer's own)",
+            batch_per_worker=batch_size,
+            augmentation=s.augment,
+            loss=loss,
+        )
+        initial = lr_at(0.0) if lr_at is not None else optimizer.param_groups[0]["lr"]
+        resolved = {"batch_size": batch_size, "peak_lr": None, "initial_lr": float(initial)}
+    info = None
+    if s.model is not None:
+        info = {
+            "name": cfg.benchmark_name(),
+            "class": type(model).__qualname__,  # its file: config.json's "submission"
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        }
+    return {
+        "recipe": rec,
+        "resolved": resolved,
+        "model": info,
+        "submission": sub.record(name=cfg.benchmark_name()),
+    }
