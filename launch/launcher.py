@@ -19,14 +19,13 @@ import dataclasses
 import json
 import os
 import re
-import shutil
+import secrets
 import signal
-import subprocess
 import sys
-import uuid
 
 from ttabench import UserError
 from ttabench.divisions.results import atomic_write_json, new_run_dir, read_json
+from ttabench.launch import procs
 from ttabench.launch.config import RunConfig
 
 FINAL = ("success", "failed", "diverged", "interrupted")
@@ -66,8 +65,6 @@ def seed_list(seed: int | None, count: int | None, listed: str | None) -> list[i
         raise UserError(f"--seeds must be >= 1, got {count}")
     if seed is not None:
         return [seed + i for i in range(count)]
-    import secrets
-
     seeds: list[int] = []
     while len(seeds) < count:
         s = secrets.randbits(31)
@@ -241,49 +238,23 @@ def record_outcome(run_dir: str, outcome: Outcome) -> str:
 
 
 def _launch_torchrun(cfg: RunConfig) -> Outcome:
-    from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
     worker_cfg = dataclasses.replace(cfg, backend="torchrun")
     args = ["-m", "ttabench.launch.worker"] + worker_argv(worker_cfg)
-    if cfg.nnodes == 1:
-        endpoint, rdzv_configs = "127.0.0.1:0", {"is_host": True}
-        run_id = uuid.uuid4().hex
-    else:
-        endpoint, rdzv_configs = cfg.rdzv_endpoint, {"is_host": cfg.node_rank == 0}
-        run_id = "ttabench-" + cfg.rdzv_endpoint.replace(":", "-")
-    rdzv_configs["timeout"] = int(max(60, cfg.collective_timeout))
-    lc = LaunchConfig(
-        min_nodes=cfg.nnodes,
-        max_nodes=cfg.nnodes,
-        nproc_per_node=cfg.workers,
-        run_id=run_id,
-        rdzv_backend="c10d",
-        rdzv_endpoint=endpoint,
-        rdzv_configs=rdzv_configs,
-        # Restarts are the launcher's (see launch()): torch 2.13's in-place
-        # restart cannot re-form a gloo group after a worker was SIGKILLed
-        # in a collective (reproduced with plain torchrun).
-        max_restarts=0,
-        monitor_interval=0.2,
-        start_method="spawn",
-        local_addr=cfg.local_addr,
-        logs_specs=DefaultLogsSpecs(),
-    )
-    # torchrun's default of one OpenMP thread per worker: the worker sets its
-    # threads itself (--threads, default cores / local workers) and records them.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        elastic_launch(lc, entrypoint=sys.executable)(*args)
-        return Outcome(0)
-    except ChildFailedError as e:
-        return _torch_failures(e)
-    except (SignalException, KeyboardInterrupt) as e:
+        failed = procs.elastic_run(
+            args,
+            nproc_per_node=cfg.workers,
+            collective_timeout=cfg.collective_timeout,
+            nnodes=cfg.nnodes,
+            node_rank=cfg.node_rank,
+            rdzv_endpoint=cfg.rdzv_endpoint,
+            local_addr=cfg.local_addr,
+        )
+    except procs.Interrupted as e:
         # The agent stopped the workers (SIGTERM, then SIGKILL after a grace
         # period); each one that could has recorded `interrupted`.
-        name = getattr(e, "sigval", None)
-        return Outcome(130, f"interrupted by {name.name if name else 'SIGINT'}", interrupted=True)
+        return Outcome(130, str(e), interrupted=True)
+    return Outcome(0) if failed is None else _torch_failures(failed)
 
 
 def _torch_failures(e) -> Outcome:
@@ -321,16 +292,6 @@ def _ranks_text(ranks: list[dict]) -> str:
     )
 
 
-def horovodrun_command(workers: int) -> list[str]:
-    """horovodrun with the gloo controller on this host, from this environment."""
-    horovodrun = shutil.which(
-        "horovodrun", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    )
-    if horovodrun is None:
-        raise UserError("horovodrun not found: install Horovod with scripts/install_horovod.sh")
-    return [horovodrun, "-np", str(workers), "-H", f"localhost:{workers}", "--gloo"]
-
-
 _HVD_EXIT = re.compile(r"Process (\d+) exit with status code (-?\d+)")
 
 
@@ -339,37 +300,24 @@ def _launch_horovod(cfg: RunConfig) -> Outcome:
     (horovodrun's own closing summary sometimes names the wrong process)."""
     worker_cfg = dataclasses.replace(cfg, backend="horovod")
     cmd = (
-        horovodrun_command(cfg.workers)
+        procs.horovodrun_command(cfg.workers)
         + [sys.executable, "-m", "ttabench.launch.worker"]
         + worker_argv(worker_cfg)
     )
-    env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    proc = subprocess.Popen(
-        cmd,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-    )
-    ranks, interrupted = [], False
-    try:
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            m = _HVD_EXIT.search(line)
-            if m:
-                code = int(m.group(2))
-                sig = signal.Signals(code - 128).name if code > 128 and code - 128 < 65 else None
-                ranks.append({"rank": int(m.group(1)), "exitcode": code, "signal": sig, "message": ""})
-        code = proc.wait()
-    except KeyboardInterrupt:
-        interrupted = True
-        os.killpg(proc.pid, signal.SIGINT)
-        code = proc.wait()
+    ranks = []
+
+    def read(line: str) -> None:
+        sys.stdout.write(line)
+        m = _HVD_EXIT.search(line)
+        if m:
+            code = int(m.group(2))
+            sig = signal.Signals(code - 128).name if code > 128 and code - 128 < 65 else None
+            ranks.append({"rank": int(m.group(1)), "exitcode": code, "signal": sig, "message": ""})
+
+    _, result = procs.run(cmd, on_line=read)
+    code = result.code
     if code == 0:
         return Outcome(0)
-    if interrupted:
-        return Outcome(130, "interrupted by SIGINT", ranks, interrupted=True)
+    if result.interrupted:
+        return Outcome(130, f"interrupted by {result.interrupted}", ranks, interrupted=True)
     return Outcome(code, _ranks_text(ranks) or f"horovodrun exited with code {code}", ranks)
