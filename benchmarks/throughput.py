@@ -40,12 +40,13 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 
+from ttabench.launch import procs
+from ttabench.launch.config import RunConfig, run_flags
 from ttabench.launch.record.system import cpu_model, usable_cores
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -229,7 +230,6 @@ def _profile_hook(prof):
 
 def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) -> dict:
     import torch
-    from ttabench.launch.config import RunConfig
     from ttabench.launch.worker import comm as comm_mod
     from ttabench.launch.worker import loop
     from ttabench.launch.worker import main as worker
@@ -342,41 +342,34 @@ def child_main(args) -> int:
     return 0
 
 
+def _subprocess(cmd: list[str], timeout: float, env: dict | None = None) -> tuple[procs.Child, str | None]:
+    """Run `cmd` from the repository root with its output kept; (child, error or None)."""
+    child, result = procs.run(cmd, cwd=REPO, env=env, capture=True, timeout=timeout)
+    if result.interrupted:
+        raise KeyboardInterrupt  # Ctrl-C stops the whole benchmark, not just this child
+    if result.timed_out:
+        return child, f"timed out after {timeout} s"
+    if result.code != 0:
+        return child, f"exit {result.code}: {(child.stderr.strip().splitlines() or ['(no output)'])[-1]}"
+    return child, None
+
+
 def _child(args, mode: str, seed: int, extra=()) -> dict:
     cmd = [
-        sys.executable,
-        "-m",
-        "benchmarks.throughput",
-        "--child",
-        mode,
-        "--seed",
-        str(seed),
-        "--epochs",
-        str(args.epochs),
-        "--threads",
-        str(args.threads),
-        "--num-workers",
-        str(args.num_workers),
-        *extra,
+        *(sys.executable, "-m", "benchmarks.throughput", "--child", mode),
+        *("--seed", str(seed), "--epochs", str(args.epochs), "--threads", str(args.threads)),
+        *("--num-workers", str(args.num_workers), *extra),
     ]
     cmd += ["--synthetic"] if args.synthetic else ["--data-dir", args.data_dir]
     t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=args.child_timeout)
-    except subprocess.TimeoutExpired:
-        return {"mode": mode, "seed": seed, "error": f"timed out after {args.child_timeout} s"}
-    for line in proc.stdout.splitlines():
+    child, error = _subprocess(cmd, args.child_timeout)
+    for line in child.stdout.splitlines():
         if line.startswith(RESULT_TAG):
             out = json.loads(line[len(RESULT_TAG) :])
             out["wall_s"] = time.perf_counter() - t0
             return out
-    tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-    return {
-        "mode": mode,
-        "seed": seed,
-        "error": f"exit {proc.returncode}: {tail}",
-        "stderr_tail": proc.stderr[-4000:],
-    }
+    error = error or "exit 0 without a result line"
+    return {"mode": mode, "seed": seed, "error": error, "stderr_tail": child.stderr[-4000:]}
 
 
 # ---------------------------------------------------------------------------------------
@@ -387,41 +380,27 @@ def _overhead_run(args, seed: int, progress: str) -> dict:
     """One `ttabench run` with the real Recorder and progress hooks; (control + hooks) / train."""
     mode = MODES[args.overhead_mode]
     with tempfile.TemporaryDirectory(prefix="ttabench-overhead-") as root:
-        cmd = [
-            sys.executable,
-            "-m",
-            "ttabench",
-            "run",
-            "--max-epochs",
-            str(args.epochs),
-            "--seed",
-            str(seed),
-            "--threads",
-            str(args.threads),
-            "--precision",
-            mode.precision,
-            "--compile",
-            mode.compile,
-            "--progress",
-            progress,
-            "--results-dir",
-            root,
-            "--system",
-            "throughput-bench",
-        ]  # default thresholds: what a user's panel shows
-        cmd += ["--channels-last" if mode.channels_last else "--no-channels-last"]
-        cmd += ["--synthetic"] if args.synthetic else ["--data-dir", args.data_dir]
-        env = dict(os.environ)
-        if progress == "rich":
-            env["FORCE_COLOR"] = "1"  # render the live panel as on a terminal (output is discarded)
+        cfg = RunConfig(
+            data_dir=None if args.synthetic else args.data_dir,
+            synthetic=args.synthetic,
+            seed=seed,
+            max_epochs=args.epochs,
+            threads=args.threads,
+            precision=mode.precision,
+            compile=mode.compile,
+            channels_last=mode.channels_last,
+            progress=progress,
+            results_dir=root,
+            system="throughput-bench",
+        )  # default thresholds: what a user's panel shows
+        cmd = [sys.executable, "-m", "ttabench", "run", *run_flags(cfg)]
+        # render the live panel as on a terminal (output is discarded)
+        env = {"FORCE_COLOR": "1"} if progress == "rich" else None
         load_before = os.getloadavg()
-        proc = subprocess.run(
-            cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=args.child_timeout
-        )
+        _, error = _subprocess(cmd, args.child_timeout, env)
         found = glob.glob(os.path.join(root, "*", "*", "*", "*", "summary.json"))
-        if proc.returncode != 0 or not found:
-            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-            return {"progress": progress, "seed": seed, "error": f"exit {proc.returncode}: {tail}"}
+        if error or not found:
+            return {"progress": progress, "seed": seed, "error": error or "no summary.json written"}
         with open(found[0], encoding="utf-8") as f:
             summary = json.load(f)
     b = summary["time_breakdown"]["max_over_ranks"]

@@ -159,6 +159,8 @@ def _torchrun(cfg: BenchConfig, args: list[str]) -> None:
 
 def _horovodrun(cfg: BenchConfig, args: list[str]) -> None:
     _, result = procs.run(procs.horovodrun_command(cfg.workers) + [sys.executable] + args)
+    if result.interrupted:
+        raise procs.Interrupted(result.interrupted)
     if result.code != 0:
         raise UserError(f"all-reduce benchmark under horovodrun failed (exit {result.code})")
 
