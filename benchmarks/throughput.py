@@ -228,16 +228,9 @@ def _profile_hook(prof):
     return ProfileSteps()
 
 
-def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) -> dict:
-    import torch
-    from ttabench.launch.worker import comm as comm_mod
-    from ttabench.launch.worker import loop
-    from ttabench.launch.worker import main as worker
-
-    if profile_out and mode.compile != "none":
-        # per-kernel records for Inductor's generated C++ (otherwise one opaque row per graph)
-        torch._inductor.config.cpp.enable_kernel_profile = True
-    cfg = RunConfig(
+def _run_config(args, seed: int, mode: Mode, **kw) -> RunConfig:
+    """The run of one mode, as every ttabench-path measurement (in-process or `ttabench run`) sets it."""
+    return RunConfig(
         data_dir=None if args.synthetic else args.data_dir,
         synthetic=args.synthetic,
         seed=seed,
@@ -248,9 +241,20 @@ def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) ->
         channels_last=mode.channels_last,
         threads=args.threads,
         eval_batch_size=EVAL_BATCH,
-        device="cpu",
-        progress="none",
+        **kw,
     )
+
+
+def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) -> dict:
+    import torch
+    from ttabench.launch.worker import comm as comm_mod
+    from ttabench.launch.worker import loop
+    from ttabench.launch.worker import main as worker
+
+    if profile_out and mode.compile != "none":
+        # per-kernel records for Inductor's generated C++ (otherwise one opaque row per graph)
+        torch._inductor.config.cpp.enable_kernel_profile = True
+    cfg = _run_config(args, seed, mode, device="cpu", progress="none")
     cfg.validate()
     comm = comm_mod.Comm()
     device = torch.device("cpu")
@@ -380,19 +384,8 @@ def _overhead_run(args, seed: int, progress: str) -> dict:
     """One `ttabench run` with the real Recorder and progress hooks; (control + hooks) / train."""
     mode = MODES[args.overhead_mode]
     with tempfile.TemporaryDirectory(prefix="ttabench-overhead-") as root:
-        cfg = RunConfig(
-            data_dir=None if args.synthetic else args.data_dir,
-            synthetic=args.synthetic,
-            seed=seed,
-            max_epochs=args.epochs,
-            threads=args.threads,
-            precision=mode.precision,
-            compile=mode.compile,
-            channels_last=mode.channels_last,
-            progress=progress,
-            results_dir=root,
-            system="throughput-bench",
-        )  # default thresholds: what a user's panel shows
+        # default thresholds: what a user's panel shows
+        cfg = _run_config(args, seed, mode, progress=progress, results_dir=root, system="throughput-bench")
         cmd = [sys.executable, "-m", "ttabench", "run", *run_flags(cfg)]
         # render the live panel as on a terminal (output is discarded)
         env = {"FORCE_COLOR": "1"} if progress == "rich" else None

@@ -19,6 +19,7 @@ from typing import Optional
 from ttabench import UserError
 from ttabench.divisions import metrics
 from ttabench.divisions import open as open_division
+from ttabench.launch.net import link as network
 from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, PRECISIONS
 
 BACKENDS = ("auto", "none", "torchrun", "horovod")
@@ -208,8 +209,6 @@ class RunConfig:
         if self.collective_timeout <= 0:
             raise UserError("--collective-timeout must be > 0")
         metrics.parse_thresholds(self.thresholds)
-        from ttabench.launch.net import link as network
-
         network.resolve(self.network, self.bandwidth, self.latency)
         parse_cadence(self.eval_every, "--eval-every")
         if self.checkpoint_every is not None:
@@ -219,6 +218,7 @@ class RunConfig:
         if self.synthetic and self.data_dir:
             raise UserError("give either --data-dir or --synthetic, not both")
         if not self.synthetic:
+            # Imported here: the data set module needs torch, which `ttabench` starts without.
             from ttabench.reference_impls.cifar10 import check_files
 
             check_files(self.resolved_data_dir())
@@ -362,6 +362,11 @@ def run_flags(cfg: RunConfig) -> list[str]:
         elif v is not None:
             out += [flag, str(v)]
     return out
+
+
+def add_passed_run_flags(parser: argparse.ArgumentParser, help: str) -> None:
+    """The `-- RUN FLAGS` an orchestrator passes on to `ttabench run` (read with parse_run_args)."""
+    parser.add_argument("run_args", nargs=argparse.REMAINDER, metavar="-- RUN FLAGS", help=help)
 
 
 # `ttabench run` flags that start several runs or continue an old one: an orchestrator

@@ -24,9 +24,10 @@ import signal
 import sys
 
 from ttabench import UserError
-from ttabench.divisions.results import atomic_write_json, new_run_dir, read_json
+from ttabench.divisions.results import atomic_write_json, new_run_dir, read_curve, read_json
 from ttabench.launch import procs
 from ttabench.launch.config import RunConfig
+from ttabench.launch.record import system
 
 FINAL = ("success", "failed", "diverged", "interrupted")
 
@@ -75,6 +76,7 @@ def seed_list(seed: int | None, count: int | None, listed: str | None) -> list[i
 
 def resume_config(run_dir: str) -> RunConfig:
     """The configuration of a run folder, set to continue it from its checkpoint."""
+    # Imported here: the checkpoint module needs torch, which `ttabench` starts without.
     from ttabench.launch.worker import checkpoint
 
     if not os.path.isfile(os.path.join(run_dir, "config.json")):
@@ -100,6 +102,7 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
     if backend == "none":
         if cfg.world_size() != 1:
             raise UserError("--backend none runs exactly one worker")
+        # Imported here: the worker needs torch, which `ttabench` starts without.
         from ttabench.launch.worker.main import run_worker
 
         return run_worker(cfg, command=argv)
@@ -152,6 +155,7 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
 def check_open_submission(cfg: RunConfig) -> None:
     """The worker's set-up, once, in this process on the CPU: a broken submission then ends
     in one error line here instead of one per worker, before any folder or process exists."""
+    # Imported here: torch and the worker's set-up, which `ttabench` starts without.
     import torch
     from ttabench.launch.worker import comm
     from ttabench.launch.worker.main import build
@@ -171,8 +175,6 @@ def check_open_submission(cfg: RunConfig) -> None:
 def _with_run_dir(cfg: RunConfig) -> RunConfig:
     if cfg.run_dir:
         return cfg
-    from ttabench.launch.record import system
-
     name = cfg.system or system.default_system_name(system.describe())
     run_dir = new_run_dir(cfg.results_dir, name, cfg.benchmark_name(), cfg.division)
     return dataclasses.replace(cfg, run_dir=run_dir, system=name)
@@ -206,8 +208,6 @@ def record_outcome(run_dir: str, outcome: Outcome) -> str:
     and the last completed evaluation; it never turns a recorded `diverged`
     or `interrupted` into `failed`, and never touches a finished run.
     """
-    from ttabench.divisions.results import read_curve
-
     path = os.path.join(run_dir, "summary.json")
     try:
         summary = read_json(path)

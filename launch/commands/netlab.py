@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 
+from ttabench.launch.config import add_passed_run_flags
 from ttabench.launch.net import lab, measure, nodes, topology
 from ttabench.launch.net.link import parse_size
 
@@ -160,10 +160,5 @@ def add_commands(sub) -> None:
     )
     r.add_argument("--port", type=int, default=nodes.RDZV_PORT, help="rendezvous port on host 0")
     r.add_argument("--timeout", type=float, help="stop all nodes after this many seconds")
-    r.add_argument(
-        "run_args",
-        nargs=argparse.REMAINDER,
-        metavar="-- RUN FLAGS",
-        help="flags of `ttabench run` (e.g. --synthetic --max-steps 10)",
-    )
+    add_passed_run_flags(r, "flags of `ttabench run` (e.g. --synthetic --max-steps 10)")
     r.set_defaults(func=_cmd_run)

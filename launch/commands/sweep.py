@@ -20,7 +20,6 @@ point's on the same network) and efficiency (speedup / workers); TTA at
 
 from __future__ import annotations
 
-import argparse
 import csv
 import glob
 import io
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 from ttabench import UserError
 from ttabench.divisions.results import atomic_write_json, atomic_write_text, read_json
 from ttabench.launch import procs
-from ttabench.launch.config import BACKENDS, RunArgs, parse_run_args
+from ttabench.launch.config import BACKENDS, RunArgs, add_passed_run_flags, parse_run_args
 from ttabench.launch.net.link import PROFILES
 from ttabench.reference_impls.recipe import BENCHMARKS
 
@@ -397,10 +396,5 @@ def add_commands(sub) -> None:
     s.add_argument(
         "--point-timeout", type=float, metavar="SECONDS", help="fail a point that runs longer than this"
     )
-    s.add_argument(
-        "run_args",
-        nargs=argparse.REMAINDER,
-        metavar="-- RUN FLAGS",
-        help="flags of `ttabench run` given to every point",
-    )
+    add_passed_run_flags(s, "flags of `ttabench run` given to every point")
     s.set_defaults(func=_cmd_sweep)
