@@ -31,6 +31,8 @@ the real Recorder and progress display, and reports the harness's own cost
 from summary.json: (control_s + hooks_s) / train_s.
 """
 
+# Over 400 lines: the harness and what its children measure stay in one script that a
+# reviewer reads top to bottom (it is not part of the package; tests load it by path).
 from __future__ import annotations
 
 import argparse
@@ -45,9 +47,20 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile, schedule
+from torch.utils.data import DataLoader, Dataset
 from ttabench.launch import procs
 from ttabench.launch.config import RunConfig, run_flags
 from ttabench.launch.record.system import cpu_model, usable_cores
+from ttabench.launch.worker import comm as comm_mod
+from ttabench.launch.worker import loop
+from ttabench.launch.worker import main as worker
+from ttabench.reference_impls import cifar10
+from ttabench.reference_impls.recipe import CLOSED
+from ttabench.reference_impls.resnet import resnet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SUBSET = os.path.join(
@@ -113,8 +126,6 @@ def _cpu_s(who=resource.RUSAGE_SELF) -> float:
 
 
 def _load_data(args):
-    from ttabench.reference_impls import cifar10
-
     return cifar10.synthetic() if args.synthetic else cifar10.load(args.data_dir)
 
 
@@ -122,40 +133,33 @@ def _load_data(args):
 # (a) The conventional baseline
 
 
+class PerImageCifar10(Dataset):
+    """CIFAR-10 the way torchvision's dataset + transforms serve it: one image per call,
+    HWC uint8 storage, RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize."""
+
+    def __init__(self, images, labels, train: bool):
+        self.data = np.ascontiguousarray(images.numpy().transpose(0, 2, 3, 1))  # N x 32 x 32 x 3
+        self.targets = labels.tolist()
+        self.train = train
+        self.mean = torch.tensor(cifar10.MEAN).view(3, 1, 1)
+        self.std = torch.tensor(cifar10.STD).view(3, 1, 1)
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        img = torch.from_numpy(self.data[i]).permute(2, 0, 1)  # CHW uint8
+        if self.train:
+            img = F.pad(img, (4, 4, 4, 4))
+            dy, dx = torch.randint(0, 9, (2,)).tolist()
+            img = img[:, dy : dy + 32, dx : dx + 32]
+            if torch.rand(1).item() < 0.5:
+                img = img.flip(-1)
+        x = img.float().div_(255)
+        return (x - self.mean) / self.std, self.targets[i]
+
+
 def run_baseline(args, seed: int) -> dict:
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-    from torch.utils.data import DataLoader, Dataset
-    from ttabench.reference_impls import cifar10
-    from ttabench.reference_impls.recipe import CLOSED
-    from ttabench.reference_impls.resnet import resnet
-
-    class PerImageCifar10(Dataset):
-        """CIFAR-10 the way torchvision's dataset + transforms serve it: one image per call,
-        HWC uint8 storage, RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize."""
-
-        def __init__(self, images, labels, train: bool):
-            self.data = np.ascontiguousarray(images.numpy().transpose(0, 2, 3, 1))  # N x 32 x 32 x 3
-            self.targets = labels.tolist()
-            self.train = train
-            self.mean = torch.tensor(cifar10.MEAN).view(3, 1, 1)
-            self.std = torch.tensor(cifar10.STD).view(3, 1, 1)
-
-        def __len__(self):
-            return len(self.targets)
-
-        def __getitem__(self, i):
-            img = torch.from_numpy(self.data[i]).permute(2, 0, 1)  # CHW uint8
-            if self.train:
-                img = F.pad(img, (4, 4, 4, 4))
-                dy, dx = torch.randint(0, 9, (2,)).tolist()
-                img = img[:, dy : dy + 32, dx : dx + 32]
-                if torch.rand(1).item() < 0.5:
-                    img = img.flip(-1)
-            x = img.float().div_(255)
-            return (x - self.mean) / self.std, self.targets[i]
-
     data = _load_data(args)
     train_ds = PerImageCifar10(data.train_images, data.train_labels, train=True)
     test_ds = PerImageCifar10(data.test_images, data.test_labels, train=False)
@@ -216,16 +220,14 @@ def run_baseline(args, seed: int) -> dict:
 # (b) ttabench's path: worker.build() + (warm-up) + loop.run()
 
 
-def _profile_hook(prof):
-    from ttabench.launch.worker.loop import Hooks
+class ProfileSteps(loop.Hooks):
+    """A loop hook that advances the profiler's schedule once per training step."""
 
-    class ProfileSteps(Hooks):
-        """A loop hook that advances the profiler's schedule once per training step."""
+    def __init__(self, prof):
+        self.prof = prof
 
-        def step(self, info):
-            prof.step()
-
-    return ProfileSteps()
+    def step(self, info):
+        self.prof.step()
 
 
 def _run_config(args, seed: int, mode: Mode, **kw) -> RunConfig:
@@ -246,11 +248,6 @@ def _run_config(args, seed: int, mode: Mode, **kw) -> RunConfig:
 
 
 def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) -> dict:
-    import torch
-    from ttabench.launch.worker import comm as comm_mod
-    from ttabench.launch.worker import loop
-    from ttabench.launch.worker import main as worker
-
     if profile_out and mode.compile != "none":
         # per-kernel records for Inductor's generated C++ (otherwise one opaque row per graph)
         torch._inductor.config.cpp.enable_kernel_profile = True
@@ -265,8 +262,6 @@ def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) ->
     hooks = []
     prof = None
     if profile_out:
-        from torch.profiler import ProfilerActivity, profile, schedule
-
         wait, warm, active = 2, 2, args.profile_steps
         spec.max_epochs, spec.max_steps = None, wait + warm + active + 1
         prof = profile(
@@ -274,7 +269,7 @@ def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) ->
             schedule=schedule(wait=wait, warmup=warm, active=active, repeat=1),
         )
         prof.start()
-        hooks.append(_profile_hook(prof))
+        hooks.append(ProfileSteps(prof))
     c0 = _cpu_s()
     result = loop.run(spec, comm, loop.HookList(hooks))
     cpu_s = _cpu_s() - c0  # includes the evaluations (small next to training)
@@ -295,8 +290,6 @@ def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) ->
 
 
 def _write_profile(path: str, prof, mode: Mode, args, result) -> None:
-    import torch
-
     table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=45, max_name_column_width=70)
     steps = args.profile_steps
     head = [
@@ -320,8 +313,6 @@ def _write_profile(path: str, prof, mode: Mode, args, result) -> None:
 
 
 def child_main(args) -> int:
-    import torch
-
     torch.set_num_threads(args.threads)
     mode = MODES[args.child]
     seed = args.seed
@@ -564,52 +555,26 @@ def _resolve_data_dir(args) -> None:
     args.data_dir = os.path.abspath(d)
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    args.threads = args.threads or usable_cores()
-    _resolve_data_dir(args)
-    if args.child:
-        return child_main(args)
-    if args.profile:
-        args.profile_out = args.profile_out or os.path.join(REPO, "benchmarks", "profile-cpu.txt")
-        print(f"profiling {args.profile} ({_uptime()}) ...", flush=True)
-        out = _child(
-            args,
-            args.profile,
-            args.seed,
-            ["--profile-out", args.profile_out, "--profile-steps", str(args.profile_steps)],
-        )
-        if "error" in out:
-            print(out.get("stderr_tail", ""), file=sys.stderr)
-            print(f"profile failed: {out['error']}", file=sys.stderr)
-            return 1
-        print(open(args.profile_out, encoding="utf-8").read())
-        print(f"written to {args.profile_out} ({_uptime()})")
-        return 0
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        sys.exit(
-            f"benchmarks.throughput: error: unknown mode(s) {', '.join(unknown)}; "
-            f"choose from {', '.join(MODES)}"
-        )
-    import torch
-
-    started = time.time()
-    machine = {
-        "cpu": cpu_model(),
-        "cores": usable_cores(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "threads": args.threads,
-        "data": "synthetic" if args.synthetic else args.data_dir,
-    }
-    print(
-        f"ResNet-20, batch {BATCH}, {args.epochs} epoch(s), {args.reps} rep(s), {args.threads} threads, "
-        f"{machine['cpu']} ({machine['cores']} cores), torch {machine['torch']}",
-        flush=True,
+def _profile_main(args) -> int:
+    args.profile_out = args.profile_out or os.path.join(REPO, "benchmarks", "profile-cpu.txt")
+    print(f"profiling {args.profile} ({_uptime()}) ...", flush=True)
+    out = _child(
+        args,
+        args.profile,
+        args.seed,
+        ["--profile-out", args.profile_out, "--profile-steps", str(args.profile_steps)],
     )
-    print(f"start: {_uptime()}", flush=True)
+    if "error" in out:
+        print(out.get("stderr_tail", ""), file=sys.stderr)
+        print(f"profile failed: {out['error']}", file=sys.stderr)
+        return 1
+    print(open(args.profile_out, encoding="utf-8").read())
+    print(f"written to {args.profile_out} ({_uptime()})")
+    return 0
+
+
+def _measure(args, modes: list[str]) -> tuple[list[dict], list[dict]]:
+    """Every mode of every repetition (and the overhead runs), printed as they finish."""
     runs, overhead = [], []
     for rep in range(args.reps):
         seed = args.seed + rep
@@ -626,21 +591,24 @@ def main(argv=None) -> int:
                     f"peak {r['peak_rss_mib']:.0f} MiB{warm}  (load {r['load_before'][0]:.1f})",
                     flush=True,
                 )
-        if args.overhead:
-            for progress in ("plain", "rich"):
-                o = _overhead_run(args, seed, progress)
-                o["rep"] = rep
-                overhead.append(o)
-                if "error" in o:
-                    print(f"  rep {rep} overhead/{progress}: FAILED: {o['error']}", flush=True)
-                else:
-                    print(
-                        f"  rep {rep} overhead/{progress}: {100 * o['fraction']:.2f}% of train time "
-                        f"(control {o['control_s']:.3f} s + hooks {o['hooks_s']:.3f} s / "
-                        f"{o['train_s']:.1f} s)",
-                        flush=True,
-                    )
-    rows = summarize(runs, modes)
+        for progress in ("plain", "rich") if args.overhead else ():
+            o = _overhead_run(args, seed, progress)
+            o["rep"] = rep
+            overhead.append(o)
+            if "error" in o:
+                print(f"  rep {rep} overhead/{progress}: FAILED: {o['error']}", flush=True)
+            else:
+                print(
+                    f"  rep {rep} overhead/{progress}: {100 * o['fraction']:.2f}% of train time "
+                    f"(control {o['control_s']:.3f} s + hooks {o['hooks_s']:.3f} s / "
+                    f"{o['train_s']:.1f} s)",
+                    flush=True,
+                )
+    return runs, overhead
+
+
+def _report(args, rows: list[dict], overhead: list[dict]) -> dict:
+    """Print the table, the overhead and the goal; returns the overhead summary."""
     print()
     print(format_table(rows))
     print(
@@ -667,21 +635,47 @@ def main(argv=None) -> int:
             f"goal >= 5x baseline images/s: {verdict} (best: {best['mode']} at "
             f"{best['speedup']['median']:.2f}x)"
         )
+    return ov
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    args.threads = args.threads or usable_cores()
+    _resolve_data_dir(args)
+    if args.child:
+        return child_main(args)
+    if args.profile:
+        return _profile_main(args)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        sys.exit(
+            f"benchmarks.throughput: error: unknown mode(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(MODES)}"
+        )
+    started = time.time()
+    machine = {
+        "cpu": cpu_model(),
+        "cores": usable_cores(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": args.threads,
+        "data": "synthetic" if args.synthetic else args.data_dir,
+    }
+    print(
+        f"ResNet-20, batch {BATCH}, {args.epochs} epoch(s), {args.reps} rep(s), {args.threads} threads, "
+        f"{machine['cpu']} ({machine['cores']} cores), torch {machine['torch']}",
+        flush=True,
+    )
+    print(f"start: {_uptime()}", flush=True)
+    runs, overhead = _measure(args, modes)
+    rows = summarize(runs, modes)
+    ov = _report(args, rows, overhead)
     print(f"end: {_uptime()}; wall time {time.time() - started:.0f} s")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(
-                {
-                    "machine": machine,
-                    "args": {k: v for k, v in vars(args).items()},
-                    "runs": runs,
-                    "summary": rows,
-                    "overhead": overhead,
-                    "overhead_summary": ov,
-                },
-                f,
-                indent=1,
-            )
+            everything = {"machine": machine, "args": vars(args), "runs": runs, "summary": rows}
+            json.dump(dict(everything, overhead=overhead, overhead_summary=ov), f, indent=1)
     return 0 if all(r["reps"] for r in rows) else 1
 
 
