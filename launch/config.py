@@ -3,8 +3,12 @@
 ``ttabench run --help``, config.json and the code read the same fields.
 A run's config.json holds ``RunConfig.to_dict()`` plus the resolved values
 (seed, threads, devices) so the run can be repeated from it.
+Commands that start runs themselves (sweep, netlab run) read the `ttabench run`
+flags given after ``--`` with :func:`parse_run_args`, the same parser.
 """
 
+# Over 400 lines: RunConfig and every way it is spelled as flags (`ttabench run`, the
+# worker, the flags an orchestrator passes on after --) stay in one module.
 from __future__ import annotations
 
 import argparse
