@@ -579,32 +579,37 @@ def _measure(args, modes: list[str]) -> tuple[list[dict], list[dict]]:
     for rep in range(args.reps):
         seed = args.seed + rep
         for name in modes:
-            r = _child(args, name, seed)
-            r["rep"] = rep
-            runs.append(r)
-            if "error" in r:
-                print(f"  rep {rep} {name:16s} FAILED: {r['error']}", flush=True)
-            else:
-                warm = f", warm-up {r['warmup_s']:.1f} s" if r.get("warmup_s") else ""
-                print(
-                    f"  rep {rep} {name:16s} {r['img_s']:7.0f} img/s  acc {100 * r['accuracy']:5.1f}%  "
-                    f"peak {r['peak_rss_mib']:.0f} MiB{warm}  (load {r['load_before'][0]:.1f})",
-                    flush=True,
-                )
+            _keep(runs, _child(args, name, seed), rep, f"{name:16s}", _describe_mode)
         for progress in ("plain", "rich") if args.overhead else ():
-            o = _overhead_run(args, seed, progress)
-            o["rep"] = rep
-            overhead.append(o)
-            if "error" in o:
-                print(f"  rep {rep} overhead/{progress}: FAILED: {o['error']}", flush=True)
-            else:
-                print(
-                    f"  rep {rep} overhead/{progress}: {100 * o['fraction']:.2f}% of train time "
-                    f"(control {o['control_s']:.3f} s + hooks {o['hooks_s']:.3f} s / "
-                    f"{o['train_s']:.1f} s)",
-                    flush=True,
-                )
+            _keep(
+                overhead,
+                _overhead_run(args, seed, progress),
+                rep,
+                f"overhead/{progress}:",
+                _describe_overhead,
+            )
     return runs, overhead
+
+
+def _keep(into: list, r: dict, rep: int, label: str, describe) -> None:
+    r["rep"] = rep
+    into.append(r)
+    print(f"  rep {rep} {label} " + (f"FAILED: {r['error']}" if "error" in r else describe(r)), flush=True)
+
+
+def _describe_mode(r: dict) -> str:
+    warm = f", warm-up {r['warmup_s']:.1f} s" if r.get("warmup_s") else ""
+    return (
+        f"{r['img_s']:7.0f} img/s  acc {100 * r['accuracy']:5.1f}%  "
+        f"peak {r['peak_rss_mib']:.0f} MiB{warm}  (load {r['load_before'][0]:.1f})"
+    )
+
+
+def _describe_overhead(o: dict) -> str:
+    return (
+        f"{100 * o['fraction']:.2f}% of train time "
+        f"(control {o['control_s']:.3f} s + hooks {o['hooks_s']:.3f} s / {o['train_s']:.1f} s)"
+    )
 
 
 def _report(args, rows: list[dict], overhead: list[dict]) -> dict:
