@@ -31,6 +31,8 @@ the real Recorder and progress display, and reports the harness's own cost
 from summary.json: (control_s + hooks_s) / train_s.
 """
 
+# Over 400 lines: the harness and what its children measure stay in one script that a
+# reviewer reads top to bottom (it is not part of the package; tests load it by path).
 from __future__ import annotations
 
 import argparse
@@ -40,13 +42,25 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile, schedule
+from torch.utils.data import DataLoader, Dataset
+from ttabench.launch import procs
+from ttabench.launch.config import RunConfig, run_flags
 from ttabench.launch.record.system import cpu_model, usable_cores
+from ttabench.launch.worker import comm as comm_mod
+from ttabench.launch.worker import context, loop, workload
+from ttabench.launch.worker import hooks as hooks_mod
+from ttabench.reference_impls import cifar10
+from ttabench.reference_impls.recipe import CLOSED
+from ttabench.reference_impls.resnet import resnet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SUBSET = os.path.join(
@@ -112,8 +126,6 @@ def _cpu_s(who=resource.RUSAGE_SELF) -> float:
 
 
 def _load_data(args):
-    from ttabench.reference_impls import cifar10
-
     return cifar10.synthetic() if args.synthetic else cifar10.load(args.data_dir)
 
 
@@ -121,40 +133,33 @@ def _load_data(args):
 # (a) The conventional baseline
 
 
+class PerImageCifar10(Dataset):
+    """CIFAR-10 the way torchvision's dataset + transforms serve it: one image per call,
+    HWC uint8 storage, RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize."""
+
+    def __init__(self, images, labels, train: bool):
+        self.data = np.ascontiguousarray(images.numpy().transpose(0, 2, 3, 1))  # N x 32 x 32 x 3
+        self.targets = labels.tolist()
+        self.train = train
+        self.mean = torch.tensor(cifar10.MEAN).view(3, 1, 1)
+        self.std = torch.tensor(cifar10.STD).view(3, 1, 1)
+
+    def __len__(self):
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        img = torch.from_numpy(self.data[i]).permute(2, 0, 1)  # CHW uint8
+        if self.train:
+            img = F.pad(img, (4, 4, 4, 4))
+            dy, dx = torch.randint(0, 9, (2,)).tolist()
+            img = img[:, dy : dy + 32, dx : dx + 32]
+            if torch.rand(1).item() < 0.5:
+                img = img.flip(-1)
+        x = img.float().div_(255)
+        return (x - self.mean) / self.std, self.targets[i]
+
+
 def run_baseline(args, seed: int) -> dict:
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-    from torch.utils.data import DataLoader, Dataset
-    from ttabench.reference_impls import cifar10
-    from ttabench.reference_impls.recipe import CLOSED
-    from ttabench.reference_impls.resnet import resnet
-
-    class PerImageCifar10(Dataset):
-        """CIFAR-10 the way torchvision's dataset + transforms serve it: one image per call,
-        HWC uint8 storage, RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize."""
-
-        def __init__(self, images, labels, train: bool):
-            self.data = np.ascontiguousarray(images.numpy().transpose(0, 2, 3, 1))  # N x 32 x 32 x 3
-            self.targets = labels.tolist()
-            self.train = train
-            self.mean = torch.tensor(cifar10.MEAN).view(3, 1, 1)
-            self.std = torch.tensor(cifar10.STD).view(3, 1, 1)
-
-        def __len__(self):
-            return len(self.targets)
-
-        def __getitem__(self, i):
-            img = torch.from_numpy(self.data[i]).permute(2, 0, 1)  # CHW uint8
-            if self.train:
-                img = F.pad(img, (4, 4, 4, 4))
-                dy, dx = torch.randint(0, 9, (2,)).tolist()
-                img = img[:, dy : dy + 32, dx : dx + 32]
-                if torch.rand(1).item() < 0.5:
-                    img = img.flip(-1)
-            x = img.float().div_(255)
-            return (x - self.mean) / self.std, self.targets[i]
-
     data = _load_data(args)
     train_ds = PerImageCifar10(data.train_images, data.train_labels, train=True)
     test_ds = PerImageCifar10(data.test_images, data.test_labels, train=False)
@@ -215,29 +220,19 @@ def run_baseline(args, seed: int) -> dict:
 # (b) ttabench's path: workload.build() + (warm-up) + loop.run()
 
 
-def _profile_hook(prof):
-    from ttabench.launch.worker.hooks import Hooks
+class ProfileSteps(hooks_mod.Hooks):
+    """A loop hook that advances the profiler's schedule once per training step."""
 
-    class ProfileSteps(Hooks):
-        """A loop hook that advances the profiler's schedule once per training step."""
+    def __init__(self, prof):
+        self.prof = prof
 
-        def step(self, info):
-            prof.step()
-
-    return ProfileSteps()
+    def step(self, info):
+        self.prof.step()
 
 
-def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) -> dict:
-    import torch
-    from ttabench.launch.config import RunConfig
-    from ttabench.launch.worker import comm as comm_mod
-    from ttabench.launch.worker import context, loop, workload
-    from ttabench.launch.worker import hooks as hooks_mod
-
-    if profile_out and mode.compile != "none":
-        # per-kernel records for Inductor's generated C++ (otherwise one opaque row per graph)
-        torch._inductor.config.cpp.enable_kernel_profile = True
-    cfg = RunConfig(
+def _run_config(args, seed: int, mode: Mode, **kw) -> RunConfig:
+    """The run of one mode, as every ttabench-path measurement (in-process or `ttabench run`) sets it."""
+    return RunConfig(
         data_dir=None if args.synthetic else args.data_dir,
         synthetic=args.synthetic,
         seed=seed,
@@ -248,9 +243,15 @@ def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) ->
         channels_last=mode.channels_last,
         threads=args.threads,
         eval_batch_size=EVAL_BATCH,
-        device="cpu",
-        progress="none",
+        **kw,
     )
+
+
+def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) -> dict:
+    if profile_out and mode.compile != "none":
+        # per-kernel records for Inductor's generated C++ (otherwise one opaque row per graph)
+        torch._inductor.config.cpp.enable_kernel_profile = True
+    cfg = _run_config(args, seed, mode, device="cpu", progress="none")
     cfg.validate()
     comm = comm_mod.Comm()
     device = torch.device("cpu")
@@ -261,8 +262,6 @@ def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) ->
     hooks = []
     prof = None
     if profile_out:
-        from torch.profiler import ProfilerActivity, profile, schedule
-
         wait, warm, active = 2, 2, args.profile_steps
         spec.max_epochs, spec.max_steps = None, wait + warm + active + 1
         prof = profile(
@@ -270,7 +269,7 @@ def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) ->
             schedule=schedule(wait=wait, warmup=warm, active=active, repeat=1),
         )
         prof.start()
-        hooks.append(_profile_hook(prof))
+        hooks.append(ProfileSteps(prof))
     c0 = _cpu_s()
     result = loop.run(spec, comm, hooks_mod.HookList(hooks))
     cpu_s = _cpu_s() - c0  # includes the evaluations (small next to training)
@@ -291,8 +290,6 @@ def run_ttabench(args, seed: int, mode: Mode, profile_out: str | None = None) ->
 
 
 def _write_profile(path: str, prof, mode: Mode, args, result) -> None:
-    import torch
-
     table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=45, max_name_column_width=70)
     steps = args.profile_steps
     head = [
@@ -316,8 +313,6 @@ def _write_profile(path: str, prof, mode: Mode, args, result) -> None:
 
 
 def child_main(args) -> int:
-    import torch
-
     torch.set_num_threads(args.threads)
     mode = MODES[args.child]
     seed = args.seed
@@ -342,41 +337,34 @@ def child_main(args) -> int:
     return 0
 
 
+def _subprocess(cmd: list[str], timeout: float, env: dict | None = None) -> tuple[procs.Child, str | None]:
+    """Run `cmd` from the repository root with its output kept; (child, error or None)."""
+    child, result = procs.run(cmd, cwd=REPO, env=env, capture=True, timeout=timeout)
+    if result.interrupted:
+        raise KeyboardInterrupt  # Ctrl-C stops the whole benchmark, not just this child
+    if result.timed_out:
+        return child, f"timed out after {timeout} s"
+    if result.code != 0:
+        return child, f"exit {result.code}: {(child.stderr.strip().splitlines() or ['(no output)'])[-1]}"
+    return child, None
+
+
 def _child(args, mode: str, seed: int, extra=()) -> dict:
     cmd = [
-        sys.executable,
-        "-m",
-        "benchmarks.throughput",
-        "--child",
-        mode,
-        "--seed",
-        str(seed),
-        "--epochs",
-        str(args.epochs),
-        "--threads",
-        str(args.threads),
-        "--num-workers",
-        str(args.num_workers),
-        *extra,
+        *(sys.executable, "-m", "benchmarks.throughput", "--child", mode),
+        *("--seed", str(seed), "--epochs", str(args.epochs), "--threads", str(args.threads)),
+        *("--num-workers", str(args.num_workers), *extra),
     ]
     cmd += ["--synthetic"] if args.synthetic else ["--data-dir", args.data_dir]
     t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=args.child_timeout)
-    except subprocess.TimeoutExpired:
-        return {"mode": mode, "seed": seed, "error": f"timed out after {args.child_timeout} s"}
-    for line in proc.stdout.splitlines():
+    child, error = _subprocess(cmd, args.child_timeout)
+    for line in child.stdout.splitlines():
         if line.startswith(RESULT_TAG):
             out = json.loads(line[len(RESULT_TAG) :])
             out["wall_s"] = time.perf_counter() - t0
             return out
-    tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-    return {
-        "mode": mode,
-        "seed": seed,
-        "error": f"exit {proc.returncode}: {tail}",
-        "stderr_tail": proc.stderr[-4000:],
-    }
+    error = error or "exit 0 without a result line"
+    return {"mode": mode, "seed": seed, "error": error, "stderr_tail": child.stderr[-4000:]}
 
 
 # ---------------------------------------------------------------------------------------
@@ -387,41 +375,16 @@ def _overhead_run(args, seed: int, progress: str) -> dict:
     """One `ttabench run` with the real Recorder and progress hooks; (control + hooks) / train."""
     mode = MODES[args.overhead_mode]
     with tempfile.TemporaryDirectory(prefix="ttabench-overhead-") as root:
-        cmd = [
-            sys.executable,
-            "-m",
-            "ttabench",
-            "run",
-            "--max-epochs",
-            str(args.epochs),
-            "--seed",
-            str(seed),
-            "--threads",
-            str(args.threads),
-            "--precision",
-            mode.precision,
-            "--compile",
-            mode.compile,
-            "--progress",
-            progress,
-            "--results-dir",
-            root,
-            "--system",
-            "throughput-bench",
-        ]  # default thresholds: what a user's panel shows
-        cmd += ["--channels-last" if mode.channels_last else "--no-channels-last"]
-        cmd += ["--synthetic"] if args.synthetic else ["--data-dir", args.data_dir]
-        env = dict(os.environ)
-        if progress == "rich":
-            env["FORCE_COLOR"] = "1"  # render the live panel as on a terminal (output is discarded)
+        # default thresholds: what a user's panel shows
+        cfg = _run_config(args, seed, mode, progress=progress, results_dir=root, system="throughput-bench")
+        cmd = [sys.executable, "-m", "ttabench", "run", *run_flags(cfg)]
+        # render the live panel as on a terminal (output is discarded)
+        env = {"FORCE_COLOR": "1"} if progress == "rich" else None
         load_before = os.getloadavg()
-        proc = subprocess.run(
-            cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=args.child_timeout
-        )
+        _, error = _subprocess(cmd, args.child_timeout, env)
         found = glob.glob(os.path.join(root, "*", "*", "*", "*", "summary.json"))
-        if proc.returncode != 0 or not found:
-            tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-            return {"progress": progress, "seed": seed, "error": f"exit {proc.returncode}: {tail}"}
+        if error or not found:
+            return {"progress": progress, "seed": seed, "error": error or "no summary.json written"}
         with open(found[0], encoding="utf-8") as f:
             summary = json.load(f)
     b = summary["time_breakdown"]["max_over_ranks"]
@@ -592,83 +555,65 @@ def _resolve_data_dir(args) -> None:
     args.data_dir = os.path.abspath(d)
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    args.threads = args.threads or usable_cores()
-    _resolve_data_dir(args)
-    if args.child:
-        return child_main(args)
-    if args.profile:
-        args.profile_out = args.profile_out or os.path.join(REPO, "benchmarks", "profile-cpu.txt")
-        print(f"profiling {args.profile} ({_uptime()}) ...", flush=True)
-        out = _child(
-            args,
-            args.profile,
-            args.seed,
-            ["--profile-out", args.profile_out, "--profile-steps", str(args.profile_steps)],
-        )
-        if "error" in out:
-            print(out.get("stderr_tail", ""), file=sys.stderr)
-            print(f"profile failed: {out['error']}", file=sys.stderr)
-            return 1
-        print(open(args.profile_out, encoding="utf-8").read())
-        print(f"written to {args.profile_out} ({_uptime()})")
-        return 0
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    unknown = [m for m in modes if m not in MODES]
-    if unknown:
-        sys.exit(
-            f"benchmarks.throughput: error: unknown mode(s) {', '.join(unknown)}; "
-            f"choose from {', '.join(MODES)}"
-        )
-    import torch
-
-    started = time.time()
-    machine = {
-        "cpu": cpu_model(),
-        "cores": usable_cores(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "threads": args.threads,
-        "data": "synthetic" if args.synthetic else args.data_dir,
-    }
-    print(
-        f"ResNet-20, batch {BATCH}, {args.epochs} epoch(s), {args.reps} rep(s), {args.threads} threads, "
-        f"{machine['cpu']} ({machine['cores']} cores), torch {machine['torch']}",
-        flush=True,
+def _profile_main(args) -> int:
+    args.profile_out = args.profile_out or os.path.join(REPO, "benchmarks", "profile-cpu.txt")
+    print(f"profiling {args.profile} ({_uptime()}) ...", flush=True)
+    out = _child(
+        args,
+        args.profile,
+        args.seed,
+        ["--profile-out", args.profile_out, "--profile-steps", str(args.profile_steps)],
     )
-    print(f"start: {_uptime()}", flush=True)
+    if "error" in out:
+        print(out.get("stderr_tail", ""), file=sys.stderr)
+        print(f"profile failed: {out['error']}", file=sys.stderr)
+        return 1
+    print(open(args.profile_out, encoding="utf-8").read())
+    print(f"written to {args.profile_out} ({_uptime()})")
+    return 0
+
+
+def _measure(args, modes: list[str]) -> tuple[list[dict], list[dict]]:
+    """Every mode of every repetition (and the overhead runs), printed as they finish."""
     runs, overhead = [], []
     for rep in range(args.reps):
         seed = args.seed + rep
         for name in modes:
-            r = _child(args, name, seed)
-            r["rep"] = rep
-            runs.append(r)
-            if "error" in r:
-                print(f"  rep {rep} {name:16s} FAILED: {r['error']}", flush=True)
-            else:
-                warm = f", warm-up {r['warmup_s']:.1f} s" if r.get("warmup_s") else ""
-                print(
-                    f"  rep {rep} {name:16s} {r['img_s']:7.0f} img/s  acc {100 * r['accuracy']:5.1f}%  "
-                    f"peak {r['peak_rss_mib']:.0f} MiB{warm}  (load {r['load_before'][0]:.1f})",
-                    flush=True,
-                )
-        if args.overhead:
-            for progress in ("plain", "rich"):
-                o = _overhead_run(args, seed, progress)
-                o["rep"] = rep
-                overhead.append(o)
-                if "error" in o:
-                    print(f"  rep {rep} overhead/{progress}: FAILED: {o['error']}", flush=True)
-                else:
-                    print(
-                        f"  rep {rep} overhead/{progress}: {100 * o['fraction']:.2f}% of train time "
-                        f"(control {o['control_s']:.3f} s + hooks {o['hooks_s']:.3f} s / "
-                        f"{o['train_s']:.1f} s)",
-                        flush=True,
-                    )
-    rows = summarize(runs, modes)
+            _keep(runs, _child(args, name, seed), rep, f"{name:16s}", _describe_mode)
+        for progress in ("plain", "rich") if args.overhead else ():
+            _keep(
+                overhead,
+                _overhead_run(args, seed, progress),
+                rep,
+                f"overhead/{progress}:",
+                _describe_overhead,
+            )
+    return runs, overhead
+
+
+def _keep(into: list, r: dict, rep: int, label: str, describe) -> None:
+    r["rep"] = rep
+    into.append(r)
+    print(f"  rep {rep} {label} " + (f"FAILED: {r['error']}" if "error" in r else describe(r)), flush=True)
+
+
+def _describe_mode(r: dict) -> str:
+    warm = f", warm-up {r['warmup_s']:.1f} s" if r.get("warmup_s") else ""
+    return (
+        f"{r['img_s']:7.0f} img/s  acc {100 * r['accuracy']:5.1f}%  "
+        f"peak {r['peak_rss_mib']:.0f} MiB{warm}  (load {r['load_before'][0]:.1f})"
+    )
+
+
+def _describe_overhead(o: dict) -> str:
+    return (
+        f"{100 * o['fraction']:.2f}% of train time "
+        f"(control {o['control_s']:.3f} s + hooks {o['hooks_s']:.3f} s / {o['train_s']:.1f} s)"
+    )
+
+
+def _report(args, rows: list[dict], overhead: list[dict]) -> dict:
+    """Print the table, the overhead and the goal; returns the overhead summary."""
     print()
     print(format_table(rows))
     print(
@@ -695,21 +640,47 @@ def main(argv=None) -> int:
             f"goal >= 5x baseline images/s: {verdict} (best: {best['mode']} at "
             f"{best['speedup']['median']:.2f}x)"
         )
+    return ov
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    args.threads = args.threads or usable_cores()
+    _resolve_data_dir(args)
+    if args.child:
+        return child_main(args)
+    if args.profile:
+        return _profile_main(args)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        sys.exit(
+            f"benchmarks.throughput: error: unknown mode(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(MODES)}"
+        )
+    started = time.time()
+    machine = {
+        "cpu": cpu_model(),
+        "cores": usable_cores(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": args.threads,
+        "data": "synthetic" if args.synthetic else args.data_dir,
+    }
+    print(
+        f"ResNet-20, batch {BATCH}, {args.epochs} epoch(s), {args.reps} rep(s), {args.threads} threads, "
+        f"{machine['cpu']} ({machine['cores']} cores), torch {machine['torch']}",
+        flush=True,
+    )
+    print(f"start: {_uptime()}", flush=True)
+    runs, overhead = _measure(args, modes)
+    rows = summarize(runs, modes)
+    ov = _report(args, rows, overhead)
     print(f"end: {_uptime()}; wall time {time.time() - started:.0f} s")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(
-                {
-                    "machine": machine,
-                    "args": {k: v for k, v in vars(args).items()},
-                    "runs": runs,
-                    "summary": rows,
-                    "overhead": overhead,
-                    "overhead_summary": ov,
-                },
-                f,
-                indent=1,
-            )
+            everything = {"machine": machine, "args": vars(args), "runs": runs, "summary": rows}
+            json.dump(dict(everything, overhead=overhead, overhead_summary=ov), f, indent=1)
     return 0 if all(r["reps"] for r in rows) else 1
 
 

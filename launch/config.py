@@ -3,8 +3,12 @@
 ``ttabench run --help``, config.json and the code read the same fields.
 A run's config.json holds ``RunConfig.to_dict()`` plus the resolved values
 (seed, threads, devices) so the run can be repeated from it.
+Commands that start runs themselves (sweep, netlab run) read the `ttabench run`
+flags given after ``--`` with :func:`parse_run_args`, the same parser.
 """
 
+# Over 400 lines: RunConfig and every way it is spelled as flags (`ttabench run`, the
+# worker, the flags an orchestrator passes on after --) stay in one module.
 from __future__ import annotations
 
 import argparse
@@ -12,11 +16,15 @@ import dataclasses
 import json
 import os
 import re
+import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Optional
 
 from ttabench import UserError
 from ttabench.divisions import metrics
 from ttabench.divisions import open as open_division
+from ttabench.launch.net import link as network
 from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, PRECISIONS
 
 BACKENDS = ("auto", "none", "torchrun", "horovod")
@@ -44,14 +52,14 @@ class RunConfig:
         "workload",
         choices=("closed", "open"),
     )
-    model: str | None = _f(
+    model: Optional[str] = _f(
         None,
         "open division: your model, MODULE:CALLABLE or path/to/file.py:CALLABLE "
         "(a function returning a torch.nn.Module, or a ttabench Submission; "
         "see ttabench.divisions.open)",
         "workload",
     )
-    optimizer: str | None = _f(
+    optimizer: Optional[str] = _f(
         None,
         "open division: your optimizer factory, MODULE:CALLABLE or "
         "path/to/file.py:CALLABLE, (model, run) -> optimizer or "
@@ -59,7 +67,7 @@ class RunConfig:
         "model",
         "workload",
     )
-    data_dir: str | None = _f(
+    data_dir: Optional[str] = _f(
         None, "CIFAR-10 `cifar-10-batches-py` folder (default: $TTABENCH_DATA_DIR)", "workload"
     )
     synthetic: bool = _f(
@@ -67,26 +75,28 @@ class RunConfig:
         "train on the built-in synthetic data set (offline demo; never a closed-division result)",
         "workload",
     )
-    seed: int | None = _f(None, "random seed (default: a fresh random seed, logged)", "workload")
+    seed: Optional[int] = _f(None, "random seed (default: a fresh random seed, logged)", "workload")
     batch_size: int = _f(
         CLOSED.batch_per_worker,
         f"batch per worker (closed: {CLOSED.min_batch_per_worker}..{CLOSED.max_batch_per_worker})",
         "workload",
     )
     # -- stop rules and measurement
-    target: float | None = _f(None, "stop once test accuracy >= TARGET (TTA mode), a fraction", "stop rules")
-    time_budget: float | None = _f(
+    target: Optional[float] = _f(
+        None, "stop once test accuracy >= TARGET (TTA mode), a fraction", "stop rules"
+    )
+    time_budget: Optional[float] = _f(
         None,
         "stop when the training time reaches this many seconds, evaluating first (AAT mode)",
         "stop rules",
     )
-    max_epochs: float | None = _f(
+    max_epochs: Optional[float] = _f(
         None,
         "stop after this many epochs (default: the recipe's "
         f"{CLOSED.epochs} when no other stop rule is given)",
         "stop rules",
     )
-    max_steps: int | None = _f(None, "stop after this many optimizer steps", "stop rules")
+    max_steps: Optional[int] = _f(None, "stop after this many optimizer steps", "stop rules")
     eval_every: str = _f("1epoch", "evaluation cadence: e.g. 1epoch, 0.5epoch, 12800samples", "stop rules")
     thresholds: str = _f(
         "0.80:0.92:0.01", "accuracy thresholds LOW:HIGH:STEP for the TTMT curve", "stop rules"
@@ -103,7 +113,7 @@ class RunConfig:
         "none", "torch.compile mode, compiled before the clock starts", "performance", choices=COMPILE_MODES
     )
     channels_last: bool = _f(True, "channels_last memory format for model and data", "performance")
-    threads: int | None = _f(
+    threads: Optional[int] = _f(
         None, "intra-op threads per worker (default: cores / local workers)", "performance"
     )
     eval_batch_size: int = _f(1000, "batch size for evaluation (does not change the result)", "performance")
@@ -115,25 +125,25 @@ class RunConfig:
         "launch",
         choices=BACKENDS,
     )
-    dist_backend: str | None = _f(
+    dist_backend: Optional[str] = _f(
         None, "torch.distributed backend (default: nccl on GPU, gloo on CPU)", "launch"
     )
     nnodes: int = _f(1, "number of nodes (torchrun, c10d rendezvous)", "launch")
     node_rank: int = _f(0, "this node's rank (multi-node)", "launch")
-    rdzv_endpoint: str | None = _f(None, "HOST:PORT of the rendezvous (multi-node)", "launch")
-    local_addr: str | None = _f(
+    rdzv_endpoint: Optional[str] = _f(None, "HOST:PORT of the rendezvous (multi-node)", "launch")
+    local_addr: Optional[str] = _f(
         None, "address the other nodes reach this node at (multi-node; default: this host's name)", "launch"
     )
-    network: str | None = _f(
+    network: Optional[str] = _f(
         None,
         "emulated network profile (see `ttabench network list`): "
         "loopback, 100gbe, 25gbe, 10gbe, 1gbe, 100mbit, wan",
         "network",
     )
-    bandwidth: str | None = _f(
+    bandwidth: Optional[str] = _f(
         None, "emulated link bandwidth, tc units: e.g. 1gbit, 100mbit, 125mbps", "network"
     )
-    latency: str | None = _f(None, "emulated per-message latency, tc units: e.g. 0.5ms, 50us", "network")
+    latency: Optional[str] = _f(None, "emulated per-message latency, tc units: e.g. 0.5ms, 50us", "network")
     collective_timeout: float = _f(
         120.0, "seconds before a collective that never completes fails the run (a dead peer)", "launch"
     )
@@ -141,7 +151,7 @@ class RunConfig:
     results_dir: str = _f(
         "results", "results root: results/<system>/<benchmark>/<division>/<run-id>/", "output"
     )
-    system: str | None = _f(
+    system: Optional[str] = _f(
         None, "system name in the results path (default: derived from the hardware)", "output"
     )
     progress: str = _f(
@@ -150,7 +160,7 @@ class RunConfig:
         "output",
         choices=PROGRESS,
     )
-    checkpoint_every: str | None = _f(
+    checkpoint_every: Optional[str] = _f(
         None,
         "save a checkpoint (model, optimizer, data position, "
         "clocks) at this cadence, e.g. 1epoch or 200steps; "
@@ -168,7 +178,7 @@ class RunConfig:
     )
     # Set by the launcher, never typed: the run folder it made, and whether to
     # continue it from its checkpoint (`ttabench run --resume RUN_DIR` sets both).
-    run_dir: str | None = _f(None, argparse.SUPPRESS, "output")
+    run_dir: Optional[str] = _f(None, argparse.SUPPRESS, "output")
     resume: bool = _f(False, argparse.SUPPRESS, "output")
 
     def to_dict(self) -> dict:
@@ -214,8 +224,6 @@ class RunConfig:
         if self.collective_timeout <= 0:
             raise UserError("--collective-timeout must be > 0")
         metrics.parse_thresholds(self.thresholds)
-        from ttabench.launch.net import link as network
-
         network.resolve(self.network, self.bandwidth, self.latency)
         parse_cadence(self.eval_every, "--eval-every")
         if self.checkpoint_every is not None:
@@ -225,6 +233,7 @@ class RunConfig:
         if self.synthetic and self.data_dir:
             raise UserError("give either --data-dir or --synthetic, not both")
         if not self.synthetic:
+            # Imported here: the data set module needs torch, which `ttabench` starts without.
             from ttabench.reference_impls.cifar10 import check_files
 
             check_files(self.resolved_data_dir())
@@ -292,8 +301,17 @@ def cadence_samples(spec: str, steps_per_epoch: int, global_batch: int, flag: st
     return max(1, int(round(value * scale)))
 
 
-def add_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """Add one option per RunConfig field, in named groups."""
+def _parser_type(hint) -> type:
+    """A field's type for argparse: Optional[X] -> X."""
+    if typing.get_origin(hint) is typing.Union:
+        (hint,) = [t for t in typing.get_args(hint) if t is not type(None)]
+    return hint
+
+
+def add_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (), defaults: bool = True) -> None:
+    """Add one option per RunConfig field, in named groups, typed by the field's type.
+    With defaults=False an option left out is absent from the parsed namespace."""
+    hints = typing.get_type_hints(RunConfig)
     groups: dict[str, argparse._ArgumentGroup] = {}
     for f in dataclasses.fields(RunConfig):
         if f.name in skip:
@@ -301,31 +319,120 @@ def add_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -
         md = f.metadata
         group = groups.setdefault(md["group"], parser.add_argument_group(md["group"]))
         flag = "--" + f.name.replace("_", "-")
-        kw = {"dest": f.name, "default": f.default, "help": md["help"]}
-        if f.type in (bool, "bool"):
+        kw = {"dest": f.name, "default": f.default if defaults else argparse.SUPPRESS, "help": md["help"]}
+        kind = _parser_type(hints[f.name])
+        if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:
-            kw["type"] = _TYPES.get(str(f.type), str)
+            kw["type"] = kind
             kw["metavar"] = f.name.upper()
             if "choices" in md:
                 kw["choices"] = md["choices"]
         group.add_argument(flag, **kw)
 
 
-def add_resume_argument(parser: argparse.ArgumentParser) -> None:
+def add_resume_argument(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
     """`--resume RUN_DIR`: the same for `ttabench run` and the worker module (RunConfig.resume
     is the launcher's flag for it, never typed)."""
     parser.add_argument(
         "--resume",
         dest="resume_dir",
         metavar="RUN_DIR",
+        default=None if defaults else argparse.SUPPRESS,
         help="continue a run from its checkpoint.pt (every other setting comes from the run's config.json)",
     )
-
-
-_TYPES = {"int": int, "int | None": int, "float": float, "float | None": float, "str": str, "str | None": str}
 
 
 def from_args(ns: argparse.Namespace) -> RunConfig:
     names = {f.name for f in dataclasses.fields(RunConfig)}
     return RunConfig(**{k: v for k, v in vars(ns).items() if k in names})
+
+
+def add_run_flags(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """The flags of `ttabench run`: every RunConfig field, --resume RUN_DIR and the seed options."""
+    add_arguments(parser, skip=("resume",), defaults=defaults)
+    add_resume_argument(parser, defaults)
+    seeds = parser.add_argument_group("several runs").add_mutually_exclusive_group()
+    seeds.add_argument(
+        "--seeds",
+        type=int,
+        metavar="N",
+        default=None if defaults else argparse.SUPPRESS,
+        help="run N times with distinct seeds (--seed S gives S, S+1, ...; "
+        "otherwise N fresh random seeds), one run folder each",
+    )
+    seeds.add_argument(
+        "--seed-list",
+        metavar="S1,S2,...",
+        default=None if defaults else argparse.SUPPRESS,
+        help="run once per listed seed",
+    )
+
+
+def run_flags(cfg: RunConfig) -> list[str]:
+    """`ttabench run` flags that reproduce `cfg` (the fields that differ from the defaults)."""
+    out = []
+    defaults = RunConfig()
+    for f in dataclasses.fields(RunConfig):
+        v = getattr(cfg, f.name)
+        if v == getattr(defaults, f.name):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(v, bool):
+            out.append(flag if v else "--no-" + f.name.replace("_", "-"))
+        elif v is not None:
+            out += [flag, str(v)]
+    return out
+
+
+def add_passed_run_flags(parser: argparse.ArgumentParser, help: str) -> None:
+    """The `-- RUN FLAGS` an orchestrator passes on to `ttabench run` (read with parse_run_args)."""
+    parser.add_argument("run_args", nargs=argparse.REMAINDER, metavar="-- RUN FLAGS", help=help)
+
+
+# `ttabench run` flags that start several runs or continue an old one: an orchestrator
+# (sweep, netlab run) starts exactly one run per point or node.
+_ONE_RUN_EACH = {"resume_dir": "--resume", "seeds": "--seeds", "seed_list": "--seed-list"}
+
+
+@dataclass
+class RunArgs:
+    """The `ttabench run` flags an orchestrator passes on (after ``--``), parsed and checked."""
+
+    argv: list[str]  # as the user gave them, without a leading "--"
+    given: frozenset  # the RunConfig fields they set (argparse abbreviations resolved)
+    config: RunConfig  # with the orchestrator's own flags applied
+
+
+def parse_run_args(
+    argv: list[str], *, owner: str, unit: str, controlled: Iterable[str] = (), fixed: Iterable[str] = ()
+) -> RunArgs:
+    """Parse the flags after ``--`` with the `ttabench run` parser, refusing the flags `owner`
+    sets itself for each `unit` (`controlled`, e.g. "--workers"), then validate them
+    together with `fixed` (`owner`'s own flags for one unit) as `ttabench run` would."""
+    argv = list(argv[1:] if argv[:1] == ["--"] else argv)
+    given = vars(_run_parser(defaults=False).parse_args(argv))
+    for dest in given:
+        if dest in _ONE_RUN_EACH:
+            raise UserError(
+                f"{owner} starts one run per {unit}: leave {_ONE_RUN_EACH[dest]} out of the flags after --"
+            )
+        flag = "--" + dest.replace("_", "-")
+        if flag in controlled:
+            raise UserError(f"{owner} sets {flag} for each {unit} itself: leave it out of the flags after --")
+    cfg = from_args(_run_parser().parse_args(list(fixed) + argv))
+    cfg.validate()
+    return RunArgs(argv, frozenset(given), cfg)
+
+
+class _RunFlagsParser(argparse.ArgumentParser):
+    """The `ttabench run` flags inside another command: a mistake is one UserError line."""
+
+    def error(self, message):
+        raise UserError(f"bad `ttabench run` flags after --: {message}")
+
+
+def _run_parser(defaults: bool = True) -> argparse.ArgumentParser:
+    p = _RunFlagsParser(prog="ttabench run", add_help=False)
+    add_run_flags(p, defaults=defaults)
+    return p

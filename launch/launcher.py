@@ -19,15 +19,15 @@ import dataclasses
 import json
 import os
 import re
-import shutil
+import secrets
 import signal
-import subprocess
 import sys
-import uuid
 
 from ttabench import UserError
-from ttabench.divisions.results import atomic_write_json, new_run_dir, read_json
+from ttabench.divisions.results import atomic_write_json, new_run_dir, read_curve, read_json
+from ttabench.launch import procs
 from ttabench.launch.config import RunConfig
+from ttabench.launch.record import system
 
 FINAL = ("success", "failed", "diverged", "interrupted")
 
@@ -55,8 +55,6 @@ def seed_list(seed: int | None, count: int | None, listed: str | None) -> list[i
         raise UserError(f"--seeds must be >= 1, got {count}")
     if seed is not None:
         return [seed + i for i in range(count)]
-    import secrets
-
     seeds: list[int] = []
     while len(seeds) < count:
         s = secrets.randbits(31)
@@ -67,6 +65,7 @@ def seed_list(seed: int | None, count: int | None, listed: str | None) -> list[i
 
 def resume_config(run_dir: str) -> RunConfig:
     """The configuration of a run folder, set to continue it from its checkpoint."""
+    # Imported here: the checkpoint module needs torch, which `ttabench` starts without.
     from ttabench.launch.worker import checkpoint
 
     if not os.path.isfile(os.path.join(run_dir, "config.json")):
@@ -92,6 +91,7 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
     if backend == "none":
         if cfg.world_size() != 1:
             raise UserError("--backend none runs exactly one worker")
+        # Imported here: the worker needs torch, which `ttabench` starts without.
         from ttabench.launch.worker.main import run_worker
 
         return run_worker(cfg, command=argv)
@@ -144,6 +144,7 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
 def check_open_submission(cfg: RunConfig) -> None:
     """The worker's set-up, once, in this process on the CPU: a broken submission then ends
     in one error line here instead of one per worker, before any folder or process exists."""
+    # Imported here: torch and the worker's set-up, which `ttabench` starts without.
     import torch
     from ttabench.launch.worker import comm
     from ttabench.launch.worker.workload import build
@@ -163,8 +164,6 @@ def check_open_submission(cfg: RunConfig) -> None:
 def _with_run_dir(cfg: RunConfig) -> RunConfig:
     if cfg.run_dir:
         return cfg
-    from ttabench.launch.record import system
-
     name = cfg.system or system.default_system_name(system.describe())
     run_dir = new_run_dir(cfg.results_dir, name, cfg.benchmark_name(), cfg.division)
     return dataclasses.replace(cfg, run_dir=run_dir, system=name)
@@ -198,8 +197,6 @@ def record_outcome(run_dir: str, outcome: Outcome) -> str:
     and the last completed evaluation; it never turns a recorded `diverged`
     or `interrupted` into `failed`, and never touches a finished run.
     """
-    from ttabench.divisions.results import read_curve
-
     path = os.path.join(run_dir, "summary.json")
     try:
         summary = read_json(path)
@@ -230,49 +227,23 @@ def record_outcome(run_dir: str, outcome: Outcome) -> str:
 
 
 def _launch_torchrun(cfg: RunConfig) -> Outcome:
-    from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
     worker_cfg = dataclasses.replace(cfg, backend="torchrun")
     args = ["-m", "ttabench.launch.worker"] + worker_argv(worker_cfg)
-    if cfg.nnodes == 1:
-        endpoint, rdzv_configs = "127.0.0.1:0", {"is_host": True}
-        run_id = uuid.uuid4().hex
-    else:
-        endpoint, rdzv_configs = cfg.rdzv_endpoint, {"is_host": cfg.node_rank == 0}
-        run_id = "ttabench-" + cfg.rdzv_endpoint.replace(":", "-")
-    rdzv_configs["timeout"] = int(max(60, cfg.collective_timeout))
-    lc = LaunchConfig(
-        min_nodes=cfg.nnodes,
-        max_nodes=cfg.nnodes,
-        nproc_per_node=cfg.workers,
-        run_id=run_id,
-        rdzv_backend="c10d",
-        rdzv_endpoint=endpoint,
-        rdzv_configs=rdzv_configs,
-        # Restarts are the launcher's (see launch()): torch 2.13's in-place
-        # restart cannot re-form a gloo group after a worker was SIGKILLed
-        # in a collective (reproduced with plain torchrun).
-        max_restarts=0,
-        monitor_interval=0.2,
-        start_method="spawn",
-        local_addr=cfg.local_addr,
-        logs_specs=DefaultLogsSpecs(),
-    )
-    # torchrun's default of one OpenMP thread per worker: the worker sets its
-    # threads itself (--threads, default cores / local workers) and records them.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:
-        elastic_launch(lc, entrypoint=sys.executable)(*args)
-        return Outcome(0)
-    except ChildFailedError as e:
-        return _torch_failures(e)
-    except (SignalException, KeyboardInterrupt) as e:
+        failed = procs.elastic_run(
+            args,
+            nproc_per_node=cfg.workers,
+            collective_timeout=cfg.collective_timeout,
+            nnodes=cfg.nnodes,
+            node_rank=cfg.node_rank,
+            rdzv_endpoint=cfg.rdzv_endpoint,
+            local_addr=cfg.local_addr,
+        )
+    except procs.Interrupted as e:
         # The agent stopped the workers (SIGTERM, then SIGKILL after a grace
         # period); each one that could has recorded `interrupted`.
-        name = getattr(e, "sigval", None)
-        return Outcome(130, f"interrupted by {name.name if name else 'SIGINT'}", interrupted=True)
+        return Outcome(130, str(e), interrupted=True)
+    return Outcome(0) if failed is None else _torch_failures(failed)
 
 
 def _torch_failures(e) -> Outcome:
@@ -310,16 +281,6 @@ def _ranks_text(ranks: list[dict]) -> str:
     )
 
 
-def horovodrun_command(workers: int) -> list[str]:
-    """horovodrun with the gloo controller on this host, from this environment."""
-    horovodrun = shutil.which(
-        "horovodrun", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    )
-    if horovodrun is None:
-        raise UserError("horovodrun not found: install Horovod with scripts/install_horovod.sh")
-    return [horovodrun, "-np", str(workers), "-H", f"localhost:{workers}", "--gloo"]
-
-
 _HVD_EXIT = re.compile(r"Process (\d+) exit with status code (-?\d+)")
 
 
@@ -328,37 +289,24 @@ def _launch_horovod(cfg: RunConfig) -> Outcome:
     (horovodrun's own closing summary sometimes names the wrong process)."""
     worker_cfg = dataclasses.replace(cfg, backend="horovod")
     cmd = (
-        horovodrun_command(cfg.workers)
+        procs.horovodrun_command(cfg.workers)
         + [sys.executable, "-m", "ttabench.launch.worker"]
         + worker_argv(worker_cfg)
     )
-    env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    proc = subprocess.Popen(
-        cmd,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-    )
-    ranks, interrupted = [], False
-    try:
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            m = _HVD_EXIT.search(line)
-            if m:
-                code = int(m.group(2))
-                sig = signal.Signals(code - 128).name if code > 128 and code - 128 < 65 else None
-                ranks.append({"rank": int(m.group(1)), "exitcode": code, "signal": sig, "message": ""})
-        code = proc.wait()
-    except KeyboardInterrupt:
-        interrupted = True
-        os.killpg(proc.pid, signal.SIGINT)
-        code = proc.wait()
+    ranks = []
+
+    def read(line: str) -> None:
+        sys.stdout.write(line)
+        m = _HVD_EXIT.search(line)
+        if m:
+            code = int(m.group(2))
+            sig = signal.Signals(code - 128).name if code > 128 and code - 128 < 65 else None
+            ranks.append({"rank": int(m.group(1)), "exitcode": code, "signal": sig, "message": ""})
+
+    _, result = procs.run(cmd, on_line=read)
+    code = result.code
     if code == 0:
         return Outcome(0)
-    if interrupted:
-        return Outcome(130, "interrupted by SIGINT", ranks, interrupted=True)
+    if result.interrupted:
+        return Outcome(130, f"interrupted by {result.interrupted}", ranks, interrupted=True)
     return Outcome(code, _ranks_text(ranks) or f"horovodrun exited with code {code}", ranks)

@@ -21,6 +21,7 @@ import pytest
 from conftest import run_cli
 from ttabench import UserError
 from ttabench.launch.net import lab as netlab
+from ttabench.launch.net import nodes, topology
 
 # -- pure parts ---------------------------------------------------------------------
 
@@ -53,14 +54,14 @@ def test_bad_settings_are_user_errors(kw, msg):
     args = dict(hosts=2, rate="100mbit")
     args.update(kw)
     with pytest.raises(UserError) as e:
-        netlab.make_spec(**args)
+        topology.make_spec(**args)
     assert msg in str(e.value)
 
 
 def test_burst_default_is_two_ms_at_the_rate_but_at_least_64kib():
-    assert netlab.make_spec(2, "100mbit").burst_bytes == 65536  # 2 ms = 25 kB < 64 KiB
-    assert netlab.make_spec(2, "1gbit").burst_bytes == 250000  # 2 ms at 125 MB/s
-    assert netlab.make_spec(2, "1gbit", burst="128kb").burst_bytes == 131072
+    assert topology.make_spec(2, "100mbit").burst_bytes == 65536  # 2 ms = 25 kB < 64 KiB
+    assert topology.make_spec(2, "1gbit").burst_bytes == 250000  # 2 ms at 125 MB/s
+    assert topology.make_spec(2, "1gbit", burst="128kb").burst_bytes == 131072
 
 
 def _by_dev(steps):
@@ -72,8 +73,8 @@ def _by_dev(steps):
 
 
 def test_plan_shapes_uplink_on_the_host_side_and_downlink_on_the_switch_side():
-    spec = netlab.make_spec(3, "100mbit", subnet=9)
-    steps = netlab.plan(spec)
+    spec = topology.make_spec(3, "100mbit", subnet=9)
+    steps = topology.plan(spec)
     q = _by_dev(steps)
     for i in range(3):
         up = q[(f"ttabench-nl-h{i}", f"ttanl{i}", "tbf")]
@@ -83,12 +84,12 @@ def test_plan_shapes_uplink_on_the_host_side_and_downlink_on_the_switch_side():
         down = q[("ttabench-nl-sw", f"ttanl{i}-sw", "tbf")]
         assert down.made["direction"] == f"downlink of host {i}"
     assert [n["address"] for n in spec.nodes] == ["10.231.9.1", "10.231.9.2", "10.231.9.3"]
-    egress = _by_dev(netlab.plan(netlab.make_spec(2, "100mbit", shape="egress")))
+    egress = _by_dev(topology.plan(topology.make_spec(2, "100mbit", shape="egress")))
     assert set(egress) == {("ttabench-nl-h0", "ttanl0", "tbf"), ("ttabench-nl-h1", "ttanl1", "tbf")}
 
 
 def test_plan_puts_netem_at_the_root_of_the_host_side_with_tbf_as_its_child():
-    steps = netlab.plan(netlab.make_spec(2, "100mbit", delay="5ms"))
+    steps = topology.plan(topology.make_spec(2, "100mbit", delay="5ms"))
     q = _by_dev(steps)
     netem, tbf = q[("ttabench-nl-h0", "ttanl0", "netem")], q[("ttabench-nl-h0", "ttanl0", "tbf")]
     assert netem.argv[netem.argv.index("dev") + 2 :][:3] == ["root", "handle", "1:"]
@@ -100,7 +101,7 @@ def test_plan_puts_netem_at_the_root_of_the_host_side_with_tbf_as_its_child():
 
 def test_plan_never_touches_the_root_namespace():
     """Every command names one of the lab's namespaces: devices are created inside them."""
-    for step in netlab.plan(netlab.make_spec(4, "1gbit", delay="1ms")):
+    for step in topology.plan(topology.make_spec(4, "1gbit", delay="1ms")):
         a = step.argv
         if a[:3] in (["ip", "netns", "add"], ["ip", "netns", "del"]):
             assert a[3].startswith("ttabench-nl-")
@@ -141,14 +142,14 @@ class FakeHost:
 def test_state_file_records_exactly_what_up_made_and_down_removes_only_that(tmp_path):
     path = str(tmp_path / "state.json")
     host = FakeHost(existing={"other-ns", "ttabench-test-a"})
-    state = netlab.up(netlab.make_spec(2, "100mbit"), run=host, path=path)
+    state = netlab.up(topology.make_spec(2, "100mbit"), run=host, path=path)
     on_disk = json.load(open(path))
     assert on_disk["complete"] and on_disk == state
     assert netlab.recorded_namespaces(on_disk) == ["ttabench-nl-sw", "ttabench-nl-h0", "ttabench-nl-h1"]
     kinds = [m["kind"] for m in on_disk["made"]]
     assert kinds.count("veth") == 2 and kinds.count("qdisc") == 4 and kinds.count("bridge") == 1
     with pytest.raises(UserError, match="already up"):
-        netlab.up(netlab.make_spec(2, "10mbit"), run=host, path=path)
+        netlab.up(topology.make_spec(2, "10mbit"), run=host, path=path)
     removed, gone = netlab.down(run=host, path=path)
     assert sorted(removed) == ["ttabench-nl-h0", "ttabench-nl-h1", "ttabench-nl-sw"] and gone == []
     assert host.ns == {"other-ns", "ttabench-test-a"}  # nothing else touched
@@ -160,7 +161,7 @@ def test_failure_half_way_removes_what_was_made(tmp_path):
     path = str(tmp_path / "state.json")
     host = FakeHost(existing={"other-ns"}, fail_on=lambda a: a[:2] == ["tc", "-n"] and "ttabench-nl-h1" in a)
     with pytest.raises(UserError) as e:
-        netlab.up(netlab.make_spec(2, "100mbit"), run=host, path=path)
+        netlab.up(topology.make_spec(2, "100mbit"), run=host, path=path)
     assert "Operation not permitted" in str(e.value)
     assert host.ns == {"other-ns"} and not os.path.exists(path)
 
@@ -189,7 +190,7 @@ def test_down_after_a_crash_uses_the_partial_state(tmp_path):
 def test_up_refuses_unrecorded_lab_namespaces_and_foreign_state_entries(tmp_path):
     path = str(tmp_path / "state.json")
     with pytest.raises(UserError, match="no netlab state file"):
-        netlab.up(netlab.make_spec(2, "1mbit"), run=FakeHost(existing={"ttabench-nl-h0"}), path=path)
+        netlab.up(topology.make_spec(2, "1mbit"), run=FakeHost(existing={"ttabench-nl-h0"}), path=path)
     with pytest.raises(UserError, match="refusing"):
         netlab.recorded_namespaces({"made": [{"kind": "netns", "name": "production"}]})
     open(path, "w").write("{not json")
@@ -209,12 +210,12 @@ def test_missing_netem_gives_the_clear_message_and_removes_the_probe():
 def test_up_with_delay_checks_netem_before_building_anything(tmp_path):
     host = FakeHost(tc_error="Error: Specified qdisc kind is unknown.")
     with pytest.raises(UserError, match="sch_netem"):
-        netlab.up(netlab.make_spec(2, "100mbit", delay="5ms"), run=host, path=str(tmp_path / "s.json"))
+        netlab.up(topology.make_spec(2, "100mbit", delay="5ms"), run=host, path=str(tmp_path / "s.json"))
     assert host.ns == set() and not os.path.exists(tmp_path / "s.json")
 
 
 def _fake_state(hosts=2):
-    spec = netlab.make_spec(hosts, "20mbit")
+    spec = topology.make_spec(hosts, "20mbit")
     return dict(
         spec.describe(),
         nodes=spec.nodes,
@@ -224,7 +225,8 @@ def _fake_state(hosts=2):
 
 
 def test_node_commands_one_node_per_namespace_on_its_own_interface():
-    cmds = netlab.node_commands(_fake_state(), ["--synthetic", "--max-steps", "3"], port=29999, threads=1)
+    run = nodes.check_run_args(["--synthetic", "--max-steps", "3"], 2)
+    cmds = nodes.node_commands(_fake_state(), run, port=29999, threads=1)
     assert len(cmds) == 2
     for i, (argv, env) in enumerate(cmds):
         assert argv[:4] == ["ip", "netns", "exec", f"ttabench-nl-h{i}"]
@@ -233,36 +235,52 @@ def test_node_commands_one_node_per_namespace_on_its_own_interface():
         assert flags["--nnodes"] == "2" and flags["--node-rank"] == str(i)
         assert flags["--rdzv-endpoint"] == "10.231.100.1:29999"
         assert flags["--local-addr"] == f"10.231.100.{i + 1}" and flags["--threads"] == "1"
+        assert argv[-3:] == ["--synthetic", "--max-steps", "3"]
         assert env["GLOO_SOCKET_IFNAME"] == f"ttanl{i}"
         shaping = netlab.shaping_from_env({netlab.SHAPING_ENV: env[netlab.SHAPING_ENV]})
         assert shaping["rate"] == "20mbit" and shaping["hosts"] == 2 and shaping["node"] == i
         assert shaping["measured_bits_per_s"] == [19.5e6, 19.4e6]
-    argv = netlab.node_commands(_fake_state(), ["--threads", "2"], threads=1)[0][0]
-    assert argv.count("--threads") == 1 and argv[argv.index("--threads") + 1] == "2"
-    with pytest.raises(UserError, match="--node-rank"):
-        netlab.node_commands(_fake_state(), ["--node-rank", "1"])
+    # The user's --threads wins, also abbreviated as argparse allows.
+    for given in (["--threads", "2"], ["--thread", "2"], ["--threads=2"]):
+        run = nodes.check_run_args(["--synthetic", *given], 2)
+        argv = nodes.node_commands(_fake_state(), run, threads=1)[0][0]
+        assert argv[argv.index("--local-addr") + 2 :] == ["--synthetic", *given], argv
     assert netlab.shaping_from_env({}) is None
 
 
 def test_run_args_are_checked_before_any_node_starts():
-    netlab.check_run_args(["--synthetic", "--max-steps", "3"], 2)
-    with pytest.raises(UserError, match="bad `ttabench run` flags"):
-        netlab.check_run_args(["--no-such-flag"], 2)
+    nodes.check_run_args(["--synthetic", "--max-steps", "3"], 2)
+    nodes.check_run_args(["--", "--synthetic"], 2)  # the separator itself is not a flag
+    with pytest.raises(UserError, match="bad `ttabench run` flags.*--no-such-flag"):
+        nodes.check_run_args(["--no-such-flag"], 2)
     with pytest.raises(UserError, match="--batch-size"):
-        netlab.check_run_args(["--batch-size", "0"], 2)
+        nodes.check_run_args(["--batch-size", "0"], 2)
+    for flag in (["--node-rank", "1"], ["--node-r", "1"], ["--local-addr=10.0.0.1"]):
+        with pytest.raises(UserError, match="netlab run sets --(node-rank|local-addr) for each node"):
+            nodes.check_run_args(["--synthetic", *flag], 2)
+    with pytest.raises(UserError, match="one run per node: leave --seeds out"):
+        nodes.check_run_args(["--synthetic", "--seeds", "2"], 2)
+
+
+def test_default_threads_reads_workers_as_argparse_does(monkeypatch):
+    """`--worker 2` is argparse's abbreviation of --workers: the cores are split by it too."""
+    monkeypatch.setattr(nodes.system, "usable_cores", lambda: 16)
+    for flags, workers in (([], 1), (["--workers", "2"], 2), (["--worker", "2"], 2), (["--workers=4"], 4)):
+        run = nodes.check_run_args(["--synthetic", "--batch-size", "32", *flags], 2)
+        assert nodes.default_threads(2, run) == 16 // (2 * workers), flags
 
 
 def test_run_nodes_fails_fast_and_stops_the_others():
     py = sys.executable
     t0 = time.monotonic()
-    code = netlab.run_nodes(
+    code = nodes.run_nodes(
         [
             ([py, "-c", "import time; time.sleep(60)"], {}),
             ([py, "-c", "import sys, time; time.sleep(0.5); sys.exit(3)"], {}),
         ]
     )
     assert code == 3 and time.monotonic() - t0 < 20
-    assert netlab.run_nodes([([py, "-c", "pass"], {}), ([py, "-c", "pass"], {})]) == 0
+    assert nodes.run_nodes([([py, "-c", "pass"], {}), ([py, "-c", "pass"], {})]) == 0
 
 
 # -- as root: the real lab -------------------------------------------------------------

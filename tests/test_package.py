@@ -75,21 +75,24 @@ def test_wheel_contains_the_three_source_folders(wheel):
         "ttabench/__init__.py",
         "ttabench/__main__.py",
         "ttabench/launch/__init__.py",
-        "ttabench/launch/worker.py",
+        "ttabench/launch/worker/main.py",
         "ttabench/launch/cli.py",
-        "ttabench/launch/loop.py",
+        "ttabench/launch/procs.py",
+        "ttabench/launch/worker/loop.py",
+        "ttabench/launch/net/lab.py",
+        "ttabench/launch/commands/run.py",
         "ttabench/reference_impls/__init__.py",
         "ttabench/reference_impls/resnet.py",
         "ttabench/reference_impls/cifar10.py",
         "ttabench/divisions/__init__.py",
         "ttabench/divisions/metrics.py",
-        "ttabench/divisions/submission.py",
+        "ttabench/divisions/results.py",
     ):
         assert required in names, f"{required} missing from the wheel"
-    # every module of the source folders made it into the wheel
+    # every module of the source folders and their sub-packages made it into the wheel
     for folder in ("launch", "reference_impls", "divisions"):
-        for py in (REPO / folder).glob("*.py"):
-            assert f"ttabench/{folder}/{py.name}" in names
+        for py in (REPO / folder).rglob("*.py"):
+            assert f"ttabench/{py.relative_to(REPO).as_posix()}" in names, py
 
 
 @pytest.mark.slow

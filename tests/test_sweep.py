@@ -96,9 +96,14 @@ def test_grid_and_flags_are_checked_up_front():
     pts = sweep.parse_grid("1,2", "1gbe")
     with pytest.raises(UserError, match="--workers"):
         sweep.check_run_args(["--workers", "4"], pts, "resnet20", "auto")
+    with pytest.raises(UserError, match="the sweep sets --workers"):  # argparse's abbreviation
+        sweep.check_run_args(["--synthetic", "--worker", "4"], pts, "resnet20", "auto")
+    with pytest.raises(UserError, match="one run per point: leave --seed-list out"):
+        sweep.check_run_args(["--synthetic", "--seed-list", "1,2"], pts, "resnet20", "auto")
     with pytest.raises(UserError, match="bad `ttabench run` flags"):
         sweep.check_run_args(["--frobnicate"], pts, "resnet20", "auto")
-    sweep.check_run_args(["--synthetic", "--max-steps", "4"], pts, "resnet20", "auto")
+    run = sweep.check_run_args(["--", "--synthetic", "--prog", "none"], pts, "resnet20", "auto")
+    assert run.argv == ["--synthetic", "--prog", "none"] and run.given == {"synthetic", "progress"}
 
 
 def test_a_failed_point_is_a_row_and_the_sweep_goes_on(tmp_path, monkeypatch):

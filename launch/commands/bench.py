@@ -23,7 +23,9 @@ import tempfile
 import time
 
 from ttabench import UserError
+from ttabench.launch import procs
 from ttabench.launch.commands.tables import Column, Table, show
+from ttabench.launch.net import link as network
 
 
 @dataclasses.dataclass
@@ -63,8 +65,6 @@ def _add_args(p: argparse.ArgumentParser) -> None:
 
 
 def _validate(cfg: BenchConfig) -> list[int]:
-    from ttabench.launch.net import link as network
-
     if cfg.workers < 1:
         raise UserError(f"--workers must be >= 1, got {cfg.workers}")
     if cfg.repeat < 1 or cfg.warmup < 0:
@@ -80,8 +80,8 @@ def _validate(cfg: BenchConfig) -> list[int]:
 
 
 def worker_main(argv=None) -> int:
+    # Imported here: only workers need torch; the `ttabench` command starts without it.
     import torch
-    from ttabench.launch.net import link as network
     from ttabench.launch.worker import comm as comm_mod
 
     p = argparse.ArgumentParser(prog="python -m ttabench.launch.commands.bench")
@@ -144,52 +144,26 @@ def run_allreduce(cfg: BenchConfig) -> dict:
     with tempfile.TemporaryDirectory(prefix="ttabench-bench-") as tmp:
         out = os.path.join(tmp, "result.json")
         args = ["-m", "ttabench.launch.commands.bench"] + cfg.argv() + ["--out", out]
-        if cfg.backend == "torchrun":
-            _torchrun(cfg.workers, args)
-        else:
-            _horovodrun(cfg.workers, args)
+        try:
+            (_torchrun if cfg.backend == "torchrun" else _horovodrun)(cfg, args)
+        except procs.Interrupted:
+            raise KeyboardInterrupt from None  # the CLI's one line and exit code 130
         with open(out, encoding="utf-8") as f:
             return json.load(f)
 
 
-def _torchrun(workers: int, args: list[str]) -> None:
-    import uuid
-
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    lc = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=workers,
-        run_id=uuid.uuid4().hex,
-        rdzv_backend="c10d",
-        rdzv_endpoint="127.0.0.1:0",
-        rdzv_configs={"is_host": True},
-        max_restarts=0,
-        monitor_interval=0.2,
-    )
-    try:
-        elastic_launch(lc, entrypoint=sys.executable)(*args)
-    except ChildFailedError as e:
-        raise UserError(f"all-reduce benchmark failed: {e.failures}") from None
+def _torchrun(cfg: BenchConfig, args: list[str]) -> None:
+    failed = procs.elastic_run(args, nproc_per_node=cfg.workers, collective_timeout=cfg.collective_timeout)
+    if failed is not None:
+        raise UserError(f"all-reduce benchmark failed: {failed.failures}")
 
 
-def _horovodrun(workers: int, args: list[str]) -> None:
-    import subprocess
-
-    from ttabench.launch.launcher import horovodrun_command
-
-    cmd = horovodrun_command(workers) + [sys.executable] + args
-    proc = subprocess.run(cmd, env=_env_with_bin())
-    if proc.returncode != 0:
-        raise UserError(f"all-reduce benchmark under horovodrun failed (exit {proc.returncode})")
-
-
-def _env_with_bin() -> dict:
-    env = dict(os.environ)
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    return env
+def _horovodrun(cfg: BenchConfig, args: list[str]) -> None:
+    _, result = procs.run(procs.horovodrun_command(cfg.workers) + [sys.executable] + args)
+    if result.interrupted:
+        raise procs.Interrupted(result.interrupted)
+    if result.code != 0:
+        raise UserError(f"all-reduce benchmark under horovodrun failed (exit {result.code})")
 
 
 def allreduce_table(result: dict) -> Table:

@@ -20,17 +20,19 @@ point's on the same network) and efficiency (speedup / workers); TTA at
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 
 from ttabench import UserError
-from ttabench.divisions.results import RunPath
+from ttabench.divisions.results import RunPath, atomic_write_json, atomic_write_text, read_json
+from ttabench.launch import procs
 from ttabench.launch.commands.tables import Column, Table, show, to_csv, to_markdown
+from ttabench.launch.config import BACKENDS, RunArgs, add_passed_run_flags, parse_run_args
+from ttabench.launch.net.link import PROFILES
+from ttabench.reference_impls.recipe import BENCHMARKS
 
 # Flags the sweep sets for each point itself.
 CONTROLLED = (
@@ -93,8 +95,6 @@ class Point:
 
 
 def parse_grid(workers: str, networks: str) -> list[Point]:
-    from ttabench.launch.net.link import PROFILES
-
     try:
         ws = [int(w) for w in workers.split(",") if w.strip()]
     except ValueError:
@@ -110,23 +110,17 @@ def parse_grid(workers: str, networks: str) -> list[Point]:
     return [Point(w, n) for n in dict.fromkeys(nets) for w in dict.fromkeys(ws)]
 
 
-def check_run_args(run_args: list[str], points: list[Point], benchmark: str, backend: str) -> None:
+def check_run_args(run_args: list[str], points: list[Point], benchmark: str, backend: str) -> RunArgs:
     """Reject flags the sweep owns, and check every point's flags as `ttabench run` would."""
-    from ttabench.launch.config import add_arguments, from_args
-
-    for a in run_args:
-        if a.split("=")[0] in CONTROLLED:
-            raise UserError(
-                f"the sweep sets {a.split('=')[0]} for each point: leave it out of the flags after --"
-            )
-    p = argparse.ArgumentParser(prog="ttabench sweep --", add_help=False, exit_on_error=False)
-    add_arguments(p)
     for pt in points:
-        try:
-            ns = p.parse_args(point_args(pt, benchmark, backend, "x") + run_args)
-        except (argparse.ArgumentError, SystemExit) as e:
-            raise UserError(f"bad `ttabench run` flags after --: {e}") from None
-        from_args(ns).validate()
+        parsed = parse_run_args(
+            run_args,
+            owner="the sweep",
+            unit="point",
+            controlled=CONTROLLED,
+            fixed=point_args(pt, benchmark, backend, "x"),
+        )
+    return parsed
 
 
 def point_args(pt: Point, benchmark: str, backend: str, results_dir: str) -> list[str]:
@@ -258,8 +252,6 @@ def notes(rows: list[dict], summaries: list[dict | None]) -> list[str]:
 
 
 def write_outputs(out_dir: str, rows: list[dict], summaries: list[dict | None], command: list[str]) -> str:
-    from ttabench.divisions.results import atomic_write_json, atomic_write_text
-
     table = markdown_table(rows)
     md = ["# Scaling sweep", "", "Command:", "", "    " + shlex.join(command), "", table, ""]
     md += [f"- {n}" for n in notes(rows, summaries)]
@@ -281,35 +273,27 @@ def _run_dirs(root: str) -> set[str]:
 
 
 def run_point(
-    pt: Point, out_dir: str, benchmark: str, backend: str, run_args: list[str], timeout: float | None = None
+    pt: Point, out_dir: str, benchmark: str, backend: str, run: RunArgs, timeout: float | None = None
 ) -> tuple[dict | None, str | None, str | None]:
     """Run one point; returns (summary, error, run folder relative to out_dir)."""
-    from ttabench.divisions.results import read_json
-
     root = os.path.join(out_dir, "runs", pt.name)
     before = _run_dirs(root)
     log_path = os.path.join(out_dir, "logs", pt.name + ".log")
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    cmd = [sys.executable, "-m", "ttabench", "run", *point_args(pt, benchmark, backend, root), *run_args]
-    if not any(a.split("=")[0] == "--progress" for a in run_args):
+    cmd = [sys.executable, "-m", "ttabench", "run", *point_args(pt, benchmark, backend, root), *run.argv]
+    if "progress" not in run.given:
         cmd += ["--progress", "plain"]
     error = None
     with open(log_path, "w", encoding="utf-8") as log:
         log.write("$ " + shlex.join(["ttabench", *cmd[3:]]) + "\n")  # no interpreter path
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            code = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            code = proc.wait()
-            error = f"timed out after {timeout:g} s"
-        except KeyboardInterrupt:
-            os.killpg(proc.pid, 2)
-            proc.wait()
-            raise
-    if code != 0 and error is None:
-        error = f"exit code {code}: {_last_error(log_path)}"
+        _, result = procs.run(cmd, stdout=log, timeout=timeout)
+    if result.interrupted:
+        raise KeyboardInterrupt  # the point was stopped with the sweep: stop the sweep
+    if result.timed_out:
+        error = f"timed out after {timeout:g} s"
+    elif result.code != 0:
+        error = f"exit code {result.code}: {_last_error(log_path)}"
     new = sorted(_run_dirs(root) - before, key=os.path.getmtime)
     if not new:
         return None, error or "no results folder written", None
@@ -329,7 +313,7 @@ def sweep(
     out_dir: str,
     benchmark: str,
     backend: str,
-    run_args: list[str],
+    run: RunArgs,
     command: list[str],
     timeout: float | None = None,
     echo=print,
@@ -342,7 +326,7 @@ def sweep(
                 f"{os.path.join(out_dir, 'logs', pt.name + '.log')})"
             )
             t0 = time.perf_counter()
-            summary, error, run_dir = run_point(pt, out_dir, benchmark, backend, run_args, timeout)
+            summary, error, run_dir = run_point(pt, out_dir, benchmark, backend, run, timeout)
             row = point_row(pt, summary, error, run_dir)
             rows.append(row)
             summaries.append(summary)
@@ -360,17 +344,12 @@ def sweep(
 
 def _cmd_sweep(args) -> int:
     points = parse_grid(args.workers, args.network)
-    run_args = list(args.run_args)
-    if run_args[:1] == ["--"]:
-        run_args = run_args[1:]
-    check_run_args(run_args, points, args.benchmark, args.backend)
+    run = check_run_args(args.run_args, points, args.benchmark, args.backend)
     os.makedirs(args.out, exist_ok=True)
     command = (
         ["ttabench"] + sys.argv[sys.argv.index("sweep") :] if "sweep" in sys.argv else ["ttabench", "sweep"]
     )
-    rows, _ = sweep(
-        points, args.out, args.benchmark, args.backend, run_args, command, timeout=args.point_timeout
-    )
+    rows, _ = sweep(points, args.out, args.benchmark, args.backend, run, command, timeout=args.point_timeout)
     show(sweep_table(rows))
     print(f"written: {os.path.join(args.out, 'sweep.md')}, {os.path.join(args.out, 'sweep.csv')}")
     failed = [r for r in rows if r["status"] != "success"]
@@ -385,9 +364,6 @@ def _cmd_sweep(args) -> int:
 
 
 def add_commands(sub) -> None:
-    from ttabench.launch.config import BACKENDS
-    from ttabench.reference_impls.recipe import BENCHMARKS
-
     s = sub.add_parser(
         "sweep",
         help="scaling grid: workers x network, one run per point, then a markdown/CSV table",
@@ -412,10 +388,5 @@ def add_commands(sub) -> None:
     s.add_argument(
         "--point-timeout", type=float, metavar="SECONDS", help="fail a point that runs longer than this"
     )
-    s.add_argument(
-        "run_args",
-        nargs=argparse.REMAINDER,
-        metavar="-- RUN FLAGS",
-        help="flags of `ttabench run` given to every point",
-    )
+    add_passed_run_flags(s, "flags of `ttabench run` given to every point")
     s.set_defaults(func=_cmd_sweep)

@@ -1,0 +1,19 @@
+"""`ttabench env`: print the system description that results record."""
+
+from __future__ import annotations
+
+import json
+
+from ttabench.launch.record import system
+
+
+def _cmd_env(args) -> int:
+    desc = system.describe()
+    desc["system_name"] = system.default_system_name(desc)
+    print(json.dumps(desc, indent=2))
+    return 0
+
+
+def add_commands(sub) -> None:
+    e = sub.add_parser("env", help="print the system description recorded with results")
+    e.set_defaults(func=_cmd_env)

@@ -1,0 +1,221 @@
+"""The network lab's topology and the commands that build it, as plain data (no side effects).
+
+Topology. One namespace per host, ``ttabench-nl-h0`` .. ``ttabench-nl-h{N-1}``,
+and a switch namespace ``ttabench-nl-sw`` holding a Linux bridge. Host i has
+one veth pair: ``ttanl{i}`` inside its namespace (address 10.231.K.{i+1}/24)
+and ``ttanl{i}-sw`` inside the switch namespace, enslaved to the bridge. Every
+device is created directly inside its namespace (``ip link add ... netns``),
+so the root namespace's interfaces are never touched; the namespaces have no
+route beyond their own /24, so nothing but the lab's own addresses (and each
+namespace's loopback) can be reached from them.
+
+Shaping. A tbf qdisc shapes the egress of the device it sits on:
+
+- ``ttanl{i}`` (host side) shapes host i's *uplink*: what host i sends;
+- ``ttanl{i}-sw`` (switch side, default ``--shape both``) shapes host i's
+  *downlink*: what the switch delivers to host i.
+
+With both, every host has a full-duplex link of ``--rate`` to a switch,
+like a real NIC port: two senders to one receiver share its downlink.
+With ``--shape egress`` only uplinks are shaped, which is enough for a ring
+(each host sends to one neighbour) but lets N-to-1 traffic exceed the rate.
+Delay (``--delay``, netem, only where the kernel has ``sch_netem``) sits on
+the host side only, as the root qdisc with tbf as its child, so a packet
+between two hosts is delayed once: one-way delay = DELAY, RTT = 2 x DELAY.
+Without sch_netem, ``ttabench run --latency`` emulates latency instead.
+
+tbf's bucket (``--burst``, default max(64 KiB, 2 ms at the rate)) must hold
+at least one packet; a bucket much below 2 ms of traffic starves TCP at
+gigabit rates on a busy host (1 Gbit/s measured ~720 Mbit/s with 64 KiB,
+~940 Mbit/s with 128 KiB on this project's test machine).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ttabench import UserError
+from ttabench.launch.net.link import parse_rate, parse_size, parse_time
+
+PREFIX = "ttabench-nl-"
+SWITCH_NS = PREFIX + "sw"
+BRIDGE = "ttanl-br"
+DEFAULT_SUBNET = 100  # 10.231.100.0/24
+MAX_HOSTS = 32
+MIN_BURST = 64 * 1024
+BURST_SECONDS = 0.002
+TBF_LATENCY = "50ms"  # queue limit of tbf, expressed as time at the rate
+
+
+def host_ns(i: int) -> str:
+    return f"{PREFIX}h{i}"
+
+
+def host_dev(i: int) -> str:
+    return f"ttanl{i}"
+
+
+def switch_port(i: int) -> str:
+    return f"ttanl{i}-sw"
+
+
+def host_addr(subnet: int, i: int) -> str:
+    return f"10.231.{subnet}.{i + 1}"
+
+
+def burst_bytes(rate_bytes_per_s: float, burst: str | None = None) -> int:
+    if burst is not None:
+        b = parse_size(burst)
+        if b < 2048:
+            raise UserError(f"--burst {burst} is smaller than one packet: use at least 2kb")
+        return b
+    return max(MIN_BURST, int(rate_bytes_per_s * BURST_SECONDS))
+
+
+# -- the plan: what `up` runs, as plain data ------------------------------------
+
+
+@dataclass
+class Step:
+    argv: list[str]
+    made: dict | None = None  # recorded in the state file once the step succeeded
+
+
+@dataclass
+class LabSpec:
+    hosts: int
+    rate: str
+    rate_bytes_per_s: float
+    burst_bytes: int
+    delay: str | None = None
+    delay_s: float | None = None
+    shape: str = "both"
+    subnet: int = DEFAULT_SUBNET
+    nodes: list[dict] = field(default_factory=list)
+
+    def describe(self) -> dict:
+        """What a run records as its real shaping (passed in $TTABENCH_NETLAB)."""
+        return {
+            "mechanism": "netlab (network namespaces, veth, tc tbf)",
+            "hosts": self.hosts,
+            "rate": self.rate,
+            "rate_bytes_per_s": self.rate_bytes_per_s,
+            "burst_bytes": self.burst_bytes,
+            "delay": self.delay,
+            "delay_s": self.delay_s,
+            "shape": self.shape,
+            "subnet": f"10.231.{self.subnet}.0/24",
+        }
+
+
+def make_spec(
+    hosts: int,
+    rate: str,
+    delay: str | None = None,
+    burst: str | None = None,
+    shape: str = "both",
+    subnet: int = DEFAULT_SUBNET,
+) -> LabSpec:
+    if not 2 <= hosts <= MAX_HOSTS:
+        raise UserError(f"--hosts must be in 2..{MAX_HOSTS}, got {hosts}")
+    if not 0 <= subnet <= 255:
+        raise UserError(f"--subnet must be in 0..255 (10.231.SUBNET.0/24), got {subnet}")
+    if shape not in ("both", "egress"):
+        raise UserError(f"--shape must be both or egress, got {shape!r}")
+    rate_bps = parse_rate(rate)
+    delay_s = None
+    if delay is not None:
+        delay_s = parse_time(delay)
+        if delay_s <= 0:
+            raise UserError(f"--delay must be > 0, got {delay!r}")
+    spec = LabSpec(hosts, rate, rate_bps, burst_bytes(rate_bps, burst), delay, delay_s, shape, subnet)
+    spec.nodes = [
+        {
+            "namespace": host_ns(i),
+            "interface": host_dev(i),
+            "switch_port": switch_port(i),
+            "address": host_addr(subnet, i),
+        }
+        for i in range(hosts)
+    ]
+    return spec
+
+
+def _tbf(spec: LabSpec) -> list[str]:
+    return [
+        "tbf",
+        "rate",
+        f"{int(spec.rate_bytes_per_s * 8)}bit",
+        "burst",
+        str(spec.burst_bytes),
+        "latency",
+        TBF_LATENCY,
+    ]
+
+
+def plan(spec: LabSpec) -> list[Step]:
+    """Every command `up` runs, in order; each object is recorded once it exists."""
+    sw = SWITCH_NS
+    steps = [
+        Step(["ip", "netns", "add", sw], {"kind": "netns", "name": sw}),
+        Step(["ip", "-n", sw, "link", "set", "lo", "up"]),
+        Step(
+            ["ip", "-n", sw, "link", "add", BRIDGE, "type", "bridge"],
+            {"kind": "bridge", "namespace": sw, "name": BRIDGE},
+        ),
+        Step(["ip", "-n", sw, "link", "set", BRIDGE, "up"]),
+    ]
+    for i, node in enumerate(spec.nodes):
+        steps += _host_steps(node) + _shaping_steps(spec, i, node)
+    return steps
+
+
+def _host_steps(node: dict) -> list[Step]:
+    """Host i's namespace and its veth to the switch's bridge."""
+    sw, ns, dev, port = SWITCH_NS, node["namespace"], node["interface"], node["switch_port"]
+    return [
+        Step(["ip", "netns", "add", ns], {"kind": "netns", "name": ns}),
+        Step(["ip", "-n", ns, "link", "set", "lo", "up"]),
+        Step(
+            ["ip", "link", "add", dev, "netns", ns, "type", "veth", "peer", "name", port, "netns", sw],
+            {"kind": "veth", "namespace": ns, "name": dev, "peer_namespace": sw, "peer": port},
+        ),
+        Step(
+            ["ip", "-n", ns, "addr", "add", f"{node['address']}/24", "dev", dev],
+            {"kind": "address", "namespace": ns, "dev": dev, "address": f"{node['address']}/24"},
+        ),
+        Step(["ip", "-n", sw, "link", "set", port, "master", BRIDGE]),
+        Step(["ip", "-n", ns, "link", "set", dev, "up"]),
+        Step(["ip", "-n", sw, "link", "set", port, "up"]),
+    ]
+
+
+def _qdisc(ns: str, dev: str, where: list[str], qdisc: list[str], direction: str, **record) -> Step:
+    return Step(
+        ["tc", "-n", ns, "qdisc", "add", "dev", dev, *where, *qdisc],
+        {"kind": "qdisc", "namespace": ns, "dev": dev, "qdisc": qdisc[0], "direction": direction, **record},
+    )
+
+
+def _shaping_steps(spec: LabSpec, i: int, node: dict) -> list[Step]:
+    """Host i's uplink on its own side (netem first, tbf as its child); its downlink on the switch's."""
+    ns, dev, uplink = node["namespace"], node["interface"], f"uplink of host {i}"
+    root = ["root", "handle", "1:"]
+    steps = []
+    if spec.delay is not None:
+        netem = ["netem", "delay", spec.delay, "limit", str(_netem_limit(spec))]
+        steps.append(_qdisc(ns, dev, root, netem, uplink, delay=spec.delay))
+        root = ["parent", "1:1", "handle", "10:"]
+    steps.append(_qdisc(ns, dev, root, _tbf(spec), uplink, rate=spec.rate))
+    if spec.shape == "both":
+        down = f"downlink of host {i}"
+        steps.append(
+            _qdisc(SWITCH_NS, node["switch_port"], ["root", "handle", "1:"], _tbf(spec), down, rate=spec.rate)
+        )
+    return steps
+
+
+def _netem_limit(spec: LabSpec) -> int:
+    # netem holds every packet for the delay: its queue (packets) must hold
+    # rate x delay of full-size packets, or it drops at high rates.
+    return max(1000, int(2 * spec.rate_bytes_per_s * (spec.delay_s or 0) / 1500) + 100)

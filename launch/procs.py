@@ -1,0 +1,297 @@
+"""Starting and supervising processes: one place for every launcher of the suite.
+
+- :func:`start` runs a command in a new session (so its whole process group can
+  be signalled) with the environment handled once (:func:`child_env`: this
+  Python's bin folder first on PATH, where horovodrun and ttabench live).
+- :func:`supervise` waits for a group of them; the first one that fails stops
+  the others (SIGTERM to each process group, a grace period, then SIGKILL),
+  Ctrl-C and SIGTERM received here are forwarded the same way, and it returns
+  every exit code. :func:`run` is the one-process case, with a timeout.
+- :func:`elastic_run` is PyTorch's elastic agent (the code behind torchrun)
+  with the suite's rendezvous settings, for training runs and the all-reduce
+  bench alike; :func:`horovodrun_command` is horovodrun on this host.
+
+Used by the launcher (Horovod, torchrun), `bench`, `sweep` and `netlab run`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+
+from ttabench import UserError
+
+GRACE_S = 10.0  # between SIGTERM (or a forwarded signal) and SIGKILL
+POLL_S = 0.1  # how often supervise() looks at its children
+RDZV_MIN_TIMEOUT_S = 60  # c10d rendezvous: at least this, or the collective timeout if longer
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM reached this process while it ran workers (`signal`: the name)."""
+
+    def __init__(self, signal_name: str):
+        super().__init__(f"interrupted by {signal_name}")
+        self.signal = signal_name
+
+
+def bin_dir() -> str:
+    """The folder of this Python: a virtual environment's bin, with horovodrun and ttabench."""
+    return os.path.dirname(sys.executable)
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment plus `extra`, with this Python's bin folder first on PATH."""
+    env = dict(os.environ)
+    env.update(extra or {})
+    env["PATH"] = bin_dir() + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def horovodrun_command(workers: int) -> list[str]:
+    """horovodrun with the gloo controller on this host, from this environment."""
+    horovodrun = shutil.which("horovodrun", path=child_env()["PATH"])
+    if horovodrun is None:
+        raise UserError("horovodrun not found: install Horovod with scripts/install_horovod.sh")
+    return [horovodrun, "-np", str(workers), "-H", f"localhost:{workers}", "--gloo"]
+
+
+class Child:
+    """One started command, the leader of its own process group.
+
+    Output: passed through (default), to a file (`stdout`), line by line to
+    `on_line` (stdout and stderr merged), or kept (`capture`: .stdout/.stderr).
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        stdout=None,
+        on_line: Callable[[str], None] | None = None,
+        capture: bool = False,
+    ):
+        self.argv = list(argv)
+        self._out: list[str] = []
+        self._err: list[str] = []
+        self._readers: list[threading.Thread] = []
+        if on_line is not None:
+            stdout, stderr = subprocess.PIPE, subprocess.STDOUT
+        elif capture:
+            stdout, stderr = subprocess.PIPE, subprocess.PIPE
+        else:
+            stderr = subprocess.STDOUT if stdout is not None else None
+        self.proc = subprocess.Popen(
+            self.argv,
+            env=child_env(env),
+            cwd=cwd,
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
+        if on_line is not None:
+            self._read(self.proc.stdout, on_line)
+        elif capture:
+            self._read(self.proc.stdout, self._out.append)
+            self._read(self.proc.stderr, self._err.append)
+
+    def _read(self, pipe, sink: Callable[[str], None]) -> None:
+        # A thread per pipe: a child blocked on a full pipe would never exit.
+        def pump():
+            with pipe:
+                for line in pipe:
+                    sink(line)
+
+        t = threading.Thread(target=pump, daemon=True)
+        t.start()
+        self._readers.append(t)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def stdout(self) -> str:
+        return "".join(self._out)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._err)
+
+    def signal_group(self, sig: int) -> None:
+        """Signal the child's whole process group (its own children too)."""
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass  # the group is gone already
+
+    def finish_output(self, timeout: float) -> None:
+        """Wait for the output of an exited child; a descendant that keeps the pipe open is killed."""
+        for t in self._readers:
+            t.join(timeout)
+        if any(t.is_alive() for t in self._readers):
+            self.signal_group(signal.SIGKILL)
+            for t in self._readers:
+                t.join()
+
+
+def start(argv: Sequence[str], **kw) -> Child:
+    """Start `argv` in a new session; keywords as for :class:`Child`."""
+    return Child(argv, **kw)
+
+
+@dataclasses.dataclass
+class Result:
+    """How a supervised group of children ended."""
+
+    codes: list[int]  # each child's exit code, in the order given (-N: killed by signal N)
+    failed: int | None = None  # index of the first child that failed, if one did
+    interrupted: str | None = None  # "SIGINT" or "SIGTERM" received here and forwarded
+    timed_out: bool = False
+
+    @property
+    def code(self) -> int:
+        """0; 130 when interrupted; 124 on timeout; else the first failure's exit code."""
+        if self.interrupted:
+            return 130
+        if self.timed_out:
+            return 124
+        return self.codes[self.failed] if self.failed is not None else 0
+
+
+def stop(children: Sequence[Child], sig: int = signal.SIGTERM, grace_s: float = GRACE_S) -> None:
+    """Send `sig` to each running child's group, wait up to `grace_s`, then SIGKILL every group
+    (stragglers too, even where the leader has exited)."""
+    for c in children:
+        if c.proc.poll() is None:
+            c.signal_group(sig)
+    end = time.monotonic() + grace_s
+    for c in children:
+        try:
+            c.proc.wait(timeout=max(0.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+    for c in children:
+        c.signal_group(signal.SIGKILL)
+        c.proc.wait()
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def supervise(
+    children: Sequence[Child],
+    *,
+    timeout: float | None = None,
+    grace_s: float = GRACE_S,
+    on_failure: Callable[[int, int], None] | None = None,
+) -> Result:
+    """Wait for every child. The first non-zero exit stops the others (`on_failure(index, code)`
+    is called first); so do a timeout and Ctrl-C/SIGTERM here, which are forwarded as such."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    result = Result(codes=[])
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, _raise_interrupted) if main else None
+    try:
+        while True:
+            codes = [c.proc.poll() for c in children]
+            result.failed = next((i for i, code in enumerate(codes) if code not in (None, 0)), None)
+            if result.failed is not None:
+                if on_failure is not None:
+                    on_failure(result.failed, codes[result.failed])
+                stop(children, signal.SIGTERM, grace_s)
+                break
+            if all(code == 0 for code in codes):
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                result.timed_out = True
+                stop(children, signal.SIGTERM, grace_s)
+                break
+            time.sleep(POLL_S)
+    except (KeyboardInterrupt, Interrupted) as e:
+        result.interrupted = e.signal if isinstance(e, Interrupted) else "SIGINT"
+        stop(children, signal.Signals[result.interrupted], grace_s)
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, old)
+    for c in children:
+        c.finish_output(grace_s)
+    result.codes = [c.proc.wait() for c in children]
+    return result
+
+
+def run(argv: Sequence[str], *, timeout: float | None = None, **kw) -> tuple[Child, Result]:
+    """Start one command and supervise it; keywords as for :class:`Child`."""
+    child = start(argv, **kw)
+    return child, supervise([child], timeout=timeout)
+
+
+def elastic_run(
+    args: Sequence[str],
+    *,
+    nproc_per_node: int,
+    collective_timeout: float,
+    nnodes: int = 1,
+    node_rank: int = 0,
+    rdzv_endpoint: str | None = None,
+    local_addr: str | None = None,
+):
+    """`python ARGS` in `nproc_per_node` workers under PyTorch's elastic agent, one c10d
+    rendezvous (on this node, or at `rdzv_endpoint` across `nnodes`).
+
+    Returns None when every worker succeeded, else torch's ChildFailedError (which
+    ranks failed how); raises Interrupted when Ctrl-C or SIGTERM stopped the agent
+    (it stops the workers: SIGTERM, then SIGKILL after its grace period).
+    """
+    # Imported here: torch takes seconds to import, and `ttabench` starts without it.
+    from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    if nnodes == 1:
+        endpoint, rdzv_configs, run_id = "127.0.0.1:0", {"is_host": True}, uuid.uuid4().hex
+    else:
+        endpoint, rdzv_configs = rdzv_endpoint, {"is_host": node_rank == 0}
+        run_id = "ttabench-" + rdzv_endpoint.replace(":", "-")
+    rdzv_configs["timeout"] = int(max(RDZV_MIN_TIMEOUT_S, collective_timeout))
+    lc = LaunchConfig(
+        min_nodes=nnodes,
+        max_nodes=nnodes,
+        nproc_per_node=nproc_per_node,
+        run_id=run_id,
+        rdzv_backend="c10d",
+        rdzv_endpoint=endpoint,
+        rdzv_configs=rdzv_configs,
+        # Restarts are the launcher's (launcher.launch): torch 2.13's in-place
+        # restart cannot re-form a gloo group after a worker was SIGKILLed
+        # in a collective (reproduced with plain torchrun).
+        max_restarts=0,
+        monitor_interval=0.2,
+        start_method="spawn",
+        local_addr=local_addr,
+        logs_specs=DefaultLogsSpecs(),
+    )
+    # torchrun's default of one OpenMP thread per worker: workers set their
+    # threads themselves (ttabench run --threads) and record them.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        elastic_launch(lc, entrypoint=sys.executable)(*args)
+        return None
+    except ChildFailedError as e:
+        return e
+    except SignalException as e:
+        raise Interrupted(e.sigval.name) from None
+    except KeyboardInterrupt:
+        raise Interrupted("SIGINT") from None
