@@ -24,7 +24,7 @@ import sys
 import time
 
 from ttabench import UserError
-from ttabench.divisions.results import read_curve, read_json
+from ttabench.launch.cluster import watch
 from ttabench.launch.cluster.jobenv import SUBMIT_COMMAND_ENV
 from ttabench.launch.config import RunConfig
 
@@ -40,7 +40,6 @@ ENDED = (
     "BOOT_FAIL",
     "DEADLINE",
 )
-STATUS_CODE = {"success": 0, "interrupted": 130, "diverged": 3}
 
 
 @dataclasses.dataclass
@@ -152,59 +151,36 @@ def job_state(job_id: str) -> dict | None:
     return fields
 
 
-def _progress_lines(run_dir: str, shown: int) -> list[str]:
-    if not os.path.isfile(os.path.join(run_dir, "curve.csv")):
-        return []
-    try:
-        rows = read_curve(run_dir)
-    except UserError:  # being replaced right now: read it at the next poll
-        return []
-    return [
-        f"  eval {i + 1}: epoch {r['epoch']:.2f}, step {r['step']}, accuracy {r['accuracy']:.4f}, "
-        f"training time {r['train_time_s']:.1f} s"
-        for i, r in enumerate(rows)
-        if i >= shown
-    ]
-
-
 def wait(job_id: str, run_dir: str, poll_s: float = 1.0, out=print) -> int:
     """Block until the job ends, printing its state changes and each evaluation;
     returns the run's exit code (0 success, 130 interrupted, 3 diverged, 1 otherwise)."""
-    last, shown, state = None, 0, None
+    last, shown = None, 0
     while True:
         fields = job_state(job_id)
-        state = (fields or {}).get("JobState", "ENDED")
         f = fields or {}
-        where, reason = f.get("NodeList", "(null)"), f.get("Reason", "None")
-        line = f"job {job_id}: {state}" + (
-            f" on {where}"
-            if state != "PENDING" and where != "(null)"
-            else f" ({reason})"
-            if reason != "None"
-            else ""
+        state, where, reason = (
+            f.get("JobState", "ENDED"),
+            f.get("NodeList", "(null)"),
+            f.get("Reason", "None"),
         )
-        if line != last:
-            out(line)
-            last = line
-        for line in _progress_lines(run_dir, shown):
+        if state != "PENDING" and where != "(null)":
+            state_line = f"job {job_id}: {state} on {where}"
+        else:
+            state_line = f"job {job_id}: {state}" + (f" ({reason})" if reason != "None" else "")
+        if state_line != last:
+            out(state_line)
+            last = state_line
+        for line in watch.progress_lines(run_dir, shown):
             out(line)
             shown += 1
         if fields is None or state in ENDED:
             break
         time.sleep(poll_s)
-    return finish(job_id, run_dir, fields, out)
-
-
-def finish(job_id: str, run_dir: str, fields: dict | None, out=print) -> int:
-    summary_path = os.path.join(run_dir, "summary.json")
-    status = read_json(summary_path).get("status") if os.path.isfile(summary_path) else None
-    if status is None or status == "running":
-        state = (fields or {}).get("JobState", "gone")
+    if watch.run_status(run_dir) is None:
+        f = fields or {}
         print(
-            f"ttabench: job {job_id} ended {state} (exit {(fields or {}).get('ExitCode', '?')}) "
+            f"ttabench: job {job_id} ended {f.get('JobState', 'gone')} (exit {f.get('ExitCode', '?')}) "
             f"without a finished run; see {os.path.join(run_dir, f'slurm-{job_id}.out')}",
             file=sys.stderr,
         )
-        return 1
-    out(f"run {status}: {run_dir}")
-    return STATUS_CODE.get(status, 1)
+    return watch.exit_code(run_dir, out)

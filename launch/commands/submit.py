@@ -72,12 +72,17 @@ def warn_if_local(results_dir: str, nodes: int) -> None:
         )
 
 
-def run_config(args) -> RunConfig:
+def run_config(args, data_here: bool = True) -> RunConfig:
+    """The run's configuration, checked as `ttabench run` checks it; the data folder only when
+    the nodes see this machine's files (`data_here`: Slurm, TorchX's local scheduler)."""
     if args.nodes < 1:
         raise UserError(f"--nodes must be >= 1, got {args.nodes}")
     cfg = dataclasses.replace(from_args(args), nnodes=args.nodes)
     # validate() asks a multi-node run for its rendezvous; the scheduler's script sets it.
-    dataclasses.replace(cfg, rdzv_endpoint="scheduler:0").validate()
+    check = dataclasses.replace(cfg, rdzv_endpoint="scheduler:0")
+    if not data_here:
+        check = dataclasses.replace(check, data_dir=None, synthetic=True)
+    check.validate()
     if cfg.backend == "horovod" and args.nodes > 1:
         raise UserError(
             "--backend horovod on several nodes is not supported by ttabench submit yet: "
@@ -118,7 +123,7 @@ def _remove_empty(run_dir: str, root: str, root_existed: bool) -> None:
 
 def _cmd_submit(args) -> int:
     name, _, target = args.scheduler.partition(":")
-    cfg = run_config(args)
+    cfg = run_config(args, data_here=name == "slurm" or target == "local_cwd")
     if name == "torchx":
         from ttabench.launch.cluster import torchx  # imports TorchX, an optional dependency
 
@@ -189,7 +194,19 @@ def add_commands(sub) -> None:
         metavar="ARG",
         help="passed to sbatch as '#SBATCH ARG' (repeatable), e.g. --sbatch-arg=--qos=high",
     )
-    g.add_argument("--dry-run", action="store_true", help="print the job script; submit nothing")
+    g.add_argument(
+        "--image", help="TorchX: the image (container) with ttabench installed (local_cwd: this folder)"
+    )
+    g.add_argument(
+        "--torchx-cfg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="TorchX: a scheduler run option (repeatable), e.g. queue=default for kubernetes",
+    )
+    g.add_argument(
+        "--dry-run", action="store_true", help="print the job script (TorchX: the request); submit nothing"
+    )
     g.add_argument(
         "--wait",
         action="store_true",
