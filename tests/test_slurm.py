@@ -20,6 +20,7 @@ import time
 import pytest
 from conftest import IN_CI, run_cli
 from ttabench.launch.cluster.jobenv import expand_hostlist
+from ttabench.launch.net import iface
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "slurm_local.sh")
@@ -235,6 +236,7 @@ def test_dry_run_script_is_accepted_by_sbatch_test_only(cluster, subset_dir, tmp
         ((), {"PATH": os.path.dirname(sys.executable)}, "`sbatch` is not on PATH"),
         (("--nodes", "0"), {}, "--nodes must be >= 1, got 0"),
         (("--scheduler", "pbs"), {}, "--scheduler must be slurm or torchx:SCHEDULER"),
+        (("--backend", "horovod"), {}, "--backend horovod on several nodes is not supported"),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_nothing(cluster, subset_dir, tmp_path, extra, env, message):
@@ -276,3 +278,30 @@ def test_hostlist_expansion():
     assert expand_hostlist("ttanode[0-1]") == ["ttanode0", "ttanode1"]
     assert expand_hostlist("n[08-10,12],gpu7") == ["n08", "n09", "n10", "n12", "gpu7"]
     assert expand_hostlist("a1,b2") == ["a1", "b2"]
+
+
+@pytest.mark.root
+def test_no_route_to_the_rendezvous_host_is_one_clear_line(cluster, subset_dir, tmp_path):
+    # Inside a node's namespace only the cluster's /24 is reachable (nothing is sent: UDP connect).
+    r = subprocess.run(
+        ["ip", "netns", "exec", NAMESPACES[1], sys.executable, "-m", "ttabench", "run", "--nnodes", "2",
+         "--node-rank", "1", "--rdzv-endpoint", "192.0.2.99:29400", "--data-dir", subset_dir,
+         "--results-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "ttabench: error: no route from this node to 192.0.2.99 (Network is unreachable)"
+    ]
+
+
+def test_a_worker_pins_gloo_to_the_interface_on_the_route_to_master_addr():
+    env = {"MASTER_ADDR": "127.0.0.1", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "1"}
+    iface.for_worker(env)
+    assert env[iface.ENV] == "lo"
+    given = dict(env, GLOO_SOCKET_IFNAME="eth9")
+    iface.for_worker(given)  # what the user set stays
+    assert given[iface.ENV] == "eth9"
+    one_node = {"MASTER_ADDR": "127.0.0.1", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}
+    iface.for_worker(one_node)
+    assert iface.ENV not in one_node
