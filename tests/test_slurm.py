@@ -27,7 +27,9 @@ SCRIPT = os.path.join(REPO, "scripts", "slurm_local.sh")
 NODES = ("ttanode0", "ttanode1")
 NAMESPACES = ("ttaslurm-n0", "ttaslurm-n1")
 # Tiny runs: one thread per worker (both "nodes" share this machine's cores), no display.
+# --system: the default names the folder after this machine's hardware, which takes seconds to read.
 TINY = ("--nodes", "2", "--workers", "1", "--threads", "1", "--progress", "none", "--seed", "5")
+TINY += ("--system", "local-test-cluster")
 
 
 def _local(*args, check=True) -> subprocess.CompletedProcess:

@@ -26,9 +26,9 @@ from torchx import specs
 from torchx.components import dist as torchx_dist
 from torchx.runner import get_runner
 from ttabench import UserError
-from ttabench.divisions.results import new_run_dir, safe_name
+from ttabench.divisions.results import new_run_dir
 from ttabench.launch.cluster import watch
-from ttabench.launch.cluster.jobenv import SUBMIT_COMMAND_ENV
+from ttabench.launch.cluster.jobenv import SUBMIT_COMMAND_ENV, cluster_system_name
 from ttabench.launch.config import RunConfig
 
 LOCAL = ("local_cwd",)  # schedulers whose jobs run on this machine, in this folder
@@ -88,9 +88,7 @@ def submit_run(cfg: RunConfig, args, scheduler: str) -> int:
     image = args.image or (os.getcwd() if local else None)
     if image is None:
         raise UserError(f"torchx:{scheduler} needs --image: a container image with ttabench installed")
-    from ttabench.launch.record import system
-
-    system_name = safe_name(cfg.system or system.default_system_name(system.describe()))
+    system_name = cluster_system_name(cfg)
     cfg = dataclasses.replace(cfg, system=system_name)
     command = ["ttabench"] + sys.argv[1:]
     run_cfg = parse_cfg(args.torchx_cfg)

@@ -19,8 +19,9 @@ import os
 import sys
 
 from ttabench import UserError
-from ttabench.divisions.results import atomic_write_json, atomic_write_text, new_run_dir, safe_name
+from ttabench.divisions.results import atomic_write_json, atomic_write_text, new_run_dir
 from ttabench.launch.cluster import slurm
+from ttabench.launch.cluster.jobenv import cluster_system_name
 from ttabench.launch.config import RunConfig, add_arguments, from_args
 
 # Set per node by the scheduler's script, never by the user.
@@ -99,14 +100,6 @@ def job_path(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-def _system(cfg: RunConfig) -> str:
-    if cfg.system:
-        return cfg.system
-    from ttabench.launch.record import system
-
-    return system.default_system_name(system.describe())
-
-
 def _remove_empty(run_dir: str, root: str, root_existed: bool) -> None:
     """Remove the run folder that was never used, and the parents new_run_dir made for it
     while they are empty (the results root too if it was made for it): a refused job
@@ -133,7 +126,9 @@ def _cmd_submit(args) -> int:
     job = slurm.SlurmJob(
         args.nodes, args.partition, args.time, args.account, args.gpus_per_node, list(args.sbatch_arg)
     )
-    system_name = safe_name(_system(cfg))
+    if not args.dry_run:
+        slurm.require("sbatch")
+    system_name = cluster_system_name(cfg)
     results_root = cfg.results_dir
     command = ["ttabench"] + sys.argv[1:]
     python = job_path(sys.executable)
@@ -142,7 +137,6 @@ def _cmd_submit(args) -> int:
         cfg = dataclasses.replace(cfg, run_dir=run_dir, system=system_name)
         print(slurm.script(cfg, job, python, command), end="")
         return 0
-    slurm.require("sbatch")
     warn_if_local(results_root, args.nodes)
     root_existed = os.path.isdir(results_root)
     run_dir = new_run_dir(results_root, system_name, cfg.benchmark_name(), cfg.division)
