@@ -26,7 +26,7 @@ from torchx import specs
 from torchx.components import dist as torchx_dist
 from torchx.runner import get_runner
 from ttabench import UserError
-from ttabench.divisions.results import new_run_dir
+from ttabench.divisions.results import RunPath
 from ttabench.launch.cluster import watch
 from ttabench.launch.cluster.jobenv import SUBMIT_COMMAND_ENV, cluster_system_name
 from ttabench.launch.config import RunConfig
@@ -101,7 +101,7 @@ def submit_run(cfg: RunConfig, args, scheduler: str) -> int:
         bin_dir = os.path.dirname(sys.executable)
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
         cfg = dataclasses.replace(
-            cfg, run_dir=new_run_dir(cfg.results_dir, system_name, cfg.benchmark_name(), cfg.division)
+            cfg, run_dir=RunPath.new(cfg.results_dir, system_name, cfg.benchmark_name(), cfg.division).path
         )
     handle = runner.run(app(cfg, args.nodes, image, args.gpus_per_node, command), scheduler, cfg=run_cfg)
     print(f"submitted TorchX app {handle}; results: {cfg.run_dir or cfg.results_dir}", flush=True)

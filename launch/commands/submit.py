@@ -19,7 +19,7 @@ import os
 import sys
 
 from ttabench import UserError
-from ttabench.divisions.results import atomic_write_json, atomic_write_text, new_run_dir
+from ttabench.divisions.results import RunPath, atomic_write_json, atomic_write_text, safe_name
 from ttabench.launch.cluster import slurm
 from ttabench.launch.cluster.jobenv import cluster_system_name
 from ttabench.launch.config import RunConfig, add_arguments, from_args
@@ -101,7 +101,7 @@ def job_path(path: str) -> str:
 
 
 def _remove_empty(run_dir: str, root: str, root_existed: bool) -> None:
-    """Remove the run folder that was never used, and the parents new_run_dir made for it
+    """Remove the run folder that was never used, and the parents RunPath.new made for it
     while they are empty (the results root too if it was made for it): a refused job
     leaves nothing behind."""
     root = os.path.abspath(root)
@@ -133,13 +133,15 @@ def _cmd_submit(args) -> int:
     command = ["ttabench"] + sys.argv[1:]
     python = job_path(sys.executable)
     if args.dry_run:
-        run_dir = os.path.join(results_root, system_name, cfg.benchmark_name(), cfg.division, "DRY-RUN")
+        run_dir = RunPath(
+            results_root, system_name, safe_name(cfg.benchmark_name()), cfg.division, "DRY-RUN"
+        ).path
         cfg = dataclasses.replace(cfg, run_dir=run_dir, system=system_name)
         print(slurm.script(cfg, job, python, command), end="")
         return 0
     warn_if_local(results_root, args.nodes)
     root_existed = os.path.isdir(results_root)
-    run_dir = new_run_dir(results_root, system_name, cfg.benchmark_name(), cfg.division)
+    run_dir = RunPath.new(results_root, system_name, cfg.benchmark_name(), cfg.division).path
     cfg = dataclasses.replace(cfg, run_dir=run_dir, system=system_name)
     text = slurm.script(cfg, job, python, command)
     try:
