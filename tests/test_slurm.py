@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import IN_CI, run_cli
@@ -98,8 +99,8 @@ def _node_processes() -> dict[str, list[str]]:
 
 @pytest.mark.slow
 @pytest.mark.root
-def test_two_node_job_succeeds_and_validates(cluster, subset_dir, tmp_path):
-    results = str(tmp_path / "results")
+def test_two_node_job_succeeds_and_validates(cluster, subset_dir, shared_tmp):
+    results = os.path.join(shared_tmp, "results")
     r = _submit_wait(results, subset_dir, "--max-steps", "3")
     assert r.returncode == 0, r.stdout + r.stderr
     run_dir = _run_dir(r.stdout)
@@ -128,11 +129,11 @@ def _sent_bytes(ns: str, dev: str) -> int:
 
 @pytest.mark.slow
 @pytest.mark.root
-def test_two_node_job_across_a_100mbit_tbf_link(cluster, subset_dir, tmp_path):
+def test_two_node_job_across_a_100mbit_tbf_link(cluster, subset_dir, shared_tmp):
     _local("shape", "100mbit")
     try:
         before = _sent_bytes(NAMESPACES[1], "ttasl1")
-        r = _submit_wait(str(tmp_path / "results"), subset_dir, "--max-steps", "3")
+        r = _submit_wait(os.path.join(shared_tmp, "results"), subset_dir, "--max-steps", "3")
         after = _sent_bytes(NAMESPACES[1], "ttasl1")
     finally:
         _local("shape", "none")
@@ -171,8 +172,8 @@ def _start_and_wait_for_training(results: str, data: str) -> tuple[subprocess.Po
 
 @pytest.mark.slow
 @pytest.mark.root
-def test_scancel_mid_run_is_recorded_as_interrupted(cluster, subset_dir, tmp_path):
-    proc, job_id, run_dir = _start_and_wait_for_training(str(tmp_path / "results"), subset_dir)
+def test_scancel_mid_run_is_recorded_as_interrupted(cluster, subset_dir, shared_tmp):
+    proc, job_id, run_dir = _start_and_wait_for_training(os.path.join(shared_tmp, "results"), subset_dir)
     subprocess.run(["scancel", job_id], check=True)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out + err
@@ -185,8 +186,8 @@ def test_scancel_mid_run_is_recorded_as_interrupted(cluster, subset_dir, tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.root
-def test_a_killed_worker_fails_the_job_within_seconds(cluster, subset_dir, tmp_path):
-    proc, job_id, run_dir = _start_and_wait_for_training(str(tmp_path / "results"), subset_dir)
+def test_a_killed_worker_fails_the_job_within_seconds(cluster, subset_dir, shared_tmp):
+    proc, job_id, run_dir = _start_and_wait_for_training(os.path.join(shared_tmp, "results"), subset_dir)
     workers = [
         int(pid)
         for pid in subprocess.run(
@@ -210,8 +211,8 @@ def test_a_killed_worker_fails_the_job_within_seconds(cluster, subset_dir, tmp_p
 
 @pytest.mark.slow
 @pytest.mark.root
-def test_dry_run_script_is_accepted_by_sbatch_test_only(cluster, subset_dir, tmp_path):
-    results = tmp_path / "results"
+def test_dry_run_script_is_accepted_by_sbatch_test_only(cluster, subset_dir, shared_tmp):
+    results = Path(shared_tmp) / "results"
     r = run_cli(
         "submit", *TINY, "--data-dir", subset_dir, "--results-dir", str(results), "--max-steps", "3",
         "--partition", "debug", "--time", "5", "--sbatch-arg=--comment=dry", "--dry-run",
@@ -241,8 +242,8 @@ def test_dry_run_script_is_accepted_by_sbatch_test_only(cluster, subset_dir, tmp
         (("--backend", "horovod"), {}, "--backend horovod on several nodes is not supported"),
     ],
 )
-def test_bad_input_is_one_line_and_leaves_nothing(cluster, subset_dir, tmp_path, extra, env, message):
-    results = tmp_path / "results"
+def test_bad_input_is_one_line_and_leaves_nothing(cluster, subset_dir, shared_tmp, extra, env, message):
+    results = Path(shared_tmp) / "results"
     r = run_cli(
         "submit", *TINY, "--data-dir", subset_dir, "--results-dir", str(results), *extra, env=env, timeout=120
     )
@@ -254,10 +255,10 @@ def test_bad_input_is_one_line_and_leaves_nothing(cluster, subset_dir, tmp_path,
     assert not results.exists()
 
 
-def test_unresolvable_rendezvous_host_is_one_clear_line(subset_dir, tmp_path):
+def test_unresolvable_rendezvous_host_is_one_clear_line(subset_dir, shared_tmp):
     r = run_cli(
         "run", "--nnodes", "2", "--node-rank", "1", "--rdzv-endpoint", "no-such-host.invalid:29400",
-        "--data-dir", subset_dir, "--results-dir", str(tmp_path), timeout=120,
+        "--data-dir", subset_dir, "--results-dir", shared_tmp, timeout=120,
     )  # fmt: skip
     assert r.returncode == 2
     assert (
@@ -266,10 +267,10 @@ def test_unresolvable_rendezvous_host_is_one_clear_line(subset_dir, tmp_path):
     )
 
 
-def test_local_addr_of_another_machine_is_one_clear_line(subset_dir, tmp_path):
+def test_local_addr_of_another_machine_is_one_clear_line(subset_dir, shared_tmp):
     r = run_cli(
         "run", "--nnodes", "2", "--node-rank", "1", "--rdzv-endpoint", "127.0.0.1:29400",
-        "--local-addr", "203.0.113.77", "--data-dir", subset_dir, "--results-dir", str(tmp_path), timeout=120,
+        "--local-addr", "203.0.113.77", "--data-dir", subset_dir, "--results-dir", shared_tmp, timeout=120,
     )  # fmt: skip
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
@@ -283,12 +284,12 @@ def test_hostlist_expansion():
 
 
 @pytest.mark.root
-def test_no_route_to_the_rendezvous_host_is_one_clear_line(cluster, subset_dir, tmp_path):
+def test_no_route_to_the_rendezvous_host_is_one_clear_line(cluster, subset_dir, shared_tmp):
     # Inside a node's namespace only the cluster's /24 is reachable (nothing is sent: UDP connect).
     r = subprocess.run(
         ["ip", "netns", "exec", NAMESPACES[1], sys.executable, "-m", "ttabench", "run", "--nnodes", "2",
          "--node-rank", "1", "--rdzv-endpoint", "192.0.2.99:29400", "--data-dir", subset_dir,
-         "--results-dir", str(tmp_path)],
+         "--results-dir", shared_tmp],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert r.returncode == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -24,11 +25,11 @@ def torchx_installed():
 
 
 @pytest.mark.slow
-def test_local_scheduler_runs_two_replicas_to_success(subset_dir, tmp_path):
+def test_local_scheduler_runs_two_replicas_to_success(subset_dir, shared_tmp):
     r = run_cli(
         "submit", "--scheduler", "torchx:local_cwd", "--nodes", "2", "--workers", "1", "--threads", "1",
         "--data-dir", subset_dir, "--max-steps", "3", "--progress", "none", "--seed", "4",
-        "--results-dir", str(tmp_path / "results"), "--wait", timeout=400,
+        "--results-dir", os.path.join(shared_tmp, "results"), "--wait", timeout=400,
     )  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     m = re.search(r"submitted TorchX app (local_cwd://\S+); results: (\S+)", r.stdout)
@@ -47,8 +48,8 @@ def test_local_scheduler_runs_two_replicas_to_success(subset_dir, tmp_path):
     assert v.returncode == 0, v.stdout + v.stderr
 
 
-def test_kubernetes_dry_run_is_a_two_task_volcano_job_running_the_worker(tmp_path):
-    results = tmp_path / "results"
+def test_kubernetes_dry_run_is_a_two_task_volcano_job_running_the_worker(shared_tmp):
+    results = Path(shared_tmp) / "results"
     r = run_cli(
         "submit", "--scheduler", "torchx:kubernetes", "--image", "registry.example/ttabench:1",
         "--torchx-cfg", "queue=default", "--nodes", "2", "--workers", "2",
@@ -66,7 +67,7 @@ def test_kubernetes_dry_run_is_a_two_task_volcano_job_running_the_worker(tmp_pat
         command = container["command"][-1]
         assert "torchrun" in command and "--nnodes 2 --nproc_per_node 2" in command
         assert "-m ttabench.launch.worker" in command
-        assert "--data-dir /data/cifar-10-batches-py" in command  # the container's path, unchecked here
+        assert '"data_dir": "/data/cifar-10-batches-py"' in command  # the container's path, unchecked here
     assert not results.exists()
 
 
@@ -79,7 +80,7 @@ def test_kubernetes_dry_run_is_a_two_task_volcano_job_running_the_worker(tmp_pat
         (("--scheduler", "torchx:kubernetes", "--image", "x", "--torchx-cfg", "queue"), "KEY=VALUE"),
     ],
 )
-def test_bad_torchx_input_is_one_line(subset_dir, tmp_path, extra, message):
+def test_bad_torchx_input_is_one_line(subset_dir, shared_tmp, extra, message):
     r = run_cli(
         "submit",
         "--nodes",
@@ -87,7 +88,7 @@ def test_bad_torchx_input_is_one_line(subset_dir, tmp_path, extra, message):
         "--data-dir",
         subset_dir,
         "--results-dir",
-        str(tmp_path / "r"),
+        os.path.join(shared_tmp, "r"),
         *extra,
         "--dry-run",
     )

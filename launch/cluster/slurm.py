@@ -26,7 +26,7 @@ import time
 from ttabench import UserError
 from ttabench.launch.cluster import watch
 from ttabench.launch.cluster.jobenv import SUBMIT_COMMAND_ENV
-from ttabench.launch.config import RunConfig
+from ttabench.launch.config import RunConfig, run_flags
 
 RDZV_PORT_BASE = 29400  # + job id mod 1000: two jobs on one node do not share a port
 ENDED = (
@@ -65,10 +65,8 @@ def require(tool: str) -> str:
 
 def node_command(cfg: RunConfig, python: str) -> list[str]:
     """`ttabench run` for every node, less --node-rank and --rdzv-endpoint (set in the script)."""
-    from ttabench.launch.launcher import worker_argv  # the launcher imports torch: only when submitting
-
     base = dataclasses.replace(cfg, node_rank=0, rdzv_endpoint=None, local_addr=None)
-    return [python, "-m", "ttabench", "run"] + worker_argv(base)
+    return [python, "-m", "ttabench", "run"] + run_flags(base)
 
 
 def script(cfg: RunConfig, job: SlurmJob, python: str, submit_command: list[str]) -> str:

@@ -27,6 +27,7 @@ from torchx.components import dist as torchx_dist
 from torchx.runner import get_runner
 from ttabench import UserError
 from ttabench.divisions.results import RunPath
+from ttabench.launch import procs
 from ttabench.launch.cluster import watch
 from ttabench.launch.cluster.jobenv import SUBMIT_COMMAND_ENV, cluster_system_name
 from ttabench.launch.config import RunConfig
@@ -98,8 +99,7 @@ def submit_run(cfg: RunConfig, args, scheduler: str) -> int:
         return 0
     if local:
         # The replicas run here, with this environment: torchrun from this interpreter's folder.
-        bin_dir = os.path.dirname(sys.executable)
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+        os.environ["PATH"] = procs.child_env()["PATH"]
         cfg = dataclasses.replace(
             cfg, run_dir=RunPath.new(cfg.results_dir, system_name, cfg.benchmark_name(), cfg.division).path
         )
