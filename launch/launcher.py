@@ -26,7 +26,9 @@ import sys
 from ttabench import UserError
 from ttabench.divisions.results import atomic_write_json, new_run_dir, read_curve, read_json
 from ttabench.launch import procs
+from ttabench.launch.cluster.outcome import merged
 from ttabench.launch.config import RunConfig
+from ttabench.launch.net import iface
 from ttabench.launch.record import system
 
 FINAL = ("success", "failed", "diverged", "interrupted")
@@ -101,6 +103,8 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
     os.environ["TTABENCH_COMMAND"] = json.dumps(argv or sys.argv)
     if cfg.nnodes == 1:
         cfg = _with_run_dir(cfg)
+    else:  # gloo would bind the interface of the node's name: loopback where it does not resolve
+        cfg = dataclasses.replace(cfg, local_addr=iface.for_launcher(cfg.local_addr, cfg.rdzv_endpoint))
     if backend == "torchrun":
         outcome = _launch_torchrun(cfg)
         restarts = 0
@@ -130,7 +134,12 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
         raise UserError(f"unknown backend {backend}")
     if outcome.code == 0 or not cfg.run_dir:
         return outcome.code
-    status = record_outcome(cfg.run_dir, outcome)
+    if cfg.nnodes > 1:  # this node saw only its own ranks: merge every node's view
+        with merged(cfg.run_dir, cfg.node_rank, outcome.ranks, outcome.interrupted) as (ranks, interrupted):
+            text = _ranks_text(ranks) or outcome.text
+            status = record_outcome(cfg.run_dir, Outcome(outcome.code, text, ranks, interrupted))
+    else:
+        status = record_outcome(cfg.run_dir, outcome)
     if status == "diverged":
         print("ttabench: the run diverged (non-finite loss); recorded in summary.json", file=sys.stderr)
         return 3

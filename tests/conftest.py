@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -61,3 +63,13 @@ def run_cli(
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture
+def shared_tmp():
+    """A fresh folder under the system's temporary folder, removed afterwards. Unlike tmp_path it
+    is not under pytest's numbered base folder, which another pytest session of the same user
+    prunes (it keeps three): a job that starts later must still find its results folder."""
+    path = tempfile.mkdtemp(prefix="ttabench-test-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -14,6 +14,7 @@ import torch
 from ttabench import UserError, __version__, error_line
 from ttabench.divisions import metrics
 from ttabench.divisions.results import RunPath, atomic_write_json, new_run_dir
+from ttabench.launch.cluster import jobenv
 from ttabench.launch.commands.tables import print_run_summary
 from ttabench.launch.config import RunConfig
 from ttabench.launch.record import progress
@@ -119,6 +120,7 @@ class RunFolder:
                 "recipe": setup.recipe,
                 "data": setup.data.describe(),
                 "software": self.ctx.system["software"],
+                **({"scheduler": scheduler} if (scheduler := jobenv.from_env()) else {}),
             },
         )
         system_dir = RunPath.parse(os.path.abspath(self.run_dir)).system_dir

@@ -18,6 +18,7 @@ import time
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
+from ttabench.launch.net import iface
 from ttabench.launch.net.link import LinkEmulator
 
 
@@ -91,6 +92,8 @@ class TorchComm(Comm):
         self.dist_backend = dist_backend
         self.device = device
         if not dist.is_initialized():
+            if dist_backend == "gloo":
+                iface.for_worker()  # started by hand or by TorchX on several nodes
             # A dead peer must fail the run, not hang it: every collective
             # gives up after timeout_s.
             dist.init_process_group(dist_backend, timeout=datetime.timedelta(seconds=timeout_s))

@@ -1,0 +1,1 @@
+"""Cluster schedulers: Slurm (sbatch + srun) and TorchX start one `ttabench run` per node."""

@@ -1,0 +1,310 @@
+"""`ttabench submit --scheduler slurm` on a real Slurm cluster (scripts/slurm_local.sh).
+
+The cluster is one controller and two slurmd, each node a network namespace with
+its own host name and address on a bridge. Results go to a folder under /tmp,
+which every namespace sees (one file system). Root only; in CI (CI=true) a
+cluster that cannot be brought up is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import IN_CI, run_cli
+from ttabench.launch.cluster.jobenv import expand_hostlist
+from ttabench.launch.net import iface
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "scripts", "slurm_local.sh")
+NODES = ("ttanode0", "ttanode1")
+NAMESPACES = ("ttaslurm-n0", "ttaslurm-n1")
+# Tiny runs: one thread per worker (both "nodes" share this machine's cores), no display.
+# --system: the default names the folder after this machine's hardware, which takes seconds to read.
+TINY = ("--nodes", "2", "--workers", "1", "--threads", "1", "--progress", "none", "--seed", "5")
+TINY += ("--system", "local-test-cluster")
+
+
+def _local(*args, check=True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHON=sys.executable)
+    return subprocess.run([SCRIPT, *args], capture_output=True, text=True, env=env, check=check)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """The local cluster for this module: brought up here (and down after), or one already up
+    (left as it was)."""
+    problem = None
+    if os.geteuid() != 0:
+        problem = "needs root (network namespaces, Slurm's daemons)"
+    elif shutil.which("ip") is None or shutil.which("unshare") is None:
+        problem = "needs iproute2 and util-linux"
+    if problem:
+        if IN_CI:
+            pytest.fail(problem)
+        pytest.skip(problem)
+    mine = _local("status", check=False).returncode != 0
+    if mine:
+        up = _local("up", check=False)
+        if up.returncode != 0:
+            _local("down", check=False)
+            pytest.fail(f"scripts/slurm_local.sh up failed:\n{up.stdout}\n{up.stderr}")
+    yield
+    if mine:
+        _local("down")
+        leftovers = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert not any(ns in leftovers for ns in NAMESPACES), leftovers
+
+
+def _run_dir(stdout: str) -> str:
+    m = re.search(r"submitted Slurm job (\d+); results: (\S+)", stdout)
+    assert m, stdout
+    return m.group(2)
+
+
+def _json(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _submit_wait(results, data, *extra, timeout=400):
+    return run_cli(
+        "submit", *TINY, "--data-dir", data, "--results-dir", results, "--wait", *extra, timeout=timeout
+    )
+
+
+def _node_processes() -> dict[str, list[str]]:
+    """Every process in each node's namespace, by command line."""
+    out = {}
+    for ns in NAMESPACES:
+        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
+        cmds = []
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmds.append(f.read().replace(b"\0", b" ").decode().strip())
+            except OSError:
+                pass  # ended meanwhile
+        out[ns] = cmds
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_two_node_job_succeeds_and_validates(cluster, subset_dir, shared_tmp):
+    results = os.path.join(shared_tmp, "results")
+    r = _submit_wait(results, subset_dir, "--max-steps", "3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = _run_dir(r.stdout)
+    job_id = re.search(r"submitted Slurm job (\d+)", r.stdout).group(1)
+    assert f"job {job_id}: RUNNING on ttanode[0-1]" in r.stdout
+    assert re.search(r"eval 1: epoch [0-9.]+, step 3, accuracy", r.stdout)
+    # /tmp is no network file system: one warning line, not an error.
+    assert [ln for ln in r.stderr.splitlines() if ln.startswith("ttabench: warning:")], r.stderr
+    config = _json(os.path.join(run_dir, "config.json"))
+    assert config["scheduler"]["name"] == "slurm"
+    assert config["scheduler"]["job_id"] == job_id
+    assert config["scheduler"]["nodes"] == list(NODES)
+    assert config["resolved"]["nodes"] == 2 and config["resolved"]["world_size"] == 2
+    assert _json(os.path.join(run_dir, "summary.json"))["status"] == "success"
+    assert "srun" in open(os.path.join(run_dir, "job.sbatch")).read()
+    v = run_cli("validate", run_dir)
+    assert v.returncode == 0, v.stdout + v.stderr
+
+
+def _sent_bytes(ns: str, dev: str) -> int:
+    out = subprocess.run(["tc", "-n", ns, "-s", "qdisc", "show", "dev", dev], capture_output=True, text=True)
+    m = re.search(r"qdisc tbf .*?Sent (\d+) bytes", out.stdout, re.S)
+    assert m, out.stdout
+    return int(m.group(1))
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_two_node_job_across_a_100mbit_tbf_link(cluster, subset_dir, shared_tmp):
+    _local("shape", "100mbit")
+    try:
+        before = _sent_bytes(NAMESPACES[1], "ttasl1")
+        r = _submit_wait(os.path.join(shared_tmp, "results"), subset_dir, "--max-steps", "3")
+        after = _sent_bytes(NAMESPACES[1], "ttasl1")
+    finally:
+        _local("shape", "none")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir = _run_dir(r.stdout)
+    config = _json(os.path.join(run_dir, "config.json"))
+    assert config["resolved"]["network_shaping"]["rate"] == "100mbit"
+    # Node 1 sent its gradients through the shaped qdisc: ResNet-20 has 0.27 M float32
+    # parameters; a 2-worker ring all-reduce sends each worker's whole buffer once per step.
+    params = config["model"]["parameters"]
+    assert after - before >= 3 * 4 * params
+    assert run_cli("validate", run_dir).returncode == 0
+
+
+def _start_and_wait_for_training(results: str, data: str) -> tuple[subprocess.Popen, str, str]:
+    """`submit --wait` in the background, returned once the run's clock has started."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ttabench", "submit", *TINY, "--data-dir", data, "--results-dir", results]
+        + ["--max-epochs", "1", "--wait"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    first = proc.stdout.readline()
+    m = re.search(r"submitted Slurm job (\d+); results: (\S+)", first)
+    assert m, first + proc.stderr.read()
+    job_id, run_dir = m.group(1), m.group(2)
+    deadline = time.monotonic() + 300
+    mllog = os.path.join(run_dir, "mllog.txt")
+    while not (os.path.exists(mllog) and '"run_start"' in open(mllog).read()):
+        assert time.monotonic() < deadline, "the run did not start within 300 s"
+        assert proc.poll() is None, proc.stdout.read() + proc.stderr.read()
+        time.sleep(0.5)
+    return proc, job_id, run_dir
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_scancel_mid_run_is_recorded_as_interrupted(cluster, subset_dir, shared_tmp):
+    proc, job_id, run_dir = _start_and_wait_for_training(os.path.join(shared_tmp, "results"), subset_dir)
+    subprocess.run(["scancel", job_id], check=True)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    summary = _json(os.path.join(run_dir, "summary.json"))
+    assert summary["status"] == "interrupted"
+    assert summary["signal"] == "SIGTERM"
+    v = run_cli("validate", run_dir)  # everything written so far is valid
+    assert v.returncode == 0, v.stdout + v.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_a_killed_worker_fails_the_job_within_seconds(cluster, subset_dir, shared_tmp):
+    proc, job_id, run_dir = _start_and_wait_for_training(os.path.join(shared_tmp, "results"), subset_dir)
+    workers = [
+        int(pid)
+        for pid in subprocess.run(
+            ["ip", "netns", "pids", NAMESPACES[1]], capture_output=True, text=True
+        ).stdout.split()
+        if b"ttabench.launch.worker" in open(f"/proc/{pid}/cmdline", "rb").read()
+    ]
+    assert len(workers) == 1, workers
+    os.kill(workers[0], signal.SIGKILL)
+    killed = time.monotonic()
+    out, err = proc.communicate(timeout=120)
+    # Far below the 120 s collective timeout: the failure is noticed, not waited out.
+    assert time.monotonic() - killed < 60, out + err
+    assert proc.returncode == 1, out + err
+    summary = _json(os.path.join(run_dir, "summary.json"))
+    assert summary["status"] == "failed"
+    assert summary["error"].startswith("rank 1 killed by SIGKILL"), summary["error"]
+    for ns, cmds in _node_processes().items():
+        assert [c for c in cmds if not c.startswith("slurmd")] == [], (ns, cmds)
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_dry_run_script_is_accepted_by_sbatch_test_only(cluster, subset_dir, shared_tmp):
+    results = Path(shared_tmp) / "results"
+    r = run_cli(
+        "submit", *TINY, "--data-dir", subset_dir, "--results-dir", str(results), "--max-steps", "3",
+        "--partition", "debug", "--time", "5", "--sbatch-arg=--comment=dry", "--dry-run",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "#SBATCH --nodes=2" in r.stdout and "#SBATCH --comment=dry" in r.stdout
+    assert not results.exists()  # nothing made, nothing submitted
+    t = subprocess.run(["sbatch", "--test-only"], input=r.stdout, capture_output=True, text=True)
+    assert t.returncode == 0, t.stderr
+    assert re.search(r"Job \d+ to start at .* on nodes ttanode\[0-1\] in partition debug", t.stderr)
+
+
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.parametrize(
+    "extra, env, message",
+    [
+        (
+            ("--partition", "nosuch"),
+            {},
+            "Slurm rejected the job: Batch job submission failed: Invalid partition",
+        ),
+        (("--gpus-per-node", "1"), {}, "Slurm rejected the job: Invalid generic resource"),
+        ((), {"PATH": os.path.dirname(sys.executable)}, "`sbatch` is not on PATH"),
+        (("--nodes", "0"), {}, "--nodes must be >= 1, got 0"),
+        (("--scheduler", "pbs"), {}, "--scheduler must be slurm or torchx:SCHEDULER"),
+        (("--backend", "horovod"), {}, "--backend horovod on several nodes is not supported"),
+    ],
+)
+def test_bad_input_is_one_line_and_leaves_nothing(cluster, subset_dir, shared_tmp, extra, env, message):
+    results = Path(shared_tmp) / "results"
+    r = run_cli(
+        "submit", *TINY, "--data-dir", subset_dir, "--results-dir", str(results), *extra, env=env, timeout=120
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    errors = [ln for ln in r.stderr.splitlines() if not ln.startswith("ttabench: warning:")]
+    assert errors == [f"ttabench: error: {errors[0].split('error: ', 1)[1]}"], r.stderr
+    assert message in errors[0]
+    assert "Traceback" not in r.stderr
+    assert not results.exists()
+
+
+def test_unresolvable_rendezvous_host_is_one_clear_line(subset_dir, shared_tmp):
+    r = run_cli(
+        "run", "--nnodes", "2", "--node-rank", "1", "--rdzv-endpoint", "no-such-host.invalid:29400",
+        "--data-dir", subset_dir, "--results-dir", shared_tmp, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert (
+        r.stderr.strip().splitlines() == [r.stderr.strip().splitlines()[0]]
+        and "rendezvous host 'no-such-host.invalid' does not resolve" in r.stderr
+    )
+
+
+def test_local_addr_of_another_machine_is_one_clear_line(subset_dir, shared_tmp):
+    r = run_cli(
+        "run", "--nnodes", "2", "--node-rank", "1", "--rdzv-endpoint", "127.0.0.1:29400",
+        "--local-addr", "203.0.113.77", "--data-dir", subset_dir, "--results-dir", shared_tmp, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "--local-addr 203.0.113.77 is not an address of this node" in r.stderr
+
+
+def test_hostlist_expansion():
+    assert expand_hostlist("ttanode[0-1]") == ["ttanode0", "ttanode1"]
+    assert expand_hostlist("n[08-10,12],gpu7") == ["n08", "n09", "n10", "n12", "gpu7"]
+    assert expand_hostlist("a1,b2") == ["a1", "b2"]
+
+
+@pytest.mark.root
+def test_no_route_to_the_rendezvous_host_is_one_clear_line(cluster, subset_dir, shared_tmp):
+    # Inside a node's namespace only the cluster's /24 is reachable (nothing is sent: UDP connect).
+    r = subprocess.run(
+        ["ip", "netns", "exec", NAMESPACES[1], sys.executable, "-m", "ttabench", "run", "--nnodes", "2",
+         "--node-rank", "1", "--rdzv-endpoint", "192.0.2.99:29400", "--data-dir", subset_dir,
+         "--results-dir", shared_tmp],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "ttabench: error: no route from this node to 192.0.2.99 (Network is unreachable)"
+    ]
+
+
+def test_a_worker_pins_gloo_to_the_interface_on_the_route_to_master_addr():
+    env = {"MASTER_ADDR": "127.0.0.1", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "1"}
+    iface.for_worker(env)
+    assert env[iface.ENV] == "lo"
+    given = dict(env, GLOO_SOCKET_IFNAME="eth9")
+    iface.for_worker(given)  # what the user set stays
+    assert given[iface.ENV] == "eth9"
+    one_node = {"MASTER_ADDR": "127.0.0.1", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}
+    iface.for_worker(one_node)
+    assert iface.ENV not in one_node
