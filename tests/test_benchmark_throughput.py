@@ -117,6 +117,7 @@ def test_benchmark_command_end_to_end(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "speed-up" in proc.stdout and "goal >= 5x" in proc.stdout
+    assert "% of peak" in proc.stdout and "goal bf16 >= 70 % of the bf16 GEMM peak" in proc.stdout
     result = json.loads(out.read_text())
     runs = {r["mode"]: r for r in result["runs"]}
     assert set(runs) == {"baseline", "bf16-cl"}
@@ -125,4 +126,8 @@ def test_benchmark_command_end_to_end(tmp_path):
         assert r["steps"] == 5000 // 128 and r["samples"] == r["steps"] * 128
         assert r["img_s"] > 0 and 0 <= r["accuracy"] <= 1 and r["peak_rss_mib"] > 100
         assert r["seed"] == 0 and r["threads"] >= 1
+        # the yardstick, measured in the same process, in the mode's precision
+        assert r["peak"]["precision"] == ("bf16" if r["mode"] == "bf16-cl" else "fp32")
+        assert r["peak"]["flop_s"] > 0 and r["flops_per_image"] == 242_421_504
+        assert r["fraction_of_peak"] == r["img_s"] * r["flops_per_image"] / r["peak"]["flop_s"]
     assert runs["bf16-cl"]["breakdown"]["train_s"] > 0
