@@ -85,7 +85,9 @@ def test_modes_cover_the_issue():
         "bf16-cl",
         "compile-fp32-cl",
         "compile-bf16-cl",
+        "compile-ro-bf16-cl",
     ]
+    assert tp.DEFAULT_MODES["cpu"] == list(tp.MODES)[:-1] and tp.DEFAULT_MODES["cuda"] == list(tp.MODES)
     base = tp.MODES["baseline"]
     assert base.baseline and base.precision == "fp32" and not base.channels_last and base.compile == "none"
 
