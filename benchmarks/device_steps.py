@@ -171,8 +171,8 @@ def format_figures(fig: dict) -> str:
     lines += ["| step | status | seconds |", "|---|---|---|"]
     lines += [f"| {s['step']} | {s['status']} | {s['seconds']:.0f} |" for s in fig["steps"]]
     if fig["peak"]:
-        lines += ["", "| GEMM precision | N | TFLOP/s |", "|---|---|---|"]
-        lines += [f"| {p} | {r['n']} | {r['flop_s'] / 1e12:.2f} |" for p, r in fig["peak"].items()]
+        lines += ["", "| GEMM precision | N | GFLOP/s |", "|---|---|---|"]
+        lines += [f"| {p} | {r['n']} | {r['flop_s'] / 1e9:.1f} |" for p, r in fig["peak"].items()]
     if fig["datapath"]:
         d = fig["datapath"]
         lines += ["", f"data path alone: {d['img_s']:.0f} images/s ({d['steps']} batches of {d['batch']})"]

@@ -59,16 +59,24 @@ def test_figures_gather_the_steps_and_fail_on_a_failed_one(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(5400)  # ~3 minutes on a quiet 2-core machine; 15-25 under a load of 15-20
 def test_device_check_script_runs_its_cpu_parts_without_a_gpu(tmp_path):
     out = tmp_path / "check"
-    env = dict(os.environ, TTABENCH_PYTHON=sys.executable, CUDA_VISIBLE_DEVICES="")
+    # generous limits: this test checks what the steps do, not how fast a shared machine is
+    env = dict(
+        os.environ,
+        TTABENCH_PYTHON=sys.executable,
+        CUDA_VISIBLE_DEVICES="",
+        DEVICE_CHECK_BUDGET_S="100000",
+        DEVICE_CHECK_TIMEOUT_SCALE="20",
+    )
     proc = subprocess.run(
         ["bash", os.path.join(REPO, "benchmarks", "device_check.sh"), str(out)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
         text=True,
-        timeout=1500,
+        timeout=5300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proc.stdout.splitlines()[0].startswith("device_check: no CUDA GPU visible")
