@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+from ttabench.reference_impls.resnet import resnet
 
-from benchmarks import peak
+from benchmarks import layers, peak
 from tests.test_benchmark_throughput import _module, _run
 
 
@@ -38,8 +40,6 @@ def test_counting_leaves_the_model_alone():
 
 
 def test_resnet20_flops_per_image_matches_a_hand_count_of_its_convolutions():
-    from ttabench.reference_impls.resnet import resnet
-
     # Forward multiply-adds per image: stem 32*32*16*27; stage 1: 6 convs 32*32*16*144;
     # stage 2: one 16*16*32*144 (stride 2) + 5 of 16*16*32*288; stage 3 likewise at 8x8/64;
     # fc 64*10. Backward: weight and input gradients (2x forward) except the stem's input gradient.
@@ -92,3 +92,15 @@ def test_summary_fraction_is_the_median_of_per_repetition_fractions():
     assert tp.fraction_verdicts(bf) == [
         "goal bf16 >= 70 % of the bf16 GEMM peak: reached (best: bf16-cl at 80.0 %)"
     ]
+
+
+def test_layer_breakdown_counts_convolution_flops_as_the_flop_counter_does():
+    for channels, size in layers.STAGES:
+        x, w = torch.randn(2, channels, size, size), torch.randn(channels, channels, 3, 3)
+        with FlopCounterMode(display=False) as counter:
+            torch.nn.functional.conv2d(x, w, padding=1)
+        assert layers.conv_flops(channels, size, batch=2) == counter.get_total_flops()
+    # 6 convolutions per stage, forward + backward (3x): ResNet-20's 0.2424 GFLOP per image
+    # less its stem and linear layer, with the stride-2 convolutions counted as ordinary ones
+    per_image = sum(3 * layers.CONVS_PER_STAGE * layers.conv_flops(c, s, batch=1) for c, s in layers.STAGES)
+    assert per_image == 3 * 6 * 2 * 9 * (16 * 16 * 32 * 32 + 32 * 32 * 16 * 16 + 64 * 64 * 8 * 8)
