@@ -11,9 +11,11 @@ import sys
 import pytest
 import torch
 from ttabench import UserError
-from ttabench.launch.worker import comm
-from ttabench.launch.worker.main import _gpu_math
+from ttabench.launch.worker import comm, warmup
+from ttabench.launch.worker.context import gpu_math
+from ttabench.launch.worker.loop import default_train_step
 from ttabench.reference_impls import cifar10
+from ttabench.reference_impls.resnet import resnet
 
 from benchmarks import device_steps
 
@@ -40,7 +42,7 @@ def test_nccl_on_a_machine_without_enough_gpus_is_a_user_error_before_any_proces
 
 
 def test_cpu_runs_record_no_gpu_math():
-    assert _gpu_math(torch.device("cpu")) is None
+    assert gpu_math(torch.device("cpu")) is None
 
 
 def test_datapath_feeds_every_batch_of_every_epoch():
@@ -114,10 +116,6 @@ def test_device_check_script_runs_its_cpu_parts_without_a_gpu(tmp_path):
 def test_cuda_graph_warmup_takes_three_steps_and_still_restores_the_model():
     # CUDA graphs run a step eagerly, record the next and replay from the third on; the
     # marking of each step is a no-op on a CPU, so the step count is checked here.
-    from ttabench.launch.worker import warmup
-    from ttabench.launch.worker.loop import default_train_step
-    from ttabench.reference_impls.resnet import resnet
-
     torch.manual_seed(0)
     model = resnet(20)
     before = {k: v.clone() for k, v in model.state_dict().items()}
