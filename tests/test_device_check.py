@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+from conftest import run_cli
 from ttabench import UserError
 from ttabench.launch.worker import comm, warmup
 from ttabench.launch.worker.context import gpu_math
@@ -39,6 +40,31 @@ def test_nccl_on_a_machine_without_enough_gpus_is_a_user_error_before_any_proces
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     with pytest.raises(UserError, match="nccl needs one GPU per worker"):
         comm.init("torchrun", "nccl", torch.device("cpu"), 5.0)
+
+
+def test_nccl_for_workers_sharing_a_device_is_one_line_before_any_worker_or_folder(tmp_path):
+    if torch.cuda.device_count() >= 2:
+        pytest.skip("this machine has the GPUs")
+    proc = run_cli(
+        "run",
+        "--synthetic",
+        "--workers",
+        "2",
+        "--dist-backend",
+        "nccl",
+        "--max-steps",
+        "1",
+        "--results-dir",
+        str(tmp_path / "results"),
+        env={"CUDA_VISIBLE_DEVICES": ""},
+        timeout=600,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "ttabench: error: --dist-backend nccl needs one GPU per worker (2 workers on this node, 0 GPUs): "
+        "leave --dist-backend unset (gloo) or start fewer workers"
+    ]
+    assert not (tmp_path / "results").exists()
 
 
 def test_cpu_runs_record_no_gpu_math():
