@@ -75,13 +75,10 @@ step() {
 }
 skip() { printf '%s\tskipped\t0\n' "$1" >>"$DEST/steps.tsv"; echo "  $1: skipped ($2)"; }
 
-# expect_error: the command must fail with exit 2 and a one-line `ttabench: error:` message.
-expect_error() {
-    local rc=0
-    "$@" >"$DEST/logs/expect-error.out" 2>&1 || rc=$?
-    [ "$rc" -eq 2 ] && grep -q "^ttabench: error: .*nccl" "$DEST/logs/expect-error.out" \
-        && ! grep -q Traceback "$DEST/logs/expect-error.out"
-}
+# EXPECT_ERROR COMMAND...: the command must fail with exit 2 and a `ttabench: error:` line about
+# nccl, no traceback (a script, not a function: `timeout` runs commands only).
+EXPECT_ERROR='out=$("$@" 2>&1); rc=$?; printf "%s\n" "$out"
+[ "$rc" -eq 2 ] && printf "%s\n" "$out" | grep -q "^ttabench: error: .*nccl" && ! printf "%s\n" "$out" | grep -q Traceback'
 
 if "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
     DEV=cuda
@@ -121,7 +118,7 @@ else
     skip compile-ro-bf16 "no GPU: no CUDA graphs"
 fi
 step workers2 240 "${RUN[@]}" --precision bf16 --workers 2
-step nccl-shared 120 expect_error "${RUN[@]}" --workers 2 --dist-backend nccl
+step nccl-shared 120 bash -c "$EXPECT_ERROR" expect-error "${RUN[@]}" --workers 2 --dist-backend nccl
 step throughput 420 "$PY" -m benchmarks.throughput --device "$DEV" --synthetic --no-overhead \
     "${BENCH[@]}" "${PROBE[@]}" --json "$DEST/throughput.json"
 "$PY" -m benchmarks.device_steps figures --out "$DEST" >"$DEST/logs/figures.log" 2>&1

@@ -135,7 +135,7 @@ def test_device_check_script_runs_its_cpu_parts_without_a_gpu(tmp_path):
     ]
     (mode,) = fig["throughput"]
     assert mode["mode"] == "fp32-cl" and mode["fraction"]["median"] > 0
-    assert "nccl needs one GPU per worker" in (out / "logs" / "expect-error.out").read_text()
+    assert "nccl needs one GPU per worker" in (out / "logs" / "nccl-shared.log").read_text()
     assert (out / "figures.md").read_text().startswith("# device check")
 
 
