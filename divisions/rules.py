@@ -113,11 +113,11 @@ def _closed_batch(cfg: dict, resolved: dict) -> list[tuple[str, bool]]:
                     False,
                 )
             )
-    precision = resolved.get("precision", cfg.get("precision"))
-    if precision is not None and (not isinstance(precision, str) or precision not in ref.PRECISIONS):
-        out.append(
-            (f"precision {precision!r} is not one the recipe allows ({', '.join(ref.PRECISIONS)})", False)
-        )
+    broken = ref.precision_rule(
+        resolved.get("precision", cfg.get("precision")), resolved.get("device"), resolved.get("gpu_math")
+    )
+    if broken:
+        out.append((broken, False))
     return out
 
 

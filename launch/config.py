@@ -29,7 +29,7 @@ from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, PRECISIONS
 
 BACKENDS = ("auto", "none", "torchrun", "horovod")
 DEVICES = ("auto", "cpu", "cuda")
-COMPILE_MODES = ("none", "default", "max-autotune")
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 PROGRESS = ("auto", "rich", "plain", "none")
 
 

@@ -99,6 +99,11 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
         return run_worker(cfg, command=argv)
     if cfg.division == "open":
         check_open_submission(cfg)
+    if backend == "torchrun" and cfg.dist_backend == "nccl":
+        import torch  # not at the top: the CLI starts without torch where it can
+        from ttabench.launch.worker.comm import check_nccl
+
+        check_nccl(cfg.workers, torch.cuda.device_count())  # one line here, not one per worker
     # Workers record the command the user typed, not their own.
     os.environ["TTABENCH_COMMAND"] = json.dumps(argv or sys.argv)
     if cfg.nnodes == 1:

@@ -87,11 +87,33 @@ def test_closed_reference_config_passes():
         ),
         ({"resolved__peak_lr": 0.4}, "peak learning rate 0.4"),
         ({"data__train_size": 45000}, "CIFAR-10 with 45000 train"),
+        ({"resolved__precision": "fp8"}, "precision 'fp8' is not one the recipe allows (fp32, bf16, fp16)"),
+        ({"resolved__precision": None}, "config.json does not record the precision"),
+        ({"resolved__precision": "fp16", "resolved__device": "cpu"}, "fp16 is allowed on GPUs only"),
+        (
+            {"resolved__device": "cuda:0", "resolved__gpu_math": {"tf32_convolutions": True}},
+            "precision fp32 with TF32 math on the GPU is not fp32",
+        ),
     ],
 )
 def test_closed_rule_broken(change, expected):
     problems = v.check_closed(closed_config(**change))
     assert any(expected in msg and not warn for msg, warn in problems), problems
+
+
+@pytest.mark.parametrize(
+    "precision,device,gpu_math",
+    [
+        ("fp32", "cpu", None),
+        ("bf16", "cpu", None),
+        ("bf16", "cuda:0", {"tf32_convolutions": False, "tf32_matmul": False}),
+        ("fp16", "cuda:1", {"tf32_convolutions": False, "tf32_matmul": False}),
+        ("fp32", "cuda:0", {"tf32_convolutions": False, "tf32_matmul": False}),
+    ],
+)
+def test_closed_precisions_allowed(precision, device, gpu_math):
+    cfg = closed_config(resolved__precision=precision, resolved__device=device, resolved__gpu_math=gpu_math)
+    assert v.check_closed(cfg) == []
 
 
 def test_closed_subset_is_a_warning():

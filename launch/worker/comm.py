@@ -18,6 +18,7 @@ import time
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
+from ttabench import UserError
 from ttabench.launch.net import iface
 from ttabench.launch.net.link import LinkEmulator
 
@@ -261,11 +262,31 @@ class HorovodComm(Comm):
         self.hvd.shutdown()
 
 
+def default_dist_backend(device: torch.device, local_world_size: int, gpus: int) -> str:
+    """nccl when every local worker has a GPU of its own, else gloo (CPU, or workers sharing a GPU:
+    NCCL >= 2.5 refuses two ranks of one communicator on one device, "Duplicate GPU detected";
+    gloo all-reduces CUDA tensors through host memory)."""
+    return "nccl" if device.type == "cuda" and local_world_size <= gpus else "gloo"
+
+
+def check_nccl(local_workers: int, gpus: int) -> None:
+    """NCCL needs a GPU of its own for every worker of a node."""
+    if local_workers > gpus:
+        raise UserError(
+            f"--dist-backend nccl needs one GPU per worker ({local_workers} workers on this node, "
+            f"{gpus} GPUs): leave --dist-backend unset (gloo) or start fewer workers"
+        )
+
+
 def init(backend: str, dist_backend: str | None, device: torch.device, timeout_s: float) -> Comm:
     if backend == "none":
         return Comm()
     if backend == "torchrun":
-        return TorchComm(dist_backend or ("nccl" if device.type == "cuda" else "gloo"), device, timeout_s)
+        local = _env_int("LOCAL_WORLD_SIZE", 1)
+        gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+        if dist_backend == "nccl":
+            check_nccl(local, gpus)
+        return TorchComm(dist_backend or default_dist_backend(device, local, gpus), device, timeout_s)
     if backend == "horovod":
         return HorovodComm(device)
     raise ValueError(f"unknown backend {backend}")

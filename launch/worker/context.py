@@ -42,6 +42,7 @@ class Context:
             "backend": c.backend,
             "dist_backend": c.dist_backend,
             "device": str(self.device),
+            "gpu_math": gpu_math(self.device),
             "threads": self.threads,
             "precision": cfg.precision,
             "compile": cfg.compile,
@@ -94,8 +95,25 @@ def device_for(cfg: RunConfig, local_rank: int) -> torch.device:
         if not torch.cuda.is_available():
             raise UserError("--device cuda, but CUDA is not available")
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
+        # The shapes are fixed for a whole run: let cuDNN time its algorithms once and keep the
+        # fastest. And fp32 means fp32: TF32 tensor-core math (cuDNN's default for convolutions)
+        # rounds the inputs to 10 mantissa bits, a precision of its own, so it is off.
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
+
+
+def gpu_math(device: torch.device) -> dict | None:
+    """How the GPU computes (config.json's resolved.gpu_math); None on a CPU."""
+    if device.type != "cuda":
+        return None
+    return {
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "tf32_convolutions": torch.backends.cudnn.allow_tf32,
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+    }
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -53,6 +53,7 @@ class LoopSpec:
     augment: bool = True
     autocast_dtype: torch.dtype | None = None
     train_step: Callable | None = None  # (model, x, y) -> loss; default: cross-entropy
+    cudagraphs: bool = False  # the model is compiled with CUDA graphs: each step is marked as new
     # stop rules
     target: float | None = None
     time_budget: float | None = None
@@ -308,6 +309,9 @@ class _Loop:
             for group in spec.optimizer.param_groups:
                 group["lr"] = spec.lr_at(s.step / s.steps_per_epoch)
         spec.optimizer.zero_grad()  # set_to_none by default (torch >= 2.0)
+        if spec.cudagraphs:
+            # A new iteration: the graphs may reuse the previous step's output memory.
+            torch.compiler.cudagraph_mark_step_begin()
         with autocast(self.device, spec.autocast_dtype):
             loss = self.train_step_fn(spec.model, x, y)
         self.comm.backward_and_step(loss, spec.optimizer)

@@ -83,6 +83,7 @@ def prepare(
     backward: Callable | None = None,
     train_steps: int = 2,
     seed: int = 0,
+    cudagraphs: bool = False,
 ) -> WarmedUp:
     """Compile (optionally) and warm up; return (model_to_train, model_to_eval, seconds).
 
@@ -114,8 +115,12 @@ def prepare(
     eval_model = _compile(model, compile_mode)
     try:
         train_model.train()
-        for _ in range(max(1, train_steps)):
+        # CUDA graphs run a step eagerly, record the next and replay from the third on:
+        # three warm-up steps leave the clock only replays.
+        for _ in range(max(3 if cudagraphs else 1, train_steps)):
             x, y = batch(train_batch)
+            if cudagraphs:
+                torch.compiler.cudagraph_mark_step_begin()
             with autocast(device, autocast_dtype):
                 loss = step(train_model, x, y)
             if not math.isfinite(float(loss.detach())):

@@ -90,6 +90,8 @@ def build(
         max_steps=cfg.max_steps,
         eval_every_samples=plan.eval_every_samples,
         checkpoint_every_samples=plan.checkpoint_every_samples,
+        # torch.compile's reduce-overhead and max-autotune modes capture CUDA graphs on a GPU
+        cudagraphs=device.type == "cuda" and cfg.compile in ("reduce-overhead", "max-autotune"),
     )
     warmup_s = _warm_up(cfg, comm, spec, model, len(data.test_labels), device, channels_last)
     depth, version = BENCHMARKS[cfg.benchmark]
@@ -204,6 +206,7 @@ def _warm_up(cfg, comm: Comm, spec: LoopSpec, model, test_size: int, device, cha
         train_step=spec.train_step,
         backward=hvd_backward,
         seed=spec.seed,
+        cudagraphs=spec.cudagraphs,
     )
     return warmup_s
 
