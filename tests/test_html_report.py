@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import browser
@@ -226,3 +227,35 @@ def test_user_errors(tree, tmp_path, where, message):
         assert [p.name for p in out.iterdir()] == ["notes.txt"]
     else:
         assert not out.exists()
+
+
+def test_a_failed_run_without_curve_and_no_torch(tmp_path):
+    """A run that failed before its first evaluation gets a page and fails the verdict; building
+    the site imports no torch (a pure reader)."""
+    root = tmp_path / "results"
+    good = next((REPO / "results" / "amd-epyc-2c").rglob("curve.csv")).parent
+    shutil.copytree(
+        good.parents[2],
+        root / "amd-epyc-2c",
+        ignore=lambda d, names: [
+            n for n in names if (Path(d) / n).is_dir() and n.startswith("2026") and n != good.name
+        ],
+    )
+    failed = root / "amd-epyc-2c" / "resnet20" / "closed" / "20990101-000000-abcdef"
+    failed.mkdir()
+    summary = {"status": "failed", "error": "rank 1 killed by SIGKILL", "benchmark": "resnet20"}
+    (failed / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "site"
+    code = (
+        "import sys; from ttabench.launch.cli import main; "
+        f"rc = main(['report', {str(root)!r}, '--html', {str(out)!r}]); "
+        "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    page = (out / "runs" / f"000-{failed.name}.html").read_text()
+    assert 'class="badge failed"' in page and "rank 1 killed by SIGKILL" in page
+    assert "no curve.csv (no evaluation was recorded)" in page
+    assert 'href="000-20990101-000000-abcdef/summary.json"' in page
+    index = (out / "index.html").read_text()
+    assert "Not valid" in index and "FAILED:" in index
