@@ -142,7 +142,11 @@ class Page:
                 return msg.get("result", {})
             self._note(msg)
 
-    def wait_for(self, method: str, timeout: float = TIMEOUT_S) -> dict:
+    def wait_for(self, method: str, since: int = 0, timeout: float = TIMEOUT_S) -> dict:
+        """The first `method` event from events[since] on, waiting for it when not yet seen."""
+        for msg in self.events[since:]:
+            if msg.get("method") == method:
+                return msg
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             msg = json.loads(self.ws.recv())
@@ -159,8 +163,9 @@ class Page:
             deviceScaleFactor=1,
             mobile=False,
         )
+        since = len(self.events)  # the load event may arrive before navigate's own reply
         self.call("Page.navigate", url=url)
-        self.wait_for("Page.loadEventFired")
+        self.wait_for("Page.loadEventFired", since)
 
     def evaluate(self, expression: str):
         r = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
@@ -201,20 +206,20 @@ class Browser:
             f"--user-data-dir={self.profile}",
             "about:blank",
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # Chromium's own log goes to a file: an unread pipe could fill up and stall it.
+        self.log = open(os.path.join(self.profile, "chromium.log"), "w")
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log)
         self.port = self._port()
         return self
 
     def _port(self) -> int:
-        # Chromium writes the port it chose into the profile (and a line on stderr); the file
-        # needs no reading of a pipe that could block.
+        # Chromium writes the port it chose (--remote-debugging-port=0) into the profile.
         path = os.path.join(self.profile, "DevToolsActivePort")
         deadline = time.monotonic() + TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"chromium exited {self.proc.returncode}: {self.proc.stderr.read()[-2000:]}"
-                )
+                with open(self.log.name) as f:
+                    raise RuntimeError(f"chromium exited {self.proc.returncode}: {f.read()[-2000:]}")
             try:
                 with open(path) as f:
                     first = f.readline().strip()
@@ -240,4 +245,5 @@ class Browser:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.log.close()
         shutil.rmtree(self.profile, ignore_errors=True)
