@@ -222,6 +222,7 @@ def build_site(
             atomic_write_bytes(os.path.join(tmp, sec["plot"]), _section_plot(sec, scored), what="plot")
         index = env.get_template("index.html.j2").render(
             rows=rows,
+            row_sections=[next(x["id"] for x in sections if row in x["rows"]) for row in rows],
             sections=sections,
             verdict=verdict,
             entries=entries,
