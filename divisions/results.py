@@ -31,6 +31,8 @@ from ttabench import UserError
 CURVE_HEADER = ("epoch", "step", "samples", "train_time_s", "total_time_s", "accuracy", "loss")
 RUN_FILES = ("mllog.txt", "config.json", "curve.csv", "summary.json")
 STATUSES = ("running", "success", "failed", "diverged", "interrupted", "aborted")
+# Marks a folder written by `report --html`: it holds copies of run files, which are not runs.
+REPORT_SITE_MARK = ".ttabench-report"
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 
 
@@ -293,7 +295,11 @@ def find_run_dirs(path: str) -> list[str]:
         return [path]
     found = []
     for folder, dirs, _files in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith(".") and not os.path.isfile(os.path.join(folder, d, REPORT_SITE_MARK))
+        )
         keep = []
         for d in dirs:
             sub = os.path.join(folder, d)

@@ -8,7 +8,7 @@ needs `--division open`:
     ttabench run --division open --benchmark resnet20 --optimizer examples/adam_resnet.py:adamw_cosine --synthetic --max-epochs 3
     ttabench run --division open --benchmark resnet20 --optimizer examples/adam_resnet.py:adamw_cosine --data-dir DIR --workers 2 --max-epochs 30
 
-Results land in results/<system>/resnet20/open/<run-id>/; config.json's
+Results land in ttabench-results/<system>/resnet20/open/<run-id>/; config.json's
 "submission" records this file's path and sha256, and "recipe" the AdamW
 hyperparameters of each parameter group.
 """

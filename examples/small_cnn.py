@@ -19,7 +19,7 @@ batch of 64 per worker, a label-smoothing loss and no augmentation:
 
     ttabench run --division open --model examples/small_cnn.py:small_cnn_tuned --synthetic --max-epochs 3
 
-Results land in results/<system>/small_cnn/open/<run-id>/ (the callable's name
+Results land in ttabench-results/<system>/small_cnn/open/<run-id>/ (the callable's name
 is the benchmark name of an open run).
 """
 

@@ -3,6 +3,8 @@
     ttabench run --synthetic --max-epochs 3 --thresholds 0.5:0.9:0.1
     ttabench run --benchmark resnet20 --data-dir DIR --workers 2 --target 0.8
     ttabench metrics RUN_DIR_OR_CURVE --thresholds 0.70:0.77:0.01 --json
+    ttabench runs                                  # the runs in ./ttabench-results, newest first
+    ttabench report RESULTS_DIR --html OUT_DIR     # the results tree as static web pages
     ttabench data download --dir data
     ttabench env
 
@@ -17,7 +19,7 @@ import sys
 import traceback
 
 from ttabench import UserError, __version__
-from ttabench.launch.commands import bench, data, env, netlab, readers, run, submit, sweep
+from ttabench.launch.commands import bench, data, env, html, netlab, readers, run, runs, submit, sweep
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each module registers its own subcommands, in the order `ttabench --help` lists them.
-    for commands in (run, readers, bench, netlab, sweep, submit, data, env):
+    for commands in (
+        run,
+        readers,
+        html,
+        runs,
+        bench,
+        netlab,
+        sweep,
+        submit,
+        data,
+        env,
+    ):  # html: --html on report
         commands.add_commands(sub)
     return p
 

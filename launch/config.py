@@ -31,6 +31,9 @@ BACKENDS = ("auto", "none", "torchrun", "horovod")
 DEVICES = ("auto", "cpu", "cuda")
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 PROGRESS = ("auto", "rich", "plain", "none")
+# A user's own runs land here (git-ignored in the repository), never beside the reference runs
+# committed under results/ with the same system name; `ttabench runs` lists it by default.
+DEFAULT_RESULTS_DIR = "ttabench-results"
 
 
 def _f(default, help, group, **kw):
@@ -149,7 +152,11 @@ class RunConfig:
     )
     # -- output
     results_dir: str = _f(
-        "results", "results root: results/<system>/<benchmark>/<division>/<run-id>/", "output"
+        DEFAULT_RESULTS_DIR,
+        "results root: RESULTS_DIR/<system>/<benchmark>/<division>/<run-id>/ (default: "
+        f"./{DEFAULT_RESULTS_DIR}, kept apart from the reference runs committed under the "
+        "repository's results/; pass --results-dir results only to add a reference run)",
+        "output",
     )
     system: Optional[str] = _f(
         None, "system name in the results path (default: derived from the hardware)", "output"

@@ -120,8 +120,17 @@ def test_wheel_metadata_names_the_dependencies(wheel):
     requires = [
         line.split(":", 1)[1].strip() for line in meta.splitlines() if line.startswith("Requires-Dist:")
     ]
-    for dep in ("torch", "numpy", "rich", "mlperf-logging"):
+    for dep in ("torch", "numpy", "rich", "mlperf-logging", "matplotlib", "jinja2"):
         assert any(r.startswith(dep) for r in requires), (dep, requires)
+
+
+@pytest.mark.slow
+def test_wheel_has_the_html_report_templates(wheel):
+    names = set(wheel.namelist())
+    for path in sorted((REPO / "launch" / "commands" / "templates").iterdir()):
+        assert f"ttabench/launch/commands/templates/{path.name}" in names, (
+            f"{path.name} missing from the wheel"
+        )
 
 
 def test_entry_point_target_exists():

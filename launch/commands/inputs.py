@@ -1,5 +1,6 @@
 """What the commands that read results share: checks of --target and --budget, the note on
-runs left out below a folder, and the threshold spec a set of runs was recorded with.
+runs left out below a folder, and the threshold spec, target and budget a set of runs was
+recorded with.
 
 An input is a run folder, a curve.csv, or a folder holding run folders (every
 run below it: the seeds of one configuration, a benchmark, a whole tree). The
@@ -9,6 +10,7 @@ divisions/scoring.py; the checks of `validate` in divisions/validate.py.
 
 from __future__ import annotations
 
+import json
 import sys
 
 from ttabench import UserError
@@ -58,3 +60,41 @@ def spec_from_runs(runs: list[Run], given: str | None, what: str):
         return metrics.parse_thresholds(spec), spec
     why = "the runs use different threshold specs" if specs else "no run records a threshold spec"
     raise UserError(f"{what} needs --thresholds LOW:HIGH:STEP ({why})")
+
+
+_RECORDED = (("threshold_spec", "thresholds", "--thresholds"), ("target", "target", "--target"))
+_RECORDED += (("budget_s", "budget", "--budget"),)
+
+
+def use_recorded(runs: list[Run], args) -> str:
+    """Fill each of --thresholds/--target/--budget not given with the value the runs recorded
+    (as report, plot and compare do); returns what was taken, e.g. 'thresholds 0.8:0.9:0.01'.
+
+    Runs recording different values are an error naming the flag to pass; an invalid recorded
+    value is noted on stderr and ignored; nothing given and nothing recorded is an error.
+    """
+    taken, differ = [], []
+    for key, attr, flag in _RECORDED:
+        if getattr(args, attr) is not None:
+            continue
+        values = {}
+        for r in runs:
+            value, problem = r.recorded(key)
+            if problem:
+                print(f"ttabench: note: {problem}; ignored", file=sys.stderr)
+            elif value is not None:
+                values[json.dumps(value)] = value
+        if len(values) > 1:
+            differ.append(f"{flag} (recorded: {', '.join(sorted(values))})")
+        elif values:
+            value = next(iter(values.values()))
+            setattr(args, attr, value)
+            taken.append(f"{attr} {value:g}" if attr != "thresholds" else f"thresholds {value}")
+    if differ:
+        raise UserError("the runs record different metric parameters; pass " + " and ".join(differ))
+    if args.thresholds is None and args.target is None and args.budget is None:
+        raise UserError(
+            "nothing to compute: no run records thresholds, a target or a budget; pass "
+            "--thresholds LOW:HIGH:STEP, --target T or --budget SECONDS"
+        )
+    return ", ".join(taken)

@@ -7,28 +7,37 @@ from __future__ import annotations
 import json
 
 from ttabench.divisions import metrics, scoring
-from ttabench.launch.commands.inputs import check_target_budget, note_skipped
+from ttabench.launch.commands.inputs import check_target_budget, note_skipped, use_recorded
 from ttabench.launch.commands.tables import Column, Table, metrics_table, seconds, show
 
 
 def _cmd_metrics(args) -> int:
-    spec = metrics.parse_thresholds(args.thresholds) if args.thresholds else None
+    if args.thresholds:
+        metrics.parse_thresholds(args.thresholds)
     check_target_budget(args)
     skipped: list[dict] = []
     runs = scoring.load_inputs(args.inputs, skipped)
     note_skipped(skipped)
+    used = use_recorded(runs, args)
+    spec = metrics.parse_thresholds(args.thresholds) if args.thresholds else None
     if len(runs) == 1:
         m = metrics.summarize(runs[0].points, spec, target=args.target, budget_s=args.budget)
         if args.json:
             print(json.dumps(m, indent=2))
-        else:
-            show(metrics_table(dict(m, target=args.target, budget_s=args.budget), title=str(runs[0].name)))
+            return 0
+        # The path on a line of its own: as a table title it was folded to the table's width.
+        print(f"run: {runs[0].name}")
+        if used:
+            print(f"recorded with the run: {used}")
+        show(metrics_table(dict(m, target=args.target, budget_s=args.budget)))
         return 0
     out = scoring.across_runs(runs, spec, args.target, args.budget)
     out["skipped"] = skipped
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
+    if used:
+        print(f"recorded with the runs: {used}")
     show(_runs_table(out, args))
     if any(v is not None for v in out["stats"].values()):
         show(_stats_table(out))
@@ -101,8 +110,19 @@ def add_commands(sub) -> None:
     m.add_argument(
         "inputs", nargs="+", metavar="RUN_OR_CURVE", help="run folder, curve.csv, or a folder of run folders"
     )
-    m.add_argument("--thresholds", metavar="LOW:HIGH:STEP", help="thresholds for TTMT/ATTMT")
-    m.add_argument("--target", type=float, help="TTA at this accuracy (fraction)")
-    m.add_argument("--budget", type=float, metavar="SECONDS", help="AAT at this training time")
+    m.add_argument(
+        "--thresholds",
+        metavar="LOW:HIGH:STEP",
+        help="thresholds for TTMT/ATTMT (default: the spec the runs were recorded with)",
+    )
+    m.add_argument(
+        "--target", type=float, help="TTA at this accuracy, a fraction (default: the runs' recorded target)"
+    )
+    m.add_argument(
+        "--budget",
+        type=float,
+        metavar="SECONDS",
+        help="AAT at this training time (default: the runs' recorded budget)",
+    )
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.set_defaults(func=_cmd_metrics)

@@ -6,7 +6,7 @@ import dataclasses
 import sys
 
 from ttabench.launch import launcher
-from ttabench.launch.config import add_run_flags, from_args
+from ttabench.launch.config import DEFAULT_RESULTS_DIR, add_run_flags, from_args
 
 
 def _cmd_run(args) -> int:
@@ -32,7 +32,9 @@ def add_commands(sub) -> None:
         "run",
         help="train a benchmark and write a results folder",
         description="Train a benchmark under the timed loop and write "
-        "results/<system>/<benchmark>/<division>/<run-id>/.",
+        "RESULTS_DIR/<system>/<benchmark>/<division>/<run-id>/ (RESULTS_DIR: --results-dir, "
+        f"default ./{DEFAULT_RESULTS_DIR}, git-ignored and apart from the repository's committed "
+        "results/). `ttabench runs` lists what is there.",
     )
     add_run_flags(run)
     run.set_defaults(func=_cmd_run)

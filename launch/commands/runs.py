@@ -1,0 +1,155 @@
+"""`ttabench runs [DIR]`: the runs below a results folder, newest first.
+
+    ttabench runs                      # ./ttabench-results, where `ttabench run` writes by default
+    ttabench runs results --json       # the repository's committed reference runs, as JSON
+
+One line per run folder: its id, when it started, system, benchmark, division,
+status, workers, network, final accuracy, and TTA / ATTMT at the run's own
+recorded target and thresholds (recomputed from curve.csv, as `report` does).
+A pure reader: no torch. A run whose files cannot be read is listed with the
+reason instead of ending the listing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+
+from ttabench import UserError
+from ttabench.divisions import metrics, scoring
+from ttabench.divisions.results import find_run_dirs, number
+from ttabench.launch.commands.tables import Column, Table, seconds, show
+from ttabench.launch.config import DEFAULT_RESULTS_DIR
+
+_RUN_ID_TIME = re.compile(r"^(\d{8}-\d{6})")
+
+
+def started_at(run_dir: str) -> float:
+    """When the run started (seconds since the epoch): mllog's first event, else the time in
+    the run id (YYYYMMDD-HHMMSS-xxxxxx, local time of the machine), else the folder's mtime."""
+    try:
+        with open(os.path.join(run_dir, "mllog.txt"), encoding="utf-8") as f:
+            first = f.readline()
+        t = number(json.loads(first.split(":::MLLOG", 1)[1]).get("time_ms"))
+        if t is not None:
+            return t / 1000.0
+    except (OSError, ValueError, IndexError, AttributeError, UnicodeDecodeError):
+        pass
+    m = _RUN_ID_TIME.match(os.path.basename(os.path.normpath(run_dir)))
+    if m:
+        try:
+            return time.mktime(time.strptime(m.group(1), "%Y%m%d-%H%M%S"))
+        except ValueError:
+            pass
+    return os.path.getmtime(run_dir)
+
+
+def run_entry(run_dir: str) -> dict:
+    """One run as the listing shows it (every value JSON-serialisable)."""
+    entry = {
+        "id": os.path.basename(os.path.normpath(run_dir)),
+        "path": run_dir,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started_at(run_dir))),
+    }
+    try:
+        run = scoring.load_run(run_dir)
+    except UserError as e:
+        return dict(entry, status="unreadable", error=str(e))
+    d = scoring.describe_run(run)
+    spec, _ = run.recorded("threshold_spec")
+    target, _ = run.recorded("target")
+    m = metrics.summarize(run.points, metrics.parse_thresholds(spec) if spec else None, target=target)
+    entry.update(d)
+    entry.update(
+        {
+            "status": run.status or "unknown",
+            "seed": run.seed,
+            "final_accuracy": run.points[-1][1] if run.points else None,
+            "target": target,
+            "tta_s": m.get("target_tta_s"),
+            "threshold_spec": spec,
+            "attmt_s": m.get("attmt_s"),
+        }
+    )
+    return entry
+
+
+def list_runs(root: str) -> list[dict]:
+    """Every run below `root` (or `root` itself when it is a run folder), newest first."""
+    if root == DEFAULT_RESULTS_DIR and not os.path.exists(root):
+        return []  # nothing run here yet: an empty list, not an error
+    if not os.path.isdir(root):
+        raise UserError(f"not a folder: {root}")
+    entries = [run_entry(p) for p in find_run_dirs(root)]
+    return sorted(entries, key=lambda e: (e["started"], e["path"]), reverse=True)
+
+
+def _tta(e: dict) -> str:
+    if e.get("target") is None:
+        return "-" if e["status"] == "unreadable" else "no target"
+    return f"{100 * e['target']:g}%: " + seconds(e["tta_s"])
+
+
+def _percent(v) -> str:
+    return "-" if v is None else f"{100 * v:.2f}%"
+
+
+COLUMNS = (
+    Column("run", "id", left=True),
+    Column("started (UTC)", "started", left=True),
+    Column("system", left=True),
+    Column("benchmark", left=True),
+    Column("division", left=True),
+    Column("status", left=True),
+    Column("workers"),
+    Column("network", left=True),
+    Column("final acc.", "final_accuracy", lambda e: _percent(e.get("final_accuracy"))),
+    Column("TTA @ target", "tta_s", _tta),
+    Column(
+        "ATTMT",
+        "attmt_s",
+        lambda e: "-" if e.get("threshold_spec") is None else seconds(e["attmt_s"], "undefined"),
+    ),
+)
+
+
+def _cmd_runs(args) -> int:
+    entries = list_runs(args.results_dir)
+    if args.json:
+        print(json.dumps({"results_dir": args.results_dir, "runs": entries}, indent=2))
+        return 0
+    if not entries and args.results_dir == DEFAULT_RESULTS_DIR:
+        print(
+            f"no runs in {DEFAULT_RESULTS_DIR} yet (`ttabench run` writes there; "
+            "`ttabench runs results` lists the reference runs of a repository checkout)"
+        )
+        return 0
+    if not entries:
+        print(f"no run folders below {args.results_dir}")
+        return 0
+    notes = [f"{e['id']}: {e['error']}" for e in entries if e["status"] == "unreadable"]
+    show(
+        Table(COLUMNS, entries, title=f"{len(entries)} runs in {args.results_dir}, newest first", notes=notes)
+    )
+    return 0
+
+
+def add_commands(sub) -> None:
+    r = sub.add_parser(
+        "runs",
+        help="list the runs of a results folder, newest first",
+        description="One line per run below RESULTS_DIR, newest first: id, start time, system, "
+        "benchmark, division, status, workers, network, final accuracy, and TTA / ATTMT at the "
+        "run's own recorded target and thresholds (recomputed from curve.csv).",
+    )
+    r.add_argument(
+        "results_dir",
+        nargs="?",
+        default=DEFAULT_RESULTS_DIR,
+        metavar="RESULTS_DIR",
+        help=f"a results folder or one run folder (default: {DEFAULT_RESULTS_DIR}, where `ttabench run` writes)",
+    )
+    r.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    r.set_defaults(func=_cmd_runs)

@@ -1,0 +1,146 @@
+"""Where a user's runs go by default, and `ttabench runs` listing them.
+
+The listing is checked on a copy of the repository's committed results (real runs of this
+suite) and on a real tiny training run made with default options.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+from ttabench.divisions import metrics, scoring
+from ttabench.launch.config import DEFAULT_RESULTS_DIR
+
+REPO = Path(__file__).resolve().parent.parent
+COMMITTED = REPO / "results"
+
+
+@pytest.fixture
+def tree(tmp_path) -> Path:
+    dest = tmp_path / "results"
+    shutil.copytree(COMMITTED, dest)
+    return dest
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.rglob("curve.csv"))
+
+
+def test_default_results_dir_is_git_ignored_and_not_the_committed_tree():
+    assert DEFAULT_RESULTS_DIR != "results"
+    proc = subprocess.run(
+        ["git", "check-ignore", "-q", DEFAULT_RESULTS_DIR + "/x/summary.json"], cwd=REPO, capture_output=True
+    )
+    if proc.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert proc.returncode == 0, f"{DEFAULT_RESULTS_DIR}/ is not git-ignored"
+    help_text = run_cli("run", "--help", check=True).stdout
+    assert f"./{DEFAULT_RESULTS_DIR}" in " ".join(help_text.split())
+
+
+@pytest.mark.slow
+def test_run_with_default_options_writes_to_the_user_folder(tmp_path):
+    cwd = tmp_path / "checkout"
+    cwd.mkdir()
+    (cwd / "results").mkdir()  # a committed results/ tree in the current folder stays untouched
+    run_cli(
+        "run",
+        "--synthetic",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "32",
+        "--threads",
+        "1",
+        "--eval-every",
+        "32samples",
+        "--progress",
+        "none",
+        cwd=cwd,
+        check=True,
+        timeout=600,
+    )
+    assert list((cwd / "results").iterdir()) == []
+    runs = _run_dirs(cwd / DEFAULT_RESULTS_DIR)
+    assert len(runs) == 1
+    assert (runs[0].parents[2] / "system.json").is_file()
+    # `ttabench runs` without arguments lists exactly that run.
+    listed = json.loads(run_cli("runs", "--json", cwd=cwd, check=True).stdout)["runs"]
+    assert [r["id"] for r in listed] == [runs[0].name]
+    assert listed[0]["status"] == "success" and listed[0]["dataset"] == "synthetic"
+
+
+def test_runs_lists_every_run_newest_first_with_the_recorded_metrics(tree):
+    out = json.loads(run_cli("runs", str(tree), "--json", check=True).stdout)
+    listed = out["runs"]
+    assert sorted(r["path"] for r in listed) == sorted(str(p) for p in _run_dirs(tree))
+    starts = [r["started"] for r in listed]
+    assert starts == sorted(starts, reverse=True) and len(set(starts)) > 1
+    for r in listed:
+        run = scoring.load_run(r["path"])
+        m = run.run_metrics
+        spec = m.get("threshold_spec")
+        expect = metrics.summarize(
+            run.points, metrics.parse_thresholds(spec) if spec else None, target=m.get("target")
+        )
+        assert r["tta_s"] == expect.get("target_tta_s")
+        assert r["attmt_s"] == expect.get("attmt_s")
+        assert r["final_accuracy"] == run.points[-1][1]
+        assert r["status"] == run.status
+        assert {k: r[k] for k in ("system", "benchmark", "division", "workers", "network")} == {
+            k: v for k, v in scoring.describe_run(run).items() if k != "dataset"
+        }
+
+
+def test_runs_table_keeps_lines_whole_off_a_terminal(tree):
+    proc = run_cli("runs", str(tree), check=True)
+    ids = [p.name for p in _run_dirs(tree)]
+    lines = proc.stdout.splitlines()
+    for run_id in ids:
+        (line,) = [ln for ln in lines if run_id in ln]
+        assert "amd-epyc-2c" in line and "resnet20" in line and "%" in line
+    # newest first: the rows appear in descending run-id time (these ids start with it)
+    order = [next(i for i, ln in enumerate(lines) if run_id in ln) for run_id in sorted(ids, reverse=True)]
+    assert order == sorted(order)
+
+
+def test_runs_lists_an_unreadable_run_instead_of_failing(tree):
+    broken = _run_dirs(tree)[0]
+    (broken / "curve.csv").write_text("not,a,curve\n")
+    proc = run_cli("runs", str(tree))
+    assert proc.returncode == 0, proc.stderr
+    assert f"{broken.name}: " in proc.stdout and "not a ttabench curve" in proc.stdout
+    entry = next(
+        r for r in json.loads(run_cli("runs", str(tree), "--json").stdout)["runs"] if r["id"] == broken.name
+    )
+    assert entry["status"] == "unreadable"
+
+
+def test_runs_user_errors_and_empty_default(tmp_path):
+    proc = run_cli("runs", str(tmp_path / "missing"))
+    assert (
+        proc.returncode == 2
+        and proc.stderr.strip() == f"ttabench: error: not a folder: {tmp_path / 'missing'}"
+    )
+    proc = run_cli("runs", cwd=tmp_path, check=True)
+    assert "no runs in ttabench-results yet" in proc.stdout
+    assert json.loads(run_cli("runs", "--json", cwd=tmp_path, check=True).stdout)["runs"] == []
+
+
+def test_runs_does_not_import_torch(tree):
+    code = (
+        "import sys; from ttabench.launch.cli import main; "
+        f"rc = main(['runs', {str(tree)!r}, '--json']); "
+        "assert 'torch' not in sys.modules, 'torch imported'; sys.exit(rc)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ), timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
