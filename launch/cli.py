@@ -17,7 +17,7 @@ import sys
 import traceback
 
 from ttabench import UserError, __version__
-from ttabench.launch.commands import bench, data, env, netlab, readers, run, submit, sweep
+from ttabench.launch.commands import bench, data, env, netlab, predict, readers, run, submit, sweep
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each module registers its own subcommands, in the order `ttabench --help` lists them.
-    for commands in (run, readers, bench, netlab, sweep, submit, data, env):
+    for commands in (run, readers, bench, predict, netlab, sweep, submit, data, env):
         commands.add_commands(sub)
     return p
 
