@@ -95,7 +95,7 @@ def _curve(run_dir: str) -> list[dict]:
 
 
 def parse_workers(text: str) -> list[int]:
-    out = expand_series(text, _positive_int, "--workers")
+    out = network.parse_series(text, _positive_int, "--workers")
     if any(p < 1 for p in out):
         raise UserError(f"--workers must be >= 1, got {text!r}")
     return out
@@ -106,34 +106,6 @@ def _positive_int(text: str) -> int:
         return int(text)
     except ValueError:
         raise UserError(f"--workers takes whole numbers, got {text!r}") from None
-
-
-def expand_series(text: str, parse_one, flag: str) -> list:
-    """'1,2,8' -> [1, 2, 8]; 'A:B:xK' -> A, A*K, ... up to B (both ends parsed by parse_one)."""
-    out = []
-    for part in (p.strip() for p in str(text).split(",")):
-        if not part:
-            continue
-        if ":" not in part:
-            out.append(parse_one(part))
-            continue
-        pieces = part.split(":")
-        if len(pieces) != 3 or not pieces[2].startswith("x"):
-            raise UserError(f"{flag}: a range is FROM:TO:xFACTOR (e.g. 8:256M:x4), got {part!r}")
-        lo, hi = parse_one(pieces[0]), parse_one(pieces[1])
-        try:
-            k = float(pieces[2][1:])
-        except ValueError:
-            k = 0.0
-        if k <= 1 or lo <= 0 or hi < lo:
-            raise UserError(f"{flag}: range {part!r} needs 0 < FROM <= TO and a FACTOR > 1")
-        v = lo
-        while v <= hi * (1 + 1e-12):
-            out.append(type(lo)(round(v)) if isinstance(lo, int) else v)
-            v *= k
-    if not out:
-        raise UserError(f"{flag} is empty")
-    return sorted(set(out))
 
 
 def convergence(info: dict, p: int, step_s: float) -> dict:

@@ -121,6 +121,34 @@ def parse_size(text: str) -> int:
     return v
 
 
+def parse_series(text: str, parse_one, flag: str) -> list:
+    """'1,2,8' -> [1, 2, 8]; 'A:B:xK' -> A, A*K, ... up to B (both ends parsed by parse_one)."""
+    out = []
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        if ":" not in part:
+            out.append(parse_one(part))
+            continue
+        pieces = part.split(":")
+        if len(pieces) != 3 or not pieces[2].startswith("x"):
+            raise UserError(f"{flag}: a range is FROM:TO:xFACTOR (e.g. 8:256M:x4), got {part!r}")
+        lo, hi = parse_one(pieces[0]), parse_one(pieces[1])
+        try:
+            k = float(pieces[2][1:])
+        except ValueError:
+            k = 0.0
+        if k <= 1 or lo <= 0 or hi < lo:
+            raise UserError(f"{flag}: range {part!r} needs 0 < FROM <= TO and a FACTOR > 1")
+        v = lo
+        while v <= hi * (1 + 1e-12):
+            out.append(type(lo)(round(v)) if isinstance(lo, int) else v)
+            v *= k
+    if not out:
+        raise UserError(f"{flag} is empty")
+    return sorted(set(out))
+
+
 def format_rate(bytes_per_s: float) -> str:
     bits = bytes_per_s * 8
     for unit, scale in (("Tbit/s", 1e12), ("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
