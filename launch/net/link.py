@@ -19,6 +19,10 @@ starts while the link is still busy with the previous one waits for it
 the DDP communication hook and around Horovod's all-reduce, so both backends
 honour the same setting.
 
+A link is a named profile, explicit values, or a profile file (JSON, format
+"ttabench-network-profile": latency_s and bandwidth_bytes_per_s) such as
+`ttabench bench allreduce --fit FILE` writes from measurements.
+
 Units follow tc(8): rates as bit, kbit, mbit, gbit, tbit (SI, bits per
 second), kibit/mibit/gibit (IEC), bps/kbps/mbps/gbps (bytes per second; a
 bare number is bits per second); times as s/sec, ms/msec, us/usec (a bare
