@@ -3,6 +3,7 @@
     python -m benchmarks.validate_predict --out results/predict                  # emulated links
     python -m benchmarks.validate_predict --out results/predict --netlab         # + real tbf (root)
     python -m benchmarks.validate_predict --out /tmp/v --reps 1 --max-steps 4 --networks 100mbit
+    python -m benchmarks.validate_predict --out results/predict --recompute       # same runs, model again
 
 Runs from the repository root. Every repetition runs, one after another (so
 the machine's load drifts over all of them alike): one worker; two workers
@@ -86,54 +87,69 @@ def measure(args, name: str, rep: int, extra: list[str], netlab_rate: str | None
         subprocess.run(base + ["netlab", "down"], capture_output=True)
 
 
-def points(args) -> list[tuple[str, list[str], Link | None, str | None]]:
-    """(name, run flags, link to predict with, netlab rate) of every measured 2-worker point."""
-    pts = [(f"emulated {n}", ["--workers", "2", "--network", n], PROFILES[n], None) for n in args.networks]
-    pts.append(("straggler 1:2 (loopback)", ["--workers", "2", "--straggler", "1:2"], None, None))
+SELF_1, SELF_2 = "1 worker (self)", "2 workers loopback (self)"
+
+
+def points(args) -> list[tuple[str, list[str], str | None]]:
+    """(name, run flags, netlab rate) of every measured 2-worker point besides the base."""
+    pts = [(f"emulated {n}", ["--workers", "2", "--network", n], None) for n in args.networks]
+    pts.append(("straggler 1:2 (loopback)", ["--workers", "2", "--straggler", "1:2"], None))
     if args.netlab:
-        for rate in args.netlab_rates:
-            # tbf shapes the rate only (no sch_netem here, so no added delay): latency 0
-            pts.append((f"netlab tbf {rate}", [], Link(f"tbf {rate}", parse_rate(rate), 0.0), rate))
+        pts += [(f"netlab tbf {rate}", [], rate) for rate in args.netlab_rates]
     return pts
 
 
+def link_for(point: str) -> tuple[Link | None, float]:
+    """The link (None: the run's own) and straggler factor a point is predicted with."""
+    if point.startswith("emulated "):
+        return PROFILES[point.split()[1]], 1.0
+    if point.startswith("netlab tbf "):
+        # tbf shapes the rate only (no sch_netem here, so no added delay): latency 0
+        rate = point.split()[2]
+        return Link(f"tbf {rate}", parse_rate(rate), 0.0), 1.0
+    if point.startswith("straggler "):
+        return None, 2.0
+    return None, 1.0
+
+
 def one_rep(args, rep: int) -> list[dict]:
-    rows = []
+    """Measure one repetition: [{point, run_dir, base_run, load}] in the order run."""
     single = measure(args, "1worker", rep, ["--workers", "1", "--threads", "1"])
-    prof, info = predict_cmd.load_run(single)
-    pred = cost.predict_step(prof, 1, info["link"])
-    rows.append(_row("1 worker (self)", single, pred, pred, info))
+    runs = [_measured(SELF_1, single, single)]
     base = measure(args, "base-loopback", rep, ["--workers", "2"])
-    bprof, binfo = predict_cmd.load_run(base)
-    pred = cost.predict_step(bprof, 2, binfo["link"])
-    rows.append(_row("2 workers loopback (self)", base, pred, pred, binfo))
-    for name, extra, link, rate in points(args):
-        folder = measure(args, _slug(name), rep, extra, rate)
-        own, info = predict_cmd.load_run(folder)
-        straggler = 2.0 if "--straggler" in extra else 1.0
-        from_base = cost.predict_step(bprof, 2, link or binfo["link"], straggler=straggler)
-        from_own = cost.predict_step(own, 2, link or info["link"], straggler=straggler)
-        rows.append(_row(name, folder, from_base, from_own, info, base))
-    return rows
+    runs.append(_measured(SELF_2, base, base))
+    for name, extra, rate in points(args):
+        runs.append(_measured(name, measure(args, _slug(name), rep, extra, rate), base))
+    return runs
 
 
-def _row(
-    name: str, folder: str, from_base: dict, from_own: dict, info: dict, base: str | None = None
-) -> dict:
-    summary = read_json(os.path.join(folder, "summary.json"))
-    per_rank = summary["time_breakdown"]["per_rank"]
-    crit = [r for r in per_rank if r["rank"] == info["critical_rank"]][0]
+def _measured(point: str, folder: str, base: str) -> dict:
     return {
-        "point": name,
-        "run_dir": folder,
-        "base_run": base or folder,
+        "point": point,
+        "run_dir": _rel(folder),
+        "base_run": _rel(base),
         "load_1min_after": os.getloadavg()[0],
-        "measured_step_s": info["measured_step_s"],
-        "predicted_step_s": from_base["step_time_s"],
-        "own_predicted_step_s": from_own["step_time_s"],
-        "measured_comm_wait_s": crit["comm_wait_s"] / info["steps"],
-        "predicted_comm_exposed_s": from_own["comm_exposed_s"],
     }
+
+
+def predicted(run: dict) -> dict:
+    """One measured run beside its predictions from the base run and from its own profile."""
+    link, straggler = link_for(run["point"])
+    p = 1 if run["point"] == SELF_1 else 2
+    own, info = predict_cmd.load_run(run["run_dir"])
+    base, binfo = predict_cmd.load_run(run["base_run"])
+    from_base = cost.predict_step(base, p, link or binfo["link"], straggler=straggler)
+    from_own = cost.predict_step(own, p, link or info["link"], straggler=straggler)
+    summary = read_json(os.path.join(run["run_dir"], "summary.json"))
+    crit = [r for r in summary["time_breakdown"]["per_rank"] if r["rank"] == info["critical_rank"]][0]
+    return dict(
+        run,
+        measured_step_s=info["measured_step_s"],
+        predicted_step_s=from_base["step_time_s"],
+        own_predicted_step_s=from_own["step_time_s"],
+        measured_comm_wait_s=crit["comm_wait_s"] / info["steps"],
+        predicted_comm_exposed_s=from_own["comm_exposed_s"],
+    )
 
 
 def table(all_rows: list[dict]) -> list[dict]:
@@ -182,9 +198,7 @@ def markdown(rows: list[dict]) -> str:
 
 def scaling(args, all_rows: list[dict]) -> None:
     """Predictions up to 1,024 workers from the median base run, one line per profile."""
-    bases = sorted(
-        (r for r in all_rows if r["point"] == "2 workers loopback (self)"), key=lambda r: r["measured_step_s"]
-    )
+    bases = sorted((r for r in all_rows if r["point"] == SELF_2), key=lambda r: r["measured_step_s"])
     base = bases[len(bases) // 2]["run_dir"]
     prof, info = predict_cmd.load_run(base)
     links = [PROFILES[n] for n in ("100gbe", "10gbe", "1gbe", "100mbit", "20mbit")]
@@ -235,32 +249,44 @@ def main(argv=None) -> int:
     p.add_argument("--netlab-rates", default="1gbit,100mbit,20mbit")
     p.add_argument("--data-dir", default=os.environ.get("TTABENCH_DATA_DIR"))
     p.add_argument("--synthetic", action="store_true", help="synthetic data instead of CIFAR-10")
+    p.add_argument(
+        "--recompute",
+        action="store_true",
+        help="predict the runs listed in OUT/validation.json again, run nothing",
+    )
     args = p.parse_args(argv)
     args.networks = [n for n in args.networks.split(",") if n]
     args.netlab_rates = [n for n in args.netlab_rates.split(",") if n]
     if not args.synthetic and not args.data_dir:
         p.error("no data: --data-dir, $TTABENCH_DATA_DIR or --synthetic")
     os.makedirs(args.out, exist_ok=True)
-    started, load_before = time.time(), os.getloadavg()
-    all_rows = []
-    for rep in range(args.reps):
-        all_rows += one_rep(args, rep)
-        print(f"validate_predict: repetition {rep + 1}/{args.reps} done", flush=True)
+    path = os.path.join(args.out, "validation.json")
+    if args.recompute:  # the same runs, predicted again (e.g. after a change to the model)
+        result = read_json(path)
+        runs = [
+            {k: r[k] for k in ("point", "run_dir", "base_run", "load_1min_after")} for r in result["runs"]
+        ]
+    else:
+        started, load_before = time.time(), os.getloadavg()
+        runs = []
+        for rep in range(args.reps):
+            runs += one_rep(args, rep)
+            print(f"validate_predict: repetition {rep + 1}/{args.reps} done", flush=True)
+        result = {
+            "command": ["python", "-m", "benchmarks.validate_predict"] + list(argv or sys.argv[1:]),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)),
+            "duration_s": time.time() - started,
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+        }
+    all_rows = [predicted(r) for r in runs]
     rows = table(all_rows)
     scaling(args, all_rows)
-    result = {
-        "command": ["python", "-m", "benchmarks.validate_predict"] + list(argv or sys.argv[1:]),
-        "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)),
-        "duration_s": time.time() - started,
-        "load_average_before": load_before,
-        "load_average_after": os.getloadavg(),
-        "rows": rows,
-        "runs": [dict(r, run_dir=_rel(r["run_dir"]), base_run=_rel(r["base_run"])) for r in all_rows],
-    }
+    result.update(rows=rows, runs=all_rows)
     atomic_write_json(os.path.join(args.out, "validation.json"), result)
     atomic_write_text(os.path.join(args.out, "validation.md"), markdown(rows))
     print(markdown(rows))
-    print(f"validate_predict: {result['duration_s']:.0f} s; written to {args.out}")
+    print(f"validate_predict: measured in {result['duration_s']:.0f} s; written to {args.out}")
     return 0
 
 
