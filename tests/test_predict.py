@@ -176,7 +176,7 @@ def test_straggler_sleeps_factor_minus_one_times_the_compute():
 # -- the command on a hand-made run folder -----------------------------------------------
 
 
-def _write_run(folder, *, per_rank=None, world=2, status="success"):
+def _write_run(folder, *, per_rank=None, world=2, status="success", straggler=None):
     os.makedirs(folder, exist_ok=True)
     steps = 10
     bwd = {
@@ -196,7 +196,7 @@ def _write_run(folder, *, per_rank=None, world=2, status="success"):
         for r in range(world)
     ]
     config = {
-        "config": {"thresholds": "0.20:0.30:0.10", "target": None, "straggler": None},
+        "config": {"thresholds": "0.20:0.30:0.10", "target": None, "straggler": straggler},
         "resolved": {
             "world_size": world,
             "global_batch": 32 * world,
@@ -250,6 +250,18 @@ def test_predict_command_on_a_hand_made_run(tmp_path, cli):
     assert os.path.getsize(plot) > 1000
     table = cli("predict", run, "--workers", "2", "--network", "10gbe,1gbe", "--topology", "tree")
     assert table.returncode == 0 and "10gbe" in table.stdout and "1gbe" in table.stdout
+
+
+def test_predict_takes_the_runs_own_straggler(tmp_path, cli):
+    run = _write_run(str(tmp_path / "run"), straggler="1:3")
+    got = json.loads(cli("predict", run, "--workers", "1,2", "--network", "loopback", "--json").stdout)
+    assert got["straggler"] == 3.0
+    one, two = got["rows"]
+    assert one["step_time_s"] == pytest.approx(0.515, rel=1e-12)  # one worker: nobody to wait for
+    assert two["step_time_s"] == pytest.approx(0.515 + 2 * 0.5, rel=1e-12)
+    assert two["efficiency"] == pytest.approx((2 * 32 / 1.515) / (32 / 0.515) / 2, rel=1e-12)
+    again = json.loads(cli("predict", run, "--workers", "2", "--straggler", "1", "--json").stdout)
+    assert again["rows"][0]["step_time_s"] == pytest.approx(0.515, rel=1e-12)
 
 
 @pytest.mark.parametrize(
