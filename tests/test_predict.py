@@ -418,3 +418,9 @@ def test_a_real_backward_pass_records_its_buckets_and_gradients(tmp_path):
         assert all(e["allreduce_real_s"] >= 0 for e in s["events"])
     finally:
         dist.destroy_process_group()
+
+
+def test_predict_is_a_pure_reader():
+    code = "import sys, ttabench.launch.commands.predict; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
