@@ -4,6 +4,7 @@
     python -m benchmarks.validate_predict --out results/predict --netlab         # + real tbf (root)
     python -m benchmarks.validate_predict --out /tmp/v --reps 1 --max-steps 4 --networks 100mbit
     python -m benchmarks.validate_predict --out results/predict --recompute       # same runs, model again
+    python -m benchmarks.validate_predict --out results/predict --append --first-rep 3 --reps 1 --netlab
 
 Runs from the repository root. Every repetition runs, one after another (so
 the machine's load drifts over all of them alike): one worker; two workers
@@ -20,7 +21,8 @@ itself; it runs with 1 thread, as each worker of the 2-worker runs does. Measure
 (evaluation excluded). The table uses medians over repetitions; residual =
 predicted / measured - 1.
 
-Writes OUT/validation.md and .json (the table, load averages, durations),
+Writes OUT/runs.json (every run as soon as it ends, with each session's
+command, load averages and duration), OUT/validation.md and .json (the table),
 OUT/scaling.png and scaling.md (predictions up to 1,024 workers from the
 median base run) and keeps the run folders under OUT/runs/.
 """
@@ -70,21 +72,34 @@ def _one_run(cmd: list[str], results_dir: str, log: str) -> str:
     return os.path.dirname(found[-1])
 
 
-def measure(args, name: str, rep: int, extra: list[str], netlab_rate: str | None = None) -> str:
-    """One real run; returns its folder."""
+def measure(args, name: str, rep: int, extra: list[str], netlab_rate: str | None = None) -> str | None:
+    """One real run; returns its folder (None: a netlab point skipped, the lab was busy)."""
     results_dir = os.path.abspath(os.path.join(args.out, "runs", f"{name}-r{rep}"))
     os.makedirs(results_dir, exist_ok=True)
     base = [sys.executable, "-m", "ttabench"]
     log = os.path.join(results_dir, "log.txt")
     if netlab_rate is None:
         return _one_run(base + ["run"] + run_args(args, results_dir) + extra, results_dir, log)
-    up = subprocess.run(base + ["netlab", "up", "--hosts", "2", "--rate", netlab_rate], capture_output=True)
-    if up.returncode != 0:
-        raise SystemExit(f"validate_predict: netlab up failed: {up.stderr.decode().strip()}")
+    if not _netlab_up(base, netlab_rate, args.netlab_wait):
+        print(f"validate_predict: netlab busy for {args.netlab_wait:.0f} s: {name} skipped", flush=True)
+        return None
     try:
         return _one_run(base + ["netlab", "run", "--"] + run_args(args, results_dir), results_dir, log)
     finally:
         subprocess.run(base + ["netlab", "down"], capture_output=True)
+
+
+def _netlab_up(base: list[str], rate: str, wait_s: float) -> bool:
+    """Bring the lab up, waiting while someone else's lab holds the namespaces."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        up = subprocess.run(base + ["netlab", "up", "--hosts", "2", "--rate", rate], capture_output=True)
+        if up.returncode == 0:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        print(f"validate_predict: netlab up: {up.stderr.decode().strip()} (waiting)", flush=True)
+        time.sleep(15)
 
 
 SELF_1, SELF_2 = "1 worker (self)", "2 workers loopback (self)"
@@ -112,15 +127,21 @@ def link_for(point: str) -> tuple[Link | None, float]:
     return None, 1.0
 
 
-def one_rep(args, rep: int) -> list[dict]:
-    """Measure one repetition: [{point, run_dir, base_run, load}] in the order run."""
+def one_rep(args, rep: int, log: dict) -> None:
+    """Measure one repetition, adding each run to `log` (saved after every run)."""
     single = measure(args, "1worker", rep, ["--workers", "1", "--threads", "1"])
-    runs = [_measured(SELF_1, single, single)]
+    _add(args, log, _measured(SELF_1, single, single))
     base = measure(args, "base-loopback", rep, ["--workers", "2"])
-    runs.append(_measured(SELF_2, base, base))
+    _add(args, log, _measured(SELF_2, base, base))
     for name, extra, rate in points(args):
-        runs.append(_measured(name, measure(args, _slug(name), rep, extra, rate), base))
-    return runs
+        folder = measure(args, _slug(name), rep, extra, rate)
+        if folder is not None:
+            _add(args, log, _measured(name, folder, base))
+
+
+def _add(args, log: dict, run: dict) -> None:
+    log["runs"].append(run)
+    atomic_write_json(os.path.join(args.out, "runs.json"), log)
 
 
 def _measured(point: str, folder: str, base: str) -> dict:
@@ -259,7 +280,12 @@ def main(argv=None) -> int:
     p.add_argument(
         "--recompute",
         action="store_true",
-        help="predict the runs listed in OUT/validation.json again, run nothing",
+        help="predict the runs listed in OUT/runs.json again, run nothing",
+    )
+    p.add_argument("--append", action="store_true", help="add to the runs in OUT/runs.json")
+    p.add_argument("--first-rep", type=int, default=0, help="number of the first repetition (with --append)")
+    p.add_argument(
+        "--netlab-wait", type=float, default=600, help="seconds to wait for a busy netlab before skipping"
     )
     args = p.parse_args(argv)
     args.networks = [n for n in args.networks.split(",") if n]
@@ -267,25 +293,23 @@ def main(argv=None) -> int:
     if not args.synthetic and not args.data_dir:
         p.error("no data: --data-dir, $TTABENCH_DATA_DIR or --synthetic")
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "validation.json")
-    if args.recompute:  # the same runs, predicted again (e.g. after a change to the model)
-        result = read_json(path)
-        runs = [
-            {k: r[k] for k in ("point", "run_dir", "base_run", "load_1min_after")} for r in result["runs"]
-        ]
-    else:
-        started, load_before = time.time(), os.getloadavg()
-        runs = []
-        for rep in range(args.reps):
-            runs += one_rep(args, rep)
-            print(f"validate_predict: repetition {rep + 1}/{args.reps} done", flush=True)
-        result = {
+    path = os.path.join(args.out, "runs.json")
+    log = read_json(path) if args.recompute or args.append else {"sessions": [], "runs": []}
+    if not args.recompute:  # measure (more): every run is in runs.json as soon as it ends
+        session = {
             "command": ["python", "-m", "benchmarks.validate_predict"] + list(argv or sys.argv[1:]),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)),
-            "duration_s": time.time() - started,
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "load_average_before": os.getloadavg(),
         }
+        log["sessions"].append(session)
+        t0 = time.time()
+        for rep in range(args.first_rep, args.first_rep + args.reps):
+            one_rep(args, rep, log)
+            print(f"validate_predict: repetition {rep + 1} done", flush=True)
+        session.update(duration_s=time.time() - t0, load_average_after=os.getloadavg())
+        atomic_write_json(path, log)
+    runs = log["runs"]
+    result = {"sessions": log["sessions"]}
     all_rows = [predicted(r) for r in runs]
     rows = table(all_rows)
     scaling(args, all_rows)
@@ -293,7 +317,7 @@ def main(argv=None) -> int:
     atomic_write_json(os.path.join(args.out, "validation.json"), result)
     atomic_write_text(os.path.join(args.out, "validation.md"), markdown(rows))
     print(markdown(rows))
-    print(f"validate_predict: measured in {result['duration_s']:.0f} s; written to {args.out}")
+    print(f"validate_predict: written to {args.out}")
     return 0
 
 
