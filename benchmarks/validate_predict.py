@@ -133,7 +133,9 @@ def one_rep(args, rep: int, log: dict) -> None:
     _add(args, log, _measured(SELF_1, single, single))
     base = measure(args, "base-loopback", rep, ["--workers", "2"])
     _add(args, log, _measured(SELF_2, base, base))
-    for name, extra, rate in points(args):
+    pts = points(args)
+    k = rep % len(pts)  # each repetition starts at another point: no point always runs at the same moment
+    for name, extra, rate in pts[k:] + pts[:k]:
         folder = measure(args, _slug(name), rep, extra, rate)
         if folder is not None:
             _add(args, log, _measured(name, folder, base))
@@ -290,7 +292,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     args.networks = [n for n in args.networks.split(",") if n]
     args.netlab_rates = [n for n in args.netlab_rates.split(",") if n]
-    if not args.synthetic and not args.data_dir:
+    if not args.synthetic and not args.data_dir and not args.recompute:
         p.error("no data: --data-dir, $TTABENCH_DATA_DIR or --synthetic")
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "runs.json")
