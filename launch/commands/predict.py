@@ -22,6 +22,7 @@ import os
 from ttabench import UserError
 from ttabench.divisions import metrics
 from ttabench.divisions.results import atomic_write_bytes, number, read_curve, read_json, section
+from ttabench.launch.commands.tables import Column, Table, show
 from ttabench.launch.net import cost
 from ttabench.launch.net import link as network
 
@@ -147,23 +148,24 @@ def predict(
     return rows
 
 
-def format_table(rows: list[dict], info: dict, topo) -> str:
-    lines = [
+def prediction_table(rows: list[dict], info: dict, topo) -> Table:
+    title = (
         f"prediction from {info['run_dir']} (measured: {info['steps']} steps, "
         f"{1e3 * info['measured_step_s']:.1f} ms/step, critical rank {info['critical_rank']}); "
-        f"topology {topo.kind}" + (f", {topo.per_node} per node" if topo.kind == "hierarchical" else ""),
-        f"{'network':>14} {'workers':>7} {'step':>10} {'exposed comm':>12} {'img/s':>10} "
-        f"{'speed-up':>8} {'efficiency':>10} {'ATTMT':>10}",
+        f"topology {topo.kind}" + (f", {topo.per_node} per node" if topo.kind == "hierarchical" else "")
+    )
+    columns = [
+        Column("network", left=True),
+        Column("workers"),
+        Column("step", "step_time_s", lambda r: f"{1e3 * r['step_time_s']:.1f} ms"),
+        Column("exposed comm", "comm_exposed_s", lambda r: f"{1e3 * r['comm_exposed_s']:.1f} ms"),
+        Column("img/s", "images_per_s", lambda r: f"{r['images_per_s']:.1f}"),
+        Column("speed-up", "speedup", lambda r: f"{r['speedup']:.2f}"),
+        Column("efficiency", "efficiency", lambda r: f"{100 * r['efficiency']:.1f}%"),
+        Column("ATTMT", "attmt_s", lambda r: "-" if r["attmt_s"] is None else f"{r['attmt_s']:.1f} s"),
     ]
-    for r in rows:
-        attmt = f"{r['attmt_s']:.1f} s" if r["attmt_s"] is not None else "-"
-        lines.append(
-            f"{r['network']:>14} {r['workers']:>7} {1e3 * r['step_time_s']:>7.1f} ms "
-            f"{1e3 * r['comm_exposed_s']:>9.1f} ms {r['images_per_s']:>10.1f} {r['speedup']:>8.2f} "
-            f"{100 * r['efficiency']:>9.1f}% {attmt:>10}"
-        )
-    lines.append(f"convergence: {rows[-1]['convergence']}" if rows else "")
-    return "\n".join(lines)
+    notes = sorted({f"convergence at {r['workers']} workers: {r['convergence']}" for r in rows[-1:]})
+    return Table(columns, rows, title=title, notes=notes)
 
 
 def plot(rows: list[dict], path: str, title: str) -> None:
@@ -229,7 +231,7 @@ def _cmd_predict(args) -> int:
         }
         print(json.dumps(out, indent=2))
     else:
-        print(format_table(rows, info, topo))
+        show(prediction_table(rows, info, topo))
     return 0
 
 
