@@ -21,7 +21,7 @@ itself; it runs with 1 thread, as each worker of the 2-worker runs does. Measure
 (evaluation excluded). The table uses medians over repetitions; residual =
 predicted / measured - 1.
 
-Writes OUT/runs.json (every run as soon as it ends, with each session's
+Writes OUT/runs.json (every run as soon as it ends, with each measurement's
 command, load averages and duration), OUT/validation.md and .json (the table),
 OUT/scaling.png and scaling.md (predictions up to 1,024 workers from the
 median base run) and keeps the run folders under OUT/runs/.
@@ -46,7 +46,7 @@ BOUND = 0.10  # the issue's goal: every point within +-10 % of per-step time
 
 
 def run_args(args, results_dir: str) -> list[str]:
-    data = ["--synthetic"] if args.synthetic else ["--data-dir", args.data_dir]
+    data = ["--synthetic"] if args.synthetic else ["--data-dir", os.path.relpath(args.data_dir)]
     return data + [
         "--max-steps",
         str(args.max_steps),
@@ -74,7 +74,8 @@ def _one_run(cmd: list[str], results_dir: str, log: str) -> str:
 
 def measure(args, name: str, rep: int, extra: list[str], netlab_rate: str | None = None) -> str | None:
     """One real run; returns its folder (None: a netlab point skipped, the lab was busy)."""
-    results_dir = os.path.abspath(os.path.join(args.out, "runs", f"{name}-r{rep}"))
+    # relative paths: a run's config.json records them, and must not name this machine's folders
+    results_dir = os.path.relpath(os.path.join(args.out, "runs", f"{name}-r{rep}"))
     os.makedirs(results_dir, exist_ok=True)
     base = [sys.executable, "-m", "ttabench"]
     log = os.path.join(results_dir, "log.txt")
@@ -235,7 +236,9 @@ def scaling(args, all_rows: list[dict]) -> None:
             rows.append(dict(r, topology=topo.kind))
     ring = [r for r in rows if r["topology"] == "ring"]
     predict_cmd.plot(
-        ring, os.path.join(args.out, "scaling.png"), "ResNet-20, ring all-reduce, from " + _rel(base)
+        ring,
+        os.path.join(args.out, "scaling.png"),
+        "ResNet-20 on this machine's CPU workers, ring all-reduce, from run " + os.path.basename(base),
     )
     lines = [
         f"Predicted from `{_rel(base)}` (the median of the base runs), batch {prof.batch_size} per worker.",
@@ -296,22 +299,22 @@ def main(argv=None) -> int:
         p.error("no data: --data-dir, $TTABENCH_DATA_DIR or --synthetic")
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "runs.json")
-    log = read_json(path) if args.recompute or args.append else {"sessions": [], "runs": []}
+    log = read_json(path) if args.recompute or args.append else {"measurements": [], "runs": []}
     if not args.recompute:  # measure (more): every run is in runs.json as soon as it ends
-        session = {
+        measurement = {
             "command": ["python", "-m", "benchmarks.validate_predict"] + list(argv or sys.argv[1:]),
             "started": time.strftime("%Y-%m-%d %H:%M:%S UTC"),
             "load_average_before": os.getloadavg(),
         }
-        log["sessions"].append(session)
+        log["measurements"].append(measurement)
         t0 = time.time()
         for rep in range(args.first_rep, args.first_rep + args.reps):
             one_rep(args, rep, log)
             print(f"validate_predict: repetition {rep + 1} done", flush=True)
-        session.update(duration_s=time.time() - t0, load_average_after=os.getloadavg())
+        measurement.update(duration_s=time.time() - t0, load_average_after=os.getloadavg())
         atomic_write_json(path, log)
     runs = log["runs"]
-    result = {"sessions": log["sessions"]}
+    result = {"measurements": log["measurements"]}
     all_rows = [predicted(r) for r in runs]
     rows = table(all_rows)
     scaling(args, all_rows)
