@@ -360,7 +360,7 @@ def test_validation_in_small(tmp_path):
     out = str(tmp_path / "v")
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.validate_predict", "--out", out, "--reps", "1",
-         "--max-steps", "3", "--batch-size", "16", "--networks", "100mbit", "--synthetic"],
+         "--max-steps", "3", "--batch-size", "32", "--networks", "100mbit", "--synthetic"],
         cwd=REPO, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
