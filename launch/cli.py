@@ -19,7 +19,19 @@ import sys
 import traceback
 
 from ttabench import UserError, __version__
-from ttabench.launch.commands import bench, data, env, html, netlab, readers, run, runs, submit, sweep
+from ttabench.launch.commands import (
+    bench,
+    data,
+    env,
+    html,
+    netlab,
+    predict,
+    readers,
+    run,
+    runs,
+    submit,
+    sweep,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,18 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each module registers its own subcommands, in the order `ttabench --help` lists them.
-    for commands in (
-        run,
-        readers,
-        html,
-        runs,
-        bench,
-        netlab,
-        sweep,
-        submit,
-        data,
-        env,
-    ):  # html: --html on report
+    # html adds --html to report, so it comes after readers.
+    for commands in (run, readers, html, runs, bench, predict, netlab, sweep, submit, data, env):
         commands.add_commands(sub)
     return p
 

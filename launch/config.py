@@ -139,14 +139,20 @@ class RunConfig:
     )
     network: Optional[str] = _f(
         None,
-        "emulated network profile (see `ttabench network list`): "
-        "loopback, 100gbe, 25gbe, 10gbe, 1gbe, 100mbit, wan",
+        "emulated network profile: loopback, 100gbe, 25gbe, 10gbe, 1gbe, 100mbit, 20mbit, wan, "
+        "or a profile file written by `ttabench bench allreduce --fit`",
         "network",
     )
     bandwidth: Optional[str] = _f(
         None, "emulated link bandwidth, tc units: e.g. 1gbit, 100mbit, 125mbps", "network"
     )
     latency: Optional[str] = _f(None, "emulated per-message latency, tc units: e.g. 0.5ms, 50us", "network")
+    straggler: Optional[str] = _f(
+        None,
+        "emulate one slow worker, RANK:FACTOR: after each step's compute, that rank sleeps "
+        "(FACTOR-1) x the step's measured compute time (e.g. 1:2 = rank 1 computes at half speed)",
+        "network",
+    )
     collective_timeout: float = _f(
         120.0, "seconds before a collective that never completes fails the run (a dead peer)", "launch"
     )
@@ -232,6 +238,8 @@ class RunConfig:
             raise UserError("--collective-timeout must be > 0")
         metrics.parse_thresholds(self.thresholds)
         network.resolve(self.network, self.bandwidth, self.latency)
+        if self.straggler is not None:
+            parse_straggler(self.straggler, self.world_size())
         parse_cadence(self.eval_every, "--eval-every")
         if self.checkpoint_every is not None:
             parse_cadence(self.checkpoint_every, "--checkpoint-every")
@@ -284,6 +292,17 @@ class RunConfig:
         if self.backend != "auto":
             return self.backend
         return "none" if self.world_size() == 1 else "torchrun"
+
+
+def parse_straggler(spec: str, world: int | None = None) -> tuple[int, float]:
+    """'1:2.5' -> (1, 2.5): rank 1 computes 2.5 times slower (FACTOR >= 1)."""
+    m = re.fullmatch(r"\s*(\d+)\s*:\s*([0-9]*\.?[0-9]+)\s*", spec) if isinstance(spec, str) else None
+    if not m or float(m.group(2)) < 1:
+        raise UserError(f"--straggler must be RANK:FACTOR with FACTOR >= 1 (e.g. 1:2), got {spec!r}")
+    rank, factor = int(m.group(1)), float(m.group(2))
+    if world is not None and rank >= world:
+        raise UserError(f"--straggler rank {rank} does not exist with {world} worker(s)")
+    return rank, factor
 
 
 _CADENCE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(epochs?|e|samples?|steps?)\s*$")

@@ -49,6 +49,7 @@ ALL_CHANGED = RunConfig(
     network="wan",
     bandwidth="1gbit",
     latency="0.5ms",
+    straggler="1:2",
     collective_timeout=30.5,
     results_dir="out/results",
     system="my-system",

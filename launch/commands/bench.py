@@ -2,6 +2,16 @@
 
     ttabench bench allreduce --workers 2 --bandwidth 1gbit --latency 50us --sizes 4kb,1mb,16mb
     ttabench bench allreduce --workers 2 --backend horovod --network 100mbit --json
+    ttabench bench allreduce --workers 2 --sizes 8:256M:x4 --fit mylink.json
+
+Figures follow nccl-tests' convention (its doc/PERFORMANCE.md): for a
+buffer of S bytes taking t seconds, algbw = S/t and busbw = algbw *
+2(p-1)/p, in GB/s (1e9 bytes/s); busbw is what each link carried and is
+comparable across worker counts. `--fit FILE` fits the ring model's latency
+alpha and bandwidth B to the median times by least squares and saves them
+as a network profile that `ttabench run --network FILE` and
+`ttabench predict --network FILE` take: measure a cluster's link once,
+then emulate or predict with it.
 
 Workers are started exactly as for training (torch.distributed.run's API or
 horovodrun) and all-reduce float32 buffers through the same emulation code
@@ -57,7 +67,11 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--network", help="emulated network profile (loopback, 1gbe, 100mbit, ...)")
     p.add_argument("--bandwidth", help="emulated bandwidth, tc units (1gbit, 100mbit)")
     p.add_argument("--latency", help="emulated latency, tc units (50us, 0.5ms)")
-    p.add_argument("--sizes", default=d.sizes, help="message sizes, tc units (4kb = 4096 bytes)")
+    p.add_argument(
+        "--sizes",
+        default=d.sizes,
+        help="message sizes, tc units (4kb = 4096 bytes): a list, or a range FROM:TO:xFACTOR (8:256M:x4)",
+    )
     p.add_argument("--repeat", type=int, default=d.repeat, help="timed rounds per size")
     p.add_argument("--warmup", type=int, default=d.warmup, help="untimed rounds per size")
     p.add_argument("--threads", type=int, default=d.threads, help="intra-op threads per worker")
@@ -70,10 +84,7 @@ def _validate(cfg: BenchConfig) -> list[int]:
     if cfg.repeat < 1 or cfg.warmup < 0:
         raise UserError("--repeat must be >= 1 and --warmup >= 0")
     network.resolve(cfg.network, cfg.bandwidth, cfg.latency)
-    sizes = [network.parse_size(s) for s in cfg.sizes.split(",") if s.strip()]
-    if not sizes:
-        raise UserError("--sizes needs at least one size")
-    return sizes
+    return network.parse_series(cfg.sizes, network.parse_size, "--sizes")
 
 
 # -- worker side ---------------------------------------------------------------
@@ -109,10 +120,13 @@ def worker_main(argv=None) -> int:
                     times.append(dt)
             model = link.allreduce_time(buf.numel() * 4, comm.world_size)
             med = statistics.median(times)
+            algbw = buf.numel() * 4 / med / 1e9
             rows.append(
                 {
                     "bytes": buf.numel() * 4,
                     "median_s": med,
+                    "algbw_GBps": algbw,
+                    "busbw_GBps": algbw * 2 * (comm.world_size - 1) / comm.world_size,
                     "min_s": min(times),
                     "max_s": max(times),
                     "model_s": model,
@@ -178,10 +192,19 @@ def allreduce_table(result: dict) -> Table:
         Column("median", "median_s", lambda r: _ms(r["median_s"])),
         Column("min", "min_s", lambda r: _ms(r["min_s"])),
         Column("max", "max_s", lambda r: _ms(r["max_s"])),
+        Column("algbw GB/s", "algbw_GBps", lambda r: f"{r['algbw_GBps']:.4f}"),
+        Column("busbw GB/s", "busbw_GBps", lambda r: f"{r['busbw_GBps']:.4f}"),
         Column("model", "model_s", lambda r: _ms(r["model_s"]) if r["model_s"] else "-"),
         Column("measured/model", "ratio", lambda r: "-" if r["ratio"] is None else f"{r['ratio']:.3f}"),
     ]
-    return Table(columns, result["rows"], title=title)
+    fit = result.get("fit")
+    notes = []
+    if fit:
+        notes.append(
+            f"fit (ring model, least squares on the medians): latency {1e6 * fit['latency_s']:.1f} us, "
+            f"bandwidth {network_rate(fit['bandwidth_bytes_per_s'])}; profile saved to {fit['file']}"
+        )
+    return Table(columns, result["rows"], title=title, notes=notes)
 
 
 def _ms(s: float) -> str:
@@ -195,9 +218,48 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def network_rate(bytes_per_s: float) -> str:
+    from ttabench.launch.net.link import format_rate
+
+    return format_rate(bytes_per_s)
+
+
+def fit_profile(result: dict, path: str) -> dict:
+    """Fit the ring model to the median times and save it as a network profile file."""
+    from ttabench.launch.net import cost
+    from ttabench.launch.net.link import Link, save_profile
+
+    p = result["workers"]
+    alpha, bw = cost.fit_alpha_beta([(r["bytes"], r["median_s"]) for r in result["rows"]], p)
+    residuals = [
+        {"bytes": r["bytes"], "measured_s": r["median_s"], "fit_s": cost.ring_time(r["bytes"], p, alpha, bw)}
+        for r in result["rows"]
+    ]
+    name = os.path.splitext(os.path.basename(path))[0]
+    measured = {
+        "workers": p,
+        "backend": result["backend"],
+        "emulated": result["network"],
+        "points": residuals,
+    }
+    save_profile(path, Link(name, bw, alpha), {"fitted_from": measured})
+    return {"file": path, "latency_s": alpha, "bandwidth_bytes_per_s": bw, "points": residuals}
+
+
+def _check_writable(path: str) -> None:
+    """Fail before minutes of measuring, not after, when the profile cannot be written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise UserError(f"--fit: cannot write {path} (no such folder, or not writable)")
+
+
 def _cmd_allreduce(args) -> int:
     cfg = BenchConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchConfig)})
+    if args.fit is not None:
+        _check_writable(args.fit)
     result = run_allreduce(cfg)
+    if args.fit is not None:
+        result["fit"] = fit_profile(result, args.fit)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -211,6 +273,11 @@ def add_commands(sub) -> None:
     a = bsub.add_parser("allreduce", help="all-reduce time per message size, beside the model")
     _add_args(a)
     a.add_argument("--json", action="store_true", help="print JSON")
+    a.add_argument(
+        "--fit",
+        metavar="FILE.json",
+        help="fit latency and bandwidth (ring model) and save them as a network profile file",
+    )
     a.set_defaults(func=_cmd_allreduce)
 
 

@@ -19,6 +19,10 @@ starts while the link is still busy with the previous one waits for it
 the DDP communication hook and around Horovod's all-reduce, so both backends
 honour the same setting.
 
+A link is a named profile, explicit values, or a profile file (JSON, format
+"ttabench-network-profile": latency_s and bandwidth_bytes_per_s) such as
+`ttabench bench allreduce --fit FILE` writes from measurements.
+
 Units follow tc(8): rates as bit, kbit, mbit, gbit, tbit (SI, bits per
 second), kibit/mibit/gibit (IEC), bps/kbps/mbps/gbps (bytes per second; a
 bare number is bits per second); times as s/sec, ms/msec, us/usec (a bare
@@ -29,6 +33,7 @@ as in tc), kbit/mbit (bits).
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
 import time
@@ -36,6 +41,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ttabench import UserError
+from ttabench.divisions.results import atomic_write_json, read_json
 
 _NUM = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
@@ -119,6 +125,34 @@ def parse_size(text: str) -> int:
     return v
 
 
+def parse_series(text: str, parse_one, flag: str) -> list:
+    """'1,2,8' -> [1, 2, 8]; 'A:B:xK' -> A, A*K, ... up to B (both ends parsed by parse_one)."""
+    out = []
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            continue
+        if ":" not in part:
+            out.append(parse_one(part))
+            continue
+        pieces = part.split(":")
+        if len(pieces) != 3 or not pieces[2].startswith("x"):
+            raise UserError(f"{flag}: a range is FROM:TO:xFACTOR (e.g. 8:256M:x4), got {part!r}")
+        lo, hi = parse_one(pieces[0]), parse_one(pieces[1])
+        try:
+            k = float(pieces[2][1:])
+        except ValueError:
+            k = 0.0
+        if k <= 1 or lo <= 0 or hi < lo:
+            raise UserError(f"{flag}: range {part!r} needs 0 < FROM <= TO and a FACTOR > 1")
+        v = lo
+        while v <= hi * (1 + 1e-12):
+            out.append(type(lo)(round(v)) if isinstance(lo, int) else v)
+            v *= k
+    if not out:
+        raise UserError(f"{flag} is empty")
+    return sorted(set(out))
+
+
 def format_rate(bytes_per_s: float) -> str:
     bits = bytes_per_s * 8
     for unit, scale in (("Tbit/s", 1e12), ("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
@@ -166,25 +200,73 @@ PROFILES = {
     "10gbe": Link("10gbe", 10e9 / 8, 20e-6),
     "1gbe": Link("1gbe", 1e9 / 8, 50e-6),
     "100mbit": Link("100mbit", 100e6 / 8, 100e-6),
+    "20mbit": Link("20mbit", 20e6 / 8, 200e-6),
     "wan": Link("wan", 100e6 / 8, 20e-3),
 }
 
 
 def resolve(profile: str | None, bandwidth: str | None, latency: str | None) -> Link:
-    """The link a run uses: a profile, explicit values, or a profile with overrides."""
+    """The link a run uses: a profile (a name or a profile file), explicit values, or a
+    profile with overrides."""
     if profile is not None and profile not in PROFILES:
-        raise UserError(f"unknown network profile {profile!r} (one of {', '.join(PROFILES)})")
-    base = PROFILES[profile or "loopback"]
+        if not is_profile_file(profile):
+            raise UserError(
+                f"unknown network profile {profile!r} (one of {', '.join(PROFILES)}, "
+                "or a profile file written by `ttabench bench allreduce --fit`)"
+            )
+        base = load_profile(profile)
+    else:
+        base = PROFILES[profile or "loopback"]
     if bandwidth is None and latency is None:
         return base
     if bandwidth is None and not base.emulated:
         raise UserError("--latency needs --bandwidth (or a --network profile) to define the link")
     bw = parse_rate(bandwidth) if bandwidth is not None else base.bandwidth
     lat = parse_time(latency) if latency is not None else base.latency
-    name = profile or "custom"
+    name = base.name if profile else "custom"
     if profile:
         name += "+override"
     return Link(name, bw, lat)
+
+
+# -- profile files (`bench allreduce --fit` writes them; run/predict --network FILE read them)
+
+PROFILE_FORMAT = "ttabench-network-profile"
+
+
+def is_profile_file(text: str) -> bool:
+    """A --network value names a file when it ends in .json or a file of that name exists."""
+    return text.endswith(".json") or os.path.isfile(text)
+
+
+def save_profile(path: str, link: Link, extra: dict | None = None) -> None:
+    atomic_write_json(
+        path,
+        {
+            "format": PROFILE_FORMAT,
+            "version": 1,
+            "name": link.name,
+            "latency_s": link.latency,
+            "bandwidth_bytes_per_s": link.bandwidth,
+            "bandwidth": format_rate(link.bandwidth),
+            "model": "ring all-reduce, alpha-beta: 2(p-1)*alpha + 2(p-1)/p*n/B",
+            **(extra or {}),
+        },
+    )
+
+
+def load_profile(path: str) -> Link:
+    """A profile file -> Link; anything malformed is one UserError naming the file."""
+    d = read_json(path)
+    lat, bw = d.get("latency_s"), d.get("bandwidth_bytes_per_s")
+    if d.get("format") != PROFILE_FORMAT:
+        raise UserError(f'{path}: not a ttabench network profile (no "format": "{PROFILE_FORMAT}")')
+    for key, v, ok in (("latency_s", lat, "a number >= 0"), ("bandwidth_bytes_per_s", bw, "a number > 0")):
+        good = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not good or v < 0 or (key.startswith("bandwidth") and v <= 0):
+            raise UserError(f"{path}: {key} must be {ok}, got {v!r}")
+    name = d.get("name") if isinstance(d.get("name"), str) and d.get("name") else os.path.basename(path)
+    return Link(f"file:{name}", float(bw), float(lat))
 
 
 class LinkEmulator:

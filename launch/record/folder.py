@@ -146,7 +146,8 @@ class RunFolder:
             checkpoint.write_torch(
                 os.path.join(self.run_dir, "model.pt"), checkpoint.cpu_state_dict(self.model)
             )
-        worst = {k: max(b[k] for b in breakdowns) for k in breakdowns[0] if k != "rank"}
+        # numbers only: per_rank also holds each rank's backward-pass profile (`ttabench predict`)
+        worst = {k: max(b[k] for b in breakdowns) for k, v in breakdowns[0].items() if _is_time(k, v)}
         summary = self.recorder.write_summary(
             {
                 "status": result.status,
@@ -234,3 +235,7 @@ def _log_hyperparameters(log: RunLog, setup: Setup) -> None:
         log.event(C.OPT_NAME, r["optimizer"].lower())
         log.event(C.OPT_BASE_LR, setup.resolved["initial_lr"])
     log.event("dataset", d.describe()["name"])
+
+
+def _is_time(key: str, value) -> bool:
+    return key != "rank" and isinstance(value, (int, float))

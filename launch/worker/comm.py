@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from ttabench import UserError
 from ttabench.launch.net import iface
 from ttabench.launch.net.link import LinkEmulator
+from ttabench.launch.worker.timeline import BackwardTimeline
 
 
 class Comm:
@@ -38,6 +39,8 @@ class Comm:
         self.comm_wait_s = 0.0  # exposed gradient-communication wait, this rank
         self.allreduce_busy_s = 0.0  # launch-to-completion time of gradient all-reduces
         self.emulator = None  # network.LinkEmulator when a network is emulated
+        # When each gradient becomes ready in the backward pass (`ttabench predict` reads it).
+        self.timeline = BackwardTimeline("gradients")
 
     def allreduce(self, values: list[float], op: str = "sum") -> list[float]:
         return list(values)
@@ -63,20 +66,35 @@ class Comm:
         return [obj]
 
     def wrap_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        _record_gradients_ready(model, self.timeline)
         return model
 
     def wrap_optimizer(self, optimizer, model):
         return optimizer
 
     def backward_and_step(self, loss, optimizer) -> None:
+        self.timeline.backward_start(time.perf_counter())
         loss.backward()
+        self.timeline.backward_end(time.perf_counter())
         optimizer.step()
+        self.timeline.step_end(time.perf_counter())
 
     def sync_buffers(self, model: torch.nn.Module) -> None:
         pass
 
     def close(self) -> None:
         pass
+
+
+def _record_gradients_ready(model: torch.nn.Module, timeline: BackwardTimeline) -> None:
+    """Record when each parameter's gradient is ready (where no DDP bucket hook tells)."""
+
+    def ready(p: torch.Tensor) -> None:  # a post-accumulate-grad hook must return None
+        timeline.ready(time.perf_counter(), p.numel() * p.element_size())
+
+    for p in model.parameters():
+        if p.requires_grad:
+            p.register_post_accumulate_grad_hook(ready)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -107,6 +125,7 @@ class TorchComm(Comm):
         self._ctrl_device = device if dist_backend == "nccl" else torch.device("cpu")
         self._last_launch = 0.0
         self._last_done = 0.0
+        self.timeline = BackwardTimeline("buckets")
 
     def allreduce(self, values, op="sum"):
         t = torch.tensor(values, dtype=torch.float64, device=self._ctrl_device)
@@ -145,12 +164,15 @@ class TorchComm(Comm):
 
     def backward_and_step(self, loss, optimizer):
         self._last_launch = self._last_done = 0.0
+        self.timeline.backward_start(self.now())
         loss.backward()  # DDP waits for every bucket before returning
+        self.timeline.backward_end(self.now())
         if self._last_done > self._last_launch > 0:
             # Communication still running after the last bucket was handed
             # over (i.e. after backward compute ended) is exposed wait.
             self.comm_wait_s += self._last_done - self._last_launch
         optimizer.step()
+        self.timeline.step_end(self.now())
 
     def sync_buffers(self, model):
         # Evaluate rank 0's model: BN running statistics differ per worker
@@ -168,12 +190,14 @@ def _timed_allreduce_hook(state: TorchComm, bucket):
     tensor = bucket.buffer()
     launched = state.now()
     state._last_launch = launched
+    event = state.timeline.ready(launched, tensor.numel() * tensor.element_size())
     tensor.div_(state.world_size)
     fut = dist.all_reduce(tensor, async_op=True).get_future()
 
     def done(f):
         # Runs when the real all-reduce finishes; an emulated link then holds
         # the bucket back until its modelled completion time.
+        state.timeline.allreduce_done(event, state.now() - launched)
         state._emulate(launched, tensor.numel() * tensor.element_size())
         now = state.now()
         state._last_done = max(state._last_done, now)
@@ -238,11 +262,12 @@ class HorovodComm(Comm):
         return hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters(), op=hvd.Average)
 
     def _grad_ready(self, p) -> None:
-        if self._first_grad is None:
+        if self._first_grad is None:  # (the timeline records every gradient: Comm.wrap_model)
             self._first_grad = time.perf_counter()
 
     def backward_and_step(self, loss, optimizer):
         self._first_grad = None
+        self.timeline.backward_start(time.perf_counter())
         loss.backward()  # gradient all-reduces start from hooks as gradients appear
         t0 = time.perf_counter()
         optimizer.synchronize()  # what is left of communication after backward: exposed wait
@@ -251,8 +276,10 @@ class HorovodComm(Comm):
         # starting when the first gradient was ready.
         self._emulate(self._first_grad or t0, self._grad_bytes)
         self.comm_wait_s += time.perf_counter() - t0
+        self.timeline.backward_end(time.perf_counter())  # as under DDP: communication done
         with optimizer.skip_synchronize():
             optimizer.step()
+        self.timeline.step_end(time.perf_counter())
 
     def sync_buffers(self, model):
         for name, b in model.named_buffers():

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from ttabench.launch.worker.clock import Clock
 from ttabench.launch.worker.hooks import Hooks
+from ttabench.launch.worker.timeline import Straggler
 from ttabench.reference_impls.augment import CropFlip, Normalize, crop_flip
 
 
@@ -65,6 +66,7 @@ class LoopSpec:
     checkpoint_every_samples: int = 0  # 0 = never
     checkpoint: Callable[[LoopState], None] | None = None
     resume: LoopState | None = None
+    straggler: Straggler | None = None  # --straggler: this worker is the emulated slow one
 
 
 @dataclass
@@ -314,7 +316,10 @@ class _Loop:
             torch.compiler.cudagraph_mark_step_begin()
         with autocast(self.device, spec.autocast_dtype):
             loss = self.train_step_fn(spec.model, x, y)
+        wait0 = self.comm.comm_wait_s
         self.comm.backward_and_step(loss, spec.optimizer)
+        if spec.straggler is not None:  # outside every collective; its time is kept apart
+            spec.straggler.after_compute(time.perf_counter() - t1 - (self.comm.comm_wait_s - wait0))
         t2 = time.perf_counter()
         s.step, s.samples, s.epoch_step = s.step + 1, s.samples + s.global_batch, s.epoch_step + 1
         # One small collective per step: the slowest worker's clock,
@@ -423,11 +428,12 @@ class _Loop:
         self.clock.pause()
         total_s = self.clock.total_elapsed()
         comm_wait = comm.comm_wait_s - self.comm_wait_start
+        straggler_s = self.spec.straggler.added_s if self.spec.straggler is not None else 0.0
         breakdown = {
             "rank": comm.rank,
             "train_s": self.clock.train_s,
             "total_s": total_s,
-            "compute_s": t.compute_s - comm_wait,  # backward_and_step's time includes the exposed wait
+            "compute_s": t.compute_s - comm_wait - straggler_s,  # both fall inside the compute window
             "comm_wait_s": comm_wait,
             "allreduce_busy_s": comm.allreduce_busy_s,
             "network_delay_s": comm.emulator.added_s if comm.emulator else 0.0,
@@ -436,6 +442,8 @@ class _Loop:
             "hooks_s": getattr(self.hooks, "overhead_s", 0.0),
             "eval_s": t.eval_s,
             "checkpoint_s": t.checkpoint_s,
+            "straggler_s": straggler_s,
+            "backward": comm.timeline.summary(),  # for `ttabench predict`
         }
         result = LoopResult(
             status=self.status,

@@ -14,10 +14,11 @@ from typing import Callable
 import torch
 from ttabench import UserError
 from ttabench.divisions import open as open_div
-from ttabench.launch.config import RunConfig, cadence_samples
+from ttabench.launch.config import RunConfig, cadence_samples, parse_straggler
 from ttabench.launch.worker import warmup
 from ttabench.launch.worker.comm import Comm
 from ttabench.launch.worker.loop import LoopSpec
+from ttabench.launch.worker.timeline import Straggler
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls.augment import Normalize
 from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, Recipe
@@ -92,6 +93,7 @@ def build(
         checkpoint_every_samples=plan.checkpoint_every_samples,
         # torch.compile's reduce-overhead and max-autotune modes capture CUDA graphs on a GPU
         cudagraphs=device.type == "cuda" and cfg.compile in ("reduce-overhead", "max-autotune"),
+        straggler=_straggler(cfg, comm),
     )
     warmup_s = _warm_up(cfg, comm, spec, model, len(data.test_labels), device, channels_last)
     depth, version = BENCHMARKS[cfg.benchmark]
@@ -116,6 +118,14 @@ def build(
     return Setup(
         spec, model, data, resolved, opened["model"] or model_info, opened["recipe"], opened["submission"]
     )
+
+
+def _straggler(cfg: RunConfig, comm: Comm) -> Straggler | None:
+    """This worker's emulated slowness under --straggler RANK:FACTOR (None on the others)."""
+    if cfg.straggler is None:
+        return None
+    rank, factor = parse_straggler(cfg.straggler, comm.world_size)
+    return Straggler(factor) if rank == comm.rank else None
 
 
 def _plan(cfg: RunConfig, sub: open_div.LoadedSubmission | None, world: int, train_size: int) -> _Plan:
