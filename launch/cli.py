@@ -19,7 +19,7 @@ import sys
 import traceback
 
 from ttabench import UserError, __version__
-from ttabench.launch.commands import bench, data, env, html, netlab, readers, run, runs, submit, sweep
+from ttabench.launch.commands import bench, data, env, html, netlab, rcp, readers, run, runs, submit, sweep
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     for commands in (
         run,
         readers,
+        rcp,
         html,
         runs,
         bench,
