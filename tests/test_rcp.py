@@ -399,3 +399,38 @@ def test_build_needs_ten_runs_per_batch_and_closed_runs(tmp_path, cli):
     write_run(opened, "o", division="open", epochs_at=4.0)
     _one_error_line(cli("rcp", "build", str(opened), "--target", "0.45", "-o", out), "open-division")
     assert not os.path.exists(out)
+
+
+def test_validate_and_report_apply_the_rcps(tmp_path, cli):
+    path = rcp_file(tmp_path, bench="resnet20")
+    good, fast = tmp_path / "tree" / "good", tmp_path / "tree" / "fast"
+    for i, e in enumerate([4.25, 4.5, 4.5, 4.5, 4.75]):
+        write_run(good, f"s{i}", batch=128, epochs_at=e)
+    for i in range(5):
+        write_run(fast, f"s{i}", batch=256, epochs_at=2.0)
+    # give the two sets different configurations, as two real experiments have
+    for d in list(good.iterdir()) + list(fast.iterdir()):
+        cfg = json.loads((d / "config.json").read_text())
+        cfg["config"] = {"benchmark": "resnet20", "batch_size": 128 if d.parent == good else 256}
+        (d / "config.json").write_text(json.dumps(cfg))
+    proc = cli("validate", str(tmp_path / "tree"), "--no-compliance", "--rcps", path, "--json")
+    checks = {os.path.basename(c["path"]): c for c in json.loads(proc.stdout)["rcp"]}
+    assert checks["good"]["pass"] is True and checks["fast"]["pass"] is False
+    failures = json.loads(proc.stdout)["failures"]
+    assert any("fast: RCP check failed: RCP found" in f for f in failures)
+    assert not any("good: RCP check" in f for f in failures)
+    assert proc.returncode == 1
+    _one_error_line(
+        cli("validate", str(tmp_path / "tree"), "--rcps", str(tmp_path / "none.json")), "not found"
+    )
+
+    rep = cli("report", str(good), "--target", "0.45", "--rcps", path, "--format", "json", check=True)
+    (row,) = json.loads(rep.stdout)["rows"]
+    expected = rcp.check(
+        rcp.references(path, rcp.load(path), "resnet20"), "resnet20", 128, [4.25, 4.5, 4.5, 4.5, 4.75]
+    )
+    assert row["rcp"] == "pass" and row["rcp_normalization"] == pytest.approx(expected["normalization"])
+    assert row["rcp_normalization"] > 1
+    assert row["tta_normalized_s"] == pytest.approx(row["tta_s"] * row["rcp_normalization"])
+    md = cli("report", str(good), "--target", "0.45", "--rcps", path, check=True).stdout
+    assert f"TTA x {row['rcp_normalization']:.4f}" in md

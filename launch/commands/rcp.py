@@ -121,6 +121,71 @@ def set_from_runs(runs: list[scoring.Run], path: str, refs_all: dict, target: fl
     return rcp.check(refs, benches[0], batches[0], epochs)
 
 
+def _closed_sets(runs: list[scoring.Run]) -> dict[str, list[scoring.Run]]:
+    """Finished closed-division runs on real data, grouped as seeds of one experiment."""
+    from ttabench.divisions.validate import experiment_key
+
+    sets: dict[str, list[scoring.Run]] = {}
+    for r in runs:
+        s = r.summary or {}
+        if s.get("division") == "closed" and not s.get("synthetic") and r.status in scoring.SCORED_STATUSES:
+            sets.setdefault(experiment_key(r.name, r.summary, r.config), []).append(r)
+    return sets
+
+
+def set_label(runs: list[scoring.Run]) -> str:
+    return runs[0].name if len(runs) == 1 else os.path.commonpath([r.name for r in runs])
+
+
+def check_results(path: str, rcps: str) -> list[dict]:
+    """rcp.check on every closed-division set of runs below `path` (for validate):
+    each result gets "path"; a set that cannot be checked gets pass False and the reason."""
+    records = rcp.load(rcps)
+    out = []
+    for runs in _closed_sets(scoring.load_inputs([path], every_run=True)).values():
+        try:
+            res = set_from_runs(runs, rcps, records, None)
+        except UserError as e:
+            res = {"pass": False, "reason": f"not checkable against {rcps}: {e}"}
+        if res.get("runs", rcp.SUBMISSION_RUNS) != rcp.SUBMISSION_RUNS:
+            res["note"] = f"{res['runs']} runs; a closed submission has {rcp.SUBMISSION_RUNS}"
+        out.append({"path": set_label(runs), **res})
+    return out
+
+
+def annotate_report(rows: list[dict], runs: list[scoring.Run], rcps: str) -> None:
+    """Adds rcp, rcp_normalization and tta_normalized_s (TTA x factor, as MLPerf scales a score)
+    to every report row of closed-division runs, and a note saying what was found."""
+    records = rcp.load(rcps)
+    for row in rows:
+        row.update({"rcp": None, "rcp_normalization": None, "tta_normalized_s": None})
+    for runs_of_set in _closed_sets(runs).values():
+        key = scoring.describe_run(runs_of_set[0])
+        row = next((r for r in rows if all(r[k] == v for k, v in key.items())), None)
+        if row is None:
+            continue
+        label = f"{row['system']}/{row['benchmark']}/{row['division']}"
+        if row["rcp"] is not None:
+            row["notes"].append(f"{label}: RCP not applied: several configurations in one row")
+            row["rcp"] = row["rcp_normalization"] = row["tta_normalized_s"] = None
+            continue
+        try:
+            res = set_from_runs(runs_of_set, rcps, records, None)
+        except UserError as e:
+            row["rcp"] = "not checkable"
+            row["notes"].append(f"{label}: RCP not checkable: {e}")
+            continue
+        row["rcp"] = "pass" if res["pass"] else "fail"
+        row["rcp_normalization"] = res["normalization"]
+        target = rcp.hyperparam(rcps, rcp.references(rcps, records, res["benchmark"]), "target_accuracy")
+        if res["pass"] and row["tta_s"] is not None and row["target"] == target:
+            row["tta_normalized_s"] = row["tta_s"] * res["normalization"]
+        note = f"{label}: RCP {row['rcp']} ({res['reason']})"
+        if row["tta_normalized_s"] is not None:
+            note += f"; TTA x {res['normalization']:.4f} = {row['tta_normalized_s']:.2f} s"
+        row["notes"].append(note)
+
+
 def _cmd_check(args) -> int:
     target = _target(args.target)
     refs_all = rcp.load(args.rcps)
