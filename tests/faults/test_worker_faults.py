@@ -5,6 +5,7 @@ process of the run is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -21,6 +22,14 @@ from conftest import require_horovod
 pytestmark = pytest.mark.slow
 
 SMALL = ["--synthetic", "--batch-size", "32", "--thresholds", "0.1:0.3:0.1", "--progress", "plain"]
+_STARTED: list[Run] = []  # every run a test started, ended by _end_runs even when an assert failed
+
+
+@pytest.fixture(autouse=True)
+def _end_runs():
+    yield
+    while _STARTED:
+        _STARTED.pop().end()
 
 
 class Run:
@@ -38,6 +47,18 @@ class Run:
             text=True,
             start_new_session=True,
         )
+        _STARTED.append(self)
+
+    def end(self) -> None:
+        """Kill what is left of this run: its process group and every process carrying its tag."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        for pid in self.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.communicate(timeout=10)
 
     def processes(self, extra: str | None = None) -> list[int]:
         """PIDs of live processes carrying this run's tag (and `extra` in their environment)."""
@@ -195,10 +216,14 @@ def _model(run_dir: str) -> dict:
     return torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
 
 
-@pytest.mark.parametrize("seed_given", [True, False], ids=["seed", "no-seed"])
-def test_resume_continues_to_the_same_weights_and_metrics(tmp_path, seed_given):
+@pytest.mark.parametrize(
+    "seed_given, workers", [(True, "1"), (False, "1"), (True, "2")], ids=["seed", "no-seed", "2-workers"]
+)
+def test_resume_continues_to_the_same_weights_and_metrics(tmp_path, seed_given, workers):
     args = [
         *SMALL,
+        "--workers",
+        workers,
         "--max-steps",
         "16",
         "--eval-every",
