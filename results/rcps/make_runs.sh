@@ -7,7 +7,14 @@
 set -u  # a run that diverges or misses the target is recorded; the next one still runs
 DATA=${DATA:-../shared/data/cifar10-subset/cifar-10-batches-py}
 OUT=${OUT:-results/rcp-runs}
+have() {  # have BATCH SEED: a finished run of this seed is already there (the script can be rerun)
+  for f in "$OUT/bs$1"/*/*/*/*/summary.json; do
+    [ -f "$f" ] && grep -q "\"seed\": $2," "$f" && grep -q '"status": "success"' "$f" && return 0
+  done
+  return 1
+}
 run() {  # run BATCH SEED MAX_EPOCHS
+  have "$1" "$2" && return 0
   ttabench run --benchmark resnet20 --data-dir "$DATA" --batch-size "$1" --seed "$2" \
     --target 0.45 --max-epochs "$3" --eval-every 0.25epoch --thresholds 0.30:0.45:0.01 \
     --threads 1 --progress none --results-dir "$OUT/bs$1"
