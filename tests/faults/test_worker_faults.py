@@ -51,10 +51,11 @@ class Run:
 
     def end(self) -> None:
         """Kill what is left of this run: its process group and every process carrying its tag."""
+        tagged = self.processes()  # found first, then killed together
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
-        for pid in self.processes():
+        for pid in tagged:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -239,8 +240,9 @@ def test_resume_continues_to_the_same_weights_and_metrics(tmp_path, seed_given, 
     ]
     broken = Run(tmp_path / "broken", *args, *(["--seed", "9"] if seed_given else []))
     broken.wait_for_evals(2)  # a checkpoint exists from step 6 on
-    os.killpg(broken.proc.pid, signal.SIGKILL)
-    broken.finish()
+    # The whole run dies at once, as on a lost node: the launcher's group and the workers
+    # (torchrun's workers are not in the launcher's process group and outlive it).
+    broken.end()
     run_dir = broken.run_dir()
     assert json.load(open(os.path.join(run_dir, "summary.json")))["status"] == "running"
     resumed = subprocess.run(
