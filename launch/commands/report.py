@@ -155,6 +155,8 @@ def add_commands(sub) -> None:
     r.add_argument("--target", type=float, help="TTA at this accuracy (fraction)")
     r.add_argument("--budget", type=float, metavar="SECONDS", help="AAT at this training time")
     r.add_argument(
-        "--rcps", metavar="FILE", help="RCP check and MLPerf normalisation of closed-division TTA (ttabench rcp)"
+        "--rcps",
+        metavar="FILE",
+        help="RCP check and MLPerf normalisation of closed-division TTA (ttabench rcp)",
     )
     r.set_defaults(func=_cmd_report)

@@ -61,6 +61,8 @@ def add_commands(sub) -> None:
         "--no-compliance", action="store_true", help="skip the MLPerf compliance checker (mlperf-logging)"
     )
     v.add_argument(
-        "--rcps", metavar="FILE", help="also check every closed-division set of runs against these RCPs (ttabench rcp)"
+        "--rcps",
+        metavar="FILE",
+        help="also check every closed-division set of runs against these RCPs (ttabench rcp)",
     )
     v.set_defaults(func=_cmd_validate)
