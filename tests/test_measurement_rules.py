@@ -25,7 +25,7 @@ import torch.multiprocessing as mp
 from ttabench.launch.config import RunConfig
 from ttabench.launch.worker import comm as comm_mod
 from ttabench.launch.worker import loop
-from ttabench.launch.worker.main import build
+from ttabench.launch.worker.workload import build
 from ttabench.reference_impls.recipe import CLOSED
 
 pytestmark = pytest.mark.slow
