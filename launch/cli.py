@@ -26,6 +26,7 @@ from ttabench.launch.commands import (
     html,
     netlab,
     predict,
+    rcp,
     readers,
     run,
     runs,
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each module registers its own subcommands, in the order `ttabench --help` lists them.
     # html adds --html to report, so it comes after readers.
-    for commands in (run, readers, html, runs, bench, predict, netlab, sweep, submit, data, env):
+    for commands in (run, readers, rcp, html, runs, bench, predict, netlab, sweep, submit, data, env):
         commands.add_commands(sub)
     return p
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -21,6 +22,48 @@ def require_horovod() -> None:
         if IN_CI:
             pytest.fail("Horovod is not installed (CI must install it: scripts/install_horovod.sh)")
         pytest.skip("Horovod not installed (scripts/install_horovod.sh)")
+
+
+NOBODY = 65534
+
+
+def call_unprivileged(fn, *args) -> dict:
+    """fn(*args) in a forked child that runs as an ordinary user (uid/gid 65534) when this
+    process is root, so that a test of what a non-root user meets also runs as root.
+
+    The child is forked, not executed anew: the interpreter may live where that user cannot
+    read. Returns {"value": ...} or {"error": exception type, "message": ...}; everything fn
+    needs must be imported before the call.
+    """
+    if os.geteuid() != 0:
+        try:
+            return {"value": fn(*args)}
+        except Exception as e:
+            return {"error": type(e).__name__, "message": str(e)}
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        code = 0
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            try:
+                out = {"value": fn(*args)}
+            except Exception as e:
+                out = {"error": type(e).__name__, "message": str(e)}
+            os.write(w, json.dumps(out, default=str).encode())
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and data, "the unprivileged child failed"
+    return json.loads(data)
 
 
 @pytest.fixture(scope="session")

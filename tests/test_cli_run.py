@@ -608,52 +608,70 @@ def test_two_simultaneous_runs_get_different_folders(tmp_path):
 # --- f. time budget (AAT mode) ---------------------------------------------------------------------
 
 
-def test_time_budget_stops_and_evaluates_within_budget(tmp_path):
+# Steps of a known length: a tiny model whose train step sleeps STEP_S. The budget rule
+# predicts the next step from the slowest recent ones; with ResNet-20 on a loaded machine
+# one step can suddenly take seconds longer than any before it, and the test would measure
+# the load, not the rule. Sleeping steps keep the rule's inputs what the test intends.
+STEP_S = 0.5
+SLEEPY = f"""
+import time
+import torch.nn.functional as F
+from torch import nn
+from ttabench.divisions.open import Submission
+
+
+def step(model, x, y):
+    time.sleep({STEP_S})
+    return F.cross_entropy(model(x), y)
+
+
+sleepy = Submission(model=lambda: nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)), train_step=step)
+"""
+
+
+def _sleepy_budget_run(tmp_path, budget: str):
+    sub = tmp_path / "sleepy.py"
+    sub.write_text(SLEEPY)
     proc = run_cli(
         "run",
         "--synthetic",
+        "--division",
+        "open",
+        "--model",
+        f"{sub}:sleepy",
         "--time-budget",
-        "3",
+        budget,
         *SMALL,
         "--thresholds",
         "0.1:0.3:0.1",
         "--results-dir",
-        str(tmp_path),
+        str(tmp_path / "results"),
         timeout=300,
     )
     _ok(proc)
-    run_dir = _only_run_dir(tmp_path)
-    s = json.loads((run_dir / "summary.json").read_text())
-    rows = read_curve(str(run_dir))
+    run_dir = _only_run_dir(tmp_path / "results")
+    return json.loads((run_dir / "summary.json").read_text()), read_curve(str(run_dir))
+
+
+def test_time_budget_stops_and_evaluates_within_budget(tmp_path):
+    s, rows = _sleepy_budget_run(tmp_path, "3")
     assert s["status"] == "success" and s["stop_reason"] == "time_budget"
     assert rows[-1]["train_time_s"] <= 3.0
+    assert s["steps"] >= 3  # it trained up to the budget, not one step
     assert rows[-1]["step"] == s["steps"]
     assert s["metrics"]["budget_s"] == 3.0
     assert s["metrics"]["aat"] == rows[-1]["accuracy"]
 
 
 def test_time_budget_shorter_than_a_step_still_defines_aat(tmp_path):
-    proc = run_cli(
-        "run",
-        "--synthetic",
-        "--time-budget",
-        "0.001",
-        *SMALL,
-        "--thresholds",
-        "0.1:0.3:0.1",
-        "--results-dir",
-        str(tmp_path),
-        timeout=300,
-    )
-    _ok(proc)
-    run_dir = _only_run_dir(tmp_path)
-    s = json.loads((run_dir / "summary.json").read_text())
+    budget = STEP_S / 4  # shorter than any step, longer than the set-up before the first evaluation
+    s, rows = _sleepy_budget_run(tmp_path, str(budget))
     assert s["stop_reason"] == "time_budget"
     # The first step's length is unknown until it has run, so it may overshoot a
     # budget this short; the evaluation of the starting point (t=0) is what
     # defines AAT then, and no point past the budget may count.
-    rows = read_curve(str(run_dir))
-    within = [r for r in rows if r["train_time_s"] <= 0.001]
+    assert rows[1]["train_time_s"] > budget  # the first step did overshoot
+    within = [r for r in rows if r["train_time_s"] <= budget]
     assert within and within[0]["step"] == 0
     assert s["metrics"]["aat"] == within[-1]["accuracy"]
 

@@ -12,11 +12,14 @@ import http.server
 import io
 import os
 import re
+import shutil
 import socket
 import tarfile
+import tempfile
 import threading
 
 import pytest
+from conftest import call_unprivileged
 from ttabench import UserError
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls import download as dl
@@ -345,15 +348,18 @@ def test_dest_not_writable(tmp_path):
         dl.download(str(blocker / "data"), url="http://127.0.0.1:9/", md5="0" * 32)
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="permission bits do not stop root"
-)
-def test_dest_read_only(tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o555)
+def test_dest_read_only():
+    # Permission bits do not stop root: as root, the download runs as an ordinary user.
+    # The folder is outside pytest's private tmp so that user can reach it.
+    top = tempfile.mkdtemp(prefix="ttabench-ro-")
+    ro = os.path.join(top, "ro")
+    os.mkdir(ro)
+    os.chmod(top, 0o755)
+    os.chmod(ro, 0o555)
     try:
-        with pytest.raises(UserError, match="cannot write"):
-            dl.download(str(ro), url="http://127.0.0.1:9/", md5="0" * 32)
+        got = call_unprivileged(dl.download, ro, "http://127.0.0.1:9/", "0" * 32)
+        assert got.get("error") == "UserError" and "cannot write" in got["message"], got
+        assert os.listdir(ro) == []  # nothing half-written
     finally:
-        ro.chmod(0o755)
+        os.chmod(ro, 0o755)
+        shutil.rmtree(top)

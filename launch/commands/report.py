@@ -52,10 +52,16 @@ def _cmd_report(args) -> int:
         raise UserError(f"not a folder: {args.results_dir}")
     runs = scoring.load_inputs([args.results_dir], every_run=True)
     rows = scoring.report_rows(runs, args.thresholds, args.target, args.budget)
+    columns = REPORT_COLUMNS
+    if args.rcps:
+        from ttabench.launch.commands.rcp import annotate_report
+
+        annotate_report(rows, runs, args.rcps)
+        columns += ("rcp", "rcp_normalization", "tta_normalized_s")
     if args.format == "json":
         print(json.dumps({"results_dir": args.results_dir, "rows": rows}, indent=2))
     elif args.format == "csv":
-        sys.stdout.write(to_csv(Table([Column(k) for k in REPORT_COLUMNS], rows)))
+        sys.stdout.write(to_csv(Table([Column(k) for k in columns], rows)))
     else:
         sys.stdout.write(to_markdown(report_table(rows)) + "\n")
     return 0
@@ -148,4 +154,9 @@ def add_commands(sub) -> None:
     r.add_argument("--thresholds", metavar="LOW:HIGH:STEP", help="ATTMT over these thresholds")
     r.add_argument("--target", type=float, help="TTA at this accuracy (fraction)")
     r.add_argument("--budget", type=float, metavar="SECONDS", help="AAT at this training time")
+    r.add_argument(
+        "--rcps",
+        metavar="FILE",
+        help="RCP check and MLPerf normalisation of closed-division TTA (ttabench rcp)",
+    )
     r.set_defaults(func=_cmd_report)

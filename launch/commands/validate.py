@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 
-from ttabench.divisions.validate import validate
+from ttabench.divisions import rcp
+from ttabench.divisions.validate import Problem, validate
 
 
 def _cmd_validate(args) -> int:
+    if args.rcps:
+        rcp.load(args.rcps)  # a bad RCP file is one line before the long checks, not after
     result = validate(args.path, compliance=not args.no_compliance)
+    rcps = _rcp_problems(args, result)
     if args.json:
         out = {
             "path": args.path,
@@ -18,12 +22,28 @@ def _cmd_validate(args) -> int:
             "failures": [str(p) for p in result.failures],
             "warnings": [str(p) for p in result.warnings],
         }
+        if args.rcps:
+            out["rcp"] = rcps
         print(json.dumps(out, indent=2))
     else:
         for p in result.problems:
             print(p)
         print(result.summary_line())
     return 0 if result.ok else 1
+
+
+def _rcp_problems(args, result) -> list[dict]:
+    """--rcps: every closed-division set of runs against the RCPs (a failure fails validate)."""
+    if not args.rcps:
+        return []
+    from ttabench.launch.commands.rcp import check_results
+
+    out = check_results(args.path, args.rcps)
+    for res in out:
+        verdict = "RCP check passed" if res["pass"] else "RCP check failed"
+        note = f" ({res['note']})" if res.get("note") else ""
+        result.problems.append(Problem(res["path"], f"{verdict}: {res['reason']}{note}", warning=res["pass"]))
+    return out
 
 
 def add_commands(sub) -> None:
@@ -39,5 +59,10 @@ def add_commands(sub) -> None:
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.add_argument(
         "--no-compliance", action="store_true", help="skip the MLPerf compliance checker (mlperf-logging)"
+    )
+    v.add_argument(
+        "--rcps",
+        metavar="FILE",
+        help="also check every closed-division set of runs against these RCPs (ttabench rcp)",
     )
     v.set_defaults(func=_cmd_validate)

@@ -22,6 +22,7 @@ from conftest import run_cli
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.root,
     pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounting a tmpfs needs root"),
     pytest.mark.skipif(shutil.which("mount") is None, reason="no mount command"),
 ]

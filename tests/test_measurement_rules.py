@@ -1,0 +1,215 @@
+"""Each measurement rule of the design card, pinned by a test that fails when the rule breaks.
+
+- The learning rate of every step is the recipe's lr_at(step / steps_per_epoch), on 1 and on
+  2 workers (a schedule applied per epoch, or one step late, fails).
+- Evaluation is excluded from training time and included in total time: a deliberately slow
+  evaluation leaves training time where it was and shows in total time.
+- The recorded time is the MAX over ranks: a rank made slower outside the collectives moves it.
+- `--precision bf16` given to the CLI really trains in bf16: the weights equal an in-process
+  bf16 run to the last bit and differ from fp32.
+
+The in-process parts run the worker's own set-up (`build`) and timed loop (`loop.run`); the
+2-worker parts run them on a real gloo group.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import socket
+import time
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from ttabench.launch.config import RunConfig
+from ttabench.launch.worker import comm as comm_mod
+from ttabench.launch.worker import loop
+from ttabench.launch.worker.workload import build
+from ttabench.reference_impls.recipe import CLOSED
+
+pytestmark = pytest.mark.slow
+
+SEED = 7
+
+
+def _cfg(**kw) -> RunConfig:
+    base = dict(synthetic=True, seed=SEED, thresholds="0.1:0.2:0.1", device="cpu")
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train(cfg: RunConfig, comm, hooks=None, record_lr: list | None = None, autocast_dtype=None):
+    """The worker's set-up and timed loop, in this process; lr of every optimizer step recorded."""
+    setup = build(cfg, comm, SEED, torch.device("cpu"), autocast_dtype)
+    opt = setup.spec.optimizer
+    if record_lr is not None:
+        step = opt.step
+
+        def recording_step(*a, **k):
+            record_lr.append([g["lr"] for g in opt.param_groups])
+            return step(*a, **k)
+
+        opt.step = recording_step
+    result = loop.run(setup.spec, comm, hooks or loop.Hooks())
+    return setup, result
+
+
+def _expected_lrs(steps: int, global_batch: int, train_size: int) -> list[float]:
+    steps_per_epoch = train_size // global_batch
+    return [CLOSED.lr_at(i / steps_per_epoch, global_batch) for i in range(steps)]
+
+
+# --- learning rate per step --------------------------------------------------------------
+
+STEPS = 3
+
+
+def test_lr_of_every_step_is_the_recipes_on_one_worker():
+    torch.set_num_threads(1)
+    lrs: list = []
+    setup, result = _train(
+        _cfg(batch_size=256, max_steps=STEPS, eval_every="1epoch"), comm_mod.Comm(), record_lr=lrs
+    )
+    assert result.steps == STEPS
+    expected = _expected_lrs(STEPS, 256, len(setup.data.train_labels))
+    assert len(set(expected)) == STEPS  # warm-up: every step has its own lr (a test that can fail)
+    assert lrs == [[e] * len(lrs[0]) for e in expected]
+
+
+def _lr_worker(rank: int, world: int, port: int, out):
+    import datetime
+
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=120),
+    )
+    try:
+        comm = comm_mod.TorchComm("gloo", torch.device("cpu"), 120.0)
+        lrs: list = []
+        setup, _ = _train(_cfg(batch_size=128, max_steps=STEPS, eval_every="1epoch"), comm, record_lr=lrs)
+        out[rank] = {"lrs": lrs, "train_size": len(setup.data.train_labels)}
+    finally:
+        dist.destroy_process_group()
+
+
+def test_lr_of_every_step_is_the_recipes_on_two_workers():
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_lr_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+        out = dict(out)
+    expected = _expected_lrs(STEPS, 256, out[0]["train_size"])
+    assert len(set(expected)) == STEPS
+    for rank in (0, 1):
+        lrs = out[rank]["lrs"]
+        assert lrs == [[e] * len(lrs[0]) for e in expected], rank
+
+
+# --- evaluation is not training time -----------------------------------------------------
+
+DELAY = 3.0  # seconds added to every evaluation; far above a 4-step run's noise
+
+
+def test_slow_evaluation_leaves_training_time_and_shows_in_total_time(monkeypatch):
+    torch.set_num_threads(1)
+    cfg = _cfg(batch_size=32, max_steps=4, eval_every="32samples")  # an evaluation after every step
+    _, normal = _train(cfg, comm_mod.Comm())
+    evaluate = loop.evaluate
+
+    def slow_evaluate(*a, **k):
+        time.sleep(DELAY)
+        return evaluate(*a, **k)
+
+    monkeypatch.setattr(loop, "evaluate", slow_evaluate)
+    _, slow = _train(cfg, comm_mod.Comm())
+    evals = len(slow.curve)
+    assert evals == 4
+    added = evals * DELAY
+    assert slow.breakdown["eval_s"] >= added
+    assert slow.total_time_s - slow.train_time_s >= added  # in total time...
+    # ... and not in training time: counted there, it would add `added` seconds (12 s).
+    assert slow.train_time_s - normal.train_time_s < added / 2, (slow.train_time_s, normal.train_time_s)
+    for row in slow.curve:
+        assert row["total_time_s"] - row["train_time_s"] >= DELAY * (slow.curve.index(row) + 1)
+
+
+# --- the recorded time is the slowest rank's ---------------------------------------------
+
+
+class _SlowLastStep(loop.Hooks):
+    """Rank 1 sleeps after the last step's collectives, before the evaluation stops its clock."""
+
+    def __init__(self, rank: int, last: int):
+        self.rank, self.last = rank, last
+
+    def step(self, info: dict) -> None:
+        if self.rank == 1 and info["step"] == self.last:
+            time.sleep(DELAY)
+
+
+def _max_worker(rank: int, world: int, port: int, out):
+    import datetime
+
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=120),
+    )
+    try:
+        comm = comm_mod.TorchComm("gloo", torch.device("cpu"), 120.0)
+        cfg = _cfg(batch_size=32, max_steps=3, eval_every="192samples")  # one evaluation, after step 3
+        _, result = _train(cfg, comm, hooks=_SlowLastStep(rank, 3))
+        out[rank] = {"recorded": result.curve[-1]["train_time_s"], "own": result.breakdown["train_s"]}
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_slower_rank_moves_the_recorded_time():
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_max_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+        out = dict(out)
+    assert out[0]["recorded"] == out[1]["recorded"]  # every rank records the same agreed time
+    # Rank 1's own clock holds the delay; rank 0's does not (it waited with its clock stopped).
+    assert out[1]["own"] - out[0]["own"] >= 0.75 * DELAY
+    # The recorded time is rank 1's: a mean would sit DELAY / 2 above rank 0, rank 0's clock 0.
+    assert out[0]["recorded"] - out[0]["own"] >= 0.75 * DELAY
+    assert out[0]["recorded"] <= out[1]["own"] + 1e-9
+
+
+# --- --precision bf16 through the CLI ----------------------------------------------------
+
+
+def test_cli_bf16_trains_in_bf16(cli, tmp_path):
+    args = ["--batch-size", "32", "--max-steps", "2", "--eval-every", "1epoch", "--seed", str(SEED)]
+    cli(
+        "run", "--synthetic", *args, "--precision", "bf16", "--threads", "1", "--save-model",
+        "--thresholds", "0.1:0.2:0.1", "--results-dir", str(tmp_path), "--progress", "none",
+        check=True, timeout=600,
+    )  # fmt: skip
+    (run_dir,) = glob.glob(os.path.join(str(tmp_path), "*", "resnet20", "closed", "*"))
+    got = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
+    torch.set_num_threads(1)
+    cfg = _cfg(batch_size=32, max_steps=2, eval_every="1epoch")
+    bf16, _ = _train(cfg, comm_mod.Comm(), autocast_dtype=torch.bfloat16)
+    fp32, _ = _train(cfg, comm_mod.Comm())
+    bf16_state, fp32_state = bf16.model.state_dict(), fp32.model.state_dict()
+    assert all(torch.equal(got[k], bf16_state[k]) for k in bf16_state)
+    assert not all(torch.equal(got[k], fp32_state[k]) for k in fp32_state)
