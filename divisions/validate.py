@@ -144,9 +144,12 @@ _NOT_EXPERIMENT = ("seed", "results_dir", "run_dir", "progress", "save_model", "
 
 
 def experiment_key(run_dir: str, summary: dict | None, config: dict | None) -> str:
-    """What makes runs seeds of one experiment: the system and the run configuration
-    (config.json's `config` without the seed and output settings)."""
-    system = section(config, "resolved").get("system") or RunPath.parse(os.path.abspath(run_dir)).system
+    """What makes runs seeds of one experiment: the results tree they were written to (the
+    folder above <system>: one submission), the system and the run configuration (config.json's
+    `config` without the seed and output settings). Repeated timing measurements of one seed
+    kept in separate trees (e.g. results/predict/runs/<point>-r<k>/) are not seed collisions."""
+    where = RunPath.parse(os.path.abspath(run_dir))
+    system = section(config, "resolved").get("system") or where.system
     cfg = (config or {}).get("config")
     if isinstance(cfg, dict):
         what = {k: v for k, v in cfg.items() if k not in _NOT_EXPERIMENT}
@@ -156,7 +159,7 @@ def experiment_key(run_dir: str, summary: dict | None, config: dict | None) -> s
             what["network_shaping"] = {k: shaping.get(k) for k in ("rate", "delay", "hosts")}
     else:
         what = {k: (summary or {}).get(k) for k in ("benchmark", "division", "dataset", "world_size")}
-    return json.dumps([system, what], sort_keys=True, default=str)
+    return json.dumps([where.root, system, what], sort_keys=True, default=str)
 
 
 def check_seeds(seeds: dict[str, object]) -> list[Problem]:

@@ -5,6 +5,7 @@ and copies of them that are broken one way each and must fail."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -361,6 +362,15 @@ def test_same_seed_on_another_configuration_is_allowed(tmp_path):
         "resolved": {"system": "s"},
     }
     assert v.experiment_key("a", None, config("1gbe")) == v.experiment_key("c", None, same)
+
+
+def test_same_seed_in_another_results_tree_is_another_experiment():
+    # repeated timing measurements keep one seed per repetition, each in its own tree
+    config = {"config": {"benchmark": "resnet20", "seed": 1}, "resolved": {"system": "s"}}
+    run = os.path.join("s", "resnet20", "closed", "20990101-000000-aaaaaa")
+    key = lambda root: v.experiment_key(os.path.join(os.sep, "t", root, run), None, config)
+    assert key("rep-0") != key("rep-1")
+    assert key("rep-0") == key("rep-0")
 
 
 @pytest.mark.slow
