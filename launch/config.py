@@ -24,6 +24,7 @@ from typing import Optional
 from ttabench import UserError
 from ttabench.divisions import metrics
 from ttabench.divisions import open as open_division
+from ttabench.launch import usage
 from ttabench.launch.net import link as network
 from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, PRECISIONS
 
@@ -451,11 +452,11 @@ def parse_run_args(
     return RunArgs(argv, frozenset(given), cfg)
 
 
-class _RunFlagsParser(argparse.ArgumentParser):
+class _RunFlagsParser(usage.Parser):
     """The `ttabench run` flags inside another command: a mistake is one UserError line."""
 
     def error(self, message):
-        raise UserError(f"bad `ttabench run` flags after --: {message}")
+        raise UserError(f"bad `ttabench run` flags after --: {usage.one_line(message)}")
 
 
 def _run_parser(defaults: bool = True) -> argparse.ArgumentParser:
