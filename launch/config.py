@@ -140,8 +140,9 @@ class RunConfig:
     )
     network: Optional[str] = _f(
         None,
-        "emulated network profile: loopback, 100gbe, 25gbe, 10gbe, 1gbe, 100mbit, 20mbit, wan, "
-        "or a profile file written by `ttabench bench allreduce --fit`",
+        "emulated network profile, bandwidth and per-message latency: "
+        + network.profiles_text()
+        + ", or a profile file written by `ttabench bench allreduce --fit`",
         "network",
     )
     bandwidth: Optional[str] = _f(
