@@ -26,7 +26,7 @@ from ttabench.divisions import metrics
 from ttabench.divisions import open as open_division
 from ttabench.launch import usage
 from ttabench.launch.net import link as network
-from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, PRECISIONS
+from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, PRECISIONS, THRESHOLDS
 
 BACKENDS = ("auto", "none", "torchrun", "horovod")
 DEVICES = ("auto", "cpu", "cuda")
@@ -102,8 +102,12 @@ class RunConfig:
     )
     max_steps: Optional[int] = _f(None, "stop after this many optimizer steps", "stop rules")
     eval_every: str = _f("1epoch", "evaluation cadence: e.g. 1epoch, 0.5epoch, 12800samples", "stop rules")
-    thresholds: str = _f(
-        "0.80:0.92:0.01", "accuracy thresholds LOW:HIGH:STEP for the TTMT curve", "stop rules"
+    thresholds: Optional[str] = _f(
+        None,
+        "accuracy thresholds LOW:HIGH:STEP for the TTMT curve (default: from the data set: "
+        + "; ".join(f"{k} {v}" for k, v in THRESHOLDS.items())
+        + ")",
+        "stop rules",
     )
     # -- performance
     device: str = _f("auto", "cpu, cuda, or auto (cuda when available)", "performance", choices=DEVICES)
@@ -238,7 +242,8 @@ class RunConfig:
             raise UserError(f"--threads must be >= 1, got {self.threads}")
         if self.collective_timeout <= 0:
             raise UserError("--collective-timeout must be > 0")
-        metrics.parse_thresholds(self.thresholds)
+        if self.thresholds is not None:
+            metrics.parse_thresholds(self.thresholds)
         network.resolve(self.network, self.bandwidth, self.latency)
         if self.straggler is not None:
             parse_straggler(self.straggler, self.world_size())

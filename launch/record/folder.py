@@ -6,6 +6,7 @@ hooks; checkpoints; the final or failed summary. On other ranks every step does 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -59,8 +60,7 @@ class RunFolder:
         rules = progress.StopRules(cfg.max_epochs, cfg.max_steps, cfg.time_budget, cfg.target)
         title = cfg.benchmark_name() + (f" {cfg.division}" if resumed is None else " (resumed)")
         title += " [synthetic data]" if cfg.synthetic else ""
-        thresholds = metrics.thresholds(*metrics.parse_thresholds(cfg.thresholds))
-        self.display = progress.make(cfg.progress, title, thresholds, rules)
+        self.display = progress.make(cfg.progress, title, _threshold_list(cfg.thresholds), rules)
         if self.display is not None:
             self.display.set_run_dir(self.run_dir)
         log_path = os.path.join(self.run_dir, "mllog.txt")
@@ -81,7 +81,10 @@ class RunFolder:
         self.model, self.optimizer = setup.model, setup.spec.optimizer
         if not self.active:
             return []
-        cfg = self.cfg
+        # Without --thresholds, the data set's (known now that it is loaded) are the run's.
+        self.cfg = cfg = dataclasses.replace(self.cfg, thresholds=setup.resolved["thresholds"])
+        if self.display is not None:
+            self.display.set_thresholds(_threshold_list(cfg.thresholds))
         if resumed is None:
             self._write_config(setup, command)
             _log_hyperparameters(self.log, setup)
@@ -205,6 +208,10 @@ class RunFolder:
         if self.display is not None:
             self.display.close()
         self.log.close()
+
+
+def _threshold_list(spec: str | None) -> list[float]:
+    return [] if spec is None else metrics.thresholds(*metrics.parse_thresholds(spec))
 
 
 def user_command(command: list[str] | None) -> list[str]:

@@ -131,6 +131,9 @@ class _Display(Hooks):
     def set_run_dir(self, run_dir: str) -> None:
         self.s.run_dir = run_dir
 
+    def set_thresholds(self, thresholds) -> None:
+        self.s.thresholds = list(thresholds)
+
     def set_title(self, title: str) -> None:
         self.s.title = title
 

@@ -21,7 +21,7 @@ from ttabench.launch.worker.loop import LoopSpec
 from ttabench.launch.worker.timeline import Straggler
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls.augment import Normalize
-from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, Recipe
+from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, THRESHOLDS, Recipe
 from ttabench.reference_impls.resnet import resnet
 
 
@@ -118,6 +118,7 @@ def build(
         "steps_per_epoch": plan.steps_per_epoch,
         "channels_last": channels_last,
         "warmup_s": warmup_s,
+        "thresholds": cfg.thresholds or THRESHOLDS[data.describe()["name"]],
     }
     model_info = {
         "name": cfg.benchmark,
