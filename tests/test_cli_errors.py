@@ -6,12 +6,15 @@ from ttabench.launch.cli import build_parser
 from ttabench.launch.usage import chosen_parser, close_match, options
 
 
-def one_error_line(proc) -> str:
+def one_error_line(proc, started: bool = False) -> str:
+    """The one stderr line of a user error; stdout is empty unless the run had `started`
+    (then it holds only the status lines shown before the worker found the problem)."""
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("ttabench: error: ")
-    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert started or proc.stdout == ""
     return lines[0]
 
 
@@ -65,7 +68,8 @@ def test_wrong_model_name_lists_the_callables_of_the_file(cli, tmp_path):
     )
     ref = f"{tmp_path / 'nets.py'}:wide"
     line = one_error_line(
-        cli("run", "--division", "open", "--model", ref, "--synthetic", "--max-steps", "1", cwd=tmp_path)
+        cli("run", "--division", "open", "--model", ref, "--synthetic", "--max-steps", "1", cwd=tmp_path),
+        started=True,
     )
     # Classes and functions defined in the file; not imports (nn), private names or constants.
     assert line.endswith("has no attribute 'wide'; it has: Net, wide_net"), line
