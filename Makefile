@@ -24,8 +24,10 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 horovod: install
 	scripts/install_horovod.sh $(PY)
 
+# 3 epochs of the synthetic set, evaluated every half epoch, with the synthetic set's default
+# thresholds (reference_impls/recipe.py THRESHOLDS).
 demo: install
-	$(VENV)/bin/ttabench run --synthetic --max-epochs 3 --thresholds 0.30:0.70:0.10 \
+	$(VENV)/bin/ttabench run --synthetic --seed 1 --max-epochs 3 --eval-every 0.5epoch \
 		--results-dir demo-results
 
 # Lint and format check first (seconds), then the suite. pytest exits 5 when it

@@ -52,18 +52,23 @@ def thresholds(low: float, high: float, step: float) -> list[float]:
     return out
 
 
-def parse_thresholds(spec: str) -> tuple[float, float, float]:
-    """'LOW:HIGH:STEP' (fractions) -> (low, high, step), checked."""
+def parse_thresholds(spec: str, flag: str = "--thresholds") -> tuple[float, float, float]:
+    """'LOW:HIGH:STEP' (fractions) -> (low, high, step), checked; errors name `flag`."""
     if not isinstance(spec, str):
-        raise UserError(f"thresholds must be LOW:HIGH:STEP (e.g. 0.70:0.77:0.01), got {spec!r}")
+        raise UserError(f"{flag} must be LOW:HIGH:STEP (e.g. 0.70:0.77:0.01), got {spec!r}")
     parts = spec.split(":")
     if len(parts) != 3:
-        raise UserError(f"thresholds must be LOW:HIGH:STEP (e.g. 0.70:0.77:0.01), got {spec!r}")
+        raise UserError(f"{flag} must be LOW:HIGH:STEP (e.g. 0.70:0.77:0.01), got {spec!r}")
     try:
         low, high, step = (float(Decimal(p)) for p in parts)
     except (InvalidOperation, ValueError):
-        raise UserError(f"thresholds must be numbers LOW:HIGH:STEP, got {spec!r}") from None
-    thresholds(low, high, step)  # validates
+        raise UserError(f"{flag} must be numbers LOW:HIGH:STEP, got {spec!r}") from None
+    if 0 <= high < low <= 1:
+        raise UserError(f"{flag} {spec}: LOW is above HIGH (did you mean {parts[1]}:{parts[0]}:{parts[2]}?)")
+    try:
+        thresholds(low, high, step)  # validates
+    except UserError as e:
+        raise UserError(f"{flag} {spec}: {e}") from None
     return low, high, step
 
 

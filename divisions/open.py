@@ -51,7 +51,7 @@ shape, e.g. ``2x5``; ERROR is ``ExceptionType: first line of its message``.
 | module not found                          | ``FLAG REF: no module named 'MODULE' (run from its folder, add it to PYTHONPATH, or give path/to/file.py:CALLABLE)`` |
 | syntax error in the user's code           | ``FLAG REF: syntax error in FILE, line N: MESSAGE``                                            |
 | import raised                             | ``FLAG REF: importing TARGET raised ERROR``                                                    |
-| attribute missing                         | ``FLAG REF: TARGET has no attribute 'NAME'``                                                   |
+| attribute missing                         | ``FLAG REF: TARGET has no attribute 'NAME'; it has: CALLABLES`` (or ``; it defines no callable``) |
 | model reference not callable              | ``--model REF: KIND is not callable (expected a function returning a torch.nn.Module, or a Submission)`` |
 | optimizer reference not callable          | ``--optimizer REF: KIND is not callable (expected a function (model, run) -> optimizer)``       |
 | a Submission field not callable           | ``--model REF: Submission.FIELD is KIND, not callable``                                         |
@@ -262,10 +262,21 @@ def _load_object(ref: str, flag: str) -> tuple[Any, dict]:
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise _fail(f"{where}: {r.target} has no attribute {r.attr!r}") from None
+            raise _fail(f"{where}: {r.target} has no attribute {r.attr!r}{_offer(module)}") from None
         except Exception as e:  # a module __getattr__ or property of the user's
             raise _fail(f"{where}: {r.target} has no attribute {r.attr!r}", e) from e
     return obj, source
+
+
+def _offer(module) -> str:
+    """'; it has: a, b' -- the callables and Submissions defined in the user's module."""
+    names = sorted(
+        name
+        for name, v in vars(module).items()
+        if not name.startswith("_")
+        and (isinstance(v, Submission) or (callable(v) and getattr(v, "__module__", None) == module.__name__))
+    )
+    return f"; it has: {', '.join(names)}" if names else "; it defines no callable"
 
 
 @dataclass

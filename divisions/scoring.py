@@ -87,7 +87,7 @@ class Run:
         if key == "threshold_spec":
             if isinstance(value, str):
                 try:
-                    metrics.parse_thresholds(value)
+                    metrics.parse_thresholds(value, "threshold_spec")
                     return value, None
                 except UserError as e:
                     return None, f"{self.name}: recorded threshold_spec is invalid ({e})"

@@ -33,10 +33,11 @@ from ttabench.launch.commands import (
     submit,
     sweep,
 )
+from ttabench.launch.usage import Parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="ttabench",
         description=(
             "Distributed-training benchmarks: time-to-accuracy (TTA), accuracy-after-time (AAT) "

@@ -24,8 +24,9 @@ from typing import Optional
 from ttabench import UserError
 from ttabench.divisions import metrics
 from ttabench.divisions import open as open_division
+from ttabench.launch import usage
 from ttabench.launch.net import link as network
-from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, PRECISIONS
+from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, PRECISIONS, THRESHOLDS
 
 BACKENDS = ("auto", "none", "torchrun", "horovod")
 DEVICES = ("auto", "cpu", "cuda")
@@ -101,8 +102,12 @@ class RunConfig:
     )
     max_steps: Optional[int] = _f(None, "stop after this many optimizer steps", "stop rules")
     eval_every: str = _f("1epoch", "evaluation cadence: e.g. 1epoch, 0.5epoch, 12800samples", "stop rules")
-    thresholds: str = _f(
-        "0.80:0.92:0.01", "accuracy thresholds LOW:HIGH:STEP for the TTMT curve", "stop rules"
+    thresholds: Optional[str] = _f(
+        None,
+        "accuracy thresholds LOW:HIGH:STEP for the TTMT curve (default: from the data set: "
+        + "; ".join(f"{k} {v}" for k, v in THRESHOLDS.items())
+        + ")",
+        "stop rules",
     )
     # -- performance
     device: str = _f("auto", "cpu, cuda, or auto (cuda when available)", "performance", choices=DEVICES)
@@ -139,8 +144,9 @@ class RunConfig:
     )
     network: Optional[str] = _f(
         None,
-        "emulated network profile: loopback, 100gbe, 25gbe, 10gbe, 1gbe, 100mbit, 20mbit, wan, "
-        "or a profile file written by `ttabench bench allreduce --fit`",
+        "emulated network profile, bandwidth and per-message latency: "
+        + network.profiles_text()
+        + ", or a profile file written by `ttabench bench allreduce --fit`",
         "network",
     )
     bandwidth: Optional[str] = _f(
@@ -236,7 +242,8 @@ class RunConfig:
             raise UserError(f"--threads must be >= 1, got {self.threads}")
         if self.collective_timeout <= 0:
             raise UserError("--collective-timeout must be > 0")
-        metrics.parse_thresholds(self.thresholds)
+        if self.thresholds is not None:
+            metrics.parse_thresholds(self.thresholds)
         network.resolve(self.network, self.bandwidth, self.latency)
         if self.straggler is not None:
             parse_straggler(self.straggler, self.world_size())
@@ -451,11 +458,11 @@ def parse_run_args(
     return RunArgs(argv, frozenset(given), cfg)
 
 
-class _RunFlagsParser(argparse.ArgumentParser):
+class _RunFlagsParser(usage.Parser):
     """The `ttabench run` flags inside another command: a mistake is one UserError line."""
 
     def error(self, message):
-        raise UserError(f"bad `ttabench run` flags after --: {message}")
+        raise UserError(f"bad `ttabench run` flags after --: {usage.one_line(message)}")
 
 
 def _run_parser(defaults: bool = True) -> argparse.ArgumentParser:

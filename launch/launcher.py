@@ -88,11 +88,20 @@ def resume_config(run_dir: str) -> RunConfig:
     return cfg
 
 
+def _starting(cfg: RunConfig, doing: str) -> None:
+    """The first status line, from process start (the live display follows once a worker runs)."""
+    if cfg.progress != "none":
+        n = cfg.world_size()
+        where = f"; results: {cfg.run_dir}" if cfg.run_dir else ""
+        print(f"ttabench: {cfg.benchmark_name()}, {n} worker{'s' * (n > 1)}: {doing}{where}", flush=True)
+
+
 def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
     backend = cfg.backend_name()
     if backend == "none":
         if cfg.world_size() != 1:
             raise UserError("--backend none runs exactly one worker")
+        _starting(cfg, "importing torch")
         # Imported here: the worker needs torch, which `ttabench` starts without.
         from ttabench.launch.worker.main import run_worker
 
@@ -110,6 +119,7 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
         cfg = _with_run_dir(cfg)
     else:  # gloo would bind the interface of the node's name: loopback where it does not resolve
         cfg = dataclasses.replace(cfg, local_addr=iface.for_launcher(cfg.local_addr, cfg.rdzv_endpoint))
+    _starting(cfg, f"starting {backend} workers, rendezvous")
     if backend == "torchrun":
         outcome = _launch_torchrun(cfg)
         restarts = 0

@@ -37,6 +37,7 @@ NUM_CLASSES = 10
 # values used by the reference ResNet CIFAR pipelines.
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
+BATCHES_DIR = "cifar-10-batches-py"  # the folder the official archive unpacks to
 # Key added to batches.meta of data sets written by write_split(synthetic).
 _SYNTHETIC_KEY = b"ttabench_synthetic"
 
@@ -168,6 +169,12 @@ def check_files(data_dir: str) -> None:
         raise UserError(
             f"CIFAR-10 directory not found: {data_dir} "
             "(run `ttabench data download --dir DIR` or pass --data-dir)"
+        )
+    child = os.path.join(data_dir, BATCHES_DIR)
+    if not os.path.isfile(os.path.join(data_dir, TRAIN_FILES[0])) and os.path.isdir(child):
+        raise UserError(
+            f"{data_dir} holds no batch files but has a {BATCHES_DIR} folder: "
+            f"did you mean --data-dir {child}?"
         )
     for name in TRAIN_FILES + (TEST_FILE,):
         if not os.path.isfile(os.path.join(data_dir, name)):

@@ -36,12 +36,12 @@ import zlib
 from typing import Callable, Optional
 
 from ttabench import UserError, __version__
-from ttabench.reference_impls.cifar10 import META_FILE, TEST_FILE, TRAIN_FILES
+from ttabench.reference_impls.cifar10 import BATCHES_DIR, META_FILE, TEST_FILE, TRAIN_FILES
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE = "cifar-10-python.tar.gz"
 MD5 = "c58f30108f718f92721af3b95e74349a"
-FOLDER = "cifar-10-batches-py"
+FOLDER = BATCHES_DIR
 MARKER = ".complete"
 PART_SUFFIX = ".part"
 REQUIRED_FILES = TRAIN_FILES + (TEST_FILE, META_FILE)

@@ -14,6 +14,7 @@ import pytest
 from conftest import run_cli
 from ttabench.divisions import metrics
 from ttabench.divisions.results import curve_points, read_curve
+from ttabench.reference_impls.recipe import THRESHOLDS
 
 pytestmark = pytest.mark.slow
 
@@ -760,3 +761,21 @@ def test_eager_run_records_no_warmup(tmp_path):
     _ok(proc)
     cfg = json.loads((_only_run_dir(tmp_path) / "config.json").read_text())
     assert cfg["resolved"]["compile"] == "none" and cfg["resolved"]["warmup_s"] is None
+
+
+# --- default thresholds come from the data set -----------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("data", ["synthetic", "cifar10-subset"])
+def test_default_thresholds_follow_the_data_set(tmp_path, request, data):
+    source = (
+        ("--synthetic",) if data == "synthetic" else ("--data-dir", request.getfixturevalue("subset_dir"))
+    )
+    _ok(run_cli("run", *source, "--max-steps", "1", *SMALL, "--results-dir", str(tmp_path), timeout=300))
+    run_dir = _only_run_dir(tmp_path)
+    config = json.loads((run_dir / "config.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert config["config"]["thresholds"] == THRESHOLDS[data]
+    assert summary["metrics"]["threshold_spec"] == THRESHOLDS[data]
+    assert summary["dataset"] == data

@@ -101,7 +101,7 @@ def _message(model_ref, optimizer_ref=None) -> str:
 
 # (name, body of the user's file, attribute, expected message with {ref} for the reference)
 MODEL_CASES = [
-    ("attribute missing", "", "net", "--model {ref}: {file} has no attribute 'net'"),
+    ("attribute missing", "", "net", "--model {ref}: {file} has no attribute 'net'; it has: Net, sgd"),
     (
         "not callable",
         "net = 3\n",

@@ -57,7 +57,7 @@ def spec_from_runs(runs: list[Run], given: str | None, what: str):
         raise UserError(f"{problems[0]}; {what} needs --thresholds LOW:HIGH:STEP")
     if len(specs) == 1:
         spec = specs.pop()
-        return metrics.parse_thresholds(spec), spec
+        return metrics.parse_thresholds(spec, "recorded threshold_spec"), spec
     why = "the runs use different threshold specs" if specs else "no run records a threshold spec"
     raise UserError(f"{what} needs --thresholds LOW:HIGH:STEP ({why})")
 

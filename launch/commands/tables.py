@@ -149,7 +149,8 @@ def metrics_table(m: dict, title: str = "metrics") -> Table:
 
 def print_run_summary(run_dir: str, console: Console | None = None, summary: dict | None = None) -> None:
     """The end-of-run report of a run folder (its summary.json, or `summary` when the caller
-    holds it already)."""
+    holds it already). Lines are never wrapped by us (a terminal folds them itself, a log file
+    keeps them whole), AAT is shown only for a run with a time budget."""
     console = console or Console()
     s = summary if summary is not None else read_json(os.path.join(run_dir, "summary.json"))
     m = s.get("metrics", {})
@@ -158,17 +159,17 @@ def print_run_summary(run_dir: str, console: Console | None = None, summary: dic
         label += " [synthetic data: not a closed-division result]"
     elif s.get("dataset") == "cifar10-subset":
         label += " [CIFAR-10 subset: not the full benchmark]"
-    console.print(
-        f"[bold]{escape(label)}[/]: status {s.get('status')} ({s.get('stop_reason')}), "
-        f"{s.get('steps')} steps, {s.get('epochs', 0):.2f} epochs"
-    )
+    lines = [
+        f"{label}: status {s.get('status')} ({s.get('stop_reason')}), "
+        f"{s.get('steps')} steps, {s.get('epochs') or 0:.2f} epochs"
+    ]
     if s.get("train_time_s") is not None:
-        console.print(
+        lines.append(
             f"training time {s['train_time_s']:.2f} s (evaluation excluded), total "
             f"{s.get('total_time_s', 0):.2f} s, {s.get('throughput_img_s') or 0:,.0f} img/s, "
             f"final accuracy {100 * (m.get('final_accuracy') or 0):.2f}%"
         )
-    if m.get("budget_s") is None and m.get("final_accuracy") is not None:
-        m = dict(m, budget_s=s.get("train_time_s"), aat=m.get("final_accuracy"))
-    console.print(to_rich(metrics_table(m, title="time-to-accuracy")))
+    for line in lines:
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
+    show(metrics_table(m, title="time-to-accuracy"), console)
     console.print(f"results: {run_dir}", soft_wrap=True, markup=False, highlight=False)

@@ -205,6 +205,14 @@ PROFILES = {
 }
 
 
+def profiles_text() -> str:
+    """'loopback (not emulated), 100gbe (100 Gbit/s, 5 us), ...' for help texts and docs."""
+    return ", ".join(
+        f"{n} ({format_rate(p.bandwidth)}, {p.latency * 1e6:g} us)" if p.emulated else f"{n} (not emulated)"
+        for n, p in PROFILES.items()
+    )
+
+
 def resolve(profile: str | None, bandwidth: str | None, latency: str | None) -> Link:
     """The link a run uses: a profile (a name or a profile file), explicit values, or a
     profile with overrides."""

@@ -6,6 +6,7 @@ hooks; checkpoints; the final or failed summary. On other ranks every step does 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -40,6 +41,12 @@ class RunFolder:
         self.recorder: Recorder | None = None
         self.model: torch.nn.Module | None = None  # what checkpoints save (set by start)
         self.optimizer: torch.optim.Optimizer | None = None
+        self.display = None  # rank 0's live progress, shown from open() on
+
+    def phase(self, text: str) -> None:
+        """What the worker does now, on rank 0's display (loading data, compiling, ...)."""
+        if self.display is not None:
+            self.display.phase(text)
 
     def open(self, resumed: Checkpoint | None, restarted: bool) -> None:
         """The folder and its mllog.txt: new, cut back to a checkpoint, or begun again."""
@@ -50,6 +57,12 @@ class RunFolder:
             self.run_dir = new_run_dir(
                 cfg.results_dir, self.ctx.system_name, cfg.benchmark_name(), cfg.division
             )
+        rules = progress.StopRules(cfg.max_epochs, cfg.max_steps, cfg.time_budget, cfg.target)
+        title = cfg.benchmark_name() + (f" {cfg.division}" if resumed is None else " (resumed)")
+        title += " [synthetic data]" if cfg.synthetic else ""
+        self.display = progress.make(cfg.progress, title, _threshold_list(cfg.thresholds), rules)
+        if self.display is not None:
+            self.display.set_run_dir(self.run_dir)
         log_path = os.path.join(self.run_dir, "mllog.txt")
         lines = 0
         if resumed is not None:  # drop what the stopped run logged after its checkpoint
@@ -68,25 +81,25 @@ class RunFolder:
         self.model, self.optimizer = setup.model, setup.spec.optimizer
         if not self.active:
             return []
-        cfg = self.cfg
+        # Without --thresholds, the data set's (known now that it is loaded) are the run's.
+        self.cfg = cfg = dataclasses.replace(self.cfg, thresholds=setup.resolved["thresholds"])
+        if self.display is not None:
+            self.display.set_thresholds(_threshold_list(cfg.thresholds))
         if resumed is None:
             self._write_config(setup, command)
             _log_hyperparameters(self.log, setup)
             base = self._base_summary(setup, init_s)
-            title = f"{cfg.benchmark_name()} {cfg.division}" + (
-                " [synthetic data]" if setup.data.synthetic else ""
-            )
+            if setup.data.synthetic and not cfg.synthetic and self.display is not None:  # a written set
+                self.display.set_title(f"{cfg.benchmark_name()} {cfg.division} [synthetic data]")
         else:
             past = resumed.summary.get("resumes", [])
             base = dict(
                 resumed.summary,
                 resumes=past + [{"step": resumed.loop.step, "train_time_s": resumed.loop.train_s}],
             )
-            title = f"{cfg.benchmark_name()} (resumed)"
         curve = None if resumed is None else resumed.loop.curve
         self.recorder = Recorder(self.run_dir, self.log, base, cfg, curve=curve)
-        thresholds = metrics.thresholds(*metrics.parse_thresholds(cfg.thresholds))
-        hooks = [self.recorder, progress.make(cfg.progress, title, thresholds, cfg.target)]
+        hooks = [self.recorder, self.display]
         if resumed is None:
             self.log.end(C.INIT_STOP)
         return hooks
@@ -192,7 +205,13 @@ class RunFolder:
             pass  # the log's own write failure was reported by the first error
 
     def close(self) -> None:
+        if self.display is not None:
+            self.display.close()
         self.log.close()
+
+
+def _threshold_list(spec: str | None) -> list[float]:
+    return [] if spec is None else metrics.thresholds(*metrics.parse_thresholds(spec))
 
 
 def user_command(command: list[str] | None) -> list[str]:

@@ -82,7 +82,7 @@ def run_worker(cfg: RunConfig, *, command: list[str] | None = None) -> int:
     try:
         folder.open(resumed, restarted)
         t_init = time.perf_counter()
-        setup = workload.build(cfg, ctx.comm, ctx.seed, ctx.device, ctx.autocast_dtype)
+        setup = workload.build(cfg, ctx.comm, ctx.seed, ctx.device, ctx.autocast_dtype, phase=folder.phase)
         if resumed is not None:
             setup.spec.resume = checkpoint.restore(resumed, setup.model, setup.spec.optimizer)
         if cfg.checkpoint_every is not None:

@@ -21,7 +21,7 @@ from ttabench.launch.worker.loop import LoopSpec
 from ttabench.launch.worker.timeline import Straggler
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls.augment import Normalize
-from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, Recipe
+from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, THRESHOLDS, Recipe
 from ttabench.reference_impls.resnet import resnet
 
 
@@ -52,12 +52,22 @@ class _Plan:
 
 
 def build(
-    cfg: RunConfig, comm: Comm, seed: int, device: torch.device, autocast_dtype: torch.dtype | None
+    cfg: RunConfig,
+    comm: Comm,
+    seed: int,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None,
+    phase: Callable[[str], None] = lambda text: None,
 ) -> Setup:
-    """Data, model, optimizer, schedule, data-parallel wrapping and warm-up: everything untimed."""
+    """Data, model, optimizer, schedule, data-parallel wrapping and warm-up: everything untimed.
+    `phase` hears what it does now (for the live display)."""
     # Imported first: a submission that cannot load fails before any data is read.
+    if cfg.division == "open":
+        phase("loading your model's code")
     sub = open_div.load_submission(cfg.model, cfg.optimizer) if cfg.division == "open" else None
+    phase("generating synthetic data" if cfg.synthetic else "loading data")
     data = cifar10.synthetic() if cfg.synthetic else cifar10.load(cfg.resolved_data_dir())
+    phase("building the model")
     plan = _plan(cfg, sub, comm.world_size, len(data.train_labels))
     recipe = CLOSED
     # Horovod's collectives take contiguous tensors only, and channels_last
@@ -95,7 +105,10 @@ def build(
         cudagraphs=device.type == "cuda" and cfg.compile in ("reduce-overhead", "max-autotune"),
         straggler=_straggler(cfg, comm),
     )
+    if cfg.compile != "none":
+        phase(f"compiling (torch.compile {cfg.compile}, before the clock starts)")
     warmup_s = _warm_up(cfg, comm, spec, model, len(data.test_labels), device, channels_last)
+    phase("waiting for every worker" if comm.world_size > 1 else "starting the clock")
     depth, version = BENCHMARKS[cfg.benchmark]
     resolved = {
         "global_batch": plan.global_batch,
@@ -105,6 +118,7 @@ def build(
         "steps_per_epoch": plan.steps_per_epoch,
         "channels_last": channels_last,
         "warmup_s": warmup_s,
+        "thresholds": cfg.thresholds or THRESHOLDS[data.describe()["name"]],
     }
     model_info = {
         "name": cfg.benchmark,

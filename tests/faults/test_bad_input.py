@@ -91,10 +91,22 @@ def test_download_md5_flag_is_checked(tmp_path):
     "args, prefix",
     [
         (("--workers", "-1"), "--workers must be >= 1, got -1"),
-        (("--thresholds", "0.5:1.5:0.5"), "thresholds must satisfy 0 <= low <= high <= 1, got 0.5:1.5"),
-        (("--thresholds=-0.1:0.5:0.1",), "thresholds must satisfy 0 <= low <= high <= 1, got -0.1:0.5"),
-        (("--thresholds", "0.5:0.4:0.1"), "thresholds must satisfy 0 <= low <= high <= 1, got 0.5:0.4"),
-        (("--thresholds", "nan:0.5:0.1"), "thresholds must satisfy 0 <= low <= high <= 1"),
+        (
+            ("--thresholds", "0.5:1.5:0.5"),
+            "--thresholds 0.5:1.5:0.5: thresholds must satisfy 0 <= low <= high <= 1, got 0.5:1.5",
+        ),
+        (
+            ("--thresholds=-0.1:0.5:0.1",),
+            "--thresholds -0.1:0.5:0.1: thresholds must satisfy 0 <= low <= high <= 1, got -0.1:0.5",
+        ),
+        (
+            ("--thresholds", "0.5:0.4:0.1"),
+            "--thresholds 0.5:0.4:0.1: LOW is above HIGH (did you mean 0.4:0.5:0.1?)",
+        ),
+        (
+            ("--thresholds", "nan:0.5:0.1"),
+            "--thresholds nan:0.5:0.1: thresholds must satisfy 0 <= low <= high <= 1",
+        ),
         (("--bandwidth", "fast"), "cannot parse bandwidth 'fast' (e.g. 1gbit, 100mbit, 125mbps; units: "),
         (("--bandwidth=-1gbit",), "cannot parse bandwidth '-1gbit'"),
         (("--bandwidth", "1e999gbit"), "bandwidth '1e999gbit' is not a finite number"),
