@@ -156,8 +156,10 @@ def test_unknown_benchmark_is_one_argparse_line(tmp_path):
         "run", "--synthetic", "--benchmark", "resnet1000", "--results-dir", str(tmp_path / "results")
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("ttabench run: error: argument --benchmark: invalid choice: 'resnet1000'"), last
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr  # no usage block: one line with the valid choices
+    assert lines[0].startswith("ttabench: error: argument --benchmark: invalid choice 'resnet1000'"), lines
+    assert "choose from resnet20, resnet20-v2," in lines[0]
 
 
 # --- malformed curve or mllog given to the readers ---------------------------------------------
