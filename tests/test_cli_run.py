@@ -416,7 +416,8 @@ def test_error_argparse(tmp_path, args):
     proc = run_cli("run", "--synthetic", "--results-dir", str(tmp_path / "results"), *args)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines()[-1].startswith("ttabench run: error: ")
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"ttabench: error: argument {args[0]}: "), lines
     assert not (tmp_path / "results").exists()
 
 
