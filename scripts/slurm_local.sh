@@ -29,7 +29,7 @@
 # `down` reads (so a half-finished `up` is still torn down). The config is
 # also written to /etc/slurm/slurm.conf (where sbatch looks), unless a
 # slurm.conf that this script did not write is already there.
-set -euo pipefail
+set -Eeuo pipefail  # -E: the ERR trap of `up` also fires inside its functions
 
 DIR="${TTABENCH_SLURM_DIR:-/run/ttabench-slurm}"
 SUBNET="${TTABENCH_SLURM_SUBNET:-200}"
@@ -179,7 +179,12 @@ cmd_up() {
     local nodes=${1:-2}
     [[ "$nodes" =~ ^[0-9]+$ ]] && [ "$nodes" -ge 1 ] && [ "$nodes" -le 16 ] || die "NODES must be 1..16, got $nodes"
     need_root
-    [ -e "$DIR/made" ] && die "a local cluster is already up (state in $DIR): scripts/slurm_local.sh down first"
+    if [ -e "$DIR/made" ]; then
+        cmd_status >/dev/null 2>&1 && die "a local cluster is already up (state in $DIR): scripts/slurm_local.sh down first"
+        say "removing what an earlier up left behind (state in $DIR, cluster not answering)"
+        cmd_down >/dev/null
+    fi
+    remove_strays
     install_slurm
     mkdir -p "$DIR" && : >"$DIR/made"
     trap 'echo "slurm_local: up failed; removing what it made" >&2; cmd_down >/dev/null 2>&1 || true' ERR
@@ -246,6 +251,18 @@ kill_pidfile() {
     kill -KILL "$pid" 2>/dev/null || true
 }
 
+remove_strays() {  # our daemons, namespaces and links without a state file that names them (a lost $DIR)
+    local ns link
+    pkill -KILL -f "^slurmctld -f $DIR/slurm.conf" 2>/dev/null || true
+    for ns in $(ip netns list | awk '{print $1}' | grep "^$NS_PREFIX[0-9]*$" || true); do
+        ip netns pids "$ns" | xargs -r kill -KILL 2>/dev/null || true
+        ip netns del "$ns" 2>/dev/null || true
+    done
+    for link in $(ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -E "^($BRIDGE|ttasl[0-9]+-br)$" || true); do
+        ip link del "$link" 2>/dev/null || true
+    done
+}
+
 cmd_down() {
     need_root
     if [ ! -e "$DIR/made" ]; then
@@ -272,10 +289,11 @@ cmd_down() {
             pid) kill_pidfile "$obj" ;;
             netns) ip netns del "$obj" 2>/dev/null || true ;;
             link) ip link del "$obj" 2>/dev/null || true ;;
-            file) grep -qF "$MARK" "$obj" 2>/dev/null && rm -f "$obj" ;;
+            file) if grep -qF "$MARK" "$obj" 2>/dev/null; then rm -f "$obj"; fi ;;
         esac
     done
     rm -rf "$DIR"
+    remove_strays
     say "down: daemons stopped, namespaces and bridge removed"
 }
 
