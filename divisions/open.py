@@ -51,7 +51,8 @@ shape, e.g. ``2x5``; ERROR is ``ExceptionType: first line of its message``.
 | module not found                          | ``FLAG REF: no module named 'MODULE' (run from its folder, add it to PYTHONPATH, or give path/to/file.py:CALLABLE)`` |
 | syntax error in the user's code           | ``FLAG REF: syntax error in FILE, line N: MESSAGE``                                            |
 | import raised                             | ``FLAG REF: importing TARGET raised ERROR``                                                    |
-| attribute missing                         | ``FLAG REF: TARGET has no attribute 'NAME'; it has: CALLABLES`` (or ``; it defines no callable``) |
+| attribute missing                         | ``FLAG REF: TARGET has no attribute 'NAME'; it has: CALLABLES``                               |
+| attribute missing, file has no callable   | ``FLAG REF: TARGET has no attribute 'NAME'; it defines no callable``                          |
 | model reference not callable              | ``--model REF: KIND is not callable (expected a function returning a torch.nn.Module, or a Submission)`` |
 | optimizer reference not callable          | ``--optimizer REF: KIND is not callable (expected a function (model, run) -> optimizer)``       |
 | a Submission field not callable           | ``--model REF: Submission.FIELD is KIND, not callable``                                         |

@@ -240,6 +240,13 @@ def test_broken_model_message(tmp_path, name, body, attr, expected):
     assert _message(ref) == expected.format(ref=ref, file=f)
 
 
+def test_attribute_missing_in_a_file_without_callables(tmp_path):
+    f = tmp_path / "consts.py"
+    f.write_text("WIDTH = 16\n")
+    ref = f"{f}:net"
+    assert _message(ref) == f"--model {ref}: {f} has no attribute 'net'; it defines no callable"
+
+
 OPTIMIZER_CASES = [
     (
         "not callable",
@@ -438,6 +445,7 @@ def test_messages_follow_the_docstring_table():
     messages += [c[2].format(ref=ref) for c in OPTIMIZER_CASES]
     messages += [
         "--model REF: file not found: /abs/path.py",
+        "--model REF: f.py has no attribute 'net'; it defines no callable",
         "--model m:net: no module named 'm' (run from its folder, add it to PYTHONPATH, or give "
         "path/to/file.py:CALLABLE)",
         "--model REF: syntax error in f.py, line 3: invalid syntax",
