@@ -309,3 +309,31 @@ def find_run_dirs(path: str) -> list[str]:
                 keep.append(d)
         dirs[:] = keep
     return sorted(found)
+
+
+# Fields of config.json's `config` that do not change what is trained.
+_NOT_EXPERIMENT = ("seed", "results_dir", "run_dir", "progress", "save_model", "system", "resume")
+
+
+def experiment_key(run_dir: str, summary: dict | None, config: dict | None) -> str:
+    """What makes runs seeds of one experiment: the results tree they were written to (the
+    folder above <system>: one submission), the system and the run configuration (config.json's
+    `config` without the seed and output settings). Repeated timing measurements of one seed
+    kept in separate trees (e.g. results/predict/runs/<point>-r<k>/) are not seed collisions."""
+    return json.dumps(experiment_parts(run_dir, summary, config), sort_keys=True, default=str)
+
+
+def experiment_parts(run_dir: str, summary: dict | None, config: dict | None) -> list:
+    """experiment_key's parts: [results tree, system, {setting: value}]."""
+    where = RunPath.parse(os.path.abspath(run_dir))
+    system = section(config, "resolved").get("system") or where.system
+    cfg = (config or {}).get("config")
+    if isinstance(cfg, dict):
+        what = {k: v for k, v in cfg.items() if k not in _NOT_EXPERIMENT}
+        # A really shaped link (netlab) is set outside the run's flags.
+        shaping = section(section(config, "resolved"), "network_shaping")
+        if shaping:
+            what["network_shaping"] = {k: shaping.get(k) for k in ("rate", "delay", "hosts")}
+    else:
+        what = {k: (summary or {}).get(k) for k in ("benchmark", "division", "dataset", "world_size")}
+    return [where.root, system, what]

@@ -34,6 +34,8 @@ from ttabench.divisions import metrics, stats
 from ttabench.divisions.results import (
     RunPath,
     curve_points,
+    experiment_key,
+    experiment_parts,
     find_run_dirs,
     is_run_dir,
     number,
@@ -271,10 +273,15 @@ def compare_rows(
 
 
 def network_label(config: dict | None) -> str:
-    """The run's network: the emulated link when there was one, else config.network, else none."""
+    """The run's network: the emulated link when there was one, else a really shaped one (netlab,
+    a Slurm node's tbf: ``tbf 100mbit``), else config.network, else none."""
     net = section(section(config, "resolved"), "network")
     if net.get("mechanism") not in (None, "none"):
         return _text(net.get("profile")) or _text(net.get("mechanism")) or "?"
+    shaping = section(section(config, "resolved"), "network_shaping")
+    if _text(shaping.get("rate")):
+        delay = _text(shaping.get("delay"))
+        return f"tbf {shaping['rate']}" + (f" +{delay}" if delay else "")
     return _text(section(config, "config").get("network")) or "none"
 
 
@@ -344,16 +351,53 @@ def _shared(runs: list[Run], key: str, override) -> tuple[object, list[str]]:
 def report_rows(
     runs: list[Run], thresholds: str | None = None, target: float | None = None, budget_s: float | None = None
 ) -> list[dict]:
-    """One row per system / benchmark / division (split further by data set, workers and network,
-    which change the result): run counts and the scored metrics."""
-    groups: dict[tuple, list[Run]] = {}
+    """The report's rows (report_groups without the runs)."""
+    return [row for row, _ in report_groups(runs, thresholds, target, budget_s)]
+
+
+def report_groups(
+    runs: list[Run], thresholds: str | None = None, target: float | None = None, budget_s: float | None = None
+) -> list[tuple[dict, list[Run]]]:
+    """One row (and its runs) per experiment (validate's: one results tree, one system, one run configuration
+    apart from the seed), described by system / benchmark / division / data set / workers /
+    network; where two rows share that description, ``setting`` says what tells them apart."""
+    groups: dict[str, list[Run]] = {}
+    parts: dict[str, list] = {}
     for run in runs:
-        d = describe_run(run)
-        groups.setdefault(tuple(d.items()), []).append(run)
-    return [
-        dict(key, **_score_group(groups[key], thresholds, target, budget_s))
-        for key in sorted(groups, key=lambda k: tuple(str(v) for _, v in k))
-    ]
+        key = experiment_key(run.name, run.summary, run.config)
+        groups.setdefault(key, []).append(run)
+        parts.setdefault(key, experiment_parts(run.name, run.summary, run.config))
+    described = {key: describe_run(group[0]) for key, group in groups.items()}
+    rows = []
+    for key, group in groups.items():
+        twins = [k for k in groups if described[k] == described[key]]
+        row = dict(
+            described[key],
+            setting=_setting(parts[key], [parts[k] for k in twins if k != key]),
+            **_score_group(group, thresholds, target, budget_s),
+        )
+        rows.append((row, group))
+    return sorted(rows, key=lambda rg: tuple(str(rg[0][k]) for k in (*DESCRIPTION, "setting")))
+
+
+DESCRIPTION = ("system", "benchmark", "division", "dataset", "workers", "network")
+
+
+def _setting(mine: list, others: list[list]) -> str:
+    """What sets an experiment apart from others of the same description: the run settings whose
+    values differ (``batch_size=256``), else the results tree (``tree=results/rcp-runs/bs256``)."""
+    if not others:
+        return ""
+    root, _, what = mine
+    keys = sorted({k for o in others for k in {*what, *o[2]} if what.get(k) != o[2].get(k)})
+    out = [f"{k}={_short(what.get(k))}" for k in keys]
+    if any(o[2] == what and o[0] != root for o in others):
+        out.append(f"tree={os.path.relpath(root)}")
+    return ", ".join(out)
+
+
+def _short(value) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
 def _score_group(

@@ -98,7 +98,8 @@ def _check_report_table(page, tree: Path) -> None:
         "[...document.querySelectorAll('#report tbody tr')].map(tr => JSON.parse(tr.dataset.key))"
     )
     assert keys == [
-        [r[k] for k in ("system", "benchmark", "division", "dataset", "workers", "network")] for r in rows
+        [r[k] for k in ("system", "benchmark", "division", "dataset", "workers", "network", "setting")]
+        for r in rows
     ]
     shown = _cells(page, "#report")
     assert len(shown) == len(rows) and {r["system"] for r in rows} >= {"amd-epyc-2c", SECOND}

@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 
@@ -226,6 +227,7 @@ def make_run(
     spec="0.6:0.8:0.1",
     img_s=100.0,
     dataset="cifar10-subset",
+    batch=128,
 ):
     folder = root / system / "resnet20" / "closed" / run_id
     write_curve(folder, points)
@@ -240,7 +242,7 @@ def make_run(
         "metrics": {"threshold_spec": spec, "target": target, "budget_s": None},
     }
     config = {
-        "config": {"benchmark": "resnet20", "division": "closed", "network": network},
+        "config": {"benchmark": "resnet20", "division": "closed", "network": network, "batch_size": batch},
         "resolved": {"system": system, "world_size": workers, "seed": seed},
     }
     (folder / "summary.json").write_text(json.dumps(summary))
@@ -310,6 +312,39 @@ def test_report_markdown_and_csv(tree, capsys):
     assert float(rows[0]["tta_s"]) == 24.0 and rows[0]["statuses"] == "failed:1;success:3"
 
 
+def test_report_rows_are_experiments(tree, tmp_path, capsys):
+    """Runs of another batch size in the same tree, and a copy of sys-a's runs in a second tree:
+    separate rows (never averaged together), each saying what sets it apart."""
+    root = tree
+    make_run(root, "sys-a", "big1", RUNS["a"], seed=1, batch=256)
+    make_run(root, "sys-a", "big2", RUNS["b"], seed=2, batch=256)
+    code, out, _ = run_cli(capsys, "report", str(root), "--format", "json")
+    rows = json.loads(out)["rows"]
+    assert [(r["system"], r["setting"], r["runs"]) for r in rows] == [
+        ("sys-a", "batch_size=128", 4),
+        ("sys-a", "batch_size=256", 2),
+        ("sys-b", "", 2),
+    ]
+    code, out, _ = run_cli(capsys, "report", str(root))
+    assert "| setting |" in out.splitlines()[0]
+    assert any(ln.startswith("| sys-a ") and "| batch_size=256 |" in ln for ln in out.splitlines())
+
+    both = tmp_path / "both"
+    for name in ("one", "two"):
+        shutil.copytree(root / "sys-b", both / name / "sys-b")
+    code, out, _ = run_cli(capsys, "report", str(both), "--format", "json")
+    rows = json.loads(out)["rows"]
+    assert sorted(r["setting"] for r in rows) == [
+        f"tree={os.path.relpath(both / name)}" for name in ("one", "two")
+    ]
+    assert [r["runs"] for r in rows] == [2, 2]
+
+
+def test_report_without_twins_has_no_setting_column(tree, capsys):
+    code, out, _ = run_cli(capsys, "report", str(tree))
+    assert "setting" not in out.splitlines()[0]
+
+
 def test_report_override_target(tree, capsys):
     # At 0.7: sys-a TTA 20, 24, 8 -> olympic 20
     code, out, _ = run_cli(capsys, "report", str(tree), "--format", "json", "--target", "0.7")
@@ -327,6 +362,8 @@ def test_network_label():
     assert scoring.network_label(emulated) == "custom"
     loopback = {"resolved": {"network": {"profile": "loopback", "mechanism": "none"}}}
     assert scoring.network_label(loopback) == "none"
+    shaped = {"resolved": {"network_shaping": {"rate": "100mbit", "delay": None}}}
+    assert scoring.network_label(shaped) == "tbf 100mbit"
 
 
 # --- plot -----------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from ttabench.launch.commands.inputs import check_target_budget
 from ttabench.launch.commands.report import DATA_MARKS
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
-DESCRIBE_KEYS = ("system", "benchmark", "division", "dataset", "workers", "network")
+DESCRIBE_KEYS = (*scoring.DESCRIPTION, "setting")
 DATA_NOTES = {name: note.rstrip(".") for name, (_mark, note) in DATA_MARKS.items()}
 
 
@@ -60,7 +60,8 @@ def _row_key(d: dict) -> tuple:
 
 def _label(row: dict) -> str:
     workers = f" ×{row['workers']}" if row["workers"] is not None else ""
-    return f"{row['system']} {row['division']}{workers} {row['network']}"
+    setting = f" ({row['setting']})" if row["setting"] else ""
+    return f"{row['system']} {row['division']}{workers} {row['network']}{setting}"
 
 
 def _svg(fig) -> bytes:
@@ -195,15 +196,15 @@ def build_site(
 
     _check_paths(results_dir, out_dir)
     runs = scoring.load_inputs([results_dir], every_run=True)
-    rows = scoring.report_rows(runs, thresholds, target, budget_s)
+    groups = scoring.report_groups(runs, thresholds, target, budget_s)
+    rows = [row for row, _ in groups]
     verdict = validate.validate(results_dir, compliance=compliance)
     by_dir = {os.path.abspath(r.name): r for r in runs}
     entries = runs_cmd.list_runs(results_dir)
     slugs = {e["path"]: f"{i:03d}-{safe_name(e['id'])}" for i, e in enumerate(entries)}
-    scored: dict[tuple, list] = {_row_key(row): [] for row in rows}
-    for r in runs:
-        if r.status in scoring.SCORED_STATUSES:
-            scored[_row_key(scoring.describe_run(r))].append(r)
+    scored = {
+        _row_key(row): [r for r in group if r.status in scoring.SCORED_STATUSES] for row, group in groups
+    }
     sections = _sections(rows, scored, thresholds)
     problems = _problems_by_run(verdict, [e["path"] for e in entries])
     env = _environment()

@@ -123,7 +123,7 @@ def set_from_runs(runs: list[scoring.Run], path: str, refs_all: dict, target: fl
 
 def _closed_sets(runs: list[scoring.Run]) -> dict[str, list[scoring.Run]]:
     """Finished closed-division runs on real data, grouped as seeds of one experiment."""
-    from ttabench.divisions.validate import experiment_key
+    from ttabench.divisions.results import experiment_key
 
     sets: dict[str, list[scoring.Run]] = {}
     for r in runs:

@@ -19,6 +19,7 @@ REPORT_COLUMNS = (
     "dataset",
     "workers",
     "network",
+    "setting",
     "runs",
     "scored",
     "statuses",
@@ -107,6 +108,7 @@ COLUMNS = (
     Column("data", "dataset", lambda r: r["dataset"] + DATA_MARKS.get(r["dataset"], ("", ""))[0], left=True),
     Column("workers", show=lambda r: str(r["workers"])),
     Column("network", left=True),
+    Column("setting", left=True),  # only when two rows share the columns before it
     Column("runs", show=_runs, left=True),
     Column("TTA @ target", "tta_s", _tta),
     Column("ATTMT", "attmt_s", _attmt),
@@ -114,6 +116,10 @@ COLUMNS = (
     Column("final acc.", "final_accuracy", lambda r: _percent(r["final_accuracy"])),
     Column("img/s", "throughput_img_s", lambda r: _count(r["throughput_img_s"])),
 )
+
+
+def _name(r: dict) -> str:
+    return f"{r['system']}/{r['benchmark']}/{r['division']}" + (f" ({r['setting']})" if r["setting"] else "")
 
 
 def _percent(v) -> str:
@@ -136,16 +142,18 @@ def report_table(rows: list[dict]) -> Table:
     notes.append("Final accuracy and img/s are means over the scored runs.")
     marks = sorted({r["dataset"] for r in rows} & set(DATA_MARKS))
     notes += [DATA_MARKS[d][0] + " " + DATA_MARKS[d][1] for d in marks]
-    notes += [f"{r['system']}/{r['benchmark']}/{r['division']}: {n}" for r in rows for n in r["notes"]]
-    return Table(COLUMNS, rows, notes=notes)
+    notes += [f"{_name(r)}: {n}" for r in rows for n in r["notes"]]
+    columns = COLUMNS if any(r["setting"] for r in rows) else [c for c in COLUMNS if c.field != "setting"]
+    return Table(columns, rows, notes=notes)
 
 
 def add_commands(sub) -> None:
     r = sub.add_parser(
         "report",
         help="one table of every system/benchmark/division in a results tree",
-        description="One row per system, benchmark and division (split by data set, "
-        "workers and network): runs, olympic-mean TTA at the target, ATTMT, "
+        description="One row per experiment (a results tree, a system and one run "
+        "configuration apart from the seed; `setting` says what tells two rows of the same "
+        "system, benchmark, division, data set, workers and network apart): runs, olympic-mean TTA at the target, ATTMT, "
         "AAT, final accuracy, img/s. Metrics are recomputed from curve.csv "
         "with each run's own thresholds, target and budget unless given.",
     )
