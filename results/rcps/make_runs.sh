@@ -19,10 +19,11 @@ run() {  # run BATCH SEED MAX_EPOCHS
     --target 0.45 --max-epochs "$3" --eval-every 0.25epoch --thresholds 0.30:0.45:0.01 \
     --threads 1 --progress none --results-dir "$OUT/bs$1"
 }
-for seed in $(seq 1 10); do
-  run 128 "$seed" 15
-  run 256 "$seed" 20
-done
-for seed in $(seq 11 20); do
-  run 128 "$seed" 15
-done
+plan() {  # one "BATCH SEED MAX_EPOCHS" line per run, in the order above
+  for seed in $(seq 1 10); do echo "128 $seed 15"; echo "256 $seed 20"; done
+  for seed in $(seq 11 20); do echo "128 $seed 15"; done
+}
+# JOBS=2 runs two at a time (one thread each, one core each on a 2-core machine).
+export DATA OUT
+export -f have run
+plan | xargs -P "${JOBS:-1}" -L 1 bash -c 'run "$@"' _
