@@ -191,13 +191,7 @@ def run_baseline(args, seed: int) -> dict:
     test_loader = DataLoader(test_ds, batch_size=EVAL_BATCH, num_workers=workers)
     torch.manual_seed(seed)  # the same initial weights as ttabench's build()
     model = resnet(20).to(device)
-    opt = torch.optim.SGD(
-        model.parameters(),
-        lr=CLOSED.base_lr,
-        momentum=CLOSED.momentum,
-        nesterov=CLOSED.nesterov,
-        weight_decay=CLOSED.weight_decay,
-    )
+    opt = CLOSED.sgd(model.parameters())
     steps_per_epoch = len(loader)
     step, train_s, cpu_s = 0, 0.0, 0.0
     for _ in range(args.epochs):

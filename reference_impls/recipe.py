@@ -98,6 +98,18 @@ class Recipe:
             return self.base_lr + (peak - self.base_lr) * epoch / self.warmup_epochs
         return peak * self.decay_factor ** bisect.bisect_right(self.decay_epochs, epoch)
 
+    def sgd(self, params):
+        """The recipe's optimizer over ``params`` (its learning rate is set every step by lr_at)."""
+        import torch  # here: the recipe is read by the CLI, which starts without torch
+
+        return torch.optim.SGD(
+            params,
+            lr=self.base_lr,
+            momentum=self.momentum,
+            nesterov=self.nesterov,
+            weight_decay=self.weight_decay,
+        )
+
     def check_batch(self, batch_per_worker: int, workers: int) -> str | None:
         """None if the batch is allowed in the closed division, else the broken rule."""
         if not self.min_batch_per_worker <= batch_per_worker <= self.max_batch_per_worker:

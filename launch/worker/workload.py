@@ -187,14 +187,7 @@ def _make_optimizer(
 ) -> tuple[torch.optim.Optimizer, Callable[[float], float] | None]:
     """The closed recipe's SGD and schedule, or the submission's optimizer (and schedule)."""
     if sub is None or sub.optimizer is None:
-        optimizer = torch.optim.SGD(
-            model.parameters(),
-            lr=recipe.base_lr,
-            momentum=recipe.momentum,
-            nesterov=recipe.nesterov,
-            weight_decay=recipe.weight_decay,
-        )
-        return optimizer, lambda epoch: recipe.lr_at(epoch, plan.global_batch)
+        return recipe.sgd(model.parameters()), lambda epoch: recipe.lr_at(epoch, plan.global_batch)
     planned = [e for e in (plan.max_epochs, cfg.max_steps and cfg.max_steps / plan.steps_per_epoch) if e]
     return sub.make_optimizer(
         model,
