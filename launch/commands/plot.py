@@ -75,17 +75,7 @@ def _accuracy_panel(ax, groups: list[Group], colors, ts, t_max: float) -> None:
             pts = run.points
             if not pts:
                 continue
-            ax.plot(
-                [p[0] for p in pts],
-                [100 * p[1] for p in pts],
-                color=color,
-                lw=1.6 if one else 1.0,
-                alpha=1 if one else 0.75,
-                marker="o",
-                ms=3,
-                label=label,
-                zorder=3,
-            )
+            _line(ax, pts, color, lw=1.6 if one else 1.0, alpha=1 if one else 0.75, label=label, zorder=3)
             label = None  # one legend entry per input
     ax.set_xlabel("training time (s, evaluation excluded)")
     ax.set_ylabel("test accuracy (%)")
@@ -95,6 +85,11 @@ def _accuracy_panel(ax, groups: list[Group], colors, ts, t_max: float) -> None:
     _legend_below(ax)
 
 
+def _line(ax, pts: list[tuple[float, float]], color, **style) -> None:
+    """(seconds, accuracy fraction) points as a line of dots, accuracy in percent."""
+    ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], color=color, marker="o", ms=3, **style)
+
+
 def _ttmt_panel(ax, groups: list[Group], colors, ts: list[float], t_max: float) -> None:
     """Each run's TTMT curve, and for a folder of runs the group's mean drawn bold."""
     for (label, runs), color in zip(groups, colors):
@@ -102,16 +97,7 @@ def _ttmt_panel(ax, groups: list[Group], colors, ts: list[float], t_max: float) 
         for run in runs:
             pts = metrics.ttmt(run.points, ts)
             if pts:
-                ax.plot(
-                    [p[0] for p in pts],
-                    [100 * p[1] for p in pts],
-                    color=color,
-                    lw=0.8 if several else 1.6,
-                    alpha=0.45 if several else 1,
-                    marker="o",
-                    ms=3,
-                    zorder=2,
-                )
+                _line(ax, pts, color, lw=0.8 if several else 1.6, alpha=0.45 if several else 1, zorder=2)
         mean_tta, group_attmt = scoring.group_curves([r.points for r in runs], ts)
         reached = metrics.ttmt_points(ts, mean_tta)
         n = f"{len(runs)} runs, " if several else ""
