@@ -15,6 +15,7 @@ The in-process parts run the worker's own set-up (`build`) and timed loop (`loop
 from __future__ import annotations
 
 import glob
+import json
 import os
 import socket
 import time
@@ -23,6 +24,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from ttabench.launch.config import RunConfig
+from ttabench.launch.record import system
 from ttabench.launch.worker import comm as comm_mod
 from ttabench.launch.worker import loop
 from ttabench.launch.worker.workload import build
@@ -199,12 +201,17 @@ def test_a_slower_rank_moves_the_recorded_time():
 
 def test_cli_bf16_trains_in_bf16(cli, tmp_path):
     args = ["--batch-size", "32", "--max-steps", "2", "--eval-every", "1epoch", "--seed", str(SEED)]
-    cli(
+    r = cli(
         "run", "--synthetic", *args, "--precision", "bf16", "--threads", "1", "--save-model",
         "--thresholds", "0.1:0.2:0.1", "--results-dir", str(tmp_path), "--progress", "none",
         check=True, timeout=600,
     )  # fmt: skip
     (run_dir,) = glob.glob(os.path.join(str(tmp_path), "*", "resnet20", "closed", "*"))
+    # Whether this CPU has bf16 in hardware is recorded, and its absence said in one warning line.
+    native = system.native_bf16()
+    with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+        assert json.load(f)["resolved"]["bf16_native"] is native
+    assert ("CPU without native bf16" in r.stderr) is (native is False), r.stderr
     got = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
     torch.set_num_threads(1)
     cfg = _cfg(batch_size=32, max_steps=2, eval_every="1epoch")
@@ -213,3 +220,17 @@ def test_cli_bf16_trains_in_bf16(cli, tmp_path):
     bf16_state, fp32_state = bf16.model.state_dict(), fp32.model.state_dict()
     assert all(torch.equal(got[k], bf16_state[k]) for k in bf16_state)
     assert not all(torch.equal(got[k], fp32_state[k]) for k in fp32_state)
+
+
+def test_bf16_note_only_for_emulated_bf16_on_a_cpu():
+    from ttabench.launch.worker.context import bf16_note
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert "without native bf16" in bf16_note(cpu, torch.bfloat16, False)
+    assert bf16_note(cpu, torch.bfloat16, True) is None
+    assert bf16_note(cpu, torch.bfloat16, None) is None  # flags unknown: no guess
+    assert bf16_note(cpu, None, False) is None  # fp32
+    assert bf16_note(gpu, torch.bfloat16, False) is None
+    assert system.native_bf16(["avx2", "avx512f"]) is False
+    assert system.native_bf16(["avx512f", "avx512_bf16"]) is True
+    assert system.native_bf16(["amx_bf16"]) is True

@@ -36,6 +36,16 @@ def _cpu_flags() -> list[str]:
     return []
 
 
+def native_bf16(flags: list[str] | None = None) -> bool | None:
+    """Whether this CPU computes bf16 in hardware (AVX512_BF16 or AMX), from /proc/cpuinfo's
+    flags; None where they cannot be read. Without it PyTorch emulates bf16 matmuls and
+    convolutions, many times slower than fp32."""
+    flags = _cpu_flags() if flags is None else flags
+    if not flags:
+        return None
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def _memory_gib() -> float | None:
     try:
         with open("/proc/meminfo", encoding="utf-8") as f:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,10 @@ class Context:
     system_name: str
 
     @property
+    def _bf16_on_cpu(self) -> bool:
+        return self.autocast_dtype == torch.bfloat16 and self.device.type == "cpu"
+
+    @property
     def rank0(self) -> bool:
         return self.comm.rank == 0
 
@@ -45,6 +50,7 @@ class Context:
             "gpu_math": gpu_math(self.device),
             "threads": self.threads,
             "precision": cfg.precision,
+            "bf16_native": system.native_bf16() if self._bf16_on_cpu else None,
             "compile": cfg.compile,
             "system": self.system_name,
             "network": self.link.describe(),
@@ -73,10 +79,13 @@ def join(cfg: RunConfig) -> Context:
     torch.set_num_threads(threads)
     device = device_for(cfg, local_rank)
     dtype = autocast_dtype(cfg.precision, device)
+    note = bf16_note(device, dtype, system.native_bf16())
     comm = comm_mod.init(detect_backend(cfg.backend), cfg.dist_backend, device, cfg.collective_timeout)
     link = network.resolve(cfg.network, cfg.bandwidth, cfg.latency)
     comm.emulate_network(link)
     seed = agree_seed(comm, cfg.seed)
+    if note and comm.rank == 0:
+        print(f"ttabench: warning: {note}", file=sys.stderr, flush=True)
     desc = system.describe()
     return Context(
         comm=comm,
@@ -124,6 +133,16 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
             raise UserError("--precision fp16 needs a GPU (use bf16 on CPUs)")
         return torch.float16
     return torch.bfloat16
+
+
+def bf16_note(device: torch.device, dtype: torch.dtype | None, native: bool | None) -> str | None:
+    """A warning for bf16 on a CPU that emulates it (config.json records resolved.bf16_native)."""
+    if dtype != torch.bfloat16 or device.type != "cpu" or native is not False:
+        return None
+    return (
+        "--precision bf16 on a CPU without native bf16 (no avx512_bf16 or amx_bf16 in /proc/cpuinfo): "
+        "PyTorch emulates it, many times slower than fp32; use --precision fp32 here"
+    )
 
 
 def agree_seed(comm: comm_mod.Comm, seed: int | None) -> int:
