@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 import pytest
-from ttabench.divisions import scoring
+from ttabench.divisions import experiments
 from ttabench.launch.cli import main
 
 HEADER = "epoch,step,samples,train_time_s,total_time_s,accuracy,loss\n"
@@ -352,18 +352,18 @@ def test_report_override_target(tree, capsys):
 
 
 def test_network_label():
-    assert scoring.network_label(None) == "none"
-    assert scoring.network_label({"config": {"network": None}}) == "none"
-    assert scoring.network_label({"config": {"network": "wan"}}) == "wan"
+    assert experiments.network_label(None) == "none"
+    assert experiments.network_label({"config": {"network": None}}) == "none"
+    assert experiments.network_label({"config": {"network": "wan"}}) == "wan"
     emulated = {
         "config": {"network": None},
         "resolved": {"network": {"profile": "custom", "mechanism": "emulated"}},
     }
-    assert scoring.network_label(emulated) == "custom"
+    assert experiments.network_label(emulated) == "custom"
     loopback = {"resolved": {"network": {"profile": "loopback", "mechanism": "none"}}}
-    assert scoring.network_label(loopback) == "none"
+    assert experiments.network_label(loopback) == "none"
     shaped = {"resolved": {"network_shaping": {"rate": "100mbit", "delay": None}}}
-    assert scoring.network_label(shaped) == "tbf 100mbit"
+    assert experiments.network_label(shaped) == "tbf 100mbit"
 
 
 # --- plot -----------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
-from ttabench.divisions import metrics, scoring
+from ttabench.divisions import experiments, metrics, scoring
 from ttabench.launch.config import DEFAULT_RESULTS_DIR
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,7 +95,7 @@ def test_runs_lists_every_run_newest_first_with_the_recorded_metrics(tree):
         assert r["final_accuracy"] == run.points[-1][1]
         assert r["status"] == run.status
         assert {k: r[k] for k in ("system", "benchmark", "division", "workers", "network")} == {
-            k: v for k, v in scoring.describe_run(run).items() if k != "dataset"
+            k: v for k, v in experiments.describe_run(run).items() if k != "dataset"
         }
 
 

@@ -24,14 +24,14 @@ import shutil
 import time
 
 from ttabench import UserError, __version__
-from ttabench.divisions import metrics, scoring
+from ttabench.divisions import experiments, metrics, scoring
 from ttabench.divisions.results import REPORT_SITE_MARK, RUN_FILES, atomic_write_bytes, safe_name, section
 from ttabench.launch.commands import runs as runs_cmd
 from ttabench.launch.commands.inputs import check_target_budget
 from ttabench.launch.commands.report import DATA_MARKS
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
-DESCRIBE_KEYS = (*scoring.DESCRIPTION, "setting")
+DESCRIBE_KEYS = (*experiments.DESCRIPTION, "setting")
 DATA_NOTES = {name: note.rstrip(".") for name, (_mark, note) in DATA_MARKS.items()}
 
 
@@ -196,7 +196,7 @@ def build_site(
 
     _check_paths(results_dir, out_dir)
     runs = scoring.load_inputs([results_dir], every_run=True)
-    groups = scoring.report_groups(runs, thresholds, target, budget_s)
+    groups = experiments.report_groups(runs, thresholds, target, budget_s)
     rows = [row for row, _ in groups]
     verdict = validate.validate(results_dir, compliance=compliance)
     by_dir = {os.path.abspath(r.name): r for r in runs}

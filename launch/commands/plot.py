@@ -11,7 +11,7 @@ import io
 import os
 
 from ttabench import UserError
-from ttabench.divisions import metrics, scoring
+from ttabench.divisions import experiments, metrics, scoring
 from ttabench.divisions.results import atomic_write_bytes
 from ttabench.launch.commands.inputs import note_skipped, recorded_specs
 
@@ -149,7 +149,7 @@ def _default_label(path: str, runs: list[scoring.Run]) -> str:
     if len(runs) > 1 or not runs[0].summary:
         return os.path.normpath(path)
     run = runs[0]
-    d = scoring.describe_run(run)
+    d = experiments.describe_run(run)
     seed = f" seed {run.seed}" if run.seed is not None else ""
     workers = f" x{d['workers']}" if d.get("workers") not in (None, 1) else ""
     return f"{d['system']}{workers} {d['benchmark']}{seed}"

@@ -15,7 +15,7 @@ import json
 import os
 
 from ttabench import UserError
-from ttabench.divisions import rcp, scoring
+from ttabench.divisions import experiments, rcp, scoring
 from ttabench.divisions.results import atomic_write_text, section
 
 
@@ -160,7 +160,7 @@ def annotate_report(rows: list[dict], runs: list[scoring.Run], rcps: str) -> Non
     for row in rows:
         row.update({"rcp": None, "rcp_normalization": None, "tta_normalized_s": None})
     for runs_of_set in _closed_sets(runs).values():
-        key = scoring.describe_run(runs_of_set[0])
+        key = experiments.describe_run(runs_of_set[0])
         row = next((r for r in rows if all(r[k] == v for k, v in key.items())), None)
         if row is None:
             continue

@@ -8,7 +8,7 @@ import os
 import sys
 
 from ttabench import UserError
-from ttabench.divisions import metrics, scoring
+from ttabench.divisions import experiments, metrics, scoring
 from ttabench.launch.commands.inputs import check_target_budget
 from ttabench.launch.commands.tables import Column, Table, to_csv, to_markdown
 
@@ -52,7 +52,7 @@ def _cmd_report(args) -> int:
     if not os.path.isdir(args.results_dir):
         raise UserError(f"not a folder: {args.results_dir}")
     runs = scoring.load_inputs([args.results_dir], every_run=True)
-    rows = scoring.report_rows(runs, args.thresholds, args.target, args.budget)
+    rows = experiments.report_rows(runs, args.thresholds, args.target, args.budget)
     columns = REPORT_COLUMNS
     if args.rcps:
         from ttabench.launch.commands.rcp import annotate_report

@@ -18,7 +18,7 @@ import re
 import time
 
 from ttabench import UserError
-from ttabench.divisions import metrics, scoring
+from ttabench.divisions import experiments, metrics, scoring
 from ttabench.divisions.results import find_run_dirs, number
 from ttabench.launch.commands.tables import Column, Table, seconds, show
 from ttabench.launch.config import DEFAULT_RESULTS_DIR
@@ -57,7 +57,7 @@ def run_entry(run_dir: str) -> dict:
         run = scoring.load_run(run_dir)
     except UserError as e:
         return dict(entry, status="unreadable", error=str(e))
-    d = scoring.describe_run(run)
+    d = experiments.describe_run(run)
     spec, _ = run.recorded("threshold_spec")
     target, _ = run.recorded("target")
     m = metrics.summarize(run.points, metrics.parse_thresholds(spec) if spec else None, target=target)
