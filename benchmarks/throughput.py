@@ -54,7 +54,7 @@ from torch.profiler import ProfilerActivity, profile, schedule
 from torch.utils.data import DataLoader, Dataset
 from ttabench.launch import procs
 from ttabench.launch.config import RunConfig, run_flags
-from ttabench.launch.record.system import cpu_model, usable_cores
+from ttabench.launch.record.system import cpu_model, native_bf16, usable_cores
 from ttabench.launch.worker import comm as comm_mod
 from ttabench.launch.worker import context, loop, workload
 from ttabench.launch.worker import hooks as hooks_mod
@@ -115,6 +115,15 @@ DEFAULT_MODES = {
     "cpu": [m for m in MODES if MODES[m].compile != "reduce-overhead"],
     "cuda": list(MODES),
 }
+
+
+def default_modes(device: str, bf16_native: bool | None) -> list[str]:
+    """The device's default modes; on a CPU that emulates bf16 (bf16_native False) the fp32 ones
+    only: an emulated bf16 epoch takes many times an fp32 one and measures the emulation."""
+    modes = DEFAULT_MODES[device]
+    if device == "cpu" and bf16_native is False:
+        modes = [m for m in modes if MODES[m].precision != "bf16"]
+    return modes
 
 
 # ---------------------------------------------------------------------------------------
@@ -742,7 +751,9 @@ def main(argv=None) -> int:
         return child_main(args)
     if args.profile:
         return _profile_main(args)
-    modes = [m.strip() for m in (args.modes or ",".join(DEFAULT_MODES[args.device])).split(",") if m.strip()]
+    bf16_native = native_bf16() if args.device == "cpu" else True
+    modes = [m.strip() for m in (args.modes or ",".join(default_modes(args.device, bf16_native))).split(",")]
+    modes = [m for m in modes if m]
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         sys.exit(
@@ -757,12 +768,25 @@ def main(argv=None) -> int:
         "python": platform.python_version(),
         "threads": args.threads,
         "data": "synthetic" if args.synthetic else args.data_dir,
+        "isa": torch.backends.cpu.get_cpu_capability(),
+        "bf16_native": bf16_native,
     }
     print(
         f"ResNet-20, batch {BATCH}, {args.epochs} epoch(s), {args.reps} rep(s), {args.threads} threads, "
         f"{machine['cpu']} ({machine['cores']} cores), torch {machine['torch']}",
         flush=True,
     )
+    if bf16_native is False:
+        print(
+            f"this CPU has no native bf16 (no avx512_bf16/amx_bf16; PyTorch's kernels: {machine['isa']}): "
+            "PyTorch emulates bf16, so "
+            + (
+                "the bf16 modes are left out (name them in --modes to run them anyway)"
+                if not args.modes
+                else "the bf16 figures below measure the emulation, not the hardware"
+            ),
+            flush=True,
+        )
     print(f"start: {_uptime()}", flush=True)
     runs, overhead = _measure(args, modes)
     rows = summarize(runs, modes)
