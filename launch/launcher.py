@@ -6,7 +6,9 @@
   this node; with ``--nnodes M --node-rank i --rdzv-endpoint HOST:PORT`` the
   same command on every node forms one c10d rendezvous.
 - backend ``horovod``: ``horovodrun -np N -H localhost:N --gloo`` (``--mpi``
-  where Horovod was built with MPI) runs the same worker module.
+  where Horovod was built with MPI) runs the same worker module; with
+  ``--nnodes M`` inside a Slurm allocation one launcher starts every node's
+  workers with srun (launch/cluster/horovod_slurm.py).
 
 On one node the launcher creates the run folder before the workers start
 and passes it to them, so when a worker dies (signal, exception, OOM) the
@@ -26,6 +28,7 @@ import sys
 from ttabench import UserError
 from ttabench.divisions.results import atomic_write_json, new_run_dir, read_curve, read_json
 from ttabench.launch import procs
+from ttabench.launch.cluster import horovod_slurm
 from ttabench.launch.cluster.outcome import merged
 from ttabench.launch.config import RunConfig
 from ttabench.launch.net import iface
@@ -106,6 +109,9 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
         from ttabench.launch.worker.main import run_worker
 
         return run_worker(cfg, command=argv)
+    hvd_nodes = backend == "horovod" and cfg.nnodes > 1  # one launcher for every node, in Slurm
+    if hvd_nodes:
+        horovod_slurm.allocation_nodes(cfg.nnodes)  # outside an allocation: one line, nothing made
     if cfg.division == "open":
         check_open_submission(cfg)
     if backend == "torchrun" and cfg.dist_backend == "nccl":
@@ -115,9 +121,9 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
         check_nccl(cfg.workers, torch.cuda.device_count())  # one line here, not one per worker
     # Workers record the command the user typed, not their own.
     os.environ["TTABENCH_COMMAND"] = json.dumps(argv or sys.argv)
-    if cfg.nnodes == 1:
+    if cfg.nnodes == 1 or hvd_nodes:
         cfg = _with_run_dir(cfg)
-    else:  # gloo would bind the interface of the node's name: loopback where it does not resolve
+    if cfg.nnodes > 1:  # gloo would bind the interface of the node's name: loopback where it does not resolve
         cfg = dataclasses.replace(cfg, local_addr=iface.for_launcher(cfg.local_addr, cfg.rdzv_endpoint))
     _starting(cfg, f"starting {backend} workers, rendezvous")
     if backend == "torchrun":
@@ -139,17 +145,12 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
             )
             outcome = _launch_torchrun(dataclasses.replace(cfg, resume=True))
     elif backend == "horovod":
-        if cfg.nnodes != 1:
-            raise UserError(
-                "multi-node Horovod runs are started with horovodrun -H host1:n,host2:n "
-                "... python -m ttabench.launch.worker --backend horovod (see README)"
-            )
-        outcome = _launch_horovod(cfg)
+        outcome = _launch_horovod(cfg) if cfg.nnodes == 1 else _launch_horovod_slurm(cfg)
     else:
         raise UserError(f"unknown backend {backend}")
     if outcome.code == 0 or not cfg.run_dir:
         return outcome.code
-    if cfg.nnodes > 1:  # this node saw only its own ranks: merge every node's view
+    if cfg.nnodes > 1 and not hvd_nodes:  # this node saw only its own ranks: merge every node's view
         with merged(cfg.run_dir, cfg.node_rank, outcome.ranks, outcome.interrupted) as (ranks, interrupted):
             text = _ranks_text(ranks) or outcome.text
             status = record_outcome(cfg.run_dir, Outcome(outcome.code, text, ranks, interrupted))
@@ -303,6 +304,18 @@ def _ranks_text(ranks: list[dict]) -> str:
         + (f": {r['message']}" if r.get("message") else "")
         for r in ranks
     )
+
+
+def _launch_horovod_slurm(cfg: RunConfig) -> Outcome:
+    """Every node's workers from this one launcher, with srun (launch/cluster/horovod_slurm.py)."""
+    code, ranks, interrupted = horovod_slurm.launch(
+        cfg, worker_argv(dataclasses.replace(cfg, backend="horovod"))
+    )
+    if code == 0:
+        return Outcome(0)
+    if interrupted:
+        return Outcome(130, f"interrupted by {interrupted}", ranks, interrupted=True)
+    return Outcome(code, _ranks_text(ranks) or f"srun exited with code {code}", ranks)
 
 
 _HVD_EXIT = re.compile(r"Process (\d+) exit with status code (-?\d+)")

@@ -11,7 +11,8 @@
 # Topology. Compute node i is a network namespace `ttaslurm-n{i}` with its own
 # hostname (slurmd runs under `unshare --uts`), one veth `ttasl{i}` (address
 # 10.231.SUBNET.{i+1}/24) whose peer `ttasl{i}-br` is a port of the bridge
-# `ttaslurm-br` in the root namespace. The controller (slurmctld, hostname
+# `ttaslurm-br` in the root namespace; /etc/hosts names every node's address
+# (a marked block, removed by `down`), as a cluster's DNS would. The controller (slurmctld, hostname
 # `ttactl`) and munge run in the root namespace on the bridge's address
 # 10.231.SUBNET.254, so sbatch/squeue/scancel work from the machine as on a
 # login node. Every namespace shares the file system, so a results folder in
@@ -151,6 +152,27 @@ make_network() {
     done
 }
 
+HOSTS_BEGIN="# ttabench slurm_local.sh: cluster host names (begin)"
+HOSTS_END="# ttabench slurm_local.sh: cluster host names (end)"
+
+add_hosts() {  # every node's name resolves to its address on the bridge, as on a real cluster
+    local nodes=$1
+    {
+        echo "$HOSTS_BEGIN"
+        echo "$CTL_ADDR ttactl"
+        for ((i = 0; i < nodes; i++)); do echo "$NET.$((i + 1)) ttanode$i"; done
+        echo "$HOSTS_END"
+    } >>/etc/hosts
+    made "hosts /etc/hosts"
+}
+
+remove_hosts() {  # in place: /etc/hosts may be a bind mount that cannot be replaced
+    grep -qF "$HOSTS_BEGIN" /etc/hosts 2>/dev/null || return 0
+    local kept
+    kept=$(awk -v b="$HOSTS_BEGIN" -v e="$HOSTS_END" '$0 == b {skip = 1} !skip {print} $0 == e {skip = 0}' /etc/hosts)
+    printf '%s\n' "$kept" >/etc/hosts
+}
+
 start_daemons() {
     local nodes=$1
     # slurmctld checks that its host name is the SlurmctldHost's.
@@ -192,6 +214,7 @@ cmd_up() {
     start_munge
     write_config "$nodes"
     make_network "$nodes"
+    add_hosts "$nodes"
     start_daemons "$nodes"
     wait_idle "$nodes"
     trap - ERR
@@ -290,9 +313,11 @@ cmd_down() {
             netns) ip netns del "$obj" 2>/dev/null || true ;;
             link) ip link del "$obj" 2>/dev/null || true ;;
             file) if grep -qF "$MARK" "$obj" 2>/dev/null; then rm -f "$obj"; fi ;;
+            hosts) remove_hosts ;;
         esac
     done
     rm -rf "$DIR"
+    remove_hosts
     remove_strays
     say "down: daemons stopped, namespaces and bridge removed"
 }

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import IN_CI, run_cli
+from conftest import IN_CI, require_horovod, run_cli
+from ttabench.launch.cluster import horovod_slurm
 from ttabench.launch.cluster.jobenv import expand_hostlist
 from ttabench.launch.net import iface
 
@@ -97,11 +98,23 @@ def _node_processes() -> dict[str, list[str]]:
     return out
 
 
+# Both backends across nodes: torchrun (one launcher per node, c10d rendezvous) and Horovod
+# (one launcher starting every node's workers with srun around Horovod's rendezvous server).
+BACKENDS = pytest.mark.parametrize("backend", ["torchrun", "horovod"])
+
+
+def _backend_args(backend: str) -> tuple[str, ...]:
+    if backend == "horovod":
+        require_horovod()
+    return ("--backend", backend)
+
+
 @pytest.mark.slow
 @pytest.mark.root
-def test_two_node_job_succeeds_and_validates(cluster, subset_dir, shared_tmp):
+@BACKENDS
+def test_two_node_job_succeeds_and_validates(cluster, subset_dir, shared_tmp, backend):
     results = os.path.join(shared_tmp, "results")
-    r = _submit_wait(results, subset_dir, "--max-steps", "3")
+    r = _submit_wait(results, subset_dir, "--max-steps", "3", *_backend_args(backend))
     assert r.returncode == 0, r.stdout + r.stderr
     run_dir = _run_dir(r.stdout)
     job_id = re.search(r"submitted Slurm job (\d+)", r.stdout).group(1)
@@ -114,6 +127,7 @@ def test_two_node_job_succeeds_and_validates(cluster, subset_dir, shared_tmp):
     assert config["scheduler"]["job_id"] == job_id
     assert config["scheduler"]["nodes"] == list(NODES)
     assert config["resolved"]["nodes"] == 2 and config["resolved"]["world_size"] == 2
+    assert config["resolved"]["backend"] == backend
     assert _json(os.path.join(run_dir, "summary.json"))["status"] == "success"
     assert "srun" in open(os.path.join(run_dir, "job.sbatch")).read()
     v = run_cli("validate", run_dir)
@@ -148,11 +162,11 @@ def test_two_node_job_across_a_100mbit_tbf_link(cluster, subset_dir, shared_tmp)
     assert run_cli("validate", run_dir).returncode == 0
 
 
-def _start_and_wait_for_training(results: str, data: str) -> tuple[subprocess.Popen, str, str]:
+def _start_and_wait_for_training(results: str, data: str, backend: str) -> tuple[subprocess.Popen, str, str]:
     """`submit --wait` in the background, returned once the run's clock has started."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "ttabench", "submit", *TINY, "--data-dir", data, "--results-dir", results]
-        + ["--max-epochs", "1", "--wait"],
+        + ["--max-epochs", "1", "--wait", *_backend_args(backend)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -172,8 +186,11 @@ def _start_and_wait_for_training(results: str, data: str) -> tuple[subprocess.Po
 
 @pytest.mark.slow
 @pytest.mark.root
-def test_scancel_mid_run_is_recorded_as_interrupted(cluster, subset_dir, shared_tmp):
-    proc, job_id, run_dir = _start_and_wait_for_training(os.path.join(shared_tmp, "results"), subset_dir)
+@BACKENDS
+def test_scancel_mid_run_is_recorded_as_interrupted(cluster, subset_dir, shared_tmp, backend):
+    proc, job_id, run_dir = _start_and_wait_for_training(
+        os.path.join(shared_tmp, "results"), subset_dir, backend
+    )
     subprocess.run(["scancel", job_id], check=True)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out + err
@@ -186,8 +203,11 @@ def test_scancel_mid_run_is_recorded_as_interrupted(cluster, subset_dir, shared_
 
 @pytest.mark.slow
 @pytest.mark.root
-def test_a_killed_worker_fails_the_job_within_seconds(cluster, subset_dir, shared_tmp):
-    proc, job_id, run_dir = _start_and_wait_for_training(os.path.join(shared_tmp, "results"), subset_dir)
+@BACKENDS
+def test_a_killed_worker_fails_the_job_within_seconds(cluster, subset_dir, shared_tmp, backend):
+    proc, job_id, run_dir = _start_and_wait_for_training(
+        os.path.join(shared_tmp, "results"), subset_dir, backend
+    )
     workers = [
         int(pid)
         for pid in subprocess.run(
@@ -239,7 +259,6 @@ def test_dry_run_script_is_accepted_by_sbatch_test_only(cluster, subset_dir, sha
         ((), {"PATH": os.path.dirname(sys.executable)}, "`sbatch` is not on PATH"),
         (("--nodes", "0"), {}, "--nodes must be >= 1, got 0"),
         (("--scheduler", "pbs"), {}, "--scheduler must be slurm or torchx:SCHEDULER"),
-        (("--backend", "horovod"), {}, "--backend horovod on several nodes is not supported"),
     ],
 )
 def test_bad_input_is_one_line_and_leaves_nothing(cluster, subset_dir, shared_tmp, extra, env, message):
@@ -308,3 +327,72 @@ def test_a_worker_pins_gloo_to_the_interface_on_the_route_to_master_addr():
     one_node = {"MASTER_ADDR": "127.0.0.1", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"}
     iface.for_worker(one_node)
     assert iface.ENV not in one_node
+
+
+# --- Horovod across nodes: the parts that need no cluster --------------------------------
+
+
+def test_horovod_plan_is_horovodruns():
+    """Ranks node by node, as horovodrun -H n0:2,n1:2 assigns them (Horovod's own function)."""
+    hosts = pytest.importorskip("horovod.runner.common.util.hosts")
+    ours = horovod_slurm.plan(["n0", "n1"], 2)
+    theirs = hosts.get_host_assignments(hosts.parse_hosts("n0:2,n1:2"), 4)
+    keys = ("hostname", "rank", "local_rank", "cross_rank", "size", "local_size", "cross_size")
+    assert [tuple(getattr(s, k) for k in keys) for s in ours] == [
+        tuple(getattr(s, k) for k in keys) for s in theirs
+    ]
+    env = horovod_slurm.slot_env(ours[3], "10.0.0.1", 1234, "eth0")
+    assert (
+        env["HOROVOD_RANK"] == "3" and env["HOROVOD_LOCAL_RANK"] == "1" and env["HOROVOD_CROSS_RANK"] == "1"
+    )
+    assert env["HOROVOD_GLOO_RENDEZVOUS_ADDR"] == "10.0.0.1" and env["HOROVOD_GLOO_IFACE"] == "eth0"
+    assert env["HOROVOD_CONTROLLER"] == env["HOROVOD_CPU_OPERATIONS"] == "gloo"
+
+
+def test_srun_lines_name_the_ranks_and_how_they_ended():
+    f = horovod_slurm.srun_ends
+    assert f("srun: error: n1: task 1: Exited with exit code 3") == [
+        {"rank": 1, "exitcode": 3, "signal": None, "message": "on n1"}
+    ]
+    assert [(r["rank"], r["signal"]) for r in f("srun: error: n0: tasks 0-1,4: Killed")] == [
+        (0, "SIGKILL"),
+        (1, "SIGKILL"),
+        (4, "SIGKILL"),
+    ]
+    assert f("srun: error: n0: task 2: Segmentation fault")[0]["signal"] == "SIGSEGV"
+    assert f("srun: error: n0: task 0: launch failed") == []
+    assert f("srun: launch/slurm: _step_signal: Terminating StepId=3.0") == []
+
+
+def test_horovod_needs_host_names_that_do_not_resolve_to_loopback(capsys):
+    with pytest.raises(SystemExit) as e:
+        horovod_slurm.check_host_name("localhost")
+    assert e.value.code == 2
+    assert "resolves to 127.0.0.1" in capsys.readouterr().err
+    horovod_slurm.check_host_name("10.0.0.7")  # an address resolves to itself
+
+
+def test_multi_node_horovod_outside_slurm_is_one_line_and_makes_nothing(subset_dir, shared_tmp):
+    results = Path(shared_tmp) / "results"
+    env = {"SLURM_JOB_ID": ""}  # not inside an allocation, even when the tests run in one
+    r = run_cli(
+        "run", "--backend", "horovod", "--nnodes", "2", "--rdzv-endpoint", "127.0.0.1:29400",
+        "--data-dir", subset_dir, "--results-dir", str(results), "--max-steps", "1", env=env, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2, r.stdout + r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(
+        "ttabench: error: --backend horovod on several nodes runs inside a Slurm allocation"
+    )
+    assert not results.exists()
+
+
+def test_horovod_sbatch_script_starts_one_launcher(subset_dir, shared_tmp):
+    r = run_cli(
+        "submit", *TINY, "--backend", "horovod", "--data-dir", subset_dir,
+        "--results-dir", os.path.join(shared_tmp, "results"), "--max-steps", "3", "--dry-run",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "\nsrun " not in r.stdout  # no launcher per node: the one launcher runs srun itself
+    (start,) = [ln for ln in r.stdout.splitlines() if ln.startswith("exec ")]
+    assert "--backend horovod" in start and "--nnodes 2" in start and '--rdzv-endpoint "$rdzv"' in start

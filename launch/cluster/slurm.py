@@ -87,6 +87,21 @@ def script(cfg: RunConfig, job: SlurmJob, python: str, submit_command: list[str]
     sb += job.sbatch_args
     node_cmd = " ".join(shlex.quote(a) for a in node_command(cfg, python))
     q = shlex.quote
+    if cfg.backend == "horovod" and job.nodes > 1:
+        start = [
+            "# Horovod: one launcher, here on the first node; it starts every node's workers",
+            "# with srun around Horovod's rendezvous server (no ssh between nodes).",
+            f'exec {node_cmd} --node-rank 0 --rdzv-endpoint "$rdzv"',
+        ]
+    else:
+        start = [
+            "# One launcher per node; a node that does not see the run folder stops at once.",
+            'srun --ntasks-per-node=1 --cpus-per-task="$SLURM_CPUS_ON_NODE" --kill-on-bad-exit=0 \\',
+            '  bash -c \'test -d "$0" || { echo "ttabench: error: $0 is not visible on $(hostname): '
+            'the results folder must be on a file system every node shares" >&2; exit 2; }; '
+            'exec "${@:2}" --node-rank "$SLURM_NODEID" --rdzv-endpoint "$1"\' \\',
+            f'  {q(run_dir)} "$rdzv" {node_cmd}',
+        ]
     return "\n".join(
         [
             "#!/bin/bash",
@@ -99,12 +114,7 @@ def script(cfg: RunConfig, job: SlurmJob, python: str, submit_command: list[str]
             'head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
             "addr=$(scontrol show node \"$head\" | tr ' ' '\\n' | sed -n 's/^NodeAddr=//p')",
             f'rdzv="${{addr:-$head}}:$(({RDZV_PORT_BASE} + SLURM_JOB_ID % 1000))"',
-            "# One launcher per node; a node that does not see the run folder stops at once.",
-            'srun --ntasks-per-node=1 --cpus-per-task="$SLURM_CPUS_ON_NODE" --kill-on-bad-exit=0 \\',
-            '  bash -c \'test -d "$0" || { echo "ttabench: error: $0 is not visible on $(hostname): '
-            'the results folder must be on a file system every node shares" >&2; exit 2; }; '
-            'exec "${@:2}" --node-rank "$SLURM_NODEID" --rdzv-endpoint "$1"\' \\',
-            f'  {q(run_dir)} "$rdzv" {node_cmd}',
+            *start,
             "",
         ]
     )

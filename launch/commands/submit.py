@@ -84,11 +84,6 @@ def run_config(args, data_here: bool = True) -> RunConfig:
     if not data_here:
         check = dataclasses.replace(check, data_dir=None, synthetic=True)
     check.validate()
-    if cfg.backend == "horovod" and args.nodes > 1:
-        raise UserError(
-            "--backend horovod on several nodes is not supported by ttabench submit yet: "
-            "use the default (torchrun) backend"
-        )
     return cfg
 
 
