@@ -23,7 +23,8 @@ from typing import Optional
 
 from ttabench import UserError
 from ttabench.divisions import metrics
-from ttabench.divisions import open as open_division
+from ttabench.divisions.open import submission_name
+from ttabench.divisions.open_load import parse_ref
 from ttabench.launch import usage
 from ttabench.launch.net import link as network
 from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, PRECISIONS, THRESHOLDS
@@ -263,7 +264,7 @@ class RunConfig:
             if ref is not None:
                 if self.division != "open":
                     raise UserError(f"{flag} needs --division open")
-                open_division.parse_ref(ref, flag)
+                parse_ref(ref, flag)
         if self.division == "open" and not self.model and not self.optimizer:
             raise UserError(
                 "--division open needs --model MODULE:CALLABLE or path/to/file.py:CALLABLE, "
@@ -278,7 +279,7 @@ class RunConfig:
         """The <benchmark> of the results path and summary: --benchmark, or for an open run
         with --model the name of its callable (examples/small_cnn.py:small_cnn -> small_cnn)."""
         if self.division == "open":
-            return open_division.submission_name(self.model, self.benchmark)
+            return submission_name(self.model, self.benchmark)
         return self.benchmark
 
     def resolved_data_dir(self) -> str | None:

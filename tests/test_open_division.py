@@ -2,7 +2,8 @@
 
 Broken submissions are real files in tmp_path, loaded through load_submission
 and checked as the worker checks them; each failure must produce exactly the
-message in divisions/open.py's table. The examples run for real (`ttabench run`
+message in the table of the module that raises it (divisions/open_load.py,
+open.py, open_checks.py). The examples run for real (`ttabench run`
 subprocesses): one process, two workers under torchrun, and Horovod; a user
 exception during training on one worker must fail the run promptly; and the
 open run's evaluation must equal the closed harness's for the same weights.
@@ -23,6 +24,7 @@ import torch
 from conftest import require_horovod, run_cli
 from ttabench import UserError
 from ttabench.divisions import open as open_div
+from ttabench.divisions import open_checks, open_load
 from ttabench.launch.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,15 +81,15 @@ def _run_info() -> open_div.RunInfo:
 def _check(model_ref: str | None, optimizer_ref: str | None = None):
     """The checks build() runs, in its order: load, model, probe, optimizer."""
     loaded = open_div.load_submission(model_ref, optimizer_ref)
-    model = loaded.make_model() if loaded.submission.model is not None else None
+    model = open_checks.make_model(loaded) if loaded.submission.model is not None else None
     if model is not None:
-        loaded.check_forward(model, torch.device("cpu"), channels_last=True, autocast_dtype=None)
+        open_checks.check_forward(loaded, model, torch.device("cpu"), channels_last=True, autocast_dtype=None)
     if loaded.optimizer is not None:
         if model is None:
             from ttabench.reference_impls.resnet import resnet
 
             model = resnet(20, 1)
-        loaded.make_optimizer(model, _run_info())
+        open_checks.make_optimizer(loaded, model, _run_info())
     return loaded
 
 
@@ -431,8 +433,12 @@ def test_user_traceback_is_kept(tmp_path):
 
 
 def test_messages_follow_the_docstring_table():
-    """Every message asserted above fits a row of the table, and every row is asserted."""
-    rows = re.findall(r"^\| [^|]+\| ``([^|]+)`` +\|$", open_div.__doc__, flags=re.M)
+    """Every message asserted above fits a row of the tables, and every row is asserted."""
+    rows = []
+    for module in (open_load, open_div, open_checks):
+        found = re.findall(r"^\| [^|]+\| ``([^|]+)`` +\|$", module.__doc__, flags=re.M)
+        assert found, module.__name__
+        rows += found
     assert len(rows) >= 25, rows
 
     def pattern(template: str) -> re.Pattern:
@@ -490,7 +496,7 @@ def test_divisions_import_without_torch():
     import sys
 
     code = (
-        "import sys; import ttabench.divisions.open, ttabench.divisions.metrics; "
+        "import sys; import ttabench.divisions.open, ttabench.divisions.open_load, ttabench.divisions.metrics; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd="/")

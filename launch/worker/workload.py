@@ -3,7 +3,8 @@
 Everything here happens before ``run_start``; ``build`` returns a ``Setup``
 whose ``spec`` is all the timed loop needs. An open-division run takes what
 its submission sets (divisions/open.py) and the closed recipe for the rest;
-the user's objects are checked here, before the clock starts.
+the user's objects are checked here (divisions/open_checks.py), before the
+clock starts.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Callable
 import torch
 from ttabench import UserError
 from ttabench.divisions import open as open_div
+from ttabench.divisions import open_checks
 from ttabench.launch.config import RunConfig, cadence_samples, parse_straggler
 from ttabench.launch.worker import warmup
 from ttabench.launch.worker.comm import Comm
@@ -171,14 +173,14 @@ def _make_model(cfg, sub, seed: int, device, channels_last: bool, autocast_dtype
     user_model = sub is not None and sub.submission.model is not None
     torch.manual_seed(seed)  # the same initial weights on every worker
     if user_model:
-        model = sub.make_model()
+        model = open_checks.make_model(sub)
     else:
         model = resnet(*BENCHMARKS[cfg.benchmark])
     model = model.to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if user_model:
-        sub.check_forward(model, device, channels_last, autocast_dtype)
+        open_checks.check_forward(sub, model, device, channels_last, autocast_dtype)
     return model
 
 
@@ -189,7 +191,8 @@ def _make_optimizer(
     if sub is None or sub.optimizer is None:
         return recipe.sgd(model.parameters()), lambda epoch: recipe.lr_at(epoch, plan.global_batch)
     planned = [e for e in (plan.max_epochs, cfg.max_steps and cfg.max_steps / plan.steps_per_epoch) if e]
-    return sub.make_optimizer(
+    return open_checks.make_optimizer(
+        sub,
         model,
         open_div.RunInfo(
             batch_size=plan.batch_size,
@@ -238,7 +241,7 @@ def _open_record(cfg, sub, model, optimizer, lr_at, batch_size: int, recipe: Rec
         resolved = {"batch_size": batch_size}
     else:
         rec = dict(
-            open_div.describe_optimizer(optimizer),
+            open_checks.describe_optimizer(optimizer),
             lr_schedule="submission lr_at" if lr_at is not None else "none (the optimizer's own)",
             batch_per_worker=batch_size,
             augmentation=s.augment,
