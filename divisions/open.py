@@ -35,7 +35,10 @@ initial weights are drawn after ``torch.manual_seed(seed)`` on every worker.
 Under DDP every parameter must receive a gradient on every step.
 
 Checks, in the untimed set-up before the clock starts (and, for several
-workers, once in the launching process before any worker starts). Each ends
+workers, once in the launching process before any worker starts; that one
+reads no data, so its RunInfo counts the synthetic set's training images or
+full CIFAR-10's, and the workers call the optimizer factory again with the
+real count). Each ends
 the run with one line (``ttabench: error: ...``, exit code 2); the user's own
 traceback is kept on the exception (``user_traceback``, and as its cause), and
 ``ttabench --debug run ...`` prints it. In the messages, WHO is ``--model REF``

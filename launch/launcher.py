@@ -167,23 +167,14 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
 
 
 def check_open_submission(cfg: RunConfig) -> None:
-    """The worker's set-up, once, in this process on the CPU: a broken submission then ends
-    in one error line here instead of one per worker, before any folder or process exists."""
+    """The worker's checks of the submission, once, in this process on the CPU and without
+    reading the data set: a broken submission then ends in one error line here instead of
+    one per worker, before any folder or process exists."""
     # Imported here: torch and the worker's set-up, which `ttabench` starts without.
-    import torch
-    from ttabench.launch.worker import comm
-    from ttabench.launch.worker.workload import build
+    from ttabench.launch.worker.workload import check_submission
 
-    one = comm.Comm()
-    one.world_size = cfg.world_size()  # the global batch is checked as the workers will see it
-    # No compilation here: each worker compiles for its own device; this only checks the submission.
-    build(
-        dataclasses.replace(cfg, device="cpu", precision="fp32", compile="none"),
-        one,
-        cfg.seed or 0,
-        torch.device("cpu"),
-        None,
-    )
+    # The global batch is checked as the workers will see it.
+    check_submission(cfg, cfg.world_size())
 
 
 def _with_run_dir(cfg: RunConfig) -> RunConfig:

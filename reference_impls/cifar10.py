@@ -32,6 +32,8 @@ TEST_FILE = "test_batch"
 META_FILE = "batches.meta"
 FULL_TRAIN_SIZE = 50_000
 FULL_TEST_SIZE = 10_000
+SYNTHETIC_TRAIN_SIZE = 5000  # synthetic()'s default split sizes
+SYNTHETIC_TEST_SIZE = 1000
 NUM_CLASSES = 10
 # Per-channel statistics of the full CIFAR-10 training set (0..1 scale), the
 # values used by the reference ResNet CIFAR pipelines.
@@ -203,7 +205,12 @@ def load(data_dir: str) -> Cifar10:
     )
 
 
-def synthetic(train_size: int = 5000, test_size: int = 1000, seed: int = 0, noise: float = 70.0) -> Cifar10:
+def synthetic(
+    train_size: int = SYNTHETIC_TRAIN_SIZE,
+    test_size: int = SYNTHETIC_TEST_SIZE,
+    seed: int = 0,
+    noise: float = 70.0,
+) -> Cifar10:
     """A deterministic, learnable stand-in for CIFAR-10 (no download needed).
 
     Class c is a smooth random colour pattern P_c (an 8x8 field upsampled to

@@ -491,6 +491,30 @@ def test_examples_pass_the_checks():
     _check(None, f"{ADAM_RESNET}:adamw_cosine")
 
 
+def test_launcher_pre_check_reads_no_data(tmp_path):
+    """The launcher's pre-check runs the worker's checks on the user's code alone: a data folder
+    whose batch files are not pickles does not stop it, a broken model still does."""
+    from ttabench.launch.launcher import check_open_submission
+    from ttabench.reference_impls import cifar10
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in cifar10.TRAIN_FILES + (cifar10.TEST_FILE,):
+        (data / name).write_bytes(b"not a pickle")
+    with pytest.raises(UserError, match="not a CIFAR-10 batch file"):
+        cifar10.load(str(data))  # what the workers would read
+    ok = dict(division="open", data_dir=str(data), workers=2)
+    check_open_submission(RunConfig(model=f"{SMALL_CNN}:small_cnn_tuned", **ok))
+    check_open_submission(RunConfig(optimizer=f"{ADAM_RESNET}:adamw_cosine", **ok))
+    f = _write(tmp_path, "def net():\n    return nn.Sequential(nn.Flatten(), nn.Linear(3072, 5))\n")
+    ref = f"{f}:net"
+    with pytest.raises(UserError) as info:
+        check_open_submission(RunConfig(model=ref, **ok))
+    assert str(info.value) == (
+        f"--model {ref}: output of shape 2x5 on a probe batch of 2x3x32x32, expected 2x10 (N x 10 logits)"
+    )
+
+
 def test_divisions_import_without_torch():
     import subprocess
     import sys

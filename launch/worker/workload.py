@@ -4,7 +4,8 @@ Everything here happens before ``run_start``; ``build`` returns a ``Setup``
 whose ``spec`` is all the timed loop needs. An open-division run takes what
 its submission sets (divisions/open.py) and the closed recipe for the rest;
 the user's objects are checked here (divisions/open_checks.py), before the
-clock starts.
+clock starts. ``check_submission`` runs the same checks without the data set,
+for the launcher's pre-check.
 """
 
 from __future__ import annotations
@@ -72,10 +73,7 @@ def build(
     phase("building the model")
     plan = _plan(cfg, sub, comm.world_size, len(data.train_labels))
     recipe = CLOSED
-    # Horovod's collectives take contiguous tensors only, and channels_last
-    # weights have channels_last gradients: under Horovod the model keeps
-    # the default layout (recorded in config.json as resolved.channels_last).
-    channels_last = cfg.channels_last and comm.backend != "horovod"
+    channels_last = _channels_last(cfg, comm.backend)
     model = _make_model(cfg, sub, seed, device, channels_last, autocast_dtype)
     optimizer, lr_at = _make_optimizer(cfg, sub, model, plan, comm.world_size, recipe)
     opened = _open_record(cfg, sub, model, optimizer, lr_at, plan.batch_size, recipe) if sub else None
@@ -136,6 +134,24 @@ def build(
     )
 
 
+def check_submission(cfg: RunConfig, world_size: int) -> None:
+    """The checks `build` runs on a submission, on the CPU without compilation or autocast,
+    and without the data set: its optimizer factory sees a RunInfo that counts the synthetic
+    set's images, or full CIFAR-10's (the workers call it again with the real count)."""
+    sub = open_div.load_submission(cfg.model, cfg.optimizer)
+    plan = _plan(cfg, sub, world_size, cifar10.SYNTHETIC_TRAIN_SIZE if cfg.synthetic else None)
+    cpu = torch.device("cpu")
+    model = _make_model(cfg, sub, cfg.seed or 0, cpu, _channels_last(cfg, cfg.backend_name()), None)
+    _make_optimizer(cfg, sub, model, plan, world_size, CLOSED)
+
+
+def _channels_last(cfg: RunConfig, backend: str) -> bool:
+    # Horovod's collectives take contiguous tensors only, and channels_last
+    # weights have channels_last gradients: under Horovod the model keeps
+    # the default layout (recorded in config.json as resolved.channels_last).
+    return cfg.channels_last and backend != "horovod"
+
+
 def _straggler(cfg: RunConfig, comm: Comm) -> Straggler | None:
     """This worker's emulated slowness under --straggler RANK:FACTOR (None on the others)."""
     if cfg.straggler is None:
@@ -144,10 +160,14 @@ def _straggler(cfg: RunConfig, comm: Comm) -> Straggler | None:
     return Straggler(factor) if rank == comm.rank else None
 
 
-def _plan(cfg: RunConfig, sub: open_div.LoadedSubmission | None, world: int, train_size: int) -> _Plan:
+def _plan(cfg: RunConfig, sub: open_div.LoadedSubmission | None, world: int, train_size: int | None) -> _Plan:
+    """train_size None: the data set was not read (the launcher's pre-check); the plan then
+    counts full CIFAR-10's training split and leaves the size check to the workers."""
     batch_size = cfg.batch_size if sub is None else sub.batch_size(cfg.batch_size, RunConfig.batch_size)
     global_batch = batch_size * world
-    if global_batch > train_size:
+    if train_size is None:
+        train_size = max(cifar10.FULL_TRAIN_SIZE, global_batch)
+    elif global_batch > train_size:
         raise UserError(f"global batch {global_batch} is larger than the training set ({train_size} images)")
     steps_per_epoch = train_size // global_batch
     max_epochs = cfg.max_epochs
