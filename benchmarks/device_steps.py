@@ -22,7 +22,7 @@ import sys
 import time
 
 import torch
-from ttabench.launch.worker.loop import epoch_plan
+from ttabench.launch.worker.compute import epoch_plan
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls.augment import Normalize, crop_flip
 

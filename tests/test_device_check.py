@@ -13,8 +13,8 @@ import torch
 from conftest import run_cli
 from ttabench import UserError
 from ttabench.launch.worker import comm, warmup
+from ttabench.launch.worker.compute import default_train_step
 from ttabench.launch.worker.context import gpu_math
-from ttabench.launch.worker.loop import default_train_step
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls.resnet import resnet
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from conftest import require_horovod
 from ttabench.launch.config import RunConfig
 from ttabench.launch.worker import comm as comm_mod
-from ttabench.launch.worker import loop
+from ttabench.launch.worker import compute, loop
 from ttabench.launch.worker.workload import build
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls.augment import Normalize
@@ -141,7 +141,7 @@ def _assert_eval_matches_single_process(run_dir: str, channels_last: bool = True
         model = model.to(memory_format=torch.channels_last)
     model.load_state_dict(torch.load(os.path.join(run_dir, "model.pt"), weights_only=True))
     data = cifar10.synthetic()
-    acc, _, count = loop.evaluate(
+    acc, _, count = compute.evaluate(
         model,
         data.test_images,
         data.test_labels,

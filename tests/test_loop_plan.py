@@ -1,10 +1,10 @@
-"""launch.loop.epoch_plan: disjoint per-worker shards whose union is the global batch."""
+"""launch.worker.compute.epoch_plan: disjoint per-worker shards whose union is the global batch."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from ttabench.launch.worker.loop import epoch_plan, epoch_seed
+from ttabench.launch.worker.compute import epoch_plan, epoch_seed
 
 N = 1000
 GLOBAL_BATCH = 64

@@ -691,7 +691,7 @@ def test_open_evaluation_equals_the_closed_harness(adam_run):
     """The weights the open run saved, evaluated by the closed harness's evaluate() on the
     same data, give exactly the accuracy and loss of the run's last curve row."""
     from ttabench.divisions.results import read_curve
-    from ttabench.launch.worker import comm, loop
+    from ttabench.launch.worker import comm, compute
     from ttabench.reference_impls import cifar10
     from ttabench.reference_impls.augment import Normalize
     from ttabench.reference_impls.resnet import resnet
@@ -706,7 +706,7 @@ def test_open_evaluation_equals_the_closed_harness(adam_run):
     threads = torch.get_num_threads()
     torch.set_num_threads(config["resolved"]["threads"])  # oneDNN sums in a per-thread-count order
     try:
-        acc, loss, count = loop.evaluate(
+        acc, loss, count = compute.evaluate(
             model,
             data.test_images,
             data.test_labels,

@@ -14,25 +14,27 @@ Measurement rules (see the design card):
 - A non-finite loss on any worker ends the run as diverged at that step.
 
 Side work (progress display, results, mllog) hooks in through ``Hooks``;
-it does not live in the loop.
+it does not live in the loop. What a step and an evaluation compute (the data
+order, the loss, autocast, the sharded evaluation) is in compute.py, and when
+to evaluate, checkpoint and stop in stoprules.py; this module runs them on
+one clock and keeps the curve and the time breakdown.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from ttabench.launch.worker.clock import Clock
+from ttabench.launch.worker.compute import autocast, default_train_step, epoch_plan, evaluate
 from ttabench.launch.worker.hooks import Hooks
+from ttabench.launch.worker.stoprules import StopRules
 from ttabench.launch.worker.timeline import Straggler
-from ttabench.reference_impls.augment import CropFlip, Normalize, crop_flip
+from ttabench.reference_impls.augment import Normalize, crop_flip
 
 
 @dataclass
@@ -81,66 +83,6 @@ class LoopResult:
     total_time_s: float = 0.0
     diverged_step: int | None = None
     breakdown: dict = field(default_factory=dict)  # this rank's time breakdown
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A well-mixed generator seed per (run seed, epoch) (no collisions such as seed+epoch has)."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] >> 1)
-
-
-def epoch_plan(n: int, global_batch: int, seed: int, epoch: int, rank: int, world: int):
-    """This worker's batches for one epoch, and the epoch's augmentation draws.
-
-    Every worker draws the same permutation; global batch k is positions
-    k*B..(k+1)*B of it, and worker r takes every world-th element of that
-    batch starting at r (DistributedSampler's interleaving). The union over
-    workers of step k is exactly global batch k; the tail that does not fill
-    a whole global batch is dropped.
-    """
-    g = torch.Generator().manual_seed(epoch_seed(seed, epoch))
-    perm = torch.randperm(n, generator=g)
-    aug = CropFlip.draw(n, g)
-    steps = n // global_batch
-    batches = perm[: steps * global_batch].view(steps, global_batch)[:, rank::world]
-    return batches, aug
-
-
-def default_train_step(model, x, y):
-    return F.cross_entropy(model(x), y)
-
-
-def evaluate(
-    model, images, labels, normalize: Normalize, comm, batch_size: int, autocast_dtype=None
-) -> tuple[float, float, int]:
-    """Accuracy and mean loss over the whole test split, sharded over workers.
-
-    Worker r evaluates images r, r+world, ...; the correct counts, sample
-    counts and loss sums are all-reduced, so every worker returns the same
-    numbers, equal to one process evaluating all images.
-    """
-    was_training = model.training
-    model.eval()
-    idx = torch.arange(comm.rank, len(labels), comm.world_size, device=labels.device)
-    correct = torch.zeros((), dtype=torch.int64, device=labels.device)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=labels.device)
-    with torch.inference_mode(), autocast(images.device, autocast_dtype):
-        for chunk in idx.split(batch_size):
-            y = labels[chunk]
-            out = model(normalize(images[chunk])).float()
-            loss_sum += F.cross_entropy(out, y, reduction="sum").double()
-            correct += (out.argmax(1) == y).sum()
-    total_correct, total_count, total_loss = comm.allreduce(
-        [float(correct), float(len(idx)), float(loss_sum)], op="sum"
-    )
-    model.train(was_training)
-    count = int(round(total_count))
-    return int(round(total_correct)) / count, total_loss / count, count
-
-
-def autocast(device: torch.device, dtype):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 @dataclass
@@ -216,18 +158,13 @@ class _Loop:
         steps_per_epoch = n // global_batch
         if steps_per_epoch == 0:
             raise ValueError(f"global batch {global_batch} is larger than the training set ({n})")
-        self.max_steps = math.inf
-        if spec.max_epochs is not None:
-            self.max_steps = math.floor(spec.max_epochs * steps_per_epoch + 1e-9)
-        if spec.max_steps is not None:
-            self.max_steps = min(self.max_steps, spec.max_steps)
-        self.eval_every = spec.eval_every_samples or steps_per_epoch * global_batch
+        self.rules = StopRules.of(spec, steps_per_epoch, global_batch)
         self.state = spec.resume or LoopState(
             global_batch=global_batch,
             steps_per_epoch=steps_per_epoch,
             seed=spec.seed,
-            next_eval=self.eval_every,
-            next_checkpoint=spec.checkpoint_every_samples,
+            next_eval=self.rules.eval_every,
+            next_checkpoint=self.rules.checkpoint_every,
         )
         if self.state.global_batch != global_batch or self.state.steps_per_epoch != steps_per_epoch:
             raise ValueError("the checkpoint was made with another global batch or data set")
@@ -249,22 +186,18 @@ class _Loop:
             {
                 "steps_per_epoch": s.steps_per_epoch,
                 "global_batch": s.global_batch,
-                "max_steps": None if self.max_steps == math.inf else self.max_steps,
+                "max_steps": self.rules.planned_steps(),
                 "resumed_at_step": None if self.spec.resume is None else s.step,
                 "epoch": s.epoch,
                 "epoch_open": 0 < s.epoch_step,
             }
         )
 
-    def _step_limit_reason(self) -> str:
-        max_steps = self.spec.max_steps
-        return "max_steps" if max_steps is not None and self.state.step >= max_steps else "max_epochs"
-
     def train_epoch(self) -> None:
         """The rest of the current epoch (all of it unless resumed inside it), or a stop."""
         s = self.state
-        if s.step >= self.max_steps:
-            self.reason = self._step_limit_reason()
+        self.reason = self.rules.limit_reason(s)
+        if self.reason is not None:
             if s.epoch_step > 0:  # resumed at the very end, inside an epoch
                 self.hooks.epoch_stop(s.epoch)
             return
@@ -278,7 +211,7 @@ class _Loop:
         aug = aug.to(self.device) if self.spec.augment else None
         self.times.data_s += time.perf_counter() - t0
         while s.epoch_step < s.steps_per_epoch:
-            self.reason = self.stop_before_step()
+            self.reason = self.rules.before_step(s)
             if self.reason is None:
                 self.train_step(batches[s.epoch_step], aug)
                 self.reason = self.after_step()
@@ -287,15 +220,6 @@ class _Loop:
         self.hooks.epoch_stop(s.epoch)
         if self.reason is None:
             s.epoch, s.epoch_step = s.epoch + 1, 0
-
-    def stop_before_step(self) -> str | None:
-        """Stop rules that act before a step."""
-        s, budget = self.state, self.spec.time_budget
-        if s.step >= self.max_steps:
-            return self._step_limit_reason()
-        if budget is not None and s.train_s + s.last_step_s() > budget:
-            return "time_budget"  # the next step would cross it: evaluate now, within budget
-        return None
 
     def train_step(self, idx: torch.Tensor, aug: torch.Tensor | None) -> None:
         """One synchronous SGD step, then one small collective that agrees on its outcome."""
@@ -355,13 +279,9 @@ class _Loop:
         s = self.state
         if self.status != "success":
             return self.status  # diverged | interrupted
-        if s.samples >= s.next_eval:
-            s.next_eval += self.eval_every
-            if self.evaluate():
-                return "target"
-        every = self.spec.checkpoint_every_samples
-        if every and s.samples >= s.next_checkpoint:
-            s.next_checkpoint += every
+        if self.rules.eval_due(s) and self.evaluate():
+            return "target"
+        if self.rules.checkpoint_due(s):
             self.checkpoint()
         return None
 
@@ -395,7 +315,7 @@ class _Loop:
         s.curve.append(row)
         self.hooks.evaluated(row)
         self.clock.resume()
-        return spec.target is not None and acc >= spec.target
+        return self.rules.target_reached(acc)
 
     def checkpoint(self) -> None:
         """Hand a copy of the state to spec.checkpoint, with the training clock stopped."""
@@ -416,12 +336,8 @@ class _Loop:
 
     def final_evaluation(self) -> None:
         """A run stopped by a step, epoch or time limit ends with an evaluation of where it stopped."""
-        s = self.state
-        if self.reason in ("max_epochs", "max_steps", "time_budget") and (
-            not s.curve or s.curve[-1]["step"] != s.step
-        ):
-            if self.evaluate():
-                self.reason = "target"
+        if self.rules.final_evaluation_due(self.reason, self.state) and self.evaluate():
+            self.reason = "target"
 
     def finish(self) -> LoopResult:
         s, t, comm = self.state, self.times, self.comm

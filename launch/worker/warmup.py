@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from ttabench.launch.worker.loop import autocast, default_train_step
+from ttabench.launch.worker.compute import autocast, default_train_step
 
 
 @dataclass
@@ -48,7 +48,7 @@ class WarmedUp:
 
 
 def eval_batch_sizes(n_test: int, world: int, rank: int, eval_batch_size: int) -> list[int]:
-    """The distinct batch sizes rank ``rank`` evaluates (loop.evaluate's sharding:
+    """The distinct batch sizes rank ``rank`` evaluates (compute.evaluate's sharding:
     images rank, rank+world, ... in chunks of eval_batch_size)."""
     shard = len(range(rank, n_test, world))
     if shard == 0:
