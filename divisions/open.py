@@ -48,7 +48,7 @@ for the model and the submission's fields, and ``--optimizer REF`` or
 shape, e.g. ``2x5``; ERROR is ``ExceptionType: first line of its message``;
 VALUE is Python's repr. Each module keeps the table of the messages it raises:
 open_load.py (finding and importing the code a reference names), this module
-(what the reference is, and the Submission's fields), open_checks.py (the
+(what the reference is, and the Submission's fields), launch/worker/open_checks.py (the
 model, its probe forward pass and the optimizer, with torch):
 
 | problem                                   | message                                                                                       |
@@ -127,7 +127,7 @@ def submission_name(model_ref: str | None, benchmark: str) -> str:
 
 @dataclass
 class LoadedSubmission:
-    """A submission found by load_submission; open_checks.py holds the checks that need torch."""
+    """A submission found by load_submission; launch/worker/open_checks.py holds the checks that need torch."""
 
     submission: Submission
     optimizer: Optional[OptimizerFactory]  # --optimizer's, else the submission's
@@ -178,7 +178,7 @@ class LoadedSubmission:
 
 def load_submission(model_ref: str | None, optimizer_ref: str | None) -> LoadedSubmission:
     """Import and check what --model and --optimizer name (no torch needed until the checks
-    of open_checks.py). Raises UserError with one line from the docstring tables."""
+    of launch/worker/open_checks.py). Raises UserError with one line from the docstring tables."""
     source: dict = {"model": None, "optimizer": None}
     if model_ref:
         obj, source["model"] = load_object(model_ref, "--model", offered=(Submission,))

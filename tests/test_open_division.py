@@ -3,7 +3,7 @@
 Broken submissions are real files in tmp_path, loaded through load_submission
 and checked as the worker checks them; each failure must produce exactly the
 message in the table of the module that raises it (divisions/open_load.py,
-open.py, open_checks.py). The examples run for real (`ttabench run`
+open.py, launch/worker/open_checks.py). The examples run for real (`ttabench run`
 subprocesses): one process, two workers under torchrun, and Horovod; a user
 exception during training on one worker must fail the run promptly; and the
 open run's evaluation must equal the closed harness's for the same weights.
@@ -24,8 +24,9 @@ import torch
 from conftest import require_horovod, run_cli
 from ttabench import UserError
 from ttabench.divisions import open as open_div
-from ttabench.divisions import open_checks, open_load
+from ttabench.divisions import open_load
 from ttabench.launch.config import RunConfig
+from ttabench.launch.worker import open_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_CNN = ROOT / "examples" / "small_cnn.py"

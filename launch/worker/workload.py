@@ -3,7 +3,7 @@
 Everything here happens before ``run_start``; ``build`` returns a ``Setup``
 whose ``spec`` is all the timed loop needs. An open-division run takes what
 its submission sets (divisions/open.py) and the closed recipe for the rest;
-the user's objects are checked here (divisions/open_checks.py), before the
+the user's objects are checked here (launch/worker/open_checks.py), before the
 clock starts. ``check_submission`` runs the same checks without the data set,
 for the launcher's pre-check.
 """
@@ -16,9 +16,8 @@ from typing import Callable
 import torch
 from ttabench import UserError
 from ttabench.divisions import open as open_div
-from ttabench.divisions import open_checks
 from ttabench.launch.config import RunConfig, cadence_samples, parse_straggler
-from ttabench.launch.worker import warmup
+from ttabench.launch.worker import open_checks, warmup
 from ttabench.launch.worker.comm import Comm
 from ttabench.launch.worker.loop import LoopSpec
 from ttabench.launch.worker.timeline import Straggler
