@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import IN_CI, require_horovod, run_cli
-from ttabench.launch.cluster import horovod_slurm
+from ttabench.launch.cluster import horovod_slurm, slurm
 from ttabench.launch.cluster.jobenv import expand_hostlist
 from ttabench.launch.net import iface
 
@@ -194,11 +194,32 @@ def test_scancel_mid_run_is_recorded_as_interrupted(cluster, subset_dir, shared_
     subprocess.run(["scancel", job_id], check=True)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, out + err
+    _assert_interrupted_and_valid(run_dir)
+
+
+def _assert_interrupted_and_valid(run_dir: str) -> None:
+    """Recorded as interrupted by SIGTERM, with what it measured, all of it valid."""
     summary = _json(os.path.join(run_dir, "summary.json"))
-    assert summary["status"] == "interrupted"
-    assert summary["signal"] == "SIGTERM"
+    assert summary["status"] == "interrupted" and summary["signal"] == "SIGTERM", summary
+    assert summary["steps"] > 0
     v = run_cli("validate", run_dir)  # everything written so far is valid
     assert v.returncode == 0, v.stdout + v.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_the_time_limit_is_recorded_as_interrupted(cluster, subset_dir, shared_tmp):
+    """--time 2: the script asks Slurm for SIGTERM 24 s before the limit (--signal=TERM@24); the
+    run stops at the next step and keeps what it measured, whatever srun does at the limit."""
+    r = _submit_wait(
+        os.path.join(shared_tmp, "results"), subset_dir, "--time", "2", "--max-epochs", "50",
+        "--eval-every", "10steps", timeout=400,
+    )  # fmt: skip
+    assert r.returncode == 130, r.stdout + r.stderr
+    run_dir = _run_dir(r.stdout)
+    assert "#SBATCH --signal=TERM@24" in open(os.path.join(run_dir, "job.sbatch")).read()
+    assert re.search(r"eval 1: epoch", r.stdout), r.stdout  # it measured before the limit
+    _assert_interrupted_and_valid(run_dir)
 
 
 @pytest.mark.slow
@@ -258,6 +279,7 @@ def test_dry_run_script_is_accepted_by_sbatch_test_only(cluster, subset_dir, sha
         (("--gpus-per-node", "1"), {}, "Slurm rejected the job: Invalid generic resource"),
         ((), {"PATH": os.path.dirname(sys.executable)}, "`sbatch` is not on PATH"),
         (("--nodes", "0"), {}, "--nodes must be >= 1, got 0"),
+        (("--time", "1h"), {}, "--time must be M, M:S, H:M:S, D-H, D-H:M or D-H:M:S"),
         (("--scheduler", "pbs"), {}, "--scheduler must be slurm or torchx:SCHEDULER"),
     ],
 )
@@ -294,6 +316,14 @@ def test_local_addr_of_another_machine_is_one_clear_line(subset_dir, shared_tmp)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert "--local-addr 203.0.113.77 is not an address of this node" in r.stderr
+
+
+def test_slurm_time_formats_and_the_signal_margin():
+    t = slurm.time_limit_s
+    assert [t(x) for x in ("30", "1:30", "1:00:00", "2-3", "2-3:04", "2-3:04:05")] == [
+        1800, 90, 3600, 183600, 183840, 183845,
+    ]  # fmt: skip
+    assert [slurm.signal_margin_s(s) for s in (30, 90, 120, 3600)] == [10, 18, 24, 60]
 
 
 def test_hostlist_expansion():

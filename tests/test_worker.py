@@ -193,3 +193,25 @@ def test_run_log_counts_its_lines_without_reading_the_file(tmp_path):
     assert log.lines == 4 == len(path.read_text().splitlines())
     log.close()
     assert RunLog(None).lines == 0
+
+
+def test_a_stop_request_delivered_twice_is_one_request():
+    """scancel / Ctrl-C reach every process, and the launcher forwards its signal again: a
+    repeat within moments must not turn the graceful stop into an abrupt one."""
+    import signal
+
+    from ttabench.launch.worker.main import _StopFlag
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stop = _StopFlag()
+        assert not stop()
+        stop._handle(signal.SIGTERM, None)
+        stop._handle(signal.SIGTERM, None)  # the forwarded copy: no exception
+        assert stop() and stop.signal == "SIGTERM"
+        stop.at -= _StopFlag.DEDUP_S  # a second request, later: stop at once
+        with pytest.raises(KeyboardInterrupt):
+            stop._handle(signal.SIGINT, None)
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)

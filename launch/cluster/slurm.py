@@ -7,9 +7,12 @@ network interface on the route to it (launch/net/iface.py). The run folder is
 made before submission and handed to every node with --run-dir, so rank 0
 writes into it and every node's launcher can record how its workers ended.
 
-Cancellation: `scancel` and the time limit send SIGTERM to every process of
-the job, then SIGKILL after the cluster's KillWait; the workers stop at the
-next step together and rank 0 records the run as `interrupted` before that.
+Cancellation: `scancel` sends SIGTERM to every process of the job, then
+SIGKILL after the cluster's KillWait; the workers stop at the next step
+together and rank 0 records the run as `interrupted` before that. With
+--time, the script asks Slurm (--signal=TERM@MARGIN) to send SIGTERM to the
+workers before the limit: at the limit itself srun receives SIGTERM as well
+and SIGKILLs its tasks at once, before they can record anything.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -54,6 +58,28 @@ class SlurmJob:
     sbatch_args: list[str] = dataclasses.field(default_factory=list)
 
 
+def time_limit_s(spec: str) -> int:
+    """Slurm's --time in seconds: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S; one line when malformed."""
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", spec.strip())
+    if not m:
+        raise UserError(
+            f"--time must be M, M:S, H:M:S, D-H, D-H:M or D-H:M:S (Slurm's formats), got {spec!r}"
+        )
+    days, a, b, c = m.groups()
+    a, b, c = int(a), int(b or 0), int(c or 0)
+    if days is not None:  # D-H[:M[:S]]
+        return ((int(days) * 24 + a) * 60 + b) * 60 + c
+    if c or m.group(4) is not None:  # H:M:S
+        return (a * 60 + b) * 60 + c
+    return a * 60 + b  # M or M:S
+
+
+def signal_margin_s(limit_s: int) -> int:
+    """How long before the time limit the workers are told to stop: 60 s, less for a short job
+    (a fifth of it, at least 10 s). Slurm may send it up to a minute early."""
+    return max(10, min(60, limit_s // 5))
+
+
 def require(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
@@ -82,6 +108,10 @@ def script(cfg: RunConfig, job: SlurmJob, python: str, submit_command: list[str]
     for flag, value in (("partition", job.partition), ("time", job.time), ("account", job.account)):
         if value:
             sb.append(f"--{flag}={value}")
+    if job.time:
+        # SIGTERM to the workers before the limit, so they stop and record: at the limit itself
+        # srun gets SIGTERM too and answers it by SIGKILLing its tasks ("forcing job termination").
+        sb.append(f"--signal=TERM@{signal_margin_s(time_limit_s(job.time))}")
     if job.gpus_per_node:
         sb.append(f"--gpus-per-node={job.gpus_per_node}")
     sb += job.sbatch_args

@@ -118,6 +118,8 @@ def _cmd_submit(args) -> int:
         return torchx.submit_run(cfg, args, target)
     if name != "slurm" or target:
         raise UserError(f"--scheduler must be slurm or torchx:SCHEDULER, got {args.scheduler!r}")
+    if args.time:
+        slurm.time_limit_s(args.time)  # malformed: one line before anything is made
     job = slurm.SlurmJob(
         args.nodes, args.partition, args.time, args.account, args.gpus_per_node, list(args.sbatch_arg)
     )

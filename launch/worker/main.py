@@ -40,18 +40,27 @@ from ttabench.launch.worker.hooks import HookList
 
 class _StopFlag:
     """First SIGINT/SIGTERM asks the loop to stop at the next step (agreed by all
-    workers); a second one interrupts whatever is running."""
+    workers); a second one, DEDUP_S or more after the first, interrupts whatever is
+    running. One stop request often arrives twice within moments: a scheduler
+    (scancel, a time limit) or a terminal's Ctrl-C signals every process of the run,
+    and the launcher then forwards its own signal to its workers."""
+
+    DEDUP_S = 2.0
 
     def __init__(self):
         self.requested = False
         self.signal = None
+        self.at = None
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame):
+        now = time.monotonic()
         if self.requested:
+            if now - self.at < self.DEDUP_S:
+                return  # the same request, delivered again
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.at = True, now
         self.signal = signal.Signals(signum).name
 
     def __call__(self) -> bool:
