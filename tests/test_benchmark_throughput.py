@@ -1,4 +1,5 @@
-"""benchmarks/throughput.py: its summary arithmetic, and the command itself end to end.
+"""The throughput benchmark: its modes (benchmarks/modes.py), its summary arithmetic
+(benchmarks/summary.py), and the command itself, benchmarks/throughput.py, end to end.
 
 The benchmark is not part of the package (it is not in the wheel); it runs
 from the repository root as ``python -m benchmarks.throughput``.
@@ -6,7 +7,6 @@ from the repository root as ``python -m benchmarks.throughput``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,17 +14,9 @@ import sys
 
 import pytest
 
+from benchmarks import modes, summary
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location(
-        "benchmarks_throughput", os.path.join(REPO, "benchmarks", "throughput.py")
-    )
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _run(mode, seed, img_s, acc=0.5, **kw):
@@ -45,7 +37,6 @@ def _run(mode, seed, img_s, acc=0.5, **kw):
 
 
 def test_speedup_is_the_median_of_per_repetition_ratios():
-    tp = _module()
     runs = [
         _run("baseline", 0, 100.0),
         _run("bf16-cl", 0, 250.0),
@@ -54,7 +45,7 @@ def test_speedup_is_the_median_of_per_repetition_ratios():
         _run("baseline", 2, 100.0),
         _run("bf16-cl", 2, 300.0, warmup_s=4.0),
     ]
-    rows = {r["mode"]: r for r in tp.summarize(runs, ["baseline", "bf16-cl"])}
+    rows = {r["mode"]: r for r in summary.summarize(runs, ["baseline", "bf16-cl"])}
     s = rows["bf16-cl"]["speedup"]
     assert (s["median"], s["min"], s["max"], s["n"]) == (2.5, 1.5, 3.0, 3)
     assert rows["baseline"]["speedup"]["median"] == 1.0
@@ -64,21 +55,19 @@ def test_speedup_is_the_median_of_per_repetition_ratios():
 
 
 def test_failed_mode_shows_in_the_table_and_has_no_speedup():
-    tp = _module()
     runs = [
         _run("baseline", 0, 100.0),
         {"mode": "compile-fp32-cl", "seed": 0, "error": "exit 1: no C++ compiler"},
     ]
-    rows = tp.summarize(runs, ["baseline", "compile-fp32-cl"])
+    rows = summary.summarize(runs, ["baseline", "compile-fp32-cl"])
     assert rows[1]["reps"] == 0 and rows[1]["speedup"] is None
-    table = tp.format_table(rows)
+    table = summary.format_table(rows)
     assert "failed: exit 1: no C++ compiler" in table
     assert table.splitlines()[0].split()[:2] == ["mode", "images/s"]
 
 
 def test_modes_cover_the_issue():
-    tp = _module()
-    assert list(tp.MODES) == [
+    assert list(modes.MODES) == [
         "baseline",
         "fp32-nchw",
         "fp32-cl",
@@ -87,13 +76,31 @@ def test_modes_cover_the_issue():
         "compile-bf16-cl",
         "compile-ro-bf16-cl",
     ]
-    assert tp.DEFAULT_MODES["cpu"] == list(tp.MODES)[:-1] and tp.DEFAULT_MODES["cuda"] == list(tp.MODES)
-    base = tp.MODES["baseline"]
+    defaults = modes.DEFAULT_MODES
+    assert defaults["cpu"] == list(modes.MODES)[:-1] and defaults["cuda"] == list(modes.MODES)
+    base = modes.MODES["baseline"]
     assert base.baseline and base.precision == "fp32" and not base.channels_last and base.compile == "none"
     # A CPU that emulates bf16 runs the fp32 modes by default; one with it (or unknown) runs all.
-    assert tp.default_modes("cpu", False) == ["baseline", "fp32-nchw", "fp32-cl", "compile-fp32-cl"]
-    assert tp.default_modes("cpu", True) == tp.default_modes("cpu", None) == tp.DEFAULT_MODES["cpu"]
-    assert tp.default_modes("cuda", False) == tp.DEFAULT_MODES["cuda"]
+    assert modes.default_modes("cpu", False) == ["baseline", "fp32-nchw", "fp32-cl", "compile-fp32-cl"]
+    assert modes.default_modes("cpu", True) == modes.default_modes("cpu", None) == defaults["cpu"]
+    assert modes.default_modes("cuda", False) == defaults["cuda"]
+
+
+def test_help_names_every_mode():
+    """The command and every module it imports load; its flags list the modes."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.throughput", "--help"],
+        cwd=REPO,
+        env={**os.environ, "COLUMNS": "10000"},  # one line per flag: no wrap inside a mode's name
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout
+    assert "usage: python -m benchmarks.throughput" in text
+    for name, mode in modes.MODES.items():
+        assert f"{name} = {mode.help}" in text
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
 """benchmarks/peak.py: training FLOPs counted exactly, the fraction-of-peak arithmetic, the probe,
-and how benchmarks/throughput.py summarises and judges the fractions."""
+and how benchmarks/summary.py summarises and judges the fractions."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from ttabench.reference_impls.resnet import resnet
 
-from benchmarks import layers, peak
-from tests.test_benchmark_throughput import _module, _run
+from benchmarks import layers, peak, summary
+from tests.test_benchmark_throughput import _run
 
 
 def test_linear_training_flops_are_counted_by_hand():
@@ -65,8 +65,6 @@ def test_gemm_probe_reports_its_best_repetition():
 
 
 def test_summary_fraction_is_the_median_of_per_repetition_fractions():
-    tp = _module()
-
     def run(seed, img_s, peak_flop_s, mode="fp32-cl"):
         flops = 2e8
         return _run(
@@ -80,16 +78,16 @@ def test_summary_fraction_is_the_median_of_per_repetition_fractions():
 
     # rep 1 ran under load: both its training and its probe were slower
     runs = [run(0, 400.0, 1e11), run(1, 100.0, 0.5e11), run(2, 450.0, 1e11)]
-    row = tp.summarize(runs, ["fp32-cl"])[0]
+    row = summary.summarize(runs, ["fp32-cl"])[0]
     assert row["fraction"] == {"median": 0.8, "min": 0.4, "max": 0.9, "n": 3}
     assert row["peak_flop_s"]["median"] == 1e11 and row["peak_precision"] == "fp32"
-    table = tp.format_table([row])
+    table = summary.format_table([row])
     assert "80 [40-90]" in table and "100 [50-100] fp32" in table
-    assert tp.fraction_verdicts([row]) == [
+    assert summary.fraction_verdicts([row]) == [
         "goal fp32 >= 85 % of the fp32 GEMM peak: not reached (best: fp32-cl at 80.0 %)"
     ]
-    bf = tp.summarize([run(0, 400.0, 1e11, mode="bf16-cl")], ["bf16-cl"])
-    assert tp.fraction_verdicts(bf) == [
+    bf = summary.summarize([run(0, 400.0, 1e11, mode="bf16-cl")], ["bf16-cl"])
+    assert summary.fraction_verdicts(bf) == [
         "goal bf16 >= 70 % of the bf16 GEMM peak: reached (best: bf16-cl at 80.0 %)"
     ]
 
