@@ -109,7 +109,7 @@ def layout_section() -> str:
 def test_layout_names_every_module_and_only_modules_that_exist():
     layout = layout_section()
     named = set(re.findall(r"[\w/]+\.py", layout))
-    for top in ("launch", "divisions", "reference_impls"):
+    for top in ("launch", "divisions", "reference_impls", "benchmarks"):
         for f in sorted((ROOT / top).rglob("*.py")):
             if f.name == "__init__.py":
                 continue
@@ -124,6 +124,7 @@ def test_layout_names_every_module_and_only_modules_that_exist():
         "launch/cluster",
         "divisions",
         "reference_impls",
+        "benchmarks",
     )
     for name in named - {"setup.py"}:
         assert any((ROOT / t / name).is_file() for t in tops), (
