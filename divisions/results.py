@@ -318,7 +318,7 @@ _NOT_EXPERIMENT = ("seed", "results_dir", "run_dir", "progress", "save_model", "
 def experiment_key(run_dir: str, summary: dict | None, config: dict | None) -> str:
     """What makes runs seeds of one experiment: the results tree they were written to (the
     folder above <system>: one submission), the system and the run configuration (config.json's
-    `config` without the seed and output settings). Repeated timing measurements of one seed
+    `config` without the seed and output settings; the data folder by its recorded SHA-256). Repeated timing measurements of one seed
     kept in separate trees (e.g. results/predict/runs/<point>-r<k>/) are not seed collisions."""
     return json.dumps(experiment_parts(run_dir, summary, config), sort_keys=True, default=str)
 
@@ -329,7 +329,14 @@ def experiment_parts(run_dir: str, summary: dict | None, config: dict | None) ->
     system = section(config, "resolved").get("system") or where.system
     cfg = (config or {}).get("config")
     if isinstance(cfg, dict):
-        what = {k: v for k, v in cfg.items() if k not in _NOT_EXPERIMENT}
+        # A setting left unset (None) and one a run from an older version does not record are
+        # the same default.
+        what = {k: v for k, v in cfg.items() if k not in _NOT_EXPERIMENT and v is not None}
+        # The data by its fingerprint, not by the path it was read from (../shared/x and
+        # ../../shared/x, or two machines' folders, are the same data set).
+        sha = section(config, "data").get("sha256")
+        if sha and "data_dir" in what:
+            what["data_dir"] = f"sha256:{sha}"
         # A really shaped link (netlab) is set outside the run's flags.
         shaping = section(section(config, "resolved"), "network_shaping")
         if shaping:

@@ -373,6 +373,24 @@ def test_same_seed_in_another_results_tree_is_another_experiment():
     assert key("rep-0") == key("rep-0")
 
 
+def test_one_data_set_at_two_paths_and_an_unrecorded_default_are_one_experiment():
+    """The data by its SHA-256, not its path; a setting a run of an older version does not record
+    equals the same setting left unset (None)."""
+
+    def config(data_dir, sha, **more):
+        return {
+            "config": {"benchmark": "resnet20", "data_dir": data_dir, "seed": 1, **more},
+            "data": {"sha256": sha},
+            "resolved": {"system": "s"},
+        }
+
+    key = lambda c: v.experiment_key("a", None, c)
+    assert key(config("../shared/d", "ab12")) == key(config("../../shared/d", "ab12"))
+    assert key(config("../shared/d", "ab12")) != key(config("../shared/d", "cd34"))
+    assert key(config("d", "ab12")) == key(config("d", "ab12", straggler=None))
+    assert key(config("d", "ab12")) != key(config("d", "ab12", straggler="1:2"))
+
+
 @pytest.mark.slow
 def test_changed_recipe_fails(subset_tree, copy_of):
     root = copy_of(subset_tree)
