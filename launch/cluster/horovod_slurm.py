@@ -118,18 +118,14 @@ def srun_ends(line: str) -> list[dict]:
     code = _EXIT.fullmatch(what)
     if code is None and what not in SIGNAL_WORDS:
         return []  # another srun error about these tasks, not how they ended
+    exitcode, sig = (int(code.group(1)), None) if code else (-1, SIGNAL_WORDS[what])
     ranks = []
     for part in tasks.split(","):
         lo, _, hi = part.partition("-")
-        for rank in range(int(lo), int(hi or lo) + 1):
-            if code is not None:
-                ranks.append(
-                    {"rank": rank, "exitcode": int(code.group(1)), "signal": None, "message": f"on {node}"}
-                )
-            else:
-                ranks.append(
-                    {"rank": rank, "exitcode": -1, "signal": SIGNAL_WORDS[what], "message": f"on {node}"}
-                )
+        ranks += [
+            {"rank": rank, "exitcode": exitcode, "signal": sig, "message": f"on {node}"}
+            for rank in range(int(lo), int(hi or lo) + 1)
+        ]
     return ranks
 
 
@@ -152,7 +148,9 @@ def launch(cfg: RunConfig, worker_args: list[str]):
     port = server.start()
     try:
         server.init(
-            get_host_assignments(parse_hosts(",".join(f"{n}:{cfg.workers}" for n in nodes)), len(nodes))
+            get_host_assignments(
+                parse_hosts(",".join(f"{n}:{cfg.workers}" for n in nodes)), len(nodes) * cfg.workers
+            )
         )
         cpus = max(1, int(os.environ.get("SLURM_CPUS_ON_NODE", "1")) // cfg.workers)
         cmd = [
