@@ -27,10 +27,7 @@ class Context:
     seed: int  # rank 0's (a resumed run replaces it with its checkpoint's)
     system: dict  # system.json
     system_name: str
-
-    @property
-    def _bf16_on_cpu(self) -> bool:
-        return self.autocast_dtype == torch.bfloat16 and self.device.type == "cpu"
+    bf16_native: bool | None = None  # bf16 autocast on a CPU: whether it computes bf16 in hardware
 
     @property
     def rank0(self) -> bool:
@@ -50,7 +47,7 @@ class Context:
             "gpu_math": gpu_math(self.device),
             "threads": self.threads,
             "precision": cfg.precision,
-            "bf16_native": system.native_bf16() if self._bf16_on_cpu else None,
+            "bf16_native": self.bf16_native,
             "compile": cfg.compile,
             "system": self.system_name,
             "network": self.link.describe(),
@@ -79,14 +76,18 @@ def join(cfg: RunConfig) -> Context:
     torch.set_num_threads(threads)
     device = device_for(cfg, local_rank)
     dtype = autocast_dtype(cfg.precision, device)
-    note = bf16_note(device, dtype, system.native_bf16())
     comm = comm_mod.init(detect_backend(cfg.backend), cfg.dist_backend, device, cfg.collective_timeout)
     link = network.resolve(cfg.network, cfg.bandwidth, cfg.latency)
     comm.emulate_network(link)
     seed = agree_seed(comm, cfg.seed)
+    desc = system.describe()
+    # From the CPU flags system.json records (/proc/cpuinfo is read once).
+    native = (
+        system.native_bf16(desc["cpu"]["flags"]) if dtype == torch.bfloat16 and device.type == "cpu" else None
+    )
+    note = bf16_note(device, dtype, native)
     if note and comm.rank == 0:
         print(f"ttabench: warning: {note}", file=sys.stderr, flush=True)
-    desc = system.describe()
     return Context(
         comm=comm,
         device=device,
@@ -96,6 +97,7 @@ def join(cfg: RunConfig) -> Context:
         seed=seed,
         system=desc,
         system_name=cfg.system or system.default_system_name(desc),
+        bf16_native=native,
     )
 
 
