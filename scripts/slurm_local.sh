@@ -163,7 +163,6 @@ add_hosts() {  # every node's name resolves to its address on the bridge, as on 
         for ((i = 0; i < nodes; i++)); do echo "$NET.$((i + 1)) ttanode$i"; done
         echo "$HOSTS_END"
     } >>/etc/hosts
-    made "hosts /etc/hosts"
 }
 
 remove_hosts() {  # in place: /etc/hosts may be a bind mount that cannot be replaced
@@ -274,8 +273,9 @@ kill_pidfile() {
     kill -KILL "$pid" 2>/dev/null || true
 }
 
-remove_strays() {  # our daemons, namespaces and links without a state file that names them (a lost $DIR)
+remove_strays() {  # our daemons, namespaces, links and host names without a state file that names them (a lost $DIR)
     local ns link
+    remove_hosts
     pkill -KILL -f "^slurmctld -f $DIR/slurm.conf" 2>/dev/null || true
     for ns in $(ip netns list | awk '{print $1}' | grep "^$NS_PREFIX[0-9]*$" || true); do
         ip netns pids "$ns" | xargs -r kill -KILL 2>/dev/null || true
@@ -313,11 +313,9 @@ cmd_down() {
             netns) ip netns del "$obj" 2>/dev/null || true ;;
             link) ip link del "$obj" 2>/dev/null || true ;;
             file) if grep -qF "$MARK" "$obj" 2>/dev/null; then rm -f "$obj"; fi ;;
-            hosts) remove_hosts ;;
         esac
     done
     rm -rf "$DIR"
-    remove_hosts
     remove_strays
     say "down: daemons stopped, namespaces and bridge removed"
 }
