@@ -27,7 +27,7 @@ horovod: install
 # 3 epochs of the synthetic set, evaluated every half epoch, with the synthetic set's default
 # thresholds (reference_impls/recipe.py THRESHOLDS).
 demo: install
-	$(VENV)/bin/ttabench run --synthetic --seed 1 --max-epochs 3 --eval-every 0.5epoch \
+	$(VENV)/bin/ttabench run --synthetic --seed 1 --max-epochs 3 --eval-every 0.25epoch \
 		--results-dir demo-results
 
 # Lint and format check first (seconds), then the suite. pytest exits 5 when it

@@ -42,11 +42,12 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 # - cifar10: the recipe's ResNets end at 91-93% on the full set [He15]: 80..92%.
 # - cifar10-subset: 5,085 training images; every seed of results/README.md's five-seed set
 #   reached 40% within about 5 epochs (the full schedule there is not measured): 25..40%.
-# - synthetic: the range `make demo` used so far (3 epochs end near 79% on it): 30..70%.
+# - synthetic: `make demo` (3 epochs, seed 1) first reaches 20% at 1.25 epochs and 70% at 2.25;
+#   other seeds measured end at 53-88% after 3 epochs: 20..70%.
 THRESHOLDS = {
     "cifar10": "0.80:0.92:0.01",
     "cifar10-subset": "0.25:0.40:0.05",
-    "synthetic": "0.30:0.70:0.10",
+    "synthetic": "0.20:0.70:0.10",
 }
 
 
