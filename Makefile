@@ -24,7 +24,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 horovod: install
 	scripts/install_horovod.sh $(PY)
 
-# 3 epochs of the synthetic set, evaluated every half epoch, with the synthetic set's default
+# 3 epochs of the synthetic set, evaluated every quarter epoch, with the synthetic set's default
 # thresholds (reference_impls/recipe.py THRESHOLDS).
 demo: install
 	$(VENV)/bin/ttabench run --synthetic --seed 1 --max-epochs 3 --eval-every 0.25epoch \
