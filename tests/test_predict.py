@@ -388,6 +388,8 @@ def test_a_real_backward_pass_records_its_buckets_and_gradients(tmp_path):
     """DDP on a real (one-process) gloo group hands whole buckets to the hook; one process
     records every gradient; both add up to the model's gradient bytes."""
     import datetime
+    import gc
+    import time
 
     import torch
     import torch.distributed as dist
@@ -416,6 +418,12 @@ def test_a_real_backward_pass_records_its_buckets_and_gradients(tmp_path):
         assert s["kind"] == "buckets" and s["steps_used"] == 2
         assert sum(e["bytes"] for e in s["events"]) == nbytes
         assert all(e["allreduce_real_s"] >= 0 for e in s["events"])
+        # Free DDP while the group is still registered, after its worker thread had time to drop
+        # the hook's Python callback: freed last, DDP's reducer destroys the group and joins that
+        # thread while holding the GIL the thread waits for (a deadlock seen once in 3 suite runs).
+        time.sleep(0.1)
+        del ddp
+        gc.collect()
     finally:
         dist.destroy_process_group()
 
