@@ -14,12 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from ttabench.reference_impls import cifar10
-from ttabench.reference_impls.recipe import CLOSED
-from ttabench.reference_impls.resnet import resnet
 
 from benchmarks import rusage
 from benchmarks.modes import BATCH, EVAL_BATCH
+from ttabench.reference_impls import cifar10
+from ttabench.reference_impls.recipe import CLOSED
+from ttabench.reference_impls.resnet import resnet
 
 
 class PerImageCifar10(Dataset):

@@ -22,11 +22,11 @@ import sys
 import time
 
 import torch
+
+from benchmarks import peak
 from ttabench.launch.worker.compute import epoch_plan
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls.augment import Normalize, crop_flip
-
-from benchmarks import peak
 
 BATCH = 128
 

@@ -12,13 +12,13 @@ import os
 
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
+
+from benchmarks import rusage
+from benchmarks.modes import BATCH, Mode, run_config
 from ttabench.launch.record.system import cpu_model
 from ttabench.launch.worker import comm as comm_mod
 from ttabench.launch.worker import context, loop, workload
 from ttabench.launch.worker import hooks as hooks_mod
-
-from benchmarks import rusage
-from benchmarks.modes import BATCH, Mode, run_config
 
 
 class ProfileSteps(hooks_mod.Hooks):

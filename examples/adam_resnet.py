@@ -19,6 +19,7 @@ import math
 
 import torch
 from torch import nn
+
 from ttabench.divisions.open import RunInfo
 
 

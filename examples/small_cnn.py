@@ -28,6 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from ttabench.divisions.open import RunInfo, Submission
 
 

@@ -116,6 +116,7 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
         check_open_submission(cfg)
     if backend == "torchrun" and cfg.dist_backend == "nccl":
         import torch  # not at the top: the CLI starts without torch where it can
+
         from ttabench.launch.worker.comm import check_nccl
 
         check_nccl(cfg.workers, torch.cuda.device_count())  # one line here, not one per worker

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+
 from ttabench import UserError
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))

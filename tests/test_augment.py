@@ -7,6 +7,7 @@ import itertools
 import pytest
 import torch
 import torch.nn.functional as F
+
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls.augment import PAD, SIZE, CropFlip, Normalize, crop_flip
 

@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+
 from ttabench import UserError
 from ttabench.reference_impls import cifar10
 

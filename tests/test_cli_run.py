@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
+
 from ttabench.divisions import metrics
 from ttabench.divisions.results import curve_points, read_curve
 from ttabench.reference_impls.recipe import THRESHOLDS

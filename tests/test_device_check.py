@@ -11,14 +11,14 @@ import sys
 import pytest
 import torch
 from conftest import run_cli
+
+from benchmarks import device_steps
 from ttabench import UserError
 from ttabench.launch.worker import comm, warmup
 from ttabench.launch.worker.compute import default_train_step
 from ttabench.launch.worker.context import gpu_math
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls.resnet import resnet
-
-from benchmarks import device_steps
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

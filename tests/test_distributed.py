@@ -24,6 +24,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import require_horovod
+
 from ttabench.launch.config import RunConfig
 from ttabench.launch.worker import comm as comm_mod
 from ttabench.launch.worker import compute, loop

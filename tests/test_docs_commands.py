@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+
 from ttabench.launch.cli import build_parser
 from ttabench.launch.usage import options, subcommands
 

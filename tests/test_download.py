@@ -20,6 +20,7 @@ import threading
 
 import pytest
 from conftest import call_unprivileged
+
 from ttabench import UserError
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls import download as dl

@@ -20,6 +20,7 @@ from pathlib import Path
 import browser
 import pytest
 from conftest import IN_CI, run_cli
+
 from ttabench.divisions import results as results_format
 
 REPO = Path(__file__).resolve().parent.parent

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from ttabench.launch.worker.compute import epoch_plan, epoch_seed
 
 N = 1000

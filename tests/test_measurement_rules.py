@@ -23,6 +23,7 @@ import time
 import pytest
 import torch
 import torch.multiprocessing as mp
+
 from ttabench.launch.config import RunConfig
 from ttabench.launch.record import system
 from ttabench.launch.worker import comm as comm_mod

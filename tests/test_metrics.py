@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from ttabench import UserError
 from ttabench.divisions import metrics as m
 

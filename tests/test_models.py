@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+
 from ttabench.reference_impls import recipe as recipe_mod
 from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, Recipe
 from ttabench.reference_impls.resnet import DEPTHS, CifarResNet, resnet

@@ -21,6 +21,7 @@ import time
 
 import pytest
 from conftest import IN_CI, call_unprivileged, run_cli
+
 from ttabench import UserError
 from ttabench.launch import cli
 from ttabench.launch.net import lab as netlab

@@ -7,6 +7,7 @@ import datetime
 import pytest
 import torch
 import torch.distributed as dist
+
 from ttabench import UserError
 from ttabench.launch.net.link import PROFILES, Link, LinkEmulator, parse_rate, parse_size, parse_time, resolve
 from ttabench.launch.worker import comm as comm_mod

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import require_horovod, run_cli
+
 from ttabench import UserError
 from ttabench.divisions import open as open_div
 from ttabench.divisions import open_load

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
-from ttabench.reference_impls.resnet import resnet
 
 from benchmarks import layers, peak, summary
 from tests.test_benchmark_throughput import _run
+from ttabench.reference_impls.resnet import resnet
 
 
 def test_linear_training_flops_are_counted_by_hand():

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+
 from ttabench import UserError
 from ttabench.launch.net import cost
 from ttabench.launch.net.link import Link, load_profile, parse_series, parse_size, save_profile
@@ -393,6 +394,7 @@ def test_a_real_backward_pass_records_its_buckets_and_gradients(tmp_path):
 
     import torch
     import torch.distributed as dist
+
     from ttabench.launch.worker import comm as comm_mod
 
     model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Linear(32, 10))

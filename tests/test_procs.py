@@ -15,6 +15,7 @@ import textwrap
 import time
 
 import pytest
+
 from ttabench.launch import procs
 
 PY = sys.executable

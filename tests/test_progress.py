@@ -6,6 +6,7 @@ import io
 from types import SimpleNamespace
 
 from rich.console import Console
+
 from ttabench.launch.commands.tables import print_run_summary
 from ttabench.launch.record.progress import NONE, PlainProgress, RichProgress, StopRules, nearest_stop
 

@@ -19,6 +19,7 @@ import random
 
 import pytest
 from mlperf_logging.rcp_checker import rcp_checker as oracle
+
 from ttabench.divisions import rcp
 
 BENCH = "resnet"

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import pytest
+
 from ttabench.divisions import experiments
 from ttabench.launch.cli import main
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
+
 from ttabench import UserError
 from ttabench.divisions.results import ReaderError, RunPath, new_run_dir, read_curve, read_json
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
+
 from ttabench.divisions import experiments, metrics, scoring
 from ttabench.launch.config import DEFAULT_RESULTS_DIR
 

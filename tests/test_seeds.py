@@ -7,6 +7,7 @@ import json
 import os
 
 import pytest
+
 from ttabench import UserError
 from ttabench.launch.launcher import seed_list
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import IN_CI, require_horovod, run_cli
+
 from ttabench.launch.cluster import horovod_slurm, slurm
 from ttabench.launch.cluster.jobenv import expand_hostlist
 from ttabench.launch.net import iface

@@ -9,6 +9,7 @@ import os
 
 import pytest
 from conftest import run_cli
+
 from ttabench import UserError
 from ttabench.launch.commands import sweep
 from ttabench.launch.commands.sweep import Point

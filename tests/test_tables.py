@@ -8,6 +8,7 @@ import io
 import json
 
 from rich.console import Console
+
 from ttabench.launch.commands.tables import Column, Table, metrics_table, render, show, to_rich
 
 ROWS = [

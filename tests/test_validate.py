@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli
+
 from ttabench.divisions import metrics
 from ttabench.divisions import validate as v
 from ttabench.reference_impls.recipe import CLOSED

@@ -19,6 +19,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 import torch.nn.functional as F
+
 from ttabench.launch.worker import warmup
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls.augment import Normalize

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+
 from ttabench import UserError
 from ttabench.launch.config import RunConfig
 from ttabench.launch.launcher import worker_argv

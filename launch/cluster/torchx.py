@@ -25,6 +25,7 @@ import time
 from torchx import specs
 from torchx.components import dist as torchx_dist
 from torchx.runner import get_runner
+
 from ttabench import UserError
 from ttabench.divisions.results import RunPath
 from ttabench.launch import procs

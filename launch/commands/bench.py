@@ -93,6 +93,7 @@ def _validate(cfg: BenchConfig) -> list[int]:
 def worker_main(argv=None) -> int:
     # Imported here: only workers need torch; the `ttabench` command starts without it.
     import torch
+
     from ttabench.launch.worker import comm as comm_mod
 
     p = argparse.ArgumentParser(prog="python -m ttabench.launch.commands.bench")

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table as RichTable
+
 from ttabench.divisions.results import read_json
 
 

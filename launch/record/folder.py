@@ -12,6 +12,7 @@ import os
 import sys
 
 import torch
+
 from ttabench import UserError, __version__, error_line
 from ttabench.divisions import metrics
 from ttabench.divisions.results import RunPath, atomic_write_json, new_run_dir

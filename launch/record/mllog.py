@@ -16,6 +16,7 @@ import sys
 
 from mlperf_logging.mllog import constants as C
 from mlperf_logging.mllog.mllog import MLLogger
+
 from ttabench import UserError
 
 __all__ = ["RunLog", "C"]

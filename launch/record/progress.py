@@ -26,6 +26,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
+
 from ttabench.launch.worker.hooks import Hooks
 
 NONE = "–"  # shown for a value not measured yet

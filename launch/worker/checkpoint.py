@@ -23,6 +23,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+
 from ttabench import UserError, error_line
 from ttabench.divisions.results import atomic_write_bytes
 from ttabench.launch.worker.loop import LoopState

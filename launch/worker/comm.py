@@ -18,6 +18,7 @@ import time
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
+
 from ttabench import UserError
 from ttabench.launch.net import iface
 from ttabench.launch.net.link import LinkEmulator

@@ -10,6 +10,7 @@ import contextlib
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from ttabench.reference_impls.augment import CropFlip, Normalize
 
 

@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 
 import torch
+
 from ttabench import UserError
 from ttabench.launch.config import RunConfig
 from ttabench.launch.net import lab as netlab

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+
 from ttabench.launch.worker.clock import Clock
 from ttabench.launch.worker.compute import autocast, default_train_step, epoch_plan, evaluate
 from ttabench.launch.worker.hooks import Hooks

@@ -35,6 +35,7 @@ import math
 import numbers
 
 import torch
+
 from ttabench import error_line
 from ttabench.divisions.open import LoadedSubmission, LrAt, RunInfo
 from ttabench.divisions.open_load import kind, user_error

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+
 from ttabench.launch.worker.compute import autocast, default_train_step
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+
 from ttabench import UserError
 from ttabench.divisions import open as open_div
 from ttabench.launch.config import RunConfig, cadence_samples, parse_straggler

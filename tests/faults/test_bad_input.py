@@ -14,6 +14,7 @@ import tarfile
 import pytest
 from conftest import run_cli
 from test_download import regular, server, special, tarball  # noqa: F401  (server: a fixture)
+
 from ttabench.reference_impls import download as dl
 
 HEADER = "epoch,step,samples,train_time_s,total_time_s,accuracy,loss"

@@ -25,6 +25,7 @@ import tempfile
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from ttabench.divisions.results import CURVE_HEADER
 from ttabench.launch.cli import main
 
