@@ -250,6 +250,7 @@ def check(refs: list[Reference], benchmark: str, batch: int, epochs: list[float 
         "min_acceptable_epochs": None,
         "normalization": None,
         "reason": "",
+        "warnings": [],  # what makes the comparison less than like for like (the caller adds them)
     }
     missed = sum(e is None for e in epochs)
     if missed > 1:
