@@ -18,13 +18,26 @@ import json
 import os
 
 from ttabench.divisions import metrics, stats
-from ttabench.divisions.results import RunPath, experiment_key, experiment_parts, number, section
+from ttabench.divisions.results import (
+    RunPath,
+    experiment_key,
+    experiment_parts,
+    number,
+    section,
+    single_worker,
+)
 from ttabench.divisions.scoring import SCORED_STATUSES, Run
+
+NOT_APPLIED = "not applied (1 worker)"
 
 
 def network_label(config: dict | None) -> str:
-    """The run's network: the emulated link when there was one, else a really shaped one (netlab,
-    a Slurm node's tbf: ``tbf 100mbit``), else config.network, else none."""
+    """The run's network: ``not applied (1 worker)`` for a run of one worker (no collective
+    crosses a link, whatever was asked), else the emulated link when there was one, else a
+    really shaped one (netlab, a Slurm node's tbf: ``tbf 100mbit``), else config.network,
+    else loopback (the default: nothing emulated)."""
+    if single_worker(config):
+        return NOT_APPLIED
     net = section(section(config, "resolved"), "network")
     if net.get("mechanism") not in (None, "none"):
         return _text(net.get("profile")) or _text(net.get("mechanism")) or "?"
@@ -32,7 +45,7 @@ def network_label(config: dict | None) -> str:
     if _text(shaping.get("rate")):
         delay = _text(shaping.get("delay"))
         return f"tbf {shaping['rate']}" + (f" +{delay}" if delay else "")
-    return _text(section(config, "config").get("network")) or "none"
+    return _text(section(config, "config").get("network")) or "loopback"
 
 
 def _text(value) -> str | None:

@@ -250,6 +250,7 @@ def check(refs: list[Reference], benchmark: str, batch: int, epochs: list[float 
         "min_acceptable_epochs": None,
         "normalization": None,
         "reason": "",
+        "warnings": [],  # what makes the comparison less than like for like (the caller adds them)
     }
     missed = sum(e is None for e in epochs)
     if missed > 1:
@@ -296,6 +297,27 @@ def check(refs: list[Reference], benchmark: str, batch: int, epochs: list[float 
         text += f"; faster than the reference mean {ref.mean:.3f}: normalised by {norm:.4f}"
     out["reason"] = text
     return out
+
+
+def epochs_at(refs: list[Reference], batch: int) -> tuple[float | None, str]:
+    """Epochs to the RCPs' target at a global batch, chosen as ``check`` chooses the reference
+    (MLPerf's rcp_checker: the pruned set; a record at that batch, else linear interpolation
+    between the neighbouring records, else the smallest record below them all), and how it was
+    found. None above the largest record: the RCPs say nothing there."""
+    pruned = prune(refs)
+    exact = [r for r in pruned if r.batch == batch]
+    below = [r for r in pruned if r.batch < batch]
+    above = [r for r in pruned if r.batch > batch]
+    if exact:
+        return exact[0].mean, f"RCP at global batch {batch}"
+    if below and above:
+        low, high = below[-1], above[0]
+        return interpolate(
+            batch, low, high
+        ).mean, f"RCPs interpolated between global batch {low.batch} and {high.batch}"
+    if above:
+        return above[0].mean, f"the smallest RCP (global batch {above[0].batch})"
+    return None, f"above the largest RCP (global batch {below[-1].batch})"
 
 
 # --- building an RCP file ---------------------------------------------------------------

@@ -315,6 +315,24 @@ def find_run_dirs(path: str) -> list[str]:
 _NOT_EXPERIMENT = ("seed", "results_dir", "run_dir", "progress", "save_model", "system", "resume")
 
 
+# config.json's `config` settings of the link between workers: a run of one worker crosses none.
+_NETWORK_SETTINGS = ("network", "bandwidth", "latency")
+
+
+def single_worker(config: dict | None) -> bool:
+    """Whether config.json describes a run of one worker (resolved.world_size, else the flags)."""
+
+    def count(v):
+        return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+    world = count(section(config, "resolved").get("world_size"))
+    if world is None:
+        cfg = section(config, "config")
+        workers = count(cfg.get("workers"))
+        world = None if workers is None else workers * (count(cfg.get("nnodes")) or 1)
+    return world == 1
+
+
 def experiment_key(run_dir: str, summary: dict | None, config: dict | None) -> str:
     """What makes runs seeds of one experiment: the results tree they were written to (the
     folder above <system>: one submission), the system and the run configuration (config.json's
@@ -341,6 +359,9 @@ def experiment_parts(run_dir: str, summary: dict | None, config: dict | None) ->
         shaping = section(section(config, "resolved"), "network_shaping")
         if shaping:
             what["network_shaping"] = {k: shaping.get(k) for k in ("rate", "delay", "hosts")}
+        if single_worker(config):  # no link crossed: runs of one worker group whatever was asked
+            for k in (*_NETWORK_SETTINGS, "network_shaping"):
+                what.pop(k, None)
     else:
         what = {k: (summary or {}).get(k) for k in ("benchmark", "division", "dataset", "world_size")}
     return [where.root, system, what]

@@ -8,7 +8,10 @@ folder, or one run folder) checks every run folder below PATH:
    with results/<system>/system.json; folder names agreeing with the files.
 2. Status: summary.json must hold a final status. success and diverged are
    results; failed, interrupted and aborted runs are reported (warnings);
-   ``running`` is an unfinished or killed run, which is a failure.
+   ``running`` is an unfinished or killed run, which is a failure. A run that
+   failed during set-up (no config.json, no curve.csv) is reported with its
+   reason, without the compliance checker (its log has only a header); it
+   fails nothing else in the tree.
 3. Numbers: every entry of summary.json's ``metrics`` is recomputed from
    curve.csv with the run's own threshold spec, target and budget (which must
    equal config.json's) and compared exactly (relative 1e-12: the values are
@@ -237,7 +240,11 @@ def _check_division(run_dir: str, config_path: str, summary, config) -> list[Pro
     if division == "open" and config is not None:
         return [Problem(config_path, msg) for msg in check_open(config)]
     if division not in ("closed", "open") and (summary or config):
-        return [Problem(run_dir, f"division {short_json(division)} is neither closed nor open")]
+        # a failed run's folder may not say (one made before ttabench recorded it there)
+        reported = (summary or {}).get("status") in REPORTED_STATUSES
+        return [
+            Problem(run_dir, f"division {short_json(division)} is neither closed nor open", warning=reported)
+        ]
     return []
 
 
@@ -266,8 +273,11 @@ def check_run(run_dir: str, compliance: bool = True) -> tuple[list[Problem], dic
     if summary is not None:
         P += _check_status(run_dir, f["summary.json"], summary)
         P += _check_summary(f["summary.json"], summary, rows, config)
+    # A run that failed during set-up (no config.json, no curve) logged its header only:
+    # the status line above says what happened; the compliance checker has nothing to check.
+    setup_failure = status in REPORTED_STATUSES and config is None and rows is None
     if events is not None:
-        P += _check_log(f["mllog.txt"], events, rows, summary, compliance)
+        P += _check_log(f["mllog.txt"], events, rows, summary, compliance and not setup_failure)
     P += _check_division(run_dir, f["config.json"], summary, config)
     P += check_layout(run_dir, summary, config)
     return P, summary, config

@@ -105,6 +105,8 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
         if cfg.world_size() != 1:
             raise UserError("--backend none runs exactly one worker")
         _starting(cfg, "importing torch")
+        if cfg.division == "open":  # as for N workers: a broken submission leaves no folder
+            check_open_submission(cfg)
         # Imported here: the worker needs torch, which `ttabench` starts without.
         from ttabench.launch.worker.main import run_worker
 

@@ -251,8 +251,8 @@ def test_user_errors(tree, tmp_path, where, message):
 
 
 def test_a_failed_run_without_curve_and_no_torch(tmp_path):
-    """A run that failed before its first evaluation gets a page and fails the verdict; building
-    the site imports no torch (a pure reader)."""
+    """A run that failed before its first evaluation gets a page and is reported as failed, without
+    failing the verdict on the other runs; building the site imports no torch (a pure reader)."""
     root = tmp_path / "results"
     good = next((REPO / "results" / "amd-epyc-2c").rglob("curve.csv")).parent
     shutil.copytree(
@@ -279,4 +279,35 @@ def test_a_failed_run_without_curve_and_no_torch(tmp_path):
     assert "no curve.csv (no evaluation was recorded)" in page
     assert 'href="000-20990101-000000-abcdef/summary.json"' in page
     index = (out / "index.html").read_text()
-    assert "Not valid" in index and "FAILED:" in index
+    assert "Not valid" not in index and ">Valid<" in index
+    assert "run failed (rank 1 killed by SIGKILL): recorded, not a result" in index
+
+
+def test_headline_comparison_is_at_the_highest_threshold_both_reached():
+    from ttabench.divisions.scoring import Run
+    from ttabench.launch.commands import html
+
+    def run(name, points):
+        return Run(name, [{"train_time_s": t, "accuracy": a} for t, a in points])
+
+    def row(system):
+        return {
+            "system": system, "benchmark": "resnet20", "division": "closed", "dataset": "cifar10",
+            "workers": 1, "network": "loopback", "setting": "", "threshold_spec": "0.2:0.5:0.1",
+        }  # fmt: skip
+
+    a, b = row("a"), row("b")
+    # A reaches 40 %, B only 30 %: 50 % (the spec's top) and 40 % give no ratio
+    scored = {
+        html._row_key(a): [run("a1", [(10.0, 0.25), (20.0, 0.35), (30.0, 0.45)])],
+        html._row_key(b): [run("b1", [(5.0, 0.22), (40.0, 0.31)])],
+    }
+    (sec,) = html._sections([a, b], scored, None)
+    (c,) = sec["comparisons"]
+    assert c["both_reached"] and c["last"]["threshold"] == 0.3
+    assert (c["last"]["tta_a"], c["last"]["tta_b"], c["last"]["tta_ratio"]) == (20.0, 40.0, 2.0)
+    assert c["last"]["attmt_ratio"] == pytest.approx((5.0 + 40.0) / 2 / ((10.0 + 20.0) / 2), rel=1e-12)
+    # nobody reached anything: the top threshold, marked as such on the page
+    scored[html._row_key(b)] = [run("b1", [(5.0, 0.1)])]
+    (c,) = html._sections([a, b], scored, None)[0]["comparisons"]
+    assert not c["both_reached"] and c["last"]["threshold"] == 0.5

@@ -91,10 +91,46 @@ def test_profiles_and_overrides():
     custom = resolve(None, "100mbit", "0.5ms")
     assert custom.bandwidth == 12.5e6 and custom.latency == 0.5e-3 and custom.name == "custom"
     assert resolve(None, "100mbit", None).latency == 0.0
-    with pytest.raises(UserError, match="unknown network profile"):
+    with pytest.raises(UserError, match="unknown network profile") as info:
         resolve("carrier-pigeon", None, None)
+    assert "did you mean" not in str(info.value)
+    with pytest.raises(
+        UserError, match=r"unknown network profile '10gb' \(did you mean 10gbe\? one of loopback"
+    ):
+        resolve("10gb", None, None)
     with pytest.raises(UserError, match="needs --bandwidth"):
         resolve(None, None, "1ms")
+
+
+def test_a_link_with_one_worker_is_recorded_as_not_applied():
+    assert PROFILES["1gbe"].describe_for(2) == PROFILES["1gbe"].describe()
+    assert PROFILES["loopback"].describe_for(1) == PROFILES["loopback"].describe()
+    one = PROFILES["1gbe"].describe_for(1)
+    assert one["applied"] is False and one["mechanism"] == "none" and one["profile"] == "loopback"
+    assert one["bandwidth_bytes_per_s"] is None  # what `predict` reads: the run was measured unshaped
+    assert one["requested"]["profile"] == "1gbe" and one["requested"]["bandwidth_bytes_per_s"] == 125e6
+    assert "not applied" in one["note"]
+
+
+@pytest.mark.slow
+def test_one_worker_runs_report_together_whatever_network_was_asked(tmp_path):
+    import json
+
+    from conftest import run_cli
+
+    results = str(tmp_path / "results")
+    common = ["--synthetic", "--max-steps", "1", "--batch-size", "32", "--progress", "none"]
+    common += ["--results-dir", results, "--system", "box"]
+    asked = run_cli("run", *common, "--network", "1gbe", "--seed", "1", check=True)
+    assert "network 1gbe not applied: with 1 worker no collective crosses a link" in asked.stderr
+    run_cli("run", *common, "--seed", "2", check=True)
+    (config_path,) = [
+        p for p in (tmp_path / "results").glob("box/*/*/*/config.json") if "1gbe" in p.read_text()
+    ]
+    net = json.loads(config_path.read_text())["resolved"]["network"]
+    assert net["applied"] is False and net["requested"]["profile"] == "1gbe"
+    rows = json.loads(run_cli("report", results, "--format", "json", check=True).stdout)["rows"]
+    assert [(r["workers"], r["network"], r["runs"]) for r in rows] == [(1, "not applied (1 worker)", 2)]
 
 
 def test_ring_allreduce_model_by_hand():

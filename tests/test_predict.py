@@ -434,3 +434,85 @@ def test_predict_is_a_pure_reader():
     code = "import sys, ttabench.launch.commands.predict; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _subset_run(folder):
+    """The hand-made run as a 2-worker resnet20 run on the CIFAR-10 subset at global batch 128."""
+    _write_run(folder)
+    cfg_path, sum_path = os.path.join(folder, "config.json"), os.path.join(folder, "summary.json")
+    with open(cfg_path) as f:
+        config = json.load(f)
+    config["resolved"].update(global_batch=128, threads=1, device="cpu")
+    config["data"]["train_size"] = 5085
+    with open(sum_path) as f:
+        summary = json.load(f)
+    summary.update(benchmark="resnet20", dataset="cifar10-subset")
+    for path, obj in ((cfg_path, config), (sum_path, summary)):
+        with open(path, "w") as f:
+            json.dump(obj, f)
+    return folder
+
+
+def test_predict_takes_epochs_to_target_from_the_shipped_rcps(tmp_path, cli):
+    from ttabench.divisions import rcp
+    from ttabench.launch.commands.predict import SHIPPED_RCPS
+
+    shipped = os.path.join(SHIPPED_RCPS, "resnet20-cifar10-subset.json")
+    refs = {r.batch: r for r in rcp.references(shipped, rcp.load(shipped), "resnet20")}
+    m128, m256 = refs[128].mean, refs[256].mean  # olympic means: 6.94 and 8.24 epochs to 45 %
+    run = _subset_run(str(tmp_path / "run"))
+    out = cli("predict", run, "--workers", "1,2,3,4,8", "--network", "loopback", "--json")
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["rcps"] == shipped and got["epochs_target"] == 0.45
+    assert got["compute_basis"] == {
+        "threads_per_worker": 1,
+        "batch_per_worker": 64,
+        "device": "cpu",
+        "measured_workers": 2,
+    }
+    rows = {r["workers"]: r for r in got["rows"]}
+    # global batch 64: below the smallest RCP, which stands for it (as rcp_checker does)
+    assert rows[1]["epochs_to_target"] == m128 and rows[1]["epochs_source"] == "rcp"
+    assert rows[2]["epochs_to_target"] == m128  # the measured global batch
+    # 192: linear between the records at 128 and 256
+    assert rows[3]["epochs_to_target"] == pytest.approx((m128 + m256) / 2, rel=1e-12)
+    assert rows[4]["epochs_to_target"] == m256 and rows[4]["epochs_source"] == "rcp"
+    # 512 is past the largest RCP: nothing to go on but the measured run, and the row says so
+    assert rows[8]["epochs_source"] == "measured run" and "assumed unchanged" in rows[8]["convergence"]
+    # TTA stretches the measured curve's epochs (20 % at epoch 0.5) by RCP(256) / RCP(128)
+    spe = 5085 // 256
+    assert rows[4]["tta_s"]["0.2"] == pytest.approx(
+        0.5 * m256 / m128 * spe * rows[4]["step_time_s"], rel=1e-12
+    )
+    table = cli("predict", run, "--workers", "2,4", "--network", "loopback")
+    assert table.returncode == 0, table.stderr
+    assert "1 thread(s) per worker, batch 64 per worker on cpu" in table.stdout
+    assert f"{m256:.2f} (RCP)" in table.stdout
+
+
+def test_predict_without_rcps_says_every_row_assumes_unchanged_epochs(tmp_path, cli):
+    run = _subset_run(str(tmp_path / "run"))
+    got = json.loads(cli("predict", run, "--workers", "1,2,4", "--rcps", "none", "--json", check=True).stdout)
+    assert got["rcps"] is None and got["epochs_target"] == 0.3  # the run's highest threshold
+    for r in got["rows"]:
+        assert r["epochs_source"] == "measured run" and r["epochs_to_target"] == 1.0
+    rows = {r["workers"]: r for r in got["rows"]}
+    assert (
+        "assumed unchanged at 64" in rows[1]["convergence"]
+        and "assumed unchanged at 256" in rows[4]["convergence"]
+    )
+    assert "same global batch 128" in rows[2]["convergence"]
+    assert "assumed unchanged with the global batch in every row" in got["convergence"]
+    # an RCP file for another data set is one line, not a silent assumption
+    other = tmp_path / "other.json"
+    records = json.load(
+        open(os.path.join(os.path.dirname(__file__), "..", "results", "rcps", "resnet20-cifar10-subset.json"))
+    )
+    for rec in records.values():
+        rec["Hyperparams"]["dataset"] = "cifar10"
+    other.write_text(json.dumps(records))
+    bad = cli("predict", run, "--rcps", str(other))
+    assert (
+        bad.returncode == 2 and "RCPs for data set cifar10, the run trained on cifar10-subset" in bad.stderr
+    )

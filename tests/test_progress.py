@@ -152,3 +152,17 @@ def test_plain_summary_never_wraps_and_shows_aat_only_with_a_budget():
     out = io.StringIO()
     print_run_summary(long_dir, Console(file=out, width=80), summary=_summary(budget=30.0))
     assert "| AAT @ 30 s | 60.00% |" in out.getvalue()
+
+
+def test_summary_of_a_run_interrupted_before_any_evaluation_says_not_evaluated():
+    s = dict(_summary(), status="interrupted", stop_reason="interrupted", steps=3, epochs=3 / 39)
+    s.update(
+        train_time_s=0.75, throughput_img_s=3 * 128 / 0.75, metrics=dict(s["metrics"], final_accuracy=None)
+    )
+    out = io.StringIO()
+    print_run_summary("r", Console(file=out, width=80), summary=s)
+    assert (
+        "training time 0.75 s (evaluation excluded), total 31.00 s, 512 img/s, not evaluated"
+        in out.getvalue()
+    )
+    assert "0.00%" not in out.getvalue()

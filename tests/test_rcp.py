@@ -435,3 +435,58 @@ def test_validate_and_report_apply_the_rcps(tmp_path, cli):
     assert row["tta_normalized_s"] == pytest.approx(row["tta_s"] * row["rcp_normalization"])
     md = cli("report", str(good), "--target", "0.45", "--rcps", path, check=True).stdout
     assert f"TTA x {row['rcp_normalization']:.4f}" in md
+
+
+def test_validate_rcps_on_sets_too_small_to_check_warns(tmp_path, cli):
+    path = rcp_file(tmp_path, bench="resnet20")
+    tree = tmp_path / "tree"
+    for name, batch in (("a", 128), ("b", 256)):  # two experiments of one run each
+        d = write_run(tree / name, "s0", batch=batch, epochs_at=4.5)
+        cfg = json.loads((d / "config.json").read_text())
+        cfg["config"] = {"benchmark": "resnet20", "batch_size": batch}
+        (d / "config.json").write_text(json.dumps(cfg))
+    proc = cli("validate", str(tree), "--no-compliance", "--rcps", path, "--json")
+    out = json.loads(proc.stdout)
+    # (these hand-made folders fail other checks; none of the failures is the RCPs')
+    assert not any("RCP" in f for f in out["failures"]), out["failures"]
+    assert [c["checkable"] for c in out["rcp"]] == [False, False]
+    said = [
+        w for w in out["warnings"] if "RCP check: not checkable" in w and "olympic mean needs at least 3" in w
+    ]
+    assert len(said) == 2, out["warnings"]
+
+
+def test_check_warns_when_the_evaluation_cadence_differs_from_the_rcps(tmp_path, cli):
+    quarter = 128 * 39 // 4  # write_run's runs: 39 steps an epoch, every quarter epoch by default
+    records = {
+        "resnet20_ref_128": {
+            "Benchmark": "resnet20",
+            "BS": 128,
+            "Hyperparams": {
+                "target_accuracy": 0.45,
+                "dataset": "cifar10-subset",
+                "eval_every_samples": quarter,
+            },
+            "Epochs to converge": RCPS["resnet_ref_128"],
+        }
+    }
+    path = tmp_path / "rcps.json"
+    path.write_text(json.dumps(records))
+    same, epoch = tmp_path / "same", tmp_path / "epoch"
+    for i, e in enumerate([4.25, 4.5, 4.5, 4.5, 4.75]):
+        write_run(same, f"s{i}", batch=128, epochs_at=e)
+        d = write_run(epoch, f"s{i}", batch=128, epochs_at=e)
+        cfg = json.loads((d / "config.json").read_text())
+        cfg["resolved"]["eval_every_samples"] = 128 * 39  # every epoch
+        (d / "config.json").write_text(json.dumps(cfg))
+    ok = cli("rcp", "check", str(same), "--rcps", str(path), "--json")
+    assert json.loads(ok.stdout)["warnings"] == []
+    text = cli("rcp", "check", str(epoch), "--rcps", str(path))
+    assert text.returncode == 0, text.stdout  # a warning, not a verdict
+    (line,) = [x for x in text.stdout.splitlines() if x.startswith("warning: ")]
+    assert f"the runs evaluated every 4992 samples, the RCPs' reference runs every {quarter}" in line
+    val = cli("validate", str(epoch), "--no-compliance", "--rcps", str(path), "--json")
+    out = json.loads(val.stdout)
+    assert not any("RCP" in f for f in out["failures"]), out["failures"]
+    assert any("RCP check passed" in w for w in out["warnings"])
+    assert any("RCP check: evaluation cadence differs" in w for w in out["warnings"])

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from ttabench.divisions import experiments
+from ttabench.divisions import experiments, results
 from ttabench.launch.cli import main
 
 HEADER = "epoch,step,samples,train_time_s,total_time_s,accuracy,loss\n"
@@ -279,7 +279,7 @@ def test_report_json(tree, capsys):
     assert code == 0
     rows = json.loads(out)["rows"]
     assert [(r["system"], r["workers"], r["network"]) for r in rows] == [
-        ("sys-a", 1, "none"),
+        ("sys-a", 1, "not applied (1 worker)"),
         ("sys-b", 2, "1gbe"),
     ]
     a, b = rows
@@ -353,8 +353,8 @@ def test_report_override_target(tree, capsys):
 
 
 def test_network_label():
-    assert experiments.network_label(None) == "none"
-    assert experiments.network_label({"config": {"network": None}}) == "none"
+    assert experiments.network_label(None) == "loopback"
+    assert experiments.network_label({"config": {"network": None}}) == "loopback"
     assert experiments.network_label({"config": {"network": "wan"}}) == "wan"
     emulated = {
         "config": {"network": None},
@@ -362,9 +362,37 @@ def test_network_label():
     }
     assert experiments.network_label(emulated) == "custom"
     loopback = {"resolved": {"network": {"profile": "loopback", "mechanism": "none"}}}
-    assert experiments.network_label(loopback) == "none"
+    assert experiments.network_label(loopback) == "loopback"
     shaped = {"resolved": {"network_shaping": {"rate": "100mbit", "delay": None}}}
     assert experiments.network_label(shaped) == "tbf 100mbit"
+    # one worker crosses no link, whatever was asked (also as recorded before it said so)
+    for resolved in (
+        {"world_size": 1},
+        {"world_size": 1, "network": {"profile": "1gbe", "mechanism": "emulated"}},
+    ):
+        assert experiments.network_label({"config": {"network": "1gbe"}, "resolved": resolved}) == (
+            "not applied (1 worker)"
+        )
+    assert experiments.network_label({"config": {"network": "1gbe", "workers": 1, "nnodes": 1}}) == (
+        "not applied (1 worker)"
+    )
+
+
+def test_one_worker_runs_group_together_whatever_network_was_asked(tmp_path):
+    def config(network, workers):
+        return {
+            "config": {"benchmark": "resnet20", "network": network, "bandwidth": None, "workers": workers},
+            "resolved": {"system": "s", "world_size": workers},
+        }
+
+    run = str(tmp_path / "r" / "s" / "resnet20" / "closed" / "x")
+    key = results.experiment_key
+    assert (
+        key(run, None, config("1gbe", 1))
+        == key(run, None, config(None, 1))
+        == key(run, None, config("wan", 1))
+    )
+    assert key(run, None, config("1gbe", 2)) != key(run, None, config(None, 2))
 
 
 # --- plot -----------------------------------------------------------------------------------

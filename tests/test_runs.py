@@ -145,3 +145,13 @@ def test_runs_does_not_import_torch(tree):
         [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ), timeout=120
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_runs_says_not_evaluated_for_a_run_without_an_evaluation(tmp_path):
+    run = tmp_path / "results" / "box" / "resnet20" / "closed" / "20990101-000000-abcdef"
+    run.mkdir(parents=True)
+    summary = {"status": "interrupted", "benchmark": "resnet20", "division": "closed", "world_size": 2}
+    (run / "summary.json").write_text(json.dumps(summary))
+    out = run_cli("runs", str(tmp_path / "results"), check=True).stdout
+    (line,) = [x for x in out.splitlines() if "abcdef" in x]
+    assert "| interrupted |" in line and "| not evaluated |" in line

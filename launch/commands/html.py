@@ -92,7 +92,19 @@ def _sections(rows: list[dict], scored: dict[tuple, list], thresholds: str | Non
             table = scoring.compare_rows(
                 [r.points for r in a], [r.points for r in b], metrics.parse_thresholds(spec)
             )
-            comparisons.append({"a": _label(base), "b": _label(other), "rows": table, "last": table[-1]})
+            # The headline: the highest threshold both A and B reached (a threshold neither or
+            # only one reached gives no ratio); the highest of the spec when none was.
+            both = [t for t in table if t["tta_ratio"] is not None]
+            head = both[-1] if both else table[-1]
+            comparisons.append(
+                {
+                    "a": _label(base),
+                    "b": _label(other),
+                    "rows": table,
+                    "last": head,
+                    "both_reached": bool(both),
+                }
+            )
         out.append(
             {
                 "id": f"s{i}",

@@ -10,7 +10,16 @@ A pure reader of the run folder (no torch). From the run's critical worker
 control time, side work, and the backward pass's gradient buckets with the
 time each became ready; `launch/net/cost.py` adds the modelled all-reduce
 of the chosen topology and link, overlapped with the backward pass. Each
-worker is assumed to compute as fast as the measured ones did.
+worker is assumed to compute as fast as the measured ones did, with the same
+threads and per-worker batch (the compute basis, which the output names).
+
+Convergence: the epochs to accuracy change with the global batch. With RCPs
+(``--rcps FILE``; by default the shipped file when it is for the run's
+benchmark and data set), each row's epochs to the RCPs' target are the RCPs'
+at that global batch, chosen and interpolated as MLPerf's rcp_checker does,
+and the TTA / ATTMT stretch the measured curve's epochs by RCP(batch) /
+RCP(measured batch). Without RCPs (or past the largest RCP) the epochs are
+assumed unchanged, and every row says so.
 """
 
 from __future__ import annotations
@@ -19,14 +28,17 @@ import io
 import json
 import os
 
+import ttabench
 from ttabench import UserError
-from ttabench.divisions import metrics
+from ttabench.divisions import metrics, rcp
 from ttabench.divisions.results import atomic_write_bytes, number, read_curve, read_json, section
 from ttabench.launch.commands.tables import Column, Table, show
 from ttabench.launch.net import cost
 from ttabench.launch.net import link as network
 
 DEFAULT_WORKERS = "1:1024:x2"
+# The RCPs a repository checkout ships (results/ is not part of an installed wheel).
+SHIPPED_RCPS = os.path.join(os.path.dirname(os.path.abspath(ttabench.__file__)), "results", "rcps")
 
 
 def load_run(run_dir: str) -> tuple[cost.StepProfile, dict]:
@@ -70,6 +82,11 @@ def load_run(run_dir: str) -> tuple[cost.StepProfile, dict]:
     cfg = section(config, "config")
     info = {
         "run_dir": run_dir,
+        "benchmark": summary.get("benchmark"),
+        "dataset": summary.get("dataset"),
+        "threads": resolved.get("threads"),
+        "device": resolved.get("device"),
+        "batch_per_worker": global_batch // world,
         "link": link,
         "shaping": resolved.get("network_shaping"),
         "global_batch": global_batch,
@@ -109,21 +126,107 @@ def _positive_int(text: str) -> int:
         raise UserError(f"--workers takes whole numbers, got {text!r}") from None
 
 
-def convergence(info: dict, p: int, step_s: float) -> dict:
-    """TTA per threshold and ATTMT for p workers, with the assumption they rest on."""
+def load_rcps(path: str | None, info: dict) -> dict | None:
+    """The RCPs a prediction uses: FILE (an error when it has none for the run's benchmark or
+    data set), else the shipped ones for the run's benchmark and data set, else None
+    ('none': no RCPs, the epochs are assumed unchanged)."""
+    if path == "none":
+        return None
+    if path is None:
+        shipped = (
+            sorted(os.path.join(SHIPPED_RCPS, f) for f in os.listdir(SHIPPED_RCPS) if f.endswith(".json"))
+            if os.path.isdir(SHIPPED_RCPS)
+            else []
+        )
+        for f in shipped:
+            found = _rcps_for(f, info, strict=False)
+            if found is not None:
+                return found
+        return None
+    return _rcps_for(path, info, strict=True)
+
+
+def _rcps_for(path: str, info: dict, strict: bool) -> dict | None:
+    records = rcp.load(path)
+    bench = str(info["benchmark"])
+    if not strict and not any(r["Benchmark"] == bench for r in records.values()):
+        return None
+    refs = rcp.references(path, records, bench)
+    data = rcp.hyperparam(path, refs, "dataset")
+    if data is not None and data != info["dataset"]:
+        if not strict:
+            return None
+        raise UserError(f"--rcps {path}: RCPs for data set {data}, the run trained on {info['dataset']}")
+    target = rcp.hyperparam(path, refs, "target_accuracy")
+    measured, how = rcp.epochs_at(refs, info["global_batch"])
+    return {"path": path, "refs": refs, "target": target, "measured": measured, "measured_how": how}
+
+
+def _epochs(info: dict, gb: int, rcps: dict | None) -> tuple[float, str, str]:
+    """(scale of the measured curve's epochs, source, what it rests on) at global batch gb."""
+    gb0 = info["global_batch"]
+    if rcps is not None and rcps["measured"] is not None:
+        e, how = rcp.epochs_at(rcps["refs"], gb)
+        if e is not None:
+            k = e / rcps["measured"]
+            return (
+                k,
+                "rcp",
+                (
+                    f"epochs to {_pct(rcps['target'])} from the RCPs: {e:.2f} at global batch {gb} ({how}), "
+                    f"{rcps['measured']:.2f} at the measured {gb0}; the measured curve's epochs x {k:.3f}"
+                ),
+            )
+        return (
+            1.0,
+            "measured run",
+            (
+                f"epochs to accuracy assumed unchanged from the measured run at global batch {gb0} "
+                f"(global batch {gb} is {how})"
+            ),
+        )
+    if gb == gb0:
+        return 1.0, "measured run", f"epochs to accuracy from the measured run (same global batch {gb})"
+    why = "the RCPs do not cover the measured global batch" if rcps is not None else "no RCPs; --rcps FILE"
+    return (
+        1.0,
+        "measured run",
+        (
+            f"epochs to accuracy from the measured run at global batch {gb0}, assumed unchanged at {gb} ({why})"
+        ),
+    )
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:g}%"
+
+
+def epochs_target(info: dict, rcps: dict | None) -> float | None:
+    """The accuracy that rows' epochs_to_target refer to: the RCPs', else the run's target,
+    else its highest threshold."""
+    if rcps is not None and rcps["measured"] is not None and rcps["target"] is not None:
+        return rcps["target"]
+    if info["target"] is not None:
+        return info["target"]
+    ts = metrics.thresholds(*metrics.parse_thresholds(info["thresholds"])) if info["thresholds"] else []
+    return ts[-1] if ts else None
+
+
+def convergence(info: dict, p: int, step_s: float, rcps: dict | None = None) -> dict:
+    """TTA per threshold and ATTMT for p workers, epochs to target, and what they rest on."""
     b = info["global_batch"] // max(1, info["world"])
     gb = b * p
     spe = info["train_size"] // gb if info["train_size"] else 0
-    same = gb == info["global_batch"]
-    basis = (
-        f"epochs to accuracy from the measured run (same global batch {gb})"
-        if same
-        else f"epochs to accuracy from the measured run at global batch {info['global_batch']}, "
-        f"assumed unchanged at {gb} (not validated: no reference convergence points here)"
-    )
     if spe == 0:
-        return {"tta_s": {}, "attmt_s": None, "convergence": f"global batch {gb} exceeds the training set"}
-    curve = [(r["epoch"], r["accuracy"]) for r in info["curve"]]
+        return {
+            "tta_s": {},
+            "attmt_s": None,
+            "epochs_to_target": None,
+            "epochs_source": None,
+            "convergence": f"global batch {gb} exceeds the training set",
+        }
+    k, source, basis = _epochs(info, gb, rcps)
+    curve = [(r["epoch"] * k, r["accuracy"]) for r in info["curve"]]
     ts = metrics.thresholds(*metrics.parse_thresholds(info["thresholds"])) if info["thresholds"] else []
     extra = [info["target"]] if info["target"] is not None and info["target"] not in ts else []
     tta = {}
@@ -132,26 +235,83 @@ def convergence(info: dict, p: int, step_s: float) -> dict:
         tta[f"{t:g}"] = None if epoch is None else epoch * spe * step_s
     in_range = [tta[f"{t:g}"] for t in ts]
     attmt = sum(in_range) / len(in_range) if in_range and None not in in_range else None
-    return {"tta_s": tta, "attmt_s": attmt, "convergence": basis}
+    target = epochs_target(info, rcps)
+    if source == "rcp":
+        epochs = rcp.epochs_at(rcps["refs"], gb)[0]
+    else:
+        epochs = None if target is None else metrics.tta(curve, target)
+    return {
+        "tta_s": tta,
+        "attmt_s": attmt,
+        "epochs_to_target": epochs,
+        "epochs_source": source,
+        "convergence": basis,
+    }
 
 
 def predict(
-    prof: cost.StepProfile, info: dict, links: list, workers: list[int], topo, straggler: float
+    prof: cost.StepProfile,
+    info: dict,
+    links: list,
+    workers: list[int],
+    topo,
+    straggler: float,
+    rcps: dict | None = None,
 ) -> list:
     info = dict(info, world=prof.world)
     rows = []
     for link in links:
         for r in cost.scaling_rows(prof, workers, link, topo, straggler):
             r["network"] = link.name
-            r.update(convergence(info, r["workers"], r["step_time_s"]))
+            r.update(convergence(info, r["workers"], r["step_time_s"], rcps))
             rows.append(r)
     return rows
+
+
+def compute_basis(info: dict) -> dict:
+    """What every row's compute rests on: the measured workers' threads and per-worker batch."""
+    return {
+        "threads_per_worker": info.get("threads"),
+        "batch_per_worker": info["batch_per_worker"],
+        "device": info.get("device"),
+        "measured_workers": info.get("world"),
+    }
+
+
+def basis_text(info: dict) -> str:
+    b = compute_basis(info)
+    threads = "?" if b["threads_per_worker"] is None else b["threads_per_worker"]
+    return (
+        f"compute basis: {threads} thread(s) per worker, batch {b['batch_per_worker']} per worker"
+        + (f" on {b['device']}" if b["device"] else "")
+        + f", as measured with {b['measured_workers']} worker(s)"
+    )
+
+
+def convergence_note(info: dict, rcps: dict | None) -> str:
+    target = epochs_target(info, rcps)
+    if rcps is not None and rcps["measured"] is not None:
+        return (
+            f"epochs to {_pct(target)}: the RCPs of {rcps['path']} at each global batch (MLPerf's choice "
+            "and interpolation); TTA and ATTMT: the measured curve with its epochs scaled by "
+            "RCP(global batch) / RCP(measured global batch); past the largest RCP, assumed unchanged"
+        )
+    why = (
+        f"the RCPs of {rcps['path']} do not cover the measured global batch ({rcps['measured_how']})"
+        if rcps is not None
+        else "no RCPs for this benchmark and data set (--rcps FILE)"
+    )
+    return (
+        f"epochs to accuracy: the measured run's at every global batch, assumed unchanged with the "
+        f"global batch in every row ({why}); they do change with it"
+    )
 
 
 def prediction_table(rows: list[dict], info: dict, topo) -> Table:
     title = (
         f"prediction from {info['run_dir']} (measured: {info['steps']} steps, "
-        f"{1e3 * info['measured_step_s']:.1f} ms/step, critical rank {info['critical_rank']}); "
+        f"{1e3 * info['measured_step_s']:.1f} ms/step, critical rank {info['critical_rank']}; "
+        f"{basis_text(info)}); "
         f"topology {topo.kind}" + (f", {topo.per_node} per node" if topo.kind == "hierarchical" else "")
     )
     columns = [
@@ -162,10 +322,20 @@ def prediction_table(rows: list[dict], info: dict, topo) -> Table:
         Column("img/s", "images_per_s", lambda r: f"{r['images_per_s']:.1f}"),
         Column("speed-up", "speedup", lambda r: f"{r['speedup']:.2f}"),
         Column("efficiency", "efficiency", lambda r: f"{100 * r['efficiency']:.1f}%"),
-        Column("ATTMT", "attmt_s", lambda r: "-" if r["attmt_s"] is None else f"{r['attmt_s']:.1f} s"),
+        Column("epochs to target", "epochs_to_target", _epochs_cell),
+        Column(
+            "ATTMT", "attmt_s", lambda r: "undefined" if r["attmt_s"] is None else f"{r['attmt_s']:.1f} s"
+        ),
     ]
-    notes = sorted({f"convergence at {r['workers']} workers: {r['convergence']}" for r in rows[-1:]})
+    notes = [convergence_note(info, info.get("rcps"))]
     return Table(columns, rows, title=title, notes=notes)
+
+
+def _epochs_cell(r: dict) -> str:
+    if r["epochs_to_target"] is None:
+        return "not reached" if r["epochs_source"] else "-"
+    source = "RCP" if r["epochs_source"] == "rcp" else "assumed unchanged"
+    return f"{r['epochs_to_target']:.2f} ({source})"
 
 
 def plot(rows: list[dict], path: str, title: str) -> None:
@@ -212,11 +382,14 @@ def _cmd_predict(args) -> int:
     if args.straggler is not None and not args.straggler >= 1:
         raise UserError(f"--straggler is a factor >= 1, got {args.straggler}")
     prof, info = load_run(args.run_dir)
+    info = dict(info, world=prof.world)
+    rcps = load_rcps(args.rcps, info)
+    info["rcps"] = rcps
     links = _links(args, info)
     straggler = args.straggler
     if straggler is None:  # the run's own straggler, if it had one
         straggler = float(info["straggler"].split(":")[1]) if info["straggler"] else 1.0
-    rows = predict(prof, info, links, workers, topo, straggler)
+    rows = predict(prof, info, links, workers, topo, straggler, rcps)
     if args.plot:
         plot(rows, args.plot, f"{os.path.basename(os.path.normpath(args.run_dir))}: {topo.kind}")
     if args.json:
@@ -227,6 +400,10 @@ def _cmd_predict(args) -> int:
             "straggler": straggler,
             "measured_step_s": info["measured_step_s"],
             "critical_rank": info["critical_rank"],
+            "compute_basis": compute_basis(info),
+            "rcps": None if rcps is None else rcps["path"],
+            "epochs_target": epochs_target(info, rcps),
+            "convergence": convergence_note(info, rcps),
             "rows": rows,
         }
         print(json.dumps(out, indent=2))
@@ -259,6 +436,13 @@ def add_commands(sub) -> None:
         type=float,
         metavar="FACTOR",
         help="one worker computes FACTOR times slower (default: the run's own --straggler, else none)",
+    )
+    p.add_argument(
+        "--rcps",
+        metavar="FILE",
+        help="reference convergence points for the epochs to target at each global batch "
+        "(default: the shipped RCPs when they are for the run's benchmark and data set; "
+        "'none', or without RCPs: the epochs are assumed unchanged)",
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--plot", metavar="FILE.png", help="speed-up against workers, one line per network")

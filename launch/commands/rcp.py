@@ -16,7 +16,7 @@ import os
 
 from ttabench import UserError
 from ttabench.divisions import experiments, rcp, scoring
-from ttabench.divisions.results import atomic_write_text, section
+from ttabench.divisions.results import atomic_write_text, number, section
 
 
 def _target(value: float | None) -> float | None:
@@ -118,7 +118,31 @@ def set_from_runs(runs: list[scoring.Run], path: str, refs_all: dict, target: fl
         if data is not None and f["dataset"] != data:
             raise UserError(f"{f['name']}: data set {f['dataset']}, but the RCPs are for {data}")
     epochs = [rcp.epochs_to_target(r.rows, target) for r in runs]
-    return rcp.check(refs, benches[0], batches[0], epochs)
+    out = rcp.check(refs, benches[0], batches[0], epochs)
+    out["warnings"] += [w for w in [cadence_warning(runs, refs)] if w]
+    return out
+
+
+CADENCE_RATIO = 1.5  # cadences within this factor of the references' count as the same
+
+
+def cadence_warning(runs: list[scoring.Run], refs: list[rcp.Reference]) -> str | None:
+    """A warning when the runs evaluated at another cadence than the RCPs' reference runs:
+    epochs to the target are read at evaluations, so a run evaluated every epoch reads up to
+    an epoch later than one evaluated every quarter epoch, and the two are not comparable."""
+    mine = sorted({v for r in runs if (v := number(section(r.config, "resolved").get("eval_every_samples")))})
+    theirs = sorted({v for ref in refs if (v := number(ref.hyperparams.get("eval_every_samples")))})
+    if not mine or not theirs:
+        return None
+    lo, hi = theirs[0], theirs[-1]
+    if all(lo / CADENCE_RATIO <= v <= hi * CADENCE_RATIO for v in mine):
+        return None
+    ref_text = f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}"
+    return (
+        f"evaluation cadence differs: the runs evaluated every {', '.join(f'{v:g}' for v in mine)} samples, "
+        f"the RCPs' reference runs every {ref_text}; epochs to the target are read at evaluations, "
+        "so the comparison is not like for like (use the RCPs' --eval-every)"
+    )
 
 
 def _closed_sets(runs: list[scoring.Run]) -> dict[str, list[scoring.Run]]:
@@ -145,8 +169,13 @@ def check_results(path: str, rcps: str) -> list[dict]:
     for runs in _closed_sets(scoring.load_inputs([path], every_run=True)).values():
         try:
             res = set_from_runs(runs, rcps, records, None)
-        except UserError as e:
-            res = {"pass": False, "reason": f"not checkable against {rcps}: {e}"}
+        except UserError as e:  # e.g. fewer than 3 runs: a warning, not a failed check
+            res = {"pass": False, "checkable": False, "reason": f"not checkable against {rcps}: {e}"}
+            try:
+                refs = rcp.references(rcps, records, str((runs[0].summary or {}).get("benchmark")))
+                res["warnings"] = [w for w in [cadence_warning(runs, refs)] if w]
+            except UserError:
+                pass
         if res.get("runs", rcp.SUBMISSION_RUNS) != rcp.SUBMISSION_RUNS:
             res["note"] = f"{res['runs']} runs; a closed submission has {rcp.SUBMISSION_RUNS}"
         out.append({"path": set_label(runs), **res})
@@ -207,6 +236,8 @@ def _cmd_check(args) -> int:
         print(
             f"{'PASS' if out['pass'] else 'FAIL'}: {out['benchmark']} at global batch {out['global_batch']}: {out['reason']}"
         )
+        for w in out.get("warnings", []):
+            print(f"warning: {w}")
     return 0 if out["pass"] else 1
 
 

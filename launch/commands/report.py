@@ -68,9 +68,9 @@ def _cmd_report(args) -> int:
     return 0
 
 
-def _stat_cell(value, stat, reached, scored, fmt) -> str:
+def _stat_cell(value, stat, reached, scored, fmt, none: str = "not reached") -> str:
     if value is None:
-        return f"not reached (0/{scored})" if scored else "-"
+        return f"{none} (0/{scored})" if scored else "-"
     mark = "" if stat == "olympic_mean" else "*"
     return f"{fmt.format(value)}{mark} ({reached}/{scored})"
 
@@ -85,7 +85,7 @@ def _tta(r: dict) -> str:
 def _attmt(r: dict) -> str:
     if r["threshold_spec"] is None:
         return "no thresholds"
-    cell = _stat_cell(r["attmt_s"], r["attmt_stat"], r["attmt_reached"], r["scored"], "{:.2f} s")
+    cell = _stat_cell(r["attmt_s"], r["attmt_stat"], r["attmt_reached"], r["scored"], "{:.2f} s", "undefined")
     return f"{r['threshold_spec']}: {cell}"
 
 

@@ -92,8 +92,11 @@ def _tta(e: dict) -> str:
     return f"{100 * e['target']:g}%: " + seconds(e["tta_s"])
 
 
-def _percent(v) -> str:
-    return "-" if v is None else f"{100 * v:.2f}%"
+def _final(e: dict) -> str:
+    if e["status"] == "unreadable":
+        return "-"
+    v = e.get("final_accuracy")
+    return "not evaluated" if v is None else f"{100 * v:.2f}%"
 
 
 COLUMNS = (
@@ -105,7 +108,7 @@ COLUMNS = (
     Column("status", left=True),
     Column("workers"),
     Column("network", left=True),
-    Column("final acc.", "final_accuracy", lambda e: _percent(e.get("final_accuracy"))),
+    Column("final acc.", "final_accuracy", lambda e: _final(e)),
     Column("TTA @ target", "tta_s", _tta),
     Column(
         "ATTMT",

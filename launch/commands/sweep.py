@@ -15,7 +15,8 @@ Columns: img/s over the training time (evaluation excluded); time per epoch
 communication wait over the training time, max over ranks); the delay the
 emulated link added (max over ranks); speedup (img/s over the 1-worker
 point's on the same network) and efficiency (speedup / workers); TTA at
-``--target`` and ATTMT over ``--thresholds`` where reached.
+``--target`` and ATTMT over ``--thresholds`` where reached ("not reached" and
+"undefined" in the table otherwise, as in every command; empty cells in sweep.csv).
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ CSV_COLUMNS = [
     "run_dir",
     "error",
 ]
+# The words for a metric without a value, as everywhere: a TTA is "not reached", an ATTMT
+# (defined only when every threshold was reached) "undefined". CSV cells stay empty.
 NOT_REACHED = "not reached"
+UNDEFINED = "undefined"
 
 
 @dataclass(frozen=True)
@@ -168,11 +172,12 @@ def point_row(pt: Point, summary: dict | None, error: str | None = None, run_dir
     if t and row["comm_wait_s"] is not None:
         row["comm_share"] = row["comm_wait_s"] / t
     m = summary.get("metrics") or {}
+    row["target"] = m.get("target")  # which of the two metrics was asked for (not a CSV column)
+    row["thresholds"] = "thresholds" in m
     if m.get("target") is not None:
-        tta = m.get("target_tta_s")
-        row["tta_target_s"] = tta if tta is not None else NOT_REACHED
+        row["tta_target_s"] = m.get("target_tta_s")
     if "thresholds" in m:
-        row["attmt_s"] = m.get("attmt_s") if m.get("attmt_s") is not None else NOT_REACHED
+        row["attmt_s"] = m.get("attmt_s")
     row["final_accuracy"] = m.get("final_accuracy")
     return row
 
@@ -209,8 +214,17 @@ def _fmt(key: str, v) -> str:
     return str(v)
 
 
+def _cell(key: str, row: dict) -> str:
+    if row.get(key) is None and row.get("status") == "success":
+        if key == "tta_target_s" and row.get("target") is not None:
+            return NOT_REACHED
+        if key == "attmt_s" and row.get("thresholds"):
+            return UNDEFINED
+    return _fmt(key, row.get(key))
+
+
 def sweep_table(rows: list[dict]) -> Table:
-    return Table([Column(h, k, lambda r, k=k: _fmt(k, r.get(k)), left=k in LEFT) for k, h in COLUMNS], rows)
+    return Table([Column(h, k, lambda r, k=k: _cell(k, r), left=k in LEFT) for k, h in COLUMNS], rows)
 
 
 def markdown_table(rows: list[dict]) -> str:

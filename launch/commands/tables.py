@@ -165,10 +165,14 @@ def print_run_summary(run_dir: str, console: Console | None = None, summary: dic
         f"{s.get('steps')} steps, {s.get('epochs') or 0:.2f} epochs"
     ]
     if s.get("train_time_s") is not None:
+        img_s = s.get("throughput_img_s")
+        final = m.get("final_accuracy")
         lines.append(
             f"training time {s['train_time_s']:.2f} s (evaluation excluded), total "
-            f"{s.get('total_time_s', 0):.2f} s, {s.get('throughput_img_s') or 0:,.0f} img/s, "
-            f"final accuracy {100 * (m.get('final_accuracy') or 0):.2f}%"
+            f"{s.get('total_time_s', 0):.2f} s, "
+            + ("no training step" if img_s is None else f"{img_s:,.0f} img/s")
+            + ", "
+            + ("not evaluated" if final is None else f"final accuracy {100 * final:.2f}%")
         )
     for line in lines:
         console.print(line, soft_wrap=True, markup=False, highlight=False)

@@ -33,16 +33,23 @@ def _cmd_validate(args) -> int:
 
 
 def _rcp_problems(args, result) -> list[dict]:
-    """--rcps: every closed-division set of runs against the RCPs (a failure fails validate)."""
+    """--rcps: every closed-division set of runs against the RCPs (a failed check fails validate;
+    a check that cannot be made, e.g. of fewer than 3 runs, and a cadence that differs from the
+    RCPs' are warnings)."""
     if not args.rcps:
         return []
     from ttabench.launch.commands.rcp import check_results
 
     out = check_results(args.path, args.rcps)
     for res in out:
-        verdict = "RCP check passed" if res["pass"] else "RCP check failed"
+        checkable = res.get("checkable", True)
+        verdict = "RCP check passed" if res["pass"] else "RCP check failed" if checkable else "RCP check"
         note = f" ({res['note']})" if res.get("note") else ""
-        result.problems.append(Problem(res["path"], f"{verdict}: {res['reason']}{note}", warning=res["pass"]))
+        warning = res["pass"] or not checkable
+        result.problems.append(Problem(res["path"], f"{verdict}: {res['reason']}{note}", warning=warning))
+        result.problems += [
+            Problem(res["path"], f"RCP check: {w}", warning=True) for w in res.get("warnings", [])
+        ]
     return out
 
 

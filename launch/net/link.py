@@ -32,6 +32,7 @@ as in tc), kbit/mbit (bits).
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -190,6 +191,21 @@ class Link:
             "model": "ring all-reduce, alpha-beta: 2(p-1)*alpha + 2(p-1)/p*n/B" if self.emulated else None,
         }
 
+    def describe_for(self, world: int) -> dict:
+        """config.json's resolved.network for a run of `world` workers. With one worker no
+        collective crosses a link: a requested link is recorded as not applied (the run is
+        measured as on loopback), with what was asked."""
+        if world > 1 or not self.emulated:
+            return self.describe()
+        return dict(
+            PROFILES["loopback"].describe(),
+            applied=False,
+            requested=self.describe(),
+            note=NOT_APPLIED,
+        )
+
+
+NOT_APPLIED = "not applied: with 1 worker no collective crosses a link"
 
 # Named profiles: typical per-message latency of the link class (one hop,
 # kernel TCP) and its line rate.
@@ -218,8 +234,10 @@ def resolve(profile: str | None, bandwidth: str | None, latency: str | None) -> 
     profile with overrides."""
     if profile is not None and profile not in PROFILES:
         if not is_profile_file(profile):
+            near = difflib.get_close_matches(profile.lower(), list(PROFILES), n=1, cutoff=0.6)
+            hint = f"did you mean {near[0]}? " if near else ""
             raise UserError(
-                f"unknown network profile {profile!r} (one of {', '.join(PROFILES)}, "
+                f"unknown network profile {profile!r} ({hint}one of {', '.join(PROFILES)}, "
                 "or a profile file written by `ttabench bench allreduce --fit`)"
             )
         base = load_profile(profile)

@@ -196,14 +196,30 @@ class RunFolder:
         try:
             if self.recorder is not None:
                 self.recorder.write_summary(info)
-            else:  # failed during set-up: there is no curve, but the folder says why
-                atomic_write_json(os.path.join(self.run_dir, "summary.json"), info)
+            else:  # failed during set-up: no curve and no config.json, but the folder says what and why
+                self._write_setup_failure(info)
         except UserError as again:  # e.g. the disk is full: the first error is the one to raise
             print(f"ttabench: note: the run could not be marked {status}: {again}", file=sys.stderr)
         try:
             self.log.end(C.RUN_STOP, status="aborted", ttabench_status=status)
         except UserError:
             pass  # the log's own write failure was reported by the first error
+
+    def _write_setup_failure(self, info: dict) -> None:
+        """summary.json of a run that failed before its first step: what it was (so that the
+        readers file it with its benchmark and division) and why it ended; and system.json
+        when the system folder has none yet. No seed: nothing was drawn from it."""
+        cfg = self.cfg
+        described = {
+            "benchmark": cfg.benchmark_name(),
+            "division": cfg.division,
+            "world_size": self.ctx.comm.world_size,
+            "stop_reason": "failed before the first step",
+        }
+        atomic_write_json(os.path.join(self.run_dir, "summary.json"), dict(described, **info))
+        system_json = os.path.join(RunPath.parse(os.path.abspath(self.run_dir)).system_dir, "system.json")
+        if not os.path.exists(system_json):
+            atomic_write_json(system_json, self.ctx.system)
 
     def close(self) -> None:
         if self.display is not None:

@@ -51,7 +51,7 @@ class Context:
             "bf16_native": self.bf16_native,
             "compile": cfg.compile,
             "system": self.system_name,
-            "network": self.link.describe(),
+            "network": self.link.describe_for(c.world_size),
             "network_shaping": netlab.shaping_from_env(),
         }
 
@@ -89,6 +89,8 @@ def join(cfg: RunConfig) -> Context:
     note = bf16_note(device, dtype, native)
     if note and comm.rank == 0:
         print(f"ttabench: warning: {note}", file=sys.stderr, flush=True)
+    if link.emulated and comm.world_size == 1:
+        print(f"ttabench: note: network {link.name} {network.NOT_APPLIED}", file=sys.stderr, flush=True)
     return Context(
         comm=comm,
         device=device,

@@ -177,6 +177,10 @@ class _Loop:
         self.times = _Times()
         self.comm_wait_start = comm.comm_wait_s
         self.status, self.reason, self.diverged_step = "success", None, None
+        # This rank's training clock as it entered the last agreement (a step's or an
+        # evaluation's all-reduce): the run's numbers are taken at that one instant.
+        self.train_local = self.state.train_s
+        self.train_local_at_eval = None  # this rank's clock at the last evaluation
 
     def start(self) -> None:
         s = self.state
@@ -246,13 +250,17 @@ class _Loop:
         if spec.straggler is not None:  # outside every collective; its time is kept apart
             spec.straggler.after_compute(time.perf_counter() - t1 - (self.comm.comm_wait_s - wait0))
         t2 = time.perf_counter()
-        s.step, s.samples, s.epoch_step = s.step + 1, s.samples + s.global_batch, s.epoch_step + 1
         # One small collective per step: the slowest worker's clock,
         # and whether anyone saw a non-finite loss or was asked to stop.
         loss_f = float(loss.detach())
         bad = 0.0 if math.isfinite(loss_f) else 1.0
         stop = 1.0 if self.stop_requested() else 0.0
-        train_max, bad, stop = self.comm.allreduce([self.clock.train_elapsed(), bad, stop], op="max")
+        local = self.clock.train_elapsed()
+        train_max, bad, stop = self.comm.allreduce([local, bad, stop], op="max")
+        self.train_local = local
+        # The step counts once its time is agreed: an interrupt inside the agreement
+        # leaves steps, samples and training time all at the previous step.
+        s.step, s.samples, s.epoch_step = s.step + 1, s.samples + s.global_batch, s.epoch_step + 1
         s.recent_steps = (s.recent_steps + [train_max - s.train_s])[-LoopState.RECENT_STEPS :]
         s.train_s = train_max
         t3 = time.perf_counter()
@@ -303,7 +311,9 @@ class _Loop:
             spec.autocast_dtype,
         )
         self.times.eval_s += time.perf_counter() - t_eval
-        train_max, total_max = self.comm.allreduce([self.clock.train_s, self.clock.total_elapsed()], op="max")
+        local = self.clock.train_s
+        train_max, total_max = self.comm.allreduce([local, self.clock.total_elapsed()], op="max")
+        self.train_local_at_eval = local
         row = {
             "epoch": round(s.step / s.steps_per_epoch, 6),
             "step": s.step,
@@ -340,15 +350,28 @@ class _Loop:
         if self.rules.final_evaluation_due(self.reason, self.state) and self.evaluate():
             self.reason = "target"
 
+    def stop_instant(self) -> tuple[float, float]:
+        """(the run's training time, this rank's) at the stop: the last evaluation when it was
+        made after the last step, else the last step's agreement. Steps, samples and epochs
+        count the steps done by then, so throughput = samples / training time holds for
+        every outcome, an interrupted run's included (no evaluation after its last step)."""
+        s = self.state
+        if s.curve and s.curve[-1]["step"] == s.step:
+            agreed = s.curve[-1]["train_time_s"]
+            # None: resumed from a checkpoint taken right after that evaluation
+            return agreed, agreed if self.train_local_at_eval is None else self.train_local_at_eval
+        return s.train_s, self.train_local
+
     def finish(self) -> LoopResult:
         s, t, comm = self.state, self.times, self.comm
         self.clock.pause()
         total_s = self.clock.total_elapsed()
+        train_s, train_local = self.stop_instant()
         comm_wait = comm.comm_wait_s - self.comm_wait_start
         straggler_s = self.spec.straggler.added_s if self.spec.straggler is not None else 0.0
         breakdown = {
             "rank": comm.rank,
-            "train_s": self.clock.train_s,
+            "train_s": train_local,  # their MAX over ranks is the run's training time
             "total_s": total_s,
             "compute_s": t.compute_s - comm_wait - straggler_s,  # both fall inside the compute window
             "comm_wait_s": comm_wait,
@@ -369,7 +392,7 @@ class _Loop:
             steps=s.step,
             samples=s.samples,
             epochs=s.step / s.steps_per_epoch,
-            train_time_s=s.curve[-1]["train_time_s"] if s.curve else self.clock.train_s,
+            train_time_s=train_s,
             total_time_s=total_s,
             diverged_step=self.diverged_step,
             breakdown=breakdown,

@@ -340,3 +340,30 @@ def test_divergence_is_recorded_with_its_step(tmp_path, workers):
     s = run.summary()
     assert s["status"] == "diverged" and s["stop_reason"] == "diverged"
     assert isinstance(s["diverged_step"], int) and 1 <= s["diverged_step"] < 200
+
+
+def test_an_interrupted_run_records_its_numbers_at_the_stop(tmp_path):
+    # 5,000 synthetic images, global batch 64: 78 steps an epoch, evaluations every 24 steps.
+    # Interrupted after the first evaluation, the run stops between two evaluations and
+    # inside the first epoch: its samples are counted at the stop, and so must its time be.
+    run = Run(
+        tmp_path, *SMALL, "--workers", "2", "--threads", "1", "--max-epochs", "3", "--eval-every", "24steps"
+    )
+    run.wait_for_evals(1)
+    os.killpg(run.proc.pid, signal.SIGINT)
+    code, out, _ = run.finish()
+    assert code == 130, out[-2000:]
+    run.assert_nothing_left()
+    s = run.summary()
+    assert s["status"] == "interrupted", s
+    with open(os.path.join(run.run_dir(), "curve.csv")) as f:
+        last_eval_step = int(f.read().splitlines()[-1].split(",")[1])
+    assert last_eval_step < s["steps"] < 78, (last_eval_step, s["steps"])  # after an evaluation, mid-epoch
+    assert s["samples"] == 64 * s["steps"]
+    assert s["epochs"] == pytest.approx(s["steps"] / 78)
+    assert s["throughput_img_s"] * s["train_time_s"] == pytest.approx(s["samples"], rel=1e-9)
+    # one instant: the time breakdown's training time (MAX over the ranks) is the run's
+    assert s["time_breakdown"]["max_over_ranks"]["train_s"] == s["train_time_s"]
+    # the printed line says the same numbers
+    assert f"training time {s['train_time_s']:.2f} s" in out
+    assert f"{s['throughput_img_s']:,.0f} img/s" in out
