@@ -233,13 +233,15 @@ def _assert_interrupted_and_valid(run_dir: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.root
-def test_the_time_limit_is_recorded_as_time_limit(cluster, subset_dir, shared_tmp):
+@BACKENDS
+def test_the_time_limit_is_recorded_as_time_limit(cluster, subset_dir, shared_tmp, backend):
     """--time 2: the script asks Slurm for SIGUSR1 24 s before the limit (--signal=USR1@24); the
     run stops at the next step, keeps what it measured and records stop_reason time_limit (a
     scancel records `interrupted`); the job exits 124, which Slurm shows as FAILED 124:0."""
     results = os.path.join(shared_tmp, "results")
     r = _submit_wait(
-        results, subset_dir, "--time", "2", "--max-epochs", "50", "--eval-every", "10steps", timeout=400,
+        results, subset_dir, "--time", "2", "--max-epochs", "50", "--eval-every", "10steps",
+        *_backend_args(backend), timeout=400,
     )  # fmt: skip
     assert r.returncode == 124, r.stdout + r.stderr
     run_dir = _run_dir(r.stdout)
@@ -623,3 +625,31 @@ def test_a_submitted_job_without_a_run_is_listed_where_slurm_cannot_be_asked(tmp
         "or failed before training); its log: /logs/slurm-41.out"
     )
     assert "(1 not started)" in v.stdout
+
+
+def test_the_sbatch_script_keeps_one_run_per_folder_and_its_log(subset_dir, shared_tmp):
+    """No requeue, a log appended to in an absolute folder, the working directory stated;
+    --time asks for SIGUSR1 before the limit, --time 0 (no limit) for nothing."""
+    results = os.path.join(shared_tmp, "results")
+
+    def dry(*extra):
+        r = run_cli(
+            "submit", *TINY, "--data-dir", subset_dir, "--results-dir", results, "--log-dir", "logs",
+            "--max-steps", "3", "--dry-run", *extra, cwd=shared_tmp,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        return [ln.removeprefix("#SBATCH ") for ln in r.stdout.splitlines() if ln.startswith("#SBATCH ")]
+
+    lines = dry("--time", "30")
+    for expected in (
+        "--no-requeue",
+        "--open-mode=append",
+        f"--output={os.path.realpath(shared_tmp)}/logs/slurm-%j.out",
+        f"--chdir={os.path.realpath(shared_tmp)}",
+        "--time=30",
+        "--signal=USR1@60",
+    ):
+        assert expected in lines, lines
+    lines = dry("--time", "0")
+    assert "--time=0" in lines and not [ln for ln in lines if ln.startswith("--signal")], lines
+    assert not os.path.exists(results) and not os.path.exists(os.path.join(shared_tmp, "logs"))
