@@ -216,12 +216,14 @@ def test_ctrl_c_and_sigterm_stop_cleanly_as_interrupted(tmp_path, sig, target, s
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_the_time_limit_signal_is_recorded_as_time_limit(tmp_path, workers, subset_dir):
     """Slurm's notice before the time limit (--signal=USR1@MARGIN reaches every process of the
-    job): the run stops as on SIGTERM but records stop_reason time_limit, says so in one line
+    job; the launcher ignores it, the workers act on it): the run stops as on SIGTERM but records stop_reason time_limit, says so in one line
     and exits 124, where a scancel gives `interrupted` and 130."""
     real = [a for a in SMALL if a != "--synthetic"] + ["--data-dir", subset_dir]
     run = Run(tmp_path, *real, "--workers", workers, "--max-steps", "2000", "--eval-every", "8steps")
     run.wait_for_evals(1)
-    os.killpg(run.proc.pid, signal.SIGUSR1)
+    for pid in run.processes():  # as Slurm does: every process of the job, launcher and workers
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGUSR1)
     code, out, waited = run.finish()
     assert code == 124, out[-2000:]
     assert waited < 60
