@@ -105,7 +105,8 @@ def job_entry(job_dir: str, state: str | None) -> dict:
     elif state is None:
         status = "submitted"
     else:
-        status = "cancelled before training" if state == "CANCELLED" else "failed before training"
+        ended = {"CANCELLED": "cancelled", "ENDED": "ended"}.get(state, "failed")  # ENDED: Slurm forgot it
+        status = f"{ended} before training"
     return {
         "id": os.path.basename(os.path.normpath(job_dir)),
         "path": job_dir,
