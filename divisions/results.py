@@ -287,6 +287,29 @@ def is_run_dir(path: str) -> bool:
     return os.path.isdir(path) and any(os.path.isfile(os.path.join(path, f)) for f in RUN_FILES)
 
 
+JOB_FILE = "submit.json"  # written by `ttabench submit` beside job.sbatch, before the job starts
+# Slurm's states of a job that has not ended (squeue's %T).
+ACTIVE_STATES = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED")
+
+
+def is_job_only_dir(path: str) -> bool:
+    """A submitted job's folder that holds no run file yet: pending, starting, or a job that
+    ended before training (cancelled while pending, failed on start)."""
+    return os.path.isfile(os.path.join(path, JOB_FILE)) and not is_run_dir(path)
+
+
+def find_job_only_dirs(path: str) -> list[str]:
+    """The folders at or below `path` of submitted jobs that hold no run file, sorted."""
+    if not os.path.isdir(path):
+        raise UserError(f"not a folder: {path}")
+    found = []
+    for folder, dirs, _files in os.walk(path):
+        if is_job_only_dir(folder):
+            found.append(folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not is_run_dir(os.path.join(folder, d)))
+    return sorted(found)
+
+
 def find_run_dirs(path: str) -> list[str]:
     """The run folders at or below `path`, sorted; a run folder is not searched further."""
     if not os.path.isdir(path):

@@ -64,11 +64,14 @@ from ttabench.divisions.logcheck import (
     read_mllog,
 )
 from ttabench.divisions.results import (
+    ACTIVE_STATES,
+    JOB_FILE,
     RUN_FILES,
     STATUSES,
     ReaderError,
     RunPath,
     experiment_key,
+    find_job_only_dirs,
     find_run_dirs,
     read_curve,
     read_json,
@@ -124,7 +127,7 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return bool(self.runs) and not self.failures
+        return bool(self.runs or self.statuses) and not self.failures  # statuses: also jobs not done
 
     def summary_line(self) -> str:
         counts = ", ".join(f"{n} {s}" for s, n in sorted(self.statuses.items()))
@@ -324,12 +327,45 @@ def check_system_dir(system_dir: str) -> list[Problem]:
     return problems
 
 
-def validate(path: str, compliance: bool = True) -> Result:
-    """Check every run folder at or below `path`."""
+def check_job_only(job_dir: str, state: str | None) -> Problem:
+    """A submitted job's folder without a run file: a warning that says what the job is."""
+    try:
+        job = read_json(os.path.join(job_dir, JOB_FILE))
+    except UserError:
+        job = {}
+    name = f"job {job.get('job_id', '?')}"
+    log = f"; its log: {job['log']}" if job.get("log") else ""
+    if state in ACTIVE_STATES:
+        return Problem(job_dir, f"{name} is {state.lower()}: no run recorded yet", warning=True)
+    if state is None:  # the scheduler was not asked (not on its login node)
+        why = "pending, cancelled before it started, or failed before training"
+    else:
+        why = "ended" + (f" {state}" if state != "ENDED" else "") + " before training"
+    return Problem(job_dir, f"{name}: no run recorded ({why}){log}", warning=True)
+
+
+def validate(path: str, compliance: bool = True, jobs: dict[str, str | None] | None = None) -> Result:
+    """Check every run folder at or below `path`. `jobs`: the scheduler's state of the job
+    behind a run folder or a submitted job's folder (run folder -> "RUNNING", ...), where
+    it is known; a run whose job is still active is reported, not checked."""
     if not os.path.exists(path):
         raise UserError(f"not found: {path}")
+    jobs = jobs or {}
     result = Result(path)
-    result.runs = find_run_dirs(path)
+    for job_dir in find_job_only_dirs(path) if os.path.isdir(path) else []:
+        result.problems.append(check_job_only(job_dir, jobs.get(job_dir)))
+        state = jobs.get(job_dir)
+        kind = state.lower() if state in ACTIVE_STATES else "not started"
+        result.statuses[kind] = result.statuses.get(kind, 0) + 1
+    active = [d for d in find_run_dirs(path) if jobs.get(d) in ACTIVE_STATES]
+    for run_dir in active:
+        result.problems.append(
+            Problem(run_dir, f"its job is still {jobs[run_dir].lower()}: checked once it ends", warning=True)
+        )
+        result.statuses["running"] = result.statuses.get("running", 0) + 1
+    result.runs = [d for d in find_run_dirs(path) if d not in active]
+    if not result.runs and (active or result.problems):
+        return result
     if not result.runs:
         result.problems.append(
             Problem(path, "no run folders found (a run folder holds " + ", ".join(RUN_FILES) + ")")

@@ -29,10 +29,10 @@ from ttabench import UserError
 from ttabench.divisions.results import atomic_write_json, new_run_dir, read_curve, read_json
 from ttabench.launch import procs
 from ttabench.launch.cluster import horovod_slurm
-from ttabench.launch.cluster.outcome import merged
+from ttabench.launch.cluster.outcome import clear_outcome, merged
 from ttabench.launch.config import RunConfig
 from ttabench.launch.net import iface
-from ttabench.launch.record import system
+from ttabench.launch.record import system, timelimit
 
 FINAL = ("success", "failed", "diverged", "interrupted")
 
@@ -128,7 +128,10 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
         cfg = _with_run_dir(cfg)
     if cfg.nnodes > 1:  # gloo would bind the interface of the node's name: loopback where it does not resolve
         cfg = dataclasses.replace(cfg, local_addr=iface.for_launcher(cfg.local_addr, cfg.rdzv_endpoint))
+    if cfg.nnodes > 1 and cfg.run_dir:  # an earlier start's view of this node is not this one's
+        clear_outcome(cfg.run_dir, cfg.node_rank)
     _starting(cfg, f"starting {backend} workers, rendezvous")
+    signal.signal(timelimit.SIGNAL, signal.SIG_IGN)  # for the workers (their own handler)
     if backend == "torchrun":
         outcome = _launch_torchrun(cfg)
         restarts = 0
@@ -153,6 +156,9 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
         raise UserError(f"unknown backend {backend}")
     if outcome.code == 0 or not cfg.run_dir:
         return outcome.code
+    # Every worker agreed on the time limit and exits 124 (the summary may not say so yet).
+    time_limit = any(r.get("exitcode") == timelimit.EXIT for r in outcome.ranks)
+    outcome = _stopped_together(outcome)
     if cfg.nnodes > 1 and not hvd_nodes:  # this node saw only its own ranks: merge every node's view
         with merged(cfg.run_dir, cfg.node_rank, outcome.ranks, outcome.interrupted) as (ranks, interrupted):
             text = _ranks_text(ranks) or outcome.text
@@ -162,6 +168,9 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
     if status == "diverged":
         print("ttabench: the run diverged (non-finite loss); recorded in summary.json", file=sys.stderr)
         return 3
+    if status == "interrupted" and (time_limit or _stop_reason(cfg.run_dir) == timelimit.REASON):
+        print(timelimit.line(cfg.run_dir), file=sys.stderr)
+        return timelimit.EXIT
     if status == "interrupted":
         print(f"ttabench: interrupted; {cfg.run_dir} keeps everything written so far", file=sys.stderr)
         return 130
@@ -196,6 +205,24 @@ class Outcome:
     text: str = ""  # one line: which ranks ended how
     ranks: list = dataclasses.field(default_factory=list)  # [{rank, exitcode, signal, message}]
     interrupted: bool = False
+
+
+def _stop_reason(run_dir: str) -> str | None:
+    try:
+        return read_json(os.path.join(run_dir, "summary.json")).get("stop_reason")
+    except UserError:
+        return None
+
+
+def _stopped_together(outcome: Outcome) -> Outcome:
+    """Workers that all stopped on a stop request (exit 130, or 124 at a time limit, peers
+    stopped by SIGTERM) were interrupted, not failed, even when no signal reached this launcher."""
+    codes = {r.get("exitcode") for r in outcome.ranks}
+    if outcome.interrupted or not codes & {130, timelimit.EXIT}:
+        return outcome
+    if codes <= {130, timelimit.EXIT, -signal.SIGTERM, 128 + signal.SIGTERM}:
+        return dataclasses.replace(outcome, code=130, interrupted=True)
+    return outcome
 
 
 def _can_restart(run_dir: str) -> bool:

@@ -8,6 +8,7 @@ cluster that cannot be brought up is a failure, not a skip.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -77,10 +78,28 @@ def _json(path: str) -> dict:
         return json.load(f)
 
 
+def _logs(results: str) -> tuple[str, str]:
+    """--log-dir beside the results folder (by default the job logs into the submitting folder)."""
+    return ("--log-dir", results + "-logs")
+
+
 def _submit_wait(results, data, *extra, timeout=400):
     return run_cli(
-        "submit", *TINY, "--data-dir", data, "--results-dir", results, "--wait", *extra, timeout=timeout
-    )
+        "submit", *TINY, "--data-dir", data, "--results-dir", results, *_logs(results), "--wait", *extra,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _cancel_jobs_left(shared_tmp):
+    """Every job a test submitted below its folder is cancelled afterwards, whatever failed."""
+    yield
+    ids = []
+    for folder, _dirs, files in os.walk(shared_tmp):
+        if "submit.json" in files:
+            ids.append(str(_json(os.path.join(folder, "submit.json"))["job_id"]))
+    if ids and shutil.which("scancel"):
+        subprocess.run(["scancel", *ids], capture_output=True, timeout=30)
 
 
 def _node_processes() -> dict[str, list[str]]:
@@ -133,6 +152,11 @@ def test_two_node_job_succeeds_and_validates(cluster, subset_dir, shared_tmp, ba
     assert "srun" in open(os.path.join(run_dir, "job.sbatch")).read()
     v = run_cli("validate", run_dir)
     assert v.returncode == 0, v.stdout + v.stderr
+    # The log, made at submission outside the run folder, is where `submit` said.
+    log = os.path.join(results + "-logs", f"slurm-{job_id}.out")
+    assert f"log: {log} " in r.stdout
+    assert f"ttabench: job {job_id} on ttanode0: results in {os.path.abspath(run_dir)}" in open(log).read()
+    assert _json(os.path.join(run_dir, "submit.json"))["log"] == log
 
 
 def _sent_bytes(ns: str, dev: str) -> int:
@@ -167,7 +191,7 @@ def _start_and_wait_for_training(results: str, data: str, backend: str) -> tuple
     """`submit --wait` in the background, returned once the run's clock has started."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "ttabench", "submit", *TINY, "--data-dir", data, "--results-dir", results]
-        + ["--max-epochs", "1", "--wait", *_backend_args(backend)],
+        + [*_logs(results), "--max-epochs", "1", "--wait", *_backend_args(backend)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -209,18 +233,152 @@ def _assert_interrupted_and_valid(run_dir: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.root
-def test_the_time_limit_is_recorded_as_interrupted(cluster, subset_dir, shared_tmp):
-    """--time 2: the script asks Slurm for SIGTERM 24 s before the limit (--signal=TERM@24); the
-    run stops at the next step and keeps what it measured, whatever srun does at the limit."""
+@BACKENDS
+def test_the_time_limit_is_recorded_as_time_limit(cluster, subset_dir, shared_tmp, backend):
+    """--time 2: the script asks Slurm for SIGUSR1 24 s before the limit (--signal=USR1@24); the
+    run stops at the next step, keeps what it measured and records stop_reason time_limit (a
+    scancel records `interrupted`); the job exits 124, which Slurm shows as FAILED 124:0."""
+    results = os.path.join(shared_tmp, "results")
     r = _submit_wait(
-        os.path.join(shared_tmp, "results"), subset_dir, "--time", "2", "--max-epochs", "50",
-        "--eval-every", "10steps", timeout=400,
+        results, subset_dir, "--time", "2", "--max-epochs", "50", "--eval-every", "10steps",
+        *_backend_args(backend), timeout=400,
     )  # fmt: skip
-    assert r.returncode == 130, r.stdout + r.stderr
+    assert r.returncode == 124, r.stdout + r.stderr
     run_dir = _run_dir(r.stdout)
-    assert "#SBATCH --signal=TERM@24" in open(os.path.join(run_dir, "job.sbatch")).read()
+    job_id = re.search(r"submitted Slurm job (\d+)", r.stdout).group(1)
+    assert "#SBATCH --signal=USR1@24" in open(os.path.join(run_dir, "job.sbatch")).read()
     assert re.search(r"eval 1: epoch", r.stdout), r.stdout  # it measured before the limit
-    _assert_interrupted_and_valid(run_dir)
+    assert f"run interrupted (time_limit): {run_dir}" in r.stdout
+    summary = _json(os.path.join(run_dir, "summary.json"))
+    assert (summary["status"], summary["stop_reason"], summary["signal"]) == (
+        "interrupted", "time_limit", "SIGUSR1",
+    ), summary  # fmt: skip
+    assert summary["steps"] > 0
+    log = open(os.path.join(results + "-logs", f"slurm-{job_id}.out")).read()
+    assert "ttabench: stopped because the job's time limit is near (SIGUSR1 from the scheduler)" in log
+    state = slurm.job_state(job_id)
+    assert (state["JobState"], state["ExitCode"]) == ("FAILED", "124:0"), state
+    v = run_cli("validate", run_dir)
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert "run interrupted (time_limit)" in v.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_requeue_is_refused_and_the_run_stays_one_valid_run(cluster, subset_dir, shared_tmp):
+    """`scontrol requeue` (what a node failure or a preemption asks for): the script says
+    --no-requeue, so Slurm refuses it and the run is not started again over its own folder.
+    While the job runs, `validate` of the tree reports it as running and does not fail."""
+    results = os.path.join(shared_tmp, "results")
+    proc, job_id, run_dir = _start_and_wait_for_training(results, subset_dir, "torchrun")
+    try:
+        v = run_cli("validate", results)
+        assert v.returncode == 0, v.stdout + v.stderr
+        assert f"{run_dir}: warning: its job is still running: checked once it ends" in v.stdout
+        rq = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
+        assert rq.returncode != 0 and "disabled" in rq.stderr, rq.stdout + rq.stderr
+        out, err = proc.communicate(timeout=400)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out + err
+    with open(os.path.join(run_dir, "mllog.txt")) as f:
+        assert sum('"run_start"' in ln for ln in f) == 1
+    assert not glob.glob(os.path.join(run_dir, "node-*.outcome.json"))
+    log = open(os.path.join(results + "-logs", f"slurm-{job_id}.out")).read()
+    assert log.count(f"ttabench: job {job_id} on ") == 1  # one attempt
+    v = run_cli("validate", results)
+    assert v.returncode == 0, v.stdout + v.stderr
+    runs = json.loads(run_cli("runs", results, "--json").stdout)["runs"]
+    assert [(e["status"], e["job_id"]) for e in runs] == [("success", job_id)]
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_a_job_that_never_trained_is_listed_and_reported(cluster, subset_dir, shared_tmp):
+    """A pending job and, once cancelled, a job cancelled before training: `runs` lists it with
+    its job id and status, `validate` reports it (a warning) instead of counting nothing."""
+    results = os.path.join(shared_tmp, "results")
+    r = run_cli(
+        "submit", *TINY, "--data-dir", subset_dir, "--results-dir", results, *_logs(results),
+        "--max-steps", "3", "--sbatch-arg=--begin=now+1hour",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    job_dir, job_id = _run_dir(r.stdout), re.search(r"submitted Slurm job (\d+)", r.stdout).group(1)
+    runs = run_cli("runs", results, "--json")
+    assert runs.returncode == 0, runs.stderr
+    (entry,) = json.loads(runs.stdout)["runs"]
+    assert (entry["path"], entry["status"], entry["job_id"]) == (job_dir, "pending", job_id), entry
+    table = run_cli("runs", results).stdout
+    assert "pending" in table and job_id in table, table
+    v = run_cli("validate", results)
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert f"{job_dir}: warning: job {job_id} is pending: no run recorded yet" in v.stdout
+    assert "(1 pending)" in v.stdout
+    subprocess.run(["scancel", job_id], check=True)
+    deadline = time.monotonic() + 30
+    while slurm.job_state(job_id)["JobState"] != "CANCELLED":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    (entry,) = json.loads(run_cli("runs", results, "--json").stdout)["runs"]
+    assert entry["status"] == "cancelled before training", entry
+    v = run_cli("validate", results)
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert f"job {job_id}: no run recorded (ended CANCELLED before training)" in v.stdout
+    assert "(1 not started)" in v.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_a_first_node_without_the_run_folder_says_so_in_the_log(cluster, subset_dir, shared_tmp):
+    """The run folder gone before the job starts (what a node that does not mount it sees): the
+    job stops with one line naming the node and the folder, in a log that exists (it is not in
+    the run folder)."""
+    results = os.path.join(shared_tmp, "results")
+    r = run_cli(
+        "submit", *TINY, "--data-dir", subset_dir, "--results-dir", results, *_logs(results),
+        "--max-steps", "3", "--sbatch-arg=--begin=now+1hour",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    run_dir, job_id = _run_dir(r.stdout), re.search(r"submitted Slurm job (\d+)", r.stdout).group(1)
+    shutil.rmtree(run_dir)
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
+    deadline = time.monotonic() + 120
+    while (slurm.job_state(job_id) or {}).get("JobState") not in slurm.ENDED:
+        assert time.monotonic() < deadline, slurm.job_state(job_id)
+        time.sleep(0.5)
+    state = slurm.job_state(job_id)
+    assert (state["JobState"], state["ExitCode"]) == ("FAILED", "2:0"), state
+    log = open(os.path.join(results + "-logs", f"slurm-{job_id}.out")).read()
+    assert (
+        f"ttabench: error: {run_dir} is not visible on ttanode0: "
+        "the results folder must be on a file system every node shares"
+    ) in log.splitlines(), log
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_a_dry_run_script_submitted_by_hand_makes_its_run(cluster, subset_dir, shared_tmp):
+    results = os.path.join(shared_tmp, "results")
+    r = run_cli(
+        "submit", *TINY, "--data-dir", subset_dir, "--results-dir", results, *_logs(results),
+        "--max-steps", "3", "--dry-run",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists(results)
+    os.makedirs(results + "-logs")  # as `submit` does; here the user does
+    t = subprocess.run(
+        ["sbatch", "--parsable", "--wait"], input=r.stdout, capture_output=True, text=True, timeout=400
+    )
+    job_id = t.stdout.strip().split(";")[0]
+    log = os.path.join(results + "-logs", f"slurm-{job_id}.out")
+    assert t.returncode == 0, t.stderr + (open(log).read() if os.path.exists(log) else "")
+    (parent,) = re.findall(r'^run_dir=(\S+)/"slurm-\$SLURM_JOB_ID"$', r.stdout, re.M)
+    run_dir = os.path.join(parent, f"slurm-{job_id}")
+    assert run_dir.startswith(results + os.sep)
+    assert _json(os.path.join(run_dir, "summary.json"))["status"] == "success"
+    assert run_cli("validate", run_dir).returncode == 0
 
 
 @pytest.mark.slow
@@ -285,7 +443,13 @@ def test_dry_run_script_is_accepted_by_sbatch_test_only(cluster, subset_dir, sha
         (
             ("--partition", "nosuch"),
             {},
-            "Slurm rejected the job: Batch job submission failed: Invalid partition",
+            "--partition nosuch: no such partition (this cluster has: debug)",
+        ),
+        (("--nodes", "8"), {}, "--nodes 8: the default partition has 2 nodes; the job would never start"),
+        (
+            ("--nodes", "3", "--partition", "debug"),
+            {},
+            "--nodes 3: partition debug has 2 nodes; the job would never start",
         ),
         (("--gpus-per-node", "1"), {}, "Slurm rejected the job: Invalid generic resource"),
         ((), {"PATH": os.path.dirname(sys.executable)}, "`sbatch` is not on PATH"),
@@ -297,14 +461,15 @@ def test_dry_run_script_is_accepted_by_sbatch_test_only(cluster, subset_dir, sha
 def test_bad_input_is_one_line_and_leaves_nothing(cluster, subset_dir, shared_tmp, extra, env, message):
     results = Path(shared_tmp) / "results"
     r = run_cli(
-        "submit", *TINY, "--data-dir", subset_dir, "--results-dir", str(results), *extra, env=env, timeout=120
-    )
+        "submit", *TINY, "--data-dir", subset_dir, "--results-dir", str(results), *_logs(str(results)),
+        *extra, env=env, timeout=120,
+    )  # fmt: skip
     assert r.returncode == 2, r.stdout + r.stderr
     errors = [ln for ln in r.stderr.splitlines() if not ln.startswith("ttabench: warning:")]
     assert errors == [f"ttabench: error: {errors[0].split('error: ', 1)[1]}"], r.stderr
     assert message in errors[0]
     assert "Traceback" not in r.stderr
-    assert not results.exists()
+    assert not results.exists() and not os.path.exists(str(results) + "-logs")
 
 
 def test_unresolvable_rendezvous_host_is_one_clear_line(subset_dir, shared_tmp):
@@ -437,3 +602,54 @@ def test_horovod_sbatch_script_starts_one_launcher(subset_dir, shared_tmp):
     assert "\nsrun " not in r.stdout  # no launcher per node: the one launcher runs srun itself
     (start,) = [ln for ln in r.stdout.splitlines() if ln.startswith("exec ")]
     assert "--backend horovod" in start and "--nnodes 2" in start and '--rdzv-endpoint "$rdzv"' in start
+
+
+def test_a_submitted_job_without_a_run_is_listed_where_slurm_cannot_be_asked(tmp_path):
+    """A folder holding only job.sbatch and submit.json, read where squeue is not on PATH:
+    `runs` lists it as submitted with its job id, `validate` reports it without failing."""
+    job_dir = tmp_path / "results" / "sys" / "resnet20" / "closed" / "20260101-000000-abcdef"
+    job_dir.mkdir(parents=True)
+    (job_dir / "job.sbatch").write_text("#!/bin/bash\n")
+    (job_dir / "submit.json").write_text(
+        json.dumps({"scheduler": "slurm", "job_id": "41", "nodes": 2, "log": "/logs/slurm-41.out"})
+    )
+    env = {"PATH": os.path.dirname(sys.executable)}
+    runs = run_cli("runs", str(tmp_path / "results"), "--json", env=env)
+    assert runs.returncode == 0, runs.stderr
+    (entry,) = json.loads(runs.stdout)["runs"]
+    assert (entry["status"], entry["job_id"]) == ("submitted", "41"), entry
+    v = run_cli("validate", str(tmp_path / "results"), env=env)
+    assert v.returncode == 0, v.stdout + v.stderr
+    assert v.stdout.splitlines()[0] == (
+        f"{job_dir}: warning: job 41: no run recorded (pending, cancelled before it started, "
+        "or failed before training); its log: /logs/slurm-41.out"
+    )
+    assert "(1 not started)" in v.stdout
+
+
+def test_the_sbatch_script_keeps_one_run_per_folder_and_its_log(subset_dir, shared_tmp):
+    """No requeue, a log appended to in an absolute folder, the working directory stated;
+    --time asks for SIGUSR1 before the limit, --time 0 (no limit) for nothing."""
+    results = os.path.join(shared_tmp, "results")
+
+    def dry(*extra):
+        r = run_cli(
+            "submit", *TINY, "--data-dir", subset_dir, "--results-dir", results, "--log-dir", "logs",
+            "--max-steps", "3", "--dry-run", *extra, cwd=shared_tmp,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        return [ln.removeprefix("#SBATCH ") for ln in r.stdout.splitlines() if ln.startswith("#SBATCH ")]
+
+    lines = dry("--time", "30")
+    for expected in (
+        "--no-requeue",
+        "--open-mode=append",
+        f"--output={os.path.realpath(shared_tmp)}/logs/slurm-%j.out",
+        f"--chdir={os.path.realpath(shared_tmp)}",
+        "--time=30",
+        "--signal=USR1@60",
+    ):
+        assert expected in lines, lines
+    lines = dry("--time", "0")
+    assert "--time=0" in lines and not [ln for ln in lines if ln.startswith("--signal")], lines
+    assert not os.path.exists(results) and not os.path.exists(os.path.join(shared_tmp, "logs"))

@@ -203,16 +203,33 @@ def test_a_stop_request_delivered_twice_is_one_request():
 
     from ttabench.launch.worker.main import _StopFlag
 
-    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
     try:
         stop = _StopFlag()
         assert not stop()
         stop._handle(signal.SIGTERM, None)
         stop._handle(signal.SIGTERM, None)  # the forwarded copy: no exception
-        assert stop() and stop.signal == "SIGTERM"
+        assert stop() == 1 and stop.signal == "SIGTERM"
         stop.at -= _StopFlag.DEDUP_S  # a second request, later: stop at once
         with pytest.raises(KeyboardInterrupt):
             stop._handle(signal.SIGINT, None)
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
+def test_the_time_limit_notice_is_its_own_stop_request():
+    """SIGUSR1 (Slurm's --signal=USR1@MARGIN before the time limit) asks for a stop the workers
+    agree on as 2, above an interruption's 1, so every rank records time_limit."""
+    import signal
+
+    from ttabench.launch.worker.main import _StopFlag
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        stop = _StopFlag()
+        stop._handle(signal.SIGUSR1, None)
+        assert stop() == 2 and stop.signal == "SIGUSR1"
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)

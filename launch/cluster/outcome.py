@@ -25,6 +25,12 @@ def _order(r: dict) -> tuple:
     return (r.get("signal") != "SIGKILL", r.get("signal") is None, r.get("rank", 0))
 
 
+def clear_outcome(run_dir: str, node_rank: int) -> None:
+    """Remove what an earlier start of this node recorded (a resumed or restarted run)."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(run_dir, f"node-{node_rank}.outcome.json"))
+
+
 @contextlib.contextmanager
 def merged(run_dir: str, node_rank: int, ranks: list[dict], interrupted: bool):
     """Record this node's view; yield (every node's ranks, root cause first; interrupted on any

@@ -10,9 +10,19 @@ writes into it and every node's launcher can record how its workers ended.
 Cancellation: `scancel` sends SIGTERM to every process of the job, then
 SIGKILL after the cluster's KillWait; the workers stop at the next step
 together and rank 0 records the run as `interrupted` before that. With
---time, the script asks Slurm (--signal=TERM@MARGIN) to send SIGTERM to the
-workers before the limit: at the limit itself srun receives SIGTERM as well
-and SIGKILLs its tasks at once, before they can record anything.
+--time, the script asks Slurm (--signal=USR1@MARGIN) to send SIGUSR1 to the
+job's processes before the limit: the workers stop the same way and record
+`time_limit`, and the job exits 124 (Slurm shows it FAILED, ExitCode 124:0).
+Left to the limit itself, srun would receive SIGTERM and SIGKILL its tasks at
+once, before they could record anything. `--time 0` is Slurm's "no limit".
+
+Requeue: the script says `--no-requeue`; a node failure or a preemption ends
+the job (NODE_FAIL, PREEMPTED) instead of starting the run again over its own
+folder, and `scontrol requeue` is refused. The log is appended to, never
+replaced (--open-mode=append), in a folder made at submission
+(--log-dir, default the submitting directory), not in the run folder: the
+job can write it even on a node that does not see the results folder, and
+the first lines there say so.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ import sys
 import time
 
 from ttabench import UserError
+from ttabench.divisions.results import find_job_only_dirs, find_run_dirs
 from ttabench.launch.cluster import watch
 from ttabench.launch.cluster.jobenv import SUBMIT_COMMAND_ENV
 from ttabench.launch.config import RunConfig, run_flags
@@ -56,6 +67,8 @@ class SlurmJob:
     account: str | None = None
     gpus_per_node: int | None = None
     sbatch_args: list[str] = dataclasses.field(default_factory=list)
+    log_dir: str = "."  # made at submission; absolute in the script
+    workdir: str = "."  # the job's working directory (--chdir): where the script was made
 
 
 def time_limit_s(spec: str) -> int:
@@ -95,28 +108,59 @@ def node_command(cfg: RunConfig, python: str) -> list[str]:
     return [python, "-m", "ttabench", "run"] + run_flags(base)
 
 
-def script(cfg: RunConfig, job: SlurmJob, python: str, submit_command: list[str]) -> str:
-    """The sbatch script of a run (cfg.run_dir set, cfg.nnodes == job.nodes)."""
+RUN_DIR_VAR = "@RUN_DIR@"  # stands for "$run_dir" in a node's command line
+
+
+def log_path(job: SlurmJob, job_id: str = "%j") -> str:
+    """The job's log (stdout and stderr), absolute."""
+    return os.path.join(os.path.abspath(job.log_dir), f"slurm-{job_id}.out")
+
+
+def script(
+    cfg: RunConfig, job: SlurmJob, python: str, submit_command: list[str], dry_run: bool = False
+) -> str:
+    """The sbatch script of a run (cfg.run_dir set, cfg.nnodes == job.nodes). `dry_run`: the
+    run folder does not exist yet; the job makes it, named after its job id, beside where
+    cfg.run_dir would be."""
     run_dir = cfg.run_dir
+    limit_s = time_limit_s(job.time) if job.time else None
     sb = [
         f"--job-name=ttabench-{cfg.benchmark_name()}",
         f"--nodes={job.nodes}",
         "--ntasks-per-node=1",
         "--exclusive",  # a benchmark does not share its nodes
-        f"--output={os.path.join(run_dir, 'slurm-%j.out')}",
+        f"--chdir={os.path.abspath(job.workdir)}",
+        f"--output={log_path(job)}",
+        "--open-mode=append",  # a log is never replaced
+        "--no-requeue",  # a run is not started again over its own folder (node failure, preemption)
     ]
     for flag, value in (("partition", job.partition), ("time", job.time), ("account", job.account)):
         if value:
             sb.append(f"--{flag}={value}")
-    if job.time:
-        # SIGTERM to the workers before the limit, so they stop and record: at the limit itself
-        # srun gets SIGTERM too and answers it by SIGKILLing its tasks ("forcing job termination").
-        sb.append(f"--signal=TERM@{signal_margin_s(time_limit_s(job.time))}")
+    if limit_s:  # 0: no limit
+        # SIGUSR1 to the workers before the limit, so they stop and record `time_limit`: at the limit
+        # itself srun gets SIGTERM and answers it by SIGKILLing its tasks ("forcing job termination").
+        sb.append(f"--signal=USR1@{signal_margin_s(limit_s)}")
     if job.gpus_per_node:
         sb.append(f"--gpus-per-node={job.gpus_per_node}")
     sb += job.sbatch_args
-    node_cmd = " ".join(shlex.quote(a) for a in node_command(cfg, python))
+    node_cfg = dataclasses.replace(cfg, run_dir=RUN_DIR_VAR)
+    node_cmd = " ".join(shlex.quote(a) for a in node_command(node_cfg, python))
+    node_cmd = node_cmd.replace(RUN_DIR_VAR, '"$run_dir"')
     q = shlex.quote
+    if dry_run:
+        where = [
+            "# The run folder, named after this job, made here (the script was printed, not submitted).",
+            f'run_dir={q(os.path.abspath(os.path.dirname(run_dir)))}/"slurm-$SLURM_JOB_ID"',
+            'mkdir -p "$run_dir"',
+        ]
+    else:
+        where = [f"run_dir={q(os.path.abspath(run_dir))}"]
+    where += [
+        'echo "ttabench: job $SLURM_JOB_ID on $(hostname): results in $run_dir"',
+        'test -d "$run_dir" || { echo "ttabench: error: $run_dir is not visible on $(hostname): '
+        'the results folder must be on a file system every node shares" >&2; exit 2; }',
+    ]
     if cfg.backend == "horovod" and job.nodes > 1:
         start = [
             "# Horovod: one launcher, here on the first node; it starts every node's workers",
@@ -130,15 +174,16 @@ def script(cfg: RunConfig, job: SlurmJob, python: str, submit_command: list[str]
             '  bash -c \'test -d "$0" || { echo "ttabench: error: $0 is not visible on $(hostname): '
             'the results folder must be on a file system every node shares" >&2; exit 2; }; '
             'exec "${@:2}" --node-rank "$SLURM_NODEID" --rdzv-endpoint "$1"\' \\',
-            f'  {q(run_dir)} "$rdzv" {node_cmd}',
+            f'  "$run_dir" "$rdzv" {node_cmd}',
         ]
     return "\n".join(
         [
             "#!/bin/bash",
             f"# ttabench submit: {cfg.benchmark_name()} {cfg.division}, {job.nodes} node(s) x "
-            f"{cfg.workers} worker(s); results in {run_dir}",
+            f"{cfg.workers} worker(s)",
             *[f"#SBATCH {a}" for a in sb],
             "set -euo pipefail",
+            *where,
             f"export {SUBMIT_COMMAND_ENV}={q(json.dumps(submit_command))}",
             "# The rendezvous: the allocation's first node, at the address Slurm reaches it by.",
             'head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
@@ -189,9 +234,105 @@ def job_state(job_id: str) -> dict | None:
     return fields
 
 
-def wait(job_id: str, run_dir: str, poll_s: float = 1.0, out=print) -> int:
+def job_states(job_ids: list[str]) -> dict[str, str]:
+    """Slurm's state of each job (PENDING, RUNNING, CANCELLED, ...; ENDED once Slurm has
+    forgotten it); {} where squeue is not there to ask."""
+    squeue = shutil.which("squeue")
+    if squeue is None or not job_ids:
+        return {}
+    r = subprocess.run(
+        [squeue, "-h", "-t", "all", "-j", ",".join(job_ids), "-o", "%i %T"], capture_output=True, text=True
+    )
+    if r.returncode != 0 and "Invalid job id" not in r.stderr:
+        return {}  # no controller to ask
+    states = {job_id: "ENDED" for job_id in job_ids}
+    for line in r.stdout.splitlines():
+        job_id, _, state = line.strip().partition(" ")
+        if job_id in states:
+            states[job_id] = state.strip()
+    return states
+
+
+def folder_job_id(folder: str) -> str | None:
+    """The Slurm job id recorded in a folder `ttabench submit` made (submit.json), if any."""
+    path = os.path.join(folder, "submit.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            job = json.load(f)
+    except (OSError, ValueError):
+        return None
+    job_id = job.get("job_id") if isinstance(job, dict) and job.get("scheduler") == "slurm" else None
+    return str(job_id) if job_id is not None else None
+
+
+def _unfinished(folder: str) -> bool:
+    """No final status recorded (yet): only then can the job behind the folder be running.
+    (A finished run's job id may name another job today, on another cluster.)"""
+    try:
+        with open(os.path.join(folder, "summary.json"), encoding="utf-8") as f:
+            status = json.load(f).get("status")
+    except (OSError, ValueError, AttributeError):
+        return True
+    return status in (None, "running")
+
+
+def folder_states(folders: list[str]) -> dict[str, str]:
+    """Slurm's state of the job behind each folder that has one and no final status yet
+    (see job_states)."""
+    ids = {folder: folder_job_id(folder) for folder in folders if _unfinished(folder)}
+    states = job_states(sorted({i for i in ids.values() if i}))
+    return {folder: states[i] for folder, i in ids.items() if i in states}
+
+
+def submitted_jobs(path: str) -> dict[str, str]:
+    """Slurm's state of the jobs behind the run folders and submitted jobs' folders below
+    `path` ({} for a path that is no folder, or without Slurm)."""
+    if not os.path.isdir(path):
+        return {}
+    return folder_states(find_run_dirs(path) + find_job_only_dirs(path))
+
+
+def partition_nodes() -> dict[str, int]:
+    """Every partition's node count ({} when sinfo cannot say); the default one is also ''."""
+    r = subprocess.run([require("sinfo"), "-h", "-o", "%P %D"], capture_output=True, text=True)
+    counts: dict[str, int] = {}
+    if r.returncode != 0:
+        return counts
+    for line in r.stdout.splitlines():
+        name, _, nodes = line.strip().partition(" ")
+        if not nodes.strip().isdigit():
+            continue
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        counts[name] = counts.get(name, 0) + int(nodes)  # sinfo gives a line per node state
+        if default:
+            counts[""] = counts[name]
+    return counts
+
+
+def check_fits(job: SlurmJob) -> None:
+    """One line, before anything is made, for a request the cluster can never satisfy:
+    an unknown partition, or more nodes than the partition has."""
+    counts = partition_nodes()
+    if not counts:
+        return  # sinfo could not say: Slurm judges at submission
+    named = sorted(k for k in counts if k)
+    if job.partition and job.partition not in counts:
+        raise UserError(
+            f"--partition {job.partition}: no such partition (this cluster has: {', '.join(named)})"
+        )
+    have = counts.get(job.partition or "")
+    if have is not None and job.nodes > have:
+        where = f"partition {job.partition}" if job.partition else "the default partition"
+        raise UserError(
+            f"--nodes {job.nodes}: {where} has {have} node{'s' * (have != 1)}; the job would never start"
+        )
+
+
+def wait(job_id: str, run_dir: str, poll_s: float = 1.0, out=print, log: str | None = None) -> int:
     """Block until the job ends, printing its state changes and each evaluation;
-    returns the run's exit code (0 success, 130 interrupted, 3 diverged, 1 otherwise)."""
+    returns the run's exit code (0 success, 130 interrupted, 124 time limit, 3 diverged,
+    1 otherwise)."""
     last, shown = None, 0
     while True:
         fields = job_state(job_id)
@@ -218,7 +359,7 @@ def wait(job_id: str, run_dir: str, poll_s: float = 1.0, out=print) -> int:
         f = fields or {}
         print(
             f"ttabench: job {job_id} ended {f.get('JobState', 'gone')} (exit {f.get('ExitCode', '?')}) "
-            f"without a finished run; see {os.path.join(run_dir, f'slurm-{job_id}.out')}",
+            f"without a finished run; see {log or run_dir}",
             file=sys.stderr,
         )
     return watch.exit_code(run_dir, out)

@@ -7,6 +7,7 @@ import os
 
 from ttabench import UserError
 from ttabench.divisions.results import read_curve, read_json
+from ttabench.launch.record import timelimit
 
 STATUS_CODE = {"success": 0, "interrupted": 130, "diverged": 3}  # as `ttabench run` exits
 
@@ -35,8 +36,14 @@ def run_status(run_dir: str) -> str | None:
 
 
 def exit_code(run_dir: str, out=print) -> int:
-    """0 success, 130 interrupted, 3 diverged, 1 failed or no finished run."""
+    """0 success, 130 interrupted, 124 stopped at the time limit, 3 diverged, 1 failed or no
+    finished run."""
     status = run_status(run_dir)
-    if status is not None:
-        out(f"run {status}: {run_dir}")
+    if status is None:
+        return 1
+    reason = read_json(os.path.join(run_dir, "summary.json")).get("stop_reason")
+    if status == "interrupted" and reason == timelimit.REASON:
+        out(f"run interrupted ({timelimit.REASON}): {run_dir}")
+        return timelimit.EXIT
+    out(f"run {status}: {run_dir}")
     return STATUS_CODE.get(status, 1)

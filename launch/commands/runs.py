@@ -4,8 +4,11 @@
     ttabench runs results --json       # the repository's committed reference runs, as JSON
 
 One line per run folder: its id, when it started, system, benchmark, division,
-status, workers, network, final accuracy, and TTA / ATTMT at the run's own
-recorded target and thresholds (recomputed from curve.csv, as `report` does).
+status, Slurm job id, workers, network, final accuracy, and TTA / ATTMT at the
+run's own recorded target and thresholds (recomputed from curve.csv, as `report`
+does). A submitted job's folder that holds no run yet is listed too, with its
+status from Slurm: pending, starting, cancelled before training, failed before
+training (`submitted` where squeue is not there to ask).
 A pure reader: no torch. A run whose files cannot be read is listed with the
 reason instead of ending the listing.
 """
@@ -19,7 +22,8 @@ import time
 
 from ttabench import UserError
 from ttabench.divisions import experiments, metrics, scoring
-from ttabench.divisions.results import find_run_dirs, number
+from ttabench.divisions.results import ACTIVE_STATES, find_job_only_dirs, find_run_dirs, number
+from ttabench.launch.cluster import slurm
 from ttabench.launch.commands.tables import Column, Table, seconds, show
 from ttabench.launch.config import DEFAULT_RESULTS_DIR
 
@@ -82,13 +86,39 @@ def list_runs(root: str) -> list[dict]:
         return []  # nothing run here yet: an empty list, not an error
     if not os.path.isdir(root):
         raise UserError(f"not a folder: {root}")
-    entries = [run_entry(p) for p in find_run_dirs(root)]
+    runs, waiting = find_run_dirs(root), find_job_only_dirs(root)
+    states = slurm.folder_states(runs + waiting)
+    entries = [dict(run_entry(p), job_id=slurm.folder_job_id(p)) for p in runs]
+    entries += [job_entry(p, states.get(p)) for p in waiting]
+    for e in entries:
+        if e["path"] in states:
+            e["job_state"] = states[e["path"]]
     return sorted(entries, key=lambda e: (e["started"], e["path"]), reverse=True)
+
+
+def job_entry(job_dir: str, state: str | None) -> dict:
+    """A submitted job's folder that holds no run yet: its status from Slurm's state
+    (pending, starting, cancelled / failed before training), `submitted` where Slurm is not
+    there to ask."""
+    if state in ACTIVE_STATES:
+        status = "pending" if state == "PENDING" else "starting"
+    elif state is None:
+        status = "submitted"
+    else:
+        ended = {"CANCELLED": "cancelled", "ENDED": "ended"}.get(state, "failed")  # ENDED: Slurm forgot it
+        status = f"{ended} before training"
+    return {
+        "id": os.path.basename(os.path.normpath(job_dir)),
+        "path": job_dir,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started_at(job_dir))),
+        "status": status,
+        "job_id": slurm.folder_job_id(job_dir),
+    }
 
 
 def _tta(e: dict) -> str:
     if e.get("target") is None:
-        return "-" if e["status"] == "unreadable" else "no target"
+        return "-" if e["status"] == "unreadable" or "tta_s" not in e else "no target"
     return f"{100 * e['target']:g}%: " + seconds(e["tta_s"])
 
 
@@ -106,6 +136,7 @@ COLUMNS = (
     Column("benchmark", left=True),
     Column("division", left=True),
     Column("status", left=True),
+    Column("job", "job_id", lambda e: e.get("job_id") or "-", left=True),
     Column("workers"),
     Column("network", left=True),
     Column("final acc.", "final_accuracy", lambda e: _final(e)),

@@ -7,13 +7,15 @@
 
 Every option of `ttabench run` works here (less the per-node ones, which the
 scheduler sets). Slurm: the sbatch script is written into the run folder
-(job.sbatch) and submitted; `--wait` blocks until the job ends, showing its
-state and each evaluation, and exits with the run's exit code.
+(job.sbatch) and submitted; the job's log is LOG_DIR/slurm-JOBID.out (--log-dir,
+default this folder); `--wait` blocks until the job ends, showing its state and
+each evaluation, and exits with the run's exit code (124: stopped at --time).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import sys
@@ -121,10 +123,18 @@ def _cmd_submit(args) -> int:
     if args.time:
         slurm.time_limit_s(args.time)  # malformed: one line before anything is made
     job = slurm.SlurmJob(
-        args.nodes, args.partition, args.time, args.account, args.gpus_per_node, list(args.sbatch_arg)
+        args.nodes,
+        args.partition,
+        args.time,
+        args.account,
+        args.gpus_per_node,
+        list(args.sbatch_arg),
+        log_dir=os.path.abspath(args.log_dir),
+        workdir=os.getcwd(),
     )
     if not args.dry_run:
         slurm.require("sbatch")
+        slurm.check_fits(job)  # a request the cluster can never satisfy: one line, nothing made
     system_name = cluster_system_name(cfg)
     results_root = cfg.results_dir
     command = ["ttabench"] + sys.argv[1:]
@@ -134,28 +144,45 @@ def _cmd_submit(args) -> int:
             results_root, system_name, safe_name(cfg.benchmark_name()), cfg.division, "DRY-RUN"
         ).path
         cfg = dataclasses.replace(cfg, run_dir=run_dir, system=system_name)
-        print(slurm.script(cfg, job, python, command), end="")
+        print(slurm.script(cfg, job, python, command, dry_run=True), end="")
         return 0
     warn_if_local(results_root, args.nodes)
     root_existed = os.path.isdir(results_root)
     run_dir = RunPath.new(results_root, system_name, cfg.benchmark_name(), cfg.division).path
     cfg = dataclasses.replace(cfg, run_dir=run_dir, system=system_name)
     text = slurm.script(cfg, job, python, command)
+    log_existed = os.path.isdir(job.log_dir)
+    try:
+        os.makedirs(job.log_dir, exist_ok=True)  # sbatch does not make it; the job could not log
+    except OSError as e:
+        _remove_empty(run_dir, results_root, root_existed)
+        raise UserError(f"cannot create the log folder {job.log_dir}: {e.strerror}") from None
     try:
         job_id = slurm.submit(text)
     except BaseException:
         _remove_empty(run_dir, results_root, root_existed)
+        if not log_existed:
+            with contextlib.suppress(OSError):
+                os.rmdir(job.log_dir)
         raise
     atomic_write_text(os.path.join(run_dir, "job.sbatch"), text)
     atomic_write_json(
         os.path.join(run_dir, "submit.json"),
-        {"scheduler": "slurm", "job_id": job_id, "nodes": args.nodes, "command": command},
+        {
+            "scheduler": "slurm",
+            "job_id": job_id,
+            "nodes": args.nodes,
+            "command": command,
+            "log": slurm.log_path(job, job_id),
+        },
     )
+    log = slurm.log_path(job, job_id)
     print(f"submitted Slurm job {job_id}; results: {run_dir}", flush=True)
+    print(f"log: {log} (follow: squeue -j {job_id}; tail -f {log}; ttabench runs {run_dir})", flush=True)
     if not args.wait:
         return 0
     try:
-        return slurm.wait(job_id, run_dir, out=lambda line: print(line, flush=True))
+        return slurm.wait(job_id, run_dir, out=lambda line: print(line, flush=True), log=log)
     except KeyboardInterrupt:
         print(f"ttabench: stopped waiting; job {job_id} keeps running (scancel {job_id})", file=sys.stderr)
         return 130
@@ -179,6 +206,11 @@ def add_commands(sub) -> None:
     g.add_argument("--partition", help="Slurm partition (default: the cluster's default)")
     g.add_argument("--time", help="Slurm time limit, e.g. 30 or 1:00:00")
     g.add_argument("--account", help="Slurm account to charge")
+    g.add_argument(
+        "--log-dir",
+        default=".",
+        help="Slurm: folder of the job's log slurm-JOBID.out, made at submission (default: this folder)",
+    )
     g.add_argument("--gpus-per-node", type=int, help="GPUs per node")
     g.add_argument(
         "--sbatch-arg",

@@ -6,12 +6,13 @@ import json
 
 from ttabench.divisions import rcp
 from ttabench.divisions.validate import Problem, validate
+from ttabench.launch.cluster.slurm import submitted_jobs
 
 
 def _cmd_validate(args) -> int:
     if args.rcps:
         rcp.load(args.rcps)  # a bad RCP file is one line before the long checks, not after
-    result = validate(args.path, compliance=not args.no_compliance)
+    result = validate(args.path, compliance=not args.no_compliance, jobs=submitted_jobs(args.path))
     rcps = _rcp_problems(args, result)
     if args.json:
         out = {

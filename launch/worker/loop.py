@@ -131,7 +131,7 @@ class _Times:
     checkpoint_s: float = 0.0
 
 
-def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] = lambda: False) -> LoopResult:
+def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], int] = lambda: 0) -> LoopResult:
     """The timed run: start the clock together, train epochs until a stop rule, evaluate last."""
     loop = _Loop(spec, comm, hooks, stop_requested)
     loop.start()
@@ -151,7 +151,7 @@ def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool] =
 class _Loop:
     """One timed run's moving parts; ``run`` above reads as the sequence of its steps."""
 
-    def __init__(self, spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], bool]):
+    def __init__(self, spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], int]):
         self.spec, self.comm, self.hooks, self.stop_requested = spec, comm, hooks, stop_requested
         self.device = spec.train_images.device
         n = len(spec.train_labels)
@@ -181,6 +181,7 @@ class _Loop:
         # evaluation's all-reduce): the run's numbers are taken at that one instant.
         self.train_local = self.state.train_s
         self.train_local_at_eval = None  # this rank's clock at the last evaluation
+        self.stop_cause = "interrupted"  # or time_limit: why an interrupted run stopped
 
     def start(self) -> None:
         s = self.state
@@ -254,7 +255,7 @@ class _Loop:
         # and whether anyone saw a non-finite loss or was asked to stop.
         loss_f = float(loss.detach())
         bad = 0.0 if math.isfinite(loss_f) else 1.0
-        stop = 1.0 if self.stop_requested() else 0.0
+        stop = float(self.stop_requested())  # 0, 1 interrupted, 2 time limit near
         local = self.clock.train_elapsed()
         train_max, bad, stop = self.comm.allreduce([local, bad, stop], op="max")
         self.train_local = local
@@ -281,13 +282,13 @@ class _Loop:
         if bad:
             self.status, self.diverged_step = "diverged", s.step
         elif stop:
-            self.status = "interrupted"
+            self.status, self.stop_cause = "interrupted", "time_limit" if stop >= 2 else "interrupted"
 
     def after_step(self) -> str | None:
         """Divergence, a stop request, an evaluation at its cadence, a checkpoint at its cadence."""
         s = self.state
         if self.status != "success":
-            return self.status  # diverged | interrupted
+            return self.stop_cause if self.status == "interrupted" else self.status  # diverged
         if self.rules.eval_due(s) and self.evaluate():
             return "target"
         if self.rules.checkpoint_due(s):

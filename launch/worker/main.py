@@ -32,6 +32,7 @@ import traceback
 from ttabench import UserError
 from ttabench.launch import launcher
 from ttabench.launch.config import RunConfig, add_arguments, add_resume_argument, from_args
+from ttabench.launch.record import timelimit
 from ttabench.launch.record.folder import RunFolder
 from ttabench.launch.worker import checkpoint, context, loop, workload
 from ttabench.launch.worker.checkpoint import Checkpoint
@@ -42,8 +43,13 @@ class _StopFlag:
     """First SIGINT/SIGTERM asks the loop to stop at the next step (agreed by all
     workers); a second one, DEDUP_S or more after the first, interrupts whatever is
     running. One stop request often arrives twice within moments: a scheduler
-    (scancel, a time limit) or a terminal's Ctrl-C signals every process of the run,
-    and the launcher then forwards its own signal to its workers."""
+    (scancel) or a terminal's Ctrl-C signals every process of the run, and the
+    launcher then forwards its own signal to its workers.
+
+    SIGUSR1 is the scheduler's notice that the job's time limit is near (the sbatch
+    script asks Slurm for it, --signal=USR1@MARGIN): the loop stops the same way and
+    the run records `time_limit` as its stop reason. Calling the flag gives 0 (no
+    request), 1 (interrupted) or 2 (time limit), a number the workers agree on by MAX."""
 
     DEDUP_S = 2.0
 
@@ -51,7 +57,7 @@ class _StopFlag:
         self.requested = False
         self.signal = None
         self.at = None
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, timelimit.SIGNAL):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum, frame):
@@ -63,8 +69,10 @@ class _StopFlag:
         self.requested, self.at = True, now
         self.signal = signal.Signals(signum).name
 
-    def __call__(self) -> bool:
-        return self.requested
+    def __call__(self) -> int:
+        if not self.requested:
+            return 0
+        return 2 if self.signal == timelimit.SIGNAL.name else 1
 
 
 def _checkpoint_to_resume(cfg: RunConfig) -> tuple[Checkpoint | None, bool]:
@@ -101,8 +109,13 @@ def run_worker(cfg: RunConfig, *, command: list[str] | None = None) -> int:
         folder.finish(result, ctx.comm.gather(result.breakdown), stop.signal)
         # Leave together: a worker tearing its process group down while a peer
         # is still sending can abort at exit.
-        if result.status != "interrupted":  # an interrupted peer may already be gone
+        # An interrupted peer may already be gone; at a time limit every rank stopped by agreement.
+        if result.status != "interrupted" or result.stop_reason == timelimit.REASON:
             ctx.comm.barrier()
+        if result.stop_reason == timelimit.REASON:
+            if ctx.comm.rank == 0 and cfg.backend_name() == "none":  # a launcher says it otherwise
+                print(timelimit.line(cfg.run_dir or folder.run_dir), file=sys.stderr)
+            return timelimit.EXIT
         return {"success": 0, "interrupted": 130}.get(result.status, 3)
     except BaseException as e:
         folder.fail(e, stop.signal)

@@ -213,6 +213,40 @@ def test_ctrl_c_and_sigterm_stop_cleanly_as_interrupted(tmp_path, sig, target, s
     assert proc.returncode == 0, proc.stdout
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_the_time_limit_signal_is_recorded_as_time_limit(tmp_path, workers, subset_dir):
+    """Slurm's notice before the time limit (--signal=USR1@MARGIN reaches every process of the
+    job; the launcher ignores it, the workers act on it): the run stops as on SIGTERM but records stop_reason time_limit, says so in one line
+    and exits 124, where a scancel gives `interrupted` and 130."""
+    real = [a for a in SMALL if a != "--synthetic"] + ["--data-dir", subset_dir]
+    run = Run(tmp_path, *real, "--workers", workers, "--max-steps", "2000", "--eval-every", "8steps")
+    run.wait_for_evals(1)
+    for pid in run.processes():  # as Slurm does: every process of the job, launcher and workers
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGUSR1)
+    code, out, waited = run.finish()
+    assert code == 124, out[-2000:]
+    assert waited < 60
+    run.assert_nothing_left()
+    lines = [ln for ln in out.splitlines() if "time limit" in ln]
+    assert lines == [
+        "ttabench: stopped because the job's time limit is near (SIGUSR1 from the scheduler); "
+        f"recorded as stop_reason time_limit in {run.run_dir()}"
+    ], out[-2000:]
+    s = run.summary()
+    assert (s["status"], s["stop_reason"], s["signal"]) == ("interrupted", "time_limit", "SIGUSR1"), s
+    with open(os.path.join(run.run_dir(), "mllog.txt")) as f:
+        (stop,) = [json.loads(ln.split(":::MLLOG", 1)[1]) for ln in f if '"run_stop"' in ln]
+    assert stop["metadata"]["stop_reason"] == "time_limit", stop
+    proc = subprocess.run(
+        [sys.executable, "-m", "ttabench", "validate", run.run_dir(), "--no-compliance"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout
+    assert "run interrupted (time_limit)" in proc.stdout, proc.stdout
+
+
 def _model(run_dir: str) -> dict:
     return torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
 
