@@ -122,6 +122,19 @@ def exposed_comm(buckets: list[tuple[float, float, float]], backward_s: float) -
     return max(0.0, end - backward_s)
 
 
+def op_time(op: str, nbytes: float, p: int, link: Link) -> float:
+    """One operation of the reference algorithms (divisions/algorithms.py) on `link`, its own
+    alpha-beta cost (ring schedules; what the emulated network charges, Link.op_time):
+    all_reduce 2(p-1) alpha + 2(p-1)/p n/B; all_gather (p-1)(alpha + n/B), n bytes from each
+    worker; send alpha + n/B."""
+    return link.op_time(op, nbytes, p)
+
+
+def algorithm_comm_time(messages: list[tuple[str, int]], p: int, link: Link) -> float:
+    """A step's operations (algorithms.step_messages) one after another on one link."""
+    return sum(op_time(op, n, p, link) for op, n in messages)
+
+
 @dataclass
 class StepProfile:
     """One measured run, per step of its critical (slowest) worker."""
