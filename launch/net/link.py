@@ -203,6 +203,8 @@ class Link:
             "bandwidth": format_rate(self.bandwidth) if self.emulated else None,
             "latency_s": self.latency if self.emulated else None,
             "model": "ring all-reduce, alpha-beta: 2(p-1)*alpha + 2(p-1)/p*n/B" if self.emulated else None,
+            # --algorithm's other operations (Link.op_time)
+            "other_ops": "all_gather (p-1)*(alpha + n/B); send alpha + n/B" if self.emulated else None,
         }
 
 
