@@ -192,6 +192,37 @@ def resolved_params(algorithm: str, params: dict) -> dict:
     }
 
 
+# -- a run's algorithm, as its files record it
+
+
+def of_run(summary, config) -> tuple[str, dict]:
+    """(algorithm, its parameters) of a run folder's summary.json and config.json; a run from a
+    version before --algorithm trained with allreduce."""
+    s = summary if isinstance(summary, dict) else {}
+    c = config if isinstance(config, dict) else {}
+    resolved = c.get("resolved") if isinstance(c.get("resolved"), dict) else {}
+    given = c.get("config") if isinstance(c.get("config"), dict) else {}
+    name = s.get("algorithm") or resolved.get("algorithm") or given.get("algorithm") or DEFAULT
+    params = s.get("algorithm_params") or resolved.get("algorithm_params") or {}
+    return str(name), (params if isinstance(params, dict) else {})
+
+
+def label(name: str, params: dict) -> str:
+    """'allreduce', 'powersgd powersgd_rank=2 powersgd_start_step=10': what RCPs and reports
+    tell algorithms apart by."""
+    return " ".join(
+        [name]
+        + [
+            f"{k}={params[k]:g}" if isinstance(params[k], (int, float)) else f"{k}={params[k]}"
+            for k in sorted(params)
+        ]
+    )
+
+
+def run_label(summary, config) -> str:
+    return label(*of_run(summary, config))
+
+
 # -- what one step sends ----------------------------------------------------------------
 
 

@@ -70,6 +70,9 @@ def test_measured_bytes_equal_the_formula(cli, tmp_path, algorithm, workers, fla
         assert "ttabench_consensus_distance" in mllog
     else:
         assert "consensus_distance" not in summary
+    if algorithm != "allreduce":  # predict models allreduce runs only, and says so
+        line = one_error_line(cli("predict", run_dir, "--workers", "4"))
+        assert f"a run of --algorithm {algorithm}; predict models allreduce runs only" in line
 
 
 @pytest.mark.parametrize(
