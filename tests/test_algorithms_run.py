@@ -8,6 +8,7 @@ import json
 import os
 
 import pytest
+from conftest import require_horovod
 
 from ttabench.divisions import algorithms as alg
 
@@ -73,6 +74,19 @@ def test_measured_bytes_equal_the_formula(cli, tmp_path, algorithm, workers, fla
     if algorithm != "allreduce":  # predict models allreduce runs only, and says so
         line = one_error_line(cli("predict", run_dir, "--workers", "4"))
         assert f"a run of --algorithm {algorithm}; predict models allreduce runs only" in line
+
+
+@pytest.mark.slow
+def test_fp16_under_horovod(cli, tmp_path):
+    """Horovod's Compression.fp16: the gradient bytes handed to its optimizer, halved."""
+    require_horovod()
+    proc = _run(cli, tmp_path, "--workers", "2", "--backend", "horovod", "--algorithm", "fp16")
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = glob.glob(str(tmp_path / "r" / "*" / "*" / "*" / "*"))
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["backend"] == "horovod" and summary["algorithm"] == "fp16"
+    assert summary["comm_bytes_per_step"] == summary["comm_bytes_formula"] > 0
 
 
 @pytest.mark.parametrize(
