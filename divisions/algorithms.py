@@ -59,11 +59,14 @@ class Param:
 
     def doc(self) -> str:
         """The flag's help text: what it does, its default and range."""
-        return f"{self.help} (default {self.default:g}, range {self.range_text()})"
+        return f"{self.help} (default {self.text(self.default)}, range {self.range_text()})"
+
+    def text(self, value) -> str:
+        return str(int(value)) if self.integer else f"{value:g}"
 
     def range_text(self) -> str:
-        lo = f"({self.low:g}" if self.low_open else f"[{self.low:g}"
-        hi = f"{self.high:g})" if self.high_open else f"{self.high:g}]"
+        lo = f"({self.text(self.low)}" if self.low_open else f"[{self.text(self.low)}"
+        hi = f"{self.text(self.high)})" if self.high_open else f"{self.text(self.high)}]"
         return f"{lo}, {hi}"
 
     def check(self, value) -> str | None:

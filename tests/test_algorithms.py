@@ -122,3 +122,13 @@ def test_good_choices_pass():
     alg.check("fp16", {}, 2, "horovod")
     alg.check("topk", {"topk_ratio": 0.5}, 2, "torchrun")
     alg.check("local-sgd", {"local_steps": 1, "local_sgd_warmup_steps": 0}, 2, "torchrun")
+
+
+def test_readme_table_has_every_algorithm_and_parameter():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in alg.ALGORITHMS:
+        assert f"\n| `{name}`" in readme, name
+    for p in alg.PARAMS:
+        assert f"`{p.flag}`" in readme and f"{p.text(p.default)}, {p.range_text()}" in readme, p.name
