@@ -95,7 +95,7 @@ def test_runs_lists_every_run_newest_first_with_the_recorded_metrics(tree):
         assert r["attmt_s"] == expect.get("attmt_s")
         assert r["final_accuracy"] == run.points[-1][1]
         assert r["status"] == run.status
-        assert {k: r[k] for k in ("system", "benchmark", "division", "workers", "network")} == {
+        assert {k: r[k] for k in ("system", "benchmark", "division", "workers", "network", "algorithm")} == {
             k: v for k, v in experiments.describe_run(run).items() if k != "dataset"
         }
 
