@@ -1,11 +1,17 @@
-"""The worker side of top-k on a real (one-process) gloo group: what it keeps and what it
-sends add up to the gradient, and with every entry selected it is the plain gradient."""
+"""The worker side of the algorithms on real gloo groups: top-k keeps and sends what adds up to
+the gradient (one process); decentralized and local SGD average parameters exactly, evaluation
+sees the workers' average and training continues from each worker's own model (4 processes)."""
 
 from __future__ import annotations
+
+import datetime
+import math
+import socket
 
 import pytest
 import torch
 import torch.distributed as dist
+import torch.multiprocessing as mp
 from torch import nn
 
 from ttabench.divisions import algorithms as spec
@@ -50,3 +56,82 @@ def test_topk_sends_the_largest_entries_and_keeps_the_rest(group, ratio):
     shapes = [tuple(p.shape) for p in model.parameters()]
     k = sum(spec.topk_count(spec.numel(s), ratio) for s in shapes)
     assert comm.algorithm.ops.handed == {"all_reduce": 0, "all_gather": 8 * k, "send": 0}
+
+
+# --- the parameter exchanges on 4 real gloo workers, with exact values ----------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _exchange_worker(rank: int, world: int, port: int, out):
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=60),
+    )
+    try:
+        result = {}
+        for name, params in (("decentralized", {}), ("local-sgd", {"local_steps": 2})):
+            comm = TorchComm("gloo", torch.device("cpu"), 60.0)
+            comm.use_algorithm(name, params)
+            model = _net()
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.fill_(float(rank))  # worker i's model: every parameter i
+            alg = comm.algorithm
+            seen = []
+            for _ in range(2):
+                alg.after_step(model)
+                seen.append(sorted({float(v) for p in model.parameters() for v in p.reshape(-1)}))
+            with torch.no_grad():  # models that differ again, for the evaluation's average
+                for p in model.parameters():
+                    p.fill_(float(rank))
+            alg.before_eval(model)
+            evaluated = sorted({float(v) for p in model.parameters() for v in p.reshape(-1)})
+            alg.after_eval(model)
+            back = sorted({float(v) for p in model.parameters() for v in p.reshape(-1)})
+            result[name] = {
+                "steps": seen,
+                "evaluated": evaluated,
+                "back": back,
+                "consensus": alg.consensus,
+                "handed": alg.ops.handed,
+                "numel": sum(p.numel() for p in model.parameters()),
+            }
+        out[rank] = result
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_parameter_exchanges_average_exactly():
+    world = 4
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_exchange_worker, args=(world, _free_port(), out), nprocs=world, join=True)
+        out = dict(out)
+    n = out[0]["decentralized"]["numel"]
+    s = 4 * n
+    for rank in range(world):
+        dec, loc = out[rank]["decentralized"], out[rank]["local-sgd"]
+        # D-PSGD on the ring 0-1-2-3: (left + mine + right) / 3
+        first = ((rank - 1) % world + rank + (rank + 1) % world) / 3
+        assert dec["steps"][0] == [pytest.approx(first)]
+        assert dec["handed"] == {"all_reduce": 0, "all_gather": 0, "send": 2 * 2 * s}  # 2 steps
+        # local SGD, H = 2: no exchange after step 1; the mean 1.5 after step 2
+        assert loc["steps"] == [[float(rank)], [1.5]]
+        assert loc["handed"] == {"all_reduce": s, "all_gather": 0, "send": 0}
+        for r in (dec, loc):  # evaluation sees the average; training continues from its own
+            assert r["evaluated"] == [1.5] and r["back"] == [float(rank)]
+        # mean over workers of ||x_i - 1.5 x 1||: (1.5 + 0.5 + 0.5 + 1.5) / 4 x sqrt(n)
+        assert dec["consensus"] == pytest.approx(math.sqrt(n))
+        assert loc["consensus"] is None
+    expected = {0: 4 / 3, 1: 1.0, 2: 2.0, 3: 5 / 3}
+    assert {r: out[r]["decentralized"]["steps"][0][0] for r in range(world)} == pytest.approx(expected)
