@@ -194,6 +194,17 @@ class RunFolder:
         shapes = [tuple(p.shape) for p in self.model.parameters() if p.requires_grad]
         cfg = self.cfg
         per_step = sum(c["sent"] for c in counted) / len(counted) / steps if steps else None
+        if counted[0].get("source") == "submission":  # the user's own pattern: no formula
+            return {
+                "comm_bytes_per_step": per_step,
+                "comm_bytes_formula": None,
+                "comm_bytes_model": {
+                    "pattern": "the submission's own (config.json submission.hooks)",
+                    "formula": None,
+                    "model_bytes": algorithms.model_bytes(shapes),
+                    "steps": steps,
+                },
+            }
         formula = algorithms.bytes_per_step(
             cfg.algorithm, cfg.algorithm_params(), shapes, steps, len(breakdowns)
         )

@@ -49,6 +49,10 @@ class Comm:
     def use_algorithm(self, name: str, params: dict) -> None:
         self.algorithm = algorithms.make(name, params, self)
 
+    def use_submission(self, submission) -> None:
+        """An open-division submission's own communication (comm_hook, sync_step) instead."""
+        self.algorithm = algorithms.Submitted(self, submission)
+
     def consensus_distance(self) -> float | None:
         """decentralized: the workers' models' mean distance to their average at the last
         evaluation (None for the other algorithms)."""

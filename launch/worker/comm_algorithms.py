@@ -26,6 +26,11 @@ charges the emulated link that operation's own alpha-beta cost. torch's hooks ca
 ``torch.distributed.all_reduce`` themselves: their modules' ``dist`` is pointed at an
 ``Ops``-backed stand-in, so each of their all-reduces is counted and charged too.
 
+An open-division submission's own communication (divisions/open.py: Submission.comm_hook,
+a DDP hook with torch's signature, and Submission.sync_step, after each optimizer step) is
+``Submitted``: while the user's code runs, the collectives of the ``torch.distributed``
+module go through the same ``Ops`` (``counted_dist``); those it does not count raise.
+
 local-sgd and decentralized leave different models on the workers: evaluation (clock
 stopped) uses the average of the workers' models, and decentralized records the consensus
 distance (mean over workers of ||x_i - mean||_2) with each evaluation; training then
@@ -34,6 +39,7 @@ continues from each worker's own model.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import torch
@@ -46,8 +52,9 @@ from ttabench.divisions import algorithms as spec
 class Ops:
     """The collectives and point-to-point operations of training, counted and charged."""
 
-    def __init__(self, comm):
+    def __init__(self, comm, source: str = "reference"):
         self.comm = comm
+        self.source = source  # "reference": an --algorithm; "submission": the user's own
         self._lock = threading.Lock()
         self.handed: dict[str, int] = {op: 0 for op in spec.OPS}
         self.sent = 0.0
@@ -68,7 +75,7 @@ class Ops:
             self.sent += spec.sent_bytes(op, nbytes, self.world)
 
     def summary(self, steps: int) -> dict:
-        return {"steps": steps, "handed": dict(self.handed), "sent": self.sent}
+        return {"steps": steps, "handed": dict(self.handed), "sent": self.sent, "source": self.source}
 
     def all_reduce(self, tensor: torch.Tensor, async_op: bool = False, **kw):
         nbytes = tensor.numel() * tensor.element_size()
@@ -298,6 +305,85 @@ class TopK(Algorithm):
         buf.index_add_(0, all_indices.long(), all_values)
         buf.div_(self.comm.world_size)
         return _completed(buf)
+
+
+class Submitted(Algorithm):
+    """A submission's own communication, counted and charged through Ops like the references'."""
+
+    name = "allreduce"  # --algorithm stays at its default (divisions/open.py)
+
+    def __init__(self, comm, submission):
+        super().__init__(comm, {})
+        self.ops.source = "submission"
+        self.submission = submission
+        self.local_models = submission.sync_step is not None  # evaluate the workers' average
+
+    def hook(self, bucket):
+        s = self.submission
+        if s.comm_hook is None:
+            return None
+        with counted_dist(self.ops):
+            return s.comm_hook(s.comm_state, bucket)
+
+    def after_step(self, model):
+        if self.submission.sync_step is not None:
+            with counted_dist(self.ops):
+                self.submission.sync_step(model, self.step)
+        super().after_step(model)
+
+
+# torch.distributed's operations a submission may call, and those that would go uncounted
+_COUNTED = ("all_reduce", "all_gather", "all_gather_into_tensor", "send", "isend")
+_UNCOUNTED = (
+    "broadcast", "reduce", "reduce_scatter", "reduce_scatter_tensor", "all_to_all",
+    "all_to_all_single", "scatter", "gather", "batch_isend_irecv", "all_gather_object",
+    "broadcast_object_list", "gather_object", "scatter_object_list",
+)  # fmt: skip
+
+
+def _counted(ops: Ops, name: str, real):
+    """torch.distributed.NAME, with the bytes handed to it counted and the link charged."""
+    op = {"all_reduce": "all_reduce", "send": "send", "isend": "send"}.get(name, "all_gather")
+
+    def call(*args, **kw):
+        tensor = args[0] if name in ("all_reduce", "send", "isend") else args[1]
+        nbytes = tensor.numel() * tensor.element_size()
+        ops.count(op, nbytes)
+        started = ops.comm.now()
+        work = real(*args, **kw)
+        charge = lambda: ops.comm._emulate(started, nbytes, op)  # noqa: E731
+        if name == "isend" or kw.get("async_op"):
+            return _ChargedWork(work, charge)
+        charge()
+        return work
+
+    return call
+
+
+def _refused(name: str):
+    def call(*args, **kw):
+        raise RuntimeError(
+            f"torch.distributed.{name} in a submission's communication is not counted by "
+            f"ttabench; use {', '.join(_COUNTED)}, recv or irecv"
+        )
+
+    return call
+
+
+@contextlib.contextmanager
+def counted_dist(ops: Ops):
+    """While the user's communication runs: torch.distributed's operations through Ops."""
+    saved = {n: getattr(dist, n) for n in _COUNTED + _UNCOUNTED if hasattr(dist, n)}
+    try:
+        for n in _COUNTED:
+            setattr(dist, n, _counted(ops, n, saved[n]))
+        for n in _UNCOUNTED:
+            if n in saved:
+                setattr(dist, n, _refused(n))
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(dist, n, f)
 
 
 _CLASSES = {c.name: c for c in (Algorithm, Fp16, PowerSGD, LocalSGD, Decentralized, TopK)}
