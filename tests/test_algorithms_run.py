@@ -31,6 +31,9 @@ RUNS = [
     ("decentralized", 3, []),
     ("topk", 2, ["--topk-ratio", "0.05"]),
 ]
+# and at 4 workers, where N enters every formula but decentralized's (the closed division's
+# smallest batch, 32 per worker)
+RUNS += [(name, 4, flags) for name, _, flags in RUNS]
 
 
 def _run(cli, tmp_path, *flags):
@@ -42,7 +45,7 @@ def _run(cli, tmp_path, *flags):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("algorithm, workers, flags", RUNS, ids=[r[0] for r in RUNS])
+@pytest.mark.parametrize("algorithm, workers, flags", RUNS, ids=[f"{r[0]}-{r[1]}" for r in RUNS])
 def test_measured_bytes_equal_the_formula(cli, tmp_path, algorithm, workers, flags):
     proc = _run(cli, tmp_path, "--workers", str(workers), "--algorithm", algorithm, *flags)
     assert proc.returncode == 0, proc.stderr
