@@ -145,3 +145,20 @@ def test_runs_does_not_import_torch(tree):
         [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ), timeout=120
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_runs_table_shows_the_algorithm_only_when_a_run_is_not_allreduce(tree):
+    plain = run_cli("runs", str(tree), check=True).stdout
+    assert "algorithm" not in plain  # every committed run trained with allreduce
+    # one run's record says it trained with top-k (as `ttabench run --algorithm topk` writes it)
+    edited = _run_dirs(tree)[0]
+    summary = json.loads((edited / "summary.json").read_text())
+    summary.update(algorithm="topk", algorithm_params={"topk_ratio": 0.05})
+    (edited / "summary.json").write_text(json.dumps(summary))
+    lines = run_cli("runs", str(tree), check=True).stdout.splitlines()
+    header = next(ln for ln in lines if "network" in ln and "status" in ln)
+    assert header.index("network") < header.index("algorithm") < header.index("final acc.")
+    (line,) = [ln for ln in lines if edited.name in ln]
+    assert "topk topk_ratio=0.05" in line
+    others = [ln for ln in lines if any(p.name in ln for p in _run_dirs(tree)[1:])]
+    assert others and all("allreduce" in ln for ln in others)

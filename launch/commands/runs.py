@@ -5,7 +5,9 @@
 
 One line per run folder: its id, when it started, system, benchmark, division,
 status, workers, network, final accuracy, and TTA / ATTMT at the run's own
-recorded target and thresholds (recomputed from curve.csv, as `report` does).
+recorded target and thresholds (recomputed from curve.csv, as `report` does);
+and, when some run trained with another algorithm than allreduce, its
+algorithm (with its parameters) after the network.
 A pure reader: no torch. A run whose files cannot be read is listed with the
 reason instead of ending the listing.
 """
@@ -115,6 +117,17 @@ COLUMNS = (
 )
 
 
+ALGORITHM = Column("algorithm", left=True)  # shown after "network" when a run is not allreduce
+
+
+def columns_for(entries: list[dict]) -> tuple[Column, ...]:
+    """The table's columns: with the algorithm's when some run trained with another than allreduce."""
+    if all(e.get("algorithm") in (None, "allreduce") for e in entries):
+        return COLUMNS
+    at = [c.header for c in COLUMNS].index("network") + 1
+    return COLUMNS[:at] + (ALGORITHM,) + COLUMNS[at:]
+
+
 def _cmd_runs(args) -> int:
     entries = list_runs(args.results_dir)
     if args.json:
@@ -131,7 +144,12 @@ def _cmd_runs(args) -> int:
         return 0
     notes = [f"{e['id']}: {e['error']}" for e in entries if e["status"] == "unreadable"]
     show(
-        Table(COLUMNS, entries, title=f"{len(entries)} runs in {args.results_dir}, newest first", notes=notes)
+        Table(
+            columns_for(entries),
+            entries,
+            title=f"{len(entries)} runs in {args.results_dir}, newest first",
+            notes=notes,
+        )
     )
     return 0
 
@@ -141,8 +159,9 @@ def add_commands(sub) -> None:
         "runs",
         help="list the runs of a results folder, newest first",
         description="One line per run below RESULTS_DIR, newest first: id, start time, system, "
-        "benchmark, division, status, workers, network, final accuracy, and TTA / ATTMT at the "
-        "run's own recorded target and thresholds (recomputed from curve.csv).",
+        "benchmark, division, status, workers, network (and the algorithm when a run is not "
+        "allreduce), final accuracy, and TTA / ATTMT at the run's own recorded target and "
+        "thresholds (recomputed from curve.csv).",
     )
     r.add_argument(
         "results_dir",
