@@ -37,9 +37,10 @@ counting are the reference algorithms' (launch/worker/comm_algorithms.py): the
 hook's communication is timed from the bucket's hand-over to its future's
 completion, the sync step wholly as exposed wait; while either runs, the
 collectives it calls through the ``torch.distributed`` module (``dist.all_reduce``,
-``dist.all_gather``, ``dist.all_gather_into_tensor``, ``dist.send``/``isend``,
-``dist.recv``/``irecv``) are counted and charged by the emulated link like the
-references', and any other collective raises (it would go uncounted).
+``dist.all_gather``, ``all_gather_into_tensor``, ``all_gather_single``,
+``dist.send``/``isend``) are counted and charged by the emulated link like the
+references'; ``recv``/``irecv`` pass through (receiving sends nothing), and any
+other collective raises (it would go uncounted).
 summary.json records the counted ``comm_bytes_per_step``; its
 ``comm_bytes_formula`` is None (no formula is known for the user's pattern).
 With several workers whose models differ (a sync_step), evaluation uses the

@@ -135,3 +135,26 @@ def test_parameter_exchanges_average_exactly():
         assert loc["consensus"] is None
     expected = {0: 4 / 3, 1: 1.0, 2: 2.0, 3: 5 / 3}
     assert {r: out[r]["decentralized"]["steps"][0][0] for r in range(world)} == pytest.approx(expected)
+
+
+def test_a_submissions_operations_are_counted_and_the_uncounted_refused(group):
+    """While a submission's communication runs, torch.distributed's operations go through the
+    same Ops as the references' (handed bytes counted); the ones Ops does not count raise, and
+    torch.distributed is itself again afterwards."""
+    from ttabench.launch.worker import comm_algorithms
+    from ttabench.launch.worker.comm import Comm
+
+    real = dist.all_reduce
+    ops = comm_algorithms.Ops(Comm())
+    with comm_algorithms.counted_dist(ops):
+        dist.all_reduce(torch.ones(10))  # 40 bytes
+        dist.all_reduce(torch.ones(4, dtype=torch.float16), async_op=True).get_future().wait()
+        dist.all_gather([torch.empty(3)], torch.ones(3))
+        dist.all_gather_single(torch.empty(5, dtype=torch.float64), torch.ones(5, dtype=torch.float64))
+        with pytest.raises(
+            RuntimeError, match=r"torch.distributed.broadcast in a submission's communication"
+        ):
+            dist.broadcast(torch.ones(2), src=0)
+    assert ops.handed == {"all_reduce": 40 + 8, "all_gather": 12 + 40, "send": 0}
+    assert ops.sent == 0.0  # one worker sends nothing (sent_bytes of a 1-process group)
+    assert dist.all_reduce is real and dist.broadcast.__module__ != comm_algorithms.__name__

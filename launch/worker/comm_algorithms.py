@@ -333,9 +333,14 @@ class Submitted(Algorithm):
 
 
 # torch.distributed's operations a submission may call, and those that would go uncounted
-_COUNTED = ("all_reduce", "all_gather", "all_gather_into_tensor", "send", "isend")
+_COUNTED = tuple(
+    n
+    for n in ("all_reduce", "all_gather", "all_gather_into_tensor", "all_gather_single", "send", "isend")
+    if hasattr(dist, n)
+)
 _UNCOUNTED = (
-    "broadcast", "reduce", "reduce_scatter", "reduce_scatter_tensor", "all_to_all",
+    "broadcast", "reduce", "reduce_scatter", "reduce_scatter_tensor", "reduce_scatter_single",
+    "all_reduce_coalesced", "all_gather_coalesced", "all_to_all",
     "all_to_all_single", "scatter", "gather", "batch_isend_irecv", "all_gather_object",
     "broadcast_object_list", "gather_object", "scatter_object_list",
 )  # fmt: skip
