@@ -148,6 +148,7 @@ def test_a_submissions_operations_are_counted_and_the_uncounted_refused(group):
     ops = comm_algorithms.Ops(Comm())
     with comm_algorithms.counted_dist(ops):
         dist.all_reduce(torch.ones(10))  # 40 bytes
+        dist.all_reduce(tensor=torch.ones(2))  # 8 bytes, given by keyword
         dist.all_reduce(torch.ones(4, dtype=torch.float16), async_op=True).get_future().wait()
         dist.all_gather([torch.empty(3)], torch.ones(3))
         dist.all_gather_single(torch.empty(5, dtype=torch.float64), torch.ones(5, dtype=torch.float64))
@@ -155,6 +156,6 @@ def test_a_submissions_operations_are_counted_and_the_uncounted_refused(group):
             RuntimeError, match=r"torch.distributed.broadcast in a submission's communication"
         ):
             dist.broadcast(torch.ones(2), src=0)
-    assert ops.handed == {"all_reduce": 40 + 8, "all_gather": 12 + 40, "send": 0}
+    assert ops.handed == {"all_reduce": 40 + 8 + 8, "all_gather": 12 + 40, "send": 0}
     assert ops.sent == 0.0  # one worker sends nothing (sent_bytes of a 1-process group)
     assert dist.all_reduce is real and dist.broadcast.__module__ != comm_algorithms.__name__

@@ -117,6 +117,9 @@ class _ChargedWork:
     def __init__(self, work, charge):
         self._work, self._charge = work, charge
 
+    def __getattr__(self, name):  # is_completed, exception, ...: the real handle's
+        return getattr(self._work, name)
+
     def wait(self, *args):
         self._work.wait(*args)
         self._charge()
@@ -351,7 +354,10 @@ def _counted(ops: Ops, name: str, real):
     op = {"all_reduce": "all_reduce", "send": "send", "isend": "send"}.get(name, "all_gather")
 
     def call(*args, **kw):
-        tensor = args[0] if name in ("all_reduce", "send", "isend") else args[1]
+        at, key = (0, "tensor") if name in ("all_reduce", "send", "isend") else (1, "tensor")
+        if name in ("all_gather_into_tensor", "all_gather_single"):
+            key = "input_tensor"
+        tensor = args[at] if len(args) > at else kw[key]
         nbytes = tensor.numel() * tensor.element_size()
         ops.count(op, nbytes)
         started = ops.comm.now()
