@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 
-from ttabench.divisions import metrics, stats
+from ttabench.divisions import algorithms, metrics, stats
 from ttabench.divisions.results import (
     RunPath,
     experiment_key,
@@ -82,6 +82,7 @@ def describe_run(run: Run) -> dict:
         "dataset": _text(s.get("dataset")) or _text(section(c, "data").get("name")) or "?",
         "workers": workers[0] if workers else None,
         "network": network_label(c),
+        "algorithm": algorithms.run_label(s, c),
     }
 
 
@@ -123,7 +124,7 @@ def report_groups(
 ) -> list[tuple[dict, list[Run]]]:
     """One row (and its runs) per experiment (validate's: one results tree, one system, one run configuration
     apart from the seed), described by system / benchmark / division / data set / workers /
-    network; where two rows share that description, ``setting`` says what tells them apart."""
+    network / algorithm; where two rows share that description, ``setting`` says what tells them apart."""
     groups: dict[str, list[Run]] = {}
     parts: dict[str, list] = {}
     for run in runs:
@@ -143,7 +144,7 @@ def report_groups(
     return sorted(rows, key=lambda rg: tuple(str(rg[0][k]) for k in (*DESCRIPTION, "setting")))
 
 
-DESCRIPTION = ("system", "benchmark", "division", "dataset", "workers", "network")
+DESCRIPTION = ("system", "benchmark", "division", "dataset", "workers", "network", "algorithm")
 
 
 def _setting(mine: list, others: list[list]) -> str:

@@ -26,6 +26,25 @@ The hooks, and their defaults (the closed recipe, reference_impls/recipe.py):
 | batch_size | batch per worker (``--batch-size`` must then be left out or agree) | ``--batch-size`` (128) |
 | train_step | ``(model, x, y) -> loss``, a scalar tensor; the harness then runs backward and the optimizer step (data-parallel: DDP / Horovod) | ``cross_entropy(model(x), y)`` |
 | augment    | ``"pad4-crop32-hflip"`` or ``"none"``               | ``"pad4-crop32-hflip"``           |
+| comm_hook  | ``(state, bucket) -> Future[Tensor]``: a DDP communication hook with torch's signature (``DistributedDataParallel.register_comm_hook``); ``state`` is ``comm_state`` | the ``--algorithm``'s (``allreduce``: the mean all-reduce of each gradient bucket) |
+| comm_state | any object, the hook's ``state``                    | None                              |
+| sync_step  | ``(model, step) -> None``: after every optimizer step (``step`` counts from 0), e.g. averaging parameters | nothing                           |
+
+A submission's own communication (comm_hook, sync_step) replaces ``--algorithm``
+(which must then be left at ``allreduce``), runs under torchrun only (DDP), and
+only with two or more workers (one worker communicates nothing). Timing and
+counting are the reference algorithms' (launch/worker/comm_algorithms.py): the
+hook's communication is timed from the bucket's hand-over to its future's
+completion, the sync step wholly as exposed wait; while either runs, the
+collectives it calls through the ``torch.distributed`` module (``dist.all_reduce``,
+``dist.all_gather``, ``all_gather_into_tensor``, ``all_gather_single``,
+``dist.send``/``isend``) are counted and charged by the emulated link like the
+references'; ``recv``/``irecv`` pass through (receiving sends nothing), and any
+other collective raises (it would go uncounted).
+summary.json records the counted ``comm_bytes_per_step``; its
+``comm_bytes_formula`` is None (no formula is known for the user's pattern).
+With several workers whose models differ (a sync_step), evaluation uses the
+workers' average model, as for the reference local-sgd and decentralized.
 
 What stays the harness's: the data and its split into per-worker shards,
 normalisation, the clock, evaluation on the full test split (the model in
@@ -59,6 +78,10 @@ model, its probe forward pass and the optimizer, with torch):
 | Submission.batch_size invalid             | ``--model REF: Submission.batch_size must be a positive int or None, got VALUE``                |
 | Submission.augment invalid                | ``--model REF: Submission.augment must be 'pad4-crop32-hflip' or 'none', got VALUE``            |
 | --batch-size disagrees with the submission| ``--batch-size B conflicts with Submission.batch_size S of --model REF; leave --batch-size out`` |
+| comm_hook's signature is not torch's      | ``--model REF: Submission.comm_hook must take (state, bucket) as a DDP communication hook does, not (PARAMS)`` |
+| sync_step's signature is wrong            | ``--model REF: Submission.sync_step must take (model, step), not (PARAMS)``                      |
+| own communication beside --algorithm      | ``--algorithm NAME conflicts with Submission.FIELD of --model REF (the submission's own communication); leave --algorithm out`` |
+| own communication under Horovod           | ``--model REF: Submission.FIELD runs under torchrun (a DDP communication hook or step); not under --backend horovod`` |
 
 The flag combinations are checked by RunConfig.validate: ``--model needs --division
 open``, ``--optimizer needs --division open``, and ``--division open needs
@@ -75,6 +98,7 @@ without it.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -87,6 +111,9 @@ ModelFactory = Callable[[], Any]  # () -> torch.nn.Module
 LrAt = Callable[[float], float]  # fractional epoch -> learning rate
 OptimizerFactory = Callable[[Any, "RunInfo"], Any]  # (model, run) -> Optimizer | (Optimizer, LrAt | None)
 TrainStep = Callable[[Any, Any, Any], Any]  # (model, x, y) -> scalar loss tensor
+CommHook = Callable[[Any, Any], Any]  # (state, GradBucket) -> torch.futures.Future[Tensor]
+SyncStep = Callable[[Any, int], None]  # (model, step) -> None, after each optimizer step
+COMMUNICATION = ("comm_hook", "sync_step")
 
 
 @dataclass(frozen=True)
@@ -102,6 +129,13 @@ class Submission:
     batch_size: Optional[int] = None  # per worker
     train_step: Optional[TrainStep] = None
     augment: str = "pad4-crop32-hflip"
+    comm_hook: Optional[CommHook] = None
+    comm_state: Any = None
+    sync_step: Optional[SyncStep] = None
+
+    def own_communication(self) -> list[str]:
+        """The fields that set the submission's own communication."""
+        return [f for f in COMMUNICATION if getattr(self, f) is not None]
 
 
 @dataclass(frozen=True)
@@ -172,8 +206,26 @@ class LoadedSubmission:
             "batch_size": "submission" if s.batch_size is not None else "--batch-size",
             "train_step": "submission" if s.train_step is not None else "cross_entropy",
             "augment": s.augment,
+            "comm_hook": "submission" if s.comm_hook is not None else "--algorithm",
+            "sync_step": "submission" if s.sync_step is not None else None,
         }
         return dict(self.source, hooks=hooks, **used)
+
+    def check_communication(self, algorithm: str, backend: str) -> None:
+        """A submission's own communication replaces --algorithm and needs DDP (torchrun)."""
+        own = self.submission.own_communication()
+        if not own:
+            return
+        if algorithm != "allreduce":
+            raise UserError(
+                f"--algorithm {algorithm} conflicts with Submission.{own[0]} of {self.model_who()} "
+                "(the submission's own communication); leave --algorithm out"
+            )
+        if backend == "horovod":
+            raise UserError(
+                f"{self.model_who()}: Submission.{own[0]} runs under torchrun (a DDP communication "
+                "hook or step); not under --backend horovod"
+            )
 
 
 def load_submission(model_ref: str | None, optimizer_ref: str | None) -> LoadedSubmission:
@@ -196,6 +248,30 @@ def load_submission(model_ref: str | None, optimizer_ref: str | None) -> LoadedS
     return LoadedSubmission(sub, optimizer, model_ref, optimizer_ref, source)
 
 
+def _signature(f) -> inspect.Signature | None:
+    try:
+        return inspect.signature(f)
+    except (TypeError, ValueError):  # a builtin without one: called as given
+        return None
+
+
+def _takes_two(f) -> bool:
+    """Whether f can be called with two positional arguments."""
+    sig = _signature(f)
+    if sig is None:
+        return True
+    try:
+        sig.bind(None, None)
+    except TypeError:
+        return False
+    return True
+
+
+def _params(f) -> str:
+    sig = _signature(f)
+    return ", ".join(sig.parameters) if sig is not None else "?"
+
+
 def _as_submission(obj, who: str) -> Submission:
     """What --model names, as a Submission whose fields are checked (without calling them)."""
     if isinstance(obj, Submission):
@@ -209,10 +285,19 @@ def _as_submission(obj, who: str) -> Submission:
             f"{who}: {kind(obj)} is not callable (expected a function returning a "
             "torch.nn.Module, or a Submission)"
         )
-    for name in ("optimizer", "train_step"):
+    for name in ("optimizer", "train_step", "comm_hook", "sync_step"):
         v = getattr(sub, name)
         if v is not None and not callable(v):
             raise user_error(f"{who}: Submission.{name} is {kind(v)}, not callable")
+    if sub.comm_hook is not None and not _takes_two(sub.comm_hook):
+        raise user_error(
+            f"{who}: Submission.comm_hook must take (state, bucket) as a DDP communication hook "
+            f"does, not ({_params(sub.comm_hook)})"
+        )
+    if sub.sync_step is not None and not _takes_two(sub.sync_step):
+        raise user_error(
+            f"{who}: Submission.sync_step must take (model, step), not ({_params(sub.sync_step)})"
+        )
     b = sub.batch_size
     if b is not None and (not isinstance(b, int) or isinstance(b, bool) or b < 1):
         raise user_error(f"{who}: Submission.batch_size must be a positive int or None, got {b!r}")

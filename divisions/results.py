@@ -373,6 +373,8 @@ def experiment_parts(run_dir: str, summary: dict | None, config: dict | None) ->
         # A setting left unset (None) and one a run from an older version does not record are
         # the same default.
         what = {k: v for k, v in cfg.items() if k not in _NOT_EXPERIMENT and v is not None}
+        if what.get("algorithm") == "allreduce":  # the default, and what runs before --algorithm did
+            del what["algorithm"]
         # The data by its fingerprint, not by the path it was read from (../shared/x and
         # ../../shared/x, or two machines' folders, are the same data set).
         sha = section(config, "data").get("sha256")

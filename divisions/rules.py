@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import re
 
+from ttabench import UserError
+from ttabench.divisions import algorithms
 from ttabench.divisions.checks import same, short_json
 from ttabench.divisions.results import number, section
 from ttabench.reference_impls import recipe as ref
@@ -22,6 +24,7 @@ def check_closed(config: dict) -> list[tuple[str, bool]]:
         *_closed_recipe(config.get("recipe"), ref.CLOSED.to_dict()),
         *_closed_data(section(config, "data")),
         *_closed_batch(section(config, "config"), section(config, "resolved")),
+        *_closed_algorithm(section(config, "config"), section(config, "resolved")),
     ]
     return [(f"closed division: {msg}", warning) for msg, warning in found]
 
@@ -119,6 +122,29 @@ def _closed_batch(cfg: dict, resolved: dict) -> list[tuple[str, bool]]:
     if broken:
         out.append((broken, False))
     return out
+
+
+def _closed_algorithm(cfg: dict, resolved: dict) -> list[tuple[str, bool]]:
+    """One of the reference algorithms, its parameters within their documented ranges
+    (divisions/algorithms.py); a run from before --algorithm trained with allreduce."""
+    name = cfg.get("algorithm", algorithms.DEFAULT)
+    given = {p.name: cfg.get(p.name) for p in algorithms.PARAMS}
+    world = resolved.get("world_size")
+    world = world if isinstance(world, int) and not isinstance(world, bool) else 1
+    try:
+        algorithms.check(name, given, world, str(resolved.get("backend") or "torchrun"))
+    except UserError as e:
+        return [(f"algorithm: {e}", False)]
+    recorded = resolved.get("algorithm_params")
+    if recorded is not None and recorded != algorithms.resolved_params(name, given):
+        return [
+            (
+                f"algorithm {name}: resolved.algorithm_params {short_json(recorded)} are not the "
+                f"parameters given with their defaults",
+                False,
+            )
+        ]
+    return []
 
 
 def _exactly(a, b) -> bool:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ttabench import UserError
-from ttabench.divisions import metrics
+from ttabench.divisions import algorithms, metrics
 from ttabench.divisions.open import submission_name
 from ttabench.divisions.open_load import parse_ref
 from ttabench.launch import usage
@@ -143,6 +143,23 @@ class RunConfig:
     local_addr: Optional[str] = _f(
         None, "address the other nodes reach this node at (multi-node; default: this host's name)", "launch"
     )
+    # -- algorithm (divisions/algorithms.py: patterns, ranges, bytes per step; parameters left
+    # out are None here and take their algorithm's default, recorded in config.json's resolved)
+    algorithm: str = _f(
+        algorithms.DEFAULT,
+        "distributed algorithm: " + ", ".join(algorithms.ALGORITHMS) + " (see the README's table)",
+        "algorithm",
+        choices=algorithms.ALGORITHMS,
+    )
+    powersgd_rank: Optional[int] = _f(None, algorithms.PARAM_BY_NAME["powersgd_rank"].doc(), "algorithm")
+    powersgd_start_step: Optional[int] = _f(
+        None, algorithms.PARAM_BY_NAME["powersgd_start_step"].doc(), "algorithm"
+    )
+    local_steps: Optional[int] = _f(None, algorithms.PARAM_BY_NAME["local_steps"].doc(), "algorithm")
+    local_sgd_warmup_steps: Optional[int] = _f(
+        None, algorithms.PARAM_BY_NAME["local_sgd_warmup_steps"].doc(), "algorithm"
+    )
+    topk_ratio: Optional[float] = _f(None, algorithms.PARAM_BY_NAME["topk_ratio"].doc(), "algorithm")
     network: Optional[str] = _f(
         None,
         "emulated network profile, bandwidth and per-message latency: "
@@ -270,10 +287,18 @@ class RunConfig:
                 "--division open needs --model MODULE:CALLABLE or path/to/file.py:CALLABLE, "
                 "or --optimizer with the closed model of --benchmark"
             )
+        algorithms.check(self.algorithm, self.algorithm_params(), self.world_size(), self.backend_name())
+        algorithms.check_combination(
+            self.algorithm, compile=self.compile, checkpoints=bool(self.checkpoint_every or self.max_restarts)
+        )
         if self.division == "closed":
             broken = CLOSED.check_batch(self.batch_size, self.workers * self.nnodes)
             if broken:
                 raise UserError(f"closed division: {broken} (use --division open to go beyond)")
+
+    def algorithm_params(self) -> dict:
+        """The algorithm parameters given (None: left out)."""
+        return {p.name: getattr(self, p.name) for p in algorithms.PARAMS}
 
     def benchmark_name(self) -> str:
         """The <benchmark> of the results path and summary: --benchmark, or for an open run

@@ -32,6 +32,7 @@ from ttabench.launch.worker import open_checks
 ROOT = Path(__file__).resolve().parents[1]
 SMALL_CNN = ROOT / "examples" / "small_cnn.py"
 ADAM_RESNET = ROOT / "examples" / "adam_resnet.py"
+OWN_COMM = ROOT / "examples" / "own_communication.py"
 QUICK = (
     "--synthetic",
     "--max-steps",
@@ -218,6 +219,35 @@ MODEL_CASES = [
         "--model {ref}: Submission.batch_size must be a positive int or None, got 64.0",
     ),
     (
+        "Submission.comm_hook not callable",
+        "net = Submission(model=Net, comm_hook='fp16')\n",
+        "net",
+        "--model {ref}: Submission.comm_hook is a str, not callable",
+    ),
+    (
+        "Submission.comm_hook with the wrong signature",
+        """\
+        def hook(bucket):
+            return bucket.buffer()
+
+        net = Submission(model=Net, comm_hook=hook)
+        """,
+        "net",
+        "--model {ref}: Submission.comm_hook must take (state, bucket) as a DDP communication hook "
+        "does, not (bucket)",
+    ),
+    (
+        "Submission.sync_step with the wrong signature",
+        """\
+        def sync(model, step, group):
+            pass
+
+        net = Submission(model=Net, sync_step=sync)
+        """,
+        "net",
+        "--model {ref}: Submission.sync_step must take (model, step), not (model, step, group)",
+    ),
+    (
         "Submission.augment",
         "net = Submission(model=Net, augment='autoaugment')\n",
         "net",
@@ -242,6 +272,29 @@ def test_broken_model_message(tmp_path, name, body, attr, expected):
     f = _write(tmp_path, body)
     ref = f"{f}:{attr}"
     assert _message(ref) == expected.format(ref=ref, file=f)
+
+
+COMMUNICATION_MESSAGES = [
+    "--algorithm topk conflicts with Submission.comm_hook of --model REF (the submission's own "
+    "communication); leave --algorithm out",
+    "--model REF: Submission.sync_step runs under torchrun (a DDP communication hook or step); not "
+    "under --backend horovod",
+]
+
+
+def test_own_communication_needs_the_default_algorithm_and_torchrun():
+    loaded = open_div.load_submission(f"{OWN_COMM}:local_sgd", None)
+    loaded.check_communication("allreduce", "torchrun")  # accepted
+    loaded.model_ref = "REF"
+    with pytest.raises(UserError) as info:
+        loaded.check_communication("topk", "torchrun")
+    assert str(info.value) == COMMUNICATION_MESSAGES[0]
+    loaded.submission = open_div.Submission(model=None, sync_step=lambda model, step: None)
+    with pytest.raises(UserError) as info:
+        loaded.check_communication("allreduce", "horovod")
+    assert str(info.value) == COMMUNICATION_MESSAGES[1]
+    # without its own communication, a submission runs with any --algorithm
+    open_div.load_submission(f"{SMALL_CNN}:small_cnn", None).check_communication("topk", "horovod")
 
 
 def test_attribute_missing_in_a_file_without_callables(tmp_path):
@@ -460,6 +513,7 @@ def test_messages_follow_the_docstring_table():
         "--model REF: importing f.py raised RuntimeError: needs a GPU",
         "--batch-size 32 conflicts with Submission.batch_size 64 of --model REF; leave --batch-size out",
         "--model must be MODULE:CALLABLE or path/to/file.py:CALLABLE, got 'small_cnn.py'",
+        *COMMUNICATION_MESSAGES,
     ]
     unused = set(range(len(patterns)))
     for m in messages:
@@ -488,7 +542,12 @@ def test_module_reference_records_its_source(tmp_path, monkeypatch):
 
 
 def test_examples_pass_the_checks():
-    for ref in (f"{SMALL_CNN}:small_cnn", f"{SMALL_CNN}:small_cnn_tuned"):
+    for ref in (
+        f"{SMALL_CNN}:small_cnn",
+        f"{SMALL_CNN}:small_cnn_tuned",
+        f"{OWN_COMM}:fp16_allreduce",
+        f"{OWN_COMM}:local_sgd",
+    ):
         _check(ref)
     _check(None, f"{ADAM_RESNET}:adamw_cosine")
 
@@ -644,6 +703,8 @@ def test_small_cnn_one_process(tmp_path):
         "batch_size": "--batch-size",
         "train_step": "cross_entropy",
         "augment": "pad4-crop32-hflip",
+        "comm_hook": "--algorithm",
+        "sync_step": None,
     }
     assert config["recipe"]["momentum"] == 0.9 and config["resolved"]["global_batch"] == 32
 
@@ -658,6 +719,8 @@ def test_small_cnn_tuned_uses_every_hook(tmp_path):
         "batch_size": "submission",
         "train_step": "submission",
         "augment": "none",
+        "comm_hook": "--algorithm",
+        "sync_step": None,
     }
     assert config["resolved"]["batch_size"] == 64 and config["resolved"]["global_batch"] == 64
     assert config["recipe"]["optimizer"] == "SGD" and config["recipe"]["param_groups"][0]["nesterov"]
@@ -733,6 +796,29 @@ def test_examples_two_workers_torchrun(tmp_path, example):
         )
         config = _assert_open_run(run_dir, "resnet20", ADAM_RESNET, workers=2)
     assert config["resolved"]["backend"] == "torchrun" and config["resolved"]["global_batch"] == 32
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("example, fraction", [("fp16_allreduce", 1 / 2), ("local_sgd", 1 / 4)])
+def test_own_communication_two_workers_counts_its_bytes(tmp_path, example, fraction):
+    """A submission's own hook and sync step train at 2 workers; the bytes they hand to
+    torch.distributed are counted like the references': with S the model's fp32 bytes, the
+    fp16 hook sends S/2 per worker per step (an all-reduce of S/2 at N = 2), local SGD one
+    all-reduce of S every 4 steps, S/4 per step."""
+    run_dir = _run(tmp_path, "--model", f"{OWN_COMM}:{example}", "--batch-size", "16", "--workers", "2")
+    config = _assert_open_run(run_dir, example, OWN_COMM, workers=2)
+    hooks = config["submission"]["hooks"]
+    assert hooks["comm_hook"] == "submission"
+    assert hooks["sync_step"] == ("submission" if example == "local_sgd" else None)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    model_bytes = 4 * config["model"]["parameters"]
+    assert summary["comm_bytes_model"]["model_bytes"] == model_bytes
+    assert summary["comm_bytes_formula"] is None  # no formula for the user's own pattern
+    assert summary["comm_bytes_per_step"] == pytest.approx(fraction * model_bytes, rel=1e-12)
+    per_rank = [b["comm_bytes"] for b in summary["time_breakdown"]["per_rank"]]
+    assert [c["source"] for c in per_rank] == ["submission", "submission"]
+    handed = {"fp16_allreduce": 4 * model_bytes / 2, "local_sgd": model_bytes}[example]
+    assert all(c["handed"] == {"all_reduce": handed, "all_gather": 0, "send": 0} for c in per_rank)
 
 
 @pytest.mark.slow

@@ -95,7 +95,7 @@ def test_runs_lists_every_run_newest_first_with_the_recorded_metrics(tree):
         assert r["attmt_s"] == expect.get("attmt_s")
         assert r["final_accuracy"] == run.points[-1][1]
         assert r["status"] == run.status
-        assert {k: r[k] for k in ("system", "benchmark", "division", "workers", "network")} == {
+        assert {k: r[k] for k in ("system", "benchmark", "division", "workers", "network", "algorithm")} == {
             k: v for k, v in experiments.describe_run(run).items() if k != "dataset"
         }
 
@@ -155,3 +155,20 @@ def test_runs_says_not_evaluated_for_a_run_without_an_evaluation(tmp_path):
     out = run_cli("runs", str(tmp_path / "results"), check=True).stdout
     (line,) = [x for x in out.splitlines() if "abcdef" in x]
     assert "| interrupted |" in line and "| not evaluated |" in line
+
+
+def test_runs_table_shows_the_algorithm_only_when_a_run_is_not_allreduce(tree):
+    plain = run_cli("runs", str(tree), check=True).stdout
+    assert "algorithm" not in plain  # every committed run trained with allreduce
+    # one run's record says it trained with top-k (as `ttabench run --algorithm topk` writes it)
+    edited = _run_dirs(tree)[0]
+    summary = json.loads((edited / "summary.json").read_text())
+    summary.update(algorithm="topk", algorithm_params={"topk_ratio": 0.05})
+    (edited / "summary.json").write_text(json.dumps(summary))
+    lines = run_cli("runs", str(tree), check=True).stdout.splitlines()
+    header = next(ln for ln in lines if "network" in ln and "status" in ln)
+    assert header.index("network") < header.index("algorithm") < header.index("final acc.")
+    (line,) = [ln for ln in lines if edited.name in ln]
+    assert "topk topk_ratio=0.05" in line
+    others = [ln for ln in lines if any(p.name in ln for p in _run_dirs(tree)[1:])]
+    assert others and all("allreduce" in ln for ln in others)

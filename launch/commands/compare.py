@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from ttabench.divisions import scoring
+from ttabench import UserError
+from ttabench.divisions import algorithms, scoring
 from ttabench.launch.commands.inputs import note_skipped, spec_from_runs
 from ttabench.launch.commands.tables import Column, Table, seconds, show
 
@@ -31,17 +32,33 @@ COLUMNS = (
 )
 
 
+def _algorithm(name: str, runs: list) -> str:
+    """The one algorithm (with its parameters) of a side's runs: a side mixing several is refused."""
+    found = sorted(
+        {
+            algorithms.run_label(r.summary, r.config) if r.summary or r.config else "not recorded (a curve)"
+            for r in runs
+        }
+    )
+    if len(found) > 1:
+        raise UserError(
+            f"{name} holds runs of several algorithms ({'; '.join(found)}): compare one algorithm per side"
+        )
+    return found[0] if found else algorithms.DEFAULT
+
+
 def _cmd_compare(args) -> int:
     skipped_a: list[dict] = []
     skipped_b: list[dict] = []
     a, b = scoring.load_inputs([args.a], skipped_a), scoring.load_inputs([args.b], skipped_b)
     note_skipped(skipped_a + skipped_b)
+    alg_a, alg_b = _algorithm(args.a, a), _algorithm(args.b, b)
     spec, spec_str = spec_from_runs(a + b, args.thresholds, "compare")
     rows = scoring.compare_rows([r.points for r in a], [r.points for r in b], spec)
     if args.json:
         out = {
-            "a": {"name": args.a, "runs": [r.name for r in a], "skipped": skipped_a},
-            "b": {"name": args.b, "runs": [r.name for r in b], "skipped": skipped_b},
+            "a": {"name": args.a, "algorithm": alg_a, "runs": [r.name for r in a], "skipped": skipped_a},
+            "b": {"name": args.b, "algorithm": alg_b, "runs": [r.name for r in b], "skipped": skipped_b},
             "thresholds": spec_str,
             "averaging": AVERAGING,
             "rows": rows,
@@ -49,10 +66,10 @@ def _cmd_compare(args) -> int:
         print(json.dumps(out, indent=2))
         return 0
 
-    def label(name, runs):
-        return f"{name} ({len(runs)} runs)" if len(runs) > 1 else name
+    def label(name, runs, algorithm):
+        return (f"{name} ({len(runs)} runs)" if len(runs) > 1 else name) + f", algorithm {algorithm}"
 
-    print(f"A = {label(args.a, a)}\nB = {label(args.b, b)}")
+    print(f"A = {label(args.a, a, alg_a)}\nB = {label(args.b, b, alg_b)}")
     notes = [f"averaging: {AVERAGING}"] if len(a) > 1 or len(b) > 1 else []
     show(Table(COLUMNS, rows, title=f"TTA and ATTMT({100 * spec[0]:g}%..T), B / A", notes=notes))
     return 0

@@ -30,7 +30,7 @@ import os
 
 import ttabench
 from ttabench import UserError
-from ttabench.divisions import metrics, rcp
+from ttabench.divisions import algorithms, metrics, rcp
 from ttabench.divisions.results import atomic_write_bytes, number, read_curve, read_json, section
 from ttabench.launch.commands.tables import Column, Table, show
 from ttabench.launch.net import cost
@@ -56,6 +56,12 @@ def load_run(run_dir: str) -> tuple[cost.StepProfile, dict]:
         )
     if not steps or steps < 2:
         raise UserError(f"{run_dir}: {steps or 0} training step(s); predict needs at least 2")
+    algorithm = algorithms.of_run(summary, config)[0]
+    if algorithm != algorithms.DEFAULT:
+        raise UserError(
+            f"{run_dir}: a run of --algorithm {algorithm}; predict models allreduce runs only "
+            "(the other algorithms' step models are not built yet)"
+        )
     resolved = section(config, "resolved")
     crit = max(ranks, key=lambda r: r["compute_s"] + r.get("straggler_s", 0.0))
     bwd = crit["backward"]

@@ -15,7 +15,7 @@ import json
 import os
 
 from ttabench import UserError
-from ttabench.divisions import experiments, rcp, scoring
+from ttabench.divisions import algorithms, experiments, rcp, scoring
 from ttabench.divisions.results import atomic_write_text, number, section
 
 
@@ -42,6 +42,7 @@ def run_facts(run: scoring.Run, target: float) -> dict:
         "benchmark": summary.get("benchmark"),
         "global_batch": summary.get("global_batch"),
         "dataset": summary.get("dataset"),
+        "algorithm": algorithms.run_label(summary, config),
         "epochs": rcp.epochs_to_target(run.rows, target),
         "hyperparams": {
             "global_batch_size": summary.get("global_batch"),
@@ -50,6 +51,8 @@ def run_facts(run: scoring.Run, target: float) -> dict:
             "eval_every_samples": resolved.get("eval_every_samples"),
             "target_accuracy": target,
             "dataset": summary.get("dataset"),
+            # RCPs are per algorithm (with its parameters); records without it are allreduce's
+            "algorithm": algorithms.run_label(summary, config),
         },
     }
 
@@ -62,6 +65,9 @@ def _cmd_build(args) -> int:
     if not os.path.isdir(out_dir):
         raise UserError(f"output folder does not exist: {out_dir}")
     runs = [run_facts(r, target) for r in scoring.load_inputs(args.runs)]
+    found = sorted({r["algorithm"] for r in runs})
+    if len(found) > 1:
+        raise UserError(f"runs of several algorithms ({'; '.join(found)}): RCPs are per algorithm")
     records = rcp.build(runs)
     atomic_write_text(args.output, json.dumps(records, indent=2) + "\n")
     for name, rec in records.items():
@@ -117,6 +123,13 @@ def set_from_runs(runs: list[scoring.Run], path: str, refs_all: dict, target: fl
     for f in facts:
         if data is not None and f["dataset"] != data:
             raise UserError(f"{f['name']}: data set {f['dataset']}, but the RCPs are for {data}")
+    algorithm = rcp.hyperparam(path, refs, "algorithm") or algorithms.DEFAULT
+    for f in facts:
+        if f["algorithm"] != algorithm:
+            raise UserError(
+                f"{f['name']}: algorithm {f['algorithm']}, but the RCPs are for {algorithm} "
+                "(RCPs are per algorithm)"
+            )
     epochs = [rcp.epochs_to_target(r.rows, target) for r in runs]
     out = rcp.check(refs, benches[0], batches[0], epochs)
     out["warnings"] += [w for w in [cadence_warning(runs, refs)] if w]

@@ -1,5 +1,5 @@
 """`ttabench report RESULTS_DIR`: one table of every system / benchmark / division in a
-results tree (split by data set, workers and network), scored by the olympic mean."""
+results tree (split by data set, workers, network and algorithm), scored by the olympic mean."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ REPORT_COLUMNS = (
     "dataset",
     "workers",
     "network",
+    "algorithm",
     "setting",
     "runs",
     "scored",
@@ -108,6 +109,7 @@ COLUMNS = (
     Column("data", "dataset", lambda r: r["dataset"] + DATA_MARKS.get(r["dataset"], ("", ""))[0], left=True),
     Column("workers", show=lambda r: str(r["workers"])),
     Column("network", left=True),
+    Column("algorithm", left=True),
     Column("setting", left=True),  # only when two rows share the columns before it
     Column("runs", show=_runs, left=True),
     Column("TTA @ target", "tta_s", _tta),

@@ -6,9 +6,11 @@
 One line per run folder: its id, when it started, system, benchmark, division,
 status, Slurm job id, workers, network, final accuracy, and TTA / ATTMT at the
 run's own recorded target and thresholds (recomputed from curve.csv, as `report`
-does). A submitted job's folder that holds no run yet is listed too, with its
-status from Slurm: pending, starting, cancelled before training, failed before
-training (`submitted` where squeue is not there to ask).
+does); and, when some run trained with another algorithm than allreduce, its
+algorithm (with its parameters) after the network. A submitted job's folder that
+holds no run yet is listed too, with its status from Slurm: pending, starting,
+cancelled before training, failed before training (`submitted` where squeue is
+not there to ask).
 A pure reader: no torch. A run whose files cannot be read is listed with the
 reason instead of ending the listing.
 """
@@ -149,6 +151,17 @@ COLUMNS = (
 )
 
 
+ALGORITHM = Column("algorithm", left=True)  # shown after "network" when a run is not allreduce
+
+
+def columns_for(entries: list[dict]) -> tuple[Column, ...]:
+    """The table's columns: with the algorithm's when some run trained with another than allreduce."""
+    if all(e.get("algorithm") in (None, "allreduce") for e in entries):
+        return COLUMNS
+    at = [c.header for c in COLUMNS].index("network") + 1
+    return COLUMNS[:at] + (ALGORITHM,) + COLUMNS[at:]
+
+
 def _cmd_runs(args) -> int:
     entries = list_runs(args.results_dir)
     if args.json:
@@ -165,7 +178,12 @@ def _cmd_runs(args) -> int:
         return 0
     notes = [f"{e['id']}: {e['error']}" for e in entries if e["status"] == "unreadable"]
     show(
-        Table(COLUMNS, entries, title=f"{len(entries)} runs in {args.results_dir}, newest first", notes=notes)
+        Table(
+            columns_for(entries),
+            entries,
+            title=f"{len(entries)} runs in {args.results_dir}, newest first",
+            notes=notes,
+        )
     )
     return 0
 
@@ -175,8 +193,9 @@ def add_commands(sub) -> None:
         "runs",
         help="list the runs of a results folder, newest first",
         description="One line per run below RESULTS_DIR, newest first: id, start time, system, "
-        "benchmark, division, status, workers, network, final accuracy, and TTA / ATTMT at the "
-        "run's own recorded target and thresholds (recomputed from curve.csv).",
+        "benchmark, division, status, workers, network (and the algorithm when a run is not "
+        "allreduce), final accuracy, and TTA / ATTMT at the run's own recorded target and "
+        "thresholds (recomputed from curve.csv).",
     )
     r.add_argument(
         "results_dir",

@@ -21,6 +21,12 @@ worth), then an all-gather inside the node:
 and T = 0 for p = 1 in every case. An intra link that is not emulated
 (`loopback`) costs nothing.
 
+The other reference algorithms (divisions/algorithms.py) add operations with
+their own cost (`op_time`, the same as the emulator charges, Link.op_time):
+all_gather of n bytes from each worker (p-1)(alpha + n/B), a point-to-point
+send alpha + n/B; PowerSGD's all-reduces of P and Q each pay the ring's
+2(p-1) alpha. `predict` does not model them yet: it predicts allreduce runs.
+
 Overlap. Buckets are all-reduced one after another on one link, each
 starting when it is ready and the link is free (exactly as the emulator
 does); the exposed communication of a step is what finishes after the
@@ -120,6 +126,19 @@ def exposed_comm(buckets: list[tuple[float, float, float]], backward_s: float) -
         free = max(ready, free) + model_s
         end = max(end, free, ready + floor_s)
     return max(0.0, end - backward_s)
+
+
+def op_time(op: str, nbytes: float, p: int, link: Link) -> float:
+    """One operation of the reference algorithms (divisions/algorithms.py) on `link`, its own
+    alpha-beta cost (ring schedules; what the emulated network charges, Link.op_time):
+    all_reduce 2(p-1) alpha + 2(p-1)/p n/B; all_gather (p-1)(alpha + n/B), n bytes from each
+    worker; send alpha + n/B."""
+    return link.op_time(op, nbytes, p)
+
+
+def algorithm_comm_time(messages: list[tuple[str, int]], p: int, link: Link) -> float:
+    """A step's operations (algorithms.step_messages) one after another on one link."""
+    return sum(op_time(op, n, p, link) for op, n in messages)
 
 
 @dataclass

@@ -181,6 +181,21 @@ class Link:
         steps = 2 * (world - 1)
         return steps * self.latency + steps / world * nbytes / self.bandwidth
 
+    def op_time(self, op: str, nbytes: float, world: int) -> float:
+        """Modelled time of one operation a worker hands n bytes to, on this link (ring schedules):
+        all_reduce  2(p-1) alpha + 2(p-1)/p n/B
+        all_gather  (p-1) alpha + (p-1) n/B      (n bytes from each worker)
+        send        alpha + n/B                  (one point-to-point message)"""
+        if not self.emulated or world <= 1:
+            return 0.0
+        if op == "all_reduce":
+            return self.allreduce_time(nbytes, world)
+        if op == "all_gather":
+            return (world - 1) * (self.latency + nbytes / self.bandwidth)
+        if op == "send":
+            return self.latency + nbytes / self.bandwidth
+        raise ValueError(f"unknown operation {op!r}")
+
     def describe(self) -> dict:
         return {
             "profile": self.name,
@@ -189,6 +204,8 @@ class Link:
             "bandwidth": format_rate(self.bandwidth) if self.emulated else None,
             "latency_s": self.latency if self.emulated else None,
             "model": "ring all-reduce, alpha-beta: 2(p-1)*alpha + 2(p-1)/p*n/B" if self.emulated else None,
+            # --algorithm's other operations (Link.op_time)
+            "other_ops": "all_gather (p-1)*(alpha + n/B); send alpha + n/B" if self.emulated else None,
         }
 
     def describe_for(self, world: int) -> dict:
@@ -318,11 +335,11 @@ class LinkEmulator:
         self.added_s = 0.0  # total delay added by emulation
         self.modelled_s = 0.0
 
-    def complete(self, started: float, nbytes: int) -> float:
-        """Call when a collective that started at `started` has really finished;
-        sleeps for the part of the modelled time that has not yet passed and
-        returns the delay added."""
-        t_model = self.link.allreduce_time(nbytes, self.world)
+    def complete(self, started: float, nbytes: int, op: str = "all_reduce") -> float:
+        """Call when an operation (all_reduce, all_gather, send) that started at `started`
+        has really finished; sleeps for the part of its modelled time (Link.op_time) that
+        has not yet passed and returns the delay added."""
+        t_model = self.link.op_time(op, nbytes, self.world)
         if t_model <= 0:
             return 0.0
         with self._lock:

@@ -14,7 +14,7 @@ import sys
 import torch
 
 from ttabench import UserError, __version__, error_line
-from ttabench.divisions import metrics
+from ttabench.divisions import algorithms, metrics
 from ttabench.divisions.results import RunPath, atomic_write_json, new_run_dir
 from ttabench.launch.cluster import jobenv
 from ttabench.launch.commands.tables import print_run_summary
@@ -89,6 +89,7 @@ class RunFolder:
         if resumed is None:
             self._write_config(setup, command)
             _log_hyperparameters(self.log, setup)
+            _log_algorithm(self.log, cfg)
             base = self._base_summary(setup, init_s)
             if setup.data.synthetic and not cfg.synthetic and self.display is not None:  # a written set
                 self.display.set_title(f"{cfg.benchmark_name()} {cfg.division} [synthetic data]")
@@ -119,6 +120,8 @@ class RunFolder:
             "backend": c.backend,
             "global_batch": setup.resolved["global_batch"],
             "init_s": init_s,
+            "algorithm": self.cfg.algorithm,
+            "algorithm_params": algorithms.resolved_params(self.cfg.algorithm, self.cfg.algorithm_params()),
         }
 
     def _write_config(self, setup: Setup, command) -> None:
@@ -178,9 +181,51 @@ class RunFolder:
                     result.samples / result.train_time_s if result.train_time_s > 0 else None
                 ),
                 "time_breakdown": {"max_over_ranks": worst, "per_rank": breakdowns},
+                **self._comm_bytes(breakdowns),
             }
         )
         print_run_summary(self.run_dir, summary=summary)
+
+    def _comm_bytes(self, breakdowns: list[dict]) -> dict:
+        """Bytes sent per worker per step as counted (mean over workers), beside the algorithm's
+        formula evaluated for this run's model, workers and steps."""
+        counted = [b["comm_bytes"] for b in breakdowns]
+        steps = counted[0]["steps"]
+        shapes = [tuple(p.shape) for p in self.model.parameters() if p.requires_grad]
+        cfg = self.cfg
+        per_step = sum(c["sent"] for c in counted) / len(counted) / steps if steps else None
+        if counted[0].get("source") == "submission":  # the user's own pattern: no formula
+            return {
+                "comm_bytes_per_step": per_step,
+                "comm_bytes_formula": None,
+                "comm_bytes_model": {
+                    "pattern": "the submission's own (config.json submission.hooks)",
+                    "formula": None,
+                    "model_bytes": algorithms.model_bytes(shapes),
+                    "steps": steps,
+                },
+            }
+        formula = algorithms.bytes_per_step(
+            cfg.algorithm, cfg.algorithm_params(), shapes, steps, len(breakdowns)
+        )
+        out = {
+            "comm_bytes_per_step": per_step,
+            "comm_bytes_formula": formula if steps else None,
+            "comm_bytes_model": {
+                "pattern": algorithms.PATTERNS[cfg.algorithm],
+                "formula": algorithms.FORMULAS[cfg.algorithm],
+                "model_bytes": algorithms.model_bytes(shapes),
+                "steps": steps,
+            },
+        }
+        consensus = [
+            {"step": r["step"], "value": r["consensus_distance"]}
+            for r in self.recorder.curve
+            if "consensus_distance" in r
+        ]
+        if consensus:
+            out["consensus_distance"] = consensus
+        return out
 
     def fail(self, e: BaseException, signal_name: str | None) -> None:
         """Mark the run failed or interrupted, with the error, as far as the disk allows."""
@@ -271,6 +316,12 @@ def _log_hyperparameters(log: RunLog, setup: Setup) -> None:
         log.event(C.OPT_NAME, r["optimizer"].lower())
         log.event(C.OPT_BASE_LR, setup.resolved["initial_lr"])
     log.event("dataset", d.describe()["name"])
+
+
+def _log_algorithm(log: RunLog, cfg: RunConfig) -> None:
+    log.event("ttabench_algorithm", cfg.algorithm)
+    for name, value in algorithms.resolved_params(cfg.algorithm, cfg.algorithm_params()).items():
+        log.event(f"ttabench_{name}", value)
 
 
 def _is_time(key: str, value) -> bool:

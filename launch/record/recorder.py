@@ -72,6 +72,8 @@ class Recorder(Hooks):
             train_time_s=row["train_time_s"],
             samples=row["samples"],
         )
+        if "consensus_distance" in row:  # decentralized: how far apart the workers' models are
+            self.log.event("ttabench_consensus_distance", row["consensus_distance"], step=row["step"])
         self.log.end(C.EVAL_STOP, epoch_num=row["epoch"])
 
     def epoch_stop(self, epoch):

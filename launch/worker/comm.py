@@ -22,6 +22,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from ttabench import UserError
 from ttabench.launch.net import iface
 from ttabench.launch.net.link import LinkEmulator
+from ttabench.launch.worker import comm_algorithms as algorithms
 from ttabench.launch.worker.timeline import BackwardTimeline
 
 
@@ -42,6 +43,20 @@ class Comm:
         self.emulator = None  # network.LinkEmulator when a network is emulated
         # When each gradient becomes ready in the backward pass (`ttabench predict` reads it).
         self.timeline = BackwardTimeline("gradients")
+        # --algorithm: what a bucket and a step communicate, and the bytes handed to it
+        self.algorithm = algorithms.make(algorithms.spec.DEFAULT, {}, self)
+
+    def use_algorithm(self, name: str, params: dict) -> None:
+        self.algorithm = algorithms.make(name, params, self)
+
+    def use_submission(self, submission) -> None:
+        """An open-division submission's own communication (comm_hook, sync_step) instead."""
+        self.algorithm = algorithms.Submitted(self, submission)
+
+    def consensus_distance(self) -> float | None:
+        """decentralized: the workers' models' mean distance to their average at the last
+        evaluation (None for the other algorithms)."""
+        return self.algorithm.consensus
 
     def allreduce(self, values: list[float], op: str = "sum") -> list[float]:
         return list(values)
@@ -56,9 +71,9 @@ class Comm:
         """The clock collectives are timed with (the emulator's, which tests can fake)."""
         return self.emulator.clock() if self.emulator is not None else time.perf_counter()
 
-    def _emulate(self, started: float, nbytes: int) -> None:
+    def _emulate(self, started: float, nbytes: int, op: str = "all_reduce") -> None:
         if self.emulator is not None:
-            self.emulator.complete(started, nbytes)
+            self.emulator.complete(started, nbytes, op)
 
     def barrier(self) -> None:
         pass
@@ -82,6 +97,10 @@ class Comm:
 
     def sync_buffers(self, model: torch.nn.Module) -> None:
         pass
+
+    def after_eval(self, model: torch.nn.Module) -> None:
+        """After an evaluation: back to this worker's own model (local-sgd, decentralized)."""
+        self.algorithm.after_eval(model)
 
     def close(self) -> None:
         pass
@@ -161,6 +180,7 @@ class TorchComm(Comm):
         )
         ddp = DDP(model, device_ids=ids, **no_sync)
         ddp.register_comm_hook(self, _timed_allreduce_hook)
+        self._model = model
         return ddp
 
     def backward_and_step(self, loss, optimizer):
@@ -173,9 +193,15 @@ class TorchComm(Comm):
             # over (i.e. after backward compute ended) is exposed wait.
             self.comm_wait_s += self._last_done - self._last_launch
         optimizer.step()
+        # local-sgd's averaging, decentralized's exchange: all of it is exposed wait
+        t0 = self.now()
+        self.algorithm.after_step(self._model)
+        self.comm_wait_s += self.now() - t0
         self.timeline.step_end(self.now())
 
     def sync_buffers(self, model):
+        # local-sgd, decentralized: evaluate the workers' average model
+        self.algorithm.before_eval(model)
         # Evaluate rank 0's model: BN running statistics differ per worker
         # after its last local forward pass.
         for b in model.buffers():
@@ -187,11 +213,24 @@ class TorchComm(Comm):
 
 
 def _timed_allreduce_hook(state: TorchComm, bucket):
-    """DDP comm hook: mean all-reduce of a bucket, recording launch and completion times."""
+    """DDP comm hook: mean all-reduce of a bucket (or the --algorithm's own communication),
+    recording launch and completion times."""
     tensor = bucket.buffer()
     launched = state.now()
     state._last_launch = launched
     event = state.timeline.ready(launched, tensor.numel() * tensor.element_size())
+    own = state.algorithm.hook(bucket)
+    if own is not None:  # counted and charged operation by operation (algorithms.Ops)
+
+        def finished(f):
+            state.timeline.allreduce_done(event, state.now() - launched)
+            now = state.now()
+            state._last_done = max(state._last_done, now)
+            state.allreduce_busy_s += now - launched
+            return f.value()
+
+        return own.then(finished)
+    state.algorithm.ops.count("all_reduce", tensor.numel() * tensor.element_size())
     tensor.div_(state.world_size)
     fut = dist.all_reduce(tensor, async_op=True).get_future()
 
@@ -260,7 +299,16 @@ class HorovodComm(Comm):
         # one carrying state, e.g. after a resume.
         if optimizer.state_dict()["state"]:
             hvd.broadcast_optimizer_state(optimizer, root_rank=0)
-        return hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters(), op=hvd.Average)
+        # --algorithm fp16: Horovod's own fp16 compression of every gradient it all-reduces
+        fp16 = self.algorithm.name == "fp16"
+        if fp16:
+            self._grad_bytes //= 2
+        return hvd.DistributedOptimizer(
+            optimizer,
+            named_parameters=model.named_parameters(),
+            op=hvd.Average,
+            compression=hvd.Compression.fp16 if fp16 else hvd.Compression.none,
+        )
 
     def _grad_ready(self, p) -> None:
         if self._first_grad is None:  # (the timeline records every gradient: Comm.wrap_model)
@@ -276,6 +324,7 @@ class HorovodComm(Comm):
         # the emulated link models one collective of all gradient bytes,
         # starting when the first gradient was ready.
         self._emulate(self._first_grad or t0, self._grad_bytes)
+        self.algorithm.ops.count("all_reduce", self._grad_bytes)
         self.comm_wait_s += time.perf_counter() - t0
         self.timeline.backward_end(time.perf_counter())  # as under DDP: communication done
         with optimizer.skip_synchronize():

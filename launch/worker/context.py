@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ttabench import UserError
+from ttabench.divisions import algorithms
 from ttabench.launch.config import RunConfig
 from ttabench.launch.net import lab as netlab
 from ttabench.launch.net import link as network
@@ -52,6 +53,8 @@ class Context:
             "compile": cfg.compile,
             "system": self.system_name,
             "network": self.link.describe_for(c.world_size),
+            "algorithm": cfg.algorithm,
+            "algorithm_params": algorithms.resolved_params(cfg.algorithm, cfg.algorithm_params()),
             "network_shaping": netlab.shaping_from_env(),
         }
 
@@ -80,6 +83,7 @@ def join(cfg: RunConfig) -> Context:
     comm = comm_mod.init(detect_backend(cfg.backend), cfg.dist_backend, device, cfg.collective_timeout)
     link = network.resolve(cfg.network, cfg.bandwidth, cfg.latency)
     comm.emulate_network(link)
+    comm.use_algorithm(cfg.algorithm, cfg.algorithm_params())
     seed = agree_seed(comm, cfg.seed)
     desc = system.describe()
     # From the CPU flags system.json records (/proc/cpuinfo is read once).

@@ -188,6 +188,8 @@ class _Loop:
         self.spec.model.train()
         self.comm.barrier()  # every worker is ready: the clock starts now, together
         self.clock.begin()
+        self.comm.algorithm.ops.reset()  # training's bytes only (not a compilation warm-up's)
+        self.first_step = s.step
         self.hooks.run_start(
             {
                 "steps_per_epoch": s.steps_per_epoch,
@@ -311,6 +313,7 @@ class _Loop:
             spec.eval_batch_size,
             spec.autocast_dtype,
         )
+        self.comm.after_eval(spec.eval_model)
         self.times.eval_s += time.perf_counter() - t_eval
         local = self.clock.train_s
         train_max, total_max = self.comm.allreduce([local, self.clock.total_elapsed()], op="max")
@@ -324,6 +327,9 @@ class _Loop:
             "accuracy": acc,
             "loss": loss,
         }
+        consensus = self.comm.consensus_distance()
+        if consensus is not None:  # decentralized (summary.json and mllog; not a curve.csv column)
+            row["consensus_distance"] = consensus
         s.curve.append(row)
         self.hooks.evaluated(row)
         self.clock.resume()
@@ -385,6 +391,8 @@ class _Loop:
             "checkpoint_s": t.checkpoint_s,
             "straggler_s": straggler_s,
             "backward": comm.timeline.summary(),  # for `ttabench predict`
+            # bytes this rank handed to training's collectives and point-to-point operations
+            "comm_bytes": comm.algorithm.ops.summary(s.step - self.first_step),
         }
         result = LoopResult(
             status=self.status,

@@ -68,6 +68,10 @@ def build(
     if cfg.division == "open":
         phase("loading your model's code")
     sub = open_div.load_submission(cfg.model, cfg.optimizer) if cfg.division == "open" else None
+    if sub is not None:
+        sub.check_communication(cfg.algorithm, comm.backend)
+        if sub.submission.own_communication():
+            comm.use_submission(sub.submission)
     phase("generating synthetic data" if cfg.synthetic else "loading data")
     data = cifar10.synthetic() if cfg.synthetic else cifar10.load(cfg.resolved_data_dir())
     phase("building the model")
@@ -139,6 +143,7 @@ def check_submission(cfg: RunConfig, world_size: int) -> None:
     and without the data set: its optimizer factory sees a RunInfo that counts the synthetic
     set's images, or full CIFAR-10's (the workers call it again with the real count)."""
     sub = open_div.load_submission(cfg.model, cfg.optimizer)
+    sub.check_communication(cfg.algorithm, cfg.backend_name())
     plan = _plan(cfg, sub, world_size, cifar10.SYNTHETIC_TRAIN_SIZE if cfg.synthetic else None)
     cpu = torch.device("cpu")
     model = _make_model(cfg, sub, cfg.seed or 0, cpu, _channels_last(cfg, cfg.backend_name()), None)
