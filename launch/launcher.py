@@ -27,12 +27,11 @@ import sys
 
 from ttabench import UserError
 from ttabench.divisions.results import atomic_write_json, new_run_dir, read_curve, read_json
-from ttabench.launch import procs
+from ttabench.launch import procs, system
 from ttabench.launch.cluster import horovod_slurm
 from ttabench.launch.cluster.outcome import merged
 from ttabench.launch.config import RunConfig
 from ttabench.launch.net import iface
-from ttabench.launch.record import system
 
 FINAL = ("success", "failed", "diverged", "interrupted")
 
@@ -66,29 +65,6 @@ def seed_list(seed: int | None, count: int | None, listed: str | None) -> list[i
         if s not in seeds:
             seeds.append(s)
     return seeds
-
-
-def resume_config(run_dir: str) -> RunConfig:
-    """The configuration of a run folder, set to continue it from its checkpoint."""
-    # Imported here: the checkpoint module needs torch, which `ttabench` starts without.
-    from ttabench.launch.worker import checkpoint
-
-    if not os.path.isfile(os.path.join(run_dir, "config.json")):
-        raise UserError(f"not a run folder (no config.json): {run_dir}")
-    if not os.path.isfile(os.path.join(run_dir, checkpoint.FILE)):
-        raise UserError(
-            f"{run_dir} has no {checkpoint.FILE} to resume from (runs write one with --checkpoint-every)"
-        )
-    summary_path = os.path.join(run_dir, "summary.json")
-    status = read_json(summary_path).get("status") if os.path.exists(summary_path) else None
-    if status in ("success", "diverged"):
-        raise UserError(f"{run_dir} already finished ({status}); nothing to resume")
-    saved = read_json(os.path.join(run_dir, "config.json")).get("config")
-    if not isinstance(saved, dict):
-        raise UserError(f"{run_dir}/config.json has no 'config' to resume with")
-    cfg = dataclasses.replace(RunConfig.from_dict(saved), run_dir=os.path.abspath(run_dir), resume=True)
-    cfg.validate()
-    return cfg
 
 
 def _starting(cfg: RunConfig, doing: str) -> None:

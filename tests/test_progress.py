@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from ttabench.launch.commands.tables import print_run_summary
 from ttabench.launch.record.progress import NONE, PlainProgress, RichProgress, StopRules, nearest_stop
+from ttabench.launch.record.tables import print_run_summary
 
 WIDTH = 100
 RUN_DIR = "results/sys/resnet20/closed/20261201-101010-abcdef"

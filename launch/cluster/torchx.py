@@ -30,8 +30,8 @@ from ttabench import UserError
 from ttabench.divisions.results import RunPath
 from ttabench.launch import procs
 from ttabench.launch.cluster import watch
-from ttabench.launch.cluster.jobenv import SUBMIT_COMMAND_ENV, cluster_system_name
 from ttabench.launch.config import RunConfig
+from ttabench.launch.record.jobenv import SUBMIT_COMMAND_ENV, cluster_system_name
 
 LOCAL = ("local_cwd",)  # schedulers whose jobs run on this machine, in this folder
 MEM_MB_PER_WORKER = 4096

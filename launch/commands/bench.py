@@ -34,8 +34,8 @@ import time
 
 from ttabench import UserError
 from ttabench.launch import procs
-from ttabench.launch.commands.tables import Column, Table, show
 from ttabench.launch.net import link as network
+from ttabench.launch.record.tables import Column, Table, show
 
 
 @dataclasses.dataclass

@@ -22,9 +22,9 @@ import os
 from ttabench import UserError
 from ttabench.divisions import metrics
 from ttabench.divisions.results import atomic_write_bytes, number, read_curve, read_json, section
-from ttabench.launch.commands.tables import Column, Table, show
 from ttabench.launch.net import cost
 from ttabench.launch.net import link as network
+from ttabench.launch.record.tables import Column, Table, show
 
 DEFAULT_WORKERS = "1:1024:x2"
 

@@ -10,7 +10,7 @@ import sys
 from ttabench import UserError
 from ttabench.divisions import experiments, metrics, scoring
 from ttabench.launch.commands.inputs import check_target_budget
-from ttabench.launch.commands.tables import Column, Table, to_csv, to_markdown
+from ttabench.launch.record.tables import Column, Table, to_csv, to_markdown
 
 REPORT_COLUMNS = (
     "system",

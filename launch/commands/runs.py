@@ -20,8 +20,8 @@ import time
 from ttabench import UserError
 from ttabench.divisions import experiments, metrics, scoring
 from ttabench.divisions.results import find_run_dirs, number
-from ttabench.launch.commands.tables import Column, Table, seconds, show
 from ttabench.launch.config import DEFAULT_RESULTS_DIR
+from ttabench.launch.record.tables import Column, Table, seconds, show
 
 _RUN_ID_TIME = re.compile(r"^(\d{8}-\d{6})")
 

@@ -27,7 +27,7 @@ from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from ttabench.launch.worker.hooks import Hooks
+from ttabench.launch.record.hooks import Hooks
 
 NONE = "–"  # shown for a value not measured yet
 

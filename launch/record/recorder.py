@@ -12,9 +12,8 @@ import os
 
 from ttabench.divisions import metrics
 from ttabench.divisions.results import atomic_write_json, atomic_write_text, format_curve
+from ttabench.launch.record.hooks import Hooks
 from ttabench.launch.record.mllog import C, RunLog
-from ttabench.launch.worker.hooks import Hooks
-from ttabench.launch.worker.loop import LoopResult
 
 
 class Recorder(Hooks):
@@ -79,7 +78,7 @@ class Recorder(Hooks):
             self.log.end(C.EPOCH_STOP, epoch_num=epoch)
             self._epoch_open = None
 
-    def run_stop(self, result: LoopResult):
+    def run_stop(self, result):  # the loop's LoopResult
         reached = result.stop_reason == "target" or (self.cfg.target is None and result.status == "success")
         self.log.end(
             C.RUN_STOP,

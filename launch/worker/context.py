@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import torch
 
 from ttabench import UserError
+from ttabench.launch import system
 from ttabench.launch.config import RunConfig
 from ttabench.launch.net import lab as netlab
 from ttabench.launch.net import link as network
-from ttabench.launch.record import system
 from ttabench.launch.worker import comm as comm_mod
 
 

@@ -30,9 +30,9 @@ from typing import Callable
 
 import torch
 
+from ttabench.launch.record.hooks import Hooks
 from ttabench.launch.worker.clock import Clock
 from ttabench.launch.worker.compute import autocast, default_train_step, epoch_plan, evaluate
-from ttabench.launch.worker.hooks import Hooks
 from ttabench.launch.worker.stoprules import StopRules
 from ttabench.launch.worker.timeline import Straggler
 from ttabench.reference_impls.augment import Normalize, crop_flip

@@ -11,7 +11,7 @@ import os
 import re
 
 from ttabench.divisions.results import safe_name
-from ttabench.launch.record import system
+from ttabench.launch import system
 
 SUBMIT_COMMAND_ENV = "TTABENCH_SUBMIT_COMMAND"
 

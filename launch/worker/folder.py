@@ -16,16 +16,15 @@ import torch
 from ttabench import UserError, __version__, error_line
 from ttabench.divisions import metrics
 from ttabench.divisions.results import RunPath, atomic_write_json, new_run_dir
-from ttabench.launch.cluster import jobenv
-from ttabench.launch.commands.tables import print_run_summary
 from ttabench.launch.config import RunConfig
-from ttabench.launch.record import progress
+from ttabench.launch.record import jobenv, progress
+from ttabench.launch.record.hooks import Hooks
 from ttabench.launch.record.mllog import C, RunLog
 from ttabench.launch.record.recorder import Recorder
+from ttabench.launch.record.tables import print_run_summary
 from ttabench.launch.worker import checkpoint
 from ttabench.launch.worker.checkpoint import Checkpoint
 from ttabench.launch.worker.context import Context
-from ttabench.launch.worker.hooks import Hooks
 from ttabench.launch.worker.loop import LoopResult, LoopState
 from ttabench.launch.worker.workload import Setup
 
