@@ -86,7 +86,7 @@ class Run:
                 except UserError as e:
                     return None, f"{self.name}: recorded threshold_spec is invalid ({e})"
         elif key == "target":
-            if number(value) is not None and 0 < value <= 1:
+            if number(value) is not None and metrics.valid_target(value):
                 return value, None
         elif key == "budget_s":
             if number(value) is not None and value >= 0:

@@ -29,7 +29,8 @@ import time
 
 from ttabench import UserError
 from ttabench.launch.cluster import watch
-from ttabench.launch.config import RunConfig, run_flags
+from ttabench.launch.config import RunConfig
+from ttabench.launch.flags import run_flags
 from ttabench.launch.record.jobenv import SUBMIT_COMMAND_ENV
 
 RDZV_PORT_BASE = 29400  # + job id mod 1000: two jobs on one node do not share a port

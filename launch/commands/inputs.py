@@ -21,8 +21,7 @@ from ttabench.divisions.scoring import Run
 def check_target_budget(args) -> None:
     target = getattr(args, "target", None)
     budget = getattr(args, "budget", None)
-    if target is not None and not 0 < target <= 1:
-        raise UserError(f"--target is a fraction in (0, 1], got {target}")
+    metrics.check_target(target)
     if budget is not None and budget < 0:
         raise UserError(f"--budget must be >= 0 seconds, got {budget}")
 

@@ -15,14 +15,12 @@ import json
 import os
 
 from ttabench import UserError
-from ttabench.divisions import experiments, rcp, scoring
+from ttabench.divisions import experiments, metrics, rcp, scoring
 from ttabench.divisions.results import atomic_write_text, section
 
 
 def _target(value: float | None) -> float | None:
-    if value is not None and not 0 < value <= 1:
-        raise UserError(f"--target is a fraction in (0, 1], got {value}")
-    return value
+    return metrics.check_target(value)
 
 
 def run_facts(run: scoring.Run, target: float) -> dict:

@@ -6,7 +6,8 @@ import dataclasses
 import sys
 
 from ttabench.launch import launcher
-from ttabench.launch.config import DEFAULT_RESULTS_DIR, add_run_flags, from_args, resume_config
+from ttabench.launch.config import DEFAULT_RESULTS_DIR, resume_config
+from ttabench.launch.flags import add_run_flags, from_args
 
 
 def _cmd_run(args) -> int:

@@ -21,7 +21,8 @@ import sys
 from ttabench import UserError
 from ttabench.divisions.results import RunPath, atomic_write_json, atomic_write_text, safe_name
 from ttabench.launch.cluster import slurm
-from ttabench.launch.config import RunConfig, add_arguments, from_args
+from ttabench.launch.config import RunConfig
+from ttabench.launch.flags import add_arguments, from_args
 from ttabench.launch.record.jobenv import cluster_system_name
 
 # Set per node by the scheduler's script, never by the user.

@@ -16,7 +16,7 @@ import json
 import sys
 
 from ttabench.launch import procs, system
-from ttabench.launch.config import RunArgs, parse_run_args
+from ttabench.launch.flags import RunArgs, parse_run_args
 from ttabench.launch.net.lab import SHAPING_ENV, shaping_of
 
 RDZV_PORT = 29400

@@ -14,7 +14,7 @@ from ttabench import UserError
 from ttabench.launch import system
 from ttabench.launch.config import RunConfig
 from ttabench.launch.net import lab as netlab
-from ttabench.launch.net import link as network
+from ttabench.launch.net.link import Link
 from ttabench.launch.worker import comm as comm_mod
 
 
@@ -24,7 +24,7 @@ class Context:
     device: torch.device
     autocast_dtype: torch.dtype | None
     threads: int
-    link: network.Link
+    link: Link
     seed: int  # rank 0's (a resumed run replaces it with its checkpoint's)
     system: dict  # system.json
     system_name: str
@@ -78,7 +78,7 @@ def join(cfg: RunConfig) -> Context:
     device = device_for(cfg, local_rank)
     dtype = autocast_dtype(cfg.precision, device)
     comm = comm_mod.init(detect_backend(cfg.backend), cfg.dist_backend, device, cfg.collective_timeout)
-    link = network.resolve(cfg.network, cfg.bandwidth, cfg.latency)
+    link = cfg.network_link
     comm.emulate_network(link)
     seed = agree_seed(comm, cfg.seed)
     desc = system.describe()
