@@ -91,6 +91,11 @@ def tta(curve: Curve, threshold: float) -> float | None:
     return None
 
 
+def tta_epochs(rows: Iterable[dict], threshold: float) -> float | None:
+    """TTA in epochs: the epoch of the first evaluation (curve.csv rows) whose accuracy is >= threshold."""
+    return tta([(r["epoch"], r["accuracy"]) for r in rows], threshold)
+
+
 def aat(curve: Curve, budget_s: float) -> float | None:
     best = None
     for time_s, acc in curve:

@@ -94,6 +94,19 @@ class Run:
         return None, f"{self.name}: recorded {key} {json.dumps(value)[:40]} is invalid"
 
 
+def recorded_values(runs: list[Run], key: str) -> tuple[list, list[str]]:
+    """The distinct valid values of metric parameter `key` the runs record (None for a run
+    that records none), and a problem line for each run recording an invalid one."""
+    values, problems = {}, []
+    for r in runs:
+        value, problem = r.recorded(key)
+        if problem:
+            problems.append(problem)
+        else:
+            values.setdefault(json.dumps(value), value)
+    return list(values.values()), problems
+
+
 def load_run(path: str) -> Run:
     """A run folder (curve.csv plus summary.json and config.json when present) or a curve file."""
     if not os.path.isdir(path):

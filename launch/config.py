@@ -29,7 +29,7 @@ from ttabench import UserError
 from ttabench.divisions import metrics
 from ttabench.divisions.open import submission_name
 from ttabench.divisions.open_load import parse_ref
-from ttabench.divisions.results import CHECKPOINT_FILE, read_json
+from ttabench.divisions.results import RunPath
 from ttabench.launch.net import link
 from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, PRECISIONS, THRESHOLDS
 
@@ -313,6 +313,12 @@ class RunConfig:
             return self.thresholds, self.threshold_range
         return THRESHOLDS[dataset], metrics.parse_thresholds(THRESHOLDS[dataset])
 
+    def new_run_dir(self, system_name: str) -> str:
+        """Create this run's fresh folder, RESULTS_DIR/<system>/<benchmark>/<division>/<run-id>/
+        (RunPath.new: never an existing one), and return its path. The one place a launcher,
+        a worker, ``ttabench submit`` and TorchX make a run folder."""
+        return RunPath.new(self.results_dir, system_name, self.benchmark_name(), self.division).path
+
     def benchmark_name(self) -> str:
         """The <benchmark> of the results path and summary: --benchmark, or for an open run
         with --model the name of its callable (examples/small_cnn.py:small_cnn -> small_cnn)."""
@@ -338,26 +344,6 @@ class RunConfig:
         if self.backend != "auto":
             return self.backend
         return "none" if self.world_size() == 1 else "torchrun"
-
-
-def resume_config(run_dir: str) -> RunConfig:
-    """The configuration of a run folder, set to continue it from its checkpoint."""
-    if not os.path.isfile(os.path.join(run_dir, "config.json")):
-        raise UserError(f"not a run folder (no config.json): {run_dir}")
-    if not os.path.isfile(os.path.join(run_dir, CHECKPOINT_FILE)):
-        raise UserError(
-            f"{run_dir} has no {CHECKPOINT_FILE} to resume from (runs write one with --checkpoint-every)"
-        )
-    summary_path = os.path.join(run_dir, "summary.json")
-    status = read_json(summary_path).get("status") if os.path.exists(summary_path) else None
-    if status in ("success", "diverged"):
-        raise UserError(f"{run_dir} already finished ({status}); nothing to resume")
-    saved = read_json(os.path.join(run_dir, "config.json")).get("config")
-    if not isinstance(saved, dict):
-        raise UserError(f"{run_dir}/config.json has no 'config' to resume with")
-    cfg = dataclasses.replace(RunConfig.from_dict(saved), run_dir=os.path.abspath(run_dir), resume=True)
-    cfg.validate()
-    return cfg
 
 
 def parse_straggler(spec: str, world: int | None = None) -> tuple[int, float]:

@@ -1,4 +1,5 @@
-"""`ttabench run`'s flags, generated from RunConfig's fields (their help text, type, group).
+"""A RunConfig from outside: `ttabench run`'s flags, generated from RunConfig's fields
+(their help text, type, group), and a run folder's config.json (``--resume``).
 
 ``ttabench run --help``, the worker module, ``ttabench submit`` and the flags an
 orchestrator (sweep, netlab run) passes on after ``--`` are all made here, so they
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ttabench import UserError
+from ttabench.divisions.results import CHECKPOINT_FILE, read_json
 from ttabench.launch import usage
 from ttabench.launch.config import RunConfig
 
@@ -153,3 +156,23 @@ def _run_parser(defaults: bool = True) -> argparse.ArgumentParser:
     p = _RunFlagsParser(prog="ttabench run", add_help=False)
     add_run_flags(p, defaults=defaults)
     return p
+
+
+def resume_config(run_dir: str) -> RunConfig:
+    """The configuration of a run folder, set to continue it from its checkpoint."""
+    if not os.path.isfile(os.path.join(run_dir, "config.json")):
+        raise UserError(f"not a run folder (no config.json): {run_dir}")
+    if not os.path.isfile(os.path.join(run_dir, CHECKPOINT_FILE)):
+        raise UserError(
+            f"{run_dir} has no {CHECKPOINT_FILE} to resume from (runs write one with --checkpoint-every)"
+        )
+    summary_path = os.path.join(run_dir, "summary.json")
+    status = read_json(summary_path).get("status") if os.path.exists(summary_path) else None
+    if status in ("success", "diverged"):
+        raise UserError(f"{run_dir} already finished ({status}); nothing to resume")
+    saved = read_json(os.path.join(run_dir, "config.json")).get("config")
+    if not isinstance(saved, dict):
+        raise UserError(f"{run_dir}/config.json has no 'config' to resume with")
+    cfg = dataclasses.replace(RunConfig.from_dict(saved), run_dir=os.path.abspath(run_dir), resume=True)
+    cfg.validate()
+    return cfg

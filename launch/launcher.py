@@ -26,7 +26,7 @@ import signal
 import sys
 
 from ttabench import UserError
-from ttabench.divisions.results import atomic_write_json, new_run_dir, read_curve, read_json
+from ttabench.divisions.results import atomic_write_json, read_curve, read_json
 from ttabench.launch import procs, system
 from ttabench.launch.cluster import horovod_slurm
 from ttabench.launch.cluster.outcome import merged
@@ -157,8 +157,8 @@ def check_open_submission(cfg: RunConfig) -> None:
 def _with_run_dir(cfg: RunConfig) -> RunConfig:
     if cfg.run_dir:
         return cfg
-    name = cfg.system or system.default_system_name(system.describe())
-    run_dir = new_run_dir(cfg.results_dir, name, cfg.benchmark_name(), cfg.division)
+    name = system.system_name(cfg.system)
+    run_dir = cfg.new_run_dir(name)
     return dataclasses.replace(cfg, run_dir=run_dir, system=name)
 
 

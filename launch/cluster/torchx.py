@@ -27,7 +27,6 @@ from torchx.components import dist as torchx_dist
 from torchx.runner import get_runner
 
 from ttabench import UserError
-from ttabench.divisions.results import RunPath
 from ttabench.launch import procs
 from ttabench.launch.cluster import watch
 from ttabench.launch.config import RunConfig
@@ -101,9 +100,7 @@ def submit_run(cfg: RunConfig, args, scheduler: str) -> int:
     if local:
         # The replicas run here, with this environment: torchrun from this interpreter's folder.
         os.environ["PATH"] = procs.child_env()["PATH"]
-        cfg = dataclasses.replace(
-            cfg, run_dir=RunPath.new(cfg.results_dir, system_name, cfg.benchmark_name(), cfg.division).path
-        )
+        cfg = dataclasses.replace(cfg, run_dir=cfg.new_run_dir(system_name))
     handle = runner.run(app(cfg, args.nodes, image, args.gpus_per_node, command), scheduler, cfg=run_cfg)
     print(f"submitted TorchX app {handle}; results: {cfg.run_dir or cfg.results_dir}", flush=True)
     if not args.wait:

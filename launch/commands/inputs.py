@@ -15,7 +15,7 @@ import sys
 
 from ttabench import UserError
 from ttabench.divisions import metrics
-from ttabench.divisions.scoring import Run
+from ttabench.divisions.scoring import Run, recorded_values
 
 
 def check_target_budget(args) -> None:
@@ -37,14 +37,8 @@ def note_skipped(skipped: list[dict]) -> None:
 
 def recorded_specs(runs: list[Run]) -> tuple[set[str], list[str]]:
     """The valid threshold specs the runs record, and a problem for each invalid one."""
-    specs, problems = set(), []
-    for r in runs:
-        spec, problem = r.recorded("threshold_spec")
-        if problem:
-            problems.append(problem)
-        elif spec is not None:
-            specs.add(spec)
-    return specs, problems
+    specs, problems = recorded_values(runs, "threshold_spec")
+    return {s for s in specs if s is not None}, problems
 
 
 def spec_from_runs(runs: list[Run], given: str | None, what: str):
@@ -76,13 +70,10 @@ def use_recorded(runs: list[Run], args) -> str:
     for key, attr, flag in _RECORDED:
         if getattr(args, attr) is not None:
             continue
-        values = {}
-        for r in runs:
-            value, problem = r.recorded(key)
-            if problem:
-                print(f"ttabench: note: {problem}; ignored", file=sys.stderr)
-            elif value is not None:
-                values[json.dumps(value)] = value
+        recorded, problems = recorded_values(runs, key)
+        for problem in problems:
+            print(f"ttabench: note: {problem}; ignored", file=sys.stderr)
+        values = {json.dumps(v): v for v in recorded if v is not None}
         if len(values) > 1:
             differ.append(f"{flag} (recorded: {', '.join(sorted(values))})")
         elif values:

@@ -123,16 +123,14 @@ def convergence(info: dict, p: int, step_s: float) -> dict:
     )
     if spe == 0:
         return {"tta_s": {}, "attmt_s": None, "convergence": f"global batch {gb} exceeds the training set"}
-    curve = [(r["epoch"], r["accuracy"]) for r in info["curve"]]
     ts = metrics.thresholds(*metrics.parse_thresholds(info["thresholds"])) if info["thresholds"] else []
     extra = [info["target"]] if info["target"] is not None and info["target"] not in ts else []
     tta = {}
     for t in ts + extra:
-        epoch = metrics.tta(curve, t)  # the curve's time axis is epochs here
+        epoch = metrics.tta_epochs(info["curve"], t)
         tta[f"{t:g}"] = None if epoch is None else epoch * spe * step_s
     in_range = [tta[f"{t:g}"] for t in ts]
-    attmt = sum(in_range) / len(in_range) if in_range and None not in in_range else None
-    return {"tta_s": tta, "attmt_s": attmt, "convergence": basis}
+    return {"tta_s": tta, "attmt_s": metrics.attmt_of(in_range), "convergence": basis}
 
 
 def predict(

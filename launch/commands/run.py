@@ -6,8 +6,8 @@ import dataclasses
 import sys
 
 from ttabench.launch import launcher
-from ttabench.launch.config import DEFAULT_RESULTS_DIR, resume_config
-from ttabench.launch.flags import add_run_flags, from_args
+from ttabench.launch.config import DEFAULT_RESULTS_DIR
+from ttabench.launch.flags import add_run_flags, from_args, resume_config
 
 
 def _cmd_run(args) -> int:

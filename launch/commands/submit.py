@@ -139,7 +139,7 @@ def _cmd_submit(args) -> int:
         return 0
     warn_if_local(results_root, args.nodes)
     root_existed = os.path.isdir(results_root)
-    run_dir = RunPath.new(results_root, system_name, cfg.benchmark_name(), cfg.division).path
+    run_dir = cfg.new_run_dir(system_name)
     cfg = dataclasses.replace(cfg, run_dir=run_dir, system=system_name)
     text = slurm.script(cfg, job, python, command)
     try:

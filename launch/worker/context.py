@@ -97,7 +97,7 @@ def join(cfg: RunConfig) -> Context:
         link=link,
         seed=seed,
         system=desc,
-        system_name=cfg.system or system.default_system_name(desc),
+        system_name=system.system_name(cfg.system, desc),
         bf16_native=native,
     )
 

@@ -14,7 +14,7 @@ import torch
 
 from ttabench import UserError, __version__, error_line
 from ttabench.divisions import metrics
-from ttabench.divisions.results import RunPath, atomic_write_json, new_run_dir
+from ttabench.divisions.results import RunPath, atomic_write_json
 from ttabench.launch.config import RunConfig
 from ttabench.launch.record import jobenv, progress
 from ttabench.launch.record.hooks import Hooks
@@ -53,9 +53,7 @@ class RunFolder:
             return
         cfg = self.cfg
         if self.run_dir is None:
-            self.run_dir = new_run_dir(
-                cfg.results_dir, self.ctx.system_name, cfg.benchmark_name(), cfg.division
-            )
+            self.run_dir = cfg.new_run_dir(self.ctx.system_name)
         rules = progress.StopRules(cfg.max_epochs, cfg.max_steps, cfg.time_budget, cfg.target)
         title = cfg.benchmark_name() + (f" {cfg.division}" if resumed is None else " (resumed)")
         title += " [synthetic data]" if cfg.synthetic else ""

@@ -30,8 +30,8 @@ import time
 import traceback
 
 from ttabench import UserError
-from ttabench.launch.config import RunConfig, resume_config
-from ttabench.launch.flags import add_arguments, add_resume_argument, from_args
+from ttabench.launch.config import RunConfig
+from ttabench.launch.flags import add_arguments, add_resume_argument, from_args, resume_config
 from ttabench.launch.record.hooks import HookList
 from ttabench.launch.worker import checkpoint, context, loop, workload
 from ttabench.launch.worker.checkpoint import Checkpoint
