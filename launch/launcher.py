@@ -93,7 +93,7 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
     if backend == "torchrun" and cfg.dist_backend == "nccl":
         import torch  # not at the top: the CLI starts without torch where it can
 
-        from ttabench.launch.worker.comm import check_nccl
+        from ttabench.launch.worker.comm import check_nccl  # imports torch too
 
         check_nccl(cfg.workers, torch.cuda.device_count())  # one line here, not one per worker
     # Workers record the command the user typed, not their own.

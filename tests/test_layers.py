@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import importlib
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,11 @@ def test_imports_of_reads_function_level_and_relative_imports(tmp_path, monkeypa
         ("ttabench.launch.worker.loop", 5),
         ("ttabench.launch.worker.loop", 7),
     }
+
+
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if not n.endswith("__main__")))
+def test_every_module_imports(name):
+    # every module is imported by at least one test, those only the CLI reaches as well
+    if name == "ttabench.launch.cluster.torchx":
+        pytest.importorskip("torchx")  # an optional dependency (`pip install ttabench[torchx]`)
+    assert importlib.import_module(name).__name__ == name

@@ -17,6 +17,7 @@ the container sees it: mount a shared volume there (TorchX's `mounts`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
 import sys
@@ -44,8 +45,6 @@ def _free_port() -> int:
 
 def app(cfg: RunConfig, nodes: int, image: str, gpus: int | None, submit_command: list[str]) -> specs.AppDef:
     """TorchX's dist.ddp starting the worker module with the run's options on every node."""
-    import json
-
     from ttabench.launch.launcher import worker_argv  # imports torch: only when submitting
 
     worker_cfg = dataclasses.replace(cfg, backend="torchrun", nnodes=1, rdzv_endpoint=None, local_addr=None)

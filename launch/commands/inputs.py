@@ -17,6 +17,12 @@ from ttabench import UserError
 from ttabench.divisions import metrics
 from ttabench.divisions.scoring import Run, recorded_values
 
+# How a report marks runs that are not the full benchmark (the table and the web pages).
+DATA_MARKS = {
+    "cifar10-subset": ("†", "the CIFAR-10 subset: not the full benchmark, not comparable with full runs."),
+    "synthetic": ("‡", "synthetic data: a demo, never a benchmark result."),
+}
+
 
 def check_target_budget(args) -> None:
     target = getattr(args, "target", None)

@@ -54,7 +54,7 @@ class RunFolder:
         cfg = self.cfg
         if self.run_dir is None:
             self.run_dir = cfg.new_run_dir(self.ctx.system_name)
-        rules = progress.StopRules(cfg.max_epochs, cfg.max_steps, cfg.time_budget, cfg.target)
+        rules = progress.StopLimits(cfg.max_epochs, cfg.max_steps, cfg.time_budget, cfg.target)
         title = cfg.benchmark_name() + (f" {cfg.division}" if resumed is None else " (resumed)")
         title += " [synthetic data]" if cfg.synthetic else ""
         self.display = progress.make(cfg.progress, title, _threshold_list(cfg.threshold_range), rules)

@@ -16,7 +16,7 @@ import os
 
 from ttabench import UserError
 from ttabench.divisions import experiments, metrics, rcp, scoring
-from ttabench.divisions.results import atomic_write_text, section
+from ttabench.divisions.results import atomic_write_text, experiment_key, section
 
 
 def _target(value: float | None) -> float | None:
@@ -121,8 +121,6 @@ def set_from_runs(runs: list[scoring.Run], path: str, refs_all: dict, target: fl
 
 def _closed_sets(runs: list[scoring.Run]) -> dict[str, list[scoring.Run]]:
     """Finished closed-division runs on real data, grouped as seeds of one experiment."""
-    from ttabench.divisions.results import experiment_key
-
     sets: dict[str, list[scoring.Run]] = {}
     for r in runs:
         s = r.summary or {}

@@ -6,6 +6,7 @@ import json
 
 from ttabench.divisions import rcp
 from ttabench.divisions.validate import Problem, validate
+from ttabench.launch.commands.rcp_cmd import check_results
 
 
 def _cmd_validate(args) -> int:
@@ -36,8 +37,6 @@ def _rcp_problems(args, result) -> list[dict]:
     """--rcps: every closed-division set of runs against the RCPs (a failure fails validate)."""
     if not args.rcps:
         return []
-    from ttabench.launch.commands.rcp import check_results
-
     out = check_results(args.path, args.rcps)
     for res in out:
         verdict = "RCP check passed" if res["pass"] else "RCP check failed"
