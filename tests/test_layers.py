@@ -206,3 +206,17 @@ def test_every_module_imports(name):
     if name == "ttabench.launch.cluster.torchx":
         pytest.importorskip("torchx")  # an optional dependency (`pip install ttabench[torchx]`)
     assert importlib.import_module(name).__name__ == name
+
+
+def test_no_two_modules_share_a_file_name():
+    # a name says which module it is: launch/commands/ and divisions/ once had two metrics.py
+    seen: dict[str, list[str]] = {}
+    for name, path in MODULES.items():
+        if path.name not in ("__init__.py", "__main__.py"):
+            seen.setdefault(path.name, []).append(name)
+    assert {f: names for f, names in seen.items() if len(names) > 1} == {}
+
+
+def test_no_module_is_over_400_lines():
+    long = {name: n for name, path in MODULES.items() if (n := len(path.read_text().splitlines())) > 400}
+    assert long == {}
