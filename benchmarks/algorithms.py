@@ -35,7 +35,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from ttabench.divisions import algorithms as spec
-from ttabench.launch.record import system
+from ttabench.launch import system
 from ttabench.launch.worker import comm_algorithms
 from ttabench.launch.worker.comm import Comm
 from ttabench.reference_impls.resnet import DEPTHS, resnet

@@ -32,13 +32,6 @@ from ttabench.divisions import metrics, scoring, stats
 RESAMPLES = stats.BOOTSTRAP_RESAMPLES
 
 
-def epochs_to(rows: list[dict], t: float) -> float | None:
-    for r in rows:
-        if r["accuracy"] >= t:
-            return r["epoch"]
-    return None
-
-
 def _boot_indices(n: int):
     rng = random.Random(stats.BOOTSTRAP_SEED)
     for _ in range(RESAMPLES):
@@ -96,7 +89,7 @@ def study(runs, spec) -> dict:
     used, left_out = [], []
     for run in runs:
         secs = [metrics.tta(run.points, t) for t in ts]
-        eps = [epochs_to(run.rows, t) for t in ts]
+        eps = [metrics.tta_epochs(run.rows, t) for t in ts]
         if any(v is None for v in secs):
             left_out.append(run.name)
         else:
@@ -104,7 +97,7 @@ def study(runs, spec) -> dict:
     out = {"thresholds": ts, "runs": [r.name for r, _, _ in used], "left_out": left_out, "units": {}}
     for unit, pos in (("seconds", 1), ("epochs", 2)):
         per_t = [[u[pos][i] for u in used] for i in range(len(ts))]
-        attmt = [stats.mean(u[pos]) for u in used]
+        attmt = [metrics.attmt_of(u[pos]) for u in used]
         out["units"][unit] = {
             "attmt": describe(attmt),
             "tta": [

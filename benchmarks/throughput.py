@@ -57,8 +57,8 @@ from benchmarks.modes import BATCH, MODES, Mode, default_modes, run_config
 from benchmarks.summary import report, summarize
 from benchmarks.ttabench_path import run_ttabench
 from ttabench.launch import procs
-from ttabench.launch.config import run_flags
-from ttabench.launch.record.system import cpu_model, native_bf16, usable_cores
+from ttabench.launch.flags import run_flags
+from ttabench.launch.system import cpu_model, native_bf16, usable_cores
 from ttabench.reference_impls.resnet import resnet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -15,10 +15,10 @@ from torch.profiler import ProfilerActivity, profile, schedule
 
 from benchmarks import rusage
 from benchmarks.modes import BATCH, Mode, run_config
-from ttabench.launch.record.system import cpu_model
+from ttabench.launch.record import hooks as hooks_mod
+from ttabench.launch.system import cpu_model
 from ttabench.launch.worker import comm as comm_mod
 from ttabench.launch.worker import context, loop, workload
-from ttabench.launch.worker import hooks as hooks_mod
 
 
 class ProfileSteps(hooks_mod.Hooks):

@@ -26,7 +26,7 @@ from ttabench.divisions.results import (
     section,
     single_worker,
 )
-from ttabench.divisions.scoring import SCORED_STATUSES, Run
+from ttabench.divisions.scoring import SCORED_STATUSES, Run, recorded_values
 
 NOT_APPLIED = "not applied (1 worker)"
 
@@ -100,13 +100,9 @@ def _shared(runs: list[Run], key: str, override) -> tuple[object, list[str]]:
     (runs recording an invalid value are noted and do not count)."""
     if override is not None:
         return override, []
-    notes, values = [], {}
-    for r in runs:
-        value, problem = r.recorded(key)
-        if problem:
-            notes.append(problem + "; ignored")
-        else:
-            values[repr(value)] = value
+    recorded, problems = recorded_values(runs, key)
+    notes = [problem + "; ignored" for problem in problems]
+    values = {repr(v): v for v in recorded}
     if len(values) > 1:
         return None, notes + [f"runs differ in {key} ({', '.join(sorted(values))}); pass it explicitly"]
     return (next(iter(values.values())) if values else None), notes

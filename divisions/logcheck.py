@@ -87,6 +87,7 @@ def check_mllog_vs_summary(events: list[dict], summary: dict) -> list[str]:
 
 def compliance_problems(mllog_path: str, rules: str = RULES) -> tuple[list[str], list[str]]:
     """Run the MLPerf compliance checker in-process: (failures, warnings), one line each."""
+    # Imported here: only the compliance check needs the checker; the other readers start without it.
     from mlperf_logging.compliance_checker import mlp_compliance, mlp_parser
 
     ruleset = mlp_compliance.get_parser().get_default("ruleset")

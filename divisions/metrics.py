@@ -72,11 +72,28 @@ def parse_thresholds(spec: str, flag: str = "--thresholds") -> tuple[float, floa
     return low, high, step
 
 
+def valid_target(value) -> bool:
+    """A target accuracy is a fraction in (0, 1]."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
+
+
+def check_target(value: float | None, flag: str = "--target") -> float | None:
+    """`value` if it is None or a valid target, else a UserError naming `flag`."""
+    if value is not None and not valid_target(value):
+        raise UserError(f"{flag} is a fraction in (0, 1], got {value}")
+    return value
+
+
 def tta(curve: Curve, threshold: float) -> float | None:
     for time_s, acc in curve:
         if acc >= threshold:
             return time_s
     return None
+
+
+def tta_epochs(rows: Iterable[dict], threshold: float) -> float | None:
+    """TTA in epochs: the epoch of the first evaluation (curve.csv rows) whose accuracy is >= threshold."""
+    return tta([(r["epoch"], r["accuracy"]) for r in rows], threshold)
 
 
 def aat(curve: Curve, budget_s: float) -> float | None:
@@ -149,11 +166,16 @@ def summarize(
 
 
 def summary_block(
-    rows: Sequence[dict], threshold_spec: str | None, target: float | None, budget_s: float | None
+    rows: Sequence[dict],
+    threshold_spec: str | None,
+    target: float | None,
+    budget_s: float | None,
+    parsed: tuple[float, float, float] | None = None,
 ) -> dict:
     """summary.json's ``metrics`` block from curve.csv rows alone: what a run records
-    and what ``ttabench validate`` recomputes to check it."""
-    spec = parse_thresholds(threshold_spec) if threshold_spec else None
+    and what ``ttabench validate`` recomputes to check it. `parsed`: `threshold_spec`
+    already parsed (a run's configuration holds it so), else it is parsed here."""
+    spec = parsed if parsed is not None else parse_thresholds(threshold_spec) if threshold_spec else None
     m = summarize([(r["train_time_s"], r["accuracy"]) for r in rows], spec, target=target, budget_s=budget_s)
     m["threshold_spec"] = threshold_spec
     m["target"] = target

@@ -46,7 +46,7 @@ import math
 from dataclasses import dataclass
 
 from ttabench import UserError
-from ttabench.divisions import stats
+from ttabench.divisions import metrics, stats
 from ttabench.divisions.results import number
 
 SUBMISSION_RUNS = 5  # runs per closed submission, as MLPerf's image classification (resnet)
@@ -325,10 +325,8 @@ def epochs_at(refs: list[Reference], batch: int) -> tuple[float | None, str]:
 
 def epochs_to_target(rows: list[dict], target: float) -> float | None:
     """The epoch of the first evaluation at or above the target, rounded as rcp_checker rounds."""
-    for row in rows:
-        if row["accuracy"] >= target:
-            return round(row["epoch"], EPOCH_DECIMALS)
-    return None
+    epochs = metrics.tta_epochs(rows, target)
+    return None if epochs is None else round(epochs, EPOCH_DECIMALS)
 
 
 def build(runs: list[dict]) -> dict[str, dict]:

@@ -30,6 +30,7 @@ from ttabench import UserError
 
 CURVE_HEADER = ("epoch", "step", "samples", "train_time_s", "total_time_s", "accuracy", "loss")
 RUN_FILES = ("mllog.txt", "config.json", "curve.csv", "summary.json")
+CHECKPOINT_FILE = "checkpoint.pt"  # written by launch/worker/checkpoint.py with --checkpoint-every
 STATUSES = ("running", "success", "failed", "diverged", "interrupted", "aborted")
 # Marks a folder written by `report --html`: it holds copies of run files, which are not runs.
 REPORT_SITE_MARK = ".ttabench-report"

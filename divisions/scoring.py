@@ -86,12 +86,25 @@ class Run:
                 except UserError as e:
                     return None, f"{self.name}: recorded threshold_spec is invalid ({e})"
         elif key == "target":
-            if number(value) is not None and 0 < value <= 1:
+            if number(value) is not None and metrics.valid_target(value):
                 return value, None
         elif key == "budget_s":
             if number(value) is not None and value >= 0:
                 return value, None
         return None, f"{self.name}: recorded {key} {json.dumps(value)[:40]} is invalid"
+
+
+def recorded_values(runs: list[Run], key: str) -> tuple[list, list[str]]:
+    """The distinct valid values of metric parameter `key` the runs record (None for a run
+    that records none), and a problem line for each run recording an invalid one."""
+    values, problems = {}, []
+    for r in runs:
+        value, problem = r.recorded(key)
+        if problem:
+            problems.append(problem)
+        else:
+            values.setdefault(json.dumps(value), value)
+    return list(values.values()), problems
 
 
 def load_run(path: str) -> Run:

@@ -23,10 +23,9 @@ from ttabench.launch.commands import (
     bench,
     data,
     env,
-    html,
     netlab,
     predict,
-    rcp,
+    rcp_cmd,
     readers,
     run,
     runs,
@@ -48,8 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     # Each module registers its own subcommands, in the order `ttabench --help` lists them.
-    # html adds --html to report, so it comes after readers.
-    for commands in (run, readers, rcp, html, runs, bench, predict, netlab, sweep, submit, data, env):
+    for commands in (run, readers, rcp_cmd, runs, bench, predict, netlab, sweep, submit, data, env):
         commands.add_commands(sub)
     return p
 

@@ -1,23 +1,27 @@
-"""The run configuration: one dataclass whose fields carry their help text.
+"""The run configuration: one frozen dataclass whose fields carry their help text.
 
-``ttabench run --help``, config.json and the code read the same fields.
-A run's config.json holds ``RunConfig.to_dict()`` plus the resolved values
-(seed, threads, devices) so the run can be repeated from it.
-Commands that start runs themselves (sweep, netlab run) read the `ttabench run`
-flags given after ``--`` with :func:`parse_run_args`, the same parser.
+``ttabench run --help`` (generated in flags.py), config.json and the code read the
+same fields. ``validate()`` checks every value once, in the process the user
+started, and parses the ones spelled as text (thresholds, cadences, the network
+link, the straggler) into the typed values below (``threshold_range``,
+``eval_cadence``, ``checkpoint_cadence``, ``network_link``, ``straggler_at``): code
+downstream reads those and never parses a configuration string again. A launcher
+hands the value to its workers whole (``to_json``/``from_json``); nothing changes it
+during a run (``dataclasses.replace`` makes a new one).
+
+A run's config.json holds ``RunConfig.to_dict()`` (with the thresholds the run used:
+the data set's when ``--thresholds`` was not given) plus the resolved values (seed,
+threads, devices) so the run can be repeated from it.
 """
 
-# Over 400 lines: RunConfig and every way it is spelled as flags (`ttabench run`, the
-# worker, the flags an orchestrator passes on after --) stay in one module.
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import re
-import typing
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -25,8 +29,8 @@ from ttabench import UserError
 from ttabench.divisions import algorithms, metrics
 from ttabench.divisions.open import submission_name
 from ttabench.divisions.open_load import parse_ref
-from ttabench.launch import usage
-from ttabench.launch.net import link as network
+from ttabench.divisions.results import RunPath
+from ttabench.launch.net import link
 from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, PRECISIONS, THRESHOLDS
 
 BACKENDS = ("auto", "none", "torchrun", "horovod")
@@ -42,7 +46,7 @@ def _f(default, help, group, **kw):
     return field(default=default, metadata={"help": help, "group": group, **kw})
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     # -- workload
     benchmark: str = _f(
@@ -163,7 +167,7 @@ class RunConfig:
     network: Optional[str] = _f(
         None,
         "emulated network profile, bandwidth and per-message latency: "
-        + network.profiles_text()
+        + link.profiles_text()
         + ", or a profile file written by `ttabench bench allreduce --fit`",
         "network",
     )
@@ -248,8 +252,7 @@ class RunConfig:
             raise UserError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.eval_batch_size < 1:
             raise UserError(f"--eval-batch-size must be >= 1, got {self.eval_batch_size}")
-        if self.target is not None and not 0 < self.target <= 1:
-            raise UserError(f"--target is a fraction in (0, 1], got {self.target}")
+        metrics.check_target(self.target)
         for name in ("time_budget", "max_epochs"):
             v = getattr(self, name)
             if v is not None and not v > 0:
@@ -260,14 +263,15 @@ class RunConfig:
             raise UserError(f"--threads must be >= 1, got {self.threads}")
         if self.collective_timeout <= 0:
             raise UserError("--collective-timeout must be > 0")
-        if self.thresholds is not None:
-            metrics.parse_thresholds(self.thresholds)
-        network.resolve(self.network, self.bandwidth, self.latency)
-        if self.straggler is not None:
-            parse_straggler(self.straggler, self.world_size())
-        parse_cadence(self.eval_every, "--eval-every")
-        if self.checkpoint_every is not None:
-            parse_cadence(self.checkpoint_every, "--checkpoint-every")
+        # Parsed here, once: each raises a UserError for a value that does not parse.
+        for parsed in (
+            "threshold_range",
+            "network_link",
+            "straggler_at",
+            "eval_cadence",
+            "checkpoint_cadence",
+        ):
+            getattr(self, parsed)
         if self.max_restarts < 0:
             raise UserError(f"--max-restarts must be >= 0, got {self.max_restarts}")
         if self.synthetic and self.data_dir:
@@ -299,6 +303,46 @@ class RunConfig:
     def algorithm_params(self) -> dict:
         """The algorithm parameters given (None: left out)."""
         return {p.name: getattr(self, p.name) for p in algorithms.PARAMS}
+
+    # -- the values spelled as text, parsed (once per RunConfig; validate() parses them all)
+    @functools.cached_property
+    def threshold_range(self) -> tuple[float, float, float] | None:
+        """--thresholds as (low, high, step); None: the data set's (``thresholds_for``)."""
+        return None if self.thresholds is None else metrics.parse_thresholds(self.thresholds)
+
+    @functools.cached_property
+    def network_link(self) -> link.Link:
+        """The emulated network link of --network, --bandwidth and --latency."""
+        return link.resolve(self.network, self.bandwidth, self.latency)
+
+    @functools.cached_property
+    def straggler_at(self) -> tuple[int, float] | None:
+        """--straggler as (rank, factor); None without one."""
+        return None if self.straggler is None else parse_straggler(self.straggler, self.world_size())
+
+    @functools.cached_property
+    def eval_cadence(self) -> Cadence:
+        return parse_cadence(self.eval_every, "--eval-every")
+
+    @functools.cached_property
+    def checkpoint_cadence(self) -> Cadence | None:
+        return (
+            None
+            if self.checkpoint_every is None
+            else parse_cadence(self.checkpoint_every, "--checkpoint-every")
+        )
+
+    def thresholds_for(self, dataset: str) -> tuple[str, tuple[float, float, float]]:
+        """The run's thresholds as spelled and parsed: --thresholds, else the data set's default."""
+        if self.thresholds is not None:
+            return self.thresholds, self.threshold_range
+        return THRESHOLDS[dataset], metrics.parse_thresholds(THRESHOLDS[dataset])
+
+    def new_run_dir(self, system_name: str) -> str:
+        """Create this run's fresh folder, RESULTS_DIR/<system>/<benchmark>/<division>/<run-id>/
+        (RunPath.new: never an existing one), and return its path. The one place a launcher,
+        a worker, ``ttabench submit`` and TorchX make a run folder."""
+        return RunPath.new(self.results_dir, system_name, self.benchmark_name(), self.division).path
 
     def benchmark_name(self) -> str:
         """The <benchmark> of the results path and summary: --benchmark, or for an open run
@@ -341,8 +385,21 @@ def parse_straggler(spec: str, world: int | None = None) -> tuple[int, float]:
 _CADENCE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(epochs?|e|samples?|steps?)\s*$")
 
 
-def parse_cadence(spec: str, flag: str = "--eval-every") -> tuple[float, str]:
-    """'1epoch' -> (1.0, 'epoch'); '12800samples' -> (12800.0, 'samples'); '50steps' -> (50.0, 'steps')."""
+@dataclass(frozen=True)
+class Cadence:
+    """How often something happens: every `value` epochs, steps or samples."""
+
+    value: float
+    unit: str  # "epoch", "steps" or "samples"
+
+    def samples(self, steps_per_epoch: int, global_batch: int) -> int:
+        """The cadence in samples (at least one step's worth is not enforced: the loop checks after steps)."""
+        scale = {"epoch": steps_per_epoch * global_batch, "steps": global_batch, "samples": 1}[self.unit]
+        return max(1, int(round(self.value * scale)))
+
+
+def parse_cadence(spec: str, flag: str = "--eval-every") -> Cadence:
+    """'1epoch' -> Cadence(1.0, 'epoch'); '12800samples' -> (12800.0, 'samples'); '50steps' -> (50.0, 'steps')."""
     m = _CADENCE.match(spec) if isinstance(spec, str) else None
     if not m or float(m.group(1)) <= 0:
         raise UserError(f"{flag} must look like 1epoch, 0.5epoch, 12800samples or 100steps, got {spec!r}")
@@ -350,148 +407,4 @@ def parse_cadence(spec: str, flag: str = "--eval-every") -> tuple[float, str]:
     unit = "epoch" if word.startswith("e") else "steps" if word.startswith("st") else "samples"
     if unit != "epoch" and float(m.group(1)) < 1:
         raise UserError(f"{flag} must be at least 1 {unit.rstrip('s')}, got {spec!r}")
-    return float(m.group(1)), unit
-
-
-def cadence_samples(spec: str, steps_per_epoch: int, global_batch: int, flag: str) -> int:
-    """A cadence in samples (at least one step's worth is not enforced: the loop checks after steps)."""
-    value, unit = parse_cadence(spec, flag)
-    scale = {"epoch": steps_per_epoch * global_batch, "steps": global_batch, "samples": 1}[unit]
-    return max(1, int(round(value * scale)))
-
-
-def _parser_type(hint) -> type:
-    """A field's type for argparse: Optional[X] -> X."""
-    if typing.get_origin(hint) is typing.Union:
-        (hint,) = [t for t in typing.get_args(hint) if t is not type(None)]
-    return hint
-
-
-def add_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (), defaults: bool = True) -> None:
-    """Add one option per RunConfig field, in named groups, typed by the field's type.
-    With defaults=False an option left out is absent from the parsed namespace."""
-    hints = typing.get_type_hints(RunConfig)
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for f in dataclasses.fields(RunConfig):
-        if f.name in skip:
-            continue
-        md = f.metadata
-        group = groups.setdefault(md["group"], parser.add_argument_group(md["group"]))
-        flag = "--" + f.name.replace("_", "-")
-        kw = {"dest": f.name, "default": f.default if defaults else argparse.SUPPRESS, "help": md["help"]}
-        kind = _parser_type(hints[f.name])
-        if kind is bool:
-            kw["action"] = argparse.BooleanOptionalAction
-        else:
-            kw["type"] = kind
-            kw["metavar"] = f.name.upper()
-            if "choices" in md:
-                kw["choices"] = md["choices"]
-        group.add_argument(flag, **kw)
-
-
-def add_resume_argument(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
-    """`--resume RUN_DIR`: the same for `ttabench run` and the worker module (RunConfig.resume
-    is the launcher's flag for it, never typed)."""
-    parser.add_argument(
-        "--resume",
-        dest="resume_dir",
-        metavar="RUN_DIR",
-        default=None if defaults else argparse.SUPPRESS,
-        help="continue a run from its checkpoint.pt (every other setting comes from the run's config.json)",
-    )
-
-
-def from_args(ns: argparse.Namespace) -> RunConfig:
-    names = {f.name for f in dataclasses.fields(RunConfig)}
-    return RunConfig(**{k: v for k, v in vars(ns).items() if k in names})
-
-
-def add_run_flags(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
-    """The flags of `ttabench run`: every RunConfig field, --resume RUN_DIR and the seed options."""
-    add_arguments(parser, skip=("resume",), defaults=defaults)
-    add_resume_argument(parser, defaults)
-    seeds = parser.add_argument_group("several runs").add_mutually_exclusive_group()
-    seeds.add_argument(
-        "--seeds",
-        type=int,
-        metavar="N",
-        default=None if defaults else argparse.SUPPRESS,
-        help="run N times with distinct seeds (--seed S gives S, S+1, ...; "
-        "otherwise N fresh random seeds), one run folder each",
-    )
-    seeds.add_argument(
-        "--seed-list",
-        metavar="S1,S2,...",
-        default=None if defaults else argparse.SUPPRESS,
-        help="run once per listed seed",
-    )
-
-
-def run_flags(cfg: RunConfig) -> list[str]:
-    """`ttabench run` flags that reproduce `cfg` (the fields that differ from the defaults)."""
-    out = []
-    defaults = RunConfig()
-    for f in dataclasses.fields(RunConfig):
-        v = getattr(cfg, f.name)
-        if v == getattr(defaults, f.name):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(v, bool):
-            out.append(flag if v else "--no-" + f.name.replace("_", "-"))
-        elif v is not None:
-            out += [flag, str(v)]
-    return out
-
-
-def add_passed_run_flags(parser: argparse.ArgumentParser, help: str) -> None:
-    """The `-- RUN FLAGS` an orchestrator passes on to `ttabench run` (read with parse_run_args)."""
-    parser.add_argument("run_args", nargs=argparse.REMAINDER, metavar="-- RUN FLAGS", help=help)
-
-
-# `ttabench run` flags that start several runs or continue an old one: an orchestrator
-# (sweep, netlab run) starts exactly one run per point or node.
-_ONE_RUN_EACH = {"resume_dir": "--resume", "seeds": "--seeds", "seed_list": "--seed-list"}
-
-
-@dataclass
-class RunArgs:
-    """The `ttabench run` flags an orchestrator passes on (after ``--``), parsed and checked."""
-
-    argv: list[str]  # as the user gave them, without a leading "--"
-    given: frozenset  # the RunConfig fields they set (argparse abbreviations resolved)
-    config: RunConfig  # with the orchestrator's own flags applied
-
-
-def parse_run_args(
-    argv: list[str], *, owner: str, unit: str, controlled: Iterable[str] = (), fixed: Iterable[str] = ()
-) -> RunArgs:
-    """Parse the flags after ``--`` with the `ttabench run` parser, refusing the flags `owner`
-    sets itself for each `unit` (`controlled`, e.g. "--workers"), then validate them
-    together with `fixed` (`owner`'s own flags for one unit) as `ttabench run` would."""
-    argv = list(argv[1:] if argv[:1] == ["--"] else argv)
-    given = vars(_run_parser(defaults=False).parse_args(argv))
-    for dest in given:
-        if dest in _ONE_RUN_EACH:
-            raise UserError(
-                f"{owner} starts one run per {unit}: leave {_ONE_RUN_EACH[dest]} out of the flags after --"
-            )
-        flag = "--" + dest.replace("_", "-")
-        if flag in controlled:
-            raise UserError(f"{owner} sets {flag} for each {unit} itself: leave it out of the flags after --")
-    cfg = from_args(_run_parser().parse_args(list(fixed) + argv))
-    cfg.validate()
-    return RunArgs(argv, frozenset(given), cfg)
-
-
-class _RunFlagsParser(usage.Parser):
-    """The `ttabench run` flags inside another command: a mistake is one UserError line."""
-
-    def error(self, message):
-        raise UserError(f"bad `ttabench run` flags after --: {usage.one_line(message)}")
-
-
-def _run_parser(defaults: bool = True) -> argparse.ArgumentParser:
-    p = _RunFlagsParser(prog="ttabench run", add_help=False)
-    add_run_flags(p, defaults=defaults)
-    return p
+    return Cadence(float(m.group(1)), unit)

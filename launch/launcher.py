@@ -26,13 +26,13 @@ import signal
 import sys
 
 from ttabench import UserError
-from ttabench.divisions.results import atomic_write_json, new_run_dir, read_curve, read_json
-from ttabench.launch import procs
+from ttabench.divisions.results import atomic_write_json, read_curve, read_json
+from ttabench.launch import procs, system
 from ttabench.launch.cluster import horovod_slurm
 from ttabench.launch.cluster.outcome import clear_outcome, merged
 from ttabench.launch.config import RunConfig
 from ttabench.launch.net import iface
-from ttabench.launch.record import system, timelimit
+from ttabench.launch.record import timelimit
 
 FINAL = ("success", "failed", "diverged", "interrupted")
 
@@ -68,29 +68,6 @@ def seed_list(seed: int | None, count: int | None, listed: str | None) -> list[i
     return seeds
 
 
-def resume_config(run_dir: str) -> RunConfig:
-    """The configuration of a run folder, set to continue it from its checkpoint."""
-    # Imported here: the checkpoint module needs torch, which `ttabench` starts without.
-    from ttabench.launch.worker import checkpoint
-
-    if not os.path.isfile(os.path.join(run_dir, "config.json")):
-        raise UserError(f"not a run folder (no config.json): {run_dir}")
-    if not os.path.isfile(os.path.join(run_dir, checkpoint.FILE)):
-        raise UserError(
-            f"{run_dir} has no {checkpoint.FILE} to resume from (runs write one with --checkpoint-every)"
-        )
-    summary_path = os.path.join(run_dir, "summary.json")
-    status = read_json(summary_path).get("status") if os.path.exists(summary_path) else None
-    if status in ("success", "diverged"):
-        raise UserError(f"{run_dir} already finished ({status}); nothing to resume")
-    saved = read_json(os.path.join(run_dir, "config.json")).get("config")
-    if not isinstance(saved, dict):
-        raise UserError(f"{run_dir}/config.json has no 'config' to resume with")
-    cfg = dataclasses.replace(RunConfig.from_dict(saved), run_dir=os.path.abspath(run_dir), resume=True)
-    cfg.validate()
-    return cfg
-
-
 def _starting(cfg: RunConfig, doing: str) -> None:
     """The first status line, from process start (the live display follows once a worker runs)."""
     if cfg.progress != "none":
@@ -119,7 +96,7 @@ def launch(cfg: RunConfig, argv: list[str] | None = None) -> int:
     if backend == "torchrun" and cfg.dist_backend == "nccl":
         import torch  # not at the top: the CLI starts without torch where it can
 
-        from ttabench.launch.worker.comm import check_nccl
+        from ttabench.launch.worker.comm import check_nccl  # imports torch too
 
         check_nccl(cfg.workers, torch.cuda.device_count())  # one line here, not one per worker
     # Workers record the command the user typed, not their own.
@@ -192,8 +169,8 @@ def check_open_submission(cfg: RunConfig) -> None:
 def _with_run_dir(cfg: RunConfig) -> RunConfig:
     if cfg.run_dir:
         return cfg
-    name = cfg.system or system.default_system_name(system.describe())
-    run_dir = new_run_dir(cfg.results_dir, name, cfg.benchmark_name(), cfg.division)
+    name = system.system_name(cfg.system)
+    run_dir = cfg.new_run_dir(name)
     return dataclasses.replace(cfg, run_dir=run_dir, system=name)
 
 

@@ -24,8 +24,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from ttabench.launch import system
 from ttabench.launch.config import RunConfig
-from ttabench.launch.record import system
 from ttabench.launch.worker import comm as comm_mod
 from ttabench.launch.worker import loop
 from ttabench.launch.worker.workload import build

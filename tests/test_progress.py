@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from ttabench.launch.commands.tables import print_run_summary
-from ttabench.launch.record.progress import NONE, PlainProgress, RichProgress, StopRules, nearest_stop
+from ttabench.launch.record.progress import NONE, PlainProgress, RichProgress, StopLimits, nearest_stop
+from ttabench.launch.record.tables import print_run_summary
 
 WIDTH = 100
 RUN_DIR = "results/sys/resnet20/closed/20261201-101010-abcdef"
@@ -30,7 +30,7 @@ def field(text: str, label: str) -> str:
     return line.split(label, 1)[1].strip()
 
 
-def rich_display(rules: StopRules) -> RichProgress:
+def rich_display(rules: StopLimits) -> RichProgress:
     return RichProgress("resnet20 closed", [0.5, 0.6], rules, RUN_DIR, console=terminal())
 
 
@@ -39,7 +39,7 @@ def step(d, n, train_s, loss=2.0, per_step=32):
 
 
 def test_first_frame_shows_no_number_before_it_is_measured():
-    d = rich_display(StopRules(max_epochs=2))
+    d = rich_display(StopLimits(max_epochs=2))
     text = frame(d)
     assert "nan" not in text and "0 img/s" not in text
     assert field(text, "train loss") == NONE
@@ -51,7 +51,7 @@ def test_first_frame_shows_no_number_before_it_is_measured():
 
 
 def test_status_follows_the_phases_before_and_after_the_clock_starts():
-    d = rich_display(StopRules(max_steps=4))
+    d = rich_display(StopLimits(max_steps=4))
     d.phase("loading data")
     assert field(frame(d), "status") == "loading data"
     d.phase("compiling (torch.compile default, before the clock starts)")
@@ -70,14 +70,14 @@ def test_status_follows_the_phases_before_and_after_the_clock_starts():
 
 
 def test_epochs_are_counted_as_completed_fractions_everywhere():
-    d = rich_display(StopRules(max_epochs=2))
+    d = rich_display(StopLimits(max_epochs=2))
     d.run_start({"steps_per_epoch": 10, "global_batch": 32, "max_steps": None})
     step(d, 15, 30.0)
     text = frame(d)
     assert field(text, "epoch") == "1.50 of 2"
     assert field(text, "step") == "15"
     out = io.StringIO()
-    p = PlainProgress("t", [0.5], StopRules(max_epochs=2), stream=out, every_s=0.0)
+    p = PlainProgress("t", [0.5], StopLimits(max_epochs=2), stream=out, every_s=0.0)
     p.run_start({"steps_per_epoch": 10, "global_batch": 32, "max_steps": None})
     step(p, 15, 30.0)
     p.evaluated(
@@ -90,7 +90,7 @@ def test_epochs_are_counted_as_completed_fractions_everywhere():
 
 
 def test_progress_bar_heads_for_the_nearest_stop_rule():
-    d = rich_display(StopRules(max_epochs=2, time_budget=100.0))
+    d = rich_display(StopLimits(max_epochs=2, time_budget=100.0))
     d.run_start({"steps_per_epoch": 10, "global_batch": 32, "max_steps": None})
     step(d, 5, 10.0)  # 2 s a step: 15 steps (30 s) left to 2 epochs, 90 s to the budget
     assert nearest_stop(d.s) == ("2 epochs", 0.25, 30.0)
@@ -101,7 +101,7 @@ def test_progress_bar_heads_for_the_nearest_stop_rule():
 
 
 def test_target_eta_extrapolates_the_last_two_evaluations():
-    d = rich_display(StopRules(target=0.9))
+    d = rich_display(StopLimits(target=0.9))
     d.run_start({"steps_per_epoch": 10, "global_batch": 32, "max_steps": None})
     assert nearest_stop(d.s) == ("target 90%", 0.0, None)
     assert field(frame(d), "progress").endswith(f"0% of target 90%, ETA {NONE}")

@@ -23,8 +23,8 @@ import pytest
 from conftest import IN_CI, require_horovod, run_cli
 
 from ttabench.launch.cluster import horovod_slurm, slurm
-from ttabench.launch.cluster.jobenv import expand_hostlist
 from ttabench.launch.net import iface
+from ttabench.launch.record.jobenv import expand_hostlist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "slurm_local.sh")

@@ -9,7 +9,7 @@ import json
 
 from rich.console import Console
 
-from ttabench.launch.commands.tables import Column, Table, metrics_table, render, show, to_rich
+from ttabench.launch.record.tables import Column, Table, metrics_table, render, show, to_rich
 
 ROWS = [
     {"name": "a|b", "t": 0.1 + 0.2, "counts": {"success": 2, "failed": 1}, "notes": ["x", "y"]},

@@ -31,9 +31,9 @@ import sys
 
 from ttabench import UserError
 from ttabench.launch import procs
-from ttabench.launch.cluster.jobenv import expand_hostlist
 from ttabench.launch.config import RunConfig
 from ttabench.launch.net import iface
+from ttabench.launch.record.jobenv import expand_hostlist
 
 TASK_MODULE = "ttabench.launch.cluster.horovod_slurm"
 

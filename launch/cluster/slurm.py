@@ -40,8 +40,9 @@ import time
 from ttabench import UserError
 from ttabench.divisions.results import find_job_only_dirs, find_run_dirs
 from ttabench.launch.cluster import watch
-from ttabench.launch.cluster.jobenv import SUBMIT_COMMAND_ENV
-from ttabench.launch.config import RunConfig, run_flags
+from ttabench.launch.config import RunConfig
+from ttabench.launch.flags import run_flags
+from ttabench.launch.record.jobenv import SUBMIT_COMMAND_ENV
 
 RDZV_PORT_BASE = 29400  # + job id mod 1000: two jobs on one node do not share a port
 ENDED = (

@@ -17,6 +17,7 @@ the container sees it: mount a shared volume there (TorchX's `mounts`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
 import sys
@@ -27,11 +28,10 @@ from torchx.components import dist as torchx_dist
 from torchx.runner import get_runner
 
 from ttabench import UserError
-from ttabench.divisions.results import RunPath
 from ttabench.launch import procs
 from ttabench.launch.cluster import watch
-from ttabench.launch.cluster.jobenv import SUBMIT_COMMAND_ENV, cluster_system_name
 from ttabench.launch.config import RunConfig
+from ttabench.launch.record.jobenv import SUBMIT_COMMAND_ENV, cluster_system_name
 
 LOCAL = ("local_cwd",)  # schedulers whose jobs run on this machine, in this folder
 MEM_MB_PER_WORKER = 4096
@@ -45,8 +45,6 @@ def _free_port() -> int:
 
 def app(cfg: RunConfig, nodes: int, image: str, gpus: int | None, submit_command: list[str]) -> specs.AppDef:
     """TorchX's dist.ddp starting the worker module with the run's options on every node."""
-    import json
-
     from ttabench.launch.launcher import worker_argv  # imports torch: only when submitting
 
     worker_cfg = dataclasses.replace(cfg, backend="torchrun", nnodes=1, rdzv_endpoint=None, local_addr=None)
@@ -101,9 +99,7 @@ def submit_run(cfg: RunConfig, args, scheduler: str) -> int:
     if local:
         # The replicas run here, with this environment: torchrun from this interpreter's folder.
         os.environ["PATH"] = procs.child_env()["PATH"]
-        cfg = dataclasses.replace(
-            cfg, run_dir=RunPath.new(cfg.results_dir, system_name, cfg.benchmark_name(), cfg.division).path
-        )
+        cfg = dataclasses.replace(cfg, run_dir=cfg.new_run_dir(system_name))
     handle = runner.run(app(cfg, args.nodes, image, args.gpus_per_node, command), scheduler, cfg=run_cfg)
     print(f"submitted TorchX app {handle}; results: {cfg.run_dir or cfg.results_dir}", flush=True)
     if not args.wait:

@@ -34,8 +34,8 @@ import time
 
 from ttabench import UserError
 from ttabench.launch import procs
-from ttabench.launch.commands.tables import Column, Table, show
-from ttabench.launch.net import link as network
+from ttabench.launch.net import cost, link
+from ttabench.launch.record.tables import Column, Table, show
 
 
 @dataclasses.dataclass
@@ -83,8 +83,8 @@ def _validate(cfg: BenchConfig) -> list[int]:
         raise UserError(f"--workers must be >= 1, got {cfg.workers}")
     if cfg.repeat < 1 or cfg.warmup < 0:
         raise UserError("--repeat must be >= 1 and --warmup >= 0")
-    network.resolve(cfg.network, cfg.bandwidth, cfg.latency)
-    return network.parse_series(cfg.sizes, network.parse_size, "--sizes")
+    link.resolve(cfg.network, cfg.bandwidth, cfg.latency)
+    return link.parse_series(cfg.sizes, link.parse_size, "--sizes")
 
 
 # -- worker side ---------------------------------------------------------------
@@ -105,8 +105,8 @@ def worker_main(argv=None) -> int:
     sizes = _validate(cfg)
     torch.set_num_threads(cfg.threads)
     comm = comm_mod.init(cfg.backend, None, torch.device("cpu"), cfg.collective_timeout)
-    link = network.resolve(cfg.network, cfg.bandwidth, cfg.latency)
-    comm.emulate_network(link)
+    emulated = link.resolve(cfg.network, cfg.bandwidth, cfg.latency)
+    comm.emulate_network(emulated)
     rows = []
     try:
         for nbytes in sizes:
@@ -119,7 +119,7 @@ def worker_main(argv=None) -> int:
                 dt = comm.allreduce([time.perf_counter() - t0], op="max")[0]
                 if i >= cfg.warmup:
                     times.append(dt)
-            model = link.allreduce_time(buf.numel() * 4, comm.world_size)
+            model = emulated.allreduce_time(buf.numel() * 4, comm.world_size)
             med = statistics.median(times)
             algbw = buf.numel() * 4 / med / 1e9
             rows.append(
@@ -140,7 +140,7 @@ def worker_main(argv=None) -> int:
                 "workers": comm.world_size,
                 "backend": comm.backend,
                 "dist_backend": comm.dist_backend,
-                "network": link.describe(),
+                "network": emulated.describe(),
                 "repeat": cfg.repeat,
                 "rows": rows,
             }
@@ -220,16 +220,11 @@ def _size(n: int) -> str:
 
 
 def network_rate(bytes_per_s: float) -> str:
-    from ttabench.launch.net.link import format_rate
-
-    return format_rate(bytes_per_s)
+    return link.format_rate(bytes_per_s)
 
 
 def fit_profile(result: dict, path: str) -> dict:
     """Fit the ring model to the median times and save it as a network profile file."""
-    from ttabench.launch.net import cost
-    from ttabench.launch.net.link import Link, save_profile
-
     p = result["workers"]
     alpha, bw = cost.fit_alpha_beta([(r["bytes"], r["median_s"]) for r in result["rows"]], p)
     residuals = [
@@ -243,7 +238,7 @@ def fit_profile(result: dict, path: str) -> dict:
         "emulated": result["network"],
         "points": residuals,
     }
-    save_profile(path, Link(name, bw, alpha), {"fitted_from": measured})
+    link.save_profile(path, link.Link(name, bw, alpha), {"fitted_from": measured})
     return {"file": path, "latency_s": alpha, "bandwidth_bytes_per_s": bw, "points": residuals}
 
 

@@ -8,7 +8,7 @@ import json
 from ttabench import UserError
 from ttabench.divisions import algorithms, scoring
 from ttabench.launch.commands.inputs import note_skipped, spec_from_runs
-from ttabench.launch.commands.tables import Column, Table, seconds, show
+from ttabench.launch.record.tables import Column, Table, seconds, show
 
 AVERAGING = (
     "TTA(T) of a group of runs is the mean of the runs' TTA(T), defined only when every "

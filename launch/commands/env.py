@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ttabench.launch.record import system
+from ttabench.launch import system
 
 
 def _cmd_env(args) -> int:

@@ -24,11 +24,11 @@ import shutil
 import time
 
 from ttabench import UserError, __version__
-from ttabench.divisions import experiments, metrics, scoring
+from ttabench.divisions import experiments, metrics, scoring, validate
 from ttabench.divisions.results import REPORT_SITE_MARK, RUN_FILES, atomic_write_bytes, safe_name, section
+from ttabench.launch.commands import plot
 from ttabench.launch.commands import runs as runs_cmd
-from ttabench.launch.commands.inputs import check_target_budget
-from ttabench.launch.commands.report import DATA_MARKS
+from ttabench.launch.commands.inputs import DATA_MARKS, check_target_budget
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
 DESCRIBE_KEYS = (*experiments.DESCRIPTION, "setting")
@@ -121,8 +121,6 @@ def _sections(rows: list[dict], scored: dict[tuple, list], thresholds: str | Non
 
 
 def _section_plot(sec: dict, scored: dict[tuple, list]) -> bytes:
-    from ttabench.launch.commands import plot
-
     groups = [(_label(r), scored[_row_key(r)]) for r in sec["rows"] if scored[_row_key(r)]]
     ts = metrics.thresholds(*metrics.parse_thresholds(sec["spec"])) if sec["spec"] else None
     title = f"{sec['benchmark']} on {sec['dataset']}" + (f" [{sec['note']}]" if sec["note"] else "")
@@ -139,8 +137,6 @@ def _copy_raw(run_dir: str, dest: str) -> list[str]:
 
 
 def _run_page(run: scoring.Run, entry: dict, problems: list, results_dir: str) -> dict:
-    from ttabench.launch.commands import plot
-
     s = run.summary or {}
     breakdown = section(s, "time_breakdown")
     spec = entry.get("threshold_spec")
@@ -204,8 +200,6 @@ def build_site(
     compliance: bool = True,
 ) -> str:
     """Write the site for `results_dir` into `out_dir`; returns the path of its index.html."""
-    from ttabench.divisions import validate
-
     _check_paths(results_dir, out_dir)
     runs = scoring.load_inputs([results_dir], every_run=True)
     groups = experiments.report_groups(runs, thresholds, target, budget_s)
@@ -282,23 +276,11 @@ def _swap(tmp: str, out_dir: str) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _cmd_report_html(args) -> int:
+def cmd_report_html(args) -> int:
+    """`ttabench report RESULTS_DIR --html OUT_DIR` (report.py reads the flag)."""
     if args.thresholds:
         metrics.parse_thresholds(args.thresholds)
     check_target_budget(args)
     index = build_site(args.results_dir, args.html, args.thresholds, args.target, args.budget)
     print(f"wrote {index}")
     return 0
-
-
-def add_commands(sub) -> None:
-    """`--html OUT_DIR` on the `report` command (registered after readers.add_commands)."""
-    report = sub.choices["report"]
-    report.add_argument(
-        "--html",
-        metavar="OUT_DIR",
-        help="write a static site instead: the report table, plots (SVG), comparisons, the "
-        "validation verdict and one page per run with its raw files (opens offline)",
-    )
-    plain = report.get_default("func")
-    report.set_defaults(func=lambda args: _cmd_report_html(args) if args.html else plain(args))

@@ -15,14 +15,19 @@ import sys
 
 from ttabench import UserError
 from ttabench.divisions import metrics
-from ttabench.divisions.scoring import Run
+from ttabench.divisions.scoring import Run, recorded_values
+
+# How a report marks runs that are not the full benchmark (the table and the web pages).
+DATA_MARKS = {
+    "cifar10-subset": ("†", "the CIFAR-10 subset: not the full benchmark, not comparable with full runs."),
+    "synthetic": ("‡", "synthetic data: a demo, never a benchmark result."),
+}
 
 
 def check_target_budget(args) -> None:
     target = getattr(args, "target", None)
     budget = getattr(args, "budget", None)
-    if target is not None and not 0 < target <= 1:
-        raise UserError(f"--target is a fraction in (0, 1], got {target}")
+    metrics.check_target(target)
     if budget is not None and budget < 0:
         raise UserError(f"--budget must be >= 0 seconds, got {budget}")
 
@@ -38,14 +43,8 @@ def note_skipped(skipped: list[dict]) -> None:
 
 def recorded_specs(runs: list[Run]) -> tuple[set[str], list[str]]:
     """The valid threshold specs the runs record, and a problem for each invalid one."""
-    specs, problems = set(), []
-    for r in runs:
-        spec, problem = r.recorded("threshold_spec")
-        if problem:
-            problems.append(problem)
-        elif spec is not None:
-            specs.add(spec)
-    return specs, problems
+    specs, problems = recorded_values(runs, "threshold_spec")
+    return {s for s in specs if s is not None}, problems
 
 
 def spec_from_runs(runs: list[Run], given: str | None, what: str):
@@ -77,13 +76,10 @@ def use_recorded(runs: list[Run], args) -> str:
     for key, attr, flag in _RECORDED:
         if getattr(args, attr) is not None:
             continue
-        values = {}
-        for r in runs:
-            value, problem = r.recorded(key)
-            if problem:
-                print(f"ttabench: note: {problem}; ignored", file=sys.stderr)
-            elif value is not None:
-                values[json.dumps(value)] = value
+        recorded, problems = recorded_values(runs, key)
+        for problem in problems:
+            print(f"ttabench: note: {problem}; ignored", file=sys.stderr)
+        values = {json.dumps(v): v for v in recorded if v is not None}
         if len(values) > 1:
             differ.append(f"{flag} (recorded: {', '.join(sorted(values))})")
         elif values:

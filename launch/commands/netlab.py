@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 
-from ttabench.launch.config import add_passed_run_flags
+from ttabench.launch.flags import add_passed_run_flags
 from ttabench.launch.net import lab, measure, nodes, topology
 from ttabench.launch.net.link import parse_size
 

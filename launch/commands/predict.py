@@ -32,9 +32,10 @@ import ttabench
 from ttabench import UserError
 from ttabench.divisions import algorithms, metrics, rcp
 from ttabench.divisions.results import atomic_write_bytes, number, read_curve, read_json, section
-from ttabench.launch.commands.tables import Column, Table, show
 from ttabench.launch.net import cost
-from ttabench.launch.net import link as network
+from ttabench.launch.net.link import Link, parse_series
+from ttabench.launch.net.link import resolve as resolve_link
+from ttabench.launch.record.tables import Column, Table, show
 
 DEFAULT_WORKERS = "1:1024:x2"
 # The RCPs a repository checkout ships (results/ is not part of an installed wheel).
@@ -80,7 +81,7 @@ def load_run(run_dir: str) -> tuple[cost.StepProfile, dict]:
         use_floor=resolved.get("network_shaping") is None,
     )
     net = section(resolved, "network")
-    link = network.Link(
+    link = Link(
         str(net.get("profile") or "loopback"),
         number(net.get("bandwidth_bytes_per_s")),
         net.get("latency_s") or 0.0,
@@ -119,7 +120,7 @@ def _curve(run_dir: str) -> list[dict]:
 
 
 def parse_workers(text: str) -> list[int]:
-    out = network.parse_series(text, _positive_int, "--workers")
+    out = parse_series(text, _positive_int, "--workers")
     if any(p < 1 for p in out):
         raise UserError(f"--workers must be >= 1, got {text!r}")
     return out
@@ -237,10 +238,10 @@ def convergence(info: dict, p: int, step_s: float, rcps: dict | None = None) -> 
     extra = [info["target"]] if info["target"] is not None and info["target"] not in ts else []
     tta = {}
     for t in ts + extra:
-        epoch = metrics.tta(curve, t)  # the curve's time axis is epochs here
+        epoch = metrics.tta(curve, t)  # the curve's time axis is epochs (scaled by k) here
         tta[f"{t:g}"] = None if epoch is None else epoch * spe * step_s
     in_range = [tta[f"{t:g}"] for t in ts]
-    attmt = sum(in_range) / len(in_range) if in_range and None not in in_range else None
+    attmt = metrics.attmt_of(in_range)
     target = epochs_target(info, rcps)
     if source == "rcp":
         epochs = rcp.epochs_at(rcps["refs"], gb)[0]
@@ -371,13 +372,13 @@ def _links(args, info: dict) -> list:
     names = [n.strip() for n in (args.network or "").split(",") if n.strip()]
     if not names:
         if args.bandwidth or args.latency:
-            return [network.resolve(None, args.bandwidth, args.latency)]
+            return [resolve_link(None, args.bandwidth, args.latency)]
         return [info["link"]]  # the measured run's own link
-    return [network.resolve(n, args.bandwidth, args.latency) for n in names]
+    return [resolve_link(n, args.bandwidth, args.latency) for n in names]
 
 
 def _topology(args) -> cost.Topology:
-    intra = network.resolve(args.intra_network, None, None) if args.intra_network else None
+    intra = resolve_link(args.intra_network, None, None) if args.intra_network else None
     return cost.Topology(args.topology, args.gpus_per_node, intra)
 
 

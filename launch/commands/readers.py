@@ -7,16 +7,17 @@ They need no torch, no GPU and no process group.
     ttabench plot INPUT... -o FILE.png [--thresholds ...] [--label NAME]... [--title TEXT]
     ttabench validate RESULTS_DIR_OR_RUN [--json] [--no-compliance] [--rcps FILE]
 
-One module per command (launch/commands/metrics.py, compare.py, report.py,
-plot.py, validate.py); what they share is in inputs.py, their tables are drawn
-by tables.py.
+One module per command (launch/commands/metrics_cmd.py, compare.py, report.py,
+plot.py, validate_cmd.py; `_cmd` tells them from divisions/metrics.py and
+divisions/validate.py); what they share is in inputs.py, their tables are drawn
+by launch/record/tables.py.
 """
 
 from __future__ import annotations
 
-from ttabench.launch.commands import compare, metrics, plot, report, validate
+from ttabench.launch.commands import compare, metrics_cmd, plot, report, validate_cmd
 
-COMMANDS = (metrics, compare, report, plot, validate)
+COMMANDS = (metrics_cmd, compare, report, plot, validate_cmd)
 
 
 def add_commands(sub) -> None:

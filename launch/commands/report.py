@@ -9,8 +9,10 @@ import sys
 
 from ttabench import UserError
 from ttabench.divisions import experiments, metrics, scoring
-from ttabench.launch.commands.inputs import check_target_budget
-from ttabench.launch.commands.tables import Column, Table, to_csv, to_markdown
+from ttabench.launch.commands import html
+from ttabench.launch.commands.inputs import DATA_MARKS, check_target_budget
+from ttabench.launch.commands.rcp_cmd import annotate_report
+from ttabench.launch.record.tables import Column, Table, to_csv, to_markdown
 
 REPORT_COLUMNS = (
     "system",
@@ -40,13 +42,10 @@ REPORT_COLUMNS = (
     "notes",
 )
 
-DATA_MARKS = {
-    "cifar10-subset": ("†", "the CIFAR-10 subset: not the full benchmark, not comparable with full runs."),
-    "synthetic": ("‡", "synthetic data: a demo, never a benchmark result."),
-}
-
 
 def _cmd_report(args) -> int:
+    if args.html:
+        return html.cmd_report_html(args)
     if args.thresholds:
         metrics.parse_thresholds(args.thresholds)
     check_target_budget(args)
@@ -56,8 +55,6 @@ def _cmd_report(args) -> int:
     rows = experiments.report_rows(runs, args.thresholds, args.target, args.budget)
     columns = REPORT_COLUMNS
     if args.rcps:
-        from ttabench.launch.commands.rcp import annotate_report
-
         annotate_report(rows, runs, args.rcps)
         columns += ("rcp", "rcp_normalization", "tta_normalized_s")
     if args.format == "json":
@@ -168,5 +165,11 @@ def add_commands(sub) -> None:
         "--rcps",
         metavar="FILE",
         help="RCP check and MLPerf normalisation of closed-division TTA (ttabench rcp)",
+    )
+    r.add_argument(
+        "--html",
+        metavar="OUT_DIR",
+        help="write a static site instead: the report table, plots (SVG), comparisons, the "
+        "validation verdict and one page per run with its raw files (opens offline)",
     )
     r.set_defaults(func=_cmd_report)

@@ -6,12 +6,13 @@ import dataclasses
 import sys
 
 from ttabench.launch import launcher
-from ttabench.launch.config import DEFAULT_RESULTS_DIR, add_run_flags, from_args
+from ttabench.launch.config import DEFAULT_RESULTS_DIR
+from ttabench.launch.flags import add_run_flags, from_args, resume_config
 
 
 def _cmd_run(args) -> int:
     if args.resume_dir is not None:
-        return launcher.launch(launcher.resume_config(args.resume_dir), argv=sys.argv)
+        return launcher.launch(resume_config(args.resume_dir), argv=sys.argv)
     cfg = from_args(args)
     cfg.validate()
     seeds = launcher.seed_list(cfg.seed, args.seeds, args.seed_list)

@@ -26,8 +26,8 @@ from ttabench import UserError
 from ttabench.divisions import experiments, metrics, scoring
 from ttabench.divisions.results import ACTIVE_STATES, find_job_only_dirs, find_run_dirs, number
 from ttabench.launch.cluster import slurm
-from ttabench.launch.commands.tables import Column, Table, seconds, show
 from ttabench.launch.config import DEFAULT_RESULTS_DIR
+from ttabench.launch.record.tables import Column, Table, seconds, show
 
 _RUN_ID_TIME = re.compile(r"^(\d{8}-\d{6})")
 

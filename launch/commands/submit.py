@@ -23,8 +23,9 @@ import sys
 from ttabench import UserError
 from ttabench.divisions.results import RunPath, atomic_write_json, atomic_write_text, safe_name
 from ttabench.launch.cluster import slurm
-from ttabench.launch.cluster.jobenv import cluster_system_name
-from ttabench.launch.config import RunConfig, add_arguments, from_args
+from ttabench.launch.config import RunConfig
+from ttabench.launch.flags import add_arguments, from_args
+from ttabench.launch.record.jobenv import cluster_system_name
 
 # Set per node by the scheduler's script, never by the user.
 PER_NODE = ("nnodes", "node_rank", "rdzv_endpoint", "local_addr", "resume", "run_dir")
@@ -148,7 +149,7 @@ def _cmd_submit(args) -> int:
         return 0
     warn_if_local(results_root, args.nodes)
     root_existed = os.path.isdir(results_root)
-    run_dir = RunPath.new(results_root, system_name, cfg.benchmark_name(), cfg.division).path
+    run_dir = cfg.new_run_dir(system_name)
     cfg = dataclasses.replace(cfg, run_dir=run_dir, system=system_name)
     text = slurm.script(cfg, job, python, command)
     log_existed = os.path.isdir(job.log_dir)

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from ttabench import UserError
 from ttabench.divisions.results import RunPath, atomic_write_json, atomic_write_text, read_json
 from ttabench.launch import procs
-from ttabench.launch.commands.tables import Column, Table, show, to_csv, to_markdown
-from ttabench.launch.config import BACKENDS, RunArgs, add_passed_run_flags, parse_run_args
+from ttabench.launch.config import BACKENDS
+from ttabench.launch.flags import RunArgs, add_passed_run_flags, parse_run_args
 from ttabench.launch.net.link import PROFILES
+from ttabench.launch.record.tables import Column, Table, show, to_csv, to_markdown
 from ttabench.reference_impls.recipe import BENCHMARKS
 
 # Flags the sweep sets for each point itself.

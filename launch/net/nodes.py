@@ -15,10 +15,9 @@ from __future__ import annotations
 import json
 import sys
 
-from ttabench.launch import procs
-from ttabench.launch.config import RunArgs, parse_run_args
+from ttabench.launch import procs, system
+from ttabench.launch.flags import RunArgs, parse_run_args
 from ttabench.launch.net.lab import SHAPING_ENV, shaping_of
-from ttabench.launch.record import system
 
 RDZV_PORT = 29400
 # Flags `netlab run` sets for each node itself.

@@ -27,14 +27,14 @@ from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from ttabench.launch.worker.hooks import Hooks
+from ttabench.launch.record.hooks import Hooks
 
 NONE = "–"  # shown for a value not measured yet
 
 
 @dataclass
-class StopRules:
-    """The stop rules of a run, as the display needs them."""
+class StopLimits:
+    """The limits a run stops at, as the display shows them (the loop's rules: worker/stoprules.py)."""
 
     max_epochs: float | None = None
     max_steps: int | None = None
@@ -46,7 +46,7 @@ class StopRules:
 class _State:
     title: str
     thresholds: list[float]
-    rules: StopRules
+    rules: StopLimits
     run_dir: str | None = None
     phase: str = "starting"
     steps_per_epoch: int | None = None
@@ -121,7 +121,7 @@ def _fmt_acc(row) -> str:
 class _Display(Hooks):
     """What both displays share: the state, the phases before the clock, the hooks' updates."""
 
-    def __init__(self, title: str, thresholds, rules: StopRules, run_dir: str | None = None):
+    def __init__(self, title: str, thresholds, rules: StopLimits, run_dir: str | None = None):
         self.s = _State(title, list(thresholds), rules, run_dir=run_dir)
 
     def phase(self, text: str) -> None:
@@ -302,7 +302,7 @@ class PlainProgress(_Display):
     def close(self) -> None: ...
 
 
-def make(mode: str, title: str, thresholds, rules: StopRules, run_dir: str | None = None):
+def make(mode: str, title: str, thresholds, rules: StopLimits, run_dir: str | None = None):
     """The display for --progress MODE (None for "none"), shown from now on."""
     if mode == "none":
         return None

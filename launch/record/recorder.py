@@ -12,17 +12,19 @@ import os
 
 from ttabench.divisions import metrics
 from ttabench.divisions.results import atomic_write_json, atomic_write_text, format_curve
+from ttabench.launch.record.hooks import Hooks
 from ttabench.launch.record.mllog import C, RunLog
-from ttabench.launch.worker.hooks import Hooks
-from ttabench.launch.worker.loop import LoopResult
 
 
 class Recorder(Hooks):
-    def __init__(self, run_dir: str, mllog: RunLog, base_summary: dict, cfg, curve=None):
+    def __init__(self, run_dir: str, mllog: RunLog, base_summary: dict, cfg, thresholds, curve=None):
+        """`cfg`: the run's RunConfig (target, time budget); `thresholds`: the run's thresholds,
+        (spec, (low, high, step)) or (None, None)."""
         self.run_dir = run_dir
         self.log = mllog
         self.base = base_summary
         self.cfg = cfg
+        self.threshold_spec, self.threshold_range = thresholds
         self.curve: list[dict] = [dict(row) for row in curve or []]
         self._epoch_open = None
         if curve is not None:  # resumed: the curve as of the checkpoint
@@ -37,7 +39,11 @@ class Recorder(Hooks):
         summary = dict(self.base)
         summary.update(extra)
         summary["metrics"] = metrics.summary_block(
-            self.curve, self.cfg.thresholds, self.cfg.target, self.cfg.time_budget
+            self.curve,
+            self.threshold_spec,
+            self.cfg.target,
+            self.cfg.time_budget,
+            parsed=self.threshold_range,
         )
         atomic_write_json(self.path("summary.json"), summary)
         return summary
@@ -81,7 +87,7 @@ class Recorder(Hooks):
             self.log.end(C.EPOCH_STOP, epoch_num=epoch)
             self._epoch_open = None
 
-    def run_stop(self, result: LoopResult):
+    def run_stop(self, result):  # the loop's LoopResult
         reached = result.stop_reason == "target" or (self.cfg.target is None and result.status == "success")
         self.log.end(
             C.RUN_STOP,

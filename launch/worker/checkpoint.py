@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import torch
 
 from ttabench import UserError, error_line
-from ttabench.divisions.results import atomic_write_bytes
+from ttabench.divisions.results import CHECKPOINT_FILE, atomic_write_bytes
 from ttabench.launch.worker.loop import LoopState
 
-FILE = "checkpoint.pt"
+FILE = CHECKPOINT_FILE
 FORMAT = 2  # 2: one LoopState, and the summary fields a resumed run keeps
 
 

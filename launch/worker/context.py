@@ -12,10 +12,10 @@ import torch
 
 from ttabench import UserError
 from ttabench.divisions import algorithms
+from ttabench.launch import system
 from ttabench.launch.config import RunConfig
 from ttabench.launch.net import lab as netlab
-from ttabench.launch.net import link as network
-from ttabench.launch.record import system
+from ttabench.launch.net.link import NOT_APPLIED, Link
 from ttabench.launch.worker import comm as comm_mod
 
 
@@ -25,7 +25,7 @@ class Context:
     device: torch.device
     autocast_dtype: torch.dtype | None
     threads: int
-    link: network.Link
+    link: Link
     seed: int  # rank 0's (a resumed run replaces it with its checkpoint's)
     system: dict  # system.json
     system_name: str
@@ -81,7 +81,7 @@ def join(cfg: RunConfig) -> Context:
     device = device_for(cfg, local_rank)
     dtype = autocast_dtype(cfg.precision, device)
     comm = comm_mod.init(detect_backend(cfg.backend), cfg.dist_backend, device, cfg.collective_timeout)
-    link = network.resolve(cfg.network, cfg.bandwidth, cfg.latency)
+    link = cfg.network_link
     comm.emulate_network(link)
     comm.use_algorithm(cfg.algorithm, cfg.algorithm_params())
     seed = agree_seed(comm, cfg.seed)
@@ -94,7 +94,7 @@ def join(cfg: RunConfig) -> Context:
     if note and comm.rank == 0:
         print(f"ttabench: warning: {note}", file=sys.stderr, flush=True)
     if link.emulated and comm.world_size == 1:
-        print(f"ttabench: note: network {link.name} {network.NOT_APPLIED}", file=sys.stderr, flush=True)
+        print(f"ttabench: note: network {link.name} {NOT_APPLIED}", file=sys.stderr, flush=True)
     return Context(
         comm=comm,
         device=device,
@@ -103,7 +103,7 @@ def join(cfg: RunConfig) -> Context:
         link=link,
         seed=seed,
         system=desc,
-        system_name=cfg.system or system.default_system_name(desc),
+        system_name=system.system_name(cfg.system, desc),
         bf16_native=native,
     )
 

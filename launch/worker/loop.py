@@ -30,12 +30,20 @@ from typing import Callable
 
 import torch
 
+from ttabench import UserError
+from ttabench.launch.record.hooks import Hooks
 from ttabench.launch.worker.clock import Clock
 from ttabench.launch.worker.compute import autocast, default_train_step, epoch_plan, evaluate
-from ttabench.launch.worker.hooks import Hooks
 from ttabench.launch.worker.stoprules import StopRules
 from ttabench.launch.worker.timeline import Straggler
 from ttabench.reference_impls.augment import Normalize, crop_flip
+
+
+def epoch_steps(train_size: int, global_batch: int) -> int:
+    """Steps per epoch (a partial last batch is dropped); the one check that the global batch fits."""
+    if global_batch > train_size:
+        raise UserError(f"global batch {global_batch} is larger than the training set ({train_size} images)")
+    return train_size // global_batch
 
 
 @dataclass
@@ -154,11 +162,8 @@ class _Loop:
     def __init__(self, spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], int]):
         self.spec, self.comm, self.hooks, self.stop_requested = spec, comm, hooks, stop_requested
         self.device = spec.train_images.device
-        n = len(spec.train_labels)
         global_batch = spec.batch_size * comm.world_size
-        steps_per_epoch = n // global_batch
-        if steps_per_epoch == 0:
-            raise ValueError(f"global batch {global_batch} is larger than the training set ({n})")
+        steps_per_epoch = epoch_steps(len(spec.train_labels), global_batch)
         self.rules = StopRules.of(spec, steps_per_epoch, global_batch)
         self.state = spec.resume or LoopState(
             global_batch=global_batch,

@@ -15,7 +15,7 @@ workers (torch.distributed.run's API or horovodrun) with one hidden argument,
 which the worker takes as it is, without parsing or validating again.
 
 The run, in order (``run_worker``): join the run (``context``), load the
-checkpoint to continue from, open rank 0's run folder (``record/folder.py``),
+checkpoint to continue from, open rank 0's run folder (``folder``),
 build the workload (``workload``), record the start, run the timed loop
 (``loop``), record the end.
 """
@@ -30,13 +30,13 @@ import time
 import traceback
 
 from ttabench import UserError
-from ttabench.launch import launcher
-from ttabench.launch.config import RunConfig, add_arguments, add_resume_argument, from_args
+from ttabench.launch.config import RunConfig
+from ttabench.launch.flags import add_arguments, add_resume_argument, from_args, resume_config
 from ttabench.launch.record import timelimit
-from ttabench.launch.record.folder import RunFolder
+from ttabench.launch.record.hooks import HookList
 from ttabench.launch.worker import checkpoint, context, loop, workload
 from ttabench.launch.worker.checkpoint import Checkpoint
-from ttabench.launch.worker.hooks import HookList
+from ttabench.launch.worker.folder import RunFolder
 
 
 class _StopFlag:
@@ -139,7 +139,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.run_config is not None:
         return RunConfig.from_json(args.run_config)
     if args.resume_dir is not None:
-        return launcher.resume_config(args.resume_dir)  # validated there
+        return resume_config(args.resume_dir)  # validated there
     cfg = from_args(args)
     cfg.validate()
     return cfg

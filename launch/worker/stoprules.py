@@ -11,16 +11,14 @@
 
 No clock and no collectives here: the loop (loop.py) agrees on the times
 across workers first, so every worker takes the same decision at the same step.
+``spec`` below is the loop's ``LoopSpec`` and ``s`` its ``LoopState``, by their
+fields: loop.py imports this module, so this one does not import loop.py.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # loop.py imports this module; the types only annotate
-    from ttabench.launch.worker.loop import LoopSpec, LoopState
 
 LIMITS = ("max_epochs", "max_steps", "time_budget")  # the reasons that end with an evaluation
 
@@ -35,7 +33,7 @@ class StopRules:
     checkpoint_every: int  # samples; 0 = never
 
     @classmethod
-    def of(cls, spec: LoopSpec, steps_per_epoch: int, global_batch: int) -> StopRules:
+    def of(cls, spec, steps_per_epoch: int, global_batch: int) -> StopRules:
         max_steps = math.inf
         if spec.max_epochs is not None:
             max_steps = math.floor(spec.max_epochs * steps_per_epoch + 1e-9)
@@ -54,13 +52,13 @@ class StopRules:
         """The step limit, None without one (the run_start event's max_steps)."""
         return None if self.max_steps == math.inf else self.max_steps
 
-    def limit_reason(self, s: LoopState) -> str | None:
+    def limit_reason(self, s) -> str | None:
         """'max_steps' or 'max_epochs' once the step limit is reached, else None."""
         if s.step < self.max_steps:
             return None
         return "max_steps" if self.step_flag is not None and s.step >= self.step_flag else "max_epochs"
 
-    def before_step(self, s: LoopState) -> str | None:
+    def before_step(self, s) -> str | None:
         """The reason to stop before the next step, or None to take it."""
         reason = self.limit_reason(s)
         if reason is not None:
@@ -69,14 +67,14 @@ class StopRules:
             return "time_budget"  # the next step would cross it: evaluate now, within budget
         return None
 
-    def eval_due(self, s: LoopState) -> bool:
+    def eval_due(self, s) -> bool:
         """Whether an evaluation is due after this step; if so the next one is scheduled."""
         if s.samples < s.next_eval:
             return False
         s.next_eval += self.eval_every
         return True
 
-    def checkpoint_due(self, s: LoopState) -> bool:
+    def checkpoint_due(self, s) -> bool:
         """Whether a checkpoint is due after this step; if so the next one is scheduled."""
         if not self.checkpoint_every or s.samples < s.next_checkpoint:
             return False
@@ -86,6 +84,6 @@ class StopRules:
     def target_reached(self, accuracy: float) -> bool:
         return self.target is not None and accuracy >= self.target
 
-    def final_evaluation_due(self, reason: str | None, s: LoopState) -> bool:
+    def final_evaluation_due(self, reason: str | None, s) -> bool:
         """A run stopped by a limit is evaluated where it stopped (unless it just was)."""
         return reason in LIMITS and (not s.curve or s.curve[-1]["step"] != s.step)

@@ -17,14 +17,14 @@ import torch
 
 from ttabench import UserError
 from ttabench.divisions import open as open_div
-from ttabench.launch.config import RunConfig, cadence_samples, parse_straggler
+from ttabench.launch.config import RunConfig
 from ttabench.launch.worker import open_checks, warmup
 from ttabench.launch.worker.comm import Comm
-from ttabench.launch.worker.loop import LoopSpec
+from ttabench.launch.worker.loop import LoopSpec, epoch_steps
 from ttabench.launch.worker.timeline import Straggler
 from ttabench.reference_impls import cifar10
 from ttabench.reference_impls.augment import Normalize
-from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, THRESHOLDS, Recipe
+from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, Recipe
 from ttabench.reference_impls.resnet import resnet
 
 
@@ -39,6 +39,8 @@ class Setup:
     model_info: dict
     recipe: dict
     submission: dict | None = None  # open division: the user's code and hooks (config.json)
+    # the run's thresholds (--thresholds, else the data set's) as (low, high, step)
+    threshold_range: tuple[float, float, float] | None = None
 
 
 @dataclass
@@ -114,6 +116,7 @@ def build(
     warmup_s = _warm_up(cfg, comm, spec, model, len(data.test_labels), device, channels_last)
     phase("waiting for every worker" if comm.world_size > 1 else "starting the clock")
     depth, version = BENCHMARKS[cfg.benchmark]
+    threshold_spec, threshold_range = cfg.thresholds_for(data.describe()["name"])
     resolved = {
         "global_batch": plan.global_batch,
         "peak_lr": recipe.peak_lr(plan.global_batch),
@@ -122,7 +125,7 @@ def build(
         "steps_per_epoch": plan.steps_per_epoch,
         "channels_last": channels_last,
         "warmup_s": warmup_s,
-        "thresholds": cfg.thresholds or THRESHOLDS[data.describe()["name"]],
+        "thresholds": threshold_spec,
     }
     model_info = {
         "name": cfg.benchmark,
@@ -131,10 +134,19 @@ def build(
         "parameters": sum(p.numel() for p in model.parameters()),
     }
     if opened is None:
-        return Setup(spec, model, data, resolved, model_info, recipe.to_dict())
+        return Setup(
+            spec, model, data, resolved, model_info, recipe.to_dict(), threshold_range=threshold_range
+        )
     resolved.update(opened["resolved"])
     return Setup(
-        spec, model, data, resolved, opened["model"] or model_info, opened["recipe"], opened["submission"]
+        spec,
+        model,
+        data,
+        resolved,
+        opened["model"] or model_info,
+        opened["recipe"],
+        opened["submission"],
+        threshold_range,
     )
 
 
@@ -159,9 +171,11 @@ def _channels_last(cfg: RunConfig, backend: str) -> bool:
 
 def _straggler(cfg: RunConfig, comm: Comm) -> Straggler | None:
     """This worker's emulated slowness under --straggler RANK:FACTOR (None on the others)."""
-    if cfg.straggler is None:
+    if cfg.straggler_at is None:
         return None
-    rank, factor = parse_straggler(cfg.straggler, comm.world_size)
+    rank, factor = cfg.straggler_at
+    if rank >= comm.world_size:  # validated against --workers; a hand-started worker joins another world
+        raise UserError(f"--straggler rank {rank} does not exist with {comm.world_size} worker(s)")
     return Straggler(factor) if rank == comm.rank else None
 
 
@@ -172,24 +186,20 @@ def _plan(cfg: RunConfig, sub: open_div.LoadedSubmission | None, world: int, tra
     global_batch = batch_size * world
     if train_size is None:
         train_size = max(cifar10.FULL_TRAIN_SIZE, global_batch)
-    elif global_batch > train_size:
-        raise UserError(f"global batch {global_batch} is larger than the training set ({train_size} images)")
-    steps_per_epoch = train_size // global_batch
+    steps_per_epoch = epoch_steps(train_size, global_batch)
     max_epochs = cfg.max_epochs
     if max_epochs is None and cfg.max_steps is None and cfg.target is None and cfg.time_budget is None:
         max_epochs = CLOSED.epochs
     checkpoint_every = 0
-    if cfg.checkpoint_every is not None:
-        checkpoint_every = cadence_samples(
-            cfg.checkpoint_every, steps_per_epoch, global_batch, "--checkpoint-every"
-        )
+    if cfg.checkpoint_cadence is not None:
+        checkpoint_every = cfg.checkpoint_cadence.samples(steps_per_epoch, global_batch)
     return _Plan(
         batch_size=batch_size,
         global_batch=global_batch,
         train_size=train_size,
         steps_per_epoch=steps_per_epoch,
         max_epochs=max_epochs,
-        eval_every_samples=cadence_samples(cfg.eval_every, steps_per_epoch, global_batch, "--eval-every"),
+        eval_every_samples=cfg.eval_cadence.samples(steps_per_epoch, global_batch),
         checkpoint_every_samples=checkpoint_every,
     )
 

@@ -15,14 +15,12 @@ import json
 import os
 
 from ttabench import UserError
-from ttabench.divisions import algorithms, experiments, rcp, scoring
-from ttabench.divisions.results import atomic_write_text, number, section
+from ttabench.divisions import algorithms, experiments, metrics, rcp, scoring
+from ttabench.divisions.results import atomic_write_text, experiment_key, number, section
 
 
 def _target(value: float | None) -> float | None:
-    if value is not None and not 0 < value <= 1:
-        raise UserError(f"--target is a fraction in (0, 1], got {value}")
-    return value
+    return metrics.check_target(value)
 
 
 def run_facts(run: scoring.Run, target: float) -> dict:
@@ -160,8 +158,6 @@ def cadence_warning(runs: list[scoring.Run], refs: list[rcp.Reference]) -> str |
 
 def _closed_sets(runs: list[scoring.Run]) -> dict[str, list[scoring.Run]]:
     """Finished closed-division runs on real data, grouped as seeds of one experiment."""
-    from ttabench.divisions.results import experiment_key
-
     sets: dict[str, list[scoring.Run]] = {}
     for r in runs:
         s = r.summary or {}

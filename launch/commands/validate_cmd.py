@@ -7,6 +7,7 @@ import json
 from ttabench.divisions import rcp
 from ttabench.divisions.validate import Problem, validate
 from ttabench.launch.cluster.slurm import submitted_jobs
+from ttabench.launch.commands.rcp_cmd import check_results
 
 
 def _cmd_validate(args) -> int:
@@ -39,8 +40,6 @@ def _rcp_problems(args, result) -> list[dict]:
     RCPs' are warnings)."""
     if not args.rcps:
         return []
-    from ttabench.launch.commands.rcp import check_results
-
     out = check_results(args.path, args.rcps)
     for res in out:
         checkable = res.get("checkable", True)

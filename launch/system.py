@@ -104,6 +104,12 @@ def describe() -> dict:
     }
 
 
+def system_name(given: str | None, desc: dict | None = None) -> str:
+    """The <system> of a run's results path: --system when given, else the name of this
+    machine's hardware (`desc`: its description, when the caller has it already)."""
+    return given or default_system_name(describe() if desc is None else desc)
+
+
 def default_system_name(desc: dict) -> str:
     """A stable name from the hardware, e.g. 'nvidia-h100-80gb-hbm3-x1' or 'intel-xeon-...-2c'."""
     if desc["accelerators"]:

@@ -11,7 +11,7 @@ import os
 import re
 
 from ttabench.divisions.results import safe_name
-from ttabench.launch.record import system
+from ttabench.launch import system
 
 SUBMIT_COMMAND_ENV = "TTABENCH_SUBMIT_COMMAND"
 
@@ -19,7 +19,7 @@ SUBMIT_COMMAND_ENV = "TTABENCH_SUBMIT_COMMAND"
 def cluster_system_name(cfg) -> str:
     """The <system> of a submitted run's path: --system, else this machine's hardware name
     (the submitting machine's: name the cluster with --system where they differ)."""
-    return safe_name(cfg.system or system.default_system_name(system.describe()))
+    return safe_name(system.system_name(cfg.system))
 
 
 def expand_hostlist(spec: str) -> list[str]:

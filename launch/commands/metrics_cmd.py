@@ -8,7 +8,7 @@ import json
 
 from ttabench.divisions import metrics, scoring
 from ttabench.launch.commands.inputs import check_target_budget, note_skipped, use_recorded
-from ttabench.launch.commands.tables import Column, Table, metrics_table, seconds, show
+from ttabench.launch.record.tables import Column, Table, metrics_table, seconds, show
 
 
 def _cmd_metrics(args) -> int:

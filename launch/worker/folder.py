@@ -6,7 +6,6 @@ hooks; checkpoints; the final or failed summary. On other ranks every step does 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -15,17 +14,16 @@ import torch
 
 from ttabench import UserError, __version__, error_line
 from ttabench.divisions import algorithms, metrics
-from ttabench.divisions.results import RunPath, atomic_write_json, new_run_dir
-from ttabench.launch.cluster import jobenv
-from ttabench.launch.commands.tables import print_run_summary
+from ttabench.divisions.results import RunPath, atomic_write_json
 from ttabench.launch.config import RunConfig
-from ttabench.launch.record import progress
+from ttabench.launch.record import jobenv, progress
+from ttabench.launch.record.hooks import Hooks
 from ttabench.launch.record.mllog import C, RunLog
 from ttabench.launch.record.recorder import Recorder
+from ttabench.launch.record.tables import print_run_summary
 from ttabench.launch.worker import checkpoint
 from ttabench.launch.worker.checkpoint import Checkpoint
 from ttabench.launch.worker.context import Context
-from ttabench.launch.worker.hooks import Hooks
 from ttabench.launch.worker.loop import LoopResult, LoopState
 from ttabench.launch.worker.workload import Setup
 
@@ -55,13 +53,11 @@ class RunFolder:
             return
         cfg = self.cfg
         if self.run_dir is None:
-            self.run_dir = new_run_dir(
-                cfg.results_dir, self.ctx.system_name, cfg.benchmark_name(), cfg.division
-            )
-        rules = progress.StopRules(cfg.max_epochs, cfg.max_steps, cfg.time_budget, cfg.target)
+            self.run_dir = cfg.new_run_dir(self.ctx.system_name)
+        rules = progress.StopLimits(cfg.max_epochs, cfg.max_steps, cfg.time_budget, cfg.target)
         title = cfg.benchmark_name() + (f" {cfg.division}" if resumed is None else " (resumed)")
         title += " [synthetic data]" if cfg.synthetic else ""
-        self.display = progress.make(cfg.progress, title, _threshold_list(cfg.thresholds), rules)
+        self.display = progress.make(cfg.progress, title, _threshold_list(cfg.threshold_range), rules)
         if self.display is not None:
             self.display.set_run_dir(self.run_dir)
         log_path = os.path.join(self.run_dir, "mllog.txt")
@@ -82,10 +78,11 @@ class RunFolder:
         self.model, self.optimizer = setup.model, setup.spec.optimizer
         if not self.active:
             return []
+        cfg = self.cfg
         # Without --thresholds, the data set's (known now that it is loaded) are the run's.
-        self.cfg = cfg = dataclasses.replace(self.cfg, thresholds=setup.resolved["thresholds"])
+        thresholds = (setup.resolved["thresholds"], setup.threshold_range)
         if self.display is not None:
-            self.display.set_thresholds(_threshold_list(cfg.thresholds))
+            self.display.set_thresholds(_threshold_list(setup.threshold_range))
         if resumed is None:
             self._write_config(setup, command)
             _log_hyperparameters(self.log, setup)
@@ -100,7 +97,7 @@ class RunFolder:
                 resumes=past + [{"step": resumed.loop.step, "train_time_s": resumed.loop.train_s}],
             )
         curve = None if resumed is None else resumed.loop.curve
-        self.recorder = Recorder(self.run_dir, self.log, base, cfg, curve=curve)
+        self.recorder = Recorder(self.run_dir, self.log, base, cfg, thresholds, curve=curve)
         hooks = [self.recorder, self.display]
         if resumed is None:
             self.log.end(C.INIT_STOP)
@@ -130,7 +127,8 @@ class RunFolder:
             {
                 "ttabench_version": __version__,
                 "command": user_command(command),
-                "config": self.cfg.to_dict(),
+                # the configuration, with the thresholds the run used (the data set's without --thresholds)
+                "config": dict(self.cfg.to_dict(), thresholds=setup.resolved["thresholds"]),
                 "resolved": dict(setup.resolved, **self.ctx.resolved(self.cfg)),
                 "model": setup.model_info,
                 **({"submission": setup.submission} if setup.submission is not None else {}),
@@ -272,8 +270,8 @@ class RunFolder:
         self.log.close()
 
 
-def _threshold_list(spec: str | None) -> list[float]:
-    return [] if spec is None else metrics.thresholds(*metrics.parse_thresholds(spec))
+def _threshold_list(threshold_range: tuple[float, float, float] | None) -> list[float]:
+    return [] if threshold_range is None else metrics.thresholds(*threshold_range)
 
 
 def user_command(command: list[str] | None) -> list[str]:
