@@ -375,7 +375,9 @@ def test_a_worker_pins_gloo_to_the_interface_on_the_route_to_master_addr():
 
 def test_horovod_plan_is_horovodruns():
     """Ranks node by node, as horovodrun -H n0:2,n1:2 assigns them (Horovod's own function)."""
-    hosts = pytest.importorskip("horovod.runner.common.util.hosts")
+    require_horovod()  # a failure in CI, where Horovod is installed
+    from horovod.runner.common.util import hosts
+
     ours = horovod_slurm.plan(["n0", "n1"], 2)
     theirs = hosts.get_host_assignments(hosts.parse_hosts("n0:2,n1:2"), 4)
     keys = ("hostname", "rank", "local_rank", "cross_rank", "size", "local_size", "cross_size")

@@ -1,0 +1,125 @@
+"""The project's own checks: lint whatever the clone's folder is called, and skips that cannot
+hide in CI (tests/conftest.py's guard)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _tracked_files() -> list[str]:
+    """The files of this checkout that git would commit (tracked, or new and not ignored)."""
+    out = subprocess.run(
+        [
+            "git",
+            "-c",
+            f"safe.directory={REPO}",
+            "ls-files",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+            "-z",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    return [f for f in out.split("\0") if f and os.path.isfile(REPO / f)]
+
+
+def test_lint_passes_in_a_clone_folder_named_ttabench(tmp_path):
+    """`git clone` names the folder ttabench; ruff must not then see the package as first-party
+    on its own and sort imports differently than in a folder of another name."""
+    copy = tmp_path / "ttabench"
+    for f in _tracked_files():
+        (copy / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / f, copy / f)
+    ruff = [sys.executable, "-m", "ruff"]
+    for args in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
+        r = subprocess.run(ruff + args, cwd=copy, capture_output=True, text=True)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _pytest(folder: Path, ci: bool) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    if ci:
+        env["CI"] = "true"
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-ra", "-p", "no:cacheprovider", "--rootdir", str(folder), "tests"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_under_ci_a_skip_fails_unless_it_is_on_the_allowed_list(tmp_path):
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    shutil.copy(REPO / "tests" / "conftest.py", tests / "conftest.py")
+    allowed = "test_nccl_on_a_machine_without_enough_gpus_is_a_user_error_before_any_process_group"
+    (tests / "test_device_check.py").write_text(
+        f"import pytest\n\ndef {allowed}():\n    pytest.skip('this machine has the GPUs')\n"
+    )
+    (tests / "test_kinds.py").write_text(
+        textwrap.dedent(
+            """
+            import pytest
+
+            def test_skip_call():
+                pytest.skip("no tool")
+
+            @pytest.mark.skipif(True, reason="no mount command")
+            def test_skipif_mark():
+                pass
+
+            @pytest.mark.xfail(reason="known")
+            def test_xfail():
+                assert False
+
+            def test_passes():
+                pass
+            """
+        )
+    )
+    outside = _pytest(tmp_path, ci=False)
+    assert outside.returncode == 0, outside.stdout
+    assert "3 skipped" in outside.stdout  # and listed: -ra prints every skip's reason
+    assert "SKIPPED" in outside.stdout and "no mount command" in outside.stdout
+
+    in_ci = _pytest(tmp_path, ci=True)
+    assert in_ci.returncode == 1, in_ci.stdout
+    # A skip in the test body fails it; a skipif mark (decided at set-up) is an error.
+    failed = sorted(
+        line.split()[1] for line in in_ci.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))
+    )
+    assert failed == ["tests/test_kinds.py::test_skip_call", "tests/test_kinds.py::test_skipif_mark"], (
+        in_ci.stdout
+    )
+    assert "skipped under CI=true: no mount command" in in_ci.stdout
+    assert "1 skipped" in in_ci.stdout and "1 xfailed" in in_ci.stdout and "1 passed" in in_ci.stdout
+
+    # A module skipped as a whole (importorskip at import time) is a collection error in CI.
+    (tests / "test_module_level.py").write_text(
+        "import pytest\n\npytest.importorskip('no_such_module_here')\n\ndef test_x():\n    pass\n"
+    )
+    outside = _pytest(tmp_path, ci=False)
+    assert outside.returncode == 0 and "4 skipped" in outside.stdout, outside.stdout
+    in_ci = _pytest(tmp_path, ci=True)
+    assert in_ci.returncode == 2, in_ci.stdout
+    assert "ERROR tests/test_module_level.py - skipped under CI=true" in in_ci.stdout
+
+
+def test_make_test_reports_nothing_collected_as_a_failure_and_prints_the_slowest_tests():
+    """pytest exits 5 when it collects nothing; the Makefile passes that on."""
+    makefile = (REPO / "Makefile").read_text()
+    recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
+    assert "--durations=15" in recipe
+    assert "-eq 5" not in makefile and "rc=0" not in makefile
