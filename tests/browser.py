@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -208,8 +209,13 @@ class Browser:
         ]
         # Chromium's own log goes to a file: an unread pipe could fill up and stall it.
         self.log = open(os.path.join(self.profile, "chromium.log"), "w")
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log)
-        self.port = self._port()
+        # Its own session: its zygote and renderers go with it (os.killpg in __exit__).
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True)
+        try:
+            self.port = self._port()
+        except BaseException:  # a start-up that times out or fails leaves no Chromium behind
+            self.__exit__()
+            raise
         return self
 
     def _port(self) -> int:
@@ -230,6 +236,12 @@ class Browser:
             time.sleep(0.2)
         raise TimeoutError("chromium did not open its DevTools port")
 
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def open(self, url: str) -> Page:
         req = urllib.request.Request(f"http://127.0.0.1:{self.port}/json/new?about:blank", method="PUT")
         with urllib.request.urlopen(req, timeout=TIMEOUT_S) as r:
@@ -239,11 +251,12 @@ class Browser:
         return page
 
     def __exit__(self, *exc) -> None:
-        self.proc.terminate()
+        self._signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            pass
+        self._signal(signal.SIGKILL)  # the browser and whatever of its group is left
+        self.proc.wait()
         self.log.close()
         shutil.rmtree(self.profile, ignore_errors=True)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
+import uuid
 
 import pytest
 
@@ -120,20 +124,90 @@ def subset_dir() -> str:
     pytest.skip(msg)
 
 
+# Every process the tests start carries TAG=<this session's id> in its environment (inherited by
+# workers, horovodrun, Chromium, also in sessions of their own), so that what a test leaves
+# behind can be found and killed. run_command adds CALL_TAG to kill one command's whole tree.
+TAG = "TTABENCH_TEST_SESSION"
+CALL_TAG = "TTABENCH_TEST_CALL"
+os.environ[TAG] = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def tagged(name: str, value: str) -> list[int]:
+    """Live processes (zombies excluded) whose environment has name=value, other than this one."""
+    needle = f"{name}={value}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/stat", encoding="ascii") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        found.append(int(entry))
+    return found
+
+
+def kill_tagged(name: str, value: str, wait_s: float = 10.0) -> list[int]:
+    """SIGKILL every process tagged name=value (until none is left or `wait_s`); returns the pids seen."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + wait_s
+    while True:
+        pids = tagged(name, value)
+        if not pids or time.monotonic() > deadline:
+            return sorted(seen)
+        for pid in pids:
+            seen.add(pid)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def process_tree(env: dict | None = None):
+    """An environment (this one plus `env`) with a fresh tag: whatever is started with it, and
+    everything that starts in turn, is killed when the block ends, however it ends."""
+    call = uuid.uuid4().hex
+    full_env = {**os.environ, **(env or {}), CALL_TAG: call}
+    try:
+        yield full_env
+    finally:
+        kill_tagged(CALL_TAG, call)
+
+
+def run_command(
+    argv: list[str], *, timeout: float = 600, env: dict | None = None, cwd=None
+) -> subprocess.CompletedProcess:
+    """Run `argv` and capture its output. On a timeout, an assertion or any other exception here
+    (Ctrl-C too), the command's whole tree is killed (workers in sessions of their own
+    included: they carry this call's tag), then the exception goes on."""
+    call = uuid.uuid4().hex
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env[CALL_TAG] = call
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=cwd
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        kill_tagged(CALL_TAG, call)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def run_cli(
     *args: str, timeout: float = 600, env: dict | None = None, cwd=None, check: bool = False
 ) -> subprocess.CompletedProcess:
-    """Run `python -m ttabench ARGS` in a real subprocess and capture its output."""
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    proc = subprocess.run(
-        [sys.executable, "-m", "ttabench", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=full_env,
-        cwd=cwd,
-    )
+    """Run `python -m ttabench ARGS` in a real subprocess (run_command) and capture its output."""
+    proc = run_command([sys.executable, "-m", "ttabench", *args], timeout=timeout, env=env, cwd=cwd)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"ttabench {' '.join(args)} exited {proc.returncode}\n"
@@ -155,3 +229,26 @@ def shared_tmp():
     path = tempfile.mkdtemp(prefix="ttabench-test-")
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Nothing the tests started may outlive them: a process still tagged with this session a
+    few seconds after the last test (time to finish exiting) fails the run, and is killed."""
+    deadline = time.monotonic() + 5
+    while tagged(TAG, os.environ[TAG]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = []
+    for pid in tagged(TAG, os.environ[TAG]):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                left.append(f"{pid}: " + f.read().replace(b"\0", b" ").decode(errors="replace")[:200])
+        except OSError:
+            pass
+    if left:
+        kill_tagged(TAG, os.environ[TAG])
+        print(
+            "\nprocesses started by the tests were still running at the end (killed now):\n  "
+            + "\n  ".join(left),
+            file=sys.stderr,
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

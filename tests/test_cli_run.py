@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import process_tree, run_cli
 
 from ttabench.divisions import metrics
 from ttabench.divisions.results import curve_points, read_curve
@@ -589,10 +589,12 @@ def test_two_simultaneous_runs_get_different_folders(tmp_path):
         "--system",
         "twin",
     ]
-    procs = [
-        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
-    ]
-    outs = [p.communicate(timeout=300) for p in procs]
+    with process_tree() as env:  # both runs' trees go if a wait times out
+        procs = [
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for _ in range(2)
+        ]
+        outs = [p.communicate(timeout=300) for p in procs]
     for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err
     dirs = _run_dirs(root)

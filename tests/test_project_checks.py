@@ -123,3 +123,66 @@ def test_make_test_reports_nothing_collected_as_a_failure_and_prints_the_slowest
     recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
     assert "--durations=15" in recipe
     assert "-eq 5" not in makefile and "rc=0" not in makefile
+
+
+LEAKY = """
+import subprocess, sys, time
+from conftest import run_command
+
+def _tree(pids_file):
+    # A child that starts a grandchild in a session of its own, writes both pids, sleeps.
+    code = (
+        "import os, subprocess, sys, time\\n"
+        "g = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'],\\n"
+        "                     start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\\n"
+        f"open({pids_file!r}, 'w').write(f'{{os.getpid()}} {{g.pid}}')\\n"
+        "time.sleep(120)\\n"
+    )
+    return [sys.executable, "-c", code]
+
+def test_timeout_kills_the_tree(tmp_path):
+    try:
+        run_command(_tree(str(tmp_path / "pids")), timeout=3)
+    except subprocess.TimeoutExpired:
+        pass
+    pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    for pid in pids:  # gone at once (or a zombie), not at the end of the session
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                assert f.read().rsplit(")", 1)[1].split()[0] == "Z", pid
+        except FileNotFoundError:
+            pass
+    print("TREE", *pids)
+
+def test_leaves_a_process_behind():
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+"""
+
+
+def test_a_command_that_times_out_loses_its_whole_tree_and_leftovers_fail_the_session(tmp_path):
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    shutil.copy(REPO / "tests" / "conftest.py", tests / "conftest.py")
+    (tests / "test_leaky.py").write_text(LEAKY)
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), "tests"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    pids = [int(p) for line in r.stdout.splitlines() if "TREE" in line for p in line.split("TREE")[1].split()]
+    assert len(pids) == 2, r.stdout + r.stderr
+    assert not any(os.path.exists(f"/proc/{p}") and _state(p) != "Z" for p in pids), pids
+    # Both tests pass; the process the second left behind fails the session, and is killed.
+    assert "2 passed" in r.stdout and r.returncode == 1, r.stdout + r.stderr
+    left = r.stderr.split("still running at the end (killed now):\n", 1)[1].strip().splitlines()
+    assert len(left) == 1 and "time.sleep(120)" in left[0], r.stderr
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"

@@ -172,17 +172,31 @@ def _start_and_wait_for_training(results: str, data: str, backend: str) -> tuple
         stderr=subprocess.PIPE,
         text=True,
     )
-    first = proc.stdout.readline()
-    m = re.search(r"submitted Slurm job (\d+); results: (\S+)", first)
-    assert m, first + proc.stderr.read()
-    job_id, run_dir = m.group(1), m.group(2)
-    deadline = time.monotonic() + 300
-    mllog = os.path.join(run_dir, "mllog.txt")
-    while not (os.path.exists(mllog) and '"run_start"' in open(mllog).read()):
-        assert time.monotonic() < deadline, "the run did not start within 300 s"
-        assert proc.poll() is None, proc.stdout.read() + proc.stderr.read()
-        time.sleep(0.5)
+    job_id = None
+    try:
+        first = proc.stdout.readline()
+        m = re.search(r"submitted Slurm job (\d+); results: (\S+)", first)
+        assert m, first + proc.stderr.read()
+        job_id, run_dir = m.group(1), m.group(2)
+        deadline = time.monotonic() + 300
+        mllog = os.path.join(run_dir, "mllog.txt")
+        while not (os.path.exists(mllog) and '"run_start"' in open(mllog).read()):
+            assert time.monotonic() < deadline, "the run did not start within 300 s"
+            assert proc.poll() is None, proc.stdout.read() + proc.stderr.read()
+            time.sleep(0.5)
+    except BaseException:
+        _cancel(proc, job_id)  # neither the job nor `submit --wait` outlives a failed start
+        raise
     return proc, job_id, run_dir
+
+
+def _cancel(proc: subprocess.Popen, job_id: str | None) -> None:
+    """The job cancelled (when it has an id) and `submit --wait` killed, if still there."""
+    if job_id is not None:
+        subprocess.run(["scancel", job_id], check=False, capture_output=True)
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
 
 
 @pytest.mark.slow
@@ -192,8 +206,12 @@ def test_scancel_mid_run_is_recorded_as_interrupted(cluster, subset_dir, shared_
     proc, job_id, run_dir = _start_and_wait_for_training(
         os.path.join(shared_tmp, "results"), subset_dir, backend
     )
-    subprocess.run(["scancel", job_id], check=True)
-    out, err = proc.communicate(timeout=120)
+    try:
+        subprocess.run(["scancel", job_id], check=True)
+        out, err = proc.communicate(timeout=120)
+    except BaseException:
+        _cancel(proc, job_id)
+        raise
     assert proc.returncode == 130, out + err
     _assert_interrupted_and_valid(run_dir)
 
@@ -230,17 +248,21 @@ def test_a_killed_worker_fails_the_job_within_seconds(cluster, subset_dir, share
     proc, job_id, run_dir = _start_and_wait_for_training(
         os.path.join(shared_tmp, "results"), subset_dir, backend
     )
-    workers = [
-        int(pid)
-        for pid in subprocess.run(
-            ["ip", "netns", "pids", NAMESPACES[1]], capture_output=True, text=True
-        ).stdout.split()
-        if b"ttabench.launch.worker" in open(f"/proc/{pid}/cmdline", "rb").read()
-    ]
-    assert len(workers) == 1, workers
-    os.kill(workers[0], signal.SIGKILL)
-    killed = time.monotonic()
-    out, err = proc.communicate(timeout=120)
+    try:
+        workers = [
+            int(pid)
+            for pid in subprocess.run(
+                ["ip", "netns", "pids", NAMESPACES[1]], capture_output=True, text=True
+            ).stdout.split()
+            if b"ttabench.launch.worker" in open(f"/proc/{pid}/cmdline", "rb").read()
+        ]
+        assert len(workers) == 1, workers
+        os.kill(workers[0], signal.SIGKILL)
+        killed = time.monotonic()
+        out, err = proc.communicate(timeout=120)
+    except BaseException:
+        _cancel(proc, job_id)
+        raise
     # Far below the 120 s collective timeout: the failure is noticed, not waited out.
     assert time.monotonic() - killed < 60, out + err
     assert proc.returncode == 1, out + err

@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 import torch
-from conftest import require_horovod
+from conftest import require_horovod, run_command
 
 pytestmark = pytest.mark.slow
 
@@ -245,11 +245,8 @@ def test_resume_continues_to_the_same_weights_and_metrics(tmp_path, seed_given, 
     broken.end()
     run_dir = broken.run_dir()
     assert json.load(open(os.path.join(run_dir, "summary.json")))["status"] == "running"
-    resumed = subprocess.run(
-        [sys.executable, "-m", "ttabench", "run", "--resume", run_dir, "--progress", "none"],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    resumed = run_command(  # its whole tree is killed if it times out
+        [sys.executable, "-m", "ttabench", "run", "--resume", run_dir, "--progress", "none"], timeout=300
     )
     assert resumed.returncode == 0, resumed.stderr
     # Without --seed the run drew one; the resumed part must keep it (data order, augmentation).
