@@ -231,21 +231,44 @@ def shared_tmp():
     shutil.rmtree(path, ignore_errors=True)
 
 
+# Helpers of this interpreter that end with it (multiprocessing's, started by mp.spawn/Manager).
+INTERPRETER_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
+
+def _own_helper(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read().decode(errors="replace")
+    except OSError:
+        return False
+    return ppid == os.getpid() and any(h in cmdline for h in INTERPRETER_HELPERS)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """Nothing the tests started may outlive them: a process still tagged with this session a
     few seconds after the last test (time to finish exiting) fails the run, and is killed."""
+
+    def leftovers() -> list[int]:
+        return [pid for pid in tagged(TAG, os.environ[TAG]) if not _own_helper(pid)]
+
     deadline = time.monotonic() + 5
-    while tagged(TAG, os.environ[TAG]) and time.monotonic() < deadline:
+    while leftovers() and time.monotonic() < deadline:
         time.sleep(0.1)
     left = []
-    for pid in tagged(TAG, os.environ[TAG]):
+    for pid in leftovers():
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 left.append(f"{pid}: " + f.read().replace(b"\0", b" ").decode(errors="replace")[:200])
         except OSError:
             pass
     if left:
-        kill_tagged(TAG, os.environ[TAG])
+        for pid in leftovers():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         print(
             "\nprocesses started by the tests were still running at the end (killed now):\n  "
             + "\n  ".join(left),
