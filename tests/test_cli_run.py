@@ -19,8 +19,6 @@ from ttabench.divisions import metrics
 from ttabench.divisions.results import curve_points, read_curve
 from ttabench.reference_impls.recipe import THRESHOLDS
 
-pytestmark = pytest.mark.slow
-
 HEADER = "epoch,step,samples,train_time_s,total_time_s,accuracy,loss"
 SMALL = ("--batch-size", "32", "--threads", "1", "--progress", "none")
 
@@ -80,6 +78,7 @@ def synthetic_run(tmp_path_factory):
     return root, _only_run_dir(root), proc
 
 
+@pytest.mark.slow
 def test_run_layout(synthetic_run):
     root, run_dir, _ = synthetic_run
     system, benchmark, division, run_id = run_dir.relative_to(root).parts
@@ -93,6 +92,7 @@ def test_run_layout(synthetic_run):
     assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_run_prints_plain_progress(synthetic_run):
     _, run_dir, proc = synthetic_run
     assert "run_start" in proc.stdout and "run_stop" in proc.stdout
@@ -100,11 +100,13 @@ def test_run_prints_plain_progress(synthetic_run):
     assert "results:" in proc.stdout
 
 
+@pytest.mark.slow
 def test_run_prints_the_folder_on_one_line(synthetic_run):
     _, run_dir, proc = synthetic_run
     assert any(line.strip().endswith(str(run_dir)) for line in proc.stdout.splitlines()), proc.stdout
 
 
+@pytest.mark.slow
 def test_run_curve(synthetic_run):
     _, run_dir, _ = synthetic_run
     text = (run_dir / "curve.csv").read_text()
@@ -119,6 +121,7 @@ def test_run_curve(synthetic_run):
     assert float(rows[0]["train_time_s"]) < float(rows[1]["train_time_s"])
 
 
+@pytest.mark.slow
 def test_run_summary(synthetic_run):
     _, run_dir, _ = synthetic_run
     s = json.loads((run_dir / "summary.json").read_text())
@@ -130,6 +133,7 @@ def test_run_summary(synthetic_run):
     assert s["benchmark"] == "resnet20" and s["division"] == "closed"
 
 
+@pytest.mark.slow
 def test_run_summary_metrics_recomputable_from_curve(synthetic_run):
     _, run_dir, _ = synthetic_run
     s = json.loads((run_dir / "summary.json").read_text())
@@ -144,6 +148,7 @@ def test_run_summary_metrics_recomputable_from_curve(synthetic_run):
     assert s["train_time_s"] == points[-1][0]
 
 
+@pytest.mark.slow
 def test_metrics_command_on_the_run_folder_matches_summary(synthetic_run):
     _, run_dir, _ = synthetic_run
     proc = run_cli("metrics", str(run_dir), "--thresholds", "0.1:0.3:0.1", "--json")
@@ -155,6 +160,7 @@ def test_metrics_command_on_the_run_folder_matches_summary(synthetic_run):
         assert out[key] == s["metrics"][key], key
 
 
+@pytest.mark.slow
 def test_run_config(synthetic_run):
     _, run_dir, _ = synthetic_run
     c = json.loads((run_dir / "config.json").read_text())
@@ -170,6 +176,7 @@ def test_run_config(synthetic_run):
     assert c["recipe"]["base_lr"] == 0.1
 
 
+@pytest.mark.slow
 def test_run_mllog(synthetic_run):
     _, run_dir, _ = synthetic_run
     events = _mllog(run_dir)
@@ -199,6 +206,7 @@ def test_run_mllog(synthetic_run):
 # --- b. the real subset ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_on_real_subset(subset_dir, tmp_path):
     proc = run_cli(
         "run",
@@ -492,6 +500,7 @@ def test_error_infinite_threshold_step(tmp_path, command):
     assert "threshold" in line
 
 
+@pytest.mark.slow
 def test_error_in_workers_is_one_line_with_two_workers(tmp_path):
     missing = tmp_path / "no-such-dir"
     proc = run_cli(
@@ -534,6 +543,7 @@ def test_missing_data_fails_before_any_worker_or_folder(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow
 def test_failed_two_worker_run_is_marked_failed_without_traceback(tmp_path):
     # Every file is there (the launcher's early check passes), but one is
     # truncated: the workers fail while loading it.
@@ -569,6 +579,7 @@ def test_failed_two_worker_run_is_marked_failed_without_traceback(tmp_path):
 # --- e. two runs at once ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_simultaneous_runs_get_different_folders(tmp_path):
     root = tmp_path / "results"
     cmd = [
@@ -660,6 +671,7 @@ def _sleepy_budget_run(tmp_path, budget: str):
     return json.loads((run_dir / "summary.json").read_text()), read_curve(str(run_dir))
 
 
+@pytest.mark.slow
 def test_time_budget_stops_and_evaluates_within_budget(tmp_path):
     s, rows = _sleepy_budget_run(tmp_path, "3")
     assert s["status"] == "success" and s["stop_reason"] == "time_budget"
@@ -670,6 +682,7 @@ def test_time_budget_stops_and_evaluates_within_budget(tmp_path):
     assert s["metrics"]["aat"] == rows[-1]["accuracy"]
 
 
+@pytest.mark.slow
 def test_time_budget_shorter_than_a_step_still_defines_aat(tmp_path):
     budget = STEP_S / 4  # shorter than any step, longer than the set-up before the first evaluation
     s, rows = _sleepy_budget_run(tmp_path, str(budget))
@@ -686,6 +699,7 @@ def test_time_budget_shorter_than_a_step_still_defines_aat(tmp_path):
 # --- g. target (TTA mode) ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_target_stops_at_first_evaluation_reaching_it(tmp_path):
     # seed 4: 0.120 after 10 steps, 0.111 after 20, 0.165 after 30 (the run stops there)
     proc = run_cli(
@@ -751,6 +765,7 @@ def test_compiled_run_warms_up_before_the_clock(tmp_path):
     assert s["status"] == "success" and s["steps"] == 10
 
 
+@pytest.mark.slow
 def test_eager_run_records_no_warmup(tmp_path):
     proc = run_cli(
         "run",

@@ -365,6 +365,7 @@ def test_hostlist_expansion():
     assert expand_hostlist("a1,b2") == ["a1", "b2"]
 
 
+@pytest.mark.slow  # it brings the cluster up
 @pytest.mark.root
 def test_no_route_to_the_rendezvous_host_is_one_clear_line(cluster, subset_dir, shared_tmp):
     # Inside a node's namespace only the cluster's /24 is reachable (nothing is sent: UDP connect).
