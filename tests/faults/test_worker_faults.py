@@ -135,12 +135,16 @@ def test_sigkill_of_one_rank_fails_the_run_promptly(tmp_path, backend):
         "2000",
         "--eval-every",
         "8steps",
+        "--collective-timeout",
+        "600",
     )
     run.wait_for_evals(1)
     os.kill(run.worker("HOROVOD_RANK=1" if backend == "horovod" else "RANK=1"), signal.SIGKILL)
-    code, out, waited = run.finish()
+    code, out, waited = run.finish(timeout=600)
     assert code != 0
-    assert waited < 30, f"took {waited:.1f} s to stop after the kill"
+    # Promptly: the broken connection is noticed (seconds, also on a loaded machine), not the
+    # peer's death waited out (the 600 s collective timeout); half of that tells them apart.
+    assert waited < 300, f"took {waited:.1f} s to stop after the kill"
     run.assert_nothing_left()
     s = run.summary()
     assert s["status"] == "failed"
