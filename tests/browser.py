@@ -23,6 +23,8 @@ import tempfile
 import time
 import urllib.request
 
+from conftest import process_tree
+
 TIMEOUT_S = 120.0  # generous: a loaded 2-core machine starts Chromium slowly
 
 
@@ -199,6 +201,7 @@ class Browser:
             "--headless",
             "--no-sandbox",  # tests run as root in CI, where the sandbox refuses to start
             "--disable-gpu",
+            "--disable-breakpad",  # no crash handler that could outlive the browser
             "--disable-dev-shm-usage",
             "--no-first-run",
             "--no-default-browser-check",
@@ -209,8 +212,13 @@ class Browser:
         ]
         # Chromium's own log goes to a file: an unread pipe could fill up and stall it.
         self.log = open(os.path.join(self.profile, "chromium.log"), "w")
-        # Its own session: its zygote and renderers go with it (os.killpg in __exit__).
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True)
+        # Its own session: its zygote and renderers go with it (os.killpg in __exit__), and a tag
+        # of its own: a helper that leaves the group (a crash handler) goes too.
+        self.tree = process_tree()
+        env = self.tree.__enter__()
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=self.log, env=env, start_new_session=True
+        )
         try:
             self.port = self._port()
         except BaseException:  # a start-up that times out or fails leaves no Chromium behind
@@ -258,5 +266,6 @@ class Browser:
             pass
         self._signal(signal.SIGKILL)  # the browser and whatever of its group is left
         self.proc.wait()
+        self.tree.__exit__(None, None, None)  # and whatever it started elsewhere
         self.log.close()
         shutil.rmtree(self.profile, ignore_errors=True)
