@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -229,6 +231,97 @@ def shared_tmp():
     path = tempfile.mkdtemp(prefix="ttabench-test-")
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+# --- runs trained once per session ------------------------------------------------------------
+# Several modules check the same kind of finished run; each is trained once and read by all of
+# them. Tests only read these folders: a test that changes one works on a copy
+# (shutil.copytree into its tmp_path), and the fixture fails the session if a shared folder
+# changed under the tests' hands.
+
+
+def run_dirs(root) -> list[Path]:
+    """Every run folder under a results root: <system>/<benchmark>/<division>/<run-id>."""
+    return sorted(p for p in Path(root).glob("*/*/*/*") if p.is_dir())
+
+
+def _fingerprint(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _train(root: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
+    proc = run_cli("run", *args, "--results-dir", str(root), timeout=timeout)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, (
+        f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    )
+    return proc
+
+
+@pytest.fixture(scope="session")
+def synthetic_run(tmp_path_factory):
+    """One tiny closed run on the synthetic data: 6 steps of 32 on 1 thread, an evaluation every
+    96 samples, thresholds 0.1:0.3:0.1, plain progress. (results root, run folder, the
+    finished command's CompletedProcess)."""
+    root = tmp_path_factory.mktemp("synthetic-run")
+    proc = _train(
+        root,
+        "--synthetic",
+        "--max-steps",
+        "6",
+        "--eval-every",
+        "96samples",
+        "--batch-size",
+        "32",
+        "--threads",
+        "1",
+        "--thresholds",
+        "0.1:0.3:0.1",
+        "--progress",
+        "plain",
+        timeout=300,
+    )
+    dirs = run_dirs(root)
+    assert len(dirs) == 1, dirs
+    before = _fingerprint(root)
+    yield root, dirs[0], proc
+    assert _fingerprint(root) == before, f"a test changed the shared run folder {root} (copy it first)"
+
+
+@pytest.fixture(scope="session")
+def subset_runs(subset_dir, tmp_path_factory) -> Path:
+    """Two real closed runs on the CIFAR-10 subset, seeds 101 and 102: 3 steps of 32 on 1 thread,
+    an evaluation every 32 samples, thresholds 0.05:0.15:0.05. The results root."""
+    root = tmp_path_factory.mktemp("subset-runs")
+    _train(
+        root,
+        "--data-dir",
+        subset_dir,
+        "--seeds",
+        "2",
+        "--seed",
+        "101",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "32",
+        "--threads",
+        "1",
+        "--eval-every",
+        "32samples",
+        "--thresholds",
+        "0.05:0.15:0.05",
+        "--progress",
+        "none",
+        timeout=600,
+    )
+    assert len(run_dirs(root)) == 2
+    before = _fingerprint(root)
+    yield root
+    assert _fingerprint(root) == before, f"a test changed the shared run folder {root} (copy it first)"
 
 
 # Helpers of this interpreter that end with it (multiprocessing's, started by mp.spawn/Manager).

@@ -52,30 +52,7 @@ def _mllog(run_dir: Path) -> list[dict]:
 # --- a. a synthetic run and its results folder --------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def synthetic_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("results")
-    proc = run_cli(
-        "run",
-        "--synthetic",
-        "--max-steps",
-        "6",
-        "--eval-every",
-        "96samples",
-        "--batch-size",
-        "32",
-        "--threads",
-        "1",
-        "--thresholds",
-        "0.1:0.3:0.1",
-        "--results-dir",
-        str(root),
-        "--progress",
-        "plain",
-        timeout=300,
-    )
-    _ok(proc)
-    return root, _only_run_dir(root), proc
+# synthetic_run: trained once per session (tests/conftest.py), read by other modules too.
 
 
 @pytest.mark.slow
@@ -207,37 +184,22 @@ def test_run_mllog(synthetic_run):
 
 
 @pytest.mark.slow
-def test_run_on_real_subset(subset_dir, tmp_path):
-    proc = run_cli(
-        "run",
-        "--benchmark",
-        "resnet20",
-        "--data-dir",
-        subset_dir,
-        "--max-steps",
-        "8",
-        "--eval-every",
-        "256samples",
-        *SMALL,
-        "--thresholds",
-        "0.1:0.3:0.1",
-        "--results-dir",
-        str(tmp_path),
-        timeout=300,
-    )
-    _ok(proc)
-    run_dir = _only_run_dir(tmp_path)
-    rows = read_curve(str(run_dir))
-    assert [r["step"] for r in rows] == [8]
-    assert 0 <= rows[0]["accuracy"] <= 1
-    # the accuracy is a count over the 1017 test images
-    assert abs(rows[0]["accuracy"] * 1017 - round(rows[0]["accuracy"] * 1017)) < 1e-6
-    s = json.loads((run_dir / "summary.json").read_text())
-    assert s["status"] == "success" and s["dataset"] == "cifar10-subset" and s["synthetic"] is False
-    c = json.loads((run_dir / "config.json").read_text())
-    assert c["data"]["train_size"] == 5085 and c["data"]["test_size"] == 1017
-    assert c["data"]["data_dir"] == os.path.abspath(subset_dir)
-    assert c["resolved"]["steps_per_epoch"] == 5085 // 32
+def test_run_on_real_subset(subset_dir, subset_runs):
+    # the session's two real-subset runs (tests/conftest.py): 3 steps of 32, an evaluation every 32 samples
+    for run_dir in _run_dirs(subset_runs):
+        rows = read_curve(str(run_dir))
+        assert [r["step"] for r in rows] == [1, 2, 3]
+        for row in rows:
+            assert 0 <= row["accuracy"] <= 1
+            # the accuracy is a count over the 1017 test images
+            assert abs(row["accuracy"] * 1017 - round(row["accuracy"] * 1017)) < 1e-6
+        s = json.loads((run_dir / "summary.json").read_text())
+        assert s["status"] == "success" and s["dataset"] == "cifar10-subset" and s["synthetic"] is False
+        c = json.loads((run_dir / "config.json").read_text())
+        assert c["data"]["train_size"] == 5085 and c["data"]["test_size"] == 1017
+        assert c["data"]["data_dir"] == os.path.abspath(subset_dir)
+        assert c["resolved"]["steps_per_epoch"] == 5085 // 32
+    assert len(_run_dirs(subset_runs)) == 2
 
 
 # --- c. metrics on a hand-written curve --------------------------------------------------------
@@ -766,21 +728,9 @@ def test_compiled_run_warms_up_before_the_clock(tmp_path):
 
 
 @pytest.mark.slow
-def test_eager_run_records_no_warmup(tmp_path):
-    proc = run_cli(
-        "run",
-        "--synthetic",
-        "--max-steps",
-        "2",
-        *SMALL,
-        "--thresholds",
-        "0.1:0.3:0.1",
-        "--results-dir",
-        str(tmp_path),
-        timeout=300,
-    )
-    _ok(proc)
-    cfg = json.loads((_only_run_dir(tmp_path) / "config.json").read_text())
+def test_eager_run_records_no_warmup(synthetic_run):
+    _, run_dir, _ = synthetic_run  # trained without --compile
+    cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["resolved"]["compile"] == "none" and cfg["resolved"]["warmup_s"] is None
 
 
