@@ -396,6 +396,8 @@ def test_a_worker_pins_gloo_to_the_interface_on_the_route_to_master_addr():
 # --- Horovod across nodes: the parts that need no cluster --------------------------------
 
 
+@pytest.mark.slow  # needs Horovod, which make test-fast does not install
+@pytest.mark.horovod
 def test_horovod_plan_is_horovodruns():
     """Ranks node by node, as horovodrun -H n0:2,n1:2 assigns them (Horovod's own function)."""
     require_horovod()  # a failure in CI, where Horovod is installed
