@@ -292,6 +292,41 @@ def synthetic_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def default_options_run(tmp_path_factory):
+    """One tiny synthetic run with default options (no --results-dir, no --thresholds), started
+    in a folder "checkout" that holds an empty results/ folder, as a checkout of this repository
+    does: 2 steps of 32 on 1 thread, an evaluation every 32 samples. (that folder, run folder)."""
+    from ttabench.launch.config import DEFAULT_RESULTS_DIR
+
+    cwd = tmp_path_factory.mktemp("default-options") / "checkout"
+    (cwd / "results").mkdir(parents=True)
+    proc = run_cli(
+        "run",
+        "--synthetic",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "32",
+        "--threads",
+        "1",
+        "--eval-every",
+        "32samples",
+        "--progress",
+        "none",
+        cwd=cwd,
+        timeout=600,
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, (
+        f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    )
+    dirs = run_dirs(cwd / DEFAULT_RESULTS_DIR)
+    assert len(dirs) == 1, dirs
+    before = _fingerprint(cwd)
+    yield cwd, dirs[0]
+    assert _fingerprint(cwd) == before, f"a test changed the shared run folder {cwd} (copy it first)"
+
+
+@pytest.fixture(scope="session")
 def subset_runs(subset_dir, tmp_path_factory) -> Path:
     """Two real closed runs on the CIFAR-10 subset, seeds 101 and 102: 3 steps of 32 on 1 thread,
     an evaluation every 32 samples, thresholds 0.05:0.15:0.05. The results root."""

@@ -740,11 +740,12 @@ def test_eager_run_records_no_warmup(synthetic_run):
 @pytest.mark.slow
 @pytest.mark.parametrize("data", ["synthetic", "cifar10-subset"])
 def test_default_thresholds_follow_the_data_set(tmp_path, request, data):
-    source = (
-        ("--synthetic",) if data == "synthetic" else ("--data-dir", request.getfixturevalue("subset_dir"))
-    )
-    _ok(run_cli("run", *source, "--max-steps", "1", *SMALL, "--results-dir", str(tmp_path), timeout=300))
-    run_dir = _only_run_dir(tmp_path)
+    if data == "synthetic":  # the session's run with default options (tests/conftest.py)
+        _, run_dir = request.getfixturevalue("default_options_run")
+    else:
+        source = ("--data-dir", request.getfixturevalue("subset_dir"))
+        _ok(run_cli("run", *source, "--max-steps", "1", *SMALL, "--results-dir", str(tmp_path), timeout=300))
+        run_dir = _only_run_dir(tmp_path)
     config = json.loads((run_dir / "config.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     assert config["config"]["thresholds"] == THRESHOLDS[data]
