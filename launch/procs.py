@@ -6,7 +6,10 @@
 - :func:`supervise` waits for a group of them; the first one that fails stops
   the others (SIGTERM to each process group, a grace period, then SIGKILL),
   Ctrl-C and SIGTERM received here are forwarded the same way, and it returns
-  every exit code. :func:`run` is the one-process case, with a timeout.
+  every exit code. :func:`run_all` starts a group and supervises it with the
+  handling of Ctrl-C and SIGTERM in place before the first child starts (a
+  signal while starting stops those already started); :func:`run` is its
+  one-process case. Launchers use these two, never start + supervise.
 - :func:`elastic_run` is PyTorch's elastic agent (the code behind torchrun)
   with the suite's rendezvous settings, for training runs and the all-reduce
   bench alike; :func:`horovodrun_command` is horovodrun on this host.
@@ -187,8 +190,75 @@ def stop(children: Sequence[Child], sig: int = signal.SIGTERM, grace_s: float = 
         c.proc.wait()
 
 
-def _raise_interrupted(signum, frame):
-    raise Interrupted(signal.Signals(signum).name)
+class _Signals:
+    """While in effect, Ctrl-C and SIGTERM raise :class:`Interrupted` in the main thread, except
+    between :meth:`hold` and :meth:`release`, which hold one back until then: a child being
+    started is in the list that gets stopped before the signal is acted on. Put in place before
+    the first child starts, so that no signal finds children that nobody would stop. A signal
+    ignored when this begins (SIG_IGN, e.g. a background job's SIGINT) stays ignored."""
+
+    def __init__(self):
+        self.main = threading.current_thread() is threading.main_thread()
+        self.old: dict[int, object] = {}
+        self.holding = False
+        self.pending: str | None = None
+
+    def __enter__(self) -> _Signals:
+        if self.main:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                if signal.getsignal(sig) is not signal.SIG_IGN:
+                    self.old[sig] = signal.signal(sig, self._got)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, old in self.old.items():
+            signal.signal(sig, old)
+
+    def _got(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.holding:
+            self.pending = self.pending or name
+        else:
+            raise Interrupted(name)
+
+    def hold(self) -> None:
+        self.holding = True
+
+    def release(self) -> None:
+        """Stop holding signals back; one that came meanwhile is raised now."""
+        self.holding = False
+        if self.pending:
+            raise Interrupted(self.pending)
+
+
+def _stop_interrupted(children: Sequence[Child], e: BaseException, result: Result, grace_s: float) -> None:
+    result.interrupted = e.signal if isinstance(e, Interrupted) else "SIGINT"
+    stop(children, signal.Signals[result.interrupted], grace_s)
+
+
+def _wait(children: Sequence[Child], result: Result, deadline, grace_s, on_failure) -> None:
+    while True:
+        codes = [c.proc.poll() for c in children]
+        result.failed = next((i for i, code in enumerate(codes) if code not in (None, 0)), None)
+        if result.failed is not None:
+            if on_failure is not None:
+                on_failure(result.failed, codes[result.failed])
+            stop(children, signal.SIGTERM, grace_s)
+            return
+        if all(code == 0 for code in codes):
+            return
+        if deadline is not None and time.monotonic() > deadline:
+            result.timed_out = True
+            stop(children, signal.SIGTERM, grace_s)
+            return
+        time.sleep(POLL_S)
+
+
+def _finish(children: Sequence[Child], result: Result, grace_s: float) -> Result:
+    for c in children:
+        c.finish_output(grace_s)
+    result.codes = [c.proc.wait() for c in children]
+    return result
 
 
 def supervise(
@@ -199,43 +269,57 @@ def supervise(
     on_failure: Callable[[int, int], None] | None = None,
 ) -> Result:
     """Wait for every child. The first non-zero exit stops the others (`on_failure(index, code)`
-    is called first); so do a timeout and Ctrl-C/SIGTERM here, which are forwarded as such."""
+    is called first); so do a timeout and Ctrl-C/SIGTERM here, which are forwarded as such.
+
+    For children started beforehand: a signal before this call takes its default action.
+    Launchers use :func:`run_all` (or :func:`run`), which starts them under the handlers."""
     deadline = None if timeout is None else time.monotonic() + timeout
     result = Result(codes=[])
-    main = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGTERM, _raise_interrupted) if main else None
-    try:
-        while True:
-            codes = [c.proc.poll() for c in children]
-            result.failed = next((i for i, code in enumerate(codes) if code not in (None, 0)), None)
-            if result.failed is not None:
-                if on_failure is not None:
-                    on_failure(result.failed, codes[result.failed])
-                stop(children, signal.SIGTERM, grace_s)
-                break
-            if all(code == 0 for code in codes):
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                result.timed_out = True
-                stop(children, signal.SIGTERM, grace_s)
-                break
-            time.sleep(POLL_S)
-    except (KeyboardInterrupt, Interrupted) as e:
-        result.interrupted = e.signal if isinstance(e, Interrupted) else "SIGINT"
-        stop(children, signal.Signals[result.interrupted], grace_s)
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, old)
-    for c in children:
-        c.finish_output(grace_s)
-    result.codes = [c.proc.wait() for c in children]
-    return result
+    with _Signals():
+        try:
+            _wait(children, result, deadline, grace_s, on_failure)
+        except (KeyboardInterrupt, Interrupted) as e:
+            _stop_interrupted(children, e, result, grace_s)
+    return _finish(children, result, grace_s)
+
+
+def run_all(
+    commands: Sequence[tuple[Sequence[str], Mapping]],
+    *,
+    timeout: float | None = None,
+    grace_s: float = GRACE_S,
+    on_failure: Callable[[int, int], None] | None = None,
+) -> tuple[list[Child], Result]:
+    """Start each (argv, keywords for :class:`Child`) and supervise them all, as :func:`supervise`.
+
+    Ctrl-C and SIGTERM are handled from before the first child starts: one that arrives while
+    children are being started stops those already started (forwarded as such), starts no
+    more, and is the result's `interrupted`, exactly as during the wait."""
+    children: list[Child] = []
+    result = Result(codes=[])
+    signals = _Signals()
+    signals.hold()  # from the start: nothing can come between a start and its listing
+    with signals:
+        try:
+            for argv, kw in commands:
+                signals.hold()
+                children.append(start(argv, **kw))
+                signals.release()
+            deadline = None if timeout is None else time.monotonic() + timeout
+            _wait(children, result, deadline, grace_s, on_failure)
+        except (KeyboardInterrupt, Interrupted) as e:
+            _stop_interrupted(children, e, result, grace_s)
+        except BaseException:  # a command that cannot start: the ones started before it go too
+            stop(children, signal.SIGTERM, grace_s)
+            raise
+    return children, _finish(children, result, grace_s)
 
 
 def run(argv: Sequence[str], *, timeout: float | None = None, **kw) -> tuple[Child, Result]:
-    """Start one command and supervise it; keywords as for :class:`Child`."""
-    child = start(argv, **kw)
-    return child, supervise([child], timeout=timeout)
+    """Start one command and supervise it (signals handled from before it starts, as
+    :func:`run_all`); keywords as for :class:`Child`."""
+    children, result = run_all([(argv, kw)], timeout=timeout)
+    return children[0], result
 
 
 def elastic_run(

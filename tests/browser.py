@@ -15,12 +15,15 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import struct
 import subprocess
 import tempfile
 import time
 import urllib.request
+
+from conftest import process_tree
 
 TIMEOUT_S = 120.0  # generous: a loaded 2-core machine starts Chromium slowly
 
@@ -198,6 +201,7 @@ class Browser:
             "--headless",
             "--no-sandbox",  # tests run as root in CI, where the sandbox refuses to start
             "--disable-gpu",
+            "--disable-breakpad",  # no crash handler that could outlive the browser
             "--disable-dev-shm-usage",
             "--no-first-run",
             "--no-default-browser-check",
@@ -208,8 +212,18 @@ class Browser:
         ]
         # Chromium's own log goes to a file: an unread pipe could fill up and stall it.
         self.log = open(os.path.join(self.profile, "chromium.log"), "w")
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.log)
-        self.port = self._port()
+        # Its own session: its zygote and renderers go with it (os.killpg in __exit__), and a tag
+        # of its own: a helper that leaves the group (a crash handler) goes too.
+        self.tree = process_tree()
+        env = self.tree.__enter__()
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=self.log, env=env, start_new_session=True
+        )
+        try:
+            self.port = self._port()
+        except BaseException:  # a start-up that times out or fails leaves no Chromium behind
+            self.__exit__()
+            raise
         return self
 
     def _port(self) -> int:
@@ -230,6 +244,12 @@ class Browser:
             time.sleep(0.2)
         raise TimeoutError("chromium did not open its DevTools port")
 
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def open(self, url: str) -> Page:
         req = urllib.request.Request(f"http://127.0.0.1:{self.port}/json/new?about:blank", method="PUT")
         with urllib.request.urlopen(req, timeout=TIMEOUT_S) as r:
@@ -239,11 +259,13 @@ class Browser:
         return page
 
     def __exit__(self, *exc) -> None:
-        self.proc.terminate()
+        self._signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            pass
+        self._signal(signal.SIGKILL)  # the browser and whatever of its group is left
+        self.proc.wait()
+        self.tree.__exit__(None, None, None)  # and whatever it started elsewhere
         self.log.close()
         shutil.rmtree(self.profile, ignore_errors=True)

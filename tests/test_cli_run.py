@@ -13,13 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import process_tree, run_cli
 
 from ttabench.divisions import metrics
 from ttabench.divisions.results import curve_points, read_curve
 from ttabench.reference_impls.recipe import THRESHOLDS
-
-pytestmark = pytest.mark.slow
 
 HEADER = "epoch,step,samples,train_time_s,total_time_s,accuracy,loss"
 SMALL = ("--batch-size", "32", "--threads", "1", "--progress", "none")
@@ -54,32 +52,10 @@ def _mllog(run_dir: Path) -> list[dict]:
 # --- a. a synthetic run and its results folder --------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def synthetic_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("results")
-    proc = run_cli(
-        "run",
-        "--synthetic",
-        "--max-steps",
-        "6",
-        "--eval-every",
-        "96samples",
-        "--batch-size",
-        "32",
-        "--threads",
-        "1",
-        "--thresholds",
-        "0.1:0.3:0.1",
-        "--results-dir",
-        str(root),
-        "--progress",
-        "plain",
-        timeout=300,
-    )
-    _ok(proc)
-    return root, _only_run_dir(root), proc
+# synthetic_run: trained once per session (tests/conftest.py), read by other modules too.
 
 
+@pytest.mark.slow
 def test_run_layout(synthetic_run):
     root, run_dir, _ = synthetic_run
     system, benchmark, division, run_id = run_dir.relative_to(root).parts
@@ -93,6 +69,7 @@ def test_run_layout(synthetic_run):
     assert not [p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_run_prints_plain_progress(synthetic_run):
     _, run_dir, proc = synthetic_run
     assert "run_start" in proc.stdout and "run_stop" in proc.stdout
@@ -100,11 +77,13 @@ def test_run_prints_plain_progress(synthetic_run):
     assert "results:" in proc.stdout
 
 
+@pytest.mark.slow
 def test_run_prints_the_folder_on_one_line(synthetic_run):
     _, run_dir, proc = synthetic_run
     assert any(line.strip().endswith(str(run_dir)) for line in proc.stdout.splitlines()), proc.stdout
 
 
+@pytest.mark.slow
 def test_run_curve(synthetic_run):
     _, run_dir, _ = synthetic_run
     text = (run_dir / "curve.csv").read_text()
@@ -119,6 +98,7 @@ def test_run_curve(synthetic_run):
     assert float(rows[0]["train_time_s"]) < float(rows[1]["train_time_s"])
 
 
+@pytest.mark.slow
 def test_run_summary(synthetic_run):
     _, run_dir, _ = synthetic_run
     s = json.loads((run_dir / "summary.json").read_text())
@@ -130,6 +110,7 @@ def test_run_summary(synthetic_run):
     assert s["benchmark"] == "resnet20" and s["division"] == "closed"
 
 
+@pytest.mark.slow
 def test_run_summary_metrics_recomputable_from_curve(synthetic_run):
     _, run_dir, _ = synthetic_run
     s = json.loads((run_dir / "summary.json").read_text())
@@ -144,6 +125,7 @@ def test_run_summary_metrics_recomputable_from_curve(synthetic_run):
     assert s["train_time_s"] == points[-1][0]
 
 
+@pytest.mark.slow
 def test_metrics_command_on_the_run_folder_matches_summary(synthetic_run):
     _, run_dir, _ = synthetic_run
     proc = run_cli("metrics", str(run_dir), "--thresholds", "0.1:0.3:0.1", "--json")
@@ -155,6 +137,7 @@ def test_metrics_command_on_the_run_folder_matches_summary(synthetic_run):
         assert out[key] == s["metrics"][key], key
 
 
+@pytest.mark.slow
 def test_run_config(synthetic_run):
     _, run_dir, _ = synthetic_run
     c = json.loads((run_dir / "config.json").read_text())
@@ -170,6 +153,7 @@ def test_run_config(synthetic_run):
     assert c["recipe"]["base_lr"] == 0.1
 
 
+@pytest.mark.slow
 def test_run_mllog(synthetic_run):
     _, run_dir, _ = synthetic_run
     events = _mllog(run_dir)
@@ -199,37 +183,23 @@ def test_run_mllog(synthetic_run):
 # --- b. the real subset ----------------------------------------------------------------------
 
 
-def test_run_on_real_subset(subset_dir, tmp_path):
-    proc = run_cli(
-        "run",
-        "--benchmark",
-        "resnet20",
-        "--data-dir",
-        subset_dir,
-        "--max-steps",
-        "8",
-        "--eval-every",
-        "256samples",
-        *SMALL,
-        "--thresholds",
-        "0.1:0.3:0.1",
-        "--results-dir",
-        str(tmp_path),
-        timeout=300,
-    )
-    _ok(proc)
-    run_dir = _only_run_dir(tmp_path)
-    rows = read_curve(str(run_dir))
-    assert [r["step"] for r in rows] == [8]
-    assert 0 <= rows[0]["accuracy"] <= 1
-    # the accuracy is a count over the 1017 test images
-    assert abs(rows[0]["accuracy"] * 1017 - round(rows[0]["accuracy"] * 1017)) < 1e-6
-    s = json.loads((run_dir / "summary.json").read_text())
-    assert s["status"] == "success" and s["dataset"] == "cifar10-subset" and s["synthetic"] is False
-    c = json.loads((run_dir / "config.json").read_text())
-    assert c["data"]["train_size"] == 5085 and c["data"]["test_size"] == 1017
-    assert c["data"]["data_dir"] == os.path.abspath(subset_dir)
-    assert c["resolved"]["steps_per_epoch"] == 5085 // 32
+@pytest.mark.slow
+def test_run_on_real_subset(subset_dir, subset_runs):
+    # the session's two real-subset runs (tests/conftest.py): 3 steps of 32, an evaluation every 32 samples
+    for run_dir in _run_dirs(subset_runs):
+        rows = read_curve(str(run_dir))
+        assert [r["step"] for r in rows] == [1, 2, 3]
+        for row in rows:
+            assert 0 <= row["accuracy"] <= 1
+            # the accuracy is a count over the 1017 test images
+            assert abs(row["accuracy"] * 1017 - round(row["accuracy"] * 1017)) < 1e-6
+        s = json.loads((run_dir / "summary.json").read_text())
+        assert s["status"] == "success" and s["dataset"] == "cifar10-subset" and s["synthetic"] is False
+        c = json.loads((run_dir / "config.json").read_text())
+        assert c["data"]["train_size"] == 5085 and c["data"]["test_size"] == 1017
+        assert c["data"]["data_dir"] == os.path.abspath(subset_dir)
+        assert c["resolved"]["steps_per_epoch"] == 5085 // 32
+    assert len(_run_dirs(subset_runs)) == 2
 
 
 # --- c. metrics on a hand-written curve --------------------------------------------------------
@@ -492,6 +462,7 @@ def test_error_infinite_threshold_step(tmp_path, command):
     assert "threshold" in line
 
 
+@pytest.mark.slow
 def test_error_in_workers_is_one_line_with_two_workers(tmp_path):
     missing = tmp_path / "no-such-dir"
     proc = run_cli(
@@ -534,6 +505,7 @@ def test_missing_data_fails_before_any_worker_or_folder(tmp_path):
     assert not (tmp_path / "results").exists()
 
 
+@pytest.mark.slow
 def test_failed_two_worker_run_is_marked_failed_without_traceback(tmp_path):
     # Every file is there (the launcher's early check passes), but one is
     # truncated: the workers fail while loading it.
@@ -569,6 +541,7 @@ def test_failed_two_worker_run_is_marked_failed_without_traceback(tmp_path):
 # --- e. two runs at once ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_two_simultaneous_runs_get_different_folders(tmp_path):
     root = tmp_path / "results"
     cmd = [
@@ -589,10 +562,12 @@ def test_two_simultaneous_runs_get_different_folders(tmp_path):
         "--system",
         "twin",
     ]
-    procs = [
-        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
-    ]
-    outs = [p.communicate(timeout=300) for p in procs]
+    with process_tree() as env:  # both runs' trees go if a wait times out
+        procs = [
+            subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for _ in range(2)
+        ]
+        outs = [p.communicate(timeout=300) for p in procs]
     for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err
     dirs = _run_dirs(root)
@@ -658,6 +633,7 @@ def _sleepy_budget_run(tmp_path, budget: str):
     return json.loads((run_dir / "summary.json").read_text()), read_curve(str(run_dir))
 
 
+@pytest.mark.slow
 def test_time_budget_stops_and_evaluates_within_budget(tmp_path):
     s, rows = _sleepy_budget_run(tmp_path, "3")
     assert s["status"] == "success" and s["stop_reason"] == "time_budget"
@@ -668,6 +644,7 @@ def test_time_budget_stops_and_evaluates_within_budget(tmp_path):
     assert s["metrics"]["aat"] == rows[-1]["accuracy"]
 
 
+@pytest.mark.slow
 def test_time_budget_shorter_than_a_step_still_defines_aat(tmp_path):
     budget = STEP_S / 4  # shorter than any step, longer than the set-up before the first evaluation
     s, rows = _sleepy_budget_run(tmp_path, str(budget))
@@ -684,6 +661,7 @@ def test_time_budget_shorter_than_a_step_still_defines_aat(tmp_path):
 # --- g. target (TTA mode) ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_target_stops_at_first_evaluation_reaching_it(tmp_path):
     # seed 4: 0.120 after 10 steps, 0.111 after 20, 0.165 after 30 (the run stops there)
     proc = run_cli(
@@ -749,21 +727,10 @@ def test_compiled_run_warms_up_before_the_clock(tmp_path):
     assert s["status"] == "success" and s["steps"] == 10
 
 
-def test_eager_run_records_no_warmup(tmp_path):
-    proc = run_cli(
-        "run",
-        "--synthetic",
-        "--max-steps",
-        "2",
-        *SMALL,
-        "--thresholds",
-        "0.1:0.3:0.1",
-        "--results-dir",
-        str(tmp_path),
-        timeout=300,
-    )
-    _ok(proc)
-    cfg = json.loads((_only_run_dir(tmp_path) / "config.json").read_text())
+@pytest.mark.slow
+def test_eager_run_records_no_warmup(synthetic_run):
+    _, run_dir, _ = synthetic_run  # trained without --compile
+    cfg = json.loads((run_dir / "config.json").read_text())
     assert cfg["resolved"]["compile"] == "none" and cfg["resolved"]["warmup_s"] is None
 
 
@@ -773,11 +740,12 @@ def test_eager_run_records_no_warmup(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("data", ["synthetic", "cifar10-subset"])
 def test_default_thresholds_follow_the_data_set(tmp_path, request, data):
-    source = (
-        ("--synthetic",) if data == "synthetic" else ("--data-dir", request.getfixturevalue("subset_dir"))
-    )
-    _ok(run_cli("run", *source, "--max-steps", "1", *SMALL, "--results-dir", str(tmp_path), timeout=300))
-    run_dir = _only_run_dir(tmp_path)
+    if data == "synthetic":  # the session's run with default options (tests/conftest.py)
+        _, run_dir = request.getfixturevalue("default_options_run")
+    else:
+        source = ("--data-dir", request.getfixturevalue("subset_dir"))
+        _ok(run_cli("run", *source, "--max-steps", "1", *SMALL, "--results-dir", str(tmp_path), timeout=300))
+        run_dir = _only_run_dir(tmp_path)
     config = json.loads((run_dir / "config.json").read_text())
     summary = json.loads((run_dir / "summary.json").read_text())
     assert config["config"]["thresholds"] == THRESHOLDS[data]
@@ -799,14 +767,37 @@ def _demo_args(results_dir: Path) -> list[str]:
     return args
 
 
+def _ci_demo_run() -> Path | None:
+    """The run `make demo` made just before the suite: .ci/run names its results folder in
+    $TTABENCH_DEMO_RESULTS, and a successful run there whose recorded command is the Makefile's
+    demo command is checked instead of training it again. None otherwise."""
+    root = os.environ.get("TTABENCH_DEMO_RESULTS")
+    if not root:
+        return None
+    expected = _demo_args(Path("RESULTS"))
+    for run_dir in reversed(_run_dirs(Path(root))):
+        try:
+            command = json.loads((run_dir / "config.json").read_text())["command"][1:]
+            status = json.loads((run_dir / "summary.json").read_text())["status"]
+        except (OSError, ValueError, KeyError):
+            continue
+        if "--results-dir" in command:
+            command[command.index("--results-dir") + 1] = "RESULTS"
+        if command == expected and status == "success":
+            return run_dir
+    return None
+
+
 @pytest.mark.slow
 def test_make_demo_climbs_over_several_evaluations(tmp_path):
     """The demo's accuracy climbs over several evaluations: it starts below its lowest default
     threshold and reaches its thresholds at two or more different times, so its TTMT/ATTMT
     are not one jump (the earlier synthetic set reached all of them at one evaluation).
     Two, not more: the exact curve depends on the CPU's floating-point kernels."""
-    _ok(run_cli(*_demo_args(tmp_path), "--progress", "none", timeout=600))
-    run_dir = _only_run_dir(tmp_path)
+    run_dir = _ci_demo_run()
+    if run_dir is None:
+        _ok(run_cli(*_demo_args(tmp_path), "--progress", "none", timeout=600))
+        run_dir = _only_run_dir(tmp_path)
     m = json.loads((run_dir / "summary.json").read_text())["metrics"]
     assert m["threshold_spec"] == THRESHOLDS["synthetic"]
     reached = [t for t in m["tta_s"] if t is not None]

@@ -5,6 +5,7 @@
 - Evaluation is excluded from training time and included in total time: a deliberately slow
   evaluation leaves training time where it was and shows in total time.
 - The recorded time is the MAX over ranks: a rank made slower outside the collectives moves it.
+- The clock starts at a barrier at run_start: a rank late to it (slow set-up) adds nothing.
 - `--precision bf16` given to the CLI really trains in bf16: the weights equal an in-process
   bf16 run to the last bit and differ from fp32.
 
@@ -195,6 +196,56 @@ def test_a_slower_rank_moves_the_recorded_time():
     # The recorded time is rank 1's: a mean would sit DELAY / 2 above rank 0, rank 0's clock 0.
     assert out[0]["recorded"] - out[0]["own"] >= 0.75 * DELAY
     assert out[0]["recorded"] <= out[1]["own"] + 1e-9
+
+
+# --- the clock starts together, at run_start ----------------------------------------------
+
+
+def _late_worker(rank: int, world: int, port: int, out):
+    """Rank 1 is DELAY late to run_start (a slow set-up); the timed loop begins after that."""
+    import datetime
+
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world,
+        timeout=datetime.timedelta(seconds=120),
+    )
+    try:
+        comm = comm_mod.TorchComm("gloo", torch.device("cpu"), 120.0)
+        cfg = _cfg(batch_size=32, max_steps=3, eval_every="192samples")  # one evaluation, after step 3
+        setup = build(cfg, comm, SEED, torch.device("cpu"), None)
+        if rank == 1:
+            time.sleep(DELAY)
+        result = loop.run(setup.spec, comm, loop.Hooks())
+        row = result.curve[-1]
+        out[rank] = {
+            "train": row["train_time_s"],
+            "total": row["total_time_s"],
+            "own": result.breakdown["train_s"],
+        }
+    finally:
+        dist.destroy_process_group()
+
+
+def test_the_clock_starts_when_every_rank_is_ready():
+    """Set-up is not timed: the clocks start at a barrier at run_start, so a rank that is late
+    to it adds nothing. Without the barrier (or with the clock started before it) rank 0 would
+    count the DELAY it waits for rank 1 in the first step, and the recorded MAX would hold it.
+    Margin: both ranks run the same 3 steps on one machine, so their own clocks differ by far
+    less than DELAY / 2 = 1.5 s also under load; the delay would add a whole DELAY."""
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_late_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+        out = dict(out)
+    assert out[0]["train"] == out[1]["train"]  # one agreed time
+    assert out[0]["own"] - out[1]["own"] < DELAY / 2, out  # rank 0 did not count its wait
+    assert out[0]["train"] - out[1]["own"] < DELAY / 2, out  # nor does the recorded time
+    assert out[0]["total"] - out[1]["own"] < DELAY / 2 + (out[0]["total"] - out[0]["train"]), out
 
 
 # --- --precision bf16 through the CLI ----------------------------------------------------

@@ -16,7 +16,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import IN_CI
+from conftest import IN_CI, process_tree
 
 
 def _free_port() -> int:
@@ -89,16 +89,18 @@ def _wait_all(procs, timeout=300):
 def test_two_nodes_on_loopback(tmp_path):
     endpoint = f"127.0.0.1:{_free_port()}"
     results = str(tmp_path / "results")
-    procs = [
-        subprocess.Popen(
-            _node_cmd(i, endpoint, results, "127.0.0.1"),
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for i in (0, 1)
-    ]
-    _wait_all(procs)
+    with process_tree() as env:  # the nodes' workers too, when a wait times out or fails
+        procs = [
+            subprocess.Popen(
+                _node_cmd(i, endpoint, results, "127.0.0.1"),
+                text=True,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            for i in (0, 1)
+        ]
+        _wait_all(procs)
     _check_one_run(results)
 
 
@@ -163,12 +165,13 @@ def test_two_nodes_in_network_namespaces(tmp_path, two_namespaces):
     endpoint = f"{ADDRS[0]}:29517"
     results = str(tmp_path / "results")
     procs = []
-    for i, ns in enumerate(two_namespaces):
-        cmd = ["ip", "netns", "exec", ns] + _node_cmd(i, endpoint, results, ADDRS[i])
-        # GLOO must use the veth, not the namespace's loopback.
-        env = dict(os.environ, GLOO_SOCKET_IFNAME=("tta-test-a", "tta-test-b")[i])
-        procs.append(
-            subprocess.Popen(cmd, text=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        )
-    _wait_all(procs)
+    with process_tree() as tree_env:  # the nodes' workers too, when a wait times out or fails
+        for i, ns in enumerate(two_namespaces):
+            cmd = ["ip", "netns", "exec", ns] + _node_cmd(i, endpoint, results, ADDRS[i])
+            # GLOO must use the veth, not the namespace's loopback.
+            env = dict(tree_env, GLOO_SOCKET_IFNAME=("tta-test-a", "tta-test-b")[i])
+            procs.append(
+                subprocess.Popen(cmd, text=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            )
+        _wait_all(procs)
     _check_one_run(results)

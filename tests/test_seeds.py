@@ -27,28 +27,9 @@ def test_seed_list_rules():
 
 
 @pytest.mark.slow
-def test_two_seeds_two_folders(cli, tmp_path):
-    cli(
-        "run",
-        "--synthetic",
-        "--seeds",
-        "2",
-        "--seed",
-        "41",
-        "--max-steps",
-        "2",
-        "--batch-size",
-        "64",
-        "--thresholds",
-        "0.1:0.2:0.1",
-        "--results-dir",
-        str(tmp_path),
-        "--progress",
-        "none",
-        check=True,
-        timeout=300,
-    )
-    runs = sorted(glob.glob(os.path.join(str(tmp_path), "*", "resnet20", "closed", "*")))
+def test_two_seeds_two_folders(subset_runs):
+    # the session's real-subset runs (tests/conftest.py), made by one `run --seeds 2 --seed 101`
+    runs = sorted(glob.glob(os.path.join(str(subset_runs), "*", "resnet20", "closed", "*")))
     assert len(runs) == 2
     seeds = []
     for run in runs:
@@ -57,4 +38,4 @@ def test_two_seeds_two_folders(cli, tmp_path):
         seeds.append(summary["seed"])
         log = open(os.path.join(run, "mllog.txt")).read()
         assert f'"key": "seed", "value": {summary["seed"]}' in log
-    assert sorted(seeds) == [41, 42]
+    assert sorted(seeds) == [101, 102]

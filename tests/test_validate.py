@@ -18,22 +18,6 @@ from ttabench.divisions import metrics
 from ttabench.divisions import validate as v
 from ttabench.reference_impls.recipe import CLOSED
 
-TINY = (
-    "--max-steps",
-    "3",
-    "--batch-size",
-    "32",
-    "--threads",
-    "1",
-    "--eval-every",
-    "32samples",
-    "--thresholds",
-    "0.05:0.15:0.05",
-    "--progress",
-    "none",
-)
-
-
 # --- pure checks ----------------------------------------------------------------------------
 
 
@@ -197,33 +181,21 @@ def _run_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.glob("*/*/*/*") if p.is_dir())
 
 
-@pytest.fixture(scope="module")
-def subset_tree(subset_dir, tmp_path_factory) -> Path:
+# Both trained once per session (tests/conftest.py) and read by other modules too; a test that
+# changes a run works on copy_of(...).
+
+
+@pytest.fixture
+def subset_tree(subset_runs) -> Path:
     """Two real closed-division runs on the CIFAR-10 subset (seeds 101 and 102)."""
-    root = tmp_path_factory.mktemp("subset-results")
-    run_cli(
-        "run",
-        "--data-dir",
-        subset_dir,
-        "--seeds",
-        "2",
-        "--seed",
-        "101",
-        *TINY,
-        "--results-dir",
-        str(root),
-        check=True,
-        timeout=600,
-    )
-    assert len(_run_dirs(root)) == 2
-    return root
+    assert len(_run_dirs(subset_runs)) == 2
+    return subset_runs
 
 
-@pytest.fixture(scope="module")
-def synthetic_tree(tmp_path_factory) -> Path:
+@pytest.fixture
+def synthetic_tree(synthetic_run) -> Path:
     """One real closed-division run on the synthetic data set (never a valid closed result)."""
-    root = tmp_path_factory.mktemp("synthetic-results")
-    run_cli("run", "--synthetic", "--seed", "7", *TINY, "--results-dir", str(root), check=True, timeout=600)
+    root = synthetic_run[0]
     assert len(_run_dirs(root)) == 1
     return root
 

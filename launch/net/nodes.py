@@ -73,12 +73,14 @@ def node_commands(
 
 def run_nodes(commands: list[tuple[list[str], dict]], timeout: float | None = None) -> int:
     """Start every node, wait for all; when one fails, stop the others. Returns the exit code."""
-    children = [procs.start(argv, env=env) for argv, env in commands]
 
     def failed(i: int, code: int) -> None:
         print(f"ttabench: netlab run: node {i} exited with code {code}; stopping the others", file=sys.stderr)
 
-    result = procs.supervise(children, timeout=timeout, on_failure=failed)
+    # Started under procs' signal handling: Ctrl-C or SIGTERM while nodes start stops those started.
+    _, result = procs.run_all(
+        [(argv, {"env": env}) for argv, env in commands], timeout=timeout, on_failure=failed
+    )
     if result.timed_out:
         print(f"ttabench: netlab run: timed out after {timeout:g} s; stopped the nodes", file=sys.stderr)
     return result.code

@@ -101,7 +101,9 @@ def check_consistent(results: str) -> None:
         evaluated = (summary.get("metrics") or {}).get("final_accuracy") is not None
         assert has_curve or not evaluated, f"{summary_path}: {summary['status']} without its curve"
         if has_curve:
-            proc = run_cli("validate", run_dir, "--no-compliance", timeout=120)
+            proc = run_cli("validate", run_dir, "--no-compliance", "--json", timeout=120)
+            report = json.loads(proc.stdout)  # a crash leaves no report
+            assert proc.returncode == (0 if report["ok"] else 1), proc.stderr
             assert "recomputed" not in proc.stdout, proc.stdout
 
 

@@ -17,7 +17,7 @@ import uuid
 
 import pytest
 import torch
-from conftest import require_horovod
+from conftest import require_horovod, run_command
 
 pytestmark = pytest.mark.slow
 
@@ -135,12 +135,16 @@ def test_sigkill_of_one_rank_fails_the_run_promptly(tmp_path, backend):
         "2000",
         "--eval-every",
         "8steps",
+        "--collective-timeout",
+        "600",
     )
     run.wait_for_evals(1)
     os.kill(run.worker("HOROVOD_RANK=1" if backend == "horovod" else "RANK=1"), signal.SIGKILL)
-    code, out, waited = run.finish()
+    code, out, waited = run.finish(timeout=600)
     assert code != 0
-    assert waited < 30, f"took {waited:.1f} s to stop after the kill"
+    # Promptly: the broken connection is noticed (seconds, also on a loaded machine), not the
+    # peer's death waited out (the 600 s collective timeout); half of that tells them apart.
+    assert waited < 300, f"took {waited:.1f} s to stop after the kill"
     run.assert_nothing_left()
     s = run.summary()
     assert s["status"] == "failed"
@@ -279,11 +283,8 @@ def test_resume_continues_to_the_same_weights_and_metrics(tmp_path, seed_given, 
     broken.end()
     run_dir = broken.run_dir()
     assert json.load(open(os.path.join(run_dir, "summary.json")))["status"] == "running"
-    resumed = subprocess.run(
-        [sys.executable, "-m", "ttabench", "run", "--resume", run_dir, "--progress", "none"],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    resumed = run_command(  # its whole tree is killed if it times out
+        [sys.executable, "-m", "ttabench", "run", "--resume", run_dir, "--progress", "none"], timeout=300
     )
     assert resumed.returncode == 0, resumed.stderr
     # Without --seed the run drew one; the resumed part must keep it (data order, augmentation).
@@ -305,9 +306,13 @@ def test_resume_continues_to_the_same_weights_and_metrics(tmp_path, seed_given, 
     s = json.load(open(os.path.join(run_dir, "summary.json")))
     assert s["status"] == "success" and len(s["resumes"]) == 1
     assert s["resumes"][0]["step"] % 3 == 0 and 6 <= s["resumes"][0]["step"] < steps
-    proc = subprocess.run(
-        [sys.executable, "-m", "ttabench", "validate", run_dir], capture_output=True, text=True
-    )
+    proc = run_command([sys.executable, "-m", "ttabench", "validate", run_dir, "--json"], timeout=120)
+    report = json.loads(proc.stdout)  # a crash leaves no report
+    # Synthetic data is never a closed-division result (the compliance checker's dataset rule
+    # says so too): those are the only problems; a resumed curve or metric that does not add up
+    # would be another.
+    assert proc.returncode == 1 and report["statuses"] == {"success": 1}, proc.stderr
+    assert [f for f in report["failures"] if "synthetic" not in f and "'dataset'" not in f] == [], report
     assert "mismatch" not in proc.stdout and "curve" not in proc.stdout, proc.stdout
 
 

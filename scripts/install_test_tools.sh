@@ -1,0 +1,24 @@
+#!/usr/bin/env sh
+# The system tools the test suite uses: ip and tc (network namespaces, the network lab),
+# mount and unshare (the full-disk and Slurm tests), git (the checkout's own checks).
+# Installed with apt-get when missing and root; otherwise what is missing is named and the
+# tests that need it skip (under CI=true they fail: tests/conftest.py).
+set -eu
+missing=""
+for tool in ip:iproute2 tc:iproute2 mount:mount unshare:util-linux git:git; do
+    cmd=${tool%%:*}
+    pkg=${tool#*:}
+    if ! command -v "$cmd" >/dev/null 2>&1; then
+        case " $missing " in *" $pkg "*) ;; *) missing="$missing $pkg" ;; esac
+    fi
+done
+if [ -z "$missing" ]; then
+    exit 0
+fi
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "install_test_tools.sh: missing packages:$missing (install them as root; tests that need them skip)" >&2
+    exit 0
+fi
+apt-get update -qq
+# shellcheck disable=SC2086
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
