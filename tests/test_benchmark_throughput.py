@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from benchmarks import modes, summary
-from ttabench.launch.record import system
+from ttabench.launch import system
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
