@@ -33,7 +33,7 @@ The hooks, and their defaults (the closed recipe, reference_impls/recipe.py):
 A submission's own communication (comm_hook, sync_step) replaces ``--algorithm``
 (which must then be left at ``allreduce``), runs under torchrun only (DDP), and
 only with two or more workers (one worker communicates nothing). Timing and
-counting are the reference algorithms' (launch/worker/comm_algorithms.py): the
+counting are the reference algorithms' (launch/worker/comm_counting.py): the
 hook's communication is timed from the bucket's hand-over to its future's
 completion, the sync step wholly as exposed wait; while either runs, the
 collectives it calls through the ``torch.distributed`` module (``dist.all_reduce``,

@@ -30,6 +30,7 @@ from ttabench.divisions import algorithms, metrics
 from ttabench.divisions.open import submission_name
 from ttabench.divisions.open_load import parse_ref
 from ttabench.divisions.results import RunPath
+from ttabench.launch.cadence import Cadence, parse_cadence
 from ttabench.launch.net import link
 from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, PRECISIONS, THRESHOLDS
 
@@ -380,31 +381,3 @@ def parse_straggler(spec: str, world: int | None = None) -> tuple[int, float]:
     if world is not None and rank >= world:
         raise UserError(f"--straggler rank {rank} does not exist with {world} worker(s)")
     return rank, factor
-
-
-_CADENCE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(epochs?|e|samples?|steps?)\s*$")
-
-
-@dataclass(frozen=True)
-class Cadence:
-    """How often something happens: every `value` epochs, steps or samples."""
-
-    value: float
-    unit: str  # "epoch", "steps" or "samples"
-
-    def samples(self, steps_per_epoch: int, global_batch: int) -> int:
-        """The cadence in samples (at least one step's worth is not enforced: the loop checks after steps)."""
-        scale = {"epoch": steps_per_epoch * global_batch, "steps": global_batch, "samples": 1}[self.unit]
-        return max(1, int(round(self.value * scale)))
-
-
-def parse_cadence(spec: str, flag: str = "--eval-every") -> Cadence:
-    """'1epoch' -> Cadence(1.0, 'epoch'); '12800samples' -> (12800.0, 'samples'); '50steps' -> (50.0, 'steps')."""
-    m = _CADENCE.match(spec) if isinstance(spec, str) else None
-    if not m or float(m.group(1)) <= 0:
-        raise UserError(f"{flag} must look like 1epoch, 0.5epoch, 12800samples or 100steps, got {spec!r}")
-    word = m.group(2)
-    unit = "epoch" if word.startswith("e") else "steps" if word.startswith("st") else "samples"
-    if unit != "epoch" and float(m.group(1)) < 1:
-        raise UserError(f"{flag} must be at least 1 {unit.rstrip('s')}, got {spec!r}")
-    return Cadence(float(m.group(1)), unit)

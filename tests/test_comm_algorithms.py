@@ -141,12 +141,12 @@ def test_a_submissions_operations_are_counted_and_the_uncounted_refused(group):
     """While a submission's communication runs, torch.distributed's operations go through the
     same Ops as the references' (handed bytes counted); the ones Ops does not count raise, and
     torch.distributed is itself again afterwards."""
-    from ttabench.launch.worker import comm_algorithms
+    from ttabench.launch.worker import comm_counting
     from ttabench.launch.worker.comm import Comm
 
     real = dist.all_reduce
-    ops = comm_algorithms.Ops(Comm())
-    with comm_algorithms.counted_dist(ops):
+    ops = comm_counting.Ops(Comm())
+    with comm_counting.counted_dist(ops):
         dist.all_reduce(torch.ones(10))  # 40 bytes
         dist.all_reduce(tensor=torch.ones(2))  # 8 bytes, given by keyword
         dist.all_reduce(torch.ones(4, dtype=torch.float16), async_op=True).get_future().wait()
@@ -158,4 +158,4 @@ def test_a_submissions_operations_are_counted_and_the_uncounted_refused(group):
             dist.broadcast(torch.ones(2), src=0)
     assert ops.handed == {"all_reduce": 40 + 8 + 8, "all_gather": 12 + 40, "send": 0}
     assert ops.sent == 0.0  # one worker sends nothing (sent_bytes of a 1-process group)
-    assert dist.all_reduce is real and dist.broadcast.__module__ != comm_algorithms.__name__
+    assert dist.all_reduce is real and dist.broadcast.__module__ != comm_counting.__name__

@@ -9,7 +9,7 @@ and any layer below it, never one above):
     launcher   launch/launcher.py, launch/cluster/   starts and supervises a run's workers
     worker     launch/worker/                        one worker: set-up, the timed loop
     record     launch/record/                        what a run writes and shows
-    support    launch/config.py, flags.py, usage.py, procs.py, system.py, launch/net/
+    support    launch/config.py, cadence.py, flags.py, usage.py, procs.py, system.py, launch/net/
                                                      the typed run configuration, process
                                                      supervision, the machine, network models
     divisions  divisions/                            rules, metrics, the results layout (no torch)
@@ -38,6 +38,7 @@ LAYERS = [
     ("ttabench.launch.worker", 5),
     ("ttabench.launch.record", 4),
     ("ttabench.launch.config", 3),
+    ("ttabench.launch.cadence", 3),
     ("ttabench.launch.flags", 3),
     ("ttabench.launch.usage", 3),
     ("ttabench.launch.procs", 3),

@@ -455,7 +455,7 @@ def _subset_run(folder):
 
 def test_predict_takes_epochs_to_target_from_the_shipped_rcps(tmp_path, cli):
     from ttabench.divisions import rcp
-    from ttabench.launch.commands.predict import SHIPPED_RCPS
+    from ttabench.launch.commands.predict_convergence import SHIPPED_RCPS
 
     shipped = os.path.join(SHIPPED_RCPS, "resnet20-cifar10-subset.json")
     refs = {r.batch: r for r in rcp.references(shipped, rcp.load(shipped), "resnet20")}

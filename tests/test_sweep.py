@@ -11,8 +11,8 @@ import pytest
 from conftest import run_cli
 
 from ttabench import UserError
-from ttabench.launch.commands import sweep
-from ttabench.launch.commands.sweep import Point
+from ttabench.launch.commands import sweep, sweep_table
+from ttabench.launch.commands.sweep_table import Point
 
 
 def _summary(
@@ -38,14 +38,14 @@ def _summary(
 
 
 def test_rows_speedup_and_efficiency_by_hand(tmp_path):
-    rows = sweep.add_speedups(
+    rows = sweep_table.add_speedups(
         [
-            sweep.point_row(
+            sweep_table.point_row(
                 Point(1, "1gbe"), _summary(100.0, 50.0, 2.0, 0.0, 0.0, attmt=20.0, target_tta=30.0)
             ),
-            sweep.point_row(Point(2, "1gbe"), _summary(150.0, 40.0, 4.0, 10.0, 4.0)),
-            sweep.point_row(Point(4, "1gbe"), _summary(320.0, 20.0, 4.0, 5.0, 2.0)),
-            sweep.point_row(Point(2, "wan"), _summary(80.0, 10.0, 1.0, 1.0, 0.5)),  # no 1-worker row
+            sweep_table.point_row(Point(2, "1gbe"), _summary(150.0, 40.0, 4.0, 10.0, 4.0)),
+            sweep_table.point_row(Point(4, "1gbe"), _summary(320.0, 20.0, 4.0, 5.0, 2.0)),
+            sweep_table.point_row(Point(2, "wan"), _summary(80.0, 10.0, 1.0, 1.0, 0.5)),  # no 1-worker row
         ]
     )
     one, two, four, wan = rows
@@ -58,7 +58,7 @@ def test_rows_speedup_and_efficiency_by_hand(tmp_path):
     assert two["tta_target_s"] is None and two["attmt_s"] is None  # empty cells in sweep.csv
     assert four["speedup"] == 3.2 and four["efficiency"] == 0.8
     assert wan["speedup"] is None and wan["efficiency"] is None
-    table = sweep.markdown_table(rows).splitlines()
+    table = sweep_table.markdown_table(rows).splitlines()
     assert table[0].startswith("| workers | network | status | img/s | time/epoch (s) | comm share")
     assert table[3] == (
         "| 2 | 1gbe | success | 150.0 | 10.00 | 25.0% | 4.00 | 1.50 | 0.75 | not reached | undefined |"
@@ -66,7 +66,7 @@ def test_rows_speedup_and_efficiency_by_hand(tmp_path):
     # sweep.csv: numbers or empty cells, never a word in a numeric column
     out = tmp_path / "out"
     out.mkdir()
-    sweep.write_outputs(str(out), rows, [None] * len(rows), ["ttabench", "sweep"])
+    sweep_table.write_outputs(str(out), rows, [None] * len(rows), ["ttabench", "sweep"])
     with open(out / "sweep.csv") as f:
         two_csv = list(csv.DictReader(f))[1]
     assert (two_csv["tta_target_s"], two_csv["attmt_s"]) == ("", "")
@@ -84,22 +84,22 @@ def test_report_says_undefined_for_an_attmt_and_not_reached_for_a_tta():
 
 
 def test_failed_and_missing_points():
-    failed = sweep.point_row(
+    failed = sweep_table.point_row(
         Point(2, "1gbe"), {"status": "failed", "error": "RuntimeError: boom"}, error="exit code 1: boom"
     )
     assert failed["status"] == "failed" and failed["img_s"] is None
-    assert sweep.point_row(Point(2, "1gbe"), None, "no results folder")["status"] == "failed"
+    assert sweep_table.point_row(Point(2, "1gbe"), None, "no results folder")["status"] == "failed"
     # A run whose summary says success but whose process failed is not a success.
-    row = sweep.point_row(Point(1, "1gbe"), _summary(1, 1, 1, 0, 0), "exit code 3: x")
+    row = sweep_table.point_row(Point(1, "1gbe"), _summary(1, 1, 1, 0, 0), "exit code 3: x")
     assert row["status"] == "failed"
-    rows = sweep.add_speedups(
+    rows = sweep_table.add_speedups(
         [
-            sweep.point_row(Point(1, "1gbe"), None, "x"),
-            sweep.point_row(Point(2, "1gbe"), _summary(150.0, 40.0, 4.0, 1, 0)),
+            sweep_table.point_row(Point(1, "1gbe"), None, "x"),
+            sweep_table.point_row(Point(2, "1gbe"), _summary(150.0, 40.0, 4.0, 1, 0)),
         ]
     )
     assert rows[1]["speedup"] is None  # no successful 1-worker point on that network
-    assert "| 1 | 1gbe | failed | - |" in sweep.markdown_table(rows)
+    assert "| 1 | 1gbe | failed | - |" in sweep_table.markdown_table(rows)
 
 
 def test_grid_and_flags_are_checked_up_front():
@@ -177,7 +177,7 @@ def test_tiny_real_sweep(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "| workers | network | status | img/s |" in proc.stdout  # the table is printed
     rows = list(csv.DictReader(open(out / "sweep.csv")))
-    assert list(rows[0]) == sweep.CSV_COLUMNS
+    assert list(rows[0]) == sweep_table.CSV_COLUMNS
     assert [(r["workers"], r["network"]) for r in rows] == [
         ("1", "loopback"),
         ("2", "loopback"),

@@ -220,7 +220,7 @@ def _timed_allreduce_hook(state: TorchComm, bucket):
     state._last_launch = launched
     event = state.timeline.ready(launched, tensor.numel() * tensor.element_size())
     own = state.algorithm.hook(bucket)
-    if own is not None:  # counted and charged operation by operation (algorithms.Ops)
+    if own is not None:  # counted and charged operation by operation (comm_counting.Ops)
 
         def finished(f):
             state.timeline.allreduce_done(event, state.now() - launched)

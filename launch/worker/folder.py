@@ -24,7 +24,8 @@ from ttabench.launch.record.tables import print_run_summary
 from ttabench.launch.worker import checkpoint
 from ttabench.launch.worker.checkpoint import Checkpoint
 from ttabench.launch.worker.context import Context
-from ttabench.launch.worker.loop import LoopResult, LoopState
+from ttabench.launch.worker.loop import LoopState
+from ttabench.launch.worker.loop_result import LoopResult
 from ttabench.launch.worker.workload import Setup
 
 # The files a restarted run without a checkpoint begins again.

@@ -17,7 +17,8 @@ Side work (progress display, results, mllog) hooks in through ``Hooks``;
 it does not live in the loop. What a step and an evaluation compute (the data
 order, the loss, autocast, the sharded evaluation) is in compute.py, and when
 to evaluate, checkpoint and stop in stoprules.py; this module runs them on
-one clock and keeps the curve and the time breakdown.
+one clock and keeps the curve; what it returns (``LoopResult``, the time
+breakdown) is assembled in loop_result.py.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ttabench import UserError
 from ttabench.launch.record.hooks import Hooks
 from ttabench.launch.worker.clock import Clock
 from ttabench.launch.worker.compute import autocast, default_train_step, epoch_plan, evaluate
+from ttabench.launch.worker.loop_result import LoopResult, Times, time_breakdown
 from ttabench.launch.worker.stoprules import StopRules
 from ttabench.launch.worker.timeline import Straggler
 from ttabench.reference_impls.augment import Normalize, crop_flip
@@ -81,20 +83,6 @@ class LoopSpec:
 
 
 @dataclass
-class LoopResult:
-    status: str  # success | diverged | interrupted | failed
-    stop_reason: str
-    curve: list = field(default_factory=list)
-    steps: int = 0
-    samples: int = 0
-    epochs: float = 0.0
-    train_time_s: float = 0.0
-    total_time_s: float = 0.0
-    diverged_step: int | None = None
-    breakdown: dict = field(default_factory=dict)  # this rank's time breakdown
-
-
-@dataclass
 class LoopState:
     """Where the loop stands: exactly what a checkpoint saves and a resumed run starts from
     (with the model, optimizer and RNG state, which checkpoint.py saves beside it)."""
@@ -126,17 +114,6 @@ class LoopState:
         # The budget rule predicts the next step with the slowest of the last few:
         # a sudden slow step must not carry the run past it.
         return max(self.recent_steps, default=0.0)
-
-
-@dataclass
-class _Times:
-    """This rank's own time breakdown (seconds)."""
-
-    data_s: float = 0.0
-    compute_s: float = 0.0
-    control_s: float = 0.0
-    eval_s: float = 0.0
-    checkpoint_s: float = 0.0
 
 
 def run(spec: LoopSpec, comm, hooks: Hooks, stop_requested: Callable[[], int] = lambda: 0) -> LoopResult:
@@ -179,7 +156,7 @@ class _Loop:
         self.train_step_fn = spec.train_step or default_train_step
         sync = (lambda: torch.cuda.synchronize(self.device)) if self.device.type == "cuda" else (lambda: None)
         self.clock = Clock(sync, train_s=self.state.train_s, total_s=self.state.total_s)
-        self.times = _Times()
+        self.times = Times()
         self.comm_wait_start = comm.comm_wait_s
         self.status, self.reason, self.diverged_step = "success", None, None
         # This rank's training clock as it entered the last agreement (a step's or an
@@ -379,26 +356,16 @@ class _Loop:
         self.clock.pause()
         total_s = self.clock.total_elapsed()
         train_s, train_local = self.stop_instant()
-        comm_wait = comm.comm_wait_s - self.comm_wait_start
-        straggler_s = self.spec.straggler.added_s if self.spec.straggler is not None else 0.0
-        breakdown = {
-            "rank": comm.rank,
-            "train_s": train_local,  # their MAX over ranks is the run's training time
-            "total_s": total_s,
-            "compute_s": t.compute_s - comm_wait - straggler_s,  # both fall inside the compute window
-            "comm_wait_s": comm_wait,
-            "allreduce_busy_s": comm.allreduce_busy_s,
-            "network_delay_s": comm.emulator.added_s if comm.emulator else 0.0,
-            "data_s": t.data_s,
-            "control_s": t.control_s,
-            "hooks_s": getattr(self.hooks, "overhead_s", 0.0),
-            "eval_s": t.eval_s,
-            "checkpoint_s": t.checkpoint_s,
-            "straggler_s": straggler_s,
-            "backward": comm.timeline.summary(),  # for `ttabench predict`
-            # bytes this rank handed to training's collectives and point-to-point operations
-            "comm_bytes": comm.algorithm.ops.summary(s.step - self.first_step),
-        }
+        breakdown = time_breakdown(
+            comm,
+            t,
+            train_local=train_local,
+            total_s=total_s,
+            comm_wait_s=comm.comm_wait_s - self.comm_wait_start,
+            straggler_s=self.spec.straggler.added_s if self.spec.straggler is not None else 0.0,
+            hooks_s=getattr(self.hooks, "overhead_s", 0.0),
+            steps=s.step - self.first_step,
+        )
         result = LoopResult(
             status=self.status,
             stop_reason=self.reason,
