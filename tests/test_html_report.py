@@ -293,7 +293,8 @@ def test_headline_comparison_is_at_the_highest_threshold_both_reached():
     def row(system):
         return {
             "system": system, "benchmark": "resnet20", "division": "closed", "dataset": "cifar10",
-            "workers": 1, "network": "loopback", "setting": "", "threshold_spec": "0.2:0.5:0.1",
+            "workers": 1, "network": "loopback", "algorithm": "allreduce", "setting": "",
+            "threshold_spec": "0.2:0.5:0.1",
         }  # fmt: skip
 
     a, b = row("a"), row("b")

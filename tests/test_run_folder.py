@@ -67,6 +67,11 @@ def test_a_failure_during_set_up_leaves_a_summary_that_says_why(tmp_path, ctx):
         "error": "RuntimeError: no memory left",
         "failed_rank": 0,
         "signal": None,
+        # what the run was, so that validate reports it as a failed run of its tree
+        "benchmark": "resnet20",
+        "division": "closed",
+        "world_size": 1,
+        "stop_reason": "failed before the first step",
     }
     assert '"ttabench_status": "failed"' in open(os.path.join(folder.run_dir, "mllog.txt")).read()
 
