@@ -28,27 +28,17 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from benchmarks import peak
 from ttabench.divisions import algorithms as spec
 from ttabench.launch import system
 from ttabench.launch.worker import comm_algorithms
 from ttabench.launch.worker.comm import Comm
 from ttabench.reference_impls.resnet import DEPTHS, resnet
-
-
-def _best(fn, reps: int) -> float:
-    fn()  # first call: allocation, warm start
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 class Bucket:
@@ -97,7 +87,7 @@ def plain_step(model, batch: int, reps: int) -> float:
         F.cross_entropy(model(x), y).backward()
         opt.step()
 
-    return _best(step, reps)
+    return peak.best_time(step, reps)
 
 
 def hook_cost(name: str, params: dict, model, reps: int) -> float:
@@ -123,7 +113,7 @@ def hook_cost(name: str, params: dict, model, reps: int) -> float:
         elif name != "decentralized":
             algorithm.after_step(model)
 
-    t = _best(one, reps)
+    t = peak.best_time(one, reps)
     if name == "local-sgd":
         t /= algorithm.params["local_steps"]
     if name == "decentralized":  # the averaging arithmetic of after_step, neighbours' copies
@@ -135,7 +125,7 @@ def hook_cost(name: str, params: dict, model, reps: int) -> float:
             with torch.no_grad():
                 comm_algorithms.vector_to_parameters((flat + left + right) / 3, plist)
 
-        t += _best(average, reps)
+        t += peak.best_time(average, reps)
     return t
 
 

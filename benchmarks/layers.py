@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
@@ -32,16 +31,6 @@ STAGES = ((16, 32), (32, 16), (64, 8))  # (channels, spatial size)
 CONVS_PER_STAGE = 6
 BATCH = 128
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
-def _best(fn, reps: int) -> float:
-    fn()  # first call: primitive creation, allocation
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def conv_flops(channels: int, size: int, batch: int = BATCH) -> int:
@@ -56,8 +45,8 @@ def stage(channels: int, size: int, precision: str, reps: int) -> dict:
     x = torch.randn(BATCH, channels, size, size, generator=g).to(dtype).contiguous(memory_format=cl)
     w = (torch.randn(channels, channels, 3, 3, generator=g) * 0.1).to(dtype).contiguous(memory_format=cl)
     grad = torch.randn_like(x)
-    fwd = _best(lambda: F.conv2d(x, w, padding=1), reps)
-    bwd = _best(
+    fwd = peak.best_time(lambda: F.conv2d(x, w, padding=1), reps)
+    bwd = peak.best_time(
         lambda: torch.ops.aten.convolution_backward(
             grad, x, w, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [True, True, False]
         ),
@@ -75,7 +64,7 @@ def stage(channels: int, size: int, precision: str, reps: int) -> dict:
         out = F.relu(F.batch_norm(y, rm, rv, bn_w, bn_b, training=True) + shortcut)
         out.backward(grad)
 
-    rest = _best(bn_relu_add, reps)
+    rest = peak.best_time(bn_relu_add, reps)
     flops = conv_flops(channels, size)
     return {
         "channels": channels,

@@ -27,6 +27,18 @@ from torch.utils.flop_counter import FlopCounterMode
 PROBE_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+def best_time(fn, reps: int) -> float:
+    """The fastest of `reps` timed calls of fn, after one untimed call (primitive creation,
+    allocation, warm start): the yardstick's way of timing a small piece of work."""
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def gemm_flops(n: int) -> int:
     """FLOPs of one n x n by n x n matmul: n^2 outputs, n multiply-adds each."""
     return 2 * n**3
