@@ -9,7 +9,7 @@ from ttabench import UserError
 from ttabench.divisions import algorithms, scoring
 from ttabench.launch.commands.inputs import note_skipped, spec_from_runs
 from ttabench.launch.record.tables import Column, Table, seconds, show
-from ttabench.launch.usage import command
+from ttabench.launch.usage import command, json_flag
 
 AVERAGING = (
     "TTA(T) of a group of runs is the mean of the runs' TTA(T), defined only when every "
@@ -93,4 +93,4 @@ def add_commands(sub) -> None:
         metavar="LOW:HIGH:STEP",
         help="thresholds (default: the spec the runs were recorded with)",
     )
-    c.add_argument("--json", action="store_true", help="print one JSON object")
+    json_flag(c)

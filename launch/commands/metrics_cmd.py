@@ -9,7 +9,7 @@ import json
 from ttabench.divisions import metrics, scoring
 from ttabench.launch.commands.inputs import check_target_budget, note_skipped, use_recorded
 from ttabench.launch.record.tables import Column, Table, metrics_table, seconds, show
-from ttabench.launch.usage import command
+from ttabench.launch.usage import command, json_flag
 
 
 def _cmd_metrics(args) -> int:
@@ -127,4 +127,4 @@ def add_commands(sub) -> None:
         metavar="SECONDS",
         help="AAT at this training time (default: the runs' recorded budget)",
     )
-    m.add_argument("--json", action="store_true", help="print one JSON object")
+    json_flag(m)

@@ -17,7 +17,7 @@ import os
 from ttabench import UserError
 from ttabench.divisions import algorithms, experiments, metrics, rcp, scoring
 from ttabench.divisions.results import atomic_write_text, experiment_key, number, section
-from ttabench.launch.usage import command
+from ttabench.launch.usage import command, json_flag
 
 
 def _target(value: float | None) -> float | None:
@@ -286,4 +286,4 @@ def add_commands(sub) -> None:
     c.add_argument("--benchmark", help="without RUN_DIRS: the benchmark")
     c.add_argument("--global-batch", type=int, metavar="N", help="without RUN_DIRS: the global batch")
     c.add_argument("--epochs", metavar="E1,E2,...", help="without RUN_DIRS: epochs to converge of each run")
-    c.add_argument("--json", action="store_true", help="print one JSON object")
+    json_flag(c)

@@ -8,7 +8,7 @@ from ttabench.divisions import rcp
 from ttabench.divisions.validate import Problem, validate
 from ttabench.launch.cluster.slurm import submitted_jobs
 from ttabench.launch.commands.rcp_cmd import check_results
-from ttabench.launch.usage import command
+from ttabench.launch.usage import command, json_flag
 
 
 def _cmd_validate(args) -> int:
@@ -66,7 +66,7 @@ def add_commands(sub) -> None:
         "(e.g. the CIFAR-10 subset, failed runs) do not fail.",
     )
     v.add_argument("path", metavar="RESULTS_DIR_OR_RUN")
-    v.add_argument("--json", action="store_true", help="print one JSON object")
+    json_flag(v)
     v.add_argument(
         "--no-compliance", action="store_true", help="skip the MLPerf compliance checker (mlperf-logging)"
     )
