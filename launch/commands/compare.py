@@ -9,7 +9,7 @@ from ttabench import UserError
 from ttabench.divisions import algorithms, scoring
 from ttabench.launch.commands.inputs import note_skipped, spec_from_runs
 from ttabench.launch.record.tables import Column, Table, seconds, show
-from ttabench.launch.usage import command, json_flag
+from ttabench.launch.usage import add_command, json_flag
 
 AVERAGING = (
     "TTA(T) of a group of runs is the mean of the runs' TTA(T), defined only when every "
@@ -77,7 +77,7 @@ def _cmd_compare(args) -> int:
 
 
 def add_commands(sub) -> None:
-    c = command(
+    c = add_command(
         sub,
         "compare",
         _cmd_compare,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from ttabench.launch import system
-from ttabench.launch.usage import command
+from ttabench.launch.usage import add_command
 
 
 def _cmd_env(args) -> int:
@@ -16,4 +16,4 @@ def _cmd_env(args) -> int:
 
 
 def add_commands(sub) -> None:
-    command(sub, "env", _cmd_env, help="print the system description recorded with results")
+    add_command(sub, "env", _cmd_env, help="print the system description recorded with results")

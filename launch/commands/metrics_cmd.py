@@ -9,7 +9,7 @@ import json
 from ttabench.divisions import metrics, scoring
 from ttabench.launch.commands.inputs import check_target_budget, note_skipped, use_recorded
 from ttabench.launch.record.tables import Column, Table, metrics_table, seconds, show
-from ttabench.launch.usage import command, json_flag
+from ttabench.launch.usage import add_command, json_flag
 
 
 def _cmd_metrics(args) -> int:
@@ -100,7 +100,7 @@ def _stats_table(out: dict) -> Table:
 
 
 def add_commands(sub) -> None:
-    m = command(
+    m = add_command(
         sub,
         "metrics",
         _cmd_metrics,

@@ -14,7 +14,7 @@ from ttabench import UserError
 from ttabench.divisions import experiments, metrics, scoring
 from ttabench.divisions.results import atomic_write_bytes
 from ttabench.launch.commands.inputs import note_skipped, recorded_specs
-from ttabench.launch.usage import command
+from ttabench.launch.usage import add_command
 
 Group = tuple[str, list[scoring.Run]]  # a legend label and its runs (an input: a run, or seeds)
 
@@ -207,7 +207,7 @@ def _cmd_plot(args) -> int:
 
 
 def add_commands(sub) -> None:
-    p = command(
+    p = add_command(
         sub,
         "plot",
         _cmd_plot,

@@ -36,7 +36,7 @@ from ttabench.launch.net import cost
 from ttabench.launch.net.link import Link, parse_series
 from ttabench.launch.net.link import resolve as resolve_link
 from ttabench.launch.record.tables import Column, Table, show
-from ttabench.launch.usage import command
+from ttabench.launch.usage import add_command
 
 DEFAULT_WORKERS = "1:1024:x2"
 
@@ -277,7 +277,7 @@ def _cmd_predict(args) -> int:
 
 
 def add_commands(sub) -> None:
-    p = command(
+    p = add_command(
         sub,
         "predict",
         _cmd_predict,

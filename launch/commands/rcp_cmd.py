@@ -17,7 +17,7 @@ import os
 from ttabench import UserError
 from ttabench.divisions import algorithms, experiments, metrics, rcp, scoring
 from ttabench.divisions.results import atomic_write_text, experiment_key, number, section
-from ttabench.launch.usage import command, json_flag
+from ttabench.launch.usage import add_command, json_flag
 
 
 def _target(value: float | None) -> float | None:
@@ -260,7 +260,7 @@ def add_commands(sub) -> None:
         f"{rcp.SUBMISSION_RUNS} runs per closed submission).",
     )
     rsub = p.add_subparsers(dest="rcp_command", required=True, metavar="ACTION")
-    b = command(
+    b = add_command(
         rsub,
         "build",
         _cmd_build,
@@ -271,7 +271,7 @@ def add_commands(sub) -> None:
     b.add_argument("runs", nargs="+", metavar="RUN_DIRS", help="run folders or folders of run folders")
     b.add_argument("--target", type=float, required=True, help="accuracy that counts as converged (fraction)")
     b.add_argument("-o", "--output", required=True, metavar="FILE", help="the RCP file (JSON) to write")
-    c = command(
+    c = add_command(
         rsub,
         "check",
         _cmd_check,

@@ -13,7 +13,7 @@ from ttabench.launch.commands import html
 from ttabench.launch.commands.inputs import DATA_MARKS, check_target_budget
 from ttabench.launch.commands.rcp_cmd import annotate_report
 from ttabench.launch.record.tables import Column, Table, to_csv, to_markdown
-from ttabench.launch.usage import command
+from ttabench.launch.usage import add_command
 
 REPORT_COLUMNS = (
     "system",
@@ -148,7 +148,7 @@ def report_table(rows: list[dict]) -> Table:
 
 
 def add_commands(sub) -> None:
-    r = command(
+    r = add_command(
         sub,
         "report",
         _cmd_report,

@@ -8,7 +8,7 @@ import sys
 from ttabench.launch import launcher
 from ttabench.launch.config import DEFAULT_RESULTS_DIR
 from ttabench.launch.flags import add_run_flags, from_args, resume_config
-from ttabench.launch.usage import command
+from ttabench.launch.usage import add_command
 
 
 def _cmd_run(args) -> int:
@@ -30,7 +30,7 @@ def _cmd_run(args) -> int:
 
 
 def add_commands(sub) -> None:
-    run = command(
+    run = add_command(
         sub,
         "run",
         _cmd_run,

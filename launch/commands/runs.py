@@ -28,7 +28,7 @@ from ttabench.divisions.results import ACTIVE_STATES, find_job_only_dirs, find_r
 from ttabench.launch.cluster import slurm
 from ttabench.launch.config import DEFAULT_RESULTS_DIR
 from ttabench.launch.record.tables import Column, Table, seconds, show
-from ttabench.launch.usage import command
+from ttabench.launch.usage import add_command
 
 _RUN_ID_TIME = re.compile(r"^(\d{8}-\d{6})")
 
@@ -190,7 +190,7 @@ def _cmd_runs(args) -> int:
 
 
 def add_commands(sub) -> None:
-    r = command(
+    r = add_command(
         sub,
         "runs",
         _cmd_runs,

@@ -26,7 +26,7 @@ from ttabench.launch.cluster import slurm
 from ttabench.launch.config import RunConfig
 from ttabench.launch.flags import add_arguments, from_args
 from ttabench.launch.record.jobenv import cluster_system_name
-from ttabench.launch.usage import command
+from ttabench.launch.usage import add_command
 
 # Set per node by the scheduler's script, never by the user.
 PER_NODE = ("nnodes", "node_rank", "rdzv_endpoint", "local_addr", "resume", "run_dir")
@@ -191,7 +191,7 @@ def _cmd_submit(args) -> int:
 
 
 def add_commands(sub) -> None:
-    s = command(
+    s = add_command(
         sub,
         "submit",
         _cmd_submit,

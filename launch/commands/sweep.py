@@ -27,7 +27,7 @@ from ttabench.launch.config import BACKENDS
 from ttabench.launch.flags import RunArgs, add_passed_run_flags, parse_run_args
 from ttabench.launch.net.link import PROFILES
 from ttabench.launch.record.tables import show
-from ttabench.launch.usage import command
+from ttabench.launch.usage import add_command
 from ttabench.reference_impls.recipe import BENCHMARKS
 
 # Flags the sweep sets for each point itself.
@@ -189,7 +189,7 @@ def _cmd_sweep(args) -> int:
 
 
 def add_commands(sub) -> None:
-    s = command(
+    s = add_command(
         sub,
         "sweep",
         _cmd_sweep,

@@ -8,7 +8,7 @@ from ttabench.divisions import rcp
 from ttabench.divisions.validate import Problem, validate
 from ttabench.launch.cluster.slurm import submitted_jobs
 from ttabench.launch.commands.rcp_cmd import check_results
-from ttabench.launch.usage import command, json_flag
+from ttabench.launch.usage import add_command, json_flag
 
 
 def _cmd_validate(args) -> int:
@@ -55,7 +55,7 @@ def _rcp_problems(args, result) -> list[dict]:
 
 
 def add_commands(sub) -> None:
-    v = command(
+    v = add_command(
         sub,
         "validate",
         _cmd_validate,
