@@ -25,7 +25,6 @@ share of the plain step; the CPU model and thread count head it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -33,7 +32,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from benchmarks import peak
+from benchmarks import output, peak
 from ttabench.divisions import algorithms as spec
 from ttabench.launch import system
 from ttabench.launch.worker import comm_algorithms
@@ -172,9 +171,7 @@ def main(argv=None) -> int:
     print(f"{'algorithm':<{width}}  {'own compute ms/step':>19}  {'of the plain step':>17}")
     for r in rows:
         print(f"{r['algorithm']:<{width}}  {r['compute_ms']:>19.3f}  {100 * r['share']:>16.2f}%")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
+    output.write_json(args.json, out, indent=2)
     return 0
 
 

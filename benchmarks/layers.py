@@ -19,13 +19,12 @@ of the whole step and of the share each kind of work takes.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import torch
 import torch.nn.functional as F
 
-from benchmarks import peak
+from benchmarks import output, peak
 
 STAGES = ((16, 32), (32, 16), (64, 8))  # (channels, spatial size)
 CONVS_PER_STAGE = 6
@@ -131,9 +130,7 @@ def main(argv=None) -> int:
         r = measure(precision.strip(), args.reps)
         results.append(r)
         print(format_result(r), flush=True)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=1)
+    output.write_json(args.json, results, indent=1)
     return 0
 
 

@@ -22,11 +22,11 @@ the others are listed. Pure Python plus scipy for the t distribution; no torch.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 import sys
 
+from benchmarks import output
 from ttabench.divisions import metrics, scoring, stats
 
 RESAMPLES = stats.BOOTSTRAP_RESAMPLES
@@ -146,9 +146,7 @@ def main(argv=None) -> int:
     print(f"{len(out['runs'])} runs reached every threshold; left out: {out['left_out'] or 'none'}\n")
     for unit in ("epochs", "seconds"):
         sys.stdout.write(markdown(out, unit) + "\n")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
+    output.write_json(args.json, out, indent=2)
     return 0
 
 

@@ -51,7 +51,7 @@ import time
 
 import torch
 
-from benchmarks import peak, rusage
+from benchmarks import output, peak, rusage
 from benchmarks.baseline import run_baseline
 from benchmarks.modes import BATCH, MODES, Mode, default_modes, run_config
 from benchmarks.summary import report, summarize
@@ -373,10 +373,8 @@ def main(argv=None) -> int:
     rows = summarize(runs, modes)
     ov = report(rows, overhead, runs, args.overhead_mode)
     print(f"end: {_uptime()}; wall time {time.time() - started:.0f} s")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            everything = {"machine": machine, "args": vars(args), "runs": runs, "summary": rows}
-            json.dump(dict(everything, overhead=overhead, overhead_summary=ov), f, indent=1)
+    everything = {"machine": machine, "args": vars(args), "runs": runs, "summary": rows}
+    output.write_json(args.json, dict(everything, overhead=overhead, overhead_summary=ov), indent=1)
     return 0 if all(r["reps"] for r in rows) else 1
 
 

@@ -2,7 +2,8 @@
 
 argparse alone prints the whole usage (23 lines for `ttabench run`) and no suggestion. Here an
 unknown flag gets "did you mean --max-epochs?" (difflib over the chosen command's options), an
-invalid choice gets the close match and the valid choices on the same line.
+invalid choice gets the close match and the valid choices on the same line. `add_command` registers a
+subcommand with the handler that runs it; `json_flag` declares the --json they share.
 """
 
 from __future__ import annotations
@@ -79,3 +80,16 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"ttabench: error: {one_line(message)}\n")
+
+
+def add_command(sub, name: str, func, **parser_args) -> argparse.ArgumentParser:
+    """Add subcommand `name` to `sub` (an add_subparsers object), run by `func(args)`; help,
+    description and the rest go to argparse as they are. Every command is registered here."""
+    p = sub.add_parser(name, **parser_args)
+    p.set_defaults(func=func)
+    return p
+
+
+def json_flag(parser: argparse.ArgumentParser) -> None:
+    """--json, the same for every command that offers it: print one JSON object instead of text."""
+    parser.add_argument("--json", action="store_true", help="print one JSON object")

@@ -36,6 +36,7 @@ from ttabench import UserError
 from ttabench.launch import procs
 from ttabench.launch.net import cost, link
 from ttabench.launch.record.tables import Column, Table, show
+from ttabench.launch.usage import add_command
 
 
 @dataclasses.dataclass
@@ -266,7 +267,9 @@ def _cmd_allreduce(args) -> int:
 def add_commands(sub) -> None:
     b = sub.add_parser("bench", help="micro-benchmarks (all-reduce time vs the network model)")
     bsub = b.add_subparsers(dest="bench_command", required=True, metavar="BENCH")
-    a = bsub.add_parser("allreduce", help="all-reduce time per message size, beside the model")
+    a = add_command(
+        bsub, "allreduce", _cmd_allreduce, help="all-reduce time per message size, beside the model"
+    )
     _add_args(a)
     a.add_argument("--json", action="store_true", help="print JSON")
     a.add_argument(
@@ -274,7 +277,6 @@ def add_commands(sub) -> None:
         metavar="FILE.json",
         help="fit latency and bandwidth (ring model) and save them as a network profile file",
     )
-    a.set_defaults(func=_cmd_allreduce)
 
 
 if __name__ == "__main__":

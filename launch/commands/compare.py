@@ -9,6 +9,7 @@ from ttabench import UserError
 from ttabench.divisions import algorithms, scoring
 from ttabench.launch.commands.inputs import note_skipped, spec_from_runs
 from ttabench.launch.record.tables import Column, Table, seconds, show
+from ttabench.launch.usage import add_command, json_flag
 
 AVERAGING = (
     "TTA(T) of a group of runs is the mean of the runs' TTA(T), defined only when every "
@@ -76,8 +77,10 @@ def _cmd_compare(args) -> int:
 
 
 def add_commands(sub) -> None:
-    c = sub.add_parser(
+    c = add_command(
+        sub,
         "compare",
+        _cmd_compare,
         help="TTA and ATTMT of two systems, threshold by threshold",
         description="Per threshold T: TTA(T) and ATTMT(LOW..T) of A and B and their "
         "ratios B/A. A and B are runs, curves or folders of runs; "
@@ -90,5 +93,4 @@ def add_commands(sub) -> None:
         metavar="LOW:HIGH:STEP",
         help="thresholds (default: the spec the runs were recorded with)",
     )
-    c.add_argument("--json", action="store_true", help="print one JSON object")
-    c.set_defaults(func=_cmd_compare)
+    json_flag(c)

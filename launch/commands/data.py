@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from ttabench import UserError
+from ttabench.launch.usage import add_command
 
 
 def _cmd_download(args) -> int:
@@ -31,14 +32,14 @@ def _cmd_synthetic(args) -> int:
 def add_commands(sub) -> None:
     d = sub.add_parser("data", help="get or make data sets")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    dl = dsub.add_parser("download", help="download and verify CIFAR-10 (python version)")
+    dl = add_command(dsub, "download", _cmd_download, help="download and verify CIFAR-10 (python version)")
     dl.add_argument("--dir", default="data", help="where to put cifar-10-batches-py (default: data)")
     dl.add_argument("--url", help="a mirror of cifar-10-python.tar.gz (default: the official site)")
     dl.add_argument("--md5", help="the archive's md5 (default: the official archive's)")
-    dl.set_defaults(func=_cmd_download)
-    sy = dsub.add_parser("synthetic", help="write the synthetic data set in CIFAR-10's format")
+    sy = add_command(
+        dsub, "synthetic", _cmd_synthetic, help="write the synthetic data set in CIFAR-10's format"
+    )
     sy.add_argument("--dir", required=True)
     sy.add_argument("--train-size", type=int, default=5000)
     sy.add_argument("--test-size", type=int, default=1000)
     sy.add_argument("--seed", type=int, default=0)
-    sy.set_defaults(func=_cmd_synthetic)

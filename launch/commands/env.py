@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from ttabench.launch import system
+from ttabench.launch.usage import add_command
 
 
 def _cmd_env(args) -> int:
@@ -15,5 +16,4 @@ def _cmd_env(args) -> int:
 
 
 def add_commands(sub) -> None:
-    e = sub.add_parser("env", help="print the system description recorded with results")
-    e.set_defaults(func=_cmd_env)
+    add_command(sub, "env", _cmd_env, help="print the system description recorded with results")

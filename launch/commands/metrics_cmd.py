@@ -9,6 +9,7 @@ import json
 from ttabench.divisions import metrics, scoring
 from ttabench.launch.commands.inputs import check_target_budget, note_skipped, use_recorded
 from ttabench.launch.record.tables import Column, Table, metrics_table, seconds, show
+from ttabench.launch.usage import add_command, json_flag
 
 
 def _cmd_metrics(args) -> int:
@@ -99,8 +100,10 @@ def _stats_table(out: dict) -> Table:
 
 
 def add_commands(sub) -> None:
-    m = sub.add_parser(
+    m = add_command(
+        sub,
         "metrics",
+        _cmd_metrics,
         help="TTA / AAT / TTMT / ATTMT of curves or run folders, with statistics across several runs",
         description="Metrics of one run; with several runs (inputs, or folders of "
         "runs) also the mean, olympic mean, variance, std, cv and 95% "
@@ -124,5 +127,4 @@ def add_commands(sub) -> None:
         metavar="SECONDS",
         help="AAT at this training time (default: the runs' recorded budget)",
     )
-    m.add_argument("--json", action="store_true", help="print one JSON object")
-    m.set_defaults(func=_cmd_metrics)
+    json_flag(m)

@@ -9,6 +9,7 @@ import subprocess
 from ttabench.launch.flags import add_passed_run_flags
 from ttabench.launch.net import lab, measure, nodes, topology
 from ttabench.launch.net.link import parse_size
+from ttabench.launch.usage import add_command
 
 
 def _print_state(state: dict, path: str, live: bool) -> None:
@@ -117,7 +118,7 @@ def add_commands(sub) -> None:
     )
     nsub = n.add_subparsers(dest="netlab_command", required=True, metavar="ACTION")
 
-    u = nsub.add_parser("up", help="create namespaces joined by shaped veths, then measure")
+    u = add_command(nsub, "up", _cmd_up, help="create namespaces joined by shaped veths, then measure")
     u.add_argument("--hosts", type=int, default=2, help="host namespaces (default 2)")
     u.add_argument("--rate", required=True, help="link rate per host, tc units (100mbit, 1gbit)")
     u.add_argument("--delay", help="one-way delay added by netem (needs sch_netem), e.g. 5ms")
@@ -137,23 +138,23 @@ def add_commands(sub) -> None:
     u.add_argument("--no-measure", action="store_true", help="skip the throughput measurement")
     u.add_argument("--measure-bytes", default="8mb", help="bytes per direction measured (8mb)")
     u.add_argument("--measure-seconds", type=float, default=5.0, help="time cap per direction")
-    u.set_defaults(func=_cmd_up)
 
-    d = nsub.add_parser("down", help="remove exactly what `netlab up` made")
-    d.set_defaults(func=_cmd_down)
+    add_command(nsub, "down", _cmd_down, help="remove exactly what `netlab up` made")
 
-    s = nsub.add_parser("status", help="print the lab's state (and its live qdiscs as root)")
+    s = add_command(nsub, "status", _cmd_status, help="print the lab's state (and its live qdiscs as root)")
     s.add_argument("--json", action="store_true", help="print the state file")
-    s.set_defaults(func=_cmd_status)
 
-    m = nsub.add_parser("measure", help="TCP throughput host 0 -> 1 and back, beside the rate")
+    m = add_command(
+        nsub, "measure", _cmd_measure, help="TCP throughput host 0 -> 1 and back, beside the rate"
+    )
     m.add_argument("--bytes", default="8mb", help="at most this much per direction (8mb)")
     m.add_argument("--seconds", type=float, default=5.0, help="at most this long per direction")
     m.add_argument("--json", action="store_true")
-    m.set_defaults(func=_cmd_measure)
 
-    r = nsub.add_parser(
+    r = add_command(
+        nsub,
         "run",
+        _cmd_run,
         help="one `ttabench run` node per host namespace",
         description="ttabench netlab run [--port P] -- RUN FLAGS: one node per "
         "host namespace, rendezvous on host 0.",
@@ -161,4 +162,3 @@ def add_commands(sub) -> None:
     r.add_argument("--port", type=int, default=nodes.RDZV_PORT, help="rendezvous port on host 0")
     r.add_argument("--timeout", type=float, help="stop all nodes after this many seconds")
     add_passed_run_flags(r, "flags of `ttabench run` (e.g. --synthetic --max-steps 10)")
-    r.set_defaults(func=_cmd_run)

@@ -14,6 +14,7 @@ from ttabench import UserError
 from ttabench.divisions import experiments, metrics, scoring
 from ttabench.divisions.results import atomic_write_bytes
 from ttabench.launch.commands.inputs import note_skipped, recorded_specs
+from ttabench.launch.usage import add_command
 
 Group = tuple[str, list[scoring.Run]]  # a legend label and its runs (an input: a run, or seeds)
 
@@ -206,8 +207,10 @@ def _cmd_plot(args) -> int:
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "plot",
+        _cmd_plot,
         help="accuracy-vs-time and TTMT curves of runs, as a PNG",
         description="Left: test accuracy against training time with the threshold "
         "lines. Right: the TTMT curve (TTA of each threshold), the mean "
@@ -222,4 +225,3 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--label", action="append", metavar="NAME", help="legend name, once per input")
     p.add_argument("--title", help="figure title")
-    p.set_defaults(func=_cmd_plot)

@@ -36,6 +36,7 @@ from ttabench.launch.net import cost
 from ttabench.launch.net.link import Link, parse_series
 from ttabench.launch.net.link import resolve as resolve_link
 from ttabench.launch.record.tables import Column, Table, show
+from ttabench.launch.usage import add_command
 
 DEFAULT_WORKERS = "1:1024:x2"
 
@@ -276,8 +277,10 @@ def _cmd_predict(args) -> int:
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "predict",
+        _cmd_predict,
         help="predict step time, speed-up and TTA for N workers on any network, from a measured run",
         description=__doc__.split("\n\n")[0],
     )
@@ -309,4 +312,3 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--plot", metavar="FILE.png", help="speed-up against workers, one line per network")
-    p.set_defaults(func=_cmd_predict)

@@ -17,6 +17,7 @@ import os
 from ttabench import UserError
 from ttabench.divisions import algorithms, experiments, metrics, rcp, scoring
 from ttabench.divisions.results import atomic_write_text, experiment_key, number, section
+from ttabench.launch.usage import add_command, json_flag
 
 
 def _target(value: float | None) -> float | None:
@@ -259,8 +260,10 @@ def add_commands(sub) -> None:
         f"{rcp.SUBMISSION_RUNS} runs per closed submission).",
     )
     rsub = p.add_subparsers(dest="rcp_command", required=True, metavar="ACTION")
-    b = rsub.add_parser(
+    b = add_command(
+        rsub,
         "build",
+        _cmd_build,
         help="write an RCP file from reference runs",
         description="One record per global batch: the epoch of each run's first evaluation at or above "
         f"--target. At least {rcp.REFERENCE_RUNS} converged closed-division runs per global batch.",
@@ -268,9 +271,10 @@ def add_commands(sub) -> None:
     b.add_argument("runs", nargs="+", metavar="RUN_DIRS", help="run folders or folders of run folders")
     b.add_argument("--target", type=float, required=True, help="accuracy that counts as converged (fraction)")
     b.add_argument("-o", "--output", required=True, metavar="FILE", help="the RCP file (JSON) to write")
-    b.set_defaults(func=_cmd_build)
-    c = rsub.add_parser(
+    c = add_command(
+        rsub,
         "check",
+        _cmd_check,
         help="check a set of runs (or their epochs) against an RCP file",
         description="Exit 0 when the set passes, 1 when it fails. JSON keys: pass, benchmark, "
         "global_batch, submission_mean_epochs, rcp_mean_epochs, min_acceptable_epochs, "
@@ -282,5 +286,4 @@ def add_commands(sub) -> None:
     c.add_argument("--benchmark", help="without RUN_DIRS: the benchmark")
     c.add_argument("--global-batch", type=int, metavar="N", help="without RUN_DIRS: the global batch")
     c.add_argument("--epochs", metavar="E1,E2,...", help="without RUN_DIRS: epochs to converge of each run")
-    c.add_argument("--json", action="store_true", help="print one JSON object")
-    c.set_defaults(func=_cmd_check)
+    json_flag(c)

@@ -13,6 +13,7 @@ from ttabench.launch.commands import html
 from ttabench.launch.commands.inputs import DATA_MARKS, check_target_budget
 from ttabench.launch.commands.rcp_cmd import annotate_report
 from ttabench.launch.record.tables import Column, Table, to_csv, to_markdown
+from ttabench.launch.usage import add_command
 
 REPORT_COLUMNS = (
     "system",
@@ -147,8 +148,10 @@ def report_table(rows: list[dict]) -> Table:
 
 
 def add_commands(sub) -> None:
-    r = sub.add_parser(
+    r = add_command(
+        sub,
         "report",
+        _cmd_report,
         help="one table of every system/benchmark/division in a results tree",
         description="One row per experiment (a results tree, a system and one run "
         "configuration apart from the seed; `setting` says what tells two rows of the same "
@@ -172,4 +175,3 @@ def add_commands(sub) -> None:
         help="write a static site instead: the report table, plots (SVG), comparisons, the "
         "validation verdict and one page per run with its raw files (opens offline)",
     )
-    r.set_defaults(func=_cmd_report)

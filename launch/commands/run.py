@@ -8,6 +8,7 @@ import sys
 from ttabench.launch import launcher
 from ttabench.launch.config import DEFAULT_RESULTS_DIR
 from ttabench.launch.flags import add_run_flags, from_args, resume_config
+from ttabench.launch.usage import add_command
 
 
 def _cmd_run(args) -> int:
@@ -29,8 +30,10 @@ def _cmd_run(args) -> int:
 
 
 def add_commands(sub) -> None:
-    run = sub.add_parser(
+    run = add_command(
+        sub,
         "run",
+        _cmd_run,
         help="train a benchmark and write a results folder",
         description="Train a benchmark under the timed loop and write "
         "RESULTS_DIR/<system>/<benchmark>/<division>/<run-id>/ (RESULTS_DIR: --results-dir, "
@@ -38,4 +41,3 @@ def add_commands(sub) -> None:
         "results/). `ttabench runs` lists what is there.",
     )
     add_run_flags(run)
-    run.set_defaults(func=_cmd_run)

@@ -28,6 +28,7 @@ from ttabench.divisions.results import ACTIVE_STATES, find_job_only_dirs, find_r
 from ttabench.launch.cluster import slurm
 from ttabench.launch.config import DEFAULT_RESULTS_DIR
 from ttabench.launch.record.tables import Column, Table, seconds, show
+from ttabench.launch.usage import add_command
 
 _RUN_ID_TIME = re.compile(r"^(\d{8}-\d{6})")
 
@@ -189,8 +190,10 @@ def _cmd_runs(args) -> int:
 
 
 def add_commands(sub) -> None:
-    r = sub.add_parser(
+    r = add_command(
+        sub,
         "runs",
+        _cmd_runs,
         help="list the runs of a results folder, newest first",
         description="One line per run below RESULTS_DIR, newest first: id, start time, system, "
         "benchmark, division, status, workers, network (and the algorithm when a run is not "
@@ -205,4 +208,3 @@ def add_commands(sub) -> None:
         help=f"a results folder or one run folder (default: {DEFAULT_RESULTS_DIR}, where `ttabench run` writes)",
     )
     r.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    r.set_defaults(func=_cmd_runs)

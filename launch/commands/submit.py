@@ -26,6 +26,7 @@ from ttabench.launch.cluster import slurm
 from ttabench.launch.config import RunConfig
 from ttabench.launch.flags import add_arguments, from_args
 from ttabench.launch.record.jobenv import cluster_system_name
+from ttabench.launch.usage import add_command
 
 # Set per node by the scheduler's script, never by the user.
 PER_NODE = ("nnodes", "node_rank", "rdzv_endpoint", "local_addr", "resume", "run_dir")
@@ -190,8 +191,10 @@ def _cmd_submit(args) -> int:
 
 
 def add_commands(sub) -> None:
-    s = sub.add_parser(
+    s = add_command(
+        sub,
         "submit",
+        _cmd_submit,
         help="run a benchmark through a cluster scheduler (Slurm, TorchX)",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -239,4 +242,3 @@ def add_commands(sub) -> None:
         help="block until the job ends, showing its progress; exit with the run's code",
     )
     add_arguments(s, skip=PER_NODE)
-    s.set_defaults(func=_cmd_submit)

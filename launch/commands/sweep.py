@@ -27,6 +27,7 @@ from ttabench.launch.config import BACKENDS
 from ttabench.launch.flags import RunArgs, add_passed_run_flags, parse_run_args
 from ttabench.launch.net.link import PROFILES
 from ttabench.launch.record.tables import show
+from ttabench.launch.usage import add_command
 from ttabench.reference_impls.recipe import BENCHMARKS
 
 # Flags the sweep sets for each point itself.
@@ -188,8 +189,10 @@ def _cmd_sweep(args) -> int:
 
 
 def add_commands(sub) -> None:
-    s = sub.add_parser(
+    s = add_command(
+        sub,
         "sweep",
+        _cmd_sweep,
         help="scaling grid: workers x network, one run per point, then a markdown/CSV table",
         description="Run `ttabench run` for every workers x network point and "
         "tabulate img/s, time per epoch, communication share, speedup, "
@@ -213,4 +216,3 @@ def add_commands(sub) -> None:
         "--point-timeout", type=float, metavar="SECONDS", help="fail a point that runs longer than this"
     )
     add_passed_run_flags(s, "flags of `ttabench run` given to every point")
-    s.set_defaults(func=_cmd_sweep)

@@ -8,6 +8,7 @@ from ttabench.divisions import rcp
 from ttabench.divisions.validate import Problem, validate
 from ttabench.launch.cluster.slurm import submitted_jobs
 from ttabench.launch.commands.rcp_cmd import check_results
+from ttabench.launch.usage import add_command, json_flag
 
 
 def _cmd_validate(args) -> int:
@@ -54,8 +55,10 @@ def _rcp_problems(args, result) -> list[dict]:
 
 
 def add_commands(sub) -> None:
-    v = sub.add_parser(
+    v = add_command(
+        sub,
         "validate",
+        _cmd_validate,
         help="check a results folder: layout, recomputed numbers, "
         "mllog compliance, closed-division rules, unique seeds",
         description="Exit 0 with one OK line when every run under the folder passes; "
@@ -63,7 +66,7 @@ def add_commands(sub) -> None:
         "(e.g. the CIFAR-10 subset, failed runs) do not fail.",
     )
     v.add_argument("path", metavar="RESULTS_DIR_OR_RUN")
-    v.add_argument("--json", action="store_true", help="print one JSON object")
+    json_flag(v)
     v.add_argument(
         "--no-compliance", action="store_true", help="skip the MLPerf compliance checker (mlperf-logging)"
     )
@@ -72,4 +75,3 @@ def add_commands(sub) -> None:
         metavar="FILE",
         help="also check every closed-division set of runs against these RCPs (ttabench rcp)",
     )
-    v.set_defaults(func=_cmd_validate)
