@@ -13,6 +13,9 @@ of the chosen topology and link, overlapped with the backward pass. Each
 worker is assumed to compute as fast as the measured ones did, with the same
 threads and per-worker batch (the compute basis, which the output names).
 
+Another reference algorithm (`--algorithm`, default the run's own) changes
+the communication of each step: launch/commands/predict_algorithm.py.
+
 Convergence (the epochs to accuracy at each global batch, from RCPs or the
 measured run) is launch/commands/predict_convergence.py's.
 """
