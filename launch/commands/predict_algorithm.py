@@ -58,25 +58,45 @@ def choose(name: str | None, given: dict, run_name: str, run_params: dict) -> tu
     return name, algorithms.resolved_params(name, base)
 
 
+# Where a run's step profile holds an algorithm's own compute (launch/worker/comm.py):
+# the hooks of topk and powersgd block the backward pass, so the run's compute holds their
+# selection/orthogonalisation, and also their communication, of every bucket but the last (whose
+# hook time the run counts as communication wait); local-sgd's and decentralized's averaging
+# runs after the step and the run counts all of it as communication wait, not compute.
+BLOCKING_HOOKS = ("topk", "powersgd")
+AFTER_STEP = ("local-sgd", "decentralized")
+
+
 def compute_note(name: str, run_name: str) -> dict:
-    """Whether the algorithm's own compute is in the prediction (measured) or not."""
+    """Whether the algorithm's own compute is in the prediction (measured) or not, and what else
+    of the run's algorithm the compute holds."""
     own, theirs = OWN_COMPUTE.get(name), OWN_COMPUTE.get(run_name)
-    if name == run_name:
-        status = "measured" if own else "none"
-        text = (
-            f"{name}'s own compute ({own}) measured in the run" if own else f"{name}: no compute of its own"
-        )
-        return {"algorithm_compute": status, "note": text}
     parts = []
-    if own:
+    if not own:
+        status = "none"
+    elif name == run_name and name not in AFTER_STEP:
+        status = "measured"
+        parts.append(f"{name}'s own compute ({own}) measured in the run")
+    elif name == run_name:
+        status = "not measured"
+        parts.append(
+            f"{name}'s own compute ({own}) not measured: the run counted it as communication "
+            "wait, not compute; not included"
+        )
+    else:
+        status = "not measured"
         parts.append(f"{name}'s own compute ({own}) not measured (the run used {run_name}): not included")
-    if theirs:
+    if theirs and name != run_name and run_name not in AFTER_STEP:
         parts.append(
             f"the compute includes the run's {run_name} compute ({theirs}), which {name} does not do"
         )
-    status = "not measured" if own else "none"
-    text = "; ".join(parts) or f"{name}: no compute of its own"
-    return {"algorithm_compute": status, "note": text}
+    if run_name in BLOCKING_HOOKS:
+        parts.append(
+            f"the run's {run_name} hook blocks the backward pass, so its compute also holds the "
+            "run's own communication of every gradient bucket but the last (an overestimate by "
+            "that much, larger on an emulated link)"
+        )
+    return {"algorithm_compute": status, "note": "; ".join(parts) or f"{name}: no compute of its own"}
 
 
 def comm_note(name: str) -> str:
