@@ -13,6 +13,9 @@ of the chosen topology and link, overlapped with the backward pass. Each
 worker is assumed to compute as fast as the measured ones did, with the same
 threads and per-worker batch (the compute basis, which the output names).
 
+Another reference algorithm (`--algorithm`, default the run's own) changes
+the communication of each step: launch/commands/predict_algorithm.py.
+
 Convergence (the epochs to accuracy at each global batch, from RCPs or the
 measured run) is launch/commands/predict_convergence.py's.
 """
@@ -26,6 +29,7 @@ import os
 from ttabench import UserError
 from ttabench.divisions import algorithms
 from ttabench.divisions.results import atomic_write_bytes, number, read_curve, read_json, section
+from ttabench.launch.commands import predict_algorithm
 from ttabench.launch.commands.predict_convergence import (
     convergence,
     convergence_note,
@@ -56,12 +60,7 @@ def load_run(run_dir: str) -> tuple[cost.StepProfile, dict]:
         )
     if not steps or steps < 2:
         raise UserError(f"{run_dir}: {steps or 0} training step(s); predict needs at least 2")
-    algorithm = algorithms.of_run(summary, config)[0]
-    if algorithm != algorithms.DEFAULT:
-        raise UserError(
-            f"{run_dir}: a run of --algorithm {algorithm}; predict models allreduce runs only "
-            "(the other algorithms' step models are not built yet)"
-        )
+    algorithm, algorithm_params = algorithms.of_run(summary, config)
     resolved = section(config, "resolved")
     crit = max(ranks, key=lambda r: r["compute_s"] + r.get("straggler_s", 0.0))
     bwd = crit["backward"]
@@ -104,6 +103,9 @@ def load_run(run_dir: str) -> tuple[cost.StepProfile, dict]:
         "straggler": cfg.get("straggler"),
         "critical_rank": crit["rank"],
         "curve": _curve(run_dir),
+        "algorithm": algorithm,
+        "algorithm_params": algorithm_params,
+        "comm_bytes_model": summary.get("comm_bytes_model"),
     }
     return prof, info
 
@@ -140,11 +142,18 @@ def predict(
     topo,
     straggler: float,
     rcps: dict | None = None,
+    alg: dict | None = None,
 ) -> list:
+    """Rows per link and worker count; `alg`: predict_algorithm.predict_step's algorithm
+    keywords (None: the run's gradient all-reduce, cost.scaling_rows)."""
     info = dict(info, world=prof.world)
     rows = []
     for link in links:
-        for r in cost.scaling_rows(prof, workers, link, topo, straggler):
+        if alg is None:
+            scaled = cost.scaling_rows(prof, workers, link, topo, straggler)
+        else:
+            scaled = predict_algorithm.scaling_rows(prof, workers, link, topo, straggler, **alg)
+        for r in scaled:
             r["network"] = link.name
             r.update(convergence(info, r["workers"], r["step_time_s"], rcps))
             rows.append(r)
@@ -176,6 +185,7 @@ def prediction_table(rows: list[dict], info: dict, topo) -> Table:
         f"prediction from {info['run_dir']} (measured: {info['steps']} steps, "
         f"{1e3 * info['measured_step_s']:.1f} ms/step, critical rank {info['critical_rank']}; "
         f"{basis_text(info)}); "
+        f"algorithm {info.get('predicted_algorithm') or info.get('algorithm')}; "
         f"topology {topo.kind}" + (f", {topo.per_node} per node" if topo.kind == "hierarchical" else "")
     )
     columns = [
@@ -192,7 +202,16 @@ def prediction_table(rows: list[dict], info: dict, topo) -> Table:
         ),
     ]
     notes = [convergence_note(info, info.get("rcps"))]
+    if info.get("compute"):
+        notes.append(f"algorithm {info['predicted_algorithm']}: {info['compute']['note']}")
+        notes.append(f"communication: {predict_algorithm.comm_note(info['algorithm_name'])}")
+    notes += [f"{r['workers']} worker(s): refused: {r['reason']}" for r in _refused(info.get("refused"))]
     return Table(columns, rows, title=title, notes=notes)
+
+
+def _refused(workers) -> list[dict]:
+    why = "decentralized needs at least 3 workers (a ring with two distinct neighbours)"
+    return [{"workers": p, "reason": why} for p in workers or []]
 
 
 def _epochs_cell(r: dict) -> str:
@@ -249,11 +268,30 @@ def _cmd_predict(args) -> int:
     info = dict(info, world=prof.world)
     rcps = load_rcps(args.rcps, info)
     info["rcps"] = rcps
+    given = {p.name: getattr(args, p.name) for p in algorithms.PARAMS}
+    name, params = predict_algorithm.choose(
+        args.algorithm, given, info["algorithm"], info["algorithm_params"]
+    )
+    predict_algorithm.check_topology(name, topo)
+    workers, refused = predict_algorithm.split_workers(name, workers)
+    alg = {
+        "name": name,
+        "params": params,
+        "shapes": predict_algorithm.run_shapes(info["comm_bytes_model"], prof, name),
+        "same_as_run": name == info["algorithm"],
+    }
+    compute = predict_algorithm.compute_note(name, info["algorithm"])
+    info.update(
+        predicted_algorithm=algorithms.label(name, params),
+        algorithm_name=name,
+        refused=refused,
+        compute=compute,
+    )
     links = _links(args, info)
     straggler = args.straggler
     if straggler is None:  # the run's own straggler, if it had one
         straggler = float(info["straggler"].split(":")[1]) if info["straggler"] else 1.0
-    rows = predict(prof, info, links, workers, topo, straggler, rcps)
+    rows = predict(prof, info, links, workers, topo, straggler, rcps, alg)
     if args.plot:
         plot(rows, args.plot, f"{os.path.basename(os.path.normpath(args.run_dir))}: {topo.kind}")
     if args.json:
@@ -264,6 +302,13 @@ def _cmd_predict(args) -> int:
             "straggler": straggler,
             "measured_step_s": info["measured_step_s"],
             "critical_rank": info["critical_rank"],
+            "run_algorithm": algorithms.label(info["algorithm"], info["algorithm_params"]),
+            "algorithm": name,
+            "algorithm_params": params,
+            "algorithm_compute": compute["algorithm_compute"],
+            "algorithm_compute_note": compute["note"],
+            "algorithm_comm": predict_algorithm.comm_note(name),
+            "refused_workers": _refused(refused),
             "compute_basis": compute_basis(info),
             "rcps": None if rcps is None else rcps["path"],
             "epochs_target": epochs_target(info, rcps),
@@ -310,5 +355,17 @@ def add_commands(sub) -> None:
         "(default: the shipped RCPs when they are for the run's benchmark and data set; "
         "'none', or without RCPs: the epochs are assumed unchanged)",
     )
+    p.add_argument(
+        "--algorithm",
+        help=f"the algorithm to predict, one of {', '.join(algorithms.ALGORITHMS)} (default: the run's own)",
+    )
+    for param in algorithms.PARAMS:
+        p.add_argument(
+            param.flag,
+            dest=param.name,
+            type=int if param.integer else float,
+            help=f"{param.help} (default: the run's own when --algorithm is the run's, else "
+            f"{param.text(param.default)}; range {param.range_text()})",
+        )
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--plot", metavar="FILE.png", help="speed-up against workers, one line per network")

@@ -25,7 +25,8 @@ The other reference algorithms (divisions/algorithms.py) add operations with
 their own cost (`op_time`, the same as the emulator charges, Link.op_time):
 all_gather of n bytes from each worker (p-1)(alpha + n/B), a point-to-point
 send alpha + n/B; PowerSGD's all-reduces of P and Q each pay the ring's
-2(p-1) alpha. `predict` does not model them yet: it predicts allreduce runs.
+2(p-1) alpha. `predict --algorithm` charges them so
+(launch/commands/predict_algorithm.py).
 
 Overlap. Buckets are all-reduced one after another on one link, each
 starting when it is ready and the link is free (exactly as the emulator

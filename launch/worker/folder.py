@@ -215,6 +215,8 @@ class RunFolder:
                 "formula": algorithms.FORMULAS[cfg.algorithm],
                 "model_bytes": algorithms.model_bytes(shapes),
                 "steps": steps,
+                # what `ttabench predict --algorithm powersgd|topk` sizes their messages by
+                "param_shapes": [list(s) for s in shapes],
             },
         }
         consensus = [
