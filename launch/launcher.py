@@ -35,6 +35,7 @@ from ttabench.launch.net import iface
 from ttabench.launch.record import timelimit
 
 FINAL = ("success", "failed", "diverged", "interrupted")
+USER_ERROR = 2  # a worker's exit code after a one-line user error (worker/main.py)
 
 
 def worker_argv(cfg: RunConfig) -> list[str]:
@@ -233,7 +234,14 @@ def record_outcome(run_dir: str, outcome: Outcome) -> str:
     summary["status"] = status
     summary["failed_ranks"] = outcome.ranks
     root = outcome.ranks[0] if outcome.ranks else None
-    recorded_root = root is not None and root["signal"] is None and root["rank"] == summary.get("failed_rank")
+    recorder = next((r for r in outcome.ranks if r["rank"] == summary.get("failed_rank")), None)
+    # A rank that ended by itself with exit code 2 stopped on a user error it found itself (the
+    # same mistake on every rank, e.g. a broken open-division model): a root cause whichever rank
+    # torch happens to list first, never the consequence of another rank's failure.
+    own_user_error = (
+        recorder is not None and recorder["signal"] is None and recorder["exitcode"] == USER_ERROR
+    )
+    recorded_root = root is not None and root["signal"] is None and (recorder is root or own_user_error)
     if summary.get("error") and (recorded_root or not outcome.ranks):
         summary["launcher_error"] = outcome.text  # the recording worker was the root cause
     elif status == "failed":
