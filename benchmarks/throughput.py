@@ -14,7 +14,7 @@ the spread of the accuracy over repetitions is the seed noise):
   written here: a per-image Dataset whose __getitem__ pads, crops, flips and
   normalises one image in Python, a DataLoader with worker processes
   (shuffle, drop_last), fp32 eager, NCHW.
-- the other modes (benchmarks/ttabench_path.py): ttabench's own path, built by
+- the other modes (benchmarks/ttabench_loop.py): ttabench's own path, built by
   ``launch.worker.workload.build`` and timed by ``launch.worker.loop.run``
   (uint8 data set in memory, one gather per batch for crop+flip, fused
   normalise): fp32 NCHW, fp32 channels_last, bf16 autocast channels_last, and
@@ -55,7 +55,7 @@ from benchmarks import output, peak, rusage
 from benchmarks.baseline import run_baseline
 from benchmarks.modes import BATCH, MODES, Mode, default_modes, run_config
 from benchmarks.summary import report, summarize
-from benchmarks.ttabench_path import run_ttabench
+from benchmarks.ttabench_loop import run_ttabench
 from ttabench.launch import procs
 from ttabench.launch.flags import run_flags
 from ttabench.launch.system import cpu_model, native_bf16, usable_cores
