@@ -131,9 +131,10 @@ def sbatch_arg(arg: str) -> str:
     if name in FIXED:
         raise UserError(f"--sbatch-arg {arg!r}: ttabench sets --{name} itself ({FIXED[name]})")
     head, _, rest = text.partition(" ")
-    if head.startswith("--") and "=" not in head and rest.strip():
-        return f"{head}={rest.strip()}"
-    return text
+    rest = rest.strip()
+    if head.startswith("--") and "=" not in head and rest and not any(c.isspace() for c in rest):
+        return f"{head}={rest}"
+    return text  # a flag alone, `--x=y`, a one-letter option, or a value of several words as written
 
 
 def read_setup(path: str) -> tuple[str, list[str]]:
