@@ -2,6 +2,7 @@
 
     ttabench runs                      # ./ttabench-results, where `ttabench run` writes by default
     ttabench runs results --json       # the repository's committed reference runs, as JSON
+    ttabench runs R --watch            # again as it changes, until every run and job below R has finished
 
 One line per run folder: its id, when it started, system, benchmark, division,
 status, Slurm job id, workers, network, final accuracy, and TTA / ATTMT at the
@@ -10,7 +11,8 @@ does); and, when some run trained with another algorithm than allreduce, its
 algorithm (with its parameters) after the network. A submitted job's folder that
 holds no run yet is listed too, with its status from Slurm: pending, starting,
 cancelled before training, failed before training (`submitted` where squeue is
-not there to ask).
+not there to ask); a run whose job ended while its summary still says running is
+`ended while running (STATE)`.
 A pure reader: no torch. A run whose files cannot be read is listed with the
 reason instead of ending the listing.
 """

@@ -3,12 +3,15 @@
     ttabench submit --scheduler slurm --nodes 2 --workers 1 --benchmark resnet20 \\
         --data-dir DIR --max-epochs 1 --results-dir R --wait
     ttabench submit --scheduler slurm --nodes 4 --partition gpu --time 1:00:00 --dry-run ...
+    ttabench submit --nodes 2 --cpus-per-task 32 --mem 64G --qos high --setup env.sh ...
     ttabench submit --scheduler torchx:local_cwd --nodes 2 --workers 1 ...
 
 Every option of `ttabench run` works here (less the per-node ones, which the
 scheduler sets). Slurm: the sbatch script is written into the run folder
 (job.sbatch) and submitted; the job's log is LOG_DIR/slurm-JOBID.out (--log-dir,
-default this folder); `--wait` blocks until the job ends, showing its state and
+default this folder). Each request has its own flag and `#SBATCH` line; `--setup FILE`'s
+lines run before the job; `--sbatch-arg` adds any other sbatch option, but none the script
+already states. `--wait` blocks until the job ends, showing its state and
 each evaluation, and exits with the run's exit code (124: stopped at --time).
 """
 
