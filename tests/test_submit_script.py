@@ -109,6 +109,11 @@ def test_sbatch_arg_in_both_spellings(tmp_path, given):
     assert _sbatch_lines(_dry(tmp_path, *given))[-1] == "--begin=now+1hour"
 
 
+def test_sbatch_arg_of_several_words_and_a_flag_alone_are_kept_as_written(tmp_path):
+    lines = _sbatch_lines(_dry(tmp_path, "--sbatch-arg", '--comment "two words"', "--sbatch-arg=--hold"))
+    assert lines[-2:] == ['--comment "two words"', "--hold"]
+
+
 def test_horovod_gets_the_same_header_and_set_up(tmp_path, setup_file):
     flags = ("--cpus-per-task", "2", "--mem", "1G", "--setup", str(setup_file), "--no-exclusive")
     torchrun, horovod = _dry(tmp_path, *flags), _dry(tmp_path, *flags, backend="horovod")
