@@ -162,7 +162,7 @@ def test_two_node_job_succeeds_and_validates(cluster, subset_dir, shared_tmp, ba
     assert v.returncode == 0, v.stdout + v.stderr
     # The log, made at submission outside the run folder, is where `submit` said.
     log = os.path.join(results + "-logs", f"slurm-{job_id}.out")
-    assert f"log: {log} " in r.stdout
+    assert f"log: {log} " in r.stdout and f"; ttabench runs {run_dir} --watch)" in r.stdout
     lines = open(log).read().splitlines()
     first = f"ttabench: job {job_id} on ttanode0: results in {os.path.abspath(run_dir)}"
     assert lines.index("set-up ran on ttanode0") < lines.index(first), lines

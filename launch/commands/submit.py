@@ -218,7 +218,9 @@ def _cmd_submit(args) -> int:
     )
     log = sbatch.log_path(job, job_id)
     print(f"submitted Slurm job {job_id}; results: {run_dir}", flush=True)
-    print(f"log: {log} (follow: squeue -j {job_id}; tail -f {log}; ttabench runs {run_dir})", flush=True)
+    print(
+        f"log: {log} (follow: squeue -j {job_id}; tail -f {log}; ttabench runs {run_dir} --watch)", flush=True
+    )
     if not args.wait:
         return 0
     try:
