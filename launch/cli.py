@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(submit.join_option_values(sys.argv[1:] if argv is None else list(argv)))
     try:
         return args.func(args)
     except UserError as e:

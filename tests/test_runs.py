@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -166,3 +167,78 @@ def test_runs_table_shows_the_algorithm_only_when_a_run_is_not_allreduce(tree):
     assert "topk topk_ratio=0.05" in line
     others = [ln for ln in lines if any(p.name in ln for p in _run_dirs(tree)[1:])]
     assert others and all("allreduce" in ln for ln in others)
+
+
+# --- runs --watch ------------------------------------------------------------------------------
+
+
+def _one_running_run(tmp_path: Path) -> tuple[Path, Path, str]:
+    """A copy of one committed run whose summary says `running`, as while it trains: (results
+    root, the summary's path, the summary's real text)."""
+    src = _run_dirs(COMMITTED)[0]
+    dest = tmp_path / "results" / src.relative_to(COMMITTED)
+    shutil.copytree(src, dest)
+    summary = dest / "summary.json"
+    text = summary.read_text()
+    summary.write_text(json.dumps(dict(json.loads(text), status="running")))
+    return tmp_path / "results", summary, text
+
+
+def test_runs_watch_follows_a_tree_until_every_run_has_finished(tmp_path):
+    root, summary, finished = _one_running_run(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ttabench", "runs", str(root), "--watch", "--interval", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = []
+        while not lines or not lines[-1].startswith("waiting for "):
+            line = proc.stdout.readline()
+            assert line, "".join(lines) + proc.stderr.read()
+            lines.append(line)
+        assert lines[-1].startswith("waiting for 1: 1 running (every 0.2 s, at most 86400 s;"), lines
+        summary.write_text(finished)  # the run ends
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, out + err
+    status = json.loads(finished)["status"]
+    # The listing again, once, with the run's final status; then the line that ends the watch.
+    assert out.count(" runs in ") == 1 and f"| {status} " in out, out
+    assert out.rstrip().splitlines()[-1] == "every listed run has finished (1)"
+
+
+def test_runs_watch_is_bounded_and_stops_cleanly_on_ctrl_c(tmp_path):
+    root, _, _ = _one_running_run(tmp_path)
+    r = run_cli("runs", str(root), "--watch", "--interval", "0.1", "--max-wait", "0.5", timeout=60)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert r.stdout.rstrip().splitlines()[-1] == "stopped watching after 0.5 s: 1 still unfinished"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ttabench", "runs", str(root), "--watch", "--interval", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while not proc.stdout.readline().startswith("waiting for "):
+            assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, out + err
+    assert err.splitlines() == ["ttabench: stopped watching (the runs and their jobs go on)"], err
+    for bad, message in (
+        (("--json",), "--watch shows the table as it changes; --json prints the listing once"),
+        (("--interval", "0"), "--interval must be > 0"),
+    ):
+        r = run_cli("runs", str(root), "--watch", *bad)
+        assert r.returncode == 2 and message in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    r = run_cli("runs", str(tmp_path / "nowhere"), "--watch")
+    assert r.returncode == 2 and r.stderr.strip() == f"ttabench: error: not a folder: {tmp_path / 'nowhere'}"

@@ -133,11 +133,19 @@ def _backend_args(backend: str) -> tuple[str, ...]:
 @pytest.mark.root
 @BACKENDS
 def test_two_node_job_succeeds_and_validates(cluster, subset_dir, shared_tmp, backend):
+    """With the script's own requests: one CPU and 500 MB per node, nodes shared, set-up lines."""
     results = os.path.join(shared_tmp, "results")
-    r = _submit_wait(results, subset_dir, "--max-steps", "3", *_backend_args(backend))
+    setup = os.path.join(shared_tmp, "env.sh")
+    with open(setup, "w") as f:
+        f.write('echo "set-up ran on $(hostname)"\nexport TTABENCH_TEST_SETUP=1\n')
+    requests = ("--cpus-per-task", "1", "--mem", "500M", "--no-exclusive", "--setup", setup)
+    r = _submit_wait(results, subset_dir, "--max-steps", "3", *requests, *_backend_args(backend))
     assert r.returncode == 0, r.stdout + r.stderr
     run_dir = _run_dir(r.stdout)
     job_id = re.search(r"submitted Slurm job (\d+)", r.stdout).group(1)
+    state = slurm.job_state(job_id)  # what Slurm granted, as asked
+    asked = ("NumCPUs", "CPUs/Task", "MinMemoryNode")
+    assert [state[k] for k in asked] == ["2", "1", "500M"], state
     assert f"job {job_id}: RUNNING on ttanode[0-1]" in r.stdout
     assert re.search(r"eval 1: epoch [0-9.]+, step 3, accuracy", r.stdout)
     # /tmp is no network file system: one warning line, not an error.
@@ -154,8 +162,10 @@ def test_two_node_job_succeeds_and_validates(cluster, subset_dir, shared_tmp, ba
     assert v.returncode == 0, v.stdout + v.stderr
     # The log, made at submission outside the run folder, is where `submit` said.
     log = os.path.join(results + "-logs", f"slurm-{job_id}.out")
-    assert f"log: {log} " in r.stdout
-    assert f"ttabench: job {job_id} on ttanode0: results in {os.path.abspath(run_dir)}" in open(log).read()
+    assert f"log: {log} " in r.stdout and f"; ttabench runs {run_dir} --watch)" in r.stdout
+    lines = open(log).read().splitlines()
+    first = f"ttabench: job {job_id} on ttanode0: results in {os.path.abspath(run_dir)}"
+    assert lines.index("set-up ran on ttanode0") < lines.index(first), lines
     assert _json(os.path.join(run_dir, "submit.json"))["log"] == log
 
 
@@ -312,39 +322,65 @@ def test_requeue_is_refused_and_the_run_stays_one_valid_run(cluster, subset_dir,
     assert [(e["status"], e["job_id"]) for e in runs] == [("success", job_id)]
 
 
+def _submit_pending(results: str, data: str) -> tuple[str, str]:
+    """A job held back an hour (--begin): (its run folder, its job id)."""
+    r = run_cli(
+        "submit", *TINY, "--data-dir", data, "--results-dir", results, *_logs(results),
+        "--max-steps", "3", "--sbatch-arg", "--begin now+1hour",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    return _run_dir(r.stdout), re.search(r"submitted Slurm job (\d+)", r.stdout).group(1)
+
+
+def _wait_for_state(job_id: str, states: tuple[str, ...], timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while (slurm.job_state(job_id) or {}).get("JobState") not in states:
+        assert time.monotonic() < deadline, slurm.job_state(job_id)
+        time.sleep(0.5)
+    return slurm.job_state(job_id)
+
+
 @pytest.mark.slow
 @pytest.mark.root
 def test_a_job_that_never_trained_is_listed_and_reported(cluster, subset_dir, shared_tmp):
     """A pending job and, once cancelled, a job cancelled before training: `runs` lists it with
-    its job id and status, `validate` reports it (a warning) instead of counting nothing."""
+    its job id and status, `runs --watch` waits for it, `validate` reports it (a warning)
+    instead of counting nothing."""
     results = os.path.join(shared_tmp, "results")
-    r = run_cli(
-        "submit", *TINY, "--data-dir", subset_dir, "--results-dir", results, *_logs(results),
-        "--max-steps", "3", "--sbatch-arg=--begin=now+1hour",
-    )  # fmt: skip
-    assert r.returncode == 0, r.stdout + r.stderr
-    job_dir, job_id = _run_dir(r.stdout), re.search(r"submitted Slurm job (\d+)", r.stdout).group(1)
+    job_dir, job_id = _submit_pending(results, subset_dir)
     runs = run_cli("runs", results, "--json")
     assert runs.returncode == 0, runs.stderr
     (entry,) = json.loads(runs.stdout)["runs"]
     assert (entry["path"], entry["status"], entry["job_id"]) == (job_dir, "pending", job_id), entry
     table = run_cli("runs", results).stdout
     assert "pending" in table and job_id in table, table
+    w = run_cli("runs", results, "--watch", "--interval", "0.5", "--max-wait", "1")
+    assert w.returncode == 1, w.stdout + w.stderr
+    assert "waiting for 1: 1 pending (every 0.5 s" in w.stdout
+    assert w.stdout.rstrip().endswith("stopped watching after 1 s: 1 still unfinished")
     v = run_cli("validate", results)
     assert v.returncode == 0, v.stdout + v.stderr
     assert f"{job_dir}: warning: job {job_id} is pending: no run recorded yet" in v.stdout
     assert "(1 pending)" in v.stdout
     subprocess.run(["scancel", job_id], check=True)
-    deadline = time.monotonic() + 30
-    while slurm.job_state(job_id)["JobState"] != "CANCELLED":
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
+    _wait_for_state(job_id, ("CANCELLED",), 30)
     (entry,) = json.loads(run_cli("runs", results, "--json").stdout)["runs"]
     assert entry["status"] == "cancelled before training", entry
+    w = run_cli("runs", results, "--watch")  # nothing left to wait for: at once
+    assert w.returncode == 0 and "every listed run has finished (1)" in w.stdout, w.stdout + w.stderr
     v = run_cli("validate", results)
     assert v.returncode == 0, v.stdout + v.stderr
     assert f"job {job_id}: no run recorded (ended CANCELLED before training)" in v.stdout
     assert "(1 not started)" in v.stdout
+    # A run folder whose job ended with no final status recorded (a lost node, a killed launcher):
+    # a copy of a committed run, its summary still `running`, naming this ended job.
+    src = sorted(Path(REPO, "results").glob("*/*/*/*/summary.json"))[0].parent
+    lost = Path(shared_tmp, "lost", *src.parts[-4:])
+    shutil.copytree(src, lost)
+    (lost / "summary.json").write_text(json.dumps(dict(_json(lost / "summary.json"), status="running")))
+    (lost / "submit.json").write_text(json.dumps({"scheduler": "slurm", "job_id": job_id}))
+    (entry,) = json.loads(run_cli("runs", str(lost.parents[3]), "--json").stdout)["runs"]
+    assert (entry["status"], entry["job_state"]) == ("ended while running (CANCELLED)", "CANCELLED"), entry
 
 
 @pytest.mark.slow
@@ -354,19 +390,10 @@ def test_a_first_node_without_the_run_folder_says_so_in_the_log(cluster, subset_
     job stops with one line naming the node and the folder, in a log that exists (it is not in
     the run folder)."""
     results = os.path.join(shared_tmp, "results")
-    r = run_cli(
-        "submit", *TINY, "--data-dir", subset_dir, "--results-dir", results, *_logs(results),
-        "--max-steps", "3", "--sbatch-arg=--begin=now+1hour",
-    )  # fmt: skip
-    assert r.returncode == 0, r.stdout + r.stderr
-    run_dir, job_id = _run_dir(r.stdout), re.search(r"submitted Slurm job (\d+)", r.stdout).group(1)
+    run_dir, job_id = _submit_pending(results, subset_dir)
     shutil.rmtree(run_dir)
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
-    deadline = time.monotonic() + 120
-    while (slurm.job_state(job_id) or {}).get("JobState") not in slurm.ENDED:
-        assert time.monotonic() < deadline, slurm.job_state(job_id)
-        time.sleep(0.5)
-    state = slurm.job_state(job_id)
+    state = _wait_for_state(job_id, slurm.ENDED, 120)
     assert (state["JobState"], state["ExitCode"]) == ("FAILED", "2:0"), state
     log = open(os.path.join(results + "-logs", f"slurm-{job_id}.out")).read()
     assert (
@@ -652,31 +679,3 @@ def test_a_submitted_job_without_a_run_is_listed_where_slurm_cannot_be_asked(tmp
         "or failed before training); its log: /logs/slurm-41.out"
     )
     assert "(1 not started)" in v.stdout
-
-
-def test_the_sbatch_script_keeps_one_run_per_folder_and_its_log(subset_dir, shared_tmp):
-    """No requeue, a log appended to in an absolute folder, the working directory stated;
-    --time asks for SIGUSR1 before the limit, --time 0 (no limit) for nothing."""
-    results = os.path.join(shared_tmp, "results")
-
-    def dry(*extra):
-        r = run_cli(
-            "submit", *TINY, "--data-dir", subset_dir, "--results-dir", results, "--log-dir", "logs",
-            "--max-steps", "3", "--dry-run", *extra, cwd=shared_tmp,
-        )  # fmt: skip
-        assert r.returncode == 0, r.stderr
-        return [ln.removeprefix("#SBATCH ") for ln in r.stdout.splitlines() if ln.startswith("#SBATCH ")]
-
-    lines = dry("--time", "30")
-    for expected in (
-        "--no-requeue",
-        "--open-mode=append",
-        f"--output={os.path.realpath(shared_tmp)}/logs/slurm-%j.out",
-        f"--chdir={os.path.realpath(shared_tmp)}",
-        "--time=30",
-        "--signal=USR1@60",
-    ):
-        assert expected in lines, lines
-    lines = dry("--time", "0")
-    assert "--time=0" in lines and not [ln for ln in lines if ln.startswith("--signal")], lines
-    assert not os.path.exists(results) and not os.path.exists(os.path.join(shared_tmp, "logs"))

@@ -40,6 +40,7 @@ import time
 from ttabench import UserError
 from ttabench.divisions.results import find_job_only_dirs, find_run_dirs
 from ttabench.launch.cluster import watch
+from ttabench.launch.cluster.sbatch import SlurmJob, header, setup_block
 from ttabench.launch.config import RunConfig
 from ttabench.launch.flags import run_flags
 from ttabench.launch.record.jobenv import SUBMIT_COMMAND_ENV
@@ -56,20 +57,6 @@ ENDED = (
     "BOOT_FAIL",
     "DEADLINE",
 )
-
-
-@dataclasses.dataclass
-class SlurmJob:
-    """What sbatch is asked for; the run's own options live in RunConfig."""
-
-    nodes: int = 1
-    partition: str | None = None
-    time: str | None = None
-    account: str | None = None
-    gpus_per_node: int | None = None
-    sbatch_args: list[str] = dataclasses.field(default_factory=list)
-    log_dir: str = "."  # made at submission; absolute in the script
-    workdir: str = "."  # the job's working directory (--chdir): where the script was made
 
 
 def time_limit_s(spec: str) -> int:
@@ -112,11 +99,6 @@ def node_command(cfg: RunConfig, python: str) -> list[str]:
 RUN_DIR_VAR = "@RUN_DIR@"  # stands for "$run_dir" in a node's command line
 
 
-def log_path(job: SlurmJob, job_id: str = "%j") -> str:
-    """The job's log (stdout and stderr), absolute."""
-    return os.path.join(os.path.abspath(job.log_dir), f"slurm-{job_id}.out")
-
-
 def script(
     cfg: RunConfig, job: SlurmJob, python: str, submit_command: list[str], dry_run: bool = False
 ) -> str:
@@ -124,28 +106,10 @@ def script(
     run folder does not exist yet; the job makes it, named after its job id, beside where
     cfg.run_dir would be."""
     run_dir = cfg.run_dir
-    limit_s = time_limit_s(job.time) if job.time else None
-    sb = [
-        f"--job-name=ttabench-{cfg.benchmark_name()}",
-        f"--nodes={job.nodes}",
-        "--ntasks-per-node=1",
-        "--exclusive",  # a benchmark does not share its nodes
-        f"--chdir={os.path.abspath(job.workdir)}",
-        f"--output={log_path(job)}",
-        "--open-mode=append",  # a log is never replaced
-        "--no-requeue",  # a run is not started again over its own folder (node failure, preemption)
-    ]
-    for flag, value in (("partition", job.partition), ("time", job.time), ("account", job.account)):
-        if value:
-            sb.append(f"--{flag}={value}")
-    if limit_s:  # 0: no limit
-        # SIGUSR1 to the workers before the limit, so they stop and record `time_limit`: at the limit
-        # itself srun gets SIGTERM and answers it by SIGKILLing its tasks ("forcing job termination").
-        sb.append(f"--signal=USR1@{signal_margin_s(limit_s)}")
-    if job.gpus_per_node:
-        sb.append(f"--gpus-per-node={job.gpus_per_node}")
-    sb += job.sbatch_args
-    node_cfg = dataclasses.replace(cfg, run_dir=RUN_DIR_VAR)
+    limit_s = time_limit_s(job.time) if job.time else None  # 0: no limit, no signal
+    sb = header(job, f"ttabench-{cfg.benchmark_name()}", signal_margin_s(limit_s) if limit_s else None)
+    # Absolute: a saved job.sbatch writes where it did, from wherever it is submitted.
+    node_cfg = dataclasses.replace(cfg, run_dir=RUN_DIR_VAR, results_dir=os.path.abspath(cfg.results_dir))
     node_cmd = " ".join(shlex.quote(a) for a in node_command(node_cfg, python))
     node_cmd = node_cmd.replace(RUN_DIR_VAR, '"$run_dir"')
     q = shlex.quote
@@ -183,7 +147,7 @@ def script(
             f"# ttabench submit: {cfg.benchmark_name()} {cfg.division}, {job.nodes} node(s) x "
             f"{cfg.workers} worker(s)",
             *[f"#SBATCH {a}" for a in sb],
-            "set -euo pipefail",
+            *setup_block(job),
             *where,
             f"export {SUBMIT_COMMAND_ENV}={q(json.dumps(submit_command))}",
             "# The rendezvous: the allocation's first node, at the address Slurm reaches it by.",

@@ -2,6 +2,7 @@
 
     ttabench runs                      # ./ttabench-results, where `ttabench run` writes by default
     ttabench runs results --json       # the repository's committed reference runs, as JSON
+    ttabench runs R --watch            # again as it changes, until every run and job below R has finished
 
 One line per run folder: its id, when it started, system, benchmark, division,
 status, Slurm job id, workers, network, final accuracy, and TTA / ATTMT at the
@@ -10,7 +11,8 @@ does); and, when some run trained with another algorithm than allreduce, its
 algorithm (with its parameters) after the network. A submitted job's folder that
 holds no run yet is listed too, with its status from Slurm: pending, starting,
 cancelled before training, failed before training (`submitted` where squeue is
-not there to ask).
+not there to ask); a run whose job ended while its summary still says running is
+`ended while running (STATE)`.
 A pure reader: no torch. A run whose files cannot be read is listed with the
 reason instead of ending the listing.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 
 from ttabench import UserError
@@ -95,7 +98,10 @@ def list_runs(root: str) -> list[dict]:
     entries += [job_entry(p, states.get(p)) for p in waiting]
     for e in entries:
         if e["path"] in states:
-            e["job_state"] = states[e["path"]]
+            e["job_state"] = state = states[e["path"]]
+            if e["status"] == "running" and state not in ACTIVE_STATES:
+                # The job ended and nothing recorded a final status (node lost, launcher killed).
+                e["status"] = "ended while running" + ("" if state == "ENDED" else f" ({state})")
     return sorted(entries, key=lambda e: (e["started"], e["path"]), reverse=True)
 
 
@@ -163,7 +169,60 @@ def columns_for(entries: list[dict]) -> tuple[Column, ...]:
     return COLUMNS[:at] + (ALGORITHM,) + COLUMNS[at:]
 
 
+UNFINISHED = ("pending", "starting", "submitted", "running")
+
+
+def _table(entries: list[dict], results_dir: str, title: str = "") -> Table:
+    notes = [f"{e['id']}: {e['error']}" for e in entries if e["status"] == "unreadable"]
+    title = title or f"{len(entries)} runs in {results_dir}, newest first"
+    return Table(columns_for(entries), entries, title=title, notes=notes)
+
+
+def watch(results_dir: str, interval_s: float, max_wait_s: float, out=print) -> int:
+    """The listing again whenever it changes, until no listed run or job is unfinished (0) or
+    `max_wait_s` has passed (1)."""
+    deadline = time.monotonic() + max_wait_s
+    shown = None
+    while True:
+        entries = list_runs(results_dir)
+        waiting = [e for e in entries if e["status"] in UNFINISHED]
+        view = [(e["path"], e["status"], e.get("final_accuracy"), e.get("job_state")) for e in entries]
+        if view != shown:
+            at = time.strftime("%H:%M:%S")
+            show(_table(entries, results_dir, f"{len(entries)} runs in {results_dir}, newest first, at {at}"))
+            counts = {s: sum(e["status"] == s for e in waiting) for s in UNFINISHED}
+            if waiting:
+                out(
+                    f"waiting for {len(waiting)}: "
+                    + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+                    + f" (every {interval_s:g} s, at most {max_wait_s:g} s; Ctrl-C stops watching)",
+                )
+            shown = view
+        if not waiting:
+            out(f"every listed run has finished ({len(entries)})")
+            return 0
+        left = deadline - time.monotonic()
+        if left <= 0:
+            out(f"stopped watching after {max_wait_s:g} s: {len(waiting)} still unfinished")
+            return 1
+        time.sleep(min(interval_s, left))
+
+
 def _cmd_runs(args) -> int:
+    if args.watch:
+        if args.json:
+            raise UserError("--watch shows the table as it changes; --json prints the listing once")
+        if args.interval <= 0 or args.max_wait < 0:
+            raise UserError("--interval must be > 0 and --max-wait >= 0 (seconds)")
+        if not os.path.isdir(args.results_dir):
+            raise UserError(f"not a folder: {args.results_dir}")
+        try:
+            return watch(
+                args.results_dir, args.interval, args.max_wait, out=lambda line: print(line, flush=True)
+            )
+        except KeyboardInterrupt:
+            print("ttabench: stopped watching (the runs and their jobs go on)", file=sys.stderr)
+            return 130
     entries = list_runs(args.results_dir)
     if args.json:
         print(json.dumps({"results_dir": args.results_dir, "runs": entries}, indent=2))
@@ -177,15 +236,7 @@ def _cmd_runs(args) -> int:
     if not entries:
         print(f"no run folders below {args.results_dir}")
         return 0
-    notes = [f"{e['id']}: {e['error']}" for e in entries if e["status"] == "unreadable"]
-    show(
-        Table(
-            columns_for(entries),
-            entries,
-            title=f"{len(entries)} runs in {args.results_dir}, newest first",
-            notes=notes,
-        )
-    )
+    show(_table(entries, args.results_dir))
     return 0
 
 
@@ -208,3 +259,19 @@ def add_commands(sub) -> None:
         help=f"a results folder or one run folder (default: {DEFAULT_RESULTS_DIR}, where `ttabench run` writes)",
     )
     r.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    r.add_argument(
+        "--watch",
+        action="store_true",
+        help="show the listing again whenever it changes, until no listed run or job is pending, "
+        "starting or running (exit 0), or --max-wait has passed (exit 1); Ctrl-C stops watching",
+    )
+    r.add_argument(
+        "--interval", type=float, default=10.0, metavar="S", help="--watch: look every S seconds (default 10)"
+    )
+    r.add_argument(
+        "--max-wait",
+        type=float,
+        default=86400.0,
+        metavar="S",
+        help="--watch: stop watching after S seconds (default 86400, a day)",
+    )

@@ -3,12 +3,15 @@
     ttabench submit --scheduler slurm --nodes 2 --workers 1 --benchmark resnet20 \\
         --data-dir DIR --max-epochs 1 --results-dir R --wait
     ttabench submit --scheduler slurm --nodes 4 --partition gpu --time 1:00:00 --dry-run ...
+    ttabench submit --nodes 2 --cpus-per-task 32 --mem 64G --qos high --setup env.sh ...
     ttabench submit --scheduler torchx:local_cwd --nodes 2 --workers 1 ...
 
 Every option of `ttabench run` works here (less the per-node ones, which the
 scheduler sets). Slurm: the sbatch script is written into the run folder
 (job.sbatch) and submitted; the job's log is LOG_DIR/slurm-JOBID.out (--log-dir,
-default this folder); `--wait` blocks until the job ends, showing its state and
+default this folder). Each request has its own flag and `#SBATCH` line; `--setup FILE`'s
+lines run before the job; `--sbatch-arg` adds any other sbatch option, but none the script
+already states. `--wait` blocks until the job ends, showing its state and
 each evaluation, and exits with the run's exit code (124: stopped at --time).
 """
 
@@ -22,7 +25,7 @@ import sys
 
 from ttabench import UserError
 from ttabench.divisions.results import RunPath, atomic_write_json, atomic_write_text, safe_name
-from ttabench.launch.cluster import slurm
+from ttabench.launch.cluster import sbatch, slurm
 from ttabench.launch.config import RunConfig
 from ttabench.launch.flags import add_arguments, from_args
 from ttabench.launch.record.jobenv import cluster_system_name
@@ -113,18 +116,13 @@ def _remove_empty(run_dir: str, root: str, root_existed: bool) -> None:
         path = os.path.dirname(path)
 
 
-def _cmd_submit(args) -> int:
-    name, _, target = args.scheduler.partition(":")
-    cfg = run_config(args, data_here=name == "slurm" or target == "local_cwd")
-    if name == "torchx":
-        from ttabench.launch.cluster import torchx  # imports TorchX, an optional dependency
+SLURM_ONLY = ("cpus_per_task", "mem", "qos", "gres", "constraint", "setup", "sbatch_arg")
 
-        return torchx.submit_run(cfg, args, target)
-    if name != "slurm" or target:
-        raise UserError(f"--scheduler must be slurm or torchx:SCHEDULER, got {args.scheduler!r}")
-    if args.time:
-        slurm.time_limit_s(args.time)  # malformed: one line before anything is made
-    job = slurm.SlurmJob(
+
+def slurm_job(args) -> sbatch.SlurmJob:
+    """What sbatch is asked for, every value checked: one line before anything is made."""
+    setup_file, setup = sbatch.read_setup(args.setup) if args.setup else (None, [])
+    return sbatch.SlurmJob(
         args.nodes,
         args.partition,
         args.time,
@@ -133,7 +131,47 @@ def _cmd_submit(args) -> int:
         list(args.sbatch_arg),
         log_dir=os.path.abspath(args.log_dir),
         workdir=os.getcwd(),
+        cpus_per_task=args.cpus_per_task,
+        mem=args.mem,
+        qos=args.qos,
+        gres=args.gres,
+        constraint=args.constraint,
+        exclusive=args.exclusive,
+        export=args.export,
+        setup_file=setup_file,
+        setup=setup,
     )
+
+
+def join_option_values(argv: list[str]) -> list[str]:
+    """`--sbatch-arg --qos=high` as `--sbatch-arg=--qos=high`: argparse would take a value that
+    starts with a dash for an option of its own."""
+    out = list(argv)
+    if "submit" not in out:
+        return out
+    for i in range(len(out) - 1):
+        if out[i] == "--sbatch-arg" and out[i + 1].startswith("-"):
+            out[i : i + 2] = [f"--sbatch-arg={out[i + 1]}", None]
+    return [a for a in out if a is not None]
+
+
+def _cmd_submit(args) -> int:
+    name, _, target = args.scheduler.partition(":")
+    cfg = run_config(args, data_here=name == "slurm" or target == "local_cwd")
+    if name == "torchx":
+        given = [f"--{k.replace('_', '-')}" for k in SLURM_ONLY if getattr(args, k)]
+        if given:
+            raise UserError(
+                f"{', '.join(given)}: Slurm options; --scheduler {args.scheduler} does not use them"
+            )
+        from ttabench.launch.cluster import torchx  # imports TorchX, an optional dependency
+
+        return torchx.submit_run(cfg, args, target)
+    if name != "slurm" or target:
+        raise UserError(f"--scheduler must be slurm or torchx:SCHEDULER, got {args.scheduler!r}")
+    if args.time:
+        slurm.time_limit_s(args.time)  # malformed: one line before anything is made
+    job = slurm_job(args)
     if not args.dry_run:
         slurm.require("sbatch")
         slurm.check_fits(job)  # a request the cluster can never satisfy: one line, nothing made
@@ -175,12 +213,14 @@ def _cmd_submit(args) -> int:
             "job_id": job_id,
             "nodes": args.nodes,
             "command": command,
-            "log": slurm.log_path(job, job_id),
+            "log": sbatch.log_path(job, job_id),
         },
     )
-    log = slurm.log_path(job, job_id)
+    log = sbatch.log_path(job, job_id)
     print(f"submitted Slurm job {job_id}; results: {run_dir}", flush=True)
-    print(f"log: {log} (follow: squeue -j {job_id}; tail -f {log}; ttabench runs {run_dir})", flush=True)
+    print(
+        f"log: {log} (follow: squeue -j {job_id}; tail -f {log}; ttabench runs {run_dir} --watch)", flush=True
+    )
     if not args.wait:
         return 0
     try:
@@ -210,6 +250,33 @@ def add_commands(sub) -> None:
     g.add_argument("--partition", help="Slurm partition (default: the cluster's default)")
     g.add_argument("--time", help="Slurm time limit, e.g. 30 or 1:00:00")
     g.add_argument("--account", help="Slurm account to charge")
+    g.add_argument("--qos", help="Slurm quality of service")
+    g.add_argument(
+        "--cpus-per-task",
+        type=int,
+        help="CPUs per node for its launcher and all its workers (one task per node; "
+        "default: the cluster's, all of a node with --exclusive)",
+    )
+    g.add_argument("--mem", help="memory per node in Slurm's units, e.g. 16G (default: the cluster's)")
+    g.add_argument("--gres", help="generic resources per node, e.g. gpu:a100:4")
+    g.add_argument("--constraint", help="node features the job needs, e.g. ib&avx512")
+    g.add_argument(
+        "--exclusive",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="whole nodes, shared with no other job (default); --no-exclusive lets Slurm place other "
+        "jobs beside it",
+    )
+    g.add_argument(
+        "--export",
+        default="ALL",
+        help="Slurm --export: the environment the job gets (default ALL: this shell's)",
+    )
+    g.add_argument(
+        "--setup",
+        metavar="FILE",
+        help="shell lines put into the script before the job starts (module load, source a venv)",
+    )
     g.add_argument(
         "--log-dir",
         default=".",
@@ -221,7 +288,8 @@ def add_commands(sub) -> None:
         action="append",
         default=[],
         metavar="ARG",
-        help="passed to sbatch as '#SBATCH ARG' (repeatable), e.g. --sbatch-arg=--qos=high",
+        help="another sbatch option, '#SBATCH ARG' (repeatable), as '--name=value' or '--name value', "
+        "e.g. --sbatch-arg=--begin=now+1hour; refused when ttabench or a flag above states it",
     )
     g.add_argument(
         "--image", help="TorchX: the image (container) with ttabench installed (local_cwd: this folder)"

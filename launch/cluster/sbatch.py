@@ -1,0 +1,217 @@
+"""What a Slurm job asks for: the `#SBATCH` header of its script, the user's own sbatch
+options (`--sbatch-arg`) and set-up lines (`--setup FILE`), each checked before anything
+is made.
+
+Every option the script states is written as `--name=value`, so the header reads the
+same whoever wrote the request. An option ttabench sets itself (the log, the working
+directory, requeue, the signal before the time limit, ...) or one that has its own
+`submit` flag cannot also come through `--sbatch-arg`: Slurm would take the last of two
+`#SBATCH` lines silently, and the job would not be the one the record describes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shlex
+
+from ttabench import UserError
+
+# sbatch's one-letter forms of the options below (sbatch --help).
+SHORT = {
+    "-A": "account",
+    "-c": "cpus-per-task",
+    "-C": "constraint",
+    "-D": "chdir",
+    "-e": "error",
+    "-J": "job-name",
+    "-N": "nodes",
+    "-o": "output",
+    "-p": "partition",
+    "-q": "qos",
+    "-t": "time",
+}
+# Options with a `ttabench submit` flag of their own: the flag, not --sbatch-arg.
+DEDICATED = {
+    "nodes": "--nodes",
+    "partition": "--partition",
+    "time": "--time",
+    "account": "--account",
+    "qos": "--qos",
+    "gres": "--gres",
+    "constraint": "--constraint",
+    "cpus-per-task": "--cpus-per-task",
+    "mem": "--mem",
+    "exclusive": "--exclusive/--no-exclusive",
+    "gpus-per-node": "--gpus-per-node",
+    "export": "--export",
+    "output": "--log-dir",
+    "error": "--log-dir",
+}
+# Options ttabench sets itself, and why.
+FIXED = {
+    "job-name": "the job is named after the benchmark",
+    "ntasks-per-node": "one launcher per node",
+    "chdir": "the job runs in the submitting folder",
+    "open-mode": "the log is appended to, never replaced",
+    "no-requeue": "a run is never started again over its own folder",
+    "requeue": "the script says --no-requeue: a run is never started again over its own folder",
+    "signal": "it asks for SIGUSR1 before --time's limit",
+}
+_MEM = re.compile(r"\d+[KMGT]?", re.IGNORECASE)
+
+
+@dataclasses.dataclass
+class SlurmJob:
+    """What sbatch is asked for; the run's own options live in RunConfig."""
+
+    nodes: int = 1
+    partition: str | None = None
+    time: str | None = None
+    account: str | None = None
+    gpus_per_node: int | None = None
+    sbatch_args: list[str] = dataclasses.field(default_factory=list)  # normalised (sbatch_arg)
+    log_dir: str = "."  # made at submission; absolute in the script
+    workdir: str = "."  # the job's working directory (--chdir): where the script was made
+    cpus_per_task: int | None = None  # the node's launcher and all its workers: one task per node
+    mem: str | None = None  # per node, Slurm's units (0: all of it)
+    qos: str | None = None
+    gres: str | None = None
+    constraint: str | None = None
+    exclusive: bool = True  # a benchmark does not share its nodes unless asked to
+    export: str = "ALL"  # the submitting shell's environment, as Slurm's default
+    setup_file: str | None = None  # absolute; its lines in setup
+    setup: list[str] = dataclasses.field(default_factory=list)
+
+    def __post_init__(self):
+        if self.cpus_per_task is not None and self.cpus_per_task < 1:
+            raise UserError(f"--cpus-per-task must be >= 1, got {self.cpus_per_task}")
+        if self.mem is not None and not _MEM.fullmatch(self.mem):
+            raise UserError(
+                f"--mem must be a size in Slurm's units (e.g. 4000M, 16G, 0 for all), got {self.mem!r}"
+            )
+        for flag, value in (("--qos", self.qos), ("--gres", self.gres), ("--constraint", self.constraint)):
+            if value is not None and (not value.strip() or any(c.isspace() for c in value)):
+                raise UserError(f"{flag} must be one word without spaces, got {value!r}")
+        if not self.export.strip() or any(c.isspace() for c in self.export):
+            raise UserError(
+                f"--export must be ALL, NONE or NAME[=VALUE],... without spaces, got {self.export!r}"
+            )
+        self.sbatch_args = [sbatch_arg(a) for a in self.sbatch_args]
+        names = [option_name(a) for a in self.sbatch_args]
+        for name in names:
+            if names.count(name) > 1:
+                raise UserError(
+                    f"--sbatch-arg: --{name} given twice (Slurm would keep the last one silently)"
+                )
+
+
+def option_name(arg: str) -> str:
+    """The long name of an sbatch option as written (`--qos=high`, `--qos high`, `-q high`)."""
+    head = arg.split(None, 1)[0] if arg.strip() else arg
+    if head.startswith("--"):
+        return head[2:].split("=", 1)[0]
+    return SHORT.get(head[:2], head.lstrip("-"))
+
+
+def sbatch_arg(arg: str) -> str:
+    """One `--sbatch-arg`, as the script's `#SBATCH` line states it: `--x=y` from `--x=y` or
+    `--x y`; one line when it is no sbatch option or repeats one ttabench states."""
+    text = arg.strip()
+    if not text.startswith("-") or text in ("-", "--"):
+        raise UserError(
+            f"--sbatch-arg must be an sbatch option ('--name=value' or '--name value'), got {arg!r}"
+        )
+    name = option_name(text)
+    if name in DEDICATED:
+        raise UserError(
+            f"--sbatch-arg {arg!r}: use {DEDICATED[name]} instead (the script states --{name} from it)"
+        )
+    if name in FIXED:
+        raise UserError(f"--sbatch-arg {arg!r}: ttabench sets --{name} itself ({FIXED[name]})")
+    head, _, rest = text.partition(" ")
+    rest = rest.strip()
+    if head.startswith("--") and "=" not in head and rest and not any(c.isspace() for c in rest):
+        return f"{head}={rest}"
+    return text  # a flag alone, `--x=y`, a one-letter option, or a value of several words as written
+
+
+def read_setup(path: str) -> tuple[str, list[str]]:
+    """`--setup FILE`: (its absolute path, its lines without a leading `#!`); one line when it
+    is missing, unreadable or not text."""
+    where = os.path.abspath(path)
+    if not os.path.exists(where):
+        raise UserError(f"--setup {path}: no such file")
+    if not os.path.isfile(where):
+        raise UserError(f"--setup {path}: not a file")
+    try:
+        with open(where, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise UserError(f"--setup {path}: cannot read it ({e.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\0" in text:
+        raise UserError(f"--setup {path}: not a text file (shell lines such as `module load ...` expected)")
+    lines = text.splitlines()
+    if lines and lines[0].startswith("#!"):
+        lines = lines[1:]
+    return where, lines
+
+
+def log_path(job: SlurmJob, job_id: str = "%j") -> str:
+    """The job's log (stdout and stderr), absolute."""
+    return os.path.join(os.path.abspath(job.log_dir), f"slurm-{job_id}.out")
+
+
+def header(job: SlurmJob, job_name: str, signal_margin: int | None) -> list[str]:
+    """The script's `#SBATCH` options, in the order an admin reads them: what, where, how much,
+    the log, the rules of the run, then the user's own. `signal_margin`: seconds before the time
+    limit to send SIGUSR1 (None: no limit)."""
+    sb = [f"--job-name={job_name}", f"--nodes={job.nodes}", "--ntasks-per-node=1"]
+    optional = (
+        ("partition", job.partition),
+        ("account", job.account),
+        ("qos", job.qos),
+        ("time", job.time),
+        ("cpus-per-task", job.cpus_per_task),
+        ("mem", job.mem),
+        ("gpus-per-node", job.gpus_per_node),
+        ("gres", job.gres),
+        ("constraint", job.constraint),
+    )
+    sb += [f"--{flag}={value}" for flag, value in optional if value]
+    if job.exclusive:
+        sb.append("--exclusive")  # a benchmark does not share its nodes (--no-exclusive: it may)
+    sb += [
+        f"--chdir={os.path.abspath(job.workdir)}",
+        f"--output={log_path(job)}",
+        f"--error={log_path(job)}",  # one log: stdout and stderr in the order they happened
+        "--open-mode=append",  # a log is never replaced
+        f"--export={job.export}",
+        "--no-requeue",  # a run is not started again over its own folder (node failure, preemption)
+    ]
+    if signal_margin:
+        # SIGUSR1 to the workers before the limit, so they stop and record `time_limit`: at the limit
+        # itself srun gets SIGTERM and answers it by SIGKILLing its tasks ("forcing job termination").
+        sb.append(f"--signal=USR1@{signal_margin}")
+    return sb + job.sbatch_args
+
+
+def setup_block(job: SlurmJob) -> list[str]:
+    """The script's set-up lines (--setup), run on the first node before anything else: the
+    nodes' launchers, started by srun, inherit the environment they make. `set -u` only after
+    them: module and activate scripts read variables that may be unset."""
+    if job.setup_file is None:
+        return ["set -euo pipefail"]
+    return [
+        "set -eo pipefail",
+        f"# Set-up (--setup {shlex.quote(job.setup_file)}), run here before the job; srun passes its",
+        "# environment on to every node's launcher.",
+        *job.setup,
+        "# End of set-up.",
+        "set -u",
+    ]
