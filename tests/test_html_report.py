@@ -318,6 +318,10 @@ def test_a_failed_run_without_curve_and_no_torch(tmp_path):
     failed.mkdir()
     summary = {"status": "failed", "error": "rank 1 killed by SIGKILL", "benchmark": "resnet20"}
     (failed / "summary.json").write_text(json.dumps(summary))
+    # a submitted job that has not started: listed and given a page, not a crash
+    waiting = root / "amd-epyc-2c" / "resnet20" / "closed" / "20990102-000000-fedcba"
+    waiting.mkdir()
+    (waiting / results_format.JOB_FILE).write_text("{}")
     out = tmp_path / "site"
     code = (
         "import sys; from ttabench.launch.cli import main; "
@@ -326,10 +330,12 @@ def test_a_failed_run_without_curve_and_no_torch(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    page = (out / "runs" / f"000-{failed.name}.html").read_text()
+    (job_page,) = (out / "runs").glob(f"*-{waiting.name}.html")
+    assert "A submitted job that holds no run yet (submitted)." in job_page.read_text()
+    page = (out / "runs" / f"001-{failed.name}.html").read_text()
     assert 'class="badge failed"' in page and "rank 1 killed by SIGKILL" in page
     assert "no curve.csv (no evaluation was recorded)" in page
-    assert 'href="000-20990101-000000-abcdef/summary.json"' in page
+    assert 'href="001-20990101-000000-abcdef/summary.json"' in page
     index = (out / "index.html").read_text()
     assert "Not valid" not in index and ">Valid<" in index
     assert "run failed (rank 1 killed by SIGKILL): recorded, not a result" in index

@@ -126,7 +126,8 @@ def build_site(
     trees = [results_dirs] if isinstance(results_dirs, str) else list(results_dirs)
     for tree in trees:
         _check_paths(tree, out_dir)
-    runs = scoring.load_inputs(trees, every_run=True)
+    # A run below two of the trees given (results and results/sweeps) is one run.
+    runs = list({os.path.realpath(r.name): r for r in scoring.load_inputs(trees, every_run=True)}.values())
     groups = experiments.report_groups(runs, thresholds, target, budget_s)
     scored = {
         row_key(row): [r for r in group if r.status in scoring.SCORED_STATUSES] for row, group in groups
@@ -136,7 +137,10 @@ def build_site(
     rows = [row for st in studies for row in st["rows"]]
     pairs = html_compare.pairs(rows, scored, thresholds)
     verdict = _verdict(trees, compliance)
-    entries = [dict(e, tree=tree) for tree in trees for e in runs_cmd.list_runs(tree)]
+    listed = {
+        os.path.realpath(e["path"]): dict(e, tree=tree) for tree in trees for e in runs_cmd.list_runs(tree)
+    }
+    entries = sorted(listed.values(), key=lambda e: e.get("started") or "", reverse=True)
     slugs = {e["path"]: f"{i:03d}-{safe_name(e['id'])}" for i, e in enumerate(entries)}
     links = {
         row_key(row): [(slugs[r.name], os.path.basename(r.name)) for r in group if r.name in slugs]

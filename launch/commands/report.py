@@ -53,7 +53,10 @@ def _cmd_report(args) -> int:
     for tree in args.results_dirs:
         if not os.path.isdir(tree):
             raise UserError(f"not a folder: {tree}")
-    runs = scoring.load_inputs(args.results_dirs, every_run=True)
+    # A run below two of the trees given (results and results/sweeps) is one run.
+    runs = list(
+        {os.path.realpath(r.name): r for r in scoring.load_inputs(args.results_dirs, every_run=True)}.values()
+    )
     rows = experiments.report_rows(runs, args.thresholds, args.target, args.budget)
     columns = REPORT_COLUMNS
     if args.rcps:
