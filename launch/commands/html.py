@@ -1,14 +1,15 @@
-"""`ttabench report RESULTS_DIR --html OUT_DIR`: a results tree as one static site.
+"""`ttabench report RESULTS_DIR... --html OUT_DIR`: one or more results trees as one static site.
 
     ttabench report results --html report-html      # then open report-html/index.html
 
-OUT_DIR/index.html holds the validation verdict (divisions/validate.py), the
-report table (the rows of `report --format json`), and per benchmark, data set
-and threshold spec: accuracy-vs-time and TTMT plots (SVG, matplotlib) and the
-`compare` view of every configuration against the first one, threshold by
-threshold with the ratios B/A. OUT_DIR/runs/ has one page per run (status,
-metrics, time breakdown, config, curve) with a copy of its raw files, so the
-folder works on its own: offline, no scripts, no CDN, CSS inline.
+OUT_DIR/index.html holds the validation verdict of every tree (divisions/validate.py; a warning
+shared by many runs once, with its count), then one section per study (html_studies.py): its
+rows of `report --format json` under short labels, sortable (templates/sort.js, inline), and
+per benchmark, data set and threshold spec an accuracy-vs-time and TTMT figure (SVG,
+matplotlib). OUT_DIR/compare.html (html_compare.py) sets two systems or two algorithms side by
+side and compares the configurations of each study threshold by threshold with the ratios B/A.
+OUT_DIR/runs/ has one page per run (html_runs.py) with a copy of its raw files, so the folder
+works on its own: offline, no CDN, CSS and script inline.
 
 Pages are rendered from Jinja2 templates (templates/ beside this file); every
 value is autoescaped. The site is written to a temporary folder and swapped in

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from ttabench.divisions import algorithms, metrics, scoring
+from ttabench.divisions import algorithms, experiments, metrics, scoring
 from ttabench.divisions.results import safe_name
 
 DESCRIBE_KEYS = ("system", "benchmark", "division", "dataset", "workers", "network", "algorithm", "setting")
@@ -106,4 +106,6 @@ def pairs(rows: list[dict], scored: dict, thresholds: str | None) -> list[dict]:
 
 
 def _pair_label(row: dict, dim: str) -> str:
-    return f"{row[dim]} ({row['workers']} worker{'s' if row['workers'] != 1 else ''}, {row['network']})"
+    workers = f"{row['workers']} worker{'s' if row['workers'] != 1 else ''}"
+    network = "" if row["network"] == experiments.NOT_APPLIED else f", {row['network']}"
+    return f"{row[dim]} ({workers}{network})"

@@ -181,6 +181,7 @@ def add_commands(sub) -> None:
     r.add_argument(
         "--html",
         metavar="OUT_DIR",
-        help="write a static site instead: the report table, plots (SVG), comparisons, the "
-        "validation verdict and one page per run with its raw files (opens offline)",
+        help="write a static site instead: the validation verdict, one section per study (a sortable "
+        "table and its figure), a comparison page (two systems or algorithms side by side) and one "
+        "page per run with its raw files (opens offline)",
     )
