@@ -250,17 +250,22 @@ def test_site_files_and_what_readers_see(trees, site):
     assert not any(str(site) in r["path"] for r in listed)
 
 
-def test_several_trees_in_every_format(trees):
+def test_several_trees_in_every_format(trees, capsys):
     """report takes several trees: every row of each is in the markdown, CSV and JSON report."""
-    one = [
-        json.loads(run_cli("report", str(t), "--format", "json", check=True).stdout)["rows"] for t in trees
-    ]
-    both = json.loads(run_cli("report", *map(str, trees), "--format", "json", check=True).stdout)
+    from ttabench.launch.cli import main
+
+    def report(*args: str) -> str:
+        assert main(["report", *args]) == 0
+        return capsys.readouterr().out
+
+    one = [json.loads(report(str(t), "--format", "json"))["rows"] for t in trees]
+    both = json.loads(report(*map(str, trees), "--format", "json"))
     assert both["results_dirs"] == list(map(str, trees)) and len(both["rows"]) == sum(map(len, one))
-    csv = run_cli("report", *map(str, trees), "--format", "csv", check=True).stdout
-    assert len(csv.splitlines()) == 1 + len(both["rows"])
-    md = run_cli("report", *map(str, trees), check=True).stdout
+    assert len(report(*map(str, trees), "--format", "csv").splitlines()) == 1 + len(both["rows"])
+    md = report(*map(str, trees))
     assert f"| {SECOND} |" in md and "| amd-epyc-2c |" in md
+    # a tree given twice, or inside another one given: its runs count once
+    assert json.loads(report(*map(str, trees), str(trees[1]), "--format", "json"))["rows"] == both["rows"]
     proc = run_cli("report", str(trees[0]), str(trees[1] / "missing"))
     assert proc.returncode == 2 and proc.stdout == "" and "missing" in proc.stderr
 
