@@ -106,7 +106,12 @@ def _environment():
 def _verdict(trees: list[str], compliance: bool) -> validate.Result:
     """`ttabench validate` of every tree, as one verdict."""
     out = validate.Result(", ".join(trees))
-    for tree in trees:
+    real = {t: os.path.realpath(t) for t in trees}
+    # A tree inside another one given (or the same one twice) is checked once, with the outer one.
+    outer = [
+        t for t in dict.fromkeys(real.values()) if not any(t.startswith(o + os.sep) for o in real.values())
+    ]
+    for tree in [next(t for t in trees if real[t] == o) for o in outer]:
         one = validate.validate(tree, compliance=compliance)
         out.runs += one.runs
         out.problems += one.problems
@@ -143,8 +148,13 @@ def build_site(
     }
     entries = sorted(listed.values(), key=lambda e: e.get("started") or "", reverse=True)
     slugs = {e["path"]: f"{i:03d}-{safe_name(e['id'])}" for i, e in enumerate(entries)}
+    by_real = {os.path.realpath(path): slug for path, slug in slugs.items()}
     links = {
-        row_key(row): [(slugs[r.name], os.path.basename(r.name)) for r in group if r.name in slugs]
+        row_key(row): [
+            (by_real[p], os.path.basename(p))
+            for p in map(os.path.realpath, (r.name for r in group))
+            if p in by_real
+        ]
         for row, group in groups
     }
     for row in rows:
