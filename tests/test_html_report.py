@@ -105,11 +105,12 @@ def index(browser, site) -> Page:
 
 
 @pytest.mark.slow
-def test_key_columns_fit_a_laptop_screen_and_a_screenshot_is_kept(index):
+def test_key_columns_fit_a_laptop_screen_and_a_screenshot_is_kept(index, capsys):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "index-1366x768.png"
     index.page.screenshot(path=str(shot))
-    print(f"screenshot: {shot}")
+    with capsys.disabled():  # shown on a passing run too: CI keeps the folder as an artifact
+        print(f"\nreport screenshots: {ARTIFACTS}")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert index.evaluate("document.documentElement.scrollWidth") <= VIEWPORT["width"]  # no sideways scroll
     edges = index.evaluate(
@@ -380,3 +381,34 @@ def test_headline_comparison_is_at_the_highest_threshold_both_reached():
     assert [p["dim"] for p in html_compare.pairs([a, c2], scored, None)] == ["algorithm"]
     c2["what"]["batch_size"] = 64
     assert html_compare.pairs([a, c2], scored, None) == []
+
+
+def test_studies_labels_and_descriptions_of_the_committed_results():
+    """The report page's groups, without a browser: each study of results/ with the labels its
+    folders give, the description its README gives, and what its rows differ in."""
+    from ttabench.divisions import experiments, scoring, validate
+    from ttabench.launch.commands import html_studies
+
+    tree = str(REPO / "results")
+    groups = experiments.report_groups(scoring.load_inputs([tree], every_run=True))
+    studies = {s["folder"]: s for s in html_studies.studies(groups, [tree])}
+    assert {"amd-epyc-2c", "sweeps", "predict", "rcp-runs", "network"} <= set(studies)
+    assert sum(len(s["rows"]) for s in studies.values()) == len(groups)
+    assert [r["label"] for r in studies["rcp-runs"]["rows"]] == ["bs128", "bs256"]
+    sweeps = studies["sweeps"]
+    assert sorted(r["label"] for r in sweeps["rows"]) == sorted(
+        f"w{w}-{n}" for w in (1, 2) for n in ("10gbe", "1gbe", "100mbit")
+    )
+    assert sweeps["varies"] == {"workers": ["1", "2"], "network": ["1gbe", "10gbe", "100mbit"]}
+    assert sweeps["shared"] == {
+        "system": "amd-epyc-2c", "benchmark": "resnet20", "division": "closed", "dataset": "cifar10-subset"
+    }  # fmt: skip
+    assert {r["label"] for r in studies["predict"]["rows"]} >= {"emulated-20mbit-r1", "1worker-r0"}
+    # the study's own README first, else the line of the tree's README table naming its folder
+    assert studies["predict"]["description"].startswith("How close the what-if model")
+    assert studies["network"]["description"].startswith("2-namespace torchrun")
+    assert all(len(r["label"]) <= 30 and "=" not in r["label"] for s in studies.values() for r in s["rows"])
+    (subset,) = html_studies.folded_warnings(validate.validate(tree).warnings)
+    assert (
+        subset["count"] == len(results_format.find_run_dirs(tree)) and "CIFAR-10 subset" in subset["message"]
+    )

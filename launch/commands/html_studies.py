@@ -15,6 +15,7 @@ import json
 import os
 import re
 
+from ttabench.divisions.experiments import NOT_APPLIED
 from ttabench.divisions.results import RunPath, experiment_parts
 from ttabench.divisions.scoring import Run
 
@@ -79,6 +80,12 @@ def studies(groups: list[tuple[dict, list[Run]]], trees: list[str]) -> list[dict
             for k in ("system", "benchmark", "division", "dataset")
             if not _varying([r[k] for r in rows])
         }
+        # What the rows differ in (the network of a 1-worker row is none: "workers 1" says so)
+        varies = {
+            k: sorted({str(r[k]) for r in rows} - {NOT_APPLIED}, key=_natural)
+            for k in ("system", "workers", "network", "algorithm")
+            if _varying([r[k] for r in rows])
+        }
         title = study if len(trees) == 1 else f"{os.path.basename(os.path.normpath(tree))}/{study}"
         out.append(
             {
@@ -88,6 +95,7 @@ def studies(groups: list[tuple[dict, list[Run]]], trees: list[str]) -> list[dict
                 "title": title,
                 "description": describe(tree, study),
                 "shared": shared,
+                "varies": varies,
                 "rows": rows,
                 "runs": sum(r["runs"] for r in rows),
             }
@@ -113,6 +121,11 @@ def _label(rows: list[dict]) -> None:
         if _varying([x["system"] for x in rows]):
             parts.insert(0, r["system"])
         r["label"] = ", ".join(parts) or f"{r['benchmark']} {r['division']}"
+
+
+def _natural(text: str) -> list:
+    """'2' before '10', '1gbe' before '10gbe': numbers in a label compared as numbers."""
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", text) if p]
 
 
 def _short(v) -> str:
