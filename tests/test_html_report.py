@@ -408,7 +408,9 @@ def test_studies_labels_and_descriptions_of_the_committed_results():
     assert studies["predict"]["description"].startswith("How close the what-if model")
     assert studies["network"]["description"].startswith("2-namespace torchrun")
     assert all(len(r["label"]) <= 30 and "=" not in r["label"] for s in studies.values() for r in s["rows"])
-    (subset,) = html_studies.folded_warnings(validate.validate(tree).warnings)
+    folded = html_studies.folded_warnings(validate.validate(tree).warnings)
+    (subset,) = [w for w in folded if "CIFAR-10 subset" in w["message"]]
+    assert len({w["message"] for w in folded}) == len(folded)  # each message once
     assert (
         subset["count"] == len(results_format.find_run_dirs(tree)) and "CIFAR-10 subset" in subset["message"]
     )
