@@ -11,16 +11,46 @@ import sys
 
 from ttabench.divisions.results import safe_name
 
+# Arm cores name themselves by part number only (aarch64's /proc/cpuinfo has no "model name").
+ARM_PARTS = {
+    0xD03: "Cortex-A53",
+    0xD08: "Cortex-A72",
+    0xD0B: "Cortex-A76",
+    0xD0C: "Neoverse-N1",
+    0xD40: "Neoverse-V1",
+    0xD49: "Neoverse-N2",
+    0xD4F: "Neoverse-V2",
+    0xD84: "Neoverse-V3",
+    0xD8E: "Neoverse-N3",
+}
+
+
+def model_from_cpuinfo(text: str) -> str:
+    """The CPU's model in the text of /proc/cpuinfo: its "model name", else (Arm) the core named by
+    its "CPU part" when it is an Arm Ltd. design, else ""."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    if fields.get("model name"):
+        return fields["model name"]
+    try:
+        if int(fields.get("CPU implementer", ""), 16) == 0x41:
+            part = int(fields.get("CPU part", ""), 16)
+            return ARM_PARTS.get(part, f"Arm part {part:#x}")
+    except ValueError:
+        pass
+    return ""
+
 
 def cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+            model = model_from_cpuinfo(f.read())
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        model = ""
+    return model or platform.processor() or platform.machine()
 
 
 def _cpu_flags() -> list[str]:
@@ -111,10 +141,23 @@ def system_name(given: str | None, desc: dict | None = None) -> str:
 
 
 def default_system_name(desc: dict) -> str:
-    """A stable name from the hardware, e.g. 'nvidia-h100-80gb-hbm3-x1' or 'intel-xeon-...-2c'."""
+    """A stable name from the hardware, e.g. 'nvidia-h100-80gb-hbm3-x1' or 'intel-xeon-platinum-8480+-2c'
+    (the CPU's short name and the cores this process may use)."""
     if desc["accelerators"]:
         name = f"{desc['accelerators'][0]['name']}-x{len(desc['accelerators'])}"
     else:
-        model = re.sub(r"\((r|tm)\)|cpu|@.*$|processor", "", desc["cpu"]["model"], flags=re.I)
-        name = f"{model}-{desc['cpu']['cores']}c"
-    return safe_name(re.sub(r"\s+", "-", name.strip()).lower())
+        name = f"{cpu_short_name(desc['cpu']['model']) or 'cpu'}-{desc['cpu']['cores']}c"
+    return re.sub(r"-{2,}", "-", safe_name(re.sub(r"\s+", "-", name.strip()).lower()))
+
+
+# What a CPU's model string says beside its name: trade marks, "CPU", "Processor", the clock
+# ("@ 3.20GHz"), the core count of the chip ("96-Core": the name carries the cores usable here), integrated graphics.
+_CPU_NOISE = re.compile(
+    r"\((?:r|tm)\)|\b(?:cpu|processor)\b|@.*$|\b\d+-core\b|(?:\bwith|\bw/)\s*radeon\b.*$", re.I
+)
+
+
+def cpu_short_name(model: str) -> str:
+    """'Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz' -> 'intel-core-i7-8700'; '' when nothing is left."""
+    words = _CPU_NOISE.sub(" ", model or "").split()
+    return re.sub(r"-{2,}", "-", safe_name("-".join(words).lower())) if words else ""

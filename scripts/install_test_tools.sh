@@ -1,11 +1,13 @@
 #!/usr/bin/env sh
 # The system tools the test suite uses: ip and tc (network namespaces, the network lab),
-# mount and unshare (the full-disk and Slurm tests), git (the checkout's own checks).
+# mount and unshare (the full-disk and Slurm tests), git (the checkout's own checks), Chromium
+# (the HTML report's browser tests drive it through Playwright; Playwright's own browser download
+# is not used).
 # Installed with apt-get when missing and root; otherwise what is missing is named and the
 # tests that need it skip (under CI=true they fail: tests/conftest.py).
 set -eu
 missing=""
-for tool in ip:iproute2 tc:iproute2 mount:mount unshare:util-linux git:git; do
+for tool in ip:iproute2 tc:iproute2 mount:mount unshare:util-linux git:git chromium:chromium; do
     cmd=${tool%%:*}
     pkg=${tool#*:}
     if ! command -v "$cmd" >/dev/null 2>&1; then
@@ -21,4 +23,5 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
 fi
 apt-get update -qq
 # shellcheck disable=SC2086
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+# fonts-dejavu-core: the report's pages and figures name DejaVu Sans (screenshots look the same everywhere)
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing fonts-dejavu-core >/dev/null

@@ -1,11 +1,13 @@
-"""`ttabench report --html`: the site of a results tree, opened in a real headless Chromium.
+"""`ttabench report --html`: the site of the committed results, opened in a real headless Chromium
+(Playwright for Python driving the system's Chromium) the way a reader uses it.
 
-The tree is a copy of the repository's committed results (real runs of this suite) plus the
-five-seed set once more under a second system name, so the site has comparisons between
-configurations of one system and between two systems. The browser test checks that every
-page loads without a console error, exception or failed resource; that the tables hold the
-numbers of `report --format json` and `compare --json`; and writes screenshots to the
-git-ignored artifacts folder ($TTABENCH_ARTIFACTS_DIR, default artifacts/ in the repository).
+The site is built once per module from two trees: the repository's committed results/ and a
+second tree holding results/amd-epyc-2c once more under another system name, so the comparison
+page has two systems to set side by side. The page is loaded once at 1366x768 (a laptop) and
+shared by the browser tests: the key columns fit the viewport, every study has its heading and
+figure, a click on a column header sorts, a row opens its run page, and nothing logs an error.
+Screenshots go to the git-ignored artifacts folder ($TTABENCH_ARTIFACTS_DIR, default artifacts/
+in the repository), printed by the test that writes them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import browser
 import pytest
 from conftest import IN_CI, run_cli
 
@@ -26,199 +27,256 @@ from ttabench.divisions import results as results_format
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("TTABENCH_ARTIFACTS_DIR") or REPO / "artifacts") / "html-report"
 SECOND = "other-2c"
+VIEWPORT = {"width": 1366, "height": 768}
+KEY_COLUMNS = ("tta_s", "attmt_s", "final_accuracy", "throughput_img_s")
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("html") / "results"
-    # The 5-seed set and the scaling sweep: one configuration per report row. (The timing and
-    # RCP measurement trees repeat the system name with other settings, which a report row
-    # would mix.)
-    for part in ("amd-epyc-2c", "sweeps"):
-        shutil.copytree(REPO / "results" / part, root / part)
-    shutil.copytree(root / "amd-epyc-2c", root / SECOND)
-    for config in (root / SECOND).rglob("config.json"):
+def trees(tmp_path_factory) -> list[Path]:
+    other = tmp_path_factory.mktemp("html") / "other-results"
+    shutil.copytree(REPO / "results" / "amd-epyc-2c", other / SECOND)
+    for config in (other / SECOND).rglob("config.json"):
         obj = json.loads(config.read_text())
         obj["resolved"]["system"] = SECOND  # the same runs, recorded as made on another machine
         config.write_text(json.dumps(obj, indent=2))
-    return root
+    return [REPO / "results", other]
 
 
 @pytest.fixture(scope="module")
-def site(tree) -> Path:
-    out = tree.parent / "site"
-    proc = run_cli("report", str(tree), "--html", str(out), check=True, timeout=600)
+def site(trees) -> Path:
+    out = trees[1].parent / "site"
+    proc = run_cli("report", *map(str, trees), "--html", str(out), check=True, timeout=900)
     assert proc.stdout.strip() == f"wrote {out / 'index.html'}"
+    assert proc.stderr == ""  # no library warning on the user's terminal
     return out
 
 
 @pytest.fixture(scope="module")
-def chromium() -> str:
-    """Chromium from Debian's packages, installed here when missing and root."""
-    if browser.chromium_path() is None and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["sh", str(REPO / "scripts" / "install_chromium.sh")], check=True, timeout=1800)
-    path = browser.chromium_path()
+def report_rows(trees) -> list[dict]:
+    return json.loads(run_cli("report", *map(str, trees), "--format", "json", check=True).stdout)["rows"]
+
+
+def _chromium() -> str:
+    """Chromium from Debian's packages (scripts/install_test_tools.sh installs it, as root)."""
+    if shutil.which("chromium") is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["sh", str(REPO / "scripts" / "install_test_tools.sh")], check=True, timeout=1800)
+    path = shutil.which("chromium")
     if path is None:
         if IN_CI:
             pytest.fail(
-                "Chromium is missing and could not be installed (scripts/install_chromium.sh, as root)"
+                "Chromium is missing and could not be installed (scripts/install_test_tools.sh, as root)"
             )
-        pytest.skip("Chromium not installed (scripts/install_chromium.sh, as root)")
+        pytest.skip("Chromium not installed (scripts/install_test_tools.sh, as root)")
     return path
 
 
-def _cells(page, selector: str) -> list[dict]:
-    """{data-col: [data-value parsed, visible text]} for each row of the table(s) at `selector`."""
-    return page.evaluate(
-        f"""[...document.querySelectorAll({json.dumps(selector)} + ' tbody tr')].map(tr => Object.fromEntries(
-            [...tr.querySelectorAll('[data-col]')].map(td =>
-                [td.dataset.col, [JSON.parse(td.dataset.value), td.innerText.trim()]])))"""
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright not installed (pip install -e .[test])"
+    )
+    path = _chromium()
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Page:
+    """A page of the site with every console error, uncaught exception and failed request it saw."""
+
+    def __init__(self, browser, url: str):
+        self.page = browser.new_page(viewport=VIEWPORT)
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("requestfailed", lambda r: self.errors.append(f"{r.url}: {r.failure}"))
+        self.page.goto(url, wait_until="load")
+
+    def evaluate(self, js: str):
+        return self.page.evaluate(js)
+
+
+@pytest.fixture(scope="module")
+def index(browser, site) -> Page:
+    return Page(browser, (site / "index.html").as_uri())
+
+
+@pytest.mark.slow
+def test_key_columns_fit_a_laptop_screen_and_a_screenshot_is_kept(index, capsys):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "index-1366x768.png"
+    index.page.screenshot(path=str(shot))
+    with capsys.disabled():  # shown on a passing run too: CI keeps the folder as an artifact
+        print(f"\nreport screenshots: {ARTIFACTS}")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert index.evaluate("document.documentElement.scrollWidth") <= VIEWPORT["width"]  # no sideways scroll
+    edges = index.evaluate(
+        """[...document.querySelectorAll('table.report td[data-col]')].map(td =>
+            [td.dataset.col, td.getBoundingClientRect().left, td.getBoundingClientRect().right])"""
+    )
+    key = [e for e in edges if e[0] in KEY_COLUMNS]
+    assert {e[0] for e in key} == set(KEY_COLUMNS)
+    assert [e for e in key if e[1] < 0 or e[2] > VIEWPORT["width"]] == []
+    assert index.errors == []
+
+
+@pytest.mark.slow
+def test_rows_are_grouped_by_study_with_the_numbers_of_the_json_report(index, report_rows):
+    studies = index.evaluate(
+        """[...document.querySelectorAll('section.study')].map(s => ({
+            title: s.querySelector('h2').firstChild.textContent.trim(),
+            rows: s.querySelectorAll('table.report tbody tr').length,
+            figures: [...s.querySelectorAll('figure img')].filter(i => i.complete && i.naturalWidth > 0).length}))"""
+    )
+    titles = [s["title"] for s in studies]
+    for study in (
+        "results/sweeps",
+        "results/predict",
+        "results/rcp-runs",
+        "results/network",
+        f"other-results/{SECOND}",
+    ):
+        assert study in titles, titles
+    assert all(s["rows"] and s["figures"] for s in studies), studies
+    keys = index.evaluate(
+        "[...document.querySelectorAll('table.report tbody tr')].map(tr => JSON.parse(tr.dataset.key))"
+    )
+    describe = ("system", "benchmark", "division", "dataset", "workers", "network", "algorithm", "setting")
+    assert sorted(map(json.dumps, keys)) == sorted(json.dumps([r[k] for k in describe]) for r in report_rows)
+    cells = index.evaluate(
+        """[...document.querySelectorAll('table.report tbody tr')].map(tr => Object.fromEntries(
+            [...tr.querySelectorAll('[data-col]')].map(td => [td.dataset.col, [td.dataset.value, td.innerText.trim()]])))"""
+    )
+    by_key = {json.dumps([r[k] for k in describe]): r for r in report_rows}
+    for key, row_cells in zip(keys, cells):
+        row = by_key[json.dumps(key)]
+        for col in ("runs", "tta_s", "attmt_s", "final_accuracy", "throughput_img_s"):
+            value, _ = row_cells[col]
+            assert json.loads(value) == row[col], (key, col)
+        assert row_cells["algorithm"][1] == row["algorithm"]
+    # 75 identical "CIFAR-10 subset" warnings are one line with their count
+    warnings = index.evaluate(
+        "[...document.querySelectorAll('#warnings > li summary')].map(s => s.innerText)"
+    )
+    subset = [w for w in warnings if "CIFAR-10 subset" in w]
+    assert len(subset) == 1 and subset[0].startswith(
+        f"{len(results_format.find_run_dirs(str(REPO / 'results'))) + 5} runs"
     )
 
 
-def _groups(tree: Path) -> int:
-    rows = json.loads(run_cli("report", str(tree), "--format", "json", check=True).stdout)["rows"]
-    return len({(r["benchmark"], r["dataset"], r["threshold_spec"]) for r in rows})
-
-
-def _secs(v) -> str:
-    return "not reached" if v is None else f"{v:,.2f} s"
-
-
-def _shown(row: dict, col: str, spec: str) -> str:
-    """What the report page shows for a TTA/ATTMT cell: '-' without a target/thresholds or
-    without a scored run (failed/interrupted runs only), 'not reached' when scored runs missed."""
-    if row[spec] is None or (row[col] is None and not row["scored"]):
-        return "-"
-    return _secs(row[col])
-
-
-def _check_report_table(page, tree: Path) -> None:
-    rows = json.loads(run_cli("report", str(tree), "--format", "json", check=True).stdout)["rows"]
-    keys = page.evaluate(
-        "[...document.querySelectorAll('#report tbody tr')].map(tr => JSON.parse(tr.dataset.key))"
+@pytest.mark.slow
+def test_a_click_on_a_column_header_sorts_the_rows(index):
+    table = "section.study:has(tbody tr:nth-child(20)) table.report"  # a study with many rows
+    col = index.evaluate(
+        f"[...document.querySelector('{table}').tHead.rows[0].cells].findIndex(th => th.innerText.trim() === 'img/s')"
     )
-    assert keys == [
-        [r[k] for k in ("system", "benchmark", "division", "dataset", "workers", "network", "setting")]
-        for r in rows
-    ]
-    shown = _cells(page, "#report")
-    assert len(shown) == len(rows) and {r["system"] for r in rows} >= {"amd-epyc-2c", SECOND}
-    for row, cells in zip(rows, shown):
-        for col, (value, _text) in cells.items():
-            assert value == row[col], (col, value, row[col])
-        assert cells["tta_s"][1].startswith(_shown(row, "tta_s", "target"))
-        assert cells["attmt_s"][1].startswith(_shown(row, "attmt_s", "threshold_spec"))
-        assert cells["final_accuracy"][1] == f"{100 * row['final_accuracy']:.2f}%"
-        assert {"workers", "runs", "target", "tta_s", "threshold_spec", "attmt_s", "final_accuracy"} <= set(
-            cells
-        )
+    values = f"""[...document.querySelector('{table}').tBodies[0].rows].map(tr =>
+        JSON.parse(tr.cells[{col}].dataset.value))"""
+    before = index.evaluate(values)
+    assert before != sorted(before)
+    header = index.page.locator(table).locator("thead th").nth(col)
+    header.click()
+    assert index.evaluate(values) == sorted(before)
+    header.click()
+    assert index.evaluate(values) == sorted(before, reverse=True)
+    assert header.get_attribute("aria-sort") == "descending"
 
 
-def _check_comparison_between_systems(page, tree: Path) -> None:
-    seeds = "amd-epyc-2c/resnet20/closed"
-    expect = json.loads(
-        run_cli(
-            "compare", str(tree / seeds), str(tree / SECOND / "resnet20" / "closed"), "--json", check=True
-        ).stdout
-    )["rows"]
-    tables = page.evaluate(
-        "[...document.querySelectorAll('table.compare')].map((t, i) => [t.dataset.a, t.dataset.b, i])"
-    )
-    (index,) = [i for a, b, i in tables if a.startswith("amd-epyc-2c") and b.startswith(SECOND)]
-    rows = page.evaluate(
-        f"""[...document.querySelectorAll('table.compare')[{index}].querySelectorAll('tbody tr')].map(tr =>
-            Object.fromEntries([...tr.querySelectorAll('[data-col]')].map(td =>
-                [td.dataset.col, JSON.parse(td.dataset.value)])))"""
-    )
-    assert rows == expect  # same runs twice: every ratio is exactly 1
-    assert [r["attmt_ratio"] for r in rows] == [1.0] * len(rows)
-
-
-def _check_run_page(page, run_dir: Path, site: Path) -> None:
-    curve = results_format.read_curve(str(run_dir))
-    shown = _cells(page, "#curve")
-    assert [{k: v[0] for k, v in row.items()} for row in shown] == [
-        {k: r[k] for k in ("epoch", "step", "samples", "train_time_s", "total_time_s", "accuracy")}
-        for r in curve
-    ]
-    links = page.evaluate("[...document.querySelectorAll('a[href]')].map(a => a.href)")
-    raw = [u for u in links if u.rsplit("/", 1)[-1] in results_format.RUN_FILES]
-    assert sorted(u.rsplit("/", 1)[-1] for u in raw) == sorted(results_format.RUN_FILES)
+@pytest.mark.slow
+def test_a_row_opens_its_run_page(index, browser, site):
+    row = index.page.locator("table.report tbody tr").first
+    row.locator("td.label summary").click()
+    link = row.locator("a.run-link").first
+    assert link.is_visible()
+    name = link.inner_text()
+    link.click()
+    index.page.wait_for_load_state("load")
+    assert index.page.url.endswith(".html") and "/runs/" in index.page.url
+    run_dir = REPO / "results" / index.evaluate("document.querySelector('#run-path').innerText")
+    assert run_dir.name == name and (run_dir / "summary.json").is_file()
+    assert index.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    raw = index.evaluate("[...document.querySelectorAll('#raw-files a')].map(a => a.href)")
     for u in raw:
         copy = Path(u.removeprefix("file://"))
         assert site in copy.parents and copy.read_bytes() == (run_dir / copy.name).read_bytes()
+    assert index.errors == []
+    index.page.go_back()
 
 
 @pytest.mark.slow
-def test_site_in_a_real_browser(tree, site, chromium):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    pages = sorted((site / "runs").glob("*.html"))
-    assert len(pages) == len(results_format.find_run_dirs(str(tree))) > 5
-    with browser.Browser(chromium) as b:
-        index = b.open((site / "index.html").as_uri())
-        assert index.errors == []
-        assert index.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
-        # one figure per group of comparable rows: benchmark, data set, threshold spec
-        assert index.evaluate("document.images.length") == _groups(tree)
-        assert "Valid" in index.evaluate("document.querySelector('#validation').innerText")
-        _check_report_table(index, tree)
-        _check_comparison_between_systems(index, tree)
-        for href in index.evaluate("[...document.querySelectorAll('a[href]')].map(a => a.href)"):
-            if href.startswith("file://"):
-                assert Path(href.removeprefix("file://").split("#")[0]).exists(), href
-        index.screenshot(str(ARTIFACTS / "index.png"))
-        for i, path in enumerate(pages):
-            page = b.open(path.as_uri())
-            assert page.errors == [], (path.name, page.errors)
-            assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
-            run_dir = tree / page.evaluate("document.querySelector('#run-path').innerText")
-            assert run_dir.name == path.stem.split("-", 1)[1]
-            _check_run_page(page, run_dir, site)
-            if i == 0:
-                page.screenshot(str(ARTIFACTS / "run.png"))
-    for shot in ("index.png", "run.png"):
-        data = (ARTIFACTS / shot).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000, shot
+def test_the_comparison_page_sets_two_systems_side_by_side(browser, site, trees):
+    page = Page(browser, (site / "compare.html").as_uri())
+    expect = json.loads(
+        run_cli("compare", str(trees[0] / "amd-epyc-2c"), str(trees[1] / SECOND), "--json", check=True).stdout
+    )["rows"]
+    pairs = "section.pair[data-dim=system] table.compare"
+    tables = page.evaluate(f"[...document.querySelectorAll('{pairs}')].map(t => [t.dataset.a, t.dataset.b])")
+    assert [(a.split()[0], b.split()[0]) for a, b in tables] == [("amd-epyc-2c", SECOND)]
+    rows = page.evaluate(
+        f"""[...document.querySelectorAll('{pairs} tbody tr')].map(tr =>
+            Object.fromEntries([...tr.querySelectorAll('[data-col]')].map(td =>
+                [td.dataset.col, JSON.parse(td.dataset.value)])))"""
+    )
+    assert rows == expect  # the same runs twice: every ratio is exactly 1
+    assert [r["attmt_ratio"] for r in rows] == [1.0] * len(rows)
+    assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    assert page.evaluate("document.images.length") == len(tables)  # each pair its figure
+    page.page.screenshot(path=str(ARTIFACTS / "compare-1366x768.png"))
+    assert page.errors == []
 
 
 @pytest.mark.slow
-def test_the_browser_check_sees_errors(tmp_path, chromium):
-    """The check above can fail: a script error and a missing image are both reported."""
+def test_the_browser_check_sees_errors(browser, tmp_path):
+    """The checks above can fail: a script error and a missing image are both reported."""
     bad = tmp_path / "bad.html"
     bad.write_text(
         '<!doctype html><title>x</title><img src="missing.svg"><script>no_such_function()</script>'
     )
-    with browser.Browser(chromium) as b:
-        errors = b.open(bad.as_uri()).errors
+    errors = Page(browser, bad.as_uri()).errors
     assert any("no_such_function" in e for e in errors), errors
-    assert any("missing.svg" in e or "ERR_FILE_NOT_FOUND" in e for e in errors), errors
+    assert any("missing.svg" in e for e in errors), errors
 
 
-def test_site_files_and_what_readers_see(tree, site):
+def test_site_files_and_what_readers_see(trees, site):
     assert (site / results_format.REPORT_SITE_MARK).is_file()
     html = (site / "index.html").read_text()
-    assert "<script" not in html and "http://" not in html and "https://" not in html  # offline
-    assert "<style>" in html
-    assert len(list((site / "plots").glob("*.svg"))) == _groups(tree)
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # offline
+    assert "<script src" not in html and "<style>" in html  # the sorting script and the style inline
     # A folder holding both the tree and the site: the copies of run files in the site are no runs.
-    listed = json.loads(run_cli("runs", str(tree.parent), "--json", check=True).stdout)["runs"]
-    assert len(listed) == len(results_format.find_run_dirs(str(tree))) > 5
+    listed = json.loads(run_cli("runs", str(trees[1].parent), "--json", check=True).stdout)["runs"]
+    assert len(listed) == len(results_format.find_run_dirs(str(trees[1]))) == 5
     assert not any(str(site) in r["path"] for r in listed)
 
 
-def test_rewriting_replaces_the_old_site_whole(tree, tmp_path):
+def test_several_trees_in_every_format(trees, capsys):
+    """report takes several trees: every row of each is in the markdown, CSV and JSON report."""
+    from ttabench.launch.cli import main
+
+    def report(*args: str) -> str:
+        assert main(["report", *args]) == 0
+        return capsys.readouterr().out
+
+    one = [json.loads(report(str(t), "--format", "json"))["rows"] for t in trees]
+    both = json.loads(report(*map(str, trees), "--format", "json"))
+    assert both["results_dirs"] == list(map(str, trees)) and len(both["rows"]) == sum(map(len, one))
+    assert len(report(*map(str, trees), "--format", "csv").splitlines()) == 1 + len(both["rows"])
+    md = report(*map(str, trees))
+    assert f"| {SECOND} |" in md and "| amd-epyc-2c |" in md
+    # a tree given twice, or inside another one given: its runs count once
+    assert json.loads(report(*map(str, trees), str(trees[1]), "--format", "json"))["rows"] == both["rows"]
+    proc = run_cli("report", str(trees[0]), str(trees[1] / "missing"))
+    assert proc.returncode == 2 and proc.stdout == "" and "missing" in proc.stderr
+
+
+def test_rewriting_replaces_the_old_site_whole(trees, tmp_path):
     out = tmp_path / "site"
-    run_cli("report", str(tree / "amd-epyc-2c"), "--html", str(out), check=True, timeout=600)
+    run_cli("report", str(trees[1]), "--html", str(out), check=True, timeout=600)
     first = sorted(p.name for p in (out / "runs").glob("*.html"))
-    run_cli(
-        "report",
-        str(tree / SECOND / "resnet20" / "closed" / first[0].split("-", 1)[1].removesuffix(".html")),
-        "--html",
-        str(out),
-        check=True,
-        timeout=600,
-    )
+    one = next((trees[1] / SECOND).rglob("summary.json")).parent
+    run_cli("report", str(one), "--html", str(out), check=True, timeout=600)
     assert len(list((out / "runs").glob("*.html"))) == 1 and len(first) == 5
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".site")]  # no temporary folder left
 
@@ -231,16 +289,16 @@ def test_rewriting_replaces_the_old_site_whole(tree, tmp_path):
         ("no-parent", "parent folder does not exist"),
     ],
 )
-def test_user_errors(tree, tmp_path, where, message):
+def test_user_errors(trees, tmp_path, where, message):
     out = {
-        "inside": tree / "site",
+        "inside": trees[1] / "site",
         "foreign": tmp_path / "mine",
         "no-parent": tmp_path / "a" / "b",
     }[where]
     if where == "foreign":
         out.mkdir()
         (out / "notes.txt").write_text("keep me")
-    proc = run_cli("report", str(tree), "--html", str(out), timeout=600)
+    proc = run_cli("report", str(trees[1]), "--html", str(out), timeout=600)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("ttabench: error: --html ") and message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -266,6 +324,10 @@ def test_a_failed_run_without_curve_and_no_torch(tmp_path):
     failed.mkdir()
     summary = {"status": "failed", "error": "rank 1 killed by SIGKILL", "benchmark": "resnet20"}
     (failed / "summary.json").write_text(json.dumps(summary))
+    # a submitted job that has not started: listed and given a page, not a crash
+    waiting = root / "amd-epyc-2c" / "resnet20" / "closed" / "20990102-000000-fedcba"
+    waiting.mkdir()
+    (waiting / results_format.JOB_FILE).write_text("{}")
     out = tmp_path / "site"
     code = (
         "import sys; from ttabench.launch.cli import main; "
@@ -274,10 +336,12 @@ def test_a_failed_run_without_curve_and_no_torch(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    page = (out / "runs" / f"000-{failed.name}.html").read_text()
+    (job_page,) = (out / "runs").glob(f"*-{waiting.name}.html")
+    assert "A submitted job that holds no run yet (submitted)." in job_page.read_text()
+    page = (out / "runs" / f"001-{failed.name}.html").read_text()
     assert 'class="badge failed"' in page and "rank 1 killed by SIGKILL" in page
     assert "no curve.csv (no evaluation was recorded)" in page
-    assert 'href="000-20990101-000000-abcdef/summary.json"' in page
+    assert 'href="001-20990101-000000-abcdef/summary.json"' in page
     index = (out / "index.html").read_text()
     assert "Not valid" not in index and ">Valid<" in index
     assert "run failed (rank 1 killed by SIGKILL): recorded, not a result" in index
@@ -285,7 +349,7 @@ def test_a_failed_run_without_curve_and_no_torch(tmp_path):
 
 def test_headline_comparison_is_at_the_highest_threshold_both_reached():
     from ttabench.divisions.scoring import Run
-    from ttabench.launch.commands import html
+    from ttabench.launch.commands import html_compare
 
     def run(name, points):
         return Run(name, [{"train_time_s": t, "accuracy": a} for t, a in points])
@@ -294,21 +358,59 @@ def test_headline_comparison_is_at_the_highest_threshold_both_reached():
         return {
             "system": system, "benchmark": "resnet20", "division": "closed", "dataset": "cifar10",
             "workers": 1, "network": "loopback", "algorithm": "allreduce", "setting": "",
-            "threshold_spec": "0.2:0.5:0.1",
+            "threshold_spec": "0.2:0.5:0.1", "label": system, "what": {},
         }  # fmt: skip
 
     a, b = row("a"), row("b")
     # A reaches 40 %, B only 30 %: 50 % (the spec's top) and 40 % give no ratio
     scored = {
-        html._row_key(a): [run("a1", [(10.0, 0.25), (20.0, 0.35), (30.0, 0.45)])],
-        html._row_key(b): [run("b1", [(5.0, 0.22), (40.0, 0.31)])],
+        html_compare.row_key(a): [run("a1", [(10.0, 0.25), (20.0, 0.35), (30.0, 0.45)])],
+        html_compare.row_key(b): [run("b1", [(5.0, 0.22), (40.0, 0.31)])],
     }
-    (sec,) = html._sections([a, b], scored, None)
-    (c,) = sec["comparisons"]
-    assert c["both_reached"] and c["last"]["threshold"] == 0.3
+    (c,) = html_compare.pairs([a, b], scored, None)
+    assert c["dim"] == "system" and c["both_reached"] and c["last"]["threshold"] == 0.3
     assert (c["last"]["tta_a"], c["last"]["tta_b"], c["last"]["tta_ratio"]) == (20.0, 40.0, 2.0)
     assert c["last"]["attmt_ratio"] == pytest.approx((5.0 + 40.0) / 2 / ((10.0 + 20.0) / 2), rel=1e-12)
     # nobody reached anything: the top threshold, marked as such on the page
-    scored[html._row_key(b)] = [run("b1", [(5.0, 0.1)])]
-    (c,) = html._sections([a, b], scored, None)[0]["comparisons"]
+    scored[html_compare.row_key(b)] = [run("b1", [(5.0, 0.1)])]
+    (c,) = html_compare.pairs([a, b], scored, None)
     assert not c["both_reached"] and c["last"]["threshold"] == 0.5
+    # the same configuration with another algorithm is a pair too; another setting is not
+    c2 = dict(b, system="a", algorithm="powersgd", what={"algorithm": "powersgd", "powersgd_rank": 2})
+    scored[html_compare.row_key(c2)] = scored[html_compare.row_key(a)]
+    assert [p["dim"] for p in html_compare.pairs([a, c2], scored, None)] == ["algorithm"]
+    c2["what"]["batch_size"] = 64
+    assert html_compare.pairs([a, c2], scored, None) == []
+
+
+def test_studies_labels_and_descriptions_of_the_committed_results():
+    """The report page's groups, without a browser: each study of results/ with the labels its
+    folders give, the description its README gives, and what its rows differ in."""
+    from ttabench.divisions import experiments, scoring, validate
+    from ttabench.launch.commands import html_studies
+
+    tree = str(REPO / "results")
+    groups = experiments.report_groups(scoring.load_inputs([tree], every_run=True))
+    studies = {s["folder"]: s for s in html_studies.studies(groups, [tree])}
+    assert {"amd-epyc-2c", "sweeps", "predict", "rcp-runs", "network"} <= set(studies)
+    assert sum(len(s["rows"]) for s in studies.values()) == len(groups)
+    assert [r["label"] for r in studies["rcp-runs"]["rows"]] == ["bs128", "bs256"]
+    sweeps = studies["sweeps"]
+    assert sorted(r["label"] for r in sweeps["rows"]) == sorted(
+        f"w{w}-{n}" for w in (1, 2) for n in ("10gbe", "1gbe", "100mbit")
+    )
+    assert sweeps["varies"] == {"workers": ["1", "2"], "network": ["1gbe", "10gbe", "100mbit"]}
+    assert sweeps["shared"] == {
+        "system": "amd-epyc-2c", "benchmark": "resnet20", "division": "closed", "dataset": "cifar10-subset"
+    }  # fmt: skip
+    assert {r["label"] for r in studies["predict"]["rows"]} >= {"emulated-20mbit-r1", "1worker-r0"}
+    # the study's own README first, else the line of the tree's README table naming its folder
+    assert studies["predict"]["description"].startswith("How close the what-if model")
+    assert studies["network"]["description"].startswith("2-namespace torchrun")
+    assert all(len(r["label"]) <= 30 and "=" not in r["label"] for s in studies.values() for r in s["rows"])
+    folded = html_studies.folded_warnings(validate.validate(tree).warnings)
+    (subset,) = [w for w in folded if "CIFAR-10 subset" in w["message"]]
+    assert len({w["message"] for w in folded}) == len(folded)  # each message once
+    assert (
+        subset["count"] == len(results_format.find_run_dirs(tree)) and "CIFAR-10 subset" in subset["message"]
+    )

@@ -75,3 +75,23 @@ def test_the_report_command_runs_from_its_parser(capsys):
     assert args.func(args) == 0
     header = capsys.readouterr().out.splitlines()[0]
     assert header.split(",") == list(report.REPORT_COLUMNS)
+
+
+def test_figures_of_many_long_labels_draw_without_a_warning(tmp_path):
+    """A group with many configurations and long labels (the report of a real tree): the legend
+    grows the figure instead of collapsing the axes, which matplotlib would warn about
+    ("constrained_layout not applied") on the user's terminal."""
+    import warnings
+
+    from ttabench.divisions import metrics
+    from ttabench.launch.commands import plot
+
+    points = [{"train_time_s": 10.0 * i, "accuracy": 0.1 + 0.03 * i} for i in range(1, 12)]
+    label = "amd-epyc-2c closed ×2 100mbit (batch_size=32, eval_every=1epoch, max_epochs=null, max_steps=30)"
+    groups = [(f"{label} {i}", [scoring.Run(f"r{i}", points)]) for i in range(30)]
+    ts = metrics.thresholds(*metrics.parse_thresholds("0.10:0.40:0.01"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plot.figure(groups, ts, title="resnet20 on cifar10-subset")
+        plot.save(fig, str(tmp_path / "many.png"), dpi=40)
+    assert fig.get_size_inches()[1] > 2 * 5.2  # grew with its 30 wrapped legend entries

@@ -1,14 +1,15 @@
-"""`ttabench report RESULTS_DIR --html OUT_DIR`: a results tree as one static site.
+"""`ttabench report RESULTS_DIR... --html OUT_DIR`: one or more results trees as one static site.
 
     ttabench report results --html report-html      # then open report-html/index.html
 
-OUT_DIR/index.html holds the validation verdict (divisions/validate.py), the
-report table (the rows of `report --format json`), and per benchmark, data set
-and threshold spec: accuracy-vs-time and TTMT plots (SVG, matplotlib) and the
-`compare` view of every configuration against the first one, threshold by
-threshold with the ratios B/A. OUT_DIR/runs/ has one page per run (status,
-metrics, time breakdown, config, curve) with a copy of its raw files, so the
-folder works on its own: offline, no scripts, no CDN, CSS inline.
+OUT_DIR/index.html holds the validation verdict of every tree (divisions/validate.py; a warning
+shared by many runs once, with its count), then one section per study (html_studies.py): its
+rows of `report --format json` under short labels, sortable (templates/sort.js, inline), and
+per benchmark, data set and threshold spec an accuracy-vs-time and TTMT figure (SVG,
+matplotlib). OUT_DIR/compare.html (html_compare.py) sets two systems or two algorithms side by
+side and compares the configurations of each study threshold by threshold with the ratios B/A.
+OUT_DIR/runs/ has one page per run (html_runs.py) with a copy of its raw files, so the folder
+works on its own: offline, no CDN, CSS and script inline.
 
 Pages are rendered from Jinja2 templates (templates/ beside this file); every
 value is autoescaped. The site is written to a temporary folder and swapped in
@@ -25,13 +26,13 @@ import time
 
 from ttabench import UserError, __version__
 from ttabench.divisions import experiments, metrics, scoring, validate
-from ttabench.divisions.results import REPORT_SITE_MARK, RUN_FILES, atomic_write_bytes, safe_name, section
-from ttabench.launch.commands import plot
+from ttabench.divisions.results import REPORT_SITE_MARK, atomic_write_bytes, safe_name
+from ttabench.launch.commands import html_compare, html_runs, html_studies, plot
 from ttabench.launch.commands import runs as runs_cmd
+from ttabench.launch.commands.html_compare import row_key
 from ttabench.launch.commands.inputs import DATA_MARKS, check_target_budget
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
-DESCRIBE_KEYS = (*experiments.DESCRIPTION, "setting")
 DATA_NOTES = {name: note.rstrip(".") for name, (_mark, note) in DATA_MARKS.items()}
 
 
@@ -54,16 +55,6 @@ def _check_paths(results_dir: str, out_dir: str) -> None:
         raise UserError(f"--html {out_dir}: parent folder does not exist: {parent}")
 
 
-def _row_key(d: dict) -> tuple:
-    return tuple(d[k] for k in DESCRIBE_KEYS)
-
-
-def _label(row: dict) -> str:
-    workers = f" ×{row['workers']}" if row["workers"] is not None else ""
-    setting = f" ({row['setting']})" if row["setting"] else ""
-    return f"{row['system']} {row['division']}{workers} {row['network']}{setting}"
-
-
 def _svg(fig) -> bytes:
     import matplotlib  # heavy: only when a site is written
 
@@ -74,103 +65,24 @@ def _svg(fig) -> bytes:
     return buf.getvalue()
 
 
-def _sections(rows: list[dict], scored: dict[tuple, list], thresholds: str | None) -> list[dict]:
-    """One section per benchmark, data set and threshold spec: the rows that can be compared."""
-    found: dict[tuple, list[dict]] = {}
-    for row in rows:
-        found.setdefault((row["benchmark"], row["dataset"], thresholds or row["threshold_spec"]), []).append(
-            row
-        )
-    out = []
-    for i, ((bench, dataset, spec), members) in enumerate(found.items()):
-        base = members[0]
-        comparisons = []
-        for other in members[1:] if spec else []:
-            a, b = scored[_row_key(base)], scored[_row_key(other)]
-            if not a or not b:
-                continue
-            table = scoring.compare_rows(
-                [r.points for r in a], [r.points for r in b], metrics.parse_thresholds(spec)
-            )
-            # The headline: the highest threshold both A and B reached (a threshold neither or
-            # only one reached gives no ratio); the highest of the spec when none was.
-            both = [t for t in table if t["tta_ratio"] is not None]
-            head = both[-1] if both else table[-1]
-            comparisons.append(
-                {
-                    "a": _label(base),
-                    "b": _label(other),
-                    "rows": table,
-                    "last": head,
-                    "both_reached": bool(both),
-                }
-            )
-        out.append(
-            {
-                "id": f"s{i}",
-                "benchmark": bench,
-                "dataset": dataset,
-                "spec": spec,
-                "rows": members,
-                "comparisons": comparisons,
-                "plot": f"plots/{i:02d}-{safe_name(bench)}-{safe_name(dataset)}.svg",
-                "note": DATA_NOTES.get(dataset),
-            }
-        )
-    return out
+def _figure(groups: list, spec: str | None, title: str) -> bytes:
+    ts = metrics.thresholds(*metrics.parse_thresholds(spec)) if spec else None
+    return _svg(plot.figure([g for g in groups if g[1]], ts, title=title))
 
 
 def _section_plot(sec: dict, scored: dict[tuple, list]) -> bytes:
-    groups = [(_label(r), scored[_row_key(r)]) for r in sec["rows"] if scored[_row_key(r)]]
-    ts = metrics.thresholds(*metrics.parse_thresholds(sec["spec"])) if sec["spec"] else None
-    title = f"{sec['benchmark']} on {sec['dataset']}" + (f" [{sec['note']}]" if sec["note"] else "")
-    return _svg(plot.figure(groups, ts, title=title))
-
-
-def _copy_raw(run_dir: str, dest: str) -> list[str]:
-    """Copies of the run's files beside its page, so the site can be shared on its own."""
-    os.makedirs(dest)
-    files = [f for f in RUN_FILES if os.path.isfile(os.path.join(run_dir, f))]
-    for f in files:
-        shutil.copyfile(os.path.join(run_dir, f), os.path.join(dest, f))
-    return files
-
-
-def _run_page(run: scoring.Run, entry: dict, problems: list, results_dir: str) -> dict:
-    s = run.summary or {}
-    breakdown = section(s, "time_breakdown")
-    spec = entry.get("threshold_spec")
-    ts = metrics.thresholds(*metrics.parse_thresholds(spec)) if spec else None
-    m = metrics.summarize(
-        run.points, metrics.parse_thresholds(spec) if spec else None, target=entry.get("target")
+    title = f"{sec['study']['title']}: {sec['benchmark']} on {sec['dataset']}" + (
+        f" [{sec['note']}]" if sec["note"] else ""
     )
-    figure = plot.figure([(entry["id"], [run])], ts, title=None) if run.points else None
-    return {
-        "name": os.path.relpath(run.name, results_dir),
-        "summary": s,
-        "notes": run.notes,
-        "metrics": m,
-        "thresholds": ts or [],
-        "breakdown": section(breakdown, "max_over_ranks"),
-        "per_rank": [r for r in breakdown.get("per_rank") or [] if isinstance(r, dict)],
-        "config": section(run.config, "config"),
-        "resolved": section(run.config, "resolved"),
-        "command": (run.config or {}).get("command"),
-        "curve": run.rows,
-        "problems": problems,
-        "svg": figure and _svg(figure),
-    }
+    return _figure([(r["label"], scored[row_key(r)]) for r in sec["rows"]], sec["spec"], title)
 
 
-def _problems_by_run(verdict, run_dirs: list[str]) -> dict[str, list]:
-    out: dict[str, list] = {d: [] for d in run_dirs}
-    for p in verdict.problems:
-        path = os.path.abspath(p.path)
-        for d in run_dirs:
-            if path == os.path.abspath(d) or path.startswith(os.path.abspath(d) + os.sep):
-                out[d].append(p)
-                break
-    return out
+def _pair_plot(pair: dict, scored: dict[tuple, list]) -> bytes:
+    rows = (pair["row_a"], pair["row_b"])
+    title = f"{pair['row_a']['benchmark']} on {pair['row_a']['dataset']}: {pair['a']} vs {pair['b']}"
+    return _figure(
+        [(lbl, scored[row_key(r)]) for lbl, r in zip((pair["a"], pair["b"]), rows)], pair["spec"], title
+    )
 
 
 def _environment():
@@ -191,28 +103,62 @@ def _environment():
     return env
 
 
+def _verdict(trees: list[str], compliance: bool) -> validate.Result:
+    """`ttabench validate` of every tree, as one verdict."""
+    out = validate.Result(", ".join(trees))
+    real = {t: os.path.realpath(t) for t in trees}
+    # A tree inside another one given (or the same one twice) is checked once, with the outer one.
+    outer = [
+        t for t in dict.fromkeys(real.values()) if not any(t.startswith(o + os.sep) for o in real.values())
+    ]
+    for tree in [next(t for t in trees if real[t] == o) for o in outer]:
+        one = validate.validate(tree, compliance=compliance)
+        out.runs += one.runs
+        out.problems += one.problems
+        for status, n in one.statuses.items():
+            out.statuses[status] = out.statuses.get(status, 0) + n
+    return out
+
+
 def build_site(
-    results_dir: str,
+    results_dirs: list[str] | str,
     out_dir: str,
     thresholds: str | None = None,
     target: float | None = None,
     budget_s: float | None = None,
     compliance: bool = True,
 ) -> str:
-    """Write the site for `results_dir` into `out_dir`; returns the path of its index.html."""
-    _check_paths(results_dir, out_dir)
-    runs = scoring.load_inputs([results_dir], every_run=True)
+    """Write the site for the results trees into `out_dir`; returns the path of its index.html."""
+    trees = [results_dirs] if isinstance(results_dirs, str) else list(results_dirs)
+    for tree in trees:
+        _check_paths(tree, out_dir)
+    # A run below two of the trees given (results and results/sweeps) is one run.
+    runs = list({os.path.realpath(r.name): r for r in scoring.load_inputs(trees, every_run=True)}.values())
     groups = experiments.report_groups(runs, thresholds, target, budget_s)
-    rows = [row for row, _ in groups]
-    verdict = validate.validate(results_dir, compliance=compliance)
-    by_dir = {os.path.abspath(r.name): r for r in runs}
-    entries = runs_cmd.list_runs(results_dir)
-    slugs = {e["path"]: f"{i:03d}-{safe_name(e['id'])}" for i, e in enumerate(entries)}
     scored = {
-        _row_key(row): [r for r in group if r.status in scoring.SCORED_STATUSES] for row, group in groups
+        row_key(row): [r for r in group if r.status in scoring.SCORED_STATUSES] for row, group in groups
     }
-    sections = _sections(rows, scored, thresholds)
-    problems = _problems_by_run(verdict, [e["path"] for e in entries])
+    studies = html_studies.studies(groups, trees)
+    sections = [sec for st in studies for sec in html_compare.sections(st, scored, thresholds, DATA_NOTES)]
+    rows = [row for st in studies for row in st["rows"]]
+    pairs = html_compare.pairs(rows, scored, thresholds)
+    verdict = _verdict(trees, compliance)
+    listed = {
+        os.path.realpath(e["path"]): dict(e, tree=tree) for tree in trees for e in runs_cmd.list_runs(tree)
+    }
+    entries = sorted(listed.values(), key=lambda e: e.get("started") or "", reverse=True)
+    slugs = {e["path"]: f"{i:03d}-{safe_name(e['id'])}" for i, e in enumerate(entries)}
+    by_real = {os.path.realpath(path): slug for path, slug in slugs.items()}
+    links = {
+        row_key(row): [
+            (by_real[p], os.path.basename(p))
+            for p in map(os.path.realpath, (r.name for r in group))
+            if p in by_real
+        ]
+        for row, group in groups
+    }
+    for row in rows:
+        row["run_links"] = links.get(row_key(row), [])
     env = _environment()
     tmp = os.path.join(
         os.path.dirname(os.path.abspath(out_dir)), f".{os.path.basename(out_dir)}.{secrets.token_hex(4)}.tmp"
@@ -222,32 +168,30 @@ def build_site(
         os.makedirs(os.path.join(tmp, "runs"))
         common = {
             "version": __version__,
-            "results_dir": results_dir,
+            "results_dir": " ".join(trees),
             "generated": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         }
         for sec in sections:
             atomic_write_bytes(os.path.join(tmp, sec["plot"]), _section_plot(sec, scored), what="plot")
+        for pair in pairs:
+            pair["plot"] = f"plots/{pair['id']}.svg"
+            atomic_write_bytes(os.path.join(tmp, pair["plot"]), _pair_plot(pair, scored), what="plot")
         index = env.get_template("index.html.j2").render(
-            rows=rows,
-            row_sections=[next(x["id"] for x in sections if row in x["rows"]) for row in rows],
+            studies=studies,
             sections=sections,
+            rows=rows,
+            pairs=pairs,
             verdict=verdict,
+            warnings=html_studies.folded_warnings(verdict.warnings),
             entries=entries,
             slugs=slugs,
             data_notes=DATA_NOTES,
             **common,
         )
         _write(os.path.join(tmp, "index.html"), index)
-        page = env.get_template("run.html.j2")
-        for e in entries:
-            slug = slugs[e["path"]]
-            run = by_dir.get(os.path.abspath(e["path"]))
-            files = _copy_raw(e["path"], os.path.join(tmp, "runs", slug))
-            ctx = _run_page(run, e, problems[e["path"]], results_dir) if run else None
-            if ctx and ctx["svg"]:
-                atomic_write_bytes(os.path.join(tmp, "runs", slug, "accuracy.svg"), ctx["svg"], what="plot")
-            html = page.render(run=ctx, entry=e, slug=slug, files=files, **common)
-            _write(os.path.join(tmp, "runs", slug + ".html"), html)
+        compare_page = env.get_template("compare.html.j2").render(pairs=pairs, sections=sections, **common)
+        _write(os.path.join(tmp, "compare.html"), compare_page)
+        html_runs.write_run_pages(env, tmp, entries, slugs, runs, verdict, common)
         _write(os.path.join(tmp, REPORT_SITE_MARK), f"written by ttabench {__version__} report --html\n")
         _swap(tmp, out_dir)
     except BaseException:
@@ -281,6 +225,6 @@ def cmd_report_html(args) -> int:
     if args.thresholds:
         metrics.parse_thresholds(args.thresholds)
     check_target_budget(args)
-    index = build_site(args.results_dir, args.html, args.thresholds, args.target, args.budget)
+    index = build_site(args.results_dirs, args.html, args.thresholds, args.target, args.budget)
     print(f"wrote {index}")
     return 0

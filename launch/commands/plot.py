@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import textwrap
 
 from ttabench import UserError
 from ttabench.divisions import experiments, metrics, scoring
@@ -17,6 +18,8 @@ from ttabench.launch.commands.inputs import note_skipped, recorded_specs
 from ttabench.launch.usage import add_command
 
 Group = tuple[str, list[scoring.Run]]  # a legend label and its runs (an input: a run, or seeds)
+LEGEND_LINE_IN = 0.2  # the height of one legend line (fontsize 8), in inches
+LEGEND_WIDTH = 70  # characters of a legend line (a panel 7.5 in wide holds about 90 at fontsize 8)
 
 
 def _literal(text: str) -> str:
@@ -34,6 +37,8 @@ def figure(groups: list[Group], ts: list[float] | None, title: str | None = None
     # Lazy: matplotlib takes a second to import, and only `plot` needs it.
     from matplotlib.figure import Figure
 
+    # The legends sit below the axes, a long label wrapped: the figure grows with them, so that
+    # the axes never collapse (matplotlib then warns and gives up the layout).
     groups = [(_literal(label), runs) for label, runs in groups]
     panels = 2 if ts else 1
     fig = Figure(figsize=(7.5 * panels, 5.2), layout="constrained")
@@ -45,6 +50,8 @@ def figure(groups: list[Group], ts: list[float] | None, title: str | None = None
         _ttmt_panel(axes[1], groups, colors, ts, t_max)
     if title:
         fig.suptitle(_literal(title), fontsize=11)
+    lines = max(_legend_below(ax) for ax in axes)
+    fig.set_size_inches(7.5 * panels, 5.2 + LEGEND_LINE_IN * lines)
     return fig
 
 
@@ -83,7 +90,6 @@ def _accuracy_panel(ax, groups: list[Group], colors, ts, t_max: float) -> None:
     ax.set_title("Accuracy vs training time")
     ax.set_xlim(0, t_max * 1.03)
     ax.grid(True, alpha=0.25)
-    _legend_below(ax)
 
 
 def _line(ax, pts: list[tuple[float, float]], color, **style) -> None:
@@ -118,14 +124,17 @@ def _ttmt_panel(ax, groups: list[Group], colors, ts: list[float], t_max: float) 
     ax.set_xlim(0, t_max * 1.03)
     ax.set_ylim(100 * ts[0] - _pad(ts), 100 * ts[-1] + _pad(ts))
     ax.grid(True, alpha=0.25)
-    _legend_below(ax)
 
 
-def _legend_below(ax) -> None:
-    """Below the axes, where it can never hide a curve (none for runs without evaluations)."""
-    if not ax.get_legend_handles_labels()[0]:
-        return
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.13), frameon=False)
+def _legend_below(ax) -> int:
+    """Below the axes, where it can never hide a curve (none for runs without evaluations); long
+    labels wrapped. Returns its number of text lines."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return 0
+    labels = ["\n".join(textwrap.fill(part, LEGEND_WIDTH) for part in label.split("\n")) for label in labels]
+    ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(0.0, -0.13), frameon=False)
+    return sum(label.count("\n") + 1 for label in labels)
 
 
 def _pad(ts: list[float]) -> float:

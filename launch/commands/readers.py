@@ -3,7 +3,7 @@ They need no torch, no GPU and no process group.
 
     ttabench metrics RUN_OR_CURVE... [--thresholds LOW:HIGH:STEP] [--target T] [--budget S] [--json]
     ttabench compare A B [--thresholds LOW:HIGH:STEP] [--json]
-    ttabench report RESULTS_DIR [--format md|csv|json] [--thresholds ...] [--target T] [--budget S] [--rcps FILE]
+    ttabench report RESULTS_DIR... [--format md|csv|json] [--thresholds ...] [--target T] [--budget S] [--rcps FILE]
     ttabench plot INPUT... -o FILE.png [--thresholds ...] [--label NAME]... [--title TEXT]
     ttabench validate RESULTS_DIR_OR_RUN [--json] [--no-compliance] [--rcps FILE]
 

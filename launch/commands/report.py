@@ -1,5 +1,5 @@
-"""`ttabench report RESULTS_DIR`: one table of every system / benchmark / division in a
-results tree (split by data set, workers, network and algorithm), scored by the olympic mean."""
+"""`ttabench report RESULTS_DIR...`: one table of every system / benchmark / division in one
+or more results trees (split by data set, workers, network and algorithm), scored by the olympic mean."""
 
 from __future__ import annotations
 
@@ -50,16 +50,20 @@ def _cmd_report(args) -> int:
     if args.thresholds:
         metrics.parse_thresholds(args.thresholds)
     check_target_budget(args)
-    if not os.path.isdir(args.results_dir):
-        raise UserError(f"not a folder: {args.results_dir}")
-    runs = scoring.load_inputs([args.results_dir], every_run=True)
+    for tree in args.results_dirs:
+        if not os.path.isdir(tree):
+            raise UserError(f"not a folder: {tree}")
+    # A run below two of the trees given (results and results/sweeps) is one run.
+    runs = list(
+        {os.path.realpath(r.name): r for r in scoring.load_inputs(args.results_dirs, every_run=True)}.values()
+    )
     rows = experiments.report_rows(runs, args.thresholds, args.target, args.budget)
     columns = REPORT_COLUMNS
     if args.rcps:
         annotate_report(rows, runs, args.rcps)
         columns += ("rcp", "rcp_normalization", "tta_normalized_s")
     if args.format == "json":
-        print(json.dumps({"results_dir": args.results_dir, "rows": rows}, indent=2))
+        print(json.dumps({"results_dirs": args.results_dirs, "rows": rows}, indent=2))
     elif args.format == "csv":
         sys.stdout.write(to_csv(Table([Column(k) for k in columns], rows)))
     else:
@@ -152,14 +156,19 @@ def add_commands(sub) -> None:
         sub,
         "report",
         _cmd_report,
-        help="one table of every system/benchmark/division in a results tree",
+        help="one table of every system/benchmark/division in one or more results trees",
         description="One row per experiment (a results tree, a system and one run "
         "configuration apart from the seed; `setting` says what tells two rows of the same "
         "system, benchmark, division, data set, workers and network apart): runs, olympic-mean TTA at the target, ATTMT, "
         "AAT, final accuracy, img/s. Metrics are recomputed from curve.csv "
         "with each run's own thresholds, target and budget unless given.",
     )
-    r.add_argument("results_dir", metavar="RESULTS_DIR")
+    r.add_argument(
+        "results_dirs",
+        metavar="RESULTS_DIR",
+        nargs="+",
+        help="results trees (several: your runs beside the reference ones, one report)",
+    )
     r.add_argument("--format", choices=("md", "csv", "json"), default="md", help="output format (default md)")
     r.add_argument("--thresholds", metavar="LOW:HIGH:STEP", help="ATTMT over these thresholds")
     r.add_argument("--target", type=float, help="TTA at this accuracy (fraction)")
@@ -172,6 +181,7 @@ def add_commands(sub) -> None:
     r.add_argument(
         "--html",
         metavar="OUT_DIR",
-        help="write a static site instead: the report table, plots (SVG), comparisons, the "
-        "validation verdict and one page per run with its raw files (opens offline)",
+        help="write a static site instead: the validation verdict, one section per study (a sortable "
+        "table and its figure), a comparison page (two systems or algorithms side by side) and one "
+        "page per run with its raw files (opens offline)",
     )
