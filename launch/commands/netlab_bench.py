@@ -1,14 +1,15 @@
-"""`ttabench netlab bench`: one communication pattern timed across a lab of N hosts, beside the model.
+"""`ttabench netlab bench`: communication patterns timed across a lab of N hosts, beside the model.
 
     ttabench netlab bench --hosts 4 --rate 100mbit                       # allreduce, 64 KiB .. 16 MiB
     ttabench netlab bench --hosts 8 --rate 20mbit --pattern allgather --sizes 64kb,1mb --json
+    ttabench netlab bench --hosts 8 --pattern allreduce,broadcast        # several, one start-up
     ttabench netlab bench --hosts 4 --workers-per-host 2 --rate 100mbit --fit lab.json
 
 Brings up its own lab (net/lab.py; named by --lab, default "bench": namespaces
 ttabench-nlbench-*), starts one worker per host namespace (or --workers-per-host
 W: W per namespace, ranks in host order), each a process of
-launch/worker/collectives.py in one gloo group over the lab's veths, times the
-pattern over the sizes and takes the lab down again: also after a failure, a
+launch/worker/collectives.py in one gloo group over the lab's veths, times each
+pattern (--pattern, comma-separated) over the sizes and takes the lab down again: also after a failure, a
 timeout (--timeout) or Ctrl-C / SIGTERM (exit 130), which stop the workers first.
 
 Before each round the workers wait `--gap` (default 1.5 x the bucket's fill time,
@@ -41,6 +42,7 @@ from ttabench.launch.usage import add_command, json_flag
 DEFAULT_SIZES = "64kb,256kb,1mb,4mb,16mb"
 DEFAULT_LAB = "bench"
 MASTER_PORT = 29500  # inside host 0's namespace: no other process can hold it
+ALGORITHM = {"broadcast": "binomial tree", "ring-exchange": "isend/irecv to the ring's neighbours"}
 SOFTWARE_LATENCY = 100e-6  # per message step on an unloaded host (the 100mbit profile's alpha)
 
 
@@ -63,7 +65,8 @@ class NetBenchConfig:
 
 def check(cfg: NetBenchConfig) -> tuple[topology.LabSpec, list[int]]:
     """Every flag checked before anything is made."""
-    gloo.check_pattern(cfg.pattern)
+    for pattern in patterns(cfg):
+        gloo.check_pattern(pattern)
     if not 1 <= cfg.workers_per_host <= 8:
         raise UserError(f"--workers-per-host must be in 1..8, got {cfg.workers_per_host}")
     if cfg.repeat < 1 or cfg.warmup < 0:
@@ -80,15 +83,19 @@ def check(cfg: NetBenchConfig) -> tuple[topology.LabSpec, list[int]]:
     return spec, sizes
 
 
+def patterns(cfg: NetBenchConfig) -> list[str]:
+    return [p.strip() for p in cfg.pattern.split(",") if p.strip()] or [""]
+
+
 def model_latency(cfg: NetBenchConfig, spec: topology.LabSpec) -> float:
     """alpha per message step: --latency (default the software's) plus the lab's one-way delay."""
     soft = link.parse_time(cfg.latency) if cfg.latency is not None else SOFTWARE_LATENCY
     return soft + (spec.delay_s or 0.0)
 
 
-def predicted(cfg: NetBenchConfig, spec: topology.LabSpec, nbytes: int) -> float:
+def predicted(cfg: NetBenchConfig, spec: topology.LabSpec, nbytes: int, pattern: str) -> float:
     return gloo.pattern_time(
-        cfg.pattern,
+        pattern,
         nbytes,
         spec.hosts,
         cfg.workers_per_host,
@@ -109,7 +116,11 @@ def time_limit(cfg: NetBenchConfig, spec: topology.LabSpec, sizes: list[int]) ->
         return cfg.timeout
     p = spec.hosts * cfg.workers_per_host
     rounds = cfg.warmup + cfg.repeat
-    per_round = [3 * predicted(cfg, spec, n) + gap_s(cfg, spec) + 0.05 * p for n in sizes]
+    per_round = [
+        3 * predicted(cfg, spec, n, pattern) + gap_s(cfg, spec) + 0.05 * p
+        for n in sizes
+        for pattern in patterns(cfg)
+    ]
     return 60 + 5 * p + rounds * sum(per_round)
 
 
@@ -120,10 +131,10 @@ def worker_commands(state: dict, cfg: NetBenchConfig, sizes: list[int], out: str
     """(argv, keywords for procs.start) of every rank: W per host namespace, in host order."""
     k = cfg.workers_per_host
     p = state["hosts"] * k
-    slowest = max(predicted(cfg, spec, n) for n in sizes)
+    slowest = max(predicted(cfg, spec, n, pat) for n in sizes for pat in patterns(cfg))
     py = [sys.executable, "-m", "ttabench.launch.worker.collectives"]
     flags = [
-        *("--pattern", cfg.pattern, "--sizes", ",".join(map(str, sizes))),
+        *("--pattern", ",".join(patterns(cfg)), "--sizes", ",".join(map(str, sizes))),
         *("--warmup", str(cfg.warmup), "--repeat", str(cfg.repeat), "--gap", repr(gap_s(cfg, spec))),
         *("--collective-timeout", str(int(max(60, 10 * slowest))), "--out", out),
     ]
@@ -191,19 +202,19 @@ def _result(cfg, spec, state, measured, load_before) -> dict:
     k, p = cfg.workers_per_host, spec.hosts * cfg.workers_per_host
     rows = []
     for r in measured["rows"]:
-        model = predicted(cfg, spec, r["bytes"])
-        algbw = gloo.result_bytes(cfg.pattern, r["bytes"], p) / r["median_s"] / 1e9
+        model = predicted(cfg, spec, r["bytes"], r["pattern"])
+        algbw = gloo.result_bytes(r["pattern"], r["bytes"], p) / r["median_s"] / 1e9
         rows.append(
             {
                 "hosts": spec.hosts,
                 "workers": p,
-                "pattern": cfg.pattern,
+                "pattern": r["pattern"],
                 "size_bytes": r["bytes"],
                 "measured_s": r["median_s"],
                 "predicted_s": model,
                 "ratio": r["median_s"] / model if model > 0 else None,
                 "algbw_GBps": algbw,
-                "busbw_GBps": algbw * gloo.bus_factor(cfg.pattern, p),
+                "busbw_GBps": algbw * gloo.bus_factor(r["pattern"], p),
                 "min_s": r["min_s"],
                 "max_s": r["max_s"],
                 "times_s": r["times_s"],
@@ -216,7 +227,7 @@ def _result(cfg, spec, state, measured, load_before) -> dict:
         "pattern": cfg.pattern,
         "lab": lab.shaping_of(state),
         "model": {
-            "algorithm": "gloo " + {"broadcast": "binomial tree"}.get(cfg.pattern, "ring"),
+            "algorithm": {pat: "gloo " + ALGORITHM.get(pat, "ring") for pat in patterns(cfg)},
             "rate_bytes_per_s": spec.rate_bytes_per_s,
             "latency_s": model_latency(cfg, spec),
             "burst_bytes": spec.burst_bytes,
@@ -239,6 +250,8 @@ def fit(result: dict, path: str) -> dict:
     """alpha and B of the pattern's model fitted to the medians (least squares, the bucket
     subtracted: only sizes whose link bytes exceed twice the bucket), saved as a profile."""
     pattern, p, hosts = result["pattern"], result["workers"], result["hosts"]
+    if "," in pattern:
+        raise UserError("--fit fits one pattern: give one --pattern")
     burst, eff = result["model"]["burst_bytes"], result["model"]["efficiency"]
     pts = [
         (gloo.link_bytes(pattern, r["size_bytes"], hosts, result["workers_per_host"]) / eff, r["measured_s"])
@@ -266,6 +279,7 @@ def table(result: dict) -> Table:
         f"tbf {lab_['rate']} (burst {lab_['burst_bytes']} B), delay {lab_['delay'] or 'none'}, gloo"
     )
     columns = [
+        Column("pattern", "pattern", left=True),
         Column("size", "size_bytes", lambda r: _size(r["size_bytes"])),
         Column("measured", "measured_s", lambda r: _ms(r["measured_s"])),
         Column("min", "min_s", lambda r: _ms(r["min_s"])),
@@ -277,7 +291,7 @@ def table(result: dict) -> Table:
     ]
     m = result["model"]
     notes = [
-        f"model: {m['algorithm']}, rate {link.format_rate(m['rate_bytes_per_s'])}, latency "
+        f"model: {'; '.join(f'{k}: {v}' for k, v in m['algorithm'].items())}; rate {link.format_rate(m['rate_bytes_per_s'])}, latency "
         f"{1e6 * m['latency_s']:g} us per step, burst {m['burst_bytes']} B, payload share {m['efficiency']:.3f}; "
         f"load average {result['loadavg_before'][0]:.2f} -> {result['loadavg_after'][0]:.2f} on {result['cpus']} CPUs"
     ]
@@ -314,7 +328,9 @@ def add_command_to(nsub, add_lab_flag) -> None:
     b.add_argument("--delay", help="one-way netem delay (needs sch_netem), e.g. 1ms")
     b.add_argument("--burst", help="tbf bucket (default max(64kb, 2 ms at RATE))")
     b.add_argument(
-        "--pattern", default=d.pattern, help=f"one of {', '.join(gloo.PATTERNS)} (default allreduce)"
+        "--pattern",
+        default=d.pattern,
+        help=f"{', '.join(gloo.PATTERNS)}, or several, comma-separated (default allreduce)",
     )
     b.add_argument(
         "--sizes", default=d.sizes, help=f"bytes per rank, tc units, or FROM:TO:xK (default {d.sizes})"

@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     from ttabench.launch.worker import comm as comm_mod
 
     p = argparse.ArgumentParser(prog="python -m ttabench.launch.worker.collectives")
-    p.add_argument("--pattern", choices=PATTERNS, required=True)
+    p.add_argument("--pattern", required=True, help="one or several of PATTERNS, comma-separated")
     p.add_argument("--sizes", required=True, help="bytes, comma-separated")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeat", type=int, default=5)
@@ -97,8 +97,10 @@ def main(argv=None) -> int:
     comm = comm_mod.init("torchrun", "gloo", torch.device("cpu"), args.collective_timeout)
     try:
         rows = []
-        for nbytes in (int(s) for s in args.sizes.split(",")):
-            rows.append(time_pattern(comm, args.pattern, nbytes, args.warmup, args.repeat, args.gap))
+        for pattern in args.pattern.split(","):
+            for nbytes in (int(s) for s in args.sizes.split(",")):
+                r = time_pattern(comm, pattern, nbytes, args.warmup, args.repeat, args.gap)
+                rows.append({"pattern": pattern, **r})
             if comm.rank == 0:  # after each size: an interrupted bench keeps what it measured
                 atomic_write_json(
                     args.out, {"workers": comm.world_size, "pattern": args.pattern, "rows": rows}
