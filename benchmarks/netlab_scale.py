@@ -47,8 +47,9 @@ def bench(args, rate: str, hosts: int, per_host: int) -> dict:
         *("--pattern", ",".join(gloo.PATTERNS), "--sizes", sizes),
         *("--repeat", str(args.repeat), "--warmup", "1", "--lab", "scale", "--json"),
     ]
-    load, t0 = os.getloadavg(), time.monotonic()
+    load, t0, cpu0 = os.getloadavg(), time.monotonic(), _cpu_times()
     proc = subprocess.run(cmd, capture_output=True, text=True)
+    cpu = [b - a for a, b in zip(cpu0, _cpu_times())]
     if proc.returncode != 0:
         raise SystemExit(f"netlab_scale: {' '.join(cmd[2:])} failed: {proc.stderr.strip()[-400:]}")
     result = json.loads(proc.stdout)
@@ -57,7 +58,17 @@ def bench(args, rate: str, hosts: int, per_host: int) -> dict:
     result["loadavg_1_5_15_before"] = list(load)
     result["loadavg_1_5_15_after"] = list(os.getloadavg())
     result["allreduce_fit"] = _fit(result)
+    # the whole machine's CPU while the bench ran (others' work included): busy share, and
+    # the share in softirq, where the veths, the bridge and tbf forward every packet
+    result["cpu_busy_share"] = 1 - (cpu[3] + cpu[4]) / sum(cpu)
+    result["cpu_softirq_share"] = cpu[6] / sum(cpu)
     return result
+
+
+def _cpu_times() -> list[int]:
+    """/proc/stat's first line: user nice system idle iowait irq softirq steal (clock ticks)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        return [int(x) for x in f.readline().split()[1:9]]
 
 
 def _fit(result: dict) -> dict | None:
@@ -103,8 +114,9 @@ def markdown(log: dict) -> str:
         f"within +-{100 * BOUND:.0f} %. Deviations and why: README.md (this folder), section "
         '"Scale: 2-16 hosts".',
         "",
-        "| rate | pattern | size | hosts x workers | measured ms | predicted ms | residual | within 15% |",
-        "|---|---|---:|---|---:|---:|---:|---|",
+        "| rate | pattern | size | hosts x workers | measured ms | predicted ms | residual | within 15% "
+        "| TCP retransmits |",
+        "|---|---|---:|---|---:|---:|---:|---|---:|",
     ]
     order = {p: i for i, p in enumerate(gloo.PATTERNS)}
     for r in sorted(
@@ -113,14 +125,15 @@ def markdown(log: dict) -> str:
         lines.append(
             f"| {r['rate']} | {r['pattern']} | {_size(r['size_bytes'])} | {r['hosts']} x {r['per_host']} | "
             f"{1e3 * r['measured_s']:.1f} | {1e3 * r['predicted_s']:.1f} | {100 * r['residual']:+.1f}% | "
-            f"{'yes' if abs(r['residual']) <= BOUND else 'NO'} |"
+            f"{'yes' if abs(r['residual']) <= BOUND else 'NO'} | {_plain(r.get('tcp_retransmits'))} |"
         )
     lines += [
         "",
         "Latency and bandwidth fitted to each lab's allreduce (sizes whose link bytes exceed twice the bucket):",
         "",
-        "| rate | hosts x workers | fitted latency per step | fitted bandwidth | nominal x payload share |",
-        "|---|---|---:|---:|---:|",
+        "| rate | hosts x workers | fitted latency per step | fitted bandwidth | nominal x payload share "
+        "| CPU busy | of it softirq | load before | TCP retransmits |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for b in b0:
         f = b.get("allreduce_fit") or {}
@@ -128,9 +141,19 @@ def markdown(log: dict) -> str:
             nominal = b["model"]["rate_bytes_per_s"] * b["model"]["efficiency"]
             lines.append(
                 f"| {b['lab']['rate']} | {b['hosts']} x {b['workers_per_host']} | {1e6 * f['latency_s']:.0f} us | "
-                f"{8e-6 * f['bandwidth_bytes_per_s']:.1f} Mbit/s | {8e-6 * nominal:.1f} Mbit/s |"
+                f"{8e-6 * f['bandwidth_bytes_per_s']:.1f} Mbit/s | {8e-6 * nominal:.1f} Mbit/s | "
+                f"{_pct(b.get('cpu_busy_share'))} | {_pct(b.get('cpu_softirq_share'))} | "
+                f"{b['loadavg_1_5_15_before'][0]:.1f} | {sum(r.get('tcp_retransmits') or 0 for r in b['rows'])} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _plain(x) -> str:
+    return "-" if x is None else str(x)
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
 
 
 def _size(n: int) -> str:

@@ -70,9 +70,13 @@ def test_ring_patterns_bytes_and_steps():
     # payload share and bucket
     eff = gloo.EFFICIENCY
     assert 0.9 < eff < 0.96
-    t = gloo.pattern_time("ring-exchange", n, 2, 1, B, 0.0, burst=65536, efficiency=eff)
+    t = gloo.pattern_time("ring-exchange", n, 4, 1, B, 0.0, burst=65536, efficiency=eff)
     assert t == pytest.approx((n / eff - 65536) / B)
-    assert gloo.pattern_time("ring-exchange", 1000, 2, 1, B, 0.0, burst=65536) == 0.0
+    assert gloo.pattern_time("ring-exchange", 1000, 4, 1, B, 0.0, burst=65536) == 0.0
+    # two ranks: both ways between one pair, in turn (measured), unlike the ring of 4 above
+    assert gloo.pattern_time("ring-exchange", n, 2, 1, B, 0.0) == pytest.approx(2 * n / B)
+    t = gloo.pattern_time("ring-exchange", n, 2, 1, B, 1e-3, burst=65536)
+    assert t == pytest.approx(2 * (1e-3 + (n - 65536) / B))  # each way its own links and buckets
     for pattern in gloo.PATTERNS:
         assert gloo.pattern_time(pattern, n, 1, 1, B, 1e-3) == 0.0
     with pytest.raises(UserError, match="unknown pattern"):

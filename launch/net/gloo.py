@@ -18,7 +18,11 @@ every number of ranks.
   forwards only once it has the whole buffer, and issues all its sends at once
   without waiting for them (they share its uplink). The root sends n to
   ceil(log2 p) peers, rank 1 (virtual) to one fewer, and so on.
-- ring-exchange (isend to rank+1, irecv from rank-1): n bytes each way.
+- ring-exchange (isend to rank+1, irecv from rank-1): n bytes each way. With
+  two ranks both messages are between the same pair, and torch's gloo send and
+  receive then do not overlap: measured here 1.96-2.0x the one-way time at
+  256 KiB-4 MiB, 20 and 100 Mbit/s (results/predict/scale-validation.md), so
+  the model moves them one after the other, each over its own links (and buckets).
 
 Links. A lab host has one full-duplex link of rate B to a switch, tbf on its
 uplink and on its downlink (net/topology.py). Ranks are placed k per host
@@ -101,7 +105,8 @@ def pattern_time(
     if pattern == "broadcast":
         return broadcast_time(nbytes, hosts, per_host, rate, latency, burst, efficiency)
     wire = link_bytes(pattern, nbytes, hosts, per_host) / efficiency
-    return hops(pattern, p) * latency + max(0.0, wire - burst) / rate
+    turns = 2 if pattern == "ring-exchange" and p == 2 and hosts == 2 else 1  # the pair's two ways in turn
+    return turns * (hops(pattern, p) * latency + max(0.0, wire - burst) / rate)
 
 
 def bus_factor(pattern: str, p: int) -> float:

@@ -79,6 +79,16 @@ def time_pattern(comm, pattern: str, nbytes: int, warmup: int, repeat: int, gap_
     }
 
 
+def tcp_retransmits() -> int:
+    """TCP segments this network namespace has retransmitted (/proc/net/snmp, Tcp RetransSegs)."""
+    try:
+        with open("/proc/net/snmp", encoding="ascii") as f:
+            tcp = [line.split() for line in f if line.startswith("Tcp:")]
+        return int(tcp[1][tcp[0].index("RetransSegs")])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def main(argv=None) -> int:
     import torch
 
@@ -99,7 +109,10 @@ def main(argv=None) -> int:
         rows = []
         for pattern in args.pattern.split(","):
             for nbytes in (int(s) for s in args.sizes.split(",")):
+                before = tcp_retransmits() if comm.local_rank == 0 else 0  # one count per namespace
                 r = time_pattern(comm, pattern, nbytes, args.warmup, args.repeat, args.gap)
+                sent_again = tcp_retransmits() - before if comm.local_rank == 0 else 0
+                r["tcp_retransmits"] = int(comm.allreduce([float(sent_again)])[0])  # every round, all hosts
                 rows.append({"pattern": pattern, **r})
             if comm.rank == 0:  # after each size: an interrupted bench keeps what it measured
                 atomic_write_json(
