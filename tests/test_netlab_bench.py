@@ -10,6 +10,8 @@ Every root test uses a lab name of its own, so it never meets another lab.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -21,6 +23,7 @@ import pytest
 from conftest import run_cli
 
 from ttabench import UserError
+from ttabench.launch import cli
 from ttabench.launch.commands import netlab_bench
 from ttabench.launch.net import gloo, topology
 from ttabench.launch.net import lab as netlab
@@ -165,11 +168,19 @@ def test_lab_name_from_flag_or_environment(monkeypatch):
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_made(flags, msg):
-    proc = run_cli("netlab", "bench", "--lab", "tbad", *flags, timeout=120)
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.startswith("ttabench: error: ") and proc.stderr.count("\n") == 1, proc.stderr
-    assert msg in proc.stderr and "Traceback" not in proc.stderr
-    assert not os.path.exists("/run/ttabench-netlab-tbad.json")
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = cli.main(["netlab", "bench", "--lab", "tbad", *flags])
+    assert code == 2, err.getvalue()
+    assert err.getvalue().startswith("ttabench: error: ") and err.getvalue().count("\n") == 1, err.getvalue()
+    assert msg in err.getvalue()
+    assert not os.path.exists("/run/ttabench-netlab-tbad.json") and not netlab.lab_namespaces(name="tbad")
+
+
+def test_bad_input_from_the_real_command():
+    proc = run_cli("netlab", "bench", "--hosts", "2", "--pattern", "allreduce,alltoall", timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "unknown pattern 'alltoall'" in proc.stderr, proc.stderr
 
 
 # -- as root: real labs ------------------------------------------------------------------
