@@ -282,3 +282,17 @@ def test_sigterm_mid_run_leaves_nothing_behind(root_lab):
     assert "ttanl" not in subprocess.run(["tc", "qdisc", "show"], capture_output=True, text=True).stdout
     time.sleep(1)
     assert not [p for p in pids if _alive(p)], "workers outlived the bench"
+
+
+def test_a_named_lab_that_is_up_names_its_own_down_command(tmp_path):
+    made = []
+
+    def host(argv, **kw):  # every command succeeds; no namespace exists beforehand
+        made.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    path = str(tmp_path / "s.json")
+    netlab.up(topology.make_spec(2, "100mbit", name="tup"), run=host, path=path)
+    assert any(a[:4] == ["ip", "netns", "add", "ttabench-nltup-h1"] for a in made)
+    with pytest.raises(UserError, match="run `ttabench netlab down --lab tup` first"):
+        netlab.up(topology.make_spec(2, "100mbit", name="tup"), run=host, path=path)

@@ -154,7 +154,7 @@ def up(spec: LabSpec, run=subprocess.run, path: str | None = None) -> dict:
     if old is not None:
         raise UserError(
             f"a netlab is already up ({old.get('hosts')} hosts at {old.get('rate')}, "
-            f"state file {path}): run `ttabench netlab down` first"
+            f"state file {path}): run `ttabench netlab down{_lab_flag(spec.name)}` first"
         )
     stray = lab_namespaces(run, spec.name)
     if stray:
@@ -189,6 +189,10 @@ def up(spec: LabSpec, run=subprocess.run, path: str | None = None) -> dict:
     state["complete"] = True
     write_state(state, path)
     return state
+
+
+def _lab_flag(name: str | None) -> str:
+    return "" if name is None else f" --lab {name}"
 
 
 def _remove(state: dict, run=subprocess.run) -> list[str]:
