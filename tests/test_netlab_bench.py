@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 
 import pytest
 from conftest import run_cli
@@ -186,17 +187,14 @@ def test_bad_input_from_the_real_command():
 # -- as root: real labs ------------------------------------------------------------------
 
 
-def _lab_name(tag: str) -> str:
-    return f"t{tag}{os.getpid() % 100000}"
-
-
 @pytest.fixture
-def root_lab(monkeypatch, tmp_path):
-    """A lab name of this test's own and its state file; afterwards nothing of it is left."""
+def root_lab(monkeypatch, request):
+    """A lab name of this test's own (its name's checksum and this process) and its state file;
+    afterwards nothing of it is left."""
     if os.geteuid() != 0:
         pytest.skip("needs root to create network namespaces and qdiscs")
     monkeypatch.delenv(netlab.STATE_ENV, raising=False)
-    name = _lab_name(os.environ.get("PYTEST_CURRENT_TEST", "x").split("::")[-1][:2].replace("_", "a"))
+    name = f"t{zlib.crc32(request.node.name.encode()) % 100000}p{os.getpid() % 100000}"
     yield name
     leftover = netlab.lab_namespaces(name=name)
     for ns in leftover:  # only when the bench itself failed to clean up
@@ -296,3 +294,13 @@ def test_a_named_lab_that_is_up_names_its_own_down_command(tmp_path):
     assert any(a[:4] == ["ip", "netns", "add", "ttabench-nltup-h1"] for a in made)
     with pytest.raises(UserError, match="run `ttabench netlab down --lab tup` first"):
         netlab.up(topology.make_spec(2, "100mbit", name="tup"), run=host, path=path)
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_timeout_stops_the_workers_and_takes_the_lab_down(root_lab):
+    proc = run_cli("netlab", "bench", "--hosts", "2", "--rate", "20mbit", "--sizes", "4mb", "--repeat", "50",
+                   "--timeout", "3", "--lab", root_lab, timeout=300)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "timed out after 3 s" in proc.stderr, proc.stderr
+    assert not netlab.lab_namespaces(name=root_lab) and not os.path.exists(netlab.state_path(root_lab))
