@@ -231,6 +231,13 @@ class _Signals:
             raise Interrupted(self.pending)
 
 
+def interruptible() -> _Signals:
+    """A context in which Ctrl-C and SIGTERM raise :class:`Interrupted` in the main thread: for a
+    command that must clean up (a network lab) also when a signal comes before or between its
+    children (run_all's own handling takes over while it runs, and gives it back after)."""
+    return _Signals()
+
+
 def _stop_interrupted(children: Sequence[Child], e: BaseException, result: Result, grace_s: float) -> None:
     result.interrupted = e.signal if isinstance(e, Interrupted) else "SIGINT"
     stop(children, signal.Signals[result.interrupted], grace_s)

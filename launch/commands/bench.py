@@ -27,10 +27,8 @@ import argparse
 import dataclasses
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 from ttabench import UserError
 from ttabench.launch import procs
@@ -95,6 +93,7 @@ def worker_main(argv=None) -> int:
     # Imported here: only workers need torch; the `ttabench` command starts without it.
     import torch
 
+    from ttabench.launch.worker import collectives
     from ttabench.launch.worker import comm as comm_mod
 
     p = argparse.ArgumentParser(prog="python -m ttabench.launch.commands.bench")
@@ -111,29 +110,21 @@ def worker_main(argv=None) -> int:
     rows = []
     try:
         for nbytes in sizes:
-            buf = torch.ones(max(1, nbytes // 4), dtype=torch.float32)
-            times = []
-            for i in range(cfg.warmup + cfg.repeat):
-                comm.barrier()
-                t0 = time.perf_counter()
-                comm.allreduce_tensor(buf)
-                dt = comm.allreduce([time.perf_counter() - t0], op="max")[0]
-                if i >= cfg.warmup:
-                    times.append(dt)
-            model = emulated.allreduce_time(buf.numel() * 4, comm.world_size)
-            med = statistics.median(times)
-            algbw = buf.numel() * 4 / med / 1e9
+            r = collectives.time_pattern(comm, "allreduce", nbytes, cfg.warmup, cfg.repeat)
+            model = emulated.allreduce_time(r["bytes"], comm.world_size)
+            med = r["median_s"]
+            algbw = r["bytes"] / med / 1e9
             rows.append(
                 {
-                    "bytes": buf.numel() * 4,
+                    "bytes": r["bytes"],
                     "median_s": med,
                     "algbw_GBps": algbw,
                     "busbw_GBps": algbw * 2 * (comm.world_size - 1) / comm.world_size,
-                    "min_s": min(times),
-                    "max_s": max(times),
+                    "min_s": r["min_s"],
+                    "max_s": r["max_s"],
                     "model_s": model,
                     "ratio": med / model if model > 0 else None,
-                    "times_s": times,
+                    "times_s": r["times_s"],
                 }
             )
         if comm.rank == 0:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 
+from ttabench.launch.commands import netlab_bench
 from ttabench.launch.flags import add_passed_run_flags
 from ttabench.launch.net import lab, measure, nodes, topology
 from ttabench.launch.net.link import parse_size
@@ -25,7 +26,7 @@ def _print_state(state: dict, path: str, live: bool) -> None:
         mark = "" if not live else ("" if n["namespace"] in present else "  [namespace missing]")
         print(
             f"  {n['namespace']}: {n['interface']} {n['address']}/24 <-> "
-            f"{topology.SWITCH_NS}/{n['switch_port']} on bridge {topology.BRIDGE}{mark}"
+            f"{state['switch']['namespace']}/{n['switch_port']} on bridge {topology.BRIDGE}{mark}"
         )
     if live:
         for m in state.get("made", []):
@@ -43,9 +44,11 @@ def _print_state(state: dict, path: str, live: bool) -> None:
 
 def _cmd_up(args) -> int:
     lab.require_root()
-    spec = topology.make_spec(args.hosts, args.rate, args.delay, args.burst, args.shape, args.subnet)
-    state = lab.up(spec)
-    path = lab.state_path()
+    spec = topology.make_spec(
+        args.hosts, args.rate, args.delay, args.burst, args.shape, args.subnet, name=args.lab
+    )
+    path = lab.state_path(spec.name)
+    state = lab.up(spec, path=path)
     _print_state(state, path, live=False)
     if not args.no_measure:
         state["measured"] = measure.measure(state, parse_size(args.measure_bytes), args.measure_seconds)
@@ -56,10 +59,10 @@ def _cmd_up(args) -> int:
 
 def _cmd_down(args) -> int:
     lab.require_root()
-    path = lab.state_path()
+    path = lab.state_path(args.lab)
     removed, gone = lab.down(path=path)
     if not removed and not gone:
-        stray = lab.lab_namespaces()
+        stray = lab.lab_namespaces(name=topology.lab_name(args.lab))
         print(
             f"netlab: nothing to remove (no state file at {path})"
             + (f"; namespaces {', '.join(stray)} are not recorded there and were left alone" if stray else "")
@@ -74,7 +77,7 @@ def _cmd_down(args) -> int:
 
 
 def _cmd_status(args) -> int:
-    path = lab.state_path()
+    path = lab.state_path(args.lab)
     state = lab.read_state(path)
     if args.json:
         print(json.dumps(state, indent=2))
@@ -88,17 +91,18 @@ def _cmd_status(args) -> int:
 
 def _cmd_measure(args) -> int:
     lab.require_root()
-    state = lab.load_lab()
+    path = lab.state_path(args.lab)
+    state = lab.load_lab(path)
     rows = measure.measure(state, parse_size(args.bytes), args.seconds)
     state["measured"] = rows
-    lab.write_state(state)
+    lab.write_state(state, path)
     print(json.dumps(rows, indent=2) if args.json else measure.format_measurements(state, rows))
     return 0
 
 
 def _cmd_run(args) -> int:
     lab.require_root()
-    state = lab.load_lab()
+    state = lab.load_lab(lab.state_path(args.lab))
     run = nodes.check_run_args(args.run_args, state["hosts"])
     threads = nodes.default_threads(state["hosts"], run)
     commands = nodes.node_commands(state, run, port=args.port, threads=threads)
@@ -108,6 +112,15 @@ def _cmd_run(args) -> int:
         flush=True,
     )
     return nodes.run_nodes(commands, timeout=args.timeout)
+
+
+def add_lab_flag(p) -> None:
+    p.add_argument(
+        "--lab",
+        metavar="NAME",
+        help=f"the lab's name (letters, digits): namespaces ttabench-nlNAME-*, its own state file "
+        f"(default ${topology.NAME_ENV}, else the default lab ttabench-nl-*)",
+    )
 
 
 def add_commands(sub) -> None:
@@ -138,11 +151,13 @@ def add_commands(sub) -> None:
     u.add_argument("--no-measure", action="store_true", help="skip the throughput measurement")
     u.add_argument("--measure-bytes", default="8mb", help="bytes per direction measured (8mb)")
     u.add_argument("--measure-seconds", type=float, default=5.0, help="time cap per direction")
+    add_lab_flag(u)
 
-    add_command(nsub, "down", _cmd_down, help="remove exactly what `netlab up` made")
+    add_lab_flag(add_command(nsub, "down", _cmd_down, help="remove exactly what `netlab up` made"))
 
     s = add_command(nsub, "status", _cmd_status, help="print the lab's state (and its live qdiscs as root)")
     s.add_argument("--json", action="store_true", help="print the state file")
+    add_lab_flag(s)
 
     m = add_command(
         nsub, "measure", _cmd_measure, help="TCP throughput host 0 -> 1 and back, beside the rate"
@@ -150,6 +165,7 @@ def add_commands(sub) -> None:
     m.add_argument("--bytes", default="8mb", help="at most this much per direction (8mb)")
     m.add_argument("--seconds", type=float, default=5.0, help="at most this long per direction")
     m.add_argument("--json", action="store_true")
+    add_lab_flag(m)
 
     r = add_command(
         nsub,
@@ -161,4 +177,7 @@ def add_commands(sub) -> None:
     )
     r.add_argument("--port", type=int, default=nodes.RDZV_PORT, help="rendezvous port on host 0")
     r.add_argument("--timeout", type=float, help="stop all nodes after this many seconds")
+    add_lab_flag(r)
     add_passed_run_flags(r, "flags of `ttabench run` (e.g. --synthetic --max-steps 10)")
+
+    netlab_bench.add_command_to(nsub, add_lab_flag)

@@ -212,9 +212,16 @@ def fit_alpha_beta(points: list[tuple[int, float]], p: int) -> tuple[float, floa
     """
     if p < 2:
         raise UserError("fitting a link needs at least 2 workers (1 worker sends nothing)")
-    sizes = {n for n, _ in points}
-    if len(sizes) < 2:
+    if len({n for n, _ in points}) < 2:
         raise UserError("fitting a link needs at least 2 different sizes (--sizes)")
+    a, b = fit_line(points)
+    steps = 2 * (p - 1)
+    return a / steps, steps / p / b
+
+
+def fit_line(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """Least squares t = a + b x over (x, t) with a >= 0 (where the free line's a < 0: the line
+    through the origin) and b > 0."""
     k = len(points)
     mx = sum(n for n, _ in points) / k
     my = sum(t for _, t in points) / k
@@ -225,5 +232,4 @@ def fit_alpha_beta(points: list[tuple[int, float]], p: int) -> tuple[float, floa
         a, b = 0.0, sum(n * t for n, t in points) / sum(n * n for n, _ in points)
     if b <= 0:
         raise UserError("the measured time does not grow with the size: no bandwidth can be fitted")
-    steps = 2 * (p - 1)
-    return a / steps, steps / p / b
+    return a, b

@@ -8,7 +8,8 @@
     ttabench netlab down                                     # remove exactly what `up` made
 
 State. ``up`` records each object in a state file as soon as it exists
-(``$TTABENCH_NETLAB_STATE``, default /run/ttabench-netlab.json). ``down``
+(``$TTABENCH_NETLAB_STATE``, default /run/ttabench-netlab.json, or
+/run/ttabench-netlab-NAME.json for a lab named NAME: net/topology.py). ``down``
 deletes exactly the namespaces recorded there (each veth, the bridge and the
 qdiscs live inside them and go with them) and then the file. A crash half way
 through ``up`` leaves a state file listing what was made, so ``down`` still
@@ -31,15 +32,18 @@ import subprocess
 
 from ttabench import UserError
 from ttabench.divisions.results import atomic_write_json
-from ttabench.launch.net.topology import BRIDGE, PREFIX, SWITCH_NS, LabSpec, plan
+from ttabench.launch.net.topology import BRIDGE, LAB_PREFIX, LabSpec, lab_name, plan, prefix, switch_ns
 
 DEFAULT_STATE = "/run/ttabench-netlab.json"
 STATE_ENV = "TTABENCH_NETLAB_STATE"
 SHAPING_ENV = "TTABENCH_NETLAB"
 
 
-def state_path() -> str:
-    return os.environ.get(STATE_ENV) or DEFAULT_STATE
+def state_path(name: str | None = None) -> str:
+    """$TTABENCH_NETLAB_STATE, else the state file of lab `name` (--lab / $TTABENCH_NETLAB_NAME)."""
+    name = lab_name(name)
+    default = DEFAULT_STATE if name is None else f"/run/ttabench-netlab-{name}.json"
+    return os.environ.get(STATE_ENV) or default
 
 
 # -- checks --------------------------------------------------------------------
@@ -65,14 +69,14 @@ NETEM_MISSING = (
 )
 
 
-def check_netem(run=subprocess.run) -> None:
+def check_netem(run=subprocess.run, name: str | None = None) -> None:
     """Raise UserError(NETEM_MISSING) unless a netem qdisc can be created.
 
     Tried for real, in a throwaway namespace (on its loopback), after a
     `modprobe sch_netem` where modprobe exists."""
     if shutil.which("modprobe"):
         run(["modprobe", "sch_netem"], capture_output=True, text=True)
-    probe = f"{PREFIX}probe-{os.getpid()}"
+    probe = f"{prefix(name)}probe-{os.getpid()}"
     made = run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if made.returncode != 0:
         raise UserError(f"cannot create a network namespace: {last_line(made.stderr)}")
@@ -122,10 +126,10 @@ def recorded_namespaces(state: dict) -> list[str]:
     """The namespaces a state file says the lab made, refusing any name not the lab's own."""
     names = [m["name"] for m in state.get("made", []) if m.get("kind") == "netns"]
     for n in names:
-        if not n.startswith(PREFIX) or "/" in n:
+        if not n.startswith(LAB_PREFIX) or "/" in n:
             raise UserError(
                 f"state file lists namespace {n!r}, which netlab never makes "
-                f"(names start with {PREFIX}): refusing to delete it"
+                f"(names start with {LAB_PREFIX}): refusing to delete it"
             )
     return names
 
@@ -135,8 +139,9 @@ def existing_namespaces(run=subprocess.run) -> list[str]:
     return [ln.split()[0] for ln in r.stdout.splitlines() if ln.strip()]
 
 
-def lab_namespaces(run=subprocess.run) -> list[str]:
-    return [n for n in existing_namespaces(run) if n.startswith(PREFIX)]
+def lab_namespaces(run=subprocess.run, name: str | None = None) -> list[str]:
+    """The namespaces of lab `name` that exist (the default lab's when None)."""
+    return [n for n in existing_namespaces(run) if n.startswith(prefix(name))]
 
 
 # -- up / down -------------------------------------------------------------------
@@ -149,22 +154,22 @@ def up(spec: LabSpec, run=subprocess.run, path: str | None = None) -> dict:
     if old is not None:
         raise UserError(
             f"a netlab is already up ({old.get('hosts')} hosts at {old.get('rate')}, "
-            f"state file {path}): run `ttabench netlab down` first"
+            f"state file {path}): run `ttabench netlab down{_lab_flag(spec.name)}` first"
         )
-    stray = lab_namespaces(run)
+    stray = lab_namespaces(run, spec.name)
     if stray:
         raise UserError(
             f"namespaces {', '.join(stray)} exist but no netlab state file ({path}) "
             "records them: remove them with `ip netns del NAME` if they are leftovers"
         )
     if spec.delay is not None:
-        check_netem(run)
+        check_netem(run, spec.name)
     state = {
         "version": 1,
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "complete": False,
         **spec.describe(),
-        "switch": {"namespace": SWITCH_NS, "bridge": BRIDGE},
+        "switch": {"namespace": switch_ns(spec.name), "bridge": BRIDGE},
         "nodes": spec.nodes,
         "made": [],
     }
@@ -184,6 +189,10 @@ def up(spec: LabSpec, run=subprocess.run, path: str | None = None) -> dict:
     state["complete"] = True
     write_state(state, path)
     return state
+
+
+def _lab_flag(name: str | None) -> str:
+    return "" if name is None else f" --lab {name}"
 
 
 def _remove(state: dict, run=subprocess.run) -> list[str]:
@@ -238,6 +247,7 @@ _SHAPING_KEYS = (
     "delay_s",
     "shape",
     "subnet",
+    "lab",
 )
 
 

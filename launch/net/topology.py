@@ -1,7 +1,11 @@
 """The network lab's topology and the commands that build it, as plain data (no side effects).
 
 Topology. One namespace per host, ``ttabench-nl-h0`` .. ``ttabench-nl-h{N-1}``,
-and a switch namespace ``ttabench-nl-sw`` holding a Linux bridge. Host i has
+and a switch namespace ``ttabench-nl-sw`` holding a Linux bridge. A named lab
+(``--lab NAME`` or ``$TTABENCH_NETLAB_NAME``; NAME lower-case letters and digits)
+uses the prefix ``ttabench-nlNAME-`` instead, so several labs (a bench's, a
+test's, the default one) live side by side: no lab's prefix begins another's.
+The devices and addresses inside the namespaces are the same in every lab. Host i has
 one veth pair: ``ttanl{i}`` inside its namespace (address 10.231.K.{i+1}/24)
 and ``ttanl{i}-sw`` inside the switch namespace, enslaved to the bridge. Every
 device is created directly inside its namespace (``ip link add ... netns``),
@@ -32,13 +36,18 @@ gigabit rates on a busy host (1 Gbit/s measured ~720 Mbit/s with 64 KiB,
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 
 from ttabench import UserError
 from ttabench.launch.net.link import parse_rate, parse_size, parse_time
 
-PREFIX = "ttabench-nl-"
+PREFIX = "ttabench-nl-"  # the default (unnamed) lab's namespaces
 SWITCH_NS = PREFIX + "sw"
+LAB_PREFIX = "ttabench-nl"  # every lab's namespaces start with this
+NAME_ENV = "TTABENCH_NETLAB_NAME"
+MAX_NAME = 12
 BRIDGE = "ttanl-br"
 DEFAULT_SUBNET = 100  # 10.231.100.0/24
 MAX_HOSTS = 32
@@ -47,8 +56,28 @@ BURST_SECONDS = 0.002
 TBF_LATENCY = "50ms"  # queue limit of tbf, expressed as time at the rate
 
 
-def host_ns(i: int) -> str:
-    return f"{PREFIX}h{i}"
+def lab_name(name: str | None = None, environ=None) -> str | None:
+    """The lab's name: `name` (--lab), else $TTABENCH_NETLAB_NAME, else None (the default lab)."""
+    environ = os.environ if environ is None else environ
+    name = name if name is not None else environ.get(NAME_ENV) or None
+    if name is not None and not re.fullmatch(f"[a-z0-9]{{1,{MAX_NAME}}}", name):
+        raise UserError(
+            f"lab name {name!r} must be 1-{MAX_NAME} lower-case letters or digits (--lab, ${NAME_ENV})"
+        )
+    return name
+
+
+def prefix(name: str | None = None) -> str:
+    """The namespaces' prefix of lab `name`: ttabench-nl- (default lab) or ttabench-nlNAME-."""
+    return PREFIX if name is None else f"{LAB_PREFIX}{name}-"
+
+
+def switch_ns(name: str | None = None) -> str:
+    return prefix(name) + "sw"
+
+
+def host_ns(i: int, name: str | None = None) -> str:
+    return f"{prefix(name)}h{i}"
 
 
 def host_dev(i: int) -> str:
@@ -92,6 +121,7 @@ class LabSpec:
     shape: str = "both"
     subnet: int = DEFAULT_SUBNET
     nodes: list[dict] = field(default_factory=list)
+    name: str | None = None  # the lab's name (None: the default lab)
 
     def describe(self) -> dict:
         """What a run records as its real shaping (passed in $TTABENCH_NETLAB)."""
@@ -105,6 +135,7 @@ class LabSpec:
             "delay_s": self.delay_s,
             "shape": self.shape,
             "subnet": f"10.231.{self.subnet}.0/24",
+            "lab": self.name,
         }
 
 
@@ -115,6 +146,7 @@ def make_spec(
     burst: str | None = None,
     shape: str = "both",
     subnet: int = DEFAULT_SUBNET,
+    name: str | None = None,
 ) -> LabSpec:
     if not 2 <= hosts <= MAX_HOSTS:
         raise UserError(f"--hosts must be in 2..{MAX_HOSTS}, got {hosts}")
@@ -129,9 +161,10 @@ def make_spec(
         if delay_s <= 0:
             raise UserError(f"--delay must be > 0, got {delay!r}")
     spec = LabSpec(hosts, rate, rate_bps, burst_bytes(rate_bps, burst), delay, delay_s, shape, subnet)
+    spec.name = lab_name(name)
     spec.nodes = [
         {
-            "namespace": host_ns(i),
+            "namespace": host_ns(i, spec.name),
             "interface": host_dev(i),
             "switch_port": switch_port(i),
             "address": host_addr(subnet, i),
@@ -155,7 +188,7 @@ def _tbf(spec: LabSpec) -> list[str]:
 
 def plan(spec: LabSpec) -> list[Step]:
     """Every command `up` runs, in order; each object is recorded once it exists."""
-    sw = SWITCH_NS
+    sw = switch_ns(spec.name)
     steps = [
         Step(["ip", "netns", "add", sw], {"kind": "netns", "name": sw}),
         Step(["ip", "-n", sw, "link", "set", "lo", "up"]),
@@ -166,13 +199,13 @@ def plan(spec: LabSpec) -> list[Step]:
         Step(["ip", "-n", sw, "link", "set", BRIDGE, "up"]),
     ]
     for i, node in enumerate(spec.nodes):
-        steps += _host_steps(node) + _shaping_steps(spec, i, node)
+        steps += _host_steps(node, sw) + _shaping_steps(spec, i, node, sw)
     return steps
 
 
-def _host_steps(node: dict) -> list[Step]:
+def _host_steps(node: dict, sw: str) -> list[Step]:
     """Host i's namespace and its veth to the switch's bridge."""
-    sw, ns, dev, port = SWITCH_NS, node["namespace"], node["interface"], node["switch_port"]
+    ns, dev, port = node["namespace"], node["interface"], node["switch_port"]
     return [
         Step(["ip", "netns", "add", ns], {"kind": "netns", "name": ns}),
         Step(["ip", "-n", ns, "link", "set", "lo", "up"]),
@@ -197,7 +230,7 @@ def _qdisc(ns: str, dev: str, where: list[str], qdisc: list[str], direction: str
     )
 
 
-def _shaping_steps(spec: LabSpec, i: int, node: dict) -> list[Step]:
+def _shaping_steps(spec: LabSpec, i: int, node: dict, sw: str) -> list[Step]:
     """Host i's uplink on its own side (netem first, tbf as its child); its downlink on the switch's."""
     ns, dev, uplink = node["namespace"], node["interface"], f"uplink of host {i}"
     root = ["root", "handle", "1:"]
@@ -210,7 +243,7 @@ def _shaping_steps(spec: LabSpec, i: int, node: dict) -> list[Step]:
     if spec.shape == "both":
         down = f"downlink of host {i}"
         steps.append(
-            _qdisc(SWITCH_NS, node["switch_port"], ["root", "handle", "1:"], _tbf(spec), down, rate=spec.rate)
+            _qdisc(sw, node["switch_port"], ["root", "handle", "1:"], _tbf(spec), down, rate=spec.rate)
         )
     return steps
 

@@ -1,0 +1,212 @@
+"""What the gloo backend runs for each collective, and its time on tbf-shaped host links (pure).
+
+Read from torch 2.13's ProcessGroupGloo (every dense CPU all_reduce calls
+``gloo::allreduce`` with the algorithm left UNSPECIFIED, all_gather
+``gloo::allgather``, broadcast ``gloo::broadcast``, send/recv the pairs'
+unbound buffers) and gloo's own sources (gloo/allreduce.cc, allgather.cc,
+broadcast.cc). Gloo's older algorithm classes (ring-chunked, halving-doubling,
+bcube) are not reached from torch: UNSPECIFIED means ring, for every size and
+every number of ranks.
+
+- allreduce: ring. The buffer is cut into S = max(ceil(n / 1 MiB), 2p)
+  segments, rounded up to a multiple of p; a reduce-scatter then an
+  all-gather, each (p-1) S/p segment sends to rank-1, two in flight. Each
+  rank sends 2(p-1)/p n bytes over 2(p-1) dependent steps.
+- allgather (n bytes from each rank): ring, p-1 steps, each rank sends n per
+  step to rank+1 (as two halves, two in flight): (p-1) n bytes.
+- broadcast: binomial tree from the root over ceil(log2 p) rounds; a rank
+  forwards only once it has the whole buffer, and issues all its sends at once
+  without waiting for them (they share its uplink). The root sends n to
+  ceil(log2 p) peers, rank 1 (virtual) to one fewer, and so on.
+- ring-exchange (isend to rank+1, irecv from rank-1): n bytes each way. With
+  two ranks both messages are between the same pair, and torch's gloo send and
+  receive then do not overlap: measured here 1.96-2.0x the one-way time at
+  256 KiB-4 MiB, 20 and 100 Mbit/s (results/predict/scale-validation.md), so
+  the model moves them one after the other, each over its own links (and buckets).
+
+Links. A lab host has one full-duplex link of rate B to a switch, tbf on its
+uplink and on its downlink (net/topology.py). Ranks are placed k per host
+in rank order, so a ring crosses each host's link once each way; ranks on
+one host talk through the kernel's loopback, unshaped and free here. A
+pattern takes
+
+    T = h alpha + max(0, L / e - burst) / B
+
+h dependent message steps (each alpha: the one-way delay plus the software's
+per-message time), L the bytes the busiest host link carries, e the share of
+payload in what tbf counts (TCP over a 1500-byte MTU: 1448 payload bytes of
+each 1514-byte frame, and the ACKs of the reverse direction on the same link),
+and `burst` the bucket: a link that idled long enough to fill its bucket
+passes that many bytes at once (tbf's burst); only what is left waits for the
+rate. For broadcast, L and h differ per branch of the tree: the time is that of
+its slowest branch, each sender's uplink shared equally by its children
+(fluid, max-min fair: `broadcast_time`).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ttabench import UserError
+
+PATTERNS = ("allreduce", "allgather", "broadcast", "ring-exchange")
+MSS, FRAME, ACK = 1448, 1514, 66  # TCP payload and the frame tbf counts (MTU 1500, timestamps)
+# Payload share of a shaped link in a ring, which carries data one way and the
+# delayed ACKs (one per two frames) of the data coming back the other way.
+EFFICIENCY = MSS / (FRAME + ACK / 2)
+
+
+def check_pattern(pattern: str) -> None:
+    if pattern not in PATTERNS:
+        raise UserError(f"unknown pattern {pattern!r} (one of {', '.join(PATTERNS)})")
+
+
+def hops(pattern: str, p: int) -> int:
+    """Dependent message steps of one pattern over p ranks (ring schedules; the tree's depth)."""
+    if p <= 1:
+        return 0
+    return {
+        "allreduce": 2 * (p - 1),
+        "allgather": p - 1,
+        "broadcast": math.ceil(math.log2(p)),
+        "ring-exchange": 1,
+    }[pattern]
+
+
+def link_bytes(pattern: str, nbytes: float, hosts: int, per_host: int = 1) -> float:
+    """Bytes the busiest host link carries (ring patterns; broadcast: its root's uplink)."""
+    p = hosts * per_host
+    if hosts <= 1:
+        return 0.0
+    if pattern == "allreduce":
+        return 2 * (p - 1) / p * nbytes
+    if pattern == "allgather":
+        return (p - 1) * nbytes
+    if pattern == "ring-exchange":
+        return float(nbytes)
+    return len(_children(0, p)) * nbytes  # broadcast: the root's sends
+
+
+def pattern_time(
+    pattern: str,
+    nbytes: float,
+    hosts: int,
+    per_host: int,
+    rate: float,
+    latency: float,
+    burst: float = 0.0,
+    efficiency: float = 1.0,
+) -> float:
+    """Modelled time of one pattern on a lab of `hosts` x `per_host` ranks (see the module doc)."""
+    check_pattern(pattern)
+    p = hosts * per_host
+    if p <= 1:
+        return 0.0
+    if pattern == "broadcast":
+        return broadcast_time(nbytes, hosts, per_host, rate, latency, burst, efficiency)
+    wire = link_bytes(pattern, nbytes, hosts, per_host) / efficiency
+    turns = 2 if pattern == "ring-exchange" and p == 2 and hosts == 2 else 1  # the pair's two ways in turn
+    return turns * (hops(pattern, p) * latency + max(0.0, wire - burst) / rate)
+
+
+def bus_factor(pattern: str, p: int) -> float:
+    """nccl-tests' busbw / algbw (doc/PERFORMANCE.md): what each link carried over the buffer."""
+    if p <= 1:
+        return 0.0
+    return {"allreduce": 2 * (p - 1) / p, "allgather": (p - 1) / p}.get(pattern, 1.0)
+
+
+def result_bytes(pattern: str, nbytes: int, p: int) -> int:
+    """The buffer algbw divides (nccl-tests: all_gather's is the whole result, p x n)."""
+    return nbytes * p if pattern == "allgather" else nbytes
+
+
+# -- broadcast: gloo's binomial tree, sends issued at once, uplinks shared -------------
+
+
+def _children(v: int, p: int) -> list[int]:
+    """Virtual ranks v sends to, in gloo's order (broadcast.cc: bit i of the rank, lowest first)."""
+    out = []
+    dim = math.ceil(math.log2(p)) if p > 1 else 0
+    mask = (1 << dim) - 1
+    for i in range(dim):
+        mask ^= 1 << i
+        if v & mask:
+            continue
+        peer = v ^ (1 << i)
+        if peer < p and not v & (1 << i):
+            out.append(peer)
+    return out
+
+
+def broadcast_time(
+    nbytes: float,
+    hosts: int,
+    per_host: int,
+    rate: float,
+    latency: float,
+    burst: float = 0.0,
+    efficiency: float = 1.0,
+) -> float:
+    """When the last rank has gloo's binomial broadcast from rank 0: a fluid simulation.
+
+    Flows between hosts share each uplink and downlink max-min fairly; each
+    link starts with a full bucket (`burst` bytes pass at once); a flow between
+    two ranks of one host is free. A rank's sends start `latency` after it has
+    received the whole buffer."""
+    p = hosts * per_host
+    if p <= 1:
+        return 0.0
+    wire = nbytes / efficiency
+    credit = {("up", h): burst for h in range(hosts)} | {("down", h): burst for h in range(hosts)}
+    flows: list[dict] = []  # active: src host, dst host, rank it delivers, bytes left
+    pending = [(latency, 0)]  # (time its sends start, rank)
+    now, done = 0.0, 0.0
+    while pending or flows:
+        pending.sort()
+        t_next_start = pending[0][0] if pending else math.inf
+        rates = _fair_rates(flows, rate)
+        t_next_end = min((now + f["left"] / r for f, r in zip(flows, rates)), default=math.inf)
+        t = min(t_next_start, t_next_end)
+        for f, r in zip(flows, rates):
+            f["left"] -= r * (t - now)
+        now = t
+        for f in [f for f in flows if f["left"] <= 1e-9 * wire]:
+            flows.remove(f)
+            pending.append((now + latency, f["rank"]))
+            done = max(done, now)
+        while pending and pending[0][0] <= now:
+            _, v = pending.pop(0)
+            for c in _children(v, p):
+                src, dst = v // per_host, c // per_host
+                if src == dst:  # same host: loopback, unshaped
+                    pending.append((now + latency, c))
+                    done = max(done, now)
+                    continue
+                free = min(credit["up", src], credit["down", dst], wire)
+                credit["up", src] -= free
+                credit["down", dst] -= free
+                flows.append({"src": src, "dst": dst, "rank": c, "left": wire - free})
+            pending.sort()
+    return done
+
+
+def _fair_rates(flows: list[dict], rate: float) -> list[float]:
+    """Max-min fair rates of flows over host uplinks and downlinks of `rate` each."""
+    left = {}
+    for f in flows:
+        left[("up", f["src"])] = rate
+        left[("down", f["dst"])] = rate
+    rates: list[float | None] = [None] * len(flows)
+    while any(r is None for r in rates):
+        users = {}
+        for i, f in enumerate(flows):
+            if rates[i] is None:
+                for link in (("up", f["src"]), ("down", f["dst"])):
+                    users.setdefault(link, []).append(i)
+        link, share = min(((k, left[k] / len(v)) for k, v in users.items()), key=lambda x: x[1])
+        for i in users[link]:
+            rates[i] = share
+            for other in (("up", flows[i]["src"]), ("down", flows[i]["dst"])):
+                left[other] -= share
+    return [max(r, 1e-12) for r in rates]

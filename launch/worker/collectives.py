@@ -1,0 +1,127 @@
+"""Timing one communication pattern over message sizes: the worker side of
+`ttabench bench allreduce` and `ttabench netlab bench`.
+
+    python -m ttabench.launch.worker.collectives --pattern allgather --sizes 65536,1048576 --out R.json
+
+(one process per rank, with torch.distributed's env:// variables set: MASTER_ADDR,
+MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE; `netlab bench` starts
+them inside the lab's namespaces, `bench allreduce` under torchrun.)
+
+A round: a barrier, then the pattern once, timed on each rank; the round's
+time is the MAX over ranks (a tiny all-reduce after the round, untimed).
+`--warmup` rounds first (not kept), then `--repeat` timed ones. Patterns
+(n = the size, float32 buffers; as the gloo backend runs them, see
+launch/net/gloo.py for the algorithm each one is):
+
+    allreduce       dist.all_reduce of n bytes (through Comm, so an emulated link applies)
+    allgather       dist.all_gather: n bytes from each rank, p x n in the result
+    broadcast       dist.broadcast of n bytes from rank 0
+    ring-exchange   each rank sends n bytes to rank+1 and receives n from rank-1 (isend/irecv)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+from ttabench.divisions.results import atomic_write_json
+
+PATTERNS = ("allreduce", "allgather", "broadcast", "ring-exchange")
+
+
+def pattern_op(pattern: str, comm, nbytes: int):
+    """A callable that runs `pattern` once on an n-byte float32 buffer (buffers made here)."""
+    import torch
+    import torch.distributed as dist
+
+    buf = torch.ones(max(1, nbytes // 4), dtype=torch.float32)
+    p, r = comm.world_size, comm.rank
+    if pattern == "allreduce":
+        return lambda: comm.allreduce_tensor(buf)
+    if pattern == "allgather":
+        out = [torch.empty_like(buf) for _ in range(p)]
+        return lambda: dist.all_gather(out, buf)
+    if pattern == "broadcast":
+        return lambda: dist.broadcast(buf, src=0)
+    if pattern == "ring-exchange":
+        recv = torch.empty_like(buf)
+
+        def exchange():
+            ops = [dist.P2POp(dist.isend, buf, (r + 1) % p), dist.P2POp(dist.irecv, recv, (r - 1) % p)]
+            for w in dist.batch_isend_irecv(ops):
+                w.wait()
+
+        return exchange
+    raise ValueError(f"unknown pattern {pattern!r}")
+
+
+def time_pattern(comm, pattern: str, nbytes: int, warmup: int, repeat: int, gap_s: float = 0.0) -> dict:
+    """The pattern's round times (max over ranks) for an n-byte buffer; `gap_s` idle before each."""
+    op = pattern_op(pattern, comm, nbytes)
+    times = []
+    for i in range(warmup + repeat):
+        if gap_s > 0:
+            time.sleep(gap_s)  # a shaped link's bucket fills up meanwhile
+        comm.barrier()
+        t0 = time.perf_counter()
+        op()
+        dt = comm.allreduce([time.perf_counter() - t0], op="max")[0]
+        if i >= warmup:
+            times.append(dt)
+    return {
+        "bytes": max(1, nbytes // 4) * 4,
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "max_s": max(times),
+        "times_s": times,
+    }
+
+
+def tcp_retransmits() -> int:
+    """TCP segments this network namespace has retransmitted (/proc/net/snmp, Tcp RetransSegs)."""
+    try:
+        with open("/proc/net/snmp", encoding="ascii") as f:
+            tcp = [line.split() for line in f if line.startswith("Tcp:")]
+        return int(tcp[1][tcp[0].index("RetransSegs")])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def main(argv=None) -> int:
+    import torch
+
+    from ttabench.launch.worker import comm as comm_mod
+
+    p = argparse.ArgumentParser(prog="python -m ttabench.launch.worker.collectives")
+    p.add_argument("--pattern", required=True, help="one or several of PATTERNS, comma-separated")
+    p.add_argument("--sizes", required=True, help="bytes, comma-separated")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--gap", type=float, default=0.0, help="seconds idle before each round")
+    p.add_argument("--collective-timeout", type=float, default=120.0)
+    p.add_argument("--out", required=True, help="rank 0 writes the rows here (JSON)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    comm = comm_mod.init("torchrun", "gloo", torch.device("cpu"), args.collective_timeout)
+    try:
+        rows = []
+        for pattern in args.pattern.split(","):
+            for nbytes in (int(s) for s in args.sizes.split(",")):
+                before = tcp_retransmits() if comm.local_rank == 0 else 0  # one count per namespace
+                r = time_pattern(comm, pattern, nbytes, args.warmup, args.repeat, args.gap)
+                sent_again = tcp_retransmits() - before if comm.local_rank == 0 else 0
+                r["tcp_retransmits"] = int(comm.allreduce([float(sent_again)])[0])  # every round, all hosts
+                rows.append({"pattern": pattern, **r})
+            if comm.rank == 0:  # after each size: an interrupted bench keeps what it measured
+                atomic_write_json(
+                    args.out, {"workers": comm.world_size, "pattern": args.pattern, "rows": rows}
+                )
+    finally:
+        comm.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

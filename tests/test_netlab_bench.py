@@ -1,0 +1,306 @@
+"""`ttabench netlab bench` and the model of what gloo runs (launch/net/gloo.py).
+
+Pure parts: gloo's schedules (the broadcast tree, the ring's bytes and steps),
+the fluid broadcast against times computed by hand, the fit recovering the
+model's own parameters, lab names that never collide, bad input in one line.
+As root (slow): a 4-host bench end to end, and a bench killed with SIGTERM
+in the middle that leaves no namespace, device, state file or worker behind.
+Every root test uses a lab name of its own, so it never meets another lab.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zlib
+
+import pytest
+from conftest import run_cli
+
+from ttabench import UserError
+from ttabench.launch import cli
+from ttabench.launch.commands import netlab_bench
+from ttabench.launch.net import gloo, topology
+from ttabench.launch.net import lab as netlab
+
+MB = 1024**2
+B = 12.5e6  # 100 Mbit/s in bytes/s
+
+# -- the model -------------------------------------------------------------------------
+
+
+def test_broadcast_tree_is_glo_s_binomial_order():
+    # gloo/broadcast.cc: in round i a rank whose low i bits are zero sends to rank ^ (1 << i)
+    assert gloo._children(0, 8) == [1, 2, 4]
+    assert gloo._children(1, 8) == [3, 5]
+    assert gloo._children(2, 8) == [6]
+    assert gloo._children(3, 8) == [7]
+    assert gloo._children(0, 5) == [1, 2, 4] and gloo._children(1, 5) == [3]
+    # every rank but the root receives exactly once
+    for p in (2, 3, 5, 8, 13, 16):
+        got = sorted(c for v in range(p) for c in gloo._children(v, p))
+        assert got == list(range(1, p)), p
+
+
+def test_broadcast_time_by_hand():
+    n = 1 * MB
+    assert gloo.broadcast_time(n, 2, 1, B, 0.0) == pytest.approx(n / B)
+    # p=4: the root's two sends share its uplink (both done at 2n/B), then rank 1 -> 3
+    assert gloo.broadcast_time(n, 4, 1, B, 0.0) == pytest.approx(3 * n / B)
+    # p=16: root's 4 sends end at 4n/B; rank 1's 3 at 7; rank 3's 2 at 9; rank 7's 1 at 10
+    assert gloo.broadcast_time(n, 16, 1, B, 0.0) == pytest.approx(10 * n / B)
+    # latency once per level of the tree (rank 7 of 8: 0 -> 1 -> 3 -> 7, three levels)
+    assert gloo.broadcast_time(n, 8, 1, B, 1e-3) == pytest.approx(6 * n / B + 3 * 1e-3)
+    # a full bucket lets the first `burst` bytes of each link pass at once
+    assert gloo.broadcast_time(n, 2, 1, B, 0.0, burst=n / 4) == pytest.approx(0.75 * n / B)
+    # two ranks per host: sends inside a host are free, the host's uplink is shared by both
+    assert gloo.broadcast_time(n, 2, 2, B, 0.0) == pytest.approx(2 * n / B)
+
+
+def test_ring_patterns_bytes_and_steps():
+    n = 4 * MB
+    assert gloo.pattern_time("allreduce", n, 4, 1, B, 0.0) == pytest.approx(1.5 * n / B)
+    assert gloo.pattern_time("allreduce", n, 4, 1, B, 1e-3) == pytest.approx(1.5 * n / B + 6e-3)
+    # gloo's flat ring over 4 hosts x 2 ranks crosses each host link once per step: 2(p-1)/p, p = 8
+    assert gloo.pattern_time("allreduce", n, 4, 2, B, 0.0) == pytest.approx(1.75 * n / B)
+    assert gloo.pattern_time("allgather", n, 8, 1, B, 0.0) == pytest.approx(7 * n / B)
+    assert gloo.pattern_time("ring-exchange", n, 16, 1, B, 0.0) == pytest.approx(n / B)
+    # payload share and bucket
+    eff = gloo.EFFICIENCY
+    assert 0.9 < eff < 0.96
+    t = gloo.pattern_time("ring-exchange", n, 4, 1, B, 0.0, burst=65536, efficiency=eff)
+    assert t == pytest.approx((n / eff - 65536) / B)
+    assert gloo.pattern_time("ring-exchange", 1000, 4, 1, B, 0.0, burst=65536) == 0.0
+    # two ranks: both ways between one pair, in turn (measured), unlike the ring of 4 above
+    assert gloo.pattern_time("ring-exchange", n, 2, 1, B, 0.0) == pytest.approx(2 * n / B)
+    t = gloo.pattern_time("ring-exchange", n, 2, 1, B, 1e-3, burst=65536)
+    assert t == pytest.approx(2 * (1e-3 + (n - 65536) / B))  # each way its own links and buckets
+    for pattern in gloo.PATTERNS:
+        assert gloo.pattern_time(pattern, n, 1, 1, B, 1e-3) == 0.0
+    with pytest.raises(UserError, match="unknown pattern"):
+        gloo.pattern_time("alltoall", n, 2, 1, B, 0.0)
+
+
+def test_busbw_factors_follow_nccl_tests():
+    assert gloo.bus_factor("allreduce", 4) == pytest.approx(1.5)
+    assert gloo.bus_factor("allgather", 4) == pytest.approx(0.75)
+    assert gloo.bus_factor("broadcast", 4) == 1.0
+    assert gloo.result_bytes("allgather", 100, 4) == 400
+
+
+def _result(pattern, hosts, alpha, bw, burst, sizes):
+    rows = [
+        {
+            "size_bytes": n,
+            "measured_s": gloo.pattern_time(pattern, n, hosts, 1, bw, alpha, burst, gloo.EFFICIENCY),
+        }
+        for n in sizes
+    ]
+    return {
+        "pattern": pattern,
+        "hosts": hosts,
+        "workers": hosts,
+        "workers_per_host": 1,
+        "lab": {},
+        "model": {"burst_bytes": burst, "efficiency": gloo.EFFICIENCY},
+        "rows": rows,
+    }
+
+
+@pytest.mark.parametrize("pattern", ["allreduce", "allgather", "ring-exchange"])
+def test_fit_recovers_the_model_s_own_link(tmp_path, pattern):
+    path = str(tmp_path / "lab.json")
+    result = _result(pattern, 4, 300e-6, 2.4e6, 65536, [MB, 4 * MB, 16 * MB])
+    got = netlab_bench.fit(result, path)
+    assert got["latency_s"] == pytest.approx(300e-6, rel=1e-6)
+    assert got["bandwidth_bytes_per_s"] == pytest.approx(2.4e6, rel=1e-6)
+    saved = json.load(open(path))
+    assert saved["format"] == "ttabench-network-profile" and saved["fitted_from"]["pattern"] == pattern
+    with pytest.raises(UserError, match="twice the bucket"):
+        netlab_bench.fit(_result(pattern, 4, 0, 2.4e6, 65536, [1024, 2048, MB]), path)
+
+
+# -- lab names ---------------------------------------------------------------------------
+
+
+def test_named_labs_never_share_a_prefix():
+    names = [None, "bench", "b", "t1", "t12", "nl"]
+    prefixes = [topology.prefix(n) for n in names]
+    assert prefixes[0] == "ttabench-nl-"
+    for i, a in enumerate(prefixes):
+        for j, b in enumerate(prefixes):
+            assert i == j or not b.startswith(a), (a, b)
+    spec = topology.make_spec(2, "100mbit", name="t7")
+    assert [n["namespace"] for n in spec.nodes] == ["ttabench-nlt7-h0", "ttabench-nlt7-h1"]
+    for step in topology.plan(spec):
+        assert all("ttabench-nl-" not in a for a in step.argv), step.argv
+    assert netlab.recorded_namespaces({"made": [{"kind": "netns", "name": "ttabench-nlt7-sw"}]})
+
+
+def test_lab_name_from_flag_or_environment(monkeypatch):
+    monkeypatch.delenv(netlab.STATE_ENV, raising=False)
+    monkeypatch.delenv(topology.NAME_ENV, raising=False)
+    assert topology.lab_name() is None and netlab.state_path() == netlab.DEFAULT_STATE
+    assert netlab.state_path("x1") == "/run/ttabench-netlab-x1.json"
+    monkeypatch.setenv(topology.NAME_ENV, "env2")
+    assert topology.lab_name() == "env2" and topology.lab_name("flag") == "flag"
+    for bad in ("", "Upper", "a-b", "x" * 13, "a/b"):
+        with pytest.raises(UserError, match="lab name"):
+            topology.lab_name(bad)
+
+
+@pytest.mark.parametrize(
+    "flags,msg",
+    [
+        (["--pattern", "alltoall"], "unknown pattern"),
+        (["--hosts", "1"], "--hosts"),
+        (["--workers-per-host", "0"], "--workers-per-host"),
+        (["--sizes", "lots"], "size"),
+        (["--rate", "fast"], "bandwidth"),
+        (["--repeat", "0"], "--repeat"),
+        (["--lab", "Bad-Name"], "lab name"),
+        (["--latency", "soon"], "latency"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_made(flags, msg):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = cli.main(["netlab", "bench", "--lab", "tbad", *flags])
+    assert code == 2, err.getvalue()
+    assert err.getvalue().startswith("ttabench: error: ") and err.getvalue().count("\n") == 1, err.getvalue()
+    assert msg in err.getvalue()
+    assert not os.path.exists("/run/ttabench-netlab-tbad.json") and not netlab.lab_namespaces(name="tbad")
+
+
+def test_bad_input_from_the_real_command():
+    proc = run_cli("netlab", "bench", "--hosts", "2", "--pattern", "allreduce,alltoall", timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "unknown pattern 'alltoall'" in proc.stderr, proc.stderr
+
+
+# -- as root: real labs ------------------------------------------------------------------
+
+
+@pytest.fixture
+def root_lab(monkeypatch, request):
+    """A lab name of this test's own (its name's checksum and this process) and its state file;
+    afterwards nothing of it is left."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create network namespaces and qdiscs")
+    monkeypatch.delenv(netlab.STATE_ENV, raising=False)
+    name = f"t{zlib.crc32(request.node.name.encode()) % 100000}p{os.getpid() % 100000}"
+    yield name
+    leftover = netlab.lab_namespaces(name=name)
+    for ns in leftover:  # only when the bench itself failed to clean up
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    assert not leftover, f"the bench left namespaces {leftover}"
+
+
+def _root_devices() -> str:
+    return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_four_host_bench_end_to_end(root_lab, tmp_path):
+    profile = str(tmp_path / "lab.json")
+    proc = run_cli(
+        "netlab", "bench", "--hosts", "4", "--rate", "100mbit", "--sizes", "256kb,2mb",
+        "--repeat", "3", "--lab", root_lab, "--json", "--fit", profile, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["hosts"] == 4 and result["workers"] == 4 and result["lab"]["lab"] == root_lab
+    rows = result["rows"]
+    assert [r["size_bytes"] for r in rows] == [256 * 1024, 2 * MB]
+    for r in rows:
+        assert set(r) >= {"hosts", "workers", "pattern", "size_bytes", "measured_s", "predicted_s"}
+        assert r["hosts"] == 4 and r["pattern"] == "allreduce" and len(r["times_s"]) == 3
+        assert r["busbw_GBps"] == pytest.approx(1.5 * r["algbw_GBps"])
+    # 2 MiB over 100 Mbit/s is link-bound (~250 ms): far above anything the load adds, so a
+    # generous bound: the model within a factor 1.5 either way.
+    big = rows[-1]
+    assert 1 / 1.5 < big["measured_s"] / big["predicted_s"] < 1.5, big
+    assert big["measured_s"] > rows[0]["measured_s"]
+    assert json.load(open(profile))["bandwidth_bytes_per_s"] > 0
+    assert not netlab.lab_namespaces(name=root_lab) and not os.path.exists(netlab.state_path(root_lab))
+
+
+def _pids_in(namespaces: list[str]) -> set[int]:
+    pids = set()
+    for ns in namespaces:
+        out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
+        pids |= {int(x) for x in out.split()}
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_sigterm_mid_run_leaves_nothing_behind(root_lab):
+    cmd = [sys.executable, "-m", "ttabench", "netlab", "bench", "--hosts", "3", "--rate", "20mbit",
+           "--sizes", "4mb", "--repeat", "50", "--lab", root_lab]  # fmt: skip
+    bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # running: every host namespace holds its worker (each round of 4 MiB takes ~2 s)
+        deadline, pids = time.monotonic() + 180, set()
+        while time.monotonic() < deadline:
+            names = [n for n in netlab.lab_namespaces(name=root_lab) if not n.endswith("-sw")]
+            pids = _pids_in(names)
+            if len(names) == 3 and len(pids) >= 3:
+                break
+            assert bench.poll() is None, bench.communicate()
+            time.sleep(0.5)
+        assert len(pids) >= 3, "the workers never started"
+        time.sleep(8)  # past start-up (torch imports), inside the timed rounds
+        bench.send_signal(signal.SIGTERM)
+        _, err = bench.communicate(timeout=120)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+    assert bench.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "ttabench: interrupted", err
+    assert not netlab.lab_namespaces(name=root_lab)
+    assert not os.path.exists(netlab.state_path(root_lab))
+    # the veths and qdiscs lived in the namespaces and went with them
+    assert "ttanl" not in _root_devices()
+    assert "ttanl" not in subprocess.run(["tc", "qdisc", "show"], capture_output=True, text=True).stdout
+    time.sleep(1)
+    assert not [p for p in pids if _alive(p)], "workers outlived the bench"
+
+
+def test_a_named_lab_that_is_up_names_its_own_down_command(tmp_path):
+    made = []
+
+    def host(argv, **kw):  # every command succeeds; no namespace exists beforehand
+        made.append(argv)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    path = str(tmp_path / "s.json")
+    netlab.up(topology.make_spec(2, "100mbit", name="tup"), run=host, path=path)
+    assert any(a[:4] == ["ip", "netns", "add", "ttabench-nltup-h1"] for a in made)
+    with pytest.raises(UserError, match="run `ttabench netlab down --lab tup` first"):
+        netlab.up(topology.make_spec(2, "100mbit", name="tup"), run=host, path=path)
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_timeout_stops_the_workers_and_takes_the_lab_down(root_lab):
+    proc = run_cli("netlab", "bench", "--hosts", "2", "--rate", "20mbit", "--sizes", "4mb", "--repeat", "50",
+                   "--timeout", "3", "--lab", root_lab, timeout=300)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "timed out after 3 s" in proc.stderr, proc.stderr
+    assert not netlab.lab_namespaces(name=root_lab) and not os.path.exists(netlab.state_path(root_lab))
