@@ -7,6 +7,8 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+# One data file for every process of the suite, whatever folder it runs in.
+COVERAGE := COVERAGE_FILE=$(CURDIR)/.coverage $(PY) -m coverage
 # The real CIFAR-10 subset used by tests and benchmarks (override to point elsewhere).
 TTABENCH_DATA_DIR ?= $(abspath ../shared/data/cifar10-subset/cifar-10-batches-py)
 export TTABENCH_DATA_DIR
@@ -40,10 +42,15 @@ tools:
 	scripts/install_test_tools.sh
 
 # Lint and format check first (seconds), then the suite. A suite that collects nothing fails
-# (pytest's exit 5 is passed on); the skip summary (-ra, setup.cfg) and the 15 slowest tests
-# are printed at the end.
+# (pytest's exit 5 is passed on); the skip summary (-ra, setup.cfg), the 15 slowest tests and the
+# package's statement coverage (coverage.py, in every process the tests start: setup.cfg's
+# [coverage:run]; `$(PY) -m coverage report` afterwards for the table) are printed at the end.
 test: install horovod tools lint
-	$(PY) -m pytest tests --durations=15
+	$(COVERAGE) erase
+	$(COVERAGE) run -m pytest tests --durations=15; status=$$?; \
+		$(COVERAGE) combine -q && $(COVERAGE) report | tail -n 1 \
+		| awk '{print "statement coverage of the package: " $$NF " (" $$2 " statements, " $$3 " not run)"}'; \
+		exit $$status
 
 test-fast: install lint
 	$(PY) -m pytest tests -m "not slow" --durations=15
@@ -53,4 +60,4 @@ bench: install
 	$(PY) -m benchmarks.throughput
 
 clean:
-	rm -rf build dist *.egg-info demo-results .pytest_cache
+	rm -rf build dist *.egg-info demo-results .pytest_cache .coverage .coverage.*

@@ -334,9 +334,10 @@ def _processes_left() -> list[str]:
 
 def pytest_sessionfinish(session, exitstatus):
     """Nothing the tests started or made may outlive them: a process still tagged with this
-    session fails the run (and is killed), and so does a network namespace, link, qdisc or
-    Slurm job of the tests' (tests/leftovers.py) that was not there when the session started
-    (a job is cancelled; what is left of a network is named with the command that removes it)."""
+    session fails the run (and is killed). So does, under CI=true, a network namespace, link,
+    qdisc or Slurm job named as the tests name theirs (tests/leftovers.py) that was not there
+    when the session started: a job is cancelled, the rest named with how to remove it. Outside
+    CI they are only reported: on a shared machine another suite's lab may come and go meanwhile."""
     problems = []
     left = _processes_left()
     if left:
@@ -348,6 +349,11 @@ def pytest_sessionfinish(session, exitstatus):
     for kind, names in made.items():
         problems.append(f"{kind}s made by the tests remain at the end ({leftovers.HOW_TO_REMOVE[kind]}):")
         problems += [f"  {name}" for name in names]
+    if left or (made and IN_CI):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif made:
+        problems.append(
+            "(not a failure outside CI=true: another suite's lab on this machine would count too)"
+        )
     if problems:
         print("\n" + "\n".join(problems), file=sys.stderr)
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
