@@ -125,11 +125,14 @@ def test_under_ci_a_skip_fails_unless_it_is_on_the_allowed_list(tmp_path):
     assert "ERROR tests/test_module_level.py - skipped under CI=true" in in_ci.stdout
 
 
-def test_make_test_reports_nothing_collected_as_a_failure_and_prints_the_slowest_tests():
+def test_make_test_reports_nothing_collected_as_a_failure_and_prints_the_slowest_tests_and_coverage():
     """pytest exits 5 when it collects nothing; the Makefile passes that on."""
     makefile = (REPO / "Makefile").read_text()
     recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
     assert "--durations=15" in recipe
+    # ... and the package's statement coverage, pytest's exit status kept
+    assert "$(COVERAGE) run -m pytest tests" in recipe and "$(COVERAGE) report" in recipe
+    assert recipe.rstrip().endswith("exit $$status")
     assert "-eq 5" not in makefile and "rc=0" not in makefile
 
 
@@ -233,8 +236,8 @@ def test_a_namespace_link_or_qdisc_left_behind_fails_the_session(tmp_path):
 
     # (in: on a shared machine another suite's lab may appear meanwhile and be listed too)
     assert ns in listed("namespace") and {dev + "a", dev + "b"} <= set(listed("link")), r.stderr
-    assert [q for q in listed("qdisc") if q.endswith(f" on {dev}a")] != [], r.stderr
-    assert all(q.startswith("tbf ") for q in listed("qdisc") if q.endswith(f" on {dev}a")), r.stderr
+    ours = [q for q in listed("qdisc") if q.endswith(f" on {dev}a")]
+    assert len(ours) == 1 and ours[0].startswith("tbf "), r.stderr
 
 
 def _state(pid: int) -> str:
