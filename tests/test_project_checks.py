@@ -125,12 +125,13 @@ def test_under_ci_a_skip_fails_unless_it_is_on_the_allowed_list(tmp_path):
     assert "ERROR tests/test_module_level.py - skipped under CI=true" in in_ci.stdout
 
 
-def test_make_test_reports_nothing_collected_as_a_failure_and_prints_the_slowest_tests_and_coverage():
+def test_make_test_reports_nothing_collected_as_a_failure_and_prints_the_slowest_tests():
     """pytest exits 5 when it collects nothing; the Makefile passes that on."""
     makefile = (REPO / "Makefile").read_text()
     recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
     assert "--durations=15" in recipe
-    # ... and the package's statement coverage, pytest's exit status kept
+    # `make coverage`: the same suite, the package's statement coverage, pytest's exit status kept
+    recipe = makefile.split("\ncoverage:", 1)[1].split("\n\n", 1)[0]
     assert "$(COVERAGE) run -m pytest tests" in recipe and "$(COVERAGE) report" in recipe
     assert recipe.rstrip().endswith("exit $$status")
     assert "-eq 5" not in makefile and "rc=0" not in makefile
