@@ -343,7 +343,9 @@ def pytest_sessionfinish(session, exitstatus):
     if left:
         problems.append("processes started by the tests were still running at the end (killed now):")
         problems += [f"  {line}" for line in left]
-    folders = [os.getcwd(), str(session.config._tmp_path_factory.getbasetemp()), SHARED_TMP_PREFIX]
+    # where the session's Slurm jobs run: this folder, tmp_path's and shared_tmp's
+    factory = getattr(session.config, "_tmp_path_factory", None)  # none with -p no:tmpdir
+    folders = [os.getcwd(), SHARED_TMP_PREFIX] + ([str(factory.getbasetemp())] if factory else [])
     made = leftovers.made_since(session.config.stash[_MADE_BEFORE], folders)
     leftovers.cancel_jobs(made.get("Slurm job", []))
     for kind, names in made.items():
