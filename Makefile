@@ -49,9 +49,9 @@ test: install horovod tools lint
 
 # The suite under coverage.py, in every process the tests start (setup.cfg's [coverage:run]),
 # then the package's statement coverage; `$(PY) -m coverage report` afterwards for the table.
-# A target of its own: following every process costs about a third more CPU time on the tests
-# that start many short ones (65 CLI tests: 68 instead of 52 CPU seconds, measured at a load of
-# 7-12 on 2 cores), too much to add to `make test`.
+# A target of its own: following every process costs a fifth to a third more CPU time on the
+# tests that start many short ones (65 CLI tests, twice each: 62 and 68 instead of 52 and 52 CPU
+# seconds, measured at a load of 6-12 on 2 cores), too much to add to `make test`.
 coverage: install horovod tools
 	$(COVERAGE) erase
 	$(COVERAGE) run -m pytest tests; status=$$?; \
