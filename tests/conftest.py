@@ -220,9 +220,9 @@ def _fingerprint(root: Path) -> dict[str, str]:
 
 
 def _train(root: Path, *args: str, runs: int = 1, cwd=None, timeout: float = 600):
-    """`ttabench run ARGS` (tiny: 1 thread, batch 32, no progress display) into results root
-    `root`, given as --results-dir unless the run is started in `cwd` with the default; the run
-    folders, checked to be `runs` successful ones."""
+    """`ttabench run ARGS --batch-size 32 --threads 1` into results root `root`, given as
+    --results-dir unless the run is started in `cwd` with the default; (the finished command,
+    its run folders), checked to be `runs` successful runs."""
     where = () if cwd else ("--results-dir", str(root))
     proc = run_cli(
         "run", *args, "--batch-size", "32", "--threads", "1", *where, cwd=cwd, timeout=timeout
