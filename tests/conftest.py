@@ -15,7 +15,9 @@ import time
 import uuid
 from pathlib import Path
 
+import leftovers
 import pytest
+from leftovers import CALL_TAG, TAG, kill_tagged, tagged
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -129,46 +131,10 @@ def subset_dir() -> str:
 # Every process the tests start carries TAG=<this session's id> in its environment (inherited by
 # workers, horovodrun, Chromium, also in sessions of their own), so that what a test leaves
 # behind can be found and killed. run_command adds CALL_TAG to kill one command's whole tree.
-TAG = "TTABENCH_TEST_SESSION"
-CALL_TAG = "TTABENCH_TEST_CALL"
-os.environ[TAG] = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-def tagged(name: str, value: str) -> list[int]:
-    """Live processes (zombies excluded) whose environment has name=value, other than this one."""
-    needle = f"{name}={value}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if needle not in f.read().split(b"\0"):
-                    continue
-            with open(f"/proc/{entry}/stat", encoding="ascii") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        found.append(int(entry))
-    return found
-
-
-def kill_tagged(name: str, value: str, wait_s: float = 10.0) -> list[int]:
-    """SIGKILL every process tagged name=value (until none is left or `wait_s`); returns the pids seen."""
-    seen: set[int] = set()
-    deadline = time.monotonic() + wait_s
-    while True:
-        pids = tagged(name, value)
-        if not pids or time.monotonic() > deadline:
-            return sorted(seen)
-        for pid in pids:
-            seen.add(pid)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        time.sleep(0.05)
+SESSION = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+os.environ[TAG] = SESSION
+# shared_tmp's folders: named after the session, so that what the session made there is its own.
+SHARED_TMP_PREFIX = os.path.join(tempfile.gettempdir(), f"ttabench-test-{SESSION}-")
 
 
 @contextlib.contextmanager
@@ -228,7 +194,7 @@ def shared_tmp():
     """A fresh folder under the system's temporary folder, removed afterwards. Unlike tmp_path it
     is not under pytest's numbered base folder, which another pytest session of the same user
     prunes (it keeps three): a job that starts later must still find its results folder."""
-    path = tempfile.mkdtemp(prefix="ttabench-test-")
+    path = tempfile.mkdtemp(prefix=os.path.basename(SHARED_TMP_PREFIX))
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -253,12 +219,28 @@ def _fingerprint(root: Path) -> dict[str, str]:
     }
 
 
-def _train(root: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
-    proc = run_cli("run", *args, "--results-dir", str(root), timeout=timeout)
+def _train(root: Path, *args: str, runs: int = 1, cwd=None, timeout: float = 600):
+    """`ttabench run ARGS --batch-size 32 --threads 1` into results root `root`, given as
+    --results-dir unless the run is started in `cwd` with the default; (the finished command,
+    its run folders), checked to be `runs` successful runs."""
+    where = () if cwd else ("--results-dir", str(root))
+    proc = run_cli(
+        "run", *args, "--batch-size", "32", "--threads", "1", *where, cwd=cwd, timeout=timeout
+    )  # fmt: skip
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, (
         f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     )
-    return proc
+    dirs = run_dirs(root)
+    assert len(dirs) == runs, dirs
+    return proc, dirs
+
+
+@contextlib.contextmanager
+def _read_only(folder: Path):
+    """The block's tests may read `folder`, not change it: checked when the session ends."""
+    before = _fingerprint(folder)
+    yield
+    assert _fingerprint(folder) == before, f"a test changed the shared run folder {folder} (copy it first)"
 
 
 @pytest.fixture(scope="session")
@@ -267,28 +249,12 @@ def synthetic_run(tmp_path_factory):
     96 samples, thresholds 0.1:0.3:0.1, plain progress. (results root, run folder, the
     finished command's CompletedProcess)."""
     root = tmp_path_factory.mktemp("synthetic-run")
-    proc = _train(
-        root,
-        "--synthetic",
-        "--max-steps",
-        "6",
-        "--eval-every",
-        "96samples",
-        "--batch-size",
-        "32",
-        "--threads",
-        "1",
-        "--thresholds",
-        "0.1:0.3:0.1",
-        "--progress",
-        "plain",
-        timeout=300,
-    )
-    dirs = run_dirs(root)
-    assert len(dirs) == 1, dirs
-    before = _fingerprint(root)
-    yield root, dirs[0], proc
-    assert _fingerprint(root) == before, f"a test changed the shared run folder {root} (copy it first)"
+    proc, (run_dir,) = _train(
+        root, "--synthetic", "--max-steps", "6", "--eval-every", "96samples",
+        "--thresholds", "0.1:0.3:0.1", "--progress", "plain", timeout=300,
+    )  # fmt: skip
+    with _read_only(root):
+        yield root, run_dir, proc
 
 
 @pytest.fixture(scope="session")
@@ -300,30 +266,12 @@ def default_options_run(tmp_path_factory):
 
     cwd = tmp_path_factory.mktemp("default-options") / "checkout"
     (cwd / "results").mkdir(parents=True)
-    proc = run_cli(
-        "run",
-        "--synthetic",
-        "--max-steps",
-        "2",
-        "--batch-size",
-        "32",
-        "--threads",
-        "1",
-        "--eval-every",
-        "32samples",
-        "--progress",
-        "none",
-        cwd=cwd,
-        timeout=600,
-    )
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, (
-        f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    )
-    dirs = run_dirs(cwd / DEFAULT_RESULTS_DIR)
-    assert len(dirs) == 1, dirs
-    before = _fingerprint(cwd)
-    yield cwd, dirs[0]
-    assert _fingerprint(cwd) == before, f"a test changed the shared run folder {cwd} (copy it first)"
+    _, (run_dir,) = _train(
+        cwd / DEFAULT_RESULTS_DIR, "--synthetic", "--max-steps", "2", "--eval-every", "32samples",
+        "--progress", "none", cwd=cwd,
+    )  # fmt: skip
+    with _read_only(cwd):
+        yield cwd, run_dir
 
 
 @pytest.fixture(scope="session")
@@ -332,31 +280,11 @@ def subset_runs(subset_dir, tmp_path_factory) -> Path:
     an evaluation every 32 samples, thresholds 0.05:0.15:0.05. The results root."""
     root = tmp_path_factory.mktemp("subset-runs")
     _train(
-        root,
-        "--data-dir",
-        subset_dir,
-        "--seeds",
-        "2",
-        "--seed",
-        "101",
-        "--max-steps",
-        "3",
-        "--batch-size",
-        "32",
-        "--threads",
-        "1",
-        "--eval-every",
-        "32samples",
-        "--thresholds",
-        "0.05:0.15:0.05",
-        "--progress",
-        "none",
-        timeout=600,
-    )
-    assert len(run_dirs(root)) == 2
-    before = _fingerprint(root)
-    yield root
-    assert _fingerprint(root) == before, f"a test changed the shared run folder {root} (copy it first)"
+        root, "--data-dir", subset_dir, "--seeds", "2", "--seed", "101", "--max-steps", "3",
+        "--eval-every", "32samples", "--thresholds", "0.05:0.15:0.05", "--progress", "none", runs=2,
+    )  # fmt: skip
+    with _read_only(root):
+        yield root
 
 
 # Helpers of this interpreter that end with it (multiprocessing's, started by mp.spawn/Manager).
@@ -374,32 +302,60 @@ def _own_helper(pid: int) -> bool:
     return ppid == os.getpid() and any(h in cmdline for h in INTERPRETER_HELPERS)
 
 
-def pytest_sessionfinish(session, exitstatus):
-    """Nothing the tests started may outlive them: a process still tagged with this session a
-    few seconds after the last test (time to finish exiting) fails the run, and is killed."""
+_MADE_BEFORE = pytest.StashKey[dict]()
 
-    def leftovers() -> list[int]:
-        return [pid for pid in tagged(TAG, os.environ[TAG]) if not _own_helper(pid)]
+
+def pytest_sessionstart(session):
+    session.config.stash[_MADE_BEFORE] = leftovers.snapshot()
+
+
+def _processes_left() -> list[str]:
+    """Processes still tagged with this session a few seconds after the last test (time to
+    finish exiting), killed; their command lines."""
+
+    def alive() -> list[int]:
+        return [pid for pid in tagged(TAG, SESSION) if not _own_helper(pid)]
 
     deadline = time.monotonic() + 5
-    while leftovers() and time.monotonic() < deadline:
+    while alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     left = []
-    for pid in leftovers():
+    for pid in alive():
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 left.append(f"{pid}: " + f.read().replace(b"\0", b" ").decode(errors="replace")[:200])
         except OSError:
             pass
+    for pid in alive():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Nothing the tests started or made may outlive them: a process still tagged with this
+    session fails the run (and is killed). So does, under CI=true, a network namespace, link,
+    qdisc or Slurm job named as the tests name theirs (tests/leftovers.py) that was not there
+    when the session started: a job is cancelled, the rest named with how to remove it. Outside
+    CI they are only reported: on a shared machine another suite's lab may come and go meanwhile."""
+    problems = []
+    left = _processes_left()
     if left:
-        for pid in leftovers():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        print(
-            "\nprocesses started by the tests were still running at the end (killed now):\n  "
-            + "\n  ".join(left),
-            file=sys.stderr,
-        )
+        problems.append("processes started by the tests were still running at the end (killed now):")
+        problems += [f"  {line}" for line in left]
+    # where the session's Slurm jobs run: this folder, tmp_path's and shared_tmp's
+    factory = getattr(session.config, "_tmp_path_factory", None)  # none with -p no:tmpdir
+    folders = [os.getcwd(), SHARED_TMP_PREFIX] + ([str(factory.getbasetemp())] if factory else [])
+    made = leftovers.made_since(session.config.stash[_MADE_BEFORE], folders)
+    leftovers.cancel_jobs(made.get("Slurm job", []))
+    for kind, names in made.items():
+        problems.append(f"{kind}s made by the tests remain at the end ({leftovers.HOW_TO_REMOVE[kind]}):")
+        problems += [f"  {name}" for name in names]
+    if left or (made and IN_CI):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif made:
+        problems.append(
+            "(not a failure outside CI=true: another suite's lab on this machine would count too)"
+        )
+    if problems:
+        print("\n" + "\n".join(problems), file=sys.stderr)

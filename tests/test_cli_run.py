@@ -462,26 +462,6 @@ def test_error_infinite_threshold_step(tmp_path, command):
     assert "threshold" in line
 
 
-@pytest.mark.slow
-def test_error_in_workers_is_one_line_with_two_workers(tmp_path):
-    missing = tmp_path / "no-such-dir"
-    proc = run_cli(
-        "run",
-        "--data-dir",
-        str(missing),
-        "--workers",
-        "2",
-        "--max-steps",
-        "1",
-        *SMALL,
-        "--results-dir",
-        str(tmp_path / "results"),
-        timeout=300,
-    )
-    line = _one_line_error(proc)
-    assert str(missing) in line
-
-
 def test_missing_data_fails_before_any_worker_or_folder(tmp_path):
     missing = tmp_path / "no-such-dir"
     proc = run_cli(

@@ -4,14 +4,12 @@ sees the workers' average and training continues from each worker's own model (4
 
 from __future__ import annotations
 
-import datetime
 import math
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo_group import on_gloo
 from torch import nn
 
 from ttabench.divisions import algorithms as spec
@@ -61,62 +59,42 @@ def test_topk_sends_the_largest_entries_and_keeps_the_rest(group, ratio):
 # --- the parameter exchanges on 4 real gloo workers, with exact values ----------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _exchange_worker(rank: int, world: int, port: int, out):
-    torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world,
-        timeout=datetime.timedelta(seconds=60),
-    )
-    try:
-        result = {}
-        for name, params in (("decentralized", {}), ("local-sgd", {"local_steps": 2})):
-            comm = TorchComm("gloo", torch.device("cpu"), 60.0)
-            comm.use_algorithm(name, params)
-            model = _net()
-            with torch.no_grad():
-                for p in model.parameters():
-                    p.fill_(float(rank))  # worker i's model: every parameter i
-            alg = comm.algorithm
-            seen = []
-            for _ in range(2):
-                alg.after_step(model)
-                seen.append(sorted({float(v) for p in model.parameters() for v in p.reshape(-1)}))
-            with torch.no_grad():  # models that differ again, for the evaluation's average
-                for p in model.parameters():
-                    p.fill_(float(rank))
-            alg.before_eval(model)
-            evaluated = sorted({float(v) for p in model.parameters() for v in p.reshape(-1)})
-            alg.after_eval(model)
-            back = sorted({float(v) for p in model.parameters() for v in p.reshape(-1)})
-            result[name] = {
-                "steps": seen,
-                "evaluated": evaluated,
-                "back": back,
-                "consensus": alg.consensus,
-                "handed": alg.ops.handed,
-                "numel": sum(p.numel() for p in model.parameters()),
-            }
-        out[rank] = result
-    finally:
-        dist.destroy_process_group()
+def _exchanges(rank: int, world: int) -> dict:
+    result = {}
+    for name, params in (("decentralized", {}), ("local-sgd", {"local_steps": 2})):
+        comm = TorchComm("gloo", torch.device("cpu"), 60.0)
+        comm.use_algorithm(name, params)
+        model = _net()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(float(rank))  # worker i's model: every parameter i
+        alg = comm.algorithm
+        seen = []
+        for _ in range(2):
+            alg.after_step(model)
+            seen.append(sorted({float(v) for p in model.parameters() for v in p.reshape(-1)}))
+        with torch.no_grad():  # models that differ again, for the evaluation's average
+            for p in model.parameters():
+                p.fill_(float(rank))
+        alg.before_eval(model)
+        evaluated = sorted({float(v) for p in model.parameters() for v in p.reshape(-1)})
+        alg.after_eval(model)
+        back = sorted({float(v) for p in model.parameters() for v in p.reshape(-1)})
+        result[name] = {
+            "steps": seen,
+            "evaluated": evaluated,
+            "back": back,
+            "consensus": alg.consensus,
+            "handed": alg.ops.handed,
+            "numel": sum(p.numel() for p in model.parameters()),
+        }
+    return result
 
 
 @pytest.mark.slow
 def test_parameter_exchanges_average_exactly():
     world = 4
-    with mp.Manager() as manager:
-        out = manager.dict()
-        mp.spawn(_exchange_worker, args=(world, _free_port(), out), nprocs=world, join=True)
-        out = dict(out)
+    out = on_gloo(_exchanges, world)
     n = out[0]["decentralized"]["numel"]
     s = 4 * n
     for rank in range(world):

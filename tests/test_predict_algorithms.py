@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_predict import _write_run
+from test_predict import _profile, _write_run
 
 from ttabench import UserError
 from ttabench.launch.commands import predict_algorithm as pa
@@ -15,17 +15,7 @@ from ttabench.launch.net.link import Link, save_profile
 
 LINK = Link("l", 1e7, 0.001)  # 10 MB/s, 1 ms per message step
 MATRIX = [(250, 1000)]  # one 250 x 1000 fp32 tensor: S = 1,000,000 bytes
-PROF = cost.StepProfile(
-    world=2,
-    batch_size=32,
-    compute_s=0.5,
-    data_s=0.01,
-    control_s=0.002,
-    hooks_s=0.003,
-    backward_s=0.3,
-    buckets=[{"bytes": 1_000_000, "ready_s": 0.2, "allreduce_real_s": 0.001}],
-    use_floor=False,
-)
+PROF = _profile(use_floor=False)  # test_predict's profile: compute 0.5 s, one 1 MB bucket ready at 0.2 s
 # p = 4: the loop's 24-byte control all-reduce, 2(p-1) alpha + 2(p-1)/p 24/B
 BASE4 = 0.01 + 0.5 + 0.002 + 0.003 + (6 * 0.001 + 1.5 * 24 / 1e7)
 

@@ -3,12 +3,15 @@ hide in CI (tests/conftest.py's guard)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -46,6 +49,11 @@ def test_lint_passes_in_a_clone_folder_named_ttabench(tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr
 
 
+def _copy_conftest(tests: Path) -> None:
+    for name in ("conftest.py", "leftovers.py"):
+        shutil.copy(REPO / "tests" / name, tests / name)
+
+
 def _pytest(folder: Path, ci: bool) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     if ci:
@@ -63,7 +71,7 @@ def _pytest(folder: Path, ci: bool) -> subprocess.CompletedProcess:
 def test_under_ci_a_skip_fails_unless_it_is_on_the_allowed_list(tmp_path):
     tests = tmp_path / "tests"
     tests.mkdir()
-    shutil.copy(REPO / "tests" / "conftest.py", tests / "conftest.py")
+    _copy_conftest(tests)
     allowed = "test_nccl_on_a_machine_without_enough_gpus_is_a_user_error_before_any_process_group"
     (tests / "test_device_check.py").write_text(
         f"import pytest\n\ndef {allowed}():\n    pytest.skip('this machine has the GPUs')\n"
@@ -122,6 +130,10 @@ def test_make_test_reports_nothing_collected_as_a_failure_and_prints_the_slowest
     makefile = (REPO / "Makefile").read_text()
     recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
     assert "--durations=15" in recipe
+    # `make coverage`: the same suite, the package's statement coverage, pytest's exit status kept
+    recipe = makefile.split("\ncoverage:", 1)[1].split("\n\n", 1)[0]
+    assert "$(COVERAGE) run -m pytest tests" in recipe and "$(COVERAGE) report" in recipe
+    assert recipe.rstrip().endswith("exit $$status")
     assert "-eq 5" not in makefile and "rc=0" not in makefile
 
 
@@ -162,7 +174,7 @@ def test_leaves_a_process_behind():
 def test_a_command_that_times_out_loses_its_whole_tree_and_leftovers_fail_the_session(tmp_path):
     tests = tmp_path / "tests"
     tests.mkdir()
-    shutil.copy(REPO / "tests" / "conftest.py", tests / "conftest.py")
+    _copy_conftest(tests)
     (tests / "test_leaky.py").write_text(LEAKY)
     r = subprocess.run(
         [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), "tests"],
@@ -178,6 +190,55 @@ def test_a_command_that_times_out_loses_its_whole_tree_and_leftovers_fail_the_se
     assert "2 passed" in r.stdout and r.returncode == 1, r.stdout + r.stderr
     left = r.stderr.split("still running at the end (killed now):\n", 1)[1].strip().splitlines()
     assert len(left) == 1 and "time.sleep(120)" in left[0], r.stderr
+
+
+LEAVES_A_LAB = """
+import subprocess
+
+def test_leaves_a_namespace_and_a_shaped_link():
+    for argv in ({argvs}):
+        subprocess.run(argv, check=True)
+"""
+
+
+def test_a_namespace_link_or_qdisc_left_behind_fails_the_session(tmp_path):
+    """A namespace, a link and a qdisc named as the tests name theirs, made by a test and not
+    removed, fail a CI session that made them, each named with how to remove it."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a network namespace")
+    ns, dev = f"ttabench-test-left-{os.getpid()}", f"ttatl{os.getpid() % 100000}"
+    argvs = [
+        ["ip", "netns", "add", ns],
+        ["ip", "link", "add", dev + "a", "type", "veth", "peer", "name", dev + "b"],
+        ["tc", "qdisc", "add", "dev", dev + "a", "root", "tbf", "rate", "1mbit", "burst", "32kb", "latency", "1s"],
+    ]  # fmt: skip
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    _copy_conftest(tests)
+    (tests / "test_lab.py").write_text(LEAVES_A_LAB.format(argvs=repr(argvs)))
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), "tests"],
+            cwd=tmp_path,
+            env=dict(os.environ, CI="true"),  # outside CI they are reported, not a failure
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        subprocess.run(["ip", "link", "del", dev + "a"], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    assert "1 passed" in r.stdout and r.returncode == 1, r.stdout + r.stderr
+    report = r.stderr.splitlines()
+
+    def listed(kind: str) -> list[str]:
+        at = report.index(next(ln for ln in report if ln.startswith(f"{kind}s made by the tests remain")))
+        return [ln.strip() for ln in itertools.takewhile(lambda ln: ln.startswith("  "), report[at + 1 :])]
+
+    # (in: on a shared machine another suite's lab may appear meanwhile and be listed too)
+    assert ns in listed("namespace") and {dev + "a", dev + "b"} <= set(listed("link")), r.stderr
+    ours = [q for q in listed("qdisc") if q.endswith(f" on {dev}a")]
+    assert len(ours) == 1 and ours[0].startswith("tbf "), r.stderr
 
 
 def _state(pid: int) -> str:

@@ -13,12 +13,11 @@
 from __future__ import annotations
 
 import math
-import socket
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 import torch.nn.functional as F
+from gloo_group import on_gloo
 
 from ttabench.launch.worker import warmup
 from ttabench.reference_impls import cifar10
@@ -30,8 +29,11 @@ B = 16  # small batches keep the tests quick; the shapes are what matter
 
 
 def _model_and_optimizer(seed: int = 0, channels_last: bool = True):
+    """ResNet-20 cut to its first block of each stage (ResNet-8: every kind of layer and shortcut
+    it has, a third of the graph to compile), and the recipe's SGD."""
     torch.manual_seed(seed)
     model = resnet(20)
+    model.layers = model.layers[::3]  # blocks 0, 3, 6: 16, 32 (stride 2), 64 (stride 2) filters
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(
@@ -164,22 +166,16 @@ def test_non_finite_warmup_loss_fails_and_still_restores():
 # --- DDP on a real gloo group: warm-up then training == training alone -----------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank: int, world: int, port: int, warm: bool, out: dict):
-    import torch.distributed as dist
+def _ddp_trained(rank: int, world: int) -> dict:
+    """The parameters after two DDP steps, trained plain and after a warm-up (each from the same
+    initial model): {"plain": state_dict, "warmed": state_dict}."""
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
+    states = {}
+    for name in ("plain", "warmed"):
         model, opt = _model_and_optimizer()
         ddp = DDP(model, broadcast_buffers=False)
-        if warm:
+        if name == "warmed":
             warmup.prepare(
                 model,
                 ddp,
@@ -192,24 +188,14 @@ def _ddp_worker(rank: int, world: int, port: int, warm: bool, out: dict):
             )
         batches = [(x[rank::world], y[rank::world]) for x, y in _fixed_batches(2)]
         _train(ddp, opt, batches)
-        out[rank] = {k: v.clone() for k, v in model.state_dict().items()}
-    finally:
-        dist.destroy_process_group()
-
-
-def _ddp_params(warm: bool) -> dict:
-    world = 2
-    with mp.Manager() as manager:
-        out = manager.dict()
-        mp.spawn(_ddp_worker, args=(world, _free_port(), warm, out), nprocs=world, join=True)
-        return dict(out)
+        states[name] = {k: v.clone() for k, v in model.state_dict().items()}
+    return states
 
 
 @pytest.mark.slow
 def test_ddp_warmup_leaves_training_bit_identical():
-    plain, warmed = _ddp_params(False), _ddp_params(True)
-    for rank in (0, 1):
-        _assert_same_state(plain[rank], warmed[rank])
+    for states in on_gloo(_ddp_trained, 2).values():
+        _assert_same_state(states["plain"], states["warmed"])
 
 
 # --- the issue's correctness check: bf16 and compiled steps against fp32 eager ----------
@@ -235,7 +221,7 @@ def test_bf16_autocast_steps_close_to_fp32(fp32_eager_losses):
 @pytest.mark.slow
 @pytest.mark.parametrize("precision, rel", [("fp32", 1e-3), ("bf16", 5e-2)])
 def test_compiled_warmup_then_steps(fp32_eager_losses, precision, rel):
-    """One compilation per precision (minutes on 2 cores) checks everything compiled:
+    """One compilation per precision (tens of seconds on 2 cores) checks everything compiled:
     the warm-up leaves the state bit-identical, compiled every graph the loop needs
     (training and both evaluation shapes: nothing recompiles afterwards), and the
     compiled steps' losses are finite and close to fp32 eager."""
