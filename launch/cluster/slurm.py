@@ -224,7 +224,7 @@ def folder_job_id(folder: str) -> str | None:
     try:
         with open(path, encoding="utf-8") as f:
             job = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested too deeply
         return None
     job_id = job.get("job_id") if isinstance(job, dict) and job.get("scheduler") == "slurm" else None
     return str(job_id) if job_id is not None else None
@@ -236,7 +236,7 @@ def _unfinished(folder: str) -> bool:
     try:
         with open(os.path.join(folder, "summary.json"), encoding="utf-8") as f:
             status = json.load(f).get("status")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return True
     return status in (None, "running")
 
