@@ -84,6 +84,23 @@ def test_powersgd_and_local_sgd_steady_state_by_hand():
     assert ls["comm_exposed_s"] == pytest.approx(0.156 / 4, rel=1e-12)
     assert ls["comm_bytes_per_step"] == pytest.approx(1.5e6 / 4, rel=1e-12)
     assert _step("local-sgd", {"local_steps": 2})["comm_exposed_s"] == pytest.approx(0.078, rel=1e-12)
+    # over a run's first steps (what a measured run's mean holds): PowerSGD start step 2 over
+    # 4 steps = two plain all-reduces of S = 1,004,000 (0.006 + 1.5 x 0.1004 = 0.1566 s each)
+    # and two steady steps; local SGD over
+    # 6 steps = one average (after step 4), not 6/4 of one
+    run_ps = pa.predict_step(
+        PROF,
+        4,
+        LINK,
+        cost.Topology(),
+        1.0,
+        **_alg("powersgd", {"powersgd_start_step": 2}, shapes),
+        run_steps=4,
+    )
+    assert run_ps["comm_exposed_s"] == pytest.approx((2 * 0.1566 + 2 * comm) / 4, rel=1e-12)
+    run_ls = pa.predict_step(PROF, 4, LINK, cost.Topology(), 1.0, **_alg("local-sgd"), run_steps=6)
+    assert run_ls["comm_exposed_s"] == pytest.approx(0.156 / 6, rel=1e-12)
+    assert run_ls["comm_bytes_per_step"] == pytest.approx(1.5e6 / 6, rel=1e-12)
 
 
 def test_choice_of_algorithm_parameters_and_compute_note():
