@@ -118,7 +118,7 @@ def _add(args, log: dict, run: dict) -> None:
     atomic_write_json(os.path.join(args.out, "validation-runs.json"), log)
 
 
-def _predict(prof, info, name: str, p: int, link: Link, run_steps: int) -> float:
+def _predict(prof, info, name: str, p: int, link: Link, run_steps: int) -> dict:
     """predict_algorithm.predict_step for `name` from one run's profile, as `ttabench predict`
     (its parameters: the run's own when it ran `name`, else the defaults)."""
     name, params = predict_algorithm.choose(name, {}, info["algorithm"], info["algorithm_params"])
@@ -133,7 +133,8 @@ def _predict(prof, info, name: str, p: int, link: Link, run_steps: int) -> float
         shapes=predict_algorithm.run_shapes(info["comm_bytes_model"], prof, name),
         same_as_run=name == info["algorithm"],
         run_steps=run_steps,
-    )["step_time_s"]
+        comm_floor_s=info["comm_wait_step_s"],
+    )
 
 
 def predicted(run: dict, allreduce_base: str | None) -> dict:
@@ -143,13 +144,16 @@ def predicted(run: dict, allreduce_base: str | None) -> dict:
     base, binfo = predict_cmd.load_run(run["base_run"])
     link = binfo["link"] if run["point"] == "loopback (base)" else link_for(run["point"])
     steps = info["steps"]
+    from_base = _predict(base, binfo, name, p, link, steps)
     out = dict(
         run,
         workers=p,
         steps=steps,
         measured_step_s=info["measured_step_s"],
-        predicted_step_s=_predict(base, binfo, name, p, link, steps),
-        own_predicted_step_s=_predict(own, info, name, p, link, steps),
+        predicted_step_s=from_base["step_time_s"],
+        predicted_comm_s=from_base["comm_exposed_s"],
+        base_real_comm_wait_s=binfo["comm_wait_step_s"],
+        own_predicted_step_s=_predict(own, info, name, p, link, steps)["step_time_s"],
         compute_vs_base=own.compute_s / base.compute_s - 1,
         predict_command=(
             f"ttabench predict {run['base_run']} --algorithm {name} --workers {p} "
@@ -160,7 +164,7 @@ def predicted(run: dict, allreduce_base: str | None) -> dict:
     out["from_allreduce_step_s"] = None
     if allreduce_base is not None:
         ar, arinfo = predict_cmd.load_run(allreduce_base)
-        out["from_allreduce_step_s"] = _predict(ar, arinfo, name, p, link, steps)
+        out["from_allreduce_step_s"] = _predict(ar, arinfo, name, p, link, steps)["step_time_s"]
     return out
 
 
@@ -184,6 +188,8 @@ def table(all_rows: list[dict]) -> list[dict]:
                 "residual": p / m - 1,
                 "residual_per_rep": [r["predicted_step_s"] / r["measured_step_s"] - 1 for r in rs],
                 "compute_vs_base": statistics.median(r["compute_vs_base"] for r in rs),
+                "predicted_comm_s": statistics.median(r["predicted_comm_s"] for r in rs),
+                "base_real_comm_wait_s": statistics.median(r["base_real_comm_wait_s"] for r in rs),
                 "own_residual": own / m - 1,
                 "from_allreduce_residual": statistics.median(cross) / m - 1 if cross else None,
                 "load_1min_range": [min(loads), max(loads)],
@@ -196,11 +202,21 @@ def table(all_rows: list[dict]) -> list[dict]:
 def markdown(result: dict) -> str:
     rows = [r for r in result["rows"] if r["point"] != "loopback (base)"]
     ok = sum(r["within_bound"] for r in rows)
+    own_ok = sum(abs(r["own_residual"]) <= vp.BOUND for r in rows)
+    loads = [x for r in result["rows"] for x in r["load_1min_range"]]
+    drift = [r["compute_vs_base"] for r in rows]
+    steady = [r for r in rows if abs(r["compute_vs_base"]) <= vp.BOUND]
     lines = [
         "# `ttabench predict --algorithm`: predicted against measured step time",
         "",
-        f"CPU: {result['cpu']} ({result['cores']} cores, shared with other work). "
-        f"{ok} of {len(rows)} points within +-{100 * vp.BOUND:.0f} % (median over repetitions).",
+        f"CPU: {result['cpu']} ({result['cores']} cores, shared with other work). Within "
+        f"+-{100 * vp.BOUND:.0f} % (medians over repetitions): {ok} of {len(rows)} points predicted "
+        f"from the base run, {own_ok} of {len(rows)} predicted from the run's own profile. The "
+        f"1-minute load average ranged {min(loads, default=0):.1f}-{max(loads, default=0):.1f} around "
+        f"the runs; the measured runs' compute per step differed from their base run's by "
+        f"{100 * min(drift, default=0):+.0f} % to {100 * max(drift, default=0):+.0f} % (median per point); "
+        f"of the {len(steady)} points whose compute stayed within +-{100 * vp.BOUND:.0f} % of the base "
+        f"run's, {sum(r['within_bound'] for r in steady)} are within +-{100 * vp.BOUND:.0f} % from the base run.",
         "",
         "Made by (from the repository root; `benchmarks/validate_algorithms.py` says what each column is):",
         "",
@@ -213,9 +229,9 @@ def markdown(result: dict) -> str:
     lines += [
         "",
         "| algorithm | workers | point | reps | measured ms/step | predicted from base run | residual "
-        "| per repetition | compute vs base run | from its own profile | from the allreduce base run "
-        "| 1-min load (min-max) | within 10% |",
-        "|---|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---|---|",
+        "| per repetition | compute vs base run | comm predicted ms | base run's real comm wait ms "
+        "| from its own profile | from the allreduce base run | 1-min load (min-max) | within 10% |",
+        "|---|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in result["rows"]:
         reps = ", ".join(f"{100 * x:+.1f}%" for x in r["residual_per_rep"])
@@ -225,6 +241,7 @@ def markdown(result: dict) -> str:
             f"| {r['algorithm']} | {r['workers']} | {r['point']} | {r['reps']} | "
             f"{1e3 * r['measured_step_s']:.1f} | {1e3 * r['predicted_step_s']:.1f} | "
             f"{100 * r['residual']:+.1f}% | {reps} | {100 * r['compute_vs_base']:+.1f}% | "
+            f"{1e3 * r['predicted_comm_s']:.1f} | {1e3 * r['base_real_comm_wait_s']:.1f} | "
             f"{100 * r['own_residual']:+.1f}% | {'-' if cross is None else f'{100 * cross:+.1f}%'} | "
             f"{r['load_1min_range'][0]:.1f}-{r['load_1min_range'][1]:.1f} | "
             f"{'(self)' if base else vp._yes(r['within_bound'])} |"

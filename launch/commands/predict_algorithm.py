@@ -18,7 +18,11 @@ The step of p workers on a link, from the measured run's step profile
   start steps, local SGD the mean over H steps after its warm-up) one after
   another on the link, each at its own alpha-beta cost (`cost.op_time`, what
   the emulated network charges), added to the step without overlap (ring
-  schedules only). PowerSGD's and top-k's sizes come from the run's
+  schedules only). When the run used the same algorithm without real
+  shaping, that communication never takes less than the run's own real
+  communication wait per step (its measured wait less the emulated delay: the
+  emulator only adds time to a real operation; the bucket floor of allreduce
+  and fp16). PowerSGD's and top-k's sizes come from the run's
   parameter shapes (summary.json's comm_bytes_model.param_shapes).
 
 Compute is the run's. What an algorithm computes on top of a step (the fp16
@@ -168,11 +172,16 @@ def predict_step(
     shapes,
     same_as_run: bool,
     run_steps: int | None = None,
+    comm_floor_s: float = 0.0,
 ) -> dict:
     """The step of p workers running `name` on `link` (see the module docstring), with the
     bytes one worker sends in a steady-state step (`comm_bytes_per_step`). `run_steps`: the
     mean over a run's first that many steps instead of the steady state (the validation
-    compares it with a measured run's mean step, benchmarks/validate_algorithms.py)."""
+    compares it with a measured run's mean step, benchmarks/validate_algorithms.py).
+    `comm_floor_s`: the run's real communication wait per step (critical rank, emulated delay
+    taken out); when the run used this algorithm without real shaping, the serial algorithms'
+    communication never takes less (the floor a bucket's measured all-reduce is for allreduce
+    and fp16)."""
     if name in OVERLAPPED:
         half = name == "fp16"
         buckets = [dict(b, bytes=b["bytes"] // 2 if half else b["bytes"]) for b in prof.buckets]
@@ -181,6 +190,8 @@ def predict_step(
     else:
         r = cost.predict_step(dataclasses.replace(prof, buckets=[]), p, link, topo, straggler)
         comm = serial_comm_time(name, params, shapes, p, link, run_steps) if p > 1 else 0.0
+        if p > 1 and same_as_run and prof.use_floor:
+            comm = max(comm, comm_floor_s)
         r["comm_exposed_s"] = r["comm_total_s"] = comm
         r["step_time_s"] += comm
         r["images_per_s"] = p * prof.batch_size / r["step_time_s"]
