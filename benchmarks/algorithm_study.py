@@ -53,7 +53,10 @@ def bandwidth_mbit(network: str) -> float:
 def cell(folder: str, spec: tuple[float, float, float], target: float) -> dict:
     """The statistics of one algorithm on one network, from the runs below `folder`."""
     skipped: list[dict] = []
-    runs = scoring.load_inputs([folder], skipped) if _has_runs(folder) else []
+    try:
+        runs = scoring.load_inputs([folder], skipped) if _has_runs(folder) else []
+    except UserError:  # only failed or unfinished runs below it: none to score yet
+        runs = []
     scored = scoring.across_runs(runs, spec, target) if runs else None
     out = {"runs": len(runs), "unfinished": [s["status"] for s in skipped], "seeds": [r.seed for r in runs]}
     if scored is None:

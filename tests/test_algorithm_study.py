@@ -105,6 +105,13 @@ def test_study_table_and_figure_by_hand(tmp_path, synthetic_run):
     for seed, points in cells:
         _cell_run(template, root, "allreduce", "1gbe", seed, points)
     _cell_run(template, root, "topk", "20mbit", 1, [(10, 0.35), (20, 0.42)], comm_bytes=21896.0)
+    # a cell whose only run is still running: nothing to score yet, no error
+    _cell_run(template, root, "topk", "1gbe", 5, [(10, 0.2)])
+    running = os.path.join(root, "topk", "1gbe", "sys", "resnet20", "closed", "seed5", "summary.json")
+    with open(running) as f:
+        s = json.load(f)
+    with open(running, "w") as f:
+        json.dump(dict(s, status="running"), f)
     out = str(tmp_path / "out")
     args = [root, "--algorithms", "allreduce,topk", "--networks", "1gbe,20mbit", "--target", "0.5"]
     assert algorithm_study.main(args + ["--thresholds", "0.3:0.5:0.1", "--out", out]) == 0
