@@ -72,29 +72,36 @@ def _one_run(cmd: list[str], results_dir: str, log: str) -> str:
     return os.path.dirname(found[-1])
 
 
-def measure(args, name: str, rep: int, extra: list[str], netlab_rate: str | None = None) -> str | None:
-    """One real run; returns its folder (None: a netlab point skipped, the lab was busy)."""
+def measure(
+    args, name: str, rep: int, extra: list[str], netlab_rate: str | None = None, hosts: int = 2
+) -> str | None:
+    """One real run; returns its folder (None: a netlab point skipped, the lab was busy).
+    With `netlab_rate`: one node of one worker on each of `hosts` shaped hosts."""
     # relative paths: a run's config.json records them, and must not name this machine's folders
-    results_dir = os.path.relpath(os.path.join(args.out, "runs", f"{name}-r{rep}"))
+    results_dir = os.path.relpath(os.path.join(args.out, args.runs_folder, f"{name}-r{rep}"))
     os.makedirs(results_dir, exist_ok=True)
     base = [sys.executable, "-m", "ttabench"]
     log = os.path.join(results_dir, "log.txt")
     if netlab_rate is None:
         return _one_run(base + ["run"] + run_args(args, results_dir) + extra, results_dir, log)
-    if not _netlab_up(base, netlab_rate, args.netlab_wait):
+    if not _netlab_up(base, netlab_rate, args.netlab_wait, hosts):
         print(f"validate_predict: netlab busy for {args.netlab_wait:.0f} s: {name} skipped", flush=True)
         return None
     try:
-        return _one_run(base + ["netlab", "run", "--"] + run_args(args, results_dir), results_dir, log)
+        return _one_run(
+            base + ["netlab", "run", "--"] + run_args(args, results_dir) + extra, results_dir, log
+        )
     finally:
         subprocess.run(base + ["netlab", "down"], capture_output=True)
 
 
-def _netlab_up(base: list[str], rate: str, wait_s: float) -> bool:
+def _netlab_up(base: list[str], rate: str, wait_s: float, hosts: int = 2) -> bool:
     """Bring the lab up, waiting while someone else's lab holds the namespaces."""
     deadline = time.monotonic() + wait_s
     while True:
-        up = subprocess.run(base + ["netlab", "up", "--hosts", "2", "--rate", rate], capture_output=True)
+        up = subprocess.run(
+            base + ["netlab", "up", "--hosts", str(hosts), "--rate", rate], capture_output=True
+        )
         if up.returncode == 0:
             return True
         if time.monotonic() > deadline:
@@ -293,6 +300,7 @@ def main(argv=None) -> int:
         "--netlab-wait", type=float, default=600, help="seconds to wait for a busy netlab before skipping"
     )
     args = p.parse_args(argv)
+    args.runs_folder = "runs"
     args.networks = [n for n in args.networks.split(",") if n]
     args.netlab_rates = [n for n in args.netlab_rates.split(",") if n]
     if not args.synthetic and not args.data_dir and not args.recompute:

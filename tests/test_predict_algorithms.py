@@ -3,6 +3,7 @@ profile, by hand; the choice of algorithm and parameters; bad input through the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -74,6 +75,45 @@ def test_powersgd_and_local_sgd_steady_state_by_hand():
     assert ls["comm_exposed_s"] == pytest.approx(0.156 / 4, rel=1e-12)
     assert ls["comm_bytes_per_step"] == pytest.approx(1.5e6 / 4, rel=1e-12)
     assert _step("local-sgd", {"local_steps": 2})["comm_exposed_s"] == pytest.approx(0.078, rel=1e-12)
+    # over a run's first steps (what a measured run's mean holds): PowerSGD start step 2 over
+    # 4 steps = two plain all-reduces of S = 1,004,000 (0.006 + 1.5 x 0.1004 = 0.1566 s each)
+    # and two steady steps; local SGD over
+    # 6 steps = one average (after step 4), not 6/4 of one
+    run_ps = pa.predict_step(
+        PROF,
+        4,
+        LINK,
+        cost.Topology(),
+        1.0,
+        **_alg("powersgd", {"powersgd_start_step": 2}, shapes),
+        run_steps=4,
+    )
+    assert run_ps["comm_exposed_s"] == pytest.approx((2 * 0.1566 + 2 * comm) / 4, rel=1e-12)
+    run_ls = pa.predict_step(PROF, 4, LINK, cost.Topology(), 1.0, **_alg("local-sgd"), run_steps=6)
+    assert run_ls["comm_exposed_s"] == pytest.approx(0.156 / 6, rel=1e-12)
+    assert run_ls["comm_bytes_per_step"] == pytest.approx(1.5e6 / 6, rel=1e-12)
+
+
+def test_serial_communication_never_below_the_runs_own_real_wait():
+    # decentralized's model here: 2 x (0.001 + 0.1) = 0.202 s; the run really waited 0.5 s a
+    # step for its exchange: a prediction from a run of the same algorithm keeps 0.5 s
+    floor = dataclasses.replace(PROF, use_floor=True)  # PROF: as measured with real shaping
+    dc = dict(_alg("decentralized"), comm_floor_s=0.5)
+    assert pa.predict_step(floor, 4, LINK, cost.Topology(), 1.0, **dc)["comm_exposed_s"] == 0.5
+    # below the model, or from a run of another algorithm or with real shaping: the model
+    low = dict(dc, comm_floor_s=0.1)
+    assert pa.predict_step(floor, 4, LINK, cost.Topology(), 1.0, **low)["comm_exposed_s"] == pytest.approx(
+        0.202
+    )
+    other = dict(dc, same_as_run=False)
+    assert pa.predict_step(floor, 4, LINK, cost.Topology(), 1.0, **other)["comm_exposed_s"] == pytest.approx(
+        0.202
+    )
+    assert pa.predict_step(PROF, 4, LINK, cost.Topology(), 1.0, **dc)["comm_exposed_s"] == pytest.approx(
+        0.202
+    )
+    # one worker sends nothing
+    assert pa.predict_step(floor, 1, LINK, cost.Topology(), 1.0, **dc)["comm_exposed_s"] == 0.0
 
 
 def test_choice_of_algorithm_parameters_and_compute_note():

@@ -102,6 +102,11 @@ def load_run(run_dir: str) -> tuple[cost.StepProfile, dict]:
         "target": cfg.get("target"),
         "straggler": cfg.get("straggler"),
         "critical_rank": crit["rank"],
+        # the critical rank's real communication wait per step (without emulated delay)
+        "comm_wait_step_s": max(
+            0.0, (number(crit.get("comm_wait_s")) or 0.0) - (number(crit.get("network_delay_s")) or 0.0)
+        )
+        / steps,
         "curve": _curve(run_dir),
         "algorithm": algorithm,
         "algorithm_params": algorithm_params,
@@ -279,6 +284,7 @@ def _cmd_predict(args) -> int:
         "params": params,
         "shapes": predict_algorithm.run_shapes(info["comm_bytes_model"], prof, name),
         "same_as_run": name == info["algorithm"],
+        "comm_floor_s": info["comm_wait_step_s"],
     }
     compute = predict_algorithm.compute_note(name, info["algorithm"])
     info.update(

@@ -18,7 +18,11 @@ The step of p workers on a link, from the measured run's step profile
   start steps, local SGD the mean over H steps after its warm-up) one after
   another on the link, each at its own alpha-beta cost (`cost.op_time`, what
   the emulated network charges), added to the step without overlap (ring
-  schedules only). PowerSGD's and top-k's sizes come from the run's
+  schedules only). When the run used the same algorithm without real
+  shaping, that communication never takes less than the run's own real
+  communication wait per step (its measured wait less the emulated delay: the
+  emulator only adds time to a real operation; the bucket floor of allreduce
+  and fp16). PowerSGD's and top-k's sizes come from the run's
   parameter shapes (summary.json's comm_bytes_model.param_shapes).
 
 Compute is the run's. What an algorithm computes on top of a step (the fp16
@@ -132,8 +136,12 @@ def split_workers(name: str, workers: list[int]) -> tuple[list[int], list[int]]:
     return ok, bad
 
 
-def steady_steps(name: str, params: dict) -> list[int]:
-    """The steps whose mean is the steady state (0-based step numbers)."""
+def steady_steps(name: str, params: dict, run_steps: int | None = None) -> list[int]:
+    """The steps whose mean is the steady state (0-based step numbers); with `run_steps`, the
+    first `run_steps` steps instead (what a measured run's mean step holds: PowerSGD's start
+    steps, local SGD's warm-up and a last round of fewer than H steps)."""
+    if run_steps is not None:
+        return list(range(run_steps))
     if name == "powersgd":
         return [int(params["powersgd_start_step"])]
     if name == "local-sgd":
@@ -142,9 +150,10 @@ def steady_steps(name: str, params: dict) -> list[int]:
     return [0]
 
 
-def serial_comm_time(name: str, params: dict, shapes, p: int, link) -> float:
-    """Mean steady-state time of a step's operations, one after another on `link`."""
-    steps = steady_steps(name, params)
+def serial_comm_time(name: str, params: dict, shapes, p: int, link, run_steps: int | None = None) -> float:
+    """Mean steady-state (or first `run_steps`) time of a step's operations, one after another
+    on `link`."""
+    steps = steady_steps(name, params, run_steps)
     total = sum(
         cost.algorithm_comm_time(algorithms.step_messages(name, params, shapes, s, p), p, link) for s in steps
     )
@@ -162,9 +171,17 @@ def predict_step(
     params: dict,
     shapes,
     same_as_run: bool,
+    run_steps: int | None = None,
+    comm_floor_s: float = 0.0,
 ) -> dict:
     """The step of p workers running `name` on `link` (see the module docstring), with the
-    bytes one worker sends in a steady-state step (`comm_bytes_per_step`)."""
+    bytes one worker sends in a steady-state step (`comm_bytes_per_step`). `run_steps`: the
+    mean over a run's first that many steps instead of the steady state (the validation
+    compares it with a measured run's mean step, benchmarks/validate_algorithms.py).
+    `comm_floor_s`: the run's real communication wait per step (critical rank, emulated delay
+    taken out); when the run used this algorithm without real shaping, the serial algorithms'
+    communication never takes less (the floor a bucket's measured all-reduce is for allreduce
+    and fp16)."""
     if name in OVERLAPPED:
         half = name == "fp16"
         buckets = [dict(b, bytes=b["bytes"] // 2 if half else b["bytes"]) for b in prof.buckets]
@@ -172,11 +189,13 @@ def predict_step(
         r = cost.predict_step(mine, p, link, topo, straggler)
     else:
         r = cost.predict_step(dataclasses.replace(prof, buckets=[]), p, link, topo, straggler)
-        comm = serial_comm_time(name, params, shapes, p, link) if p > 1 else 0.0
+        comm = serial_comm_time(name, params, shapes, p, link, run_steps) if p > 1 else 0.0
+        if p > 1 and same_as_run and prof.use_floor:
+            comm = max(comm, comm_floor_s)
         r["comm_exposed_s"] = r["comm_total_s"] = comm
         r["step_time_s"] += comm
         r["images_per_s"] = p * prof.batch_size / r["step_time_s"]
-    steps = steady_steps(name, params)
+    steps = steady_steps(name, params, run_steps)
     r["comm_bytes_per_step"] = sum(algorithms.step_bytes(name, params, shapes, s, p) for s in steps) / len(
         steps
     )
