@@ -273,6 +273,9 @@ def test_several_trees_in_every_format(trees, capsys):
     one = [json.loads(report(str(t), "--format", "json"))["rows"] for t in trees]
     both = json.loads(report(*map(str, trees), "--format", "json"))
     assert both["results_dirs"] == list(map(str, trees)) and len(both["rows"]) == sum(map(len, one))
+    # results_dir, the key of the one-tree report, names the first tree (the only one, for one tree)
+    assert both["results_dir"] == str(trees[0])
+    assert json.loads(report(str(trees[1]), "--format", "json"))["results_dir"] == str(trees[1])
     assert len(report(*map(str, trees), "--format", "csv").splitlines()) == 1 + len(both["rows"])
     md = report(*map(str, trees))
     assert f"| {SECOND} |" in md and "| amd-epyc-2c |" in md
