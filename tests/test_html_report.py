@@ -113,17 +113,25 @@ class Page:
 
 
 @pytest.fixture(scope="module")
+def artifacts() -> Path:
+    """The screenshot folder, emptied of an earlier run's screenshots (CI keeps it as an artifact)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="module")
 def index(browser, site) -> Page:
     return Page(browser, (site / "index.html").as_uri())
 
 
 @pytest.mark.slow
-def test_key_columns_fit_a_laptop_screen_and_a_screenshot_is_kept(index, capsys):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / "index-1366x768.png"
+def test_key_columns_fit_a_laptop_screen_and_a_screenshot_is_kept(index, artifacts, capsys):
+    shot = artifacts / "index-1366x768.png"
     index.page.screenshot(path=str(shot))
     with capsys.disabled():  # shown on a passing run too: CI keeps the folder as an artifact
-        print(f"\nreport screenshots: {ARTIFACTS}")
+        print(f"\nreport screenshots: {artifacts}")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert index.evaluate("document.documentElement.scrollWidth") <= VIEWPORT["width"]  # no sideways scroll
     edges = index.evaluate(
@@ -218,7 +226,7 @@ def test_a_row_opens_its_run_page(index, browser, site):
 
 
 @pytest.mark.slow
-def test_the_comparison_page_sets_two_systems_side_by_side(browser, site, trees):
+def test_the_comparison_page_sets_two_systems_side_by_side(browser, site, trees, artifacts):
     page = Page(browser, (site / "compare.html").as_uri())
     expect = json.loads(
         run_cli("compare", str(trees[0] / "amd-epyc-2c"), str(trees[1] / SECOND), "--json", check=True).stdout
@@ -235,7 +243,9 @@ def test_the_comparison_page_sets_two_systems_side_by_side(browser, site, trees)
     assert [r["attmt_ratio"] for r in rows] == [1.0] * len(rows)
     assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
     assert page.evaluate("document.images.length") == len(tables)  # each pair its figure
-    page.page.screenshot(path=str(ARTIFACTS / "compare-1366x768.png"))
+    shot = artifacts / "compare-1366x768.png"
+    page.page.screenshot(path=str(shot))
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert page.errors == []
 
 
@@ -439,3 +449,21 @@ def test_studies_labels_and_descriptions_of_the_committed_results():
     (subset,) = [w for w in folded if "CIFAR-10 subset" in w["message"]]
     assert len({w["message"] for w in folded}) == len(folded)  # each message once
     assert subset["count"] == subset_runs(REPO / "results") > 0 and "CIFAR-10 subset" in subset["message"]
+
+
+def test_ci_prints_the_screenshot_folder_pass_or_fail(tmp_path):
+    """.ci/run ends by naming the folder the browser tests fill, also when the suite fails."""
+    (tmp_path / ".ci").mkdir()
+    shutil.copy(REPO / ".ci" / "run", tmp_path / ".ci" / "run")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    make = bin_dir / "make"  # `make demo` passes, `make test` fails
+    make.write_text('#!/bin/sh\n[ "$1" = demo ] && exit 0\necho "suite failed"; exit 1\n')
+    make.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "TTABENCH_ARTIFACTS_DIR"}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    proc = subprocess.run(
+        ["bash", str(tmp_path / ".ci" / "run")], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert proc.returncode == 1 and "suite failed" in proc.stdout
+    assert proc.stdout.splitlines()[-1].endswith(f"{tmp_path / 'artifacts' / 'html-report'}")
