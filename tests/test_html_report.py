@@ -442,6 +442,9 @@ def test_studies_labels_and_descriptions_of_the_committed_results():
     assert predict["description"].startswith("How close the what-if model")
     if "predict/training-runs" in studies:
         assert "training-runs/" in studies["predict/training-runs"]["description"]
+    # a description longer than a few lines ends at a sentence, else after a whole word
+    cut = [s["description"] for s in studies.values() if (s["description"] or "").endswith("…")]
+    assert all(d.endswith(" …") for d in cut), cut
     assert studies["network"]["description"].startswith("2-namespace torchrun")
     labels = [r["label"] for s in studies.values() for r in s["rows"]]
     assert [x for x in labels if len(x) > 30 or "=" in x or "--" in x] == []

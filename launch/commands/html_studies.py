@@ -189,7 +189,7 @@ def _first_paragraph(text: str) -> str | None:
             if len(text) <= DESCRIPTION_CHARS:
                 return text
             cut = text.rfind(". ", 0, DESCRIPTION_CHARS)
-            return text[: cut + 1] if cut > 0 else text[:DESCRIPTION_CHARS].rstrip() + "…"
+            return text[: cut + 1] if cut > 0 else text[:DESCRIPTION_CHARS].rsplit(" ", 1)[0] + " …"
     return None
 
 
