@@ -56,6 +56,19 @@ def report_rows(trees) -> list[dict]:
     return json.loads(run_cli("report", *map(str, trees), "--format", "json", check=True).stdout)["rows"]
 
 
+def subset_runs(tree: Path) -> int:
+    """The runs of a tree whose config.json says they trained on the real CIFAR-10 subset: each
+    carries validate's subset warning (counted from the files, so a rerun study keeps it true)."""
+    count = 0
+    for run in results_format.find_run_dirs(str(tree)):
+        try:
+            data = json.loads((Path(run) / "config.json").read_text()).get("data") or {}
+        except (OSError, ValueError):
+            continue
+        count += data.get("name") == "cifar10-subset" and data.get("synthetic") is False
+    return count
+
+
 def _chromium() -> str:
     """Chromium from Debian's packages (scripts/install_test_tools.sh installs it, as root)."""
     if shutil.which("chromium") is None and os.geteuid() == 0 and shutil.which("apt-get"):
@@ -100,17 +113,25 @@ class Page:
 
 
 @pytest.fixture(scope="module")
+def artifacts() -> Path:
+    """The screenshot folder, emptied of an earlier run's screenshots (CI keeps it as an artifact)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
+    return ARTIFACTS
+
+
+@pytest.fixture(scope="module")
 def index(browser, site) -> Page:
     return Page(browser, (site / "index.html").as_uri())
 
 
 @pytest.mark.slow
-def test_key_columns_fit_a_laptop_screen_and_a_screenshot_is_kept(index, capsys):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / "index-1366x768.png"
+def test_key_columns_fit_a_laptop_screen_and_a_screenshot_is_kept(index, artifacts, capsys):
+    shot = artifacts / "index-1366x768.png"
     index.page.screenshot(path=str(shot))
     with capsys.disabled():  # shown on a passing run too: CI keeps the folder as an artifact
-        print(f"\nreport screenshots: {ARTIFACTS}")
+        print(f"\nreport screenshots: {artifacts}")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert index.evaluate("document.documentElement.scrollWidth") <= VIEWPORT["width"]  # no sideways scroll
     edges = index.evaluate(
@@ -124,7 +145,7 @@ def test_key_columns_fit_a_laptop_screen_and_a_screenshot_is_kept(index, capsys)
 
 
 @pytest.mark.slow
-def test_rows_are_grouped_by_study_with_the_numbers_of_the_json_report(index, report_rows):
+def test_rows_are_grouped_by_study_with_the_numbers_of_the_json_report(index, report_rows, trees):
     studies = index.evaluate(
         """[...document.querySelectorAll('section.study')].map(s => ({
             title: s.querySelector('h2').firstChild.textContent.trim(),
@@ -134,7 +155,7 @@ def test_rows_are_grouped_by_study_with_the_numbers_of_the_json_report(index, re
     titles = [s["title"] for s in studies]
     for study in (
         "results/sweeps",
-        "results/predict",
+        "results/predict/runs",
         "results/rcp-runs",
         "results/network",
         f"other-results/{SECOND}",
@@ -157,14 +178,12 @@ def test_rows_are_grouped_by_study_with_the_numbers_of_the_json_report(index, re
             value, _ = row_cells[col]
             assert json.loads(value) == row[col], (key, col)
         assert row_cells["algorithm"][1] == row["algorithm"]
-    # 75 identical "CIFAR-10 subset" warnings are one line with their count
+    # the identical "CIFAR-10 subset" warnings of both trees are one line with their count
     warnings = index.evaluate(
         "[...document.querySelectorAll('#warnings > li summary')].map(s => s.innerText)"
     )
     subset = [w for w in warnings if "CIFAR-10 subset" in w]
-    assert len(subset) == 1 and subset[0].startswith(
-        f"{len(results_format.find_run_dirs(str(REPO / 'results'))) + 5} runs"
-    )
+    assert len(subset) == 1 and subset[0].startswith(f"{subset_runs(trees[0]) + subset_runs(trees[1])} runs")
 
 
 @pytest.mark.slow
@@ -207,7 +226,7 @@ def test_a_row_opens_its_run_page(index, browser, site):
 
 
 @pytest.mark.slow
-def test_the_comparison_page_sets_two_systems_side_by_side(browser, site, trees):
+def test_the_comparison_page_sets_two_systems_side_by_side(browser, site, trees, artifacts):
     page = Page(browser, (site / "compare.html").as_uri())
     expect = json.loads(
         run_cli("compare", str(trees[0] / "amd-epyc-2c"), str(trees[1] / SECOND), "--json", check=True).stdout
@@ -224,7 +243,9 @@ def test_the_comparison_page_sets_two_systems_side_by_side(browser, site, trees)
     assert [r["attmt_ratio"] for r in rows] == [1.0] * len(rows)
     assert page.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
     assert page.evaluate("document.images.length") == len(tables)  # each pair its figure
-    page.page.screenshot(path=str(ARTIFACTS / "compare-1366x768.png"))
+    shot = artifacts / "compare-1366x768.png"
+    page.page.screenshot(path=str(shot))
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert page.errors == []
 
 
@@ -262,6 +283,9 @@ def test_several_trees_in_every_format(trees, capsys):
     one = [json.loads(report(str(t), "--format", "json"))["rows"] for t in trees]
     both = json.loads(report(*map(str, trees), "--format", "json"))
     assert both["results_dirs"] == list(map(str, trees)) and len(both["rows"]) == sum(map(len, one))
+    # results_dir, the key of the one-tree report, names the first tree (the only one, for one tree)
+    assert both["results_dir"] == str(trees[0])
+    assert json.loads(report(str(trees[1]), "--format", "json"))["results_dir"] == str(trees[1])
     assert len(report(*map(str, trees), "--format", "csv").splitlines()) == 1 + len(both["rows"])
     md = report(*map(str, trees))
     assert f"| {SECOND} |" in md and "| amd-epyc-2c |" in md
@@ -392,7 +416,7 @@ def test_studies_labels_and_descriptions_of_the_committed_results():
     tree = str(REPO / "results")
     groups = experiments.report_groups(scoring.load_inputs([tree], every_run=True))
     studies = {s["folder"]: s for s in html_studies.studies(groups, [tree])}
-    assert {"amd-epyc-2c", "sweeps", "predict", "rcp-runs", "network"} <= set(studies)
+    assert {"amd-epyc-2c", "sweeps", "predict/runs", "rcp-runs", "network"} <= set(studies)
     assert sum(len(s["rows"]) for s in studies.values()) == len(groups)
     assert [r["label"] for r in studies["rcp-runs"]["rows"]] == ["bs128", "bs256"]
     sweeps = studies["sweeps"]
@@ -403,14 +427,48 @@ def test_studies_labels_and_descriptions_of_the_committed_results():
     assert sweeps["shared"] == {
         "system": "amd-epyc-2c", "benchmark": "resnet20", "division": "closed", "dataset": "cifar10-subset"
     }  # fmt: skip
-    assert {r["label"] for r in studies["predict"]["rows"]} >= {"emulated-20mbit-r1", "1worker-r0"}
-    # the study's own README first, else the line of the tree's README table naming its folder
-    assert studies["predict"]["description"].startswith("How close the what-if model")
+    # results/predict holds runs/ and training-runs/: one study each, labelled below that folder
+    predict = studies["predict/runs"]
+    assert {r["label"] for r in predict["rows"]} >= {
+        "emulated-20mbit-r1",
+        "1worker-r0",
+        "straggler-1-2-loopback-r0",
+    }
+    assert "predict" not in studies and "training-runs" not in {
+        r["label"].split("/")[0] for r in predict["rows"]
+    }
+    # the study's own README first, else the paragraph of its parent's README naming it, else the
+    # parent's first paragraph, else the line of the tree's README table naming its folder
+    assert predict["description"].startswith("How close the what-if model")
+    if "predict/training-runs" in studies:  # the README paragraph naming `training-runs/`, when one does
+        named = "`training-runs/`" in (REPO / "results" / "predict" / "README.md").read_text()
+        described = studies["predict/training-runs"]["description"]
+        assert ("training-runs/" in described) if named else described == predict["description"]
+    # a description longer than a few lines ends at a sentence, else after a whole word
+    cut = [s["description"] for s in studies.values() if (s["description"] or "").endswith("…")]
+    assert all(d.endswith(" …") for d in cut), cut
     assert studies["network"]["description"].startswith("2-namespace torchrun")
-    assert all(len(r["label"]) <= 30 and "=" not in r["label"] for s in studies.values() for r in s["rows"])
+    labels = [r["label"] for s in studies.values() for r in s["rows"]]
+    assert [x for x in labels if len(x) > 30 or "=" in x or "--" in x] == []
     folded = html_studies.folded_warnings(validate.validate(tree).warnings)
     (subset,) = [w for w in folded if "CIFAR-10 subset" in w["message"]]
     assert len({w["message"] for w in folded}) == len(folded)  # each message once
-    assert (
-        subset["count"] == len(results_format.find_run_dirs(tree)) and "CIFAR-10 subset" in subset["message"]
+    assert subset["count"] == subset_runs(REPO / "results") > 0 and "CIFAR-10 subset" in subset["message"]
+
+
+def test_ci_prints_the_screenshot_folder_pass_or_fail(tmp_path):
+    """.ci/run ends by naming the folder the browser tests fill, also when the suite fails."""
+    (tmp_path / ".ci").mkdir()
+    shutil.copy(REPO / ".ci" / "run", tmp_path / ".ci" / "run")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    make = bin_dir / "make"  # `make demo` passes, `make test` fails
+    make.write_text('#!/bin/sh\n[ "$1" = demo ] && exit 0\necho "suite failed"; exit 1\n')
+    make.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "TTABENCH_ARTIFACTS_DIR"}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    proc = subprocess.run(
+        ["bash", str(tmp_path / ".ci" / "run")], capture_output=True, text=True, env=env, timeout=60
     )
+    assert proc.returncode == 1 and "suite failed" in proc.stdout
+    assert proc.stdout.splitlines()[-1].endswith(f"{tmp_path / 'artifacts' / 'html-report'}")

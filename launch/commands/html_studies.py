@@ -4,9 +4,12 @@ counted once each.
 
 A study is the first folder of a results tree under which a run was written
 (results/sweeps/..., results/predict/..., results/rcp-runs/...); runs written straight into a
-tree (results/<system>/<benchmark>/...) form one study per system. Its description is the first
-paragraph of the study folder's README.md, else the line of the tree's README.md table that
-names the folder, else only what the rows show (configurations, runs, what varies).
+tree (results/<system>/<benchmark>/...) form one study per system. A study whose runs all lie two
+or more folders down, in several sub-folders (results/predict/runs/..., results/predict/training-runs/...),
+is one study per sub-folder (predict/runs, predict/training-runs). Its description is the first
+paragraph of the study folder's README.md, else (a sub-study) the paragraph of its parent's README.md
+that names the sub-folder (`training-runs/`), else the parent's first paragraph, else the line of
+the tree's README.md table that names the folder, else only what the rows show.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ def studies(groups: list[tuple[dict, list[Run]]], trees: list[str]) -> list[dict
         found.setdefault((tree, study), []).append(
             dict(row, subfolder=sub, setting_full=setting_text(runs[0]), what=what)
         )
+    found = _split_substudies(found)
     out = []
     # The runs written straight into a tree (one study per system) first, then the studies' folders.
     order = sorted(found, key=lambda ts: (trees.index(ts[0]), ts[1] not in top, ts[1]))
@@ -103,6 +107,21 @@ def studies(groups: list[tuple[dict, list[Run]]], trees: list[str]) -> list[dict
     return out
 
 
+def _split_substudies(found: dict[tuple[str, str], list[dict]]) -> dict[tuple[str, str], list[dict]]:
+    """A study whose rows all lie in sub-folders of several different folders of it becomes one
+    study per such folder: each gets its own table, figure and short labels."""
+    out: dict[tuple[str, str], list[dict]] = {}
+    for (tree, study), rows in found.items():
+        parts = [r["subfolder"].split(os.sep) if r["subfolder"] else [] for r in rows]
+        if all(len(p) >= 2 for p in parts) and len({p[0] for p in parts}) > 1:
+            for r, p in zip(rows, parts):
+                r["subfolder"] = os.path.join(*p[1:])
+                out.setdefault((tree, f"{study}/{p[0]}"), []).append(r)
+        else:
+            out[(tree, study)] = rows
+    return out
+
+
 def _label(rows: list[dict]) -> None:
     """What tells a row apart within its study, in a few words: the folder it was written under
     (named by whoever ran the study: w2-1gbe, bs256, emulated-20mbit-r1), else the settings that
@@ -111,7 +130,8 @@ def _label(rows: list[dict]) -> None:
     if _varying(subs):
         common = os.path.commonpath(subs) if all(subs) else ""
         for r in rows:
-            r["label"] = os.path.relpath(r["subfolder"], common) if common else r["subfolder"] or "(top)"
+            label = os.path.relpath(r["subfolder"], common) if common else r["subfolder"] or "(top)"
+            r["label"] = re.sub(r"-{2,}", "-", label)  # straggler-1-2--loopback: one dash reads as well
         return
     keys = sorted({k for r in rows for k in r["what"]})
     differ = [k for k in keys if _varying([r["what"].get(k) for r in rows])]
@@ -137,6 +157,11 @@ def describe(tree: str, study: str) -> str | None:
     own = os.path.join(tree, study, "README.md")
     if os.path.isfile(own):
         return _first_paragraph(_read(own))
+    parent, _, sub = study.rpartition("/")
+    if parent and os.path.isfile(os.path.join(tree, parent, "README.md")):
+        text = _read(os.path.join(tree, parent, "README.md"))
+        naming = [p for p in re.split(r"\n\s*\n", text) if f"`{sub}/`" in p]
+        return _first_paragraph(naming[0] if naming else text)
     # A row naming a folder of the study (`network/netlab-runs/`) before one naming a file in it.
     found = []
     for line in _read(os.path.join(tree, "README.md")).splitlines():
@@ -164,7 +189,7 @@ def _first_paragraph(text: str) -> str | None:
             if len(text) <= DESCRIPTION_CHARS:
                 return text
             cut = text.rfind(". ", 0, DESCRIPTION_CHARS)
-            return text[: cut + 1] if cut > 0 else text[:DESCRIPTION_CHARS].rstrip() + "…"
+            return text[: cut + 1] if cut > 0 else text[:DESCRIPTION_CHARS].rsplit(" ", 1)[0] + " …"
     return None
 
 

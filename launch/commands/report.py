@@ -63,7 +63,9 @@ def _cmd_report(args) -> int:
         annotate_report(rows, runs, args.rcps)
         columns += ("rcp", "rcp_normalization", "tta_normalized_s")
     if args.format == "json":
-        print(json.dumps({"results_dirs": args.results_dirs, "rows": rows}, indent=2))
+        # results_dir: the first tree, the key readers of the one-tree report know
+        out = {"results_dir": args.results_dirs[0], "results_dirs": args.results_dirs, "rows": rows}
+        print(json.dumps(out, indent=2))
     elif args.format == "csv":
         sys.stdout.write(to_csv(Table([Column(k) for k in columns], rows)))
     else:
