@@ -147,6 +147,7 @@ def _sbatch_argv(line: str) -> list[str]:
         ("--comment=two  words", ["--comment=two  words"]),
         ("-d after:1 #x", ["-d", "after:1 #x"]),
         ("--hold", ["--hold"]),
+        ('--comment=a\\b "c"', ['--comment=a\\b "c"']),
     ],
 )
 def test_sbatch_arg_of_several_words_reaches_sbatch_as_one(tmp_path, given, argv):
@@ -155,7 +156,7 @@ def test_sbatch_arg_of_several_words_reaches_sbatch_as_one(tmp_path, given, argv
 
 
 def test_a_folder_with_spaces_quotes_and_hashes_is_one_sbatch_argument(tmp_path):
-    where = tmp_path / 'my runs #1 "a\\b"'
+    where = tmp_path / 'my runs #1 "it\'s"'
     where.mkdir()
     cwd = os.path.realpath(where)
     lines = _sbatch_lines(_dry(where, "--log-dir", "my logs"))
@@ -205,6 +206,8 @@ def test_horovod_gets_the_same_header_and_set_up(tmp_path, setup_file):
         (("--sbatch-arg", "--begin=now\n#SBATCH --requeue"), "--sbatch-arg must not hold control characters"),
         (("--sbatch-arg", "--comment=a\tb"), "--sbatch-arg must not hold control characters such as '\\t'"),
         (("--results-dir", "res\nults"), "--results-dir must not hold control characters"),
+        (("--log-dir", "logs-%u"), "--log-dir must not hold % or \\ (sbatch reads them"),
+        (("--log-dir", "a\\b"), "--log-dir must not hold % or \\"),
         (("--setup", "missing.sh"), "--setup missing.sh: no such file"),
         (("--setup", sys.executable), "not a text file"),
         (("--setup", "/"), "--setup /: not a file"),

@@ -119,6 +119,11 @@ class SlurmJob:
             ("--setup", self.setup_file),
         ):
             check_line(flag, value)
+        if "%" in self.log_dir or "\\" in self.log_dir:
+            raise UserError(
+                f"--log-dir must not hold % or \\ (sbatch reads them in the log's name as its file name "
+                f"patterns), got {self.log_dir!r}"
+            )
         if self.cpus_per_task is not None and self.cpus_per_task < 1:
             raise UserError(f"--cpus-per-task must be >= 1, got {self.cpus_per_task}")
         if self.mem is not None and not _MEM.fullmatch(self.mem):

@@ -274,15 +274,21 @@ def add_commands(sub) -> None:
         "--watch",
         action="store_true",
         help="show the listing again whenever it changes, until no listed run or job is pending, "
-        "starting or running (exit 0), or --max-wait has passed (exit 1); Ctrl-C stops watching",
+        "starting, running or unreadable (exit 0), or --max-wait has passed or only unreadable runs "
+        "stayed so (exit 1); Ctrl-C stops watching",
     )
     r.add_argument(
-        "--interval", type=float, default=10.0, metavar="S", help="--watch: look every S seconds (default 10)"
+        "--interval",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="--watch: look every S seconds (default 10; finite, > 0)",
     )
     r.add_argument(
         "--max-wait",
         type=float,
         default=86400.0,
         metavar="S",
-        help="--watch: stop watching after S seconds (default 86400, a day)",
+        help="--watch: stop watching after S seconds (default 86400, a day; finite, > 0); a local run "
+        "killed without recording its end stays running until then",
     )
