@@ -233,3 +233,17 @@ def test_a_clash_through_the_command_line_is_one_line_and_leaves_nothing(tmp_pat
     )
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
     assert "use --log-dir instead" in r.stderr and os.listdir(tmp_path) == []
+
+
+def test_a_working_folder_with_a_newline_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    where = tmp_path / "runs\necho INJECTED"
+    where.mkdir()
+    monkeypatch.chdir(where)
+    code = cli.main(
+        ["submit", *TINY, "--results-dir", "/tmp/unused", "--log-dir", "/tmp/unused", "--dry-run"]
+    )
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "", out + err
+    (line,) = err.splitlines()
+    assert line.startswith("ttabench: error: the working directory must not hold control characters"), line
+    assert os.listdir(where) == []
