@@ -18,6 +18,8 @@ import pytest
 from conftest import run_cli
 
 from ttabench.divisions import experiments, metrics, scoring
+from ttabench.launch import cli
+from ttabench.launch.commands import runs
 from ttabench.launch.config import DEFAULT_RESULTS_DIR
 
 REPO = Path(__file__).resolve().parent.parent
@@ -172,6 +174,12 @@ def test_runs_table_shows_the_algorithm_only_when_a_run_is_not_allreduce(tree):
 # --- runs --watch ------------------------------------------------------------------------------
 
 
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def _one_running_run(tmp_path: Path) -> tuple[Path, Path, str]:
     """A copy of one committed run whose summary says `running`, as while it trains: (results
     root, the summary's path, the summary's real text)."""
@@ -199,7 +207,7 @@ def test_runs_watch_follows_a_tree_until_every_run_has_finished(tmp_path):
             assert line, "".join(lines) + proc.stderr.read()
             lines.append(line)
         assert lines[-1].startswith("waiting for 1: 1 running (every 0.2 s, at most 86400 s;"), lines
-        summary.write_text(finished)  # the run ends
+        _replace(summary, finished)  # the run ends (as the run writes it: never a half-written file)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -236,9 +244,46 @@ def test_runs_watch_is_bounded_and_stops_cleanly_on_ctrl_c(tmp_path):
     assert err.splitlines() == ["ttabench: stopped watching (the runs and their jobs go on)"], err
     for bad, message in (
         (("--json",), "--watch shows the table as it changes; --json prints the listing once"),
-        (("--interval", "0"), "--interval must be > 0"),
+        (("--interval", "0"), "--interval must be a finite number of seconds > 0"),
     ):
         r = run_cli("runs", str(root), "--watch", *bad)
         assert r.returncode == 2 and message in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
     r = run_cli("runs", str(tmp_path / "nowhere"), "--watch")
     assert r.returncode == 2 and r.stderr.strip() == f"ttabench: error: not a folder: {tmp_path / 'nowhere'}"
+
+
+def test_runs_watch_does_not_take_a_summary_caught_mid_write_for_an_end(tmp_path):
+    root, summary, finished = _one_running_run(tmp_path)
+    summary.write_text(finished[: len(finished) // 2])  # as a reader may catch it while it is written
+    lines = []
+
+    def out(line):
+        lines.append(line)
+        if line.startswith("waiting for 1: 1 unreadable"):
+            _replace(summary, finished)  # the write completes
+
+    assert runs.watch(str(root), 0.01, 60, out=out) == 0, lines
+    assert lines[0].startswith("waiting for 1: 1 unreadable (every 0.01 s"), lines
+    assert lines[-1] == "every listed run has finished (1)", lines
+    # One that stays unreadable, with nothing else to wait for, ends the watch, not as finished.
+    summary.write_text("{")
+    lines.clear()
+    assert runs.watch(str(root), 0.01, 60, out=lines.append) == 1, lines
+    assert lines[-1] == f"stopped watching: 1 unreadable at {runs.UNREADABLE_LOOKS} looks in a row", lines
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (("--interval", "nan"), "--interval must be a finite number of seconds > 0, got nan"),
+        (("--interval", "inf"), "--interval must be a finite number of seconds > 0, got inf"),
+        (("--interval", "0"), "--interval must be a finite number of seconds > 0, got 0"),
+        (("--max-wait=-inf",), "--max-wait must be a finite number of seconds > 0, got -inf"),
+        (("--max-wait", "NaN"), "--max-wait must be a finite number of seconds > 0, got nan"),
+        (("--max-wait", "0"), "--max-wait must be a finite number of seconds > 0, got 0"),
+    ],
+)
+def test_runs_watch_refuses_an_interval_or_max_wait_that_is_not_finite(tmp_path, capsys, bad, message):
+    code = cli.main(["runs", str(tmp_path), "--watch", *bad])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "" and err.splitlines() == [f"ttabench: error: {message}"], out + err

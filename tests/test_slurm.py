@@ -679,3 +679,34 @@ def test_a_submitted_job_without_a_run_is_listed_where_slurm_cannot_be_asked(tmp
         "or failed before training); its log: /logs/slurm-41.out"
     )
     assert "(1 not started)" in v.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_a_folder_with_spaces_quotes_and_hashes_reaches_slurm_as_one_path(cluster, shared_tmp):
+    """The header `submit` writes for such a folder, under a one-line body, run by the real
+    sbatch: the job runs in that folder, logs where the header says, and gets its comment whole."""
+    where = Path(shared_tmp) / 'a b #1 "q\'s"'
+    (where / "my logs").mkdir(parents=True)
+    r = run_cli(
+        "submit", *TINY, "--nodes", "1", "--synthetic", "--system", "local-test-cluster", "--results-dir",
+        "results", "--log-dir", "my logs", "--sbatch-arg", "--comment two words #x", "--dry-run", cwd=where,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    header = [ln for ln in r.stdout.splitlines() if ln.startswith("#SBATCH ")]
+    body = 'pwd; scontrol show job "$SLURM_JOB_ID" | grep -o "Comment=.*"'
+    s = subprocess.run(
+        ["sbatch", "--parsable"], input="\n".join(["#!/bin/bash", *header, body, ""]),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert s.returncode == 0, s.stderr
+    job_id = s.stdout.strip().split(";")[0]
+    try:
+        deadline = time.monotonic() + 120
+        while subprocess.run(["squeue", "-h", "-j", job_id], capture_output=True, text=True).stdout.strip():
+            assert time.monotonic() < deadline, f"job {job_id} did not end"
+            time.sleep(0.5)
+    finally:
+        subprocess.run(["scancel", job_id], capture_output=True, timeout=30)
+    log = (where / "my logs" / f"slurm-{job_id}.out").read_text()
+    assert [ln.rstrip() for ln in log.splitlines()[:2]] == [str(where), "Comment=two words #x"], log

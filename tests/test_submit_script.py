@@ -109,9 +109,62 @@ def test_sbatch_arg_in_both_spellings(tmp_path, given):
     assert _sbatch_lines(_dry(tmp_path, *given))[-1] == "--begin=now+1hour"
 
 
-def test_sbatch_arg_of_several_words_and_a_flag_alone_are_kept_as_written(tmp_path):
-    lines = _sbatch_lines(_dry(tmp_path, "--sbatch-arg", '--comment "two words"', "--sbatch-arg=--hold"))
-    assert lines[-2:] == ['--comment "two words"', "--hold"]
+def _sbatch_argv(line: str) -> list[str]:
+    """The arguments sbatch reads from one `#SBATCH` line: its script parser (`_get_argument`
+    in Slurm's src/sbatch/opt.c) splits on whitespace outside quotes, takes `"` and `'` as
+    quotes and a backslash as an escape, and stops at an unquoted `#`."""
+    argv, word, quote, i = [], None, None, 0
+    while i < len(line):
+        c = line[i]
+        if c == "\\" and i + 1 < len(line):
+            word, i = (word or "") + line[i + 1], i + 2
+            continue
+        if quote:
+            if c == quote:
+                quote = None
+            else:
+                word += c
+        elif c in "\"'":
+            quote, word = c, word or ""
+        elif c == "#":
+            break
+        elif c.isspace():
+            if word is not None:
+                argv.append(word)
+            word = None
+        else:
+            word = (word or "") + c
+        i += 1
+    assert quote is None, f"unmatched {quote} in {line!r}"
+    return argv + ([word] if word is not None else [])
+
+
+@pytest.mark.parametrize(
+    "given, argv",
+    [
+        ('--comment "two words"', ["--comment=two words"]),
+        ("--comment two words", ["--comment=two words"]),
+        ("--comment=two  words", ["--comment=two  words"]),
+        ("-d after:1 #x", ["-d", "after:1 #x"]),
+        ("--hold", ["--hold"]),
+        ('--comment=a\\b "c"', ['--comment=a\\b "c"']),
+    ],
+)
+def test_sbatch_arg_of_several_words_reaches_sbatch_as_one(tmp_path, given, argv):
+    line = _sbatch_lines(_dry(tmp_path, f"--sbatch-arg={given}"))[-1]
+    assert _sbatch_argv(line) == argv, line
+
+
+def test_a_folder_with_spaces_quotes_and_hashes_is_one_sbatch_argument(tmp_path):
+    where = tmp_path / 'my runs #1 "it\'s"'
+    where.mkdir()
+    cwd = os.path.realpath(where)
+    lines = _sbatch_lines(_dry(where, "--log-dir", "my logs"))
+    stated = dict(a.split("=", 1) for ln in lines for a in _sbatch_argv(ln) if "=" in a)
+    assert stated["--chdir"] == cwd, lines
+    assert stated["--output"] == stated["--error"] == f"{cwd}/my logs/slurm-%j.out", lines
+    assert len([a for ln in lines for a in _sbatch_argv(ln)]) == len(lines)  # one argument a line
+    assert os.listdir(where) == []
 
 
 def test_horovod_gets_the_same_header_and_set_up(tmp_path, setup_file):
@@ -141,6 +194,20 @@ def test_horovod_gets_the_same_header_and_set_up(tmp_path, setup_file):
         (("--mem", "16GB"), "--mem must be a size in Slurm's units"),
         (("--cpus-per-task", "0"), "--cpus-per-task must be >= 1, got 0"),
         (("--qos", "a b"), "--qos must be one word"),
+        (("--account", "acct\necho INJECTED"), "--account must not hold control characters such as '\\n'"),
+        (("--partition", "debug\n#SBATCH --requeue"), "--partition must not hold control characters"),
+        (("--qos", "high\r"), "--qos must not hold control characters such as '\\r'"),
+        (("--gres", "gpu:1\x00"), "--gres must not hold control characters"),
+        (("--constraint", "avx\x1b[2J"), "--constraint must not hold control characters"),
+        (("--mem", "4G\n"), "--mem must not hold control characters"),
+        (("--time", "30\necho x"), "--time"),
+        (("--log-dir", "logs\necho INJECTED"), "--log-dir must not hold control characters"),
+        (("--export", "ALL\x7f"), "--export must not hold control characters"),
+        (("--sbatch-arg", "--begin=now\n#SBATCH --requeue"), "--sbatch-arg must not hold control characters"),
+        (("--sbatch-arg", "--comment=a\tb"), "--sbatch-arg must not hold control characters such as '\\t'"),
+        (("--results-dir", "res\nults"), "--results-dir must not hold control characters"),
+        (("--log-dir", "logs-%u"), "--log-dir must not hold % or \\ (sbatch reads them"),
+        (("--log-dir", "a\\b"), "--log-dir must not hold % or \\"),
         (("--setup", "missing.sh"), "--setup missing.sh: no such file"),
         (("--setup", sys.executable), "not a text file"),
         (("--setup", "/"), "--setup /: not a file"),
@@ -166,3 +233,17 @@ def test_a_clash_through_the_command_line_is_one_line_and_leaves_nothing(tmp_pat
     )
     assert r.returncode == 2 and len(r.stderr.splitlines()) == 1, r.stderr
     assert "use --log-dir instead" in r.stderr and os.listdir(tmp_path) == []
+
+
+def test_a_working_folder_with_a_newline_is_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    where = tmp_path / "runs\necho INJECTED"
+    where.mkdir()
+    monkeypatch.chdir(where)
+    code = cli.main(
+        ["submit", *TINY, "--results-dir", "/tmp/unused", "--log-dir", "/tmp/unused", "--dry-run"]
+    )
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "", out + err
+    (line,) = err.splitlines()
+    assert line.startswith("ttabench: error: the working directory must not hold control characters"), line
+    assert os.listdir(where) == []

@@ -60,6 +60,26 @@ FIXED = {
     "signal": "it asks for SIGUSR1 before --time's limit",
 }
 _MEM = re.compile(r"\d+[KMGT]?", re.IGNORECASE)
+# A word sbatch reads as one argument without quotes: its `#SBATCH` parser splits on whitespace
+# outside quotes, takes `"` and `'` as quotes, `\\` as an escape and an unquoted `#` as a comment.
+_PLAIN = re.compile(r"[^\s\"'\\#]*")
+
+
+def check_line(flag: str, value: str | None) -> None:
+    """One line when `value` holds a control character (a newline above all): in the script's
+    header it would end the `#SBATCH` line, and the rest would run as a shell command, or stop
+    sbatch reading the options below it."""
+    bad = [c for c in value or "" if ord(c) < 32 or 127 <= ord(c) < 160]
+    if bad:
+        raise UserError(f"{flag} must not hold control characters such as {bad[0]!r}, got {value!r}")
+
+
+def sbatch_word(value: str) -> str:
+    """`value` as one argument of an `#SBATCH` line: as is when it is plain, else in double quotes
+    with `"`, `\\` and `#` escaped by a backslash (what sbatch's script parser undoes)."""
+    if _PLAIN.fullmatch(value):
+        return value
+    return '"' + re.sub(r'(["\\#])', r"\\\1", value) + '"'
 
 
 @dataclasses.dataclass
@@ -85,6 +105,25 @@ class SlurmJob:
     setup: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self):
+        for flag, value in (
+            ("--partition", self.partition),
+            ("--time", self.time),
+            ("--account", self.account),
+            ("--log-dir", self.log_dir),
+            ("the working directory", self.workdir),
+            ("--mem", self.mem),
+            ("--qos", self.qos),
+            ("--gres", self.gres),
+            ("--constraint", self.constraint),
+            ("--export", self.export),
+            ("--setup", self.setup_file),
+        ):
+            check_line(flag, value)
+        if "%" in self.log_dir or "\\" in self.log_dir:
+            raise UserError(
+                f"--log-dir must not hold % or \\ (sbatch reads them in the log's name as its file name "
+                f"patterns), got {self.log_dir!r}"
+            )
         if self.cpus_per_task is not None and self.cpus_per_task < 1:
             raise UserError(f"--cpus-per-task must be >= 1, got {self.cpus_per_task}")
         if self.mem is not None and not _MEM.fullmatch(self.mem):
@@ -118,6 +157,7 @@ def option_name(arg: str) -> str:
 def sbatch_arg(arg: str) -> str:
     """One `--sbatch-arg`, as the script's `#SBATCH` line states it: `--x=y` from `--x=y` or
     `--x y`; one line when it is no sbatch option or repeats one ttabench states."""
+    check_line("--sbatch-arg", arg)
     text = arg.strip()
     if not text.startswith("-") or text in ("-", "--"):
         raise UserError(
@@ -130,11 +170,20 @@ def sbatch_arg(arg: str) -> str:
         )
     if name in FIXED:
         raise UserError(f"--sbatch-arg {arg!r}: ttabench sets --{name} itself ({FIXED[name]})")
-    head, _, rest = text.partition(" ")
-    rest = rest.strip()
-    if head.startswith("--") and "=" not in head and rest and not any(c.isspace() for c in rest):
-        return f"{head}={rest}"
-    return text  # a flag alone, `--x=y`, a one-letter option, or a value of several words as written
+    if text.startswith("--"):
+        m = re.fullmatch(r"(--[^=\s]+)(?:=|\s+)(.*)", text, re.DOTALL)
+        return f"{m.group(1)}={sbatch_word(_unquoted(m.group(2).strip()))}" if m else text
+    m = re.fullmatch(r"(-\w)\s+(.*)", text, re.DOTALL)
+    return (
+        f"{m.group(1)} {sbatch_word(_unquoted(m.group(2).strip()))}" if m else text
+    )  # `-x` / `-xy` as written
+
+
+def _unquoted(value: str) -> str:
+    """A value the user put in one pair of double quotes (`--comment "two words"`), without them."""
+    if len(value) >= 2 and value[0] == value[-1] == '"' and '"' not in value[1:-1]:
+        return value[1:-1]
+    return value
 
 
 def read_setup(path: str) -> tuple[str, list[str]]:
@@ -187,9 +236,9 @@ def header(job: SlurmJob, job_name: str, signal_margin: int | None) -> list[str]
     if job.exclusive:
         sb.append("--exclusive")  # a benchmark does not share its nodes (--no-exclusive: it may)
     sb += [
-        f"--chdir={os.path.abspath(job.workdir)}",
-        f"--output={log_path(job)}",
-        f"--error={log_path(job)}",  # one log: stdout and stderr in the order they happened
+        f"--chdir={sbatch_word(os.path.abspath(job.workdir))}",
+        f"--output={sbatch_word(log_path(job))}",
+        f"--error={sbatch_word(log_path(job))}",  # one log: stdout and stderr in the order they happened
         "--open-mode=append",  # a log is never replaced
         f"--export={job.export}",
         "--no-requeue",  # a run is not started again over its own folder (node failure, preemption)

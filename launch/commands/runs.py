@@ -20,6 +20,7 @@ reason instead of ending the listing.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sys
@@ -170,6 +171,9 @@ def columns_for(entries: list[dict]) -> tuple[Column, ...]:
 
 
 UNFINISHED = ("pending", "starting", "submitted", "running")
+# A summary caught while it is written reads as unreadable: looked at again, not taken for an end.
+# One unreadable this many looks in a row, with nothing else left to wait for, ends the watch (1).
+UNREADABLE_LOOKS = 5
 
 
 def _table(entries: list[dict], results_dir: str, title: str = "") -> Table:
@@ -179,18 +183,21 @@ def _table(entries: list[dict], results_dir: str, title: str = "") -> Table:
 
 
 def watch(results_dir: str, interval_s: float, max_wait_s: float, out=print) -> int:
-    """The listing again whenever it changes, until no listed run or job is unfinished (0) or
-    `max_wait_s` has passed (1)."""
+    """The listing again whenever it changes, until no listed run or job is unfinished or
+    unreadable (0), or `max_wait_s` has passed or only unreadable runs stayed so (1)."""
     deadline = time.monotonic() + max_wait_s
     shown = None
+    unreadable_looks = 0
     while True:
         entries = list_runs(results_dir)
-        waiting = [e for e in entries if e["status"] in UNFINISHED]
+        waiting = [e for e in entries if e["status"] in UNFINISHED + ("unreadable",)]
+        unreadable = [e for e in waiting if e["status"] == "unreadable"]
+        unreadable_looks = unreadable_looks + 1 if unreadable and len(unreadable) == len(waiting) else 0
         view = [(e["path"], e["status"], e.get("final_accuracy"), e.get("job_state")) for e in entries]
         if view != shown:
             at = time.strftime("%H:%M:%S")
             show(_table(entries, results_dir, f"{len(entries)} runs in {results_dir}, newest first, at {at}"))
-            counts = {s: sum(e["status"] == s for e in waiting) for s in UNFINISHED}
+            counts = {s: sum(e["status"] == s for e in waiting) for s in UNFINISHED + ("unreadable",)}
             if waiting:
                 out(
                     f"waiting for {len(waiting)}: "
@@ -201,6 +208,9 @@ def watch(results_dir: str, interval_s: float, max_wait_s: float, out=print) -> 
         if not waiting:
             out(f"every listed run has finished ({len(entries)})")
             return 0
+        if unreadable_looks >= UNREADABLE_LOOKS:
+            out(f"stopped watching: {len(unreadable)} unreadable at {UNREADABLE_LOOKS} looks in a row")
+            return 1
         left = deadline - time.monotonic()
         if left <= 0:
             out(f"stopped watching after {max_wait_s:g} s: {len(waiting)} still unfinished")
@@ -212,8 +222,9 @@ def _cmd_runs(args) -> int:
     if args.watch:
         if args.json:
             raise UserError("--watch shows the table as it changes; --json prints the listing once")
-        if args.interval <= 0 or args.max_wait < 0:
-            raise UserError("--interval must be > 0 and --max-wait >= 0 (seconds)")
+        for flag, value in (("--interval", args.interval), ("--max-wait", args.max_wait)):
+            if not math.isfinite(value) or value <= 0:
+                raise UserError(f"{flag} must be a finite number of seconds > 0, got {value:g}")
         if not os.path.isdir(args.results_dir):
             raise UserError(f"not a folder: {args.results_dir}")
         try:
@@ -263,15 +274,21 @@ def add_commands(sub) -> None:
         "--watch",
         action="store_true",
         help="show the listing again whenever it changes, until no listed run or job is pending, "
-        "starting or running (exit 0), or --max-wait has passed (exit 1); Ctrl-C stops watching",
+        "starting, running or unreadable (exit 0), or --max-wait has passed or only unreadable runs "
+        "stayed so (exit 1); Ctrl-C stops watching",
     )
     r.add_argument(
-        "--interval", type=float, default=10.0, metavar="S", help="--watch: look every S seconds (default 10)"
+        "--interval",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="--watch: look every S seconds (default 10; finite, > 0)",
     )
     r.add_argument(
         "--max-wait",
         type=float,
         default=86400.0,
         metavar="S",
-        help="--watch: stop watching after S seconds (default 86400, a day)",
+        help="--watch: stop watching after S seconds (default 86400, a day; finite, > 0); a local run "
+        "killed without recording its end stays running until then",
     )

@@ -169,6 +169,7 @@ def _cmd_submit(args) -> int:
         return torchx.submit_run(cfg, args, target)
     if name != "slurm" or target:
         raise UserError(f"--scheduler must be slurm or torchx:SCHEDULER, got {args.scheduler!r}")
+    sbatch.check_line("--results-dir", cfg.results_dir)  # the script names it
     if args.time:
         slurm.time_limit_s(args.time)  # malformed: one line before anything is made
     job = slurm_job(args)
