@@ -40,8 +40,11 @@ SHAPING_ENV = "TTABENCH_NETLAB"
 
 
 def state_path(name: str | None = None) -> str:
-    """$TTABENCH_NETLAB_STATE, else the state file of lab `name` (--lab / $TTABENCH_NETLAB_NAME)."""
-    name = lab_name(name)
+    """The state file of lab `name` when one is given (--lab: each named lab has its own), else
+    $TTABENCH_NETLAB_STATE, else that of $TTABENCH_NETLAB_NAME's lab or the default lab's."""
+    if name is not None:
+        return f"/run/ttabench-netlab-{lab_name(name)}.json"
+    name = lab_name()
     default = DEFAULT_STATE if name is None else f"/run/ttabench-netlab-{name}.json"
     return os.environ.get(STATE_ENV) or default
 
