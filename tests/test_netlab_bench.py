@@ -26,13 +26,29 @@ from conftest import run_cli
 from ttabench import UserError
 from ttabench.launch import cli
 from ttabench.launch.commands import netlab_bench
-from ttabench.launch.net import gloo, topology
+from ttabench.launch.net import cost, gloo, topology
 from ttabench.launch.net import lab as netlab
 
 MB = 1024**2
 B = 12.5e6  # 100 Mbit/s in bytes/s
 
 # -- the model -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("p", [2, 4, 8, 16])
+def test_predict_s_ring_is_the_validated_gloo_ring_at_the_nominal_rate(p):
+    # `ttabench predict` times all-reduce with cost.ring_time at the link's nominal rate; the
+    # model validated on the labs is gloo.py's: the same ring over rate x TCP's payload share,
+    # less what the tbf bucket sends at once. For large messages they differ by that share only.
+    burst, alpha = 64 * 1024, 100e-6
+    for n in (4 * MB, 16 * MB, 256 * MB):
+        lab_model = gloo.pattern_time("allreduce", n, p, 1, B, alpha, burst, gloo.EFFICIENCY)
+        assert lab_model == pytest.approx(cost.ring_time(n, p, alpha, B * gloo.EFFICIENCY) - burst / B)
+    big = 256 * MB
+    ratio = cost.ring_time(big, p, alpha, B) / gloo.pattern_time(
+        "allreduce", big, p, 1, B, alpha, burst, gloo.EFFICIENCY
+    )
+    assert ratio == pytest.approx(gloo.EFFICIENCY, rel=1e-3) and 0.93 < gloo.EFFICIENCY < 0.94
 
 
 def test_broadcast_tree_is_glo_s_binomial_order():
