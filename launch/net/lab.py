@@ -8,8 +8,9 @@
     ttabench netlab down                                     # remove exactly what `up` made
 
 State. ``up`` records each object in a state file as soon as it exists
-(``$TTABENCH_NETLAB_STATE``, default /run/ttabench-netlab.json, or
-/run/ttabench-netlab-NAME.json for a lab named NAME: net/topology.py). ``down``
+(/run/ttabench-netlab-NAME.json for a lab named NAME with --lab, whatever the
+environment; else ``$TTABENCH_NETLAB_STATE``, default /run/ttabench-netlab.json:
+net/topology.py). ``down``
 deletes exactly the namespaces recorded there (each veth, the bridge and the
 qdiscs live inside them and go with them) and then the file. A crash half way
 through ``up`` leaves a state file listing what was made, so ``down`` still
