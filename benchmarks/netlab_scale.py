@@ -13,7 +13,7 @@ its defaults (nominal rate, 100 us per message step, the bucket, TCP's
 payload share). Every bench is recorded as soon as it ends in
 OUT/scale-validation.json with its command, duration, the load average before
 and after and the CPU; then OUT/scale-validation.md (the table, residual =
-measured / predicted - 1) and OUT/scale-validation.png (time against hosts per
+predicted / measured - 1, as in validation.md) and OUT/scale-validation.png (time against hosts per
 pattern and rate: measured dots, predicted lines). Each lab also yields the
 latency and bandwidth `--fit` would give for its allreduce (from the sizes
 whose link bytes exceed twice the bucket), which shows how the per-step time of
@@ -75,9 +75,11 @@ def _fit(result: dict) -> dict | None:
     """What `--fit` gives for the lab's allreduce (None: too few sizes above the bucket)."""
     rows = [r for r in result["rows"] if r["pattern"] == "allreduce"]
     try:
-        return netlab_bench.fit(dict(result, pattern="allreduce", rows=rows), os.devnull)
+        got = netlab_bench.fit(dict(result, pattern="allreduce", rows=rows), os.devnull)
     except Exception as e:  # noqa: BLE001  -- recorded, not fatal: the table stands without it
         return {"error": str(e)}
+    got.pop("file")  # the profile is thrown away (os.devnull): only the fitted figures are kept
+    return got
 
 
 def rows_of(log: dict) -> list[dict]:
@@ -94,7 +96,7 @@ def rows_of(log: dict) -> list[dict]:
                     predicted_s=model,
                     rate=b["lab"]["rate"],
                     per_host=b["workers_per_host"],
-                    residual=r["measured_s"] / model - 1,
+                    residual=model / r["measured_s"] - 1,
                 )
             )
     return out
@@ -110,7 +112,8 @@ def markdown(log: dict) -> str:
         f"{min(loads):.1f}-{max(loads):.1f} over the benches), torch {log['torch']}, gloo over veth pairs "
         f"shaped by tc tbf (burst 64 KiB) in network namespaces; {len(b0)} labs, "
         f"{sum(b['duration_s'] for b in b0) / 60:.1f} minutes. Median of {log['repeat']} rounds per point; "
-        f"predicted by launch/net/gloo.py with 100 us per message step. {within} of {len(rows)} points "
+        f"predicted by launch/net/gloo.py with 100 us per message step; residual = predicted / measured - 1 "
+        f"(negative: the model is faster than measured). {within} of {len(rows)} points "
         f"within +-{100 * BOUND:.0f} %. Deviations and why: README.md (this folder), section "
         '"Scale: 2-16 hosts".',
         "",

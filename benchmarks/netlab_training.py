@@ -5,7 +5,7 @@
 
 Runs from the repository root. For each rate (20mbit, 100mbit) and each lab
 (4 and 8 hosts), one `ttabench netlab run` of ResNet-20 (closed recipe,
-synthetic data, batch 32 per worker, --max-steps, seed 1, one worker and one
+the real CIFAR-10 subset from --data-dir / $TTABENCH_DATA_DIR, batch 32 per worker, --max-steps, seed 1, one worker and one
 thread per host namespace). Each run is predicted at its own worker count from
 its own profile (its compute per step as measured: 4-8 workers time-share the
 2 cores, and the profile records that) with the lab's link (nominal rate,
@@ -13,7 +13,8 @@ latency 0: no sch_netem here), by the code behind `ttabench predict`; what this
 tests is the communication part: the gradient buckets' ring all-reduces over
 the shaped links and their overlap with the backward pass. Writes
 OUT/scale-training.json (each run with its command and load) and
-OUT/scale-training.md (measured and predicted per-step time, residual).
+OUT/scale-training.md (measured and predicted per-step time, residual =
+predicted / measured - 1, as in validation.md).
 """
 
 from __future__ import annotations
@@ -36,12 +37,13 @@ BOUND = 0.15
 def measure(args, rate: str, hosts: int) -> dict:
     results = os.path.relpath(os.path.join(args.out, "training-runs", f"{rate}-{hosts}hosts"))
     base = [sys.executable, "-m", "ttabench", "netlab"]
-    lab = ["--lab", "train"]
-    run_flags = ["--synthetic", "--max-steps", str(args.max_steps), "--batch-size", "32", "--seed", "1"]
+    lab = ["--lab", args.lab]
+    run_flags = ["--data-dir", os.path.relpath(args.data_dir), "--max-steps", str(args.max_steps)]
+    run_flags += ["--batch-size", "32", "--seed", "1"]
     run_flags += ["--thresholds", "0.10:0.15:0.05", "--progress", "none", "--collective-timeout", "120"]
     load, t0 = os.getloadavg(), time.monotonic()
-    subprocess.run([*base, "up", "--hosts", str(hosts), "--rate", rate, "--no-measure", *lab], check=True)
-    try:
+    try:  # `up` inside: an interrupt while it builds the lab still takes it down
+        subprocess.run([*base, "up", "--hosts", str(hosts), "--rate", rate, "--no-measure", *lab], check=True)
         cmd = [*base, "run", *lab, "--timeout", "900", "--", *run_flags, "--results-dir", results]
         proc = subprocess.run(cmd, capture_output=True, text=True)
     finally:
@@ -84,7 +86,8 @@ def markdown(rows: list[dict]) -> str:
     lines = [
         f"ResNet-20 across a netlab (tbf, no added delay), one worker and one thread per host, "
         f"{rows[0]['command']}; predicted from each run's own profile with the lab's nominal rate "
-        f"(launch/net/cost.py). 2 shared cores, 1-minute load average {min(loads):.1f}-{max(loads):.1f}.",
+        f"(launch/net/cost.py); residual = predicted / measured - 1 (negative: the model is faster than measured). "
+        f"2 shared cores, 1-minute load average {min(loads):.1f}-{max(loads):.1f}.",
         "",
         "| rate | workers | measured ms/step | predicted ms/step | residual | within 15% | compute ms "
         "| comm wait measured ms | exposed comm predicted ms |",
@@ -109,7 +112,11 @@ def main(argv=None) -> int:
     p.add_argument("--hosts", default="4,8")
     p.add_argument("--max-steps", type=int, default=10)
     p.add_argument("--render", action="store_true")
+    p.add_argument("--data-dir", default=os.environ.get("TTABENCH_DATA_DIR"))
+    p.add_argument("--lab", default="train", help="the lab's name (default train)")
     args = p.parse_args(argv)
+    if not args.render and not args.data_dir:
+        p.error("no data: --data-dir or $TTABENCH_DATA_DIR (the real CIFAR-10 subset)")
     path = os.path.join(args.out, "scale-training.json")
     if not args.render:
         runs = []

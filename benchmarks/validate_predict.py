@@ -212,6 +212,9 @@ def table(all_rows: list[dict]) -> list[dict]:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
+        "Residual = predicted / measured - 1 (negative: the model is faster than measured), "
+        "per-step time, medians over the repetitions.",
+        "",
         "| point | reps | measured ms/step | predicted from base run | residual | per repetition "
         "| compute vs base run | predicted from its own profile | residual | comm wait measured "
         "| exposed comm predicted | within 10% (from base / own) |",

@@ -26,13 +26,29 @@ from conftest import run_cli
 from ttabench import UserError
 from ttabench.launch import cli
 from ttabench.launch.commands import netlab_bench
-from ttabench.launch.net import gloo, topology
+from ttabench.launch.net import cost, gloo, topology
 from ttabench.launch.net import lab as netlab
 
 MB = 1024**2
 B = 12.5e6  # 100 Mbit/s in bytes/s
 
 # -- the model -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("p", [2, 4, 8, 16])
+def test_predict_s_ring_is_the_validated_gloo_ring_at_the_nominal_rate(p):
+    # `ttabench predict` times all-reduce with cost.ring_time at the link's nominal rate; the
+    # model validated on the labs is gloo.py's: the same ring over rate x TCP's payload share,
+    # less what the tbf bucket sends at once. For large messages they differ by that share only.
+    burst, alpha = 64 * 1024, 100e-6
+    for n in (4 * MB, 16 * MB, 256 * MB):
+        lab_model = gloo.pattern_time("allreduce", n, p, 1, B, alpha, burst, gloo.EFFICIENCY)
+        assert lab_model == pytest.approx(cost.ring_time(n, p, alpha, B * gloo.EFFICIENCY) - burst / B)
+    big = 256 * MB
+    ratio = cost.ring_time(big, p, alpha, B) / gloo.pattern_time(
+        "allreduce", big, p, 1, B, alpha, burst, gloo.EFFICIENCY
+    )
+    assert ratio == pytest.approx(gloo.EFFICIENCY, rel=1e-3) and 0.93 < gloo.EFFICIENCY < 0.94
 
 
 def test_broadcast_tree_is_glo_s_binomial_order():
@@ -166,6 +182,8 @@ def test_lab_name_from_flag_or_environment(monkeypatch):
         (["--repeat", "0"], "--repeat"),
         (["--lab", "Bad-Name"], "lab name"),
         (["--latency", "soon"], "latency"),
+        (["--sizes", "64kb,128kb", "--fit", "unused.json"], "--fit needs at least 2 sizes"),
+        (["--pattern", "allreduce,broadcast", "--fit", "unused.json"], "--fit fits one pattern"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_nothing_made(flags, msg):
@@ -176,6 +194,47 @@ def test_bad_input_is_one_line_exit_2_and_nothing_made(flags, msg):
     assert err.getvalue().startswith("ttabench: error: ") and err.getvalue().count("\n") == 1, err.getvalue()
     assert msg in err.getvalue()
     assert not os.path.exists("/run/ttabench-netlab-tbad.json") and not netlab.lab_namespaces(name="tbad")
+    assert not os.path.exists("unused.json")
+
+
+def test_an_explicit_lab_name_wins_over_the_state_file_variable(monkeypatch, tmp_path):
+    shared = str(tmp_path / "state.json")
+    monkeypatch.setenv(netlab.STATE_ENV, shared)
+    monkeypatch.delenv(topology.NAME_ENV, raising=False)
+    assert netlab.state_path() == shared
+    assert netlab.state_path("a1") == "/run/ttabench-netlab-a1.json"
+    assert netlab.state_path("a1") != netlab.state_path("a2")
+
+
+def _stub_lab(monkeypatch, up):
+    """netlab_bench.run with lab.up replaced by `up` and lab.down recording its calls."""
+    downs = []
+    monkeypatch.setattr(netlab, "require_root", lambda: None)
+    monkeypatch.setattr(netlab, "up", up)
+    monkeypatch.setattr(netlab, "down", lambda path=None, run=None: downs.append(path))
+    return downs
+
+
+def test_a_bench_never_takes_down_a_lab_it_did_not_make(monkeypatch):
+    def already_up(spec, path=None):
+        raise UserError("a netlab is already up")
+
+    downs = _stub_lab(monkeypatch, already_up)
+    with pytest.raises(UserError, match="already up"):
+        netlab_bench.run(netlab_bench.NetBenchConfig(hosts=2, lab="tup2"))
+    assert downs == []
+
+
+def test_a_bench_takes_down_the_lab_it_made_when_the_workers_fail(monkeypatch):
+    downs = _stub_lab(monkeypatch, lambda spec, path=None: {"hosts": spec.hosts})
+
+    def fail(*args):
+        raise UserError("rank 1 exited with code 1")
+
+    monkeypatch.setattr(netlab_bench, "_run_workers", fail)
+    with pytest.raises(UserError, match="rank 1"):
+        netlab_bench.run(netlab_bench.NetBenchConfig(hosts=2, lab="tup3"))
+    assert downs == [netlab.state_path("tup3")]
 
 
 def test_bad_input_from_the_real_command():
@@ -200,10 +259,6 @@ def root_lab(monkeypatch, request):
     for ns in leftover:  # only when the bench itself failed to clean up
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
     assert not leftover, f"the bench left namespaces {leftover}"
-
-
-def _root_devices() -> str:
-    return subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
 
 
 @pytest.mark.slow
@@ -250,22 +305,24 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.root
-def test_sigterm_mid_run_leaves_nothing_behind(root_lab):
+def test_sigterm_mid_run_leaves_nothing_behind(root_lab, tmp_path):
     cmd = [sys.executable, "-m", "ttabench", "netlab", "bench", "--hosts", "3", "--rate", "20mbit",
-           "--sizes", "4mb", "--repeat", "50", "--lab", root_lab]  # fmt: skip
-    bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           "--sizes", "64kb,4mb", "--repeat", "50", "--lab", root_lab]  # fmt: skip
+    # TMPDIR: the bench's rows file (rank 0 writes it after each size) lands where this test sees it
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    bench = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        # running: every host namespace holds its worker (each round of 4 MiB takes ~2 s)
-        deadline, pids = time.monotonic() + 180, set()
-        while time.monotonic() < deadline:
-            names = [n for n in netlab.lab_namespaces(name=root_lab) if not n.endswith("-sw")]
-            pids = _pids_in(names)
-            if len(names) == 3 and len(pids) >= 3:
-                break
+        # inside the timed rounds: the 64 KiB rows are written, 4 MiB (~2 s a round, 51 rounds) runs
+        deadline, pids, names, rows = time.monotonic() + 300, set(), [], []
+        while time.monotonic() < deadline and not rows:
+            found = [n for n in netlab.lab_namespaces(name=root_lab) if not n.endswith("-sw")]
+            if len(found) == 3:
+                names = netlab.lab_namespaces(name=root_lab)
+                pids |= _pids_in(found)
+            rows = list(tmp_path.glob("ttabench-netbench-*/rows.json"))
             assert bench.poll() is None, bench.communicate()
             time.sleep(0.5)
-        assert len(pids) >= 3, "the workers never started"
-        time.sleep(8)  # past start-up (torch imports), inside the timed rounds
+        assert rows and len(pids) >= 3, "the workers never measured a size"
         bench.send_signal(signal.SIGTERM)
         _, err = bench.communicate(timeout=120)
     finally:
@@ -275,11 +332,25 @@ def test_sigterm_mid_run_leaves_nothing_behind(root_lab):
     assert err.strip().splitlines()[-1] == "ttabench: interrupted", err
     assert not netlab.lab_namespaces(name=root_lab)
     assert not os.path.exists(netlab.state_path(root_lab))
-    # the veths and qdiscs lived in the namespaces and went with them
-    assert "ttanl" not in _root_devices()
-    assert "ttanl" not in subprocess.run(["tc", "qdisc", "show"], capture_output=True, text=True).stdout
+    # the veths and qdiscs lived in the namespaces: the namespaces themselves are gone
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert len(names) == 4 and not [n for n in names if n in listed or os.path.exists(f"/run/netns/{n}")]
     time.sleep(1)
     assert not [p for p in pids if _alive(p)], "workers outlived the bench"
+    assert not _processes_naming(str(tmp_path)), "a process of the bench remains"
+
+
+def _processes_naming(text: str) -> list[int]:
+    """Live processes whose command line contains `text` (the workers carry their --out path)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if text.encode() in f.read() and _alive(int(entry)):
+                    found.append(int(entry))
+        except (FileNotFoundError, ProcessLookupError, PermissionError, ValueError, OSError):
+            continue
+    return found
 
 
 def test_a_named_lab_that_is_up_names_its_own_down_command(tmp_path):

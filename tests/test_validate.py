@@ -169,6 +169,18 @@ def test_mllog_vs_curve():
     assert "1 eval_accuracy events, but curve.csv has 2" in v.check_mllog_vs_curve(events[:1], curve)[0]
 
 
+def test_the_committed_results_tree_validates(capsys):
+    # results/README.md: `ttabench validate results` accepts every folder, each run with the
+    # subset warning only (every committed run trains on the CIFAR-10 subset). ~5 s, in-process.
+    from ttabench.launch import cli
+
+    results = str(Path(__file__).resolve().parent.parent / "results")
+    code = cli.main(["validate", results, "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["ok"] and not out["failures"], out["failures"]
+    assert len(out["runs"]) > 0 and all("CIFAR-10 subset" in w for w in out["warnings"]), out["warnings"]
+
+
 def test_empty_folder_fails(tmp_path):
     result = v.validate(str(tmp_path))
     assert not result.ok and "no run folders found" in str(result.problems[0])

@@ -61,6 +61,7 @@ class NetBenchConfig:
     latency: str | None = None
     timeout: float | None = None
     lab: str | None = None
+    fit: str | None = None
 
 
 def check(cfg: NetBenchConfig) -> tuple[topology.LabSpec, list[int]]:
@@ -80,7 +81,24 @@ def check(cfg: NetBenchConfig) -> tuple[topology.LabSpec, list[int]]:
     name = topology.lab_name(cfg.lab) or DEFAULT_LAB
     spec = topology.make_spec(cfg.hosts, cfg.rate, cfg.delay, cfg.burst, name=name)
     sizes = link.parse_series(cfg.sizes, link.parse_size, "--sizes")
+    if cfg.fit is not None:  # refused now, not after the whole bench
+        if len(patterns(cfg)) > 1:
+            raise UserError("--fit fits one pattern: give one --pattern")
+        _fit_sizes(
+            patterns(cfg)[0], sizes, spec.hosts, cfg.workers_per_host, spec.burst_bytes, gloo.EFFICIENCY
+        )
     return spec, sizes
+
+
+def _fit_sizes(pattern: str, sizes, hosts: int, k: int, burst: int, eff: float) -> dict:
+    """{size: link bytes on the wire} of the sizes --fit uses: link bytes above twice the bucket."""
+    wire = {n: gloo.link_bytes(pattern, n, hosts, k) / eff for n in sizes}
+    used = {n: x for n, x in wire.items() if x > 2 * burst}
+    if len(set(used.values())) < 2:
+        raise UserError(
+            f"--fit needs at least 2 sizes whose link bytes exceed twice the bucket ({2 * burst} B)"
+        )
+    return used
 
 
 def patterns(cfg: NetBenchConfig) -> list[str]:
@@ -165,14 +183,17 @@ def run(cfg: NetBenchConfig) -> dict:
     load_before = os.getloadavg()
     with procs.interruptible(), tempfile.TemporaryDirectory(prefix="ttabench-netbench-") as tmp:
         out = os.path.join(tmp, "rows.json")
+        made = False  # a lab that was up already (up refuses) is another command's: never down it
         try:
-            state = lab.up(spec, path=path)
+            state = lab.up(spec, path=path)  # on a failure part-way, up removes what it made
+            made = True
             _run_workers(state, cfg, sizes, out, spec)
             measured = read_json(out)
         except procs.Interrupted:
             raise KeyboardInterrupt from None  # the CLI's one line and exit code 130
         finally:
-            _down_regardless(path)
+            if made:
+                _down_regardless(path)
     return _result(cfg, spec, state, measured, load_before)
 
 
@@ -254,16 +275,12 @@ def fit(result: dict, path: str) -> dict:
     if "," in pattern:
         raise UserError("--fit fits one pattern: give one --pattern")
     burst, eff = result["model"]["burst_bytes"], result["model"]["efficiency"]
-    pts = [
-        (gloo.link_bytes(pattern, r["size_bytes"], hosts, result["workers_per_host"]) / eff, r["measured_s"])
-        for r in result["rows"]
-    ]
+    sizes = [r["size_bytes"] for r in result["rows"]]
+    used = _fit_sizes(pattern, sizes, hosts, result["workers_per_host"], burst, eff)
     # t = h alpha + (x - burst) / B where the link bytes x exceed the bucket well
-    pts = [(x - burst, t) for x, t in pts if x > 2 * burst]
-    if len({x for x, _ in pts}) < 2:
-        raise UserError(
-            f"--fit needs at least 2 sizes whose link bytes exceed twice the bucket ({2 * burst} B)"
-        )
+    pts = [
+        (used[r["size_bytes"]] - burst, r["measured_s"]) for r in result["rows"] if r["size_bytes"] in used
+    ]
     a, b = cost.fit_line(pts)
     bandwidth = 1 / b
     alpha = a / gloo.hops(pattern, p)

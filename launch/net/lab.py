@@ -8,8 +8,9 @@
     ttabench netlab down                                     # remove exactly what `up` made
 
 State. ``up`` records each object in a state file as soon as it exists
-(``$TTABENCH_NETLAB_STATE``, default /run/ttabench-netlab.json, or
-/run/ttabench-netlab-NAME.json for a lab named NAME: net/topology.py). ``down``
+(/run/ttabench-netlab-NAME.json for a lab named NAME with --lab, whatever the
+environment; else ``$TTABENCH_NETLAB_STATE``, default /run/ttabench-netlab.json:
+net/topology.py). ``down``
 deletes exactly the namespaces recorded there (each veth, the bridge and the
 qdiscs live inside them and go with them) and then the file. A crash half way
 through ``up`` leaves a state file listing what was made, so ``down`` still
@@ -40,8 +41,11 @@ SHAPING_ENV = "TTABENCH_NETLAB"
 
 
 def state_path(name: str | None = None) -> str:
-    """$TTABENCH_NETLAB_STATE, else the state file of lab `name` (--lab / $TTABENCH_NETLAB_NAME)."""
-    name = lab_name(name)
+    """The state file of lab `name` when one is given (--lab: each named lab has its own), else
+    $TTABENCH_NETLAB_STATE, else that of $TTABENCH_NETLAB_NAME's lab or the default lab's."""
+    if name is not None:
+        return f"/run/ttabench-netlab-{lab_name(name)}.json"
+    name = lab_name()
     default = DEFAULT_STATE if name is None else f"/run/ttabench-netlab-{name}.json"
     return os.environ.get(STATE_ENV) or default
 

@@ -114,10 +114,10 @@ def main(argv=None) -> int:
                 sent_again = tcp_retransmits() - before if comm.local_rank == 0 else 0
                 r["tcp_retransmits"] = int(comm.allreduce([float(sent_again)])[0])  # every round, all hosts
                 rows.append({"pattern": pattern, **r})
-            if comm.rank == 0:  # after each size: an interrupted bench keeps what it measured
-                atomic_write_json(
-                    args.out, {"workers": comm.world_size, "pattern": args.pattern, "rows": rows}
-                )
+                if comm.rank == 0:  # after each size: an interrupted bench keeps what it measured
+                    atomic_write_json(
+                        args.out, {"workers": comm.world_size, "pattern": args.pattern, "rows": rows}
+                    )
     finally:
         comm.close()
     return 0
