@@ -13,6 +13,10 @@ COVERAGE := COVERAGE_FILE=$(CURDIR)/.coverage $(PY) -m coverage
 TTABENCH_DATA_DIR ?= $(abspath ../shared/data/cifar10-subset/cifar-10-batches-py)
 export TTABENCH_DATA_DIR
 
+# pytest-xdist workers for the suite: two on the 2-core CI machine, where many tests wait on a
+# shaped link, a scheduler or a timeout (tests/conftest.py: what must not run side by side).
+TEST_WORKERS ?= 2
+
 .PHONY: install horovod tools lint demo test test-fast coverage bench clean
 
 install: $(VENV)/.installed
@@ -45,7 +49,7 @@ tools:
 # (pytest's exit 5 is passed on); the skip summary (-ra, setup.cfg) and the 15 slowest tests
 # are printed at the end.
 test: install horovod tools lint
-	$(PY) -m pytest tests --durations=15
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --durations=15
 
 # The suite under coverage.py, in every process the tests start (setup.cfg's [coverage:run]),
 # then the package's statement coverage; `$(PY) -m coverage report` afterwards for the table.
@@ -60,7 +64,7 @@ coverage: install horovod tools
 		exit $$status
 
 test-fast: install lint
-	$(PY) -m pytest tests -m "not slow" --durations=15
+	$(PY) -m pytest tests -n $(TEST_WORKERS) -m "not slow" --durations=15
 
 # Side-by-side training throughput (baseline vs ttabench's modes), ~10 minutes on 2 cores.
 bench: install

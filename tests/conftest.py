@@ -131,10 +131,14 @@ def subset_dir() -> str:
 # Every process the tests start carries TAG=<this session's id> in its environment (inherited by
 # workers, horovodrun, Chromium, also in sessions of their own), so that what a test leaves
 # behind can be found and killed. run_command adds CALL_TAG to kill one command's whole tree.
+# Under pytest-xdist (`make test` runs two workers) each worker process has a tag of its own.
 SESSION = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
 os.environ[TAG] = SESSION
-# shared_tmp's folders: named after the session, so that what the session made there is its own.
-SHARED_TMP_PREFIX = os.path.join(tempfile.gettempdir(), f"ttabench-test-{SESSION}-")
+# One id for the whole test run, the xdist workers included (they inherit it from the controller,
+# which imports this file before it starts them).
+RUN = os.environ.setdefault("TTABENCH_TEST_RUN", SESSION)
+# shared_tmp's folders: named after the run, so that what the run made there is its own.
+SHARED_TMP_PREFIX = os.path.join(tempfile.gettempdir(), f"ttabench-test-{RUN}-")
 
 
 @contextlib.contextmanager
@@ -303,10 +307,49 @@ def _own_helper(pid: int) -> bool:
 
 
 _MADE_BEFORE = pytest.StashKey[dict]()
+_WORKERS_LEFT = pytest.StashKey[list]()
+
+# --- pytest-xdist: two workers share the machine -----------------------------------------------
+# Whatever makes network namespaces, links or qdiscs, or brings the local Slurm cluster up (one
+# cluster, one set of names for the whole machine) runs on one worker, one test after another:
+# these modules form one xdist group. Everything else is spread over both workers.
+SYSTEM_MODULES = (
+    "tests/test_slurm.py",
+    "tests/test_netlab.py",
+    "tests/test_netlab_bench.py",
+    "tests/test_multinode.py",
+    "tests/faults/test_disk_full.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.split("::", 1)[0] in SYSTEM_MODULES:
+            item.add_marker(pytest.mark.xdist_group("system"))
+
+
+def _xdist_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _xdist_controller(config) -> bool:
+    """The process that only hands tests out to xdist workers (it runs none itself)."""
+    return not _xdist_worker(config) and bool(getattr(config.option, "numprocesses", None))
+
+
+def pytest_configure(config):
+    config.stash[_WORKERS_LEFT] = []
+
+
+def pytest_testnodedown(node, error):
+    """(controller) what a worker found still running when it ended (see pytest_sessionfinish)."""
+    output = getattr(node, "workeroutput", {}) or {}
+    node.config.stash[_WORKERS_LEFT].extend(output.get("processes_left", []))
 
 
 def pytest_sessionstart(session):
-    session.config.stash[_MADE_BEFORE] = leftovers.snapshot()
+    if not _xdist_worker(session.config):  # the controller's snapshot is the run's
+        session.config.stash[_MADE_BEFORE] = leftovers.snapshot()
 
 
 def _processes_left() -> list[str]:
@@ -338,15 +381,22 @@ def pytest_sessionfinish(session, exitstatus):
     qdisc or Slurm job named as the tests name theirs (tests/leftovers.py) that was not there
     when the session started: a job is cancelled, the rest named with how to remove it. Outside
     CI they are only reported: on a shared machine another suite's lab may come and go meanwhile."""
+    config = session.config
+    if _xdist_worker(config):
+        # A worker checks the processes its own tests started (tagged with its SESSION) and hands
+        # the list to the controller, which fails the run; the rest is the controller's to check.
+        config.workeroutput["processes_left"] = _processes_left()
+        return
     problems = []
-    left = _processes_left()
+    # the controller started no test process itself: its workers report theirs
+    left = config.stash[_WORKERS_LEFT] if _xdist_controller(config) else _processes_left()
     if left:
         problems.append("processes started by the tests were still running at the end (killed now):")
         problems += [f"  {line}" for line in left]
     # where the session's Slurm jobs run: this folder, tmp_path's and shared_tmp's
-    factory = getattr(session.config, "_tmp_path_factory", None)  # none with -p no:tmpdir
+    factory = getattr(config, "_tmp_path_factory", None)  # none with -p no:tmpdir
     folders = [os.getcwd(), SHARED_TMP_PREFIX] + ([str(factory.getbasetemp())] if factory else [])
-    made = leftovers.made_since(session.config.stash[_MADE_BEFORE], folders)
+    made = leftovers.made_since(config.stash[_MADE_BEFORE], folders)
     leftovers.cancel_jobs(made.get("Slurm job", []))
     for kind, names in made.items():
         problems.append(f"{kind}s made by the tests remain at the end ({leftovers.HOW_TO_REMOVE[kind]}):")
