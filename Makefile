@@ -49,7 +49,7 @@ tools:
 # (pytest's exit 5 is passed on); the skip summary (-ra, setup.cfg) and the 15 slowest tests
 # are printed at the end.
 test: install horovod tools lint
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --durations=15
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 # The suite under coverage.py, in every process the tests start (setup.cfg's [coverage:run]),
 # then the package's statement coverage; `$(PY) -m coverage report` afterwards for the table.
@@ -64,7 +64,7 @@ coverage: install horovod tools
 		exit $$status
 
 test-fast: install lint
-	$(PY) -m pytest tests -n $(TEST_WORKERS) -m "not slow" --durations=15
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup -m "not slow" --durations=15
 
 # Side-by-side training throughput (baseline vs ttabench's modes), ~10 minutes on 2 cores.
 bench: install
