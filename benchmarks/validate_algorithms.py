@@ -227,20 +227,23 @@ def markdown(result: dict) -> str:
         "| from its own profile | from the allreduce base run | 1-min load (min-max) | within 10% |",
         "|---|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|",
     ]
-    for r in result["rows"]:
-        reps = ", ".join(f"{100 * x:+.1f}%" for x in r["residual_per_rep"])
-        cross = r["from_allreduce_residual"]
-        base = r["point"] == "loopback (base)"
-        lines.append(
-            f"| {r['algorithm']} | {r['workers']} | {r['point']} | {r['reps']} | "
-            f"{1e3 * r['measured_step_s']:.1f} | {1e3 * r['predicted_step_s']:.1f} | "
-            f"{100 * r['residual']:+.1f}% | {reps} | {100 * r['compute_vs_base']:+.1f}% | "
-            f"{1e3 * r['predicted_comm_s']:.1f} | {1e3 * r['base_real_comm_wait_s']:.1f} | "
-            f"{100 * r['own_residual']:+.1f}% | {'-' if cross is None else f'{100 * cross:+.1f}%'} | "
-            f"{r['load_1min_range'][0]:.1f}-{r['load_1min_range'][1]:.1f} | "
-            f"{'(self)' if base else vp._yes(r['within_bound'])} |"
-        )
+    lines += [_table_line(r) for r in result["rows"]]
     return "\n".join(lines) + "\n"
+
+
+def _table_line(r: dict) -> str:
+    reps = ", ".join(f"{100 * x:+.1f}%" for x in r["residual_per_rep"])
+    cross = r["from_allreduce_residual"]
+    base = r["point"] == "loopback (base)"
+    return (
+        f"| {r['algorithm']} | {r['workers']} | {r['point']} | {r['reps']} | "
+        f"{1e3 * r['measured_step_s']:.1f} | {1e3 * r['predicted_step_s']:.1f} | "
+        f"{100 * r['residual']:+.1f}% | {reps} | {100 * r['compute_vs_base']:+.1f}% | "
+        f"{1e3 * r['predicted_comm_s']:.1f} | {1e3 * r['base_real_comm_wait_s']:.1f} | "
+        f"{100 * r['own_residual']:+.1f}% | {'-' if cross is None else f'{100 * cross:+.1f}%'} | "
+        f"{r['load_1min_range'][0]:.1f}-{r['load_1min_range'][1]:.1f} | "
+        f"{'(self)' if base else vp._yes(r['within_bound'])} |"
+    )
 
 
 def _load(load) -> str:
