@@ -282,19 +282,28 @@ def _rel(path: str) -> str:
     return os.path.relpath(path)
 
 
-def parser(prog: str, doc: str, out_help: str, runs: str, **defaults) -> argparse.ArgumentParser:
-    """The options validate_predict and validate_algorithms share; `runs`: the runs' log
-    (OUT/RUNS.json) and folder (OUT/RUNS/); `defaults`: reps, max_steps, networks, netlab_rates."""
+def parser(
+    prog: str,
+    doc: str,
+    out_help: str,
+    runs: str,
+    *,
+    reps: int,
+    max_steps: int,
+    networks: str,
+    netlab_rates: str,
+) -> argparse.ArgumentParser:
+    """The options validate_predict and validate_algorithms share, with each one's defaults;
+    `runs`: the name of the runs' log (OUT/RUNS.json) and folder (OUT/RUNS/)."""
     p = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
     p.set_defaults(runs_folder=runs)
-    reps = defaults["reps"]
     p.add_argument("--out", required=True, help=out_help)
     p.add_argument("--reps", type=int, default=reps, help=f"repetitions of the whole set (default {reps})")
-    p.add_argument("--max-steps", type=int, default=defaults["max_steps"])
+    p.add_argument("--max-steps", type=int, default=max_steps)
     p.add_argument("--batch-size", type=int, default=32, help="per worker")
-    p.add_argument("--networks", default=defaults["networks"], help="emulated profiles")
+    p.add_argument("--networks", default=networks, help="emulated profiles")
     p.add_argument("--netlab", action="store_true", help="also real tbf shaping (root, no lab up)")
-    p.add_argument("--netlab-rates", default=defaults["netlab_rates"])
+    p.add_argument("--netlab-rates", default=netlab_rates)
     p.add_argument("--data-dir", default=os.environ.get("TTABENCH_DATA_DIR"))
     p.add_argument("--synthetic", action="store_true", help="synthetic data instead of CIFAR-10")
     p.add_argument(
