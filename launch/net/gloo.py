@@ -51,11 +51,8 @@ from ttabench import UserError
 from ttabench.divisions import algorithms
 
 PATTERNS = ("allreduce", "allgather", "broadcast", "ring-exchange")
-RING_OPS = {
-    "allreduce": "all_reduce",
-    "allgather": "all_gather",
-    "ring-exchange": "send",
-}  # sent_bytes' names
+# the ring patterns by their names in algorithms.sent_bytes
+RING_OPS = {"allreduce": "all_reduce", "allgather": "all_gather", "ring-exchange": "send"}
 MSS, FRAME, ACK = 1448, 1514, 66  # TCP payload and the frame tbf counts (MTU 1500, timestamps)
 # Payload share of a shaped link in a ring, which carries data one way and the
 # delayed ACKs (one per two frames) of the data coming back the other way.
