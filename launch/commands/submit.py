@@ -244,8 +244,8 @@ def add_commands(sub) -> None:
         "submit",
         _cmd_submit,
         help="run a benchmark through a cluster scheduler (Slurm, TorchX)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the epilog's examples keep their lines
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
     g = s.add_argument_group("scheduler")
