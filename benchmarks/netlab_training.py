@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 
+from benchmarks import validate_predict as vp
 from ttabench.divisions.results import atomic_write_json, atomic_write_text, read_json
 from ttabench.launch.commands import predict as predict_cmd
 from ttabench.launch.net import cost
@@ -67,15 +68,13 @@ def predicted(run: dict) -> dict:
     link = Link(f"tbf {run['rate']}", parse_rate(run["rate"]), 0.0)
     p = run["hosts"]
     got = cost.predict_step(prof, p, link)
-    summary = read_json(os.path.join(run["run_dir"], "summary.json"))
-    crit = [r for r in summary["time_breakdown"]["per_rank"] if r["rank"] == info["critical_rank"]][0]
     return dict(
         run,
         measured_step_s=info["measured_step_s"],
         predicted_step_s=got["step_time_s"],
         residual=got["step_time_s"] / info["measured_step_s"] - 1,
         compute_s=prof.compute_s,
-        measured_comm_wait_s=crit["comm_wait_s"] / info["steps"],
+        measured_comm_wait_s=vp.comm_wait_per_step(info),
         predicted_comm_exposed_s=got["comm_exposed_s"],
         gradient_bytes=prof.grad_bytes,
     )

@@ -39,14 +39,13 @@ keeps the run folders under OUT/validation-runs/.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
 import time
 
+from benchmarks import output
 from benchmarks import validate_predict as vp
-from ttabench.divisions.results import atomic_write_json, atomic_write_text, read_json
 from ttabench.launch import system
 from ttabench.launch.commands import predict as predict_cmd
 from ttabench.launch.commands import predict_algorithm
@@ -84,14 +83,14 @@ def one_rep(args, rep: int, log: dict) -> None:
         flags = algorithm_flags(name)
         load = os.getloadavg()
         base = _measure(args, f"{name}-base", rep, ["--workers", str(p)] + flags)
-        _add(args, log, _run(name, "loopback (base)", base, base, load, rep))
+        vp.add_run(args, log, _run(name, "loopback (base)", base, base, load, rep))
         pts = points(args, name)
         k = (rep + i) % len(pts)
         for point, extra, rate in pts[k:] + pts[:k]:
             load = os.getloadavg()
             folder = _measure(args, f"{name}-{vp._slug(point)}", rep, extra + flags, rate, hosts=p)
             if folder is not None:
-                _add(args, log, _run(name, point, folder, base, load, rep))
+                vp.add_run(args, log, _run(name, point, folder, base, load, rep))
 
 
 def _measure(args, name, rep, extra, rate=None, hosts=2):
@@ -111,11 +110,6 @@ def _run(name: str, point: str, folder: str, base: str, load_before, rep: int) -
         "load_before": list(load_before),
         "load_after": list(os.getloadavg()),
     }
-
-
-def _add(args, log: dict, run: dict) -> None:
-    log["runs"].append(run)
-    atomic_write_json(os.path.join(args.out, "validation-runs.json"), log)
 
 
 def _predict(prof, info, name: str, p: int, link: Link, run_steps: int) -> dict:
@@ -233,20 +227,23 @@ def markdown(result: dict) -> str:
         "| from its own profile | from the allreduce base run | 1-min load (min-max) | within 10% |",
         "|---|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|",
     ]
-    for r in result["rows"]:
-        reps = ", ".join(f"{100 * x:+.1f}%" for x in r["residual_per_rep"])
-        cross = r["from_allreduce_residual"]
-        base = r["point"] == "loopback (base)"
-        lines.append(
-            f"| {r['algorithm']} | {r['workers']} | {r['point']} | {r['reps']} | "
-            f"{1e3 * r['measured_step_s']:.1f} | {1e3 * r['predicted_step_s']:.1f} | "
-            f"{100 * r['residual']:+.1f}% | {reps} | {100 * r['compute_vs_base']:+.1f}% | "
-            f"{1e3 * r['predicted_comm_s']:.1f} | {1e3 * r['base_real_comm_wait_s']:.1f} | "
-            f"{100 * r['own_residual']:+.1f}% | {'-' if cross is None else f'{100 * cross:+.1f}%'} | "
-            f"{r['load_1min_range'][0]:.1f}-{r['load_1min_range'][1]:.1f} | "
-            f"{'(self)' if base else vp._yes(r['within_bound'])} |"
-        )
+    lines += [_table_line(r) for r in result["rows"]]
     return "\n".join(lines) + "\n"
+
+
+def _table_line(r: dict) -> str:
+    reps = ", ".join(f"{100 * x:+.1f}%" for x in r["residual_per_rep"])
+    cross = r["from_allreduce_residual"]
+    base = r["point"] == "loopback (base)"
+    return (
+        f"| {r['algorithm']} | {r['workers']} | {r['point']} | {r['reps']} | "
+        f"{1e3 * r['measured_step_s']:.1f} | {1e3 * r['predicted_step_s']:.1f} | "
+        f"{100 * r['residual']:+.1f}% | {reps} | {100 * r['compute_vs_base']:+.1f}% | "
+        f"{1e3 * r['predicted_comm_s']:.1f} | {1e3 * r['base_real_comm_wait_s']:.1f} | "
+        f"{100 * r['own_residual']:+.1f}% | {'-' if cross is None else f'{100 * cross:+.1f}%'} | "
+        f"{r['load_1min_range'][0]:.1f}-{r['load_1min_range'][1]:.1f} | "
+        f"{'(self)' if base else vp._yes(r['within_bound'])} |"
+    )
 
 
 def _load(load) -> str:
@@ -254,45 +251,20 @@ def _load(load) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.validate_algorithms", description=__doc__.split("\n\n")[0]
+    p = vp.parser(
+        "python -m benchmarks.validate_algorithms",
+        __doc__,
+        "output folder (results/algorithms for the committed one)",
+        "validation-runs",
+        reps=2,
+        max_steps=32,
+        networks="1gbe,100mbit,20mbit",
+        netlab_rates="100mbit",
     )
-    p.add_argument("--out", required=True, help="output folder (results/algorithms for the committed one)")
-    p.add_argument("--reps", type=int, default=2, help="repetitions of the whole set (default 2)")
-    p.add_argument("--max-steps", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=32, help="per worker")
     p.add_argument("--algorithms", default="allreduce,fp16,powersgd,local-sgd,topk,decentralized")
-    p.add_argument("--networks", default="1gbe,100mbit,20mbit", help="emulated profiles")
-    p.add_argument("--netlab", action="store_true", help="also real tbf shaping (root, no lab up)")
-    p.add_argument("--netlab-rates", default="100mbit")
-    p.add_argument("--data-dir", default=os.environ.get("TTABENCH_DATA_DIR"))
-    p.add_argument("--synthetic", action="store_true", help="synthetic data instead of CIFAR-10")
-    p.add_argument("--recompute", action="store_true", help="predict the runs of OUT again, run nothing")
-    p.add_argument("--append", action="store_true", help="add to the runs in OUT/validation-runs.json")
-    p.add_argument("--first-rep", type=int, default=0, help="number of the first repetition (with --append)")
-    p.add_argument("--netlab-wait", type=float, default=600, help="seconds to wait for a busy netlab")
-    args = p.parse_args(argv)
-    args.runs_folder = "validation-runs"
+    args = vp.parse(p, argv)
     args.algorithms = [n for n in args.algorithms.split(",") if n]
-    args.networks = [n for n in args.networks.split(",") if n]
-    args.netlab_rates = [n for n in args.netlab_rates.split(",") if n]
-    if not args.synthetic and not args.data_dir and not args.recompute:
-        p.error("no data: --data-dir, $TTABENCH_DATA_DIR or --synthetic")
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "validation-runs.json")
-    log = read_json(path) if args.recompute or args.append else {"measurements": [], "runs": []}
-    if not args.recompute:
-        measurement = {
-            "command": ["python", "-m", "benchmarks.validate_algorithms"] + list(argv or sys.argv[1:]),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-            "load_average_before": os.getloadavg(),
-        }
-        log["measurements"].append(measurement)
-        t0 = time.time()
-        for rep in range(args.first_rep, args.first_rep + args.reps):
-            one_rep(args, rep, log)
-        measurement.update(duration_s=time.time() - t0, load_average_after=os.getloadavg())
-        atomic_write_json(path, log)
+    log = vp.runs_log(args, argv, p.prog, one_rep)
     ar_bases = {
         r["rep"]: r["run_dir"]
         for r in log["runs"]
@@ -307,10 +279,7 @@ def main(argv=None) -> int:
         "rows": table(all_rows),
         "runs": all_rows,
     }
-    atomic_write_json(os.path.join(args.out, "predict-validation.json"), result)
-    atomic_write_text(os.path.join(args.out, "predict-validation.md"), markdown(result))
-    print(markdown(result))
-    print(f"validate_algorithms: written to {args.out}")
+    output.write_table(args.out, "predict-validation", result, markdown(result), "validate_algorithms")
     return 0
 
 

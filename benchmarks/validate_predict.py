@@ -37,6 +37,7 @@ import subprocess
 import sys
 import time
 
+from benchmarks import output
 from ttabench.divisions.results import atomic_write_json, atomic_write_text, read_json
 from ttabench.launch.commands import predict as predict_cmd
 from ttabench.launch.net import cost
@@ -138,20 +139,16 @@ def link_for(point: str) -> tuple[Link | None, float]:
 def one_rep(args, rep: int, log: dict) -> None:
     """Measure one repetition, adding each run to `log` (saved after every run)."""
     single = measure(args, "1worker", rep, ["--workers", "1", "--threads", "1"])
-    _add(args, log, _measured(SELF_1, single, single))
+    add_run(args, log, _measured(SELF_1, single, single))
     base = measure(args, "base-loopback", rep, ["--workers", "2"])
-    _add(args, log, _measured(SELF_2, base, base))
+    add_run(args, log, _measured(SELF_2, base, base))
     pts = points(args)
     k = rep % len(pts)  # each repetition starts at another point: no point always runs at the same moment
     for name, extra, rate in pts[k:] + pts[:k]:
         folder = measure(args, _slug(name), rep, extra, rate)
         if folder is not None:
-            _add(args, log, _measured(name, folder, base))
-
-
-def _add(args, log: dict, run: dict) -> None:
-    log["runs"].append(run)
-    atomic_write_json(os.path.join(args.out, "runs.json"), log)
+            add_run(args, log, _measured(name, folder, base))
+    print(f"validate_predict: repetition {rep + 1} done", flush=True)
 
 
 def _measured(point: str, folder: str, base: str) -> dict:
@@ -171,17 +168,23 @@ def predicted(run: dict) -> dict:
     base, binfo = predict_cmd.load_run(run["base_run"])
     from_base = cost.predict_step(base, p, link or binfo["link"], straggler=straggler)
     from_own = cost.predict_step(own, p, link or info["link"], straggler=straggler)
-    summary = read_json(os.path.join(run["run_dir"], "summary.json"))
-    crit = [r for r in summary["time_breakdown"]["per_rank"] if r["rank"] == info["critical_rank"]][0]
     return dict(
         run,
         measured_step_s=info["measured_step_s"],
         predicted_step_s=from_base["step_time_s"],
         own_predicted_step_s=from_own["step_time_s"],
-        measured_comm_wait_s=crit["comm_wait_s"] / info["steps"],
+        measured_comm_wait_s=comm_wait_per_step(info),
         predicted_comm_exposed_s=from_own["comm_exposed_s"],
         compute_vs_base=own.compute_s / base.compute_s - 1,  # how far compute speed drifted
     )
+
+
+def comm_wait_per_step(info: dict) -> float:
+    """The critical rank's measured wait for communication per step, emulated delay included
+    (summary.json's time breakdown; `info` from predict's load_run)."""
+    summary = read_json(os.path.join(info["run_dir"], "summary.json"))
+    crit = [r for r in summary["time_breakdown"]["per_rank"] if r["rank"] == info["critical_rank"]][0]
+    return crit["comm_wait_s"] / info["steps"]
 
 
 def table(all_rows: list[dict]) -> list[dict]:
@@ -279,61 +282,102 @@ def _rel(path: str) -> str:
     return os.path.relpath(path)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m benchmarks.validate_predict", description=__doc__.split("\n\n")[0]
-    )
-    p.add_argument("--out", required=True, help="output folder (results/predict for the committed one)")
-    p.add_argument("--reps", type=int, default=3, help="repetitions of the whole set (default 3)")
-    p.add_argument("--max-steps", type=int, default=15)
+def parser(
+    prog: str,
+    doc: str,
+    out_help: str,
+    runs: str,
+    *,
+    reps: int,
+    max_steps: int,
+    networks: str,
+    netlab_rates: str,
+) -> argparse.ArgumentParser:
+    """The options validate_predict and validate_algorithms share, with each one's defaults;
+    `runs`: the name of the runs' log (OUT/RUNS.json) and folder (OUT/RUNS/)."""
+    p = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    p.set_defaults(runs_folder=runs)
+    p.add_argument("--out", required=True, help=out_help)
+    p.add_argument("--reps", type=int, default=reps, help=f"repetitions of the whole set (default {reps})")
+    p.add_argument("--max-steps", type=int, default=max_steps)
     p.add_argument("--batch-size", type=int, default=32, help="per worker")
-    p.add_argument("--networks", default="10gbe,1gbe,100mbit,20mbit", help="emulated profiles")
+    p.add_argument("--networks", default=networks, help="emulated profiles")
     p.add_argument("--netlab", action="store_true", help="also real tbf shaping (root, no lab up)")
-    p.add_argument("--netlab-rates", default="1gbit,100mbit,20mbit")
+    p.add_argument("--netlab-rates", default=netlab_rates)
     p.add_argument("--data-dir", default=os.environ.get("TTABENCH_DATA_DIR"))
     p.add_argument("--synthetic", action="store_true", help="synthetic data instead of CIFAR-10")
     p.add_argument(
         "--recompute",
         action="store_true",
-        help="predict the runs listed in OUT/runs.json again, run nothing",
+        help=f"predict the runs listed in OUT/{runs}.json again, run nothing",
     )
-    p.add_argument("--append", action="store_true", help="add to the runs in OUT/runs.json")
+    p.add_argument("--append", action="store_true", help=f"add to the runs in OUT/{runs}.json")
     p.add_argument("--first-rep", type=int, default=0, help="number of the first repetition (with --append)")
     p.add_argument(
         "--netlab-wait", type=float, default=600, help="seconds to wait for a busy netlab before skipping"
     )
+    return p
+
+
+def parse(p: argparse.ArgumentParser, argv) -> argparse.Namespace:
     args = p.parse_args(argv)
-    args.runs_folder = "runs"
     args.networks = [n for n in args.networks.split(",") if n]
     args.netlab_rates = [n for n in args.netlab_rates.split(",") if n]
     if not args.synthetic and not args.data_dir and not args.recompute:
         p.error("no data: --data-dir, $TTABENCH_DATA_DIR or --synthetic")
+    return args
+
+
+def runs_log(args, argv, prog: str, one_rep) -> dict:
+    """OUT/RUNS.json: read (--recompute, --append) and, unless --recompute, measured further by
+    `one_rep(args, rep, log)` for every repetition, with the command, load and duration."""
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, "runs.json")
+    path = _runs_json(args)
     log = read_json(path) if args.recompute or args.append else {"measurements": [], "runs": []}
-    if not args.recompute:  # measure (more): every run is in runs.json as soon as it ends
+    if not args.recompute:  # measure (more): every run is in the log as soon as it ends
         measurement = {
-            "command": ["python", "-m", "benchmarks.validate_predict"] + list(argv or sys.argv[1:]),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "command": prog.split() + list(argv or sys.argv[1:]),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
             "load_average_before": os.getloadavg(),
         }
         log["measurements"].append(measurement)
         t0 = time.time()
         for rep in range(args.first_rep, args.first_rep + args.reps):
             one_rep(args, rep, log)
-            print(f"validate_predict: repetition {rep + 1} done", flush=True)
         measurement.update(duration_s=time.time() - t0, load_average_after=os.getloadavg())
         atomic_write_json(path, log)
-    runs = log["runs"]
+    return log
+
+
+def add_run(args, log: dict, run: dict) -> None:
+    """One more run in the log, saved at once: a crash later loses no measured run."""
+    log["runs"].append(run)
+    atomic_write_json(_runs_json(args), log)
+
+
+def _runs_json(args) -> str:
+    return os.path.join(args.out, args.runs_folder + ".json")
+
+
+def main(argv=None) -> int:
+    p = parser(
+        "python -m benchmarks.validate_predict",
+        __doc__,
+        "output folder (results/predict for the committed one)",
+        "runs",
+        reps=3,
+        max_steps=15,
+        networks="10gbe,1gbe,100mbit,20mbit",
+        netlab_rates="1gbit,100mbit,20mbit",
+    )
+    args = parse(p, argv)
+    log = runs_log(args, argv, p.prog, one_rep)
     result = {"measurements": log["measurements"]}
-    all_rows = [predicted(r) for r in runs]
+    all_rows = [predicted(r) for r in log["runs"]]
     rows = table(all_rows)
     scaling(args, all_rows)
     result.update(rows=rows, runs=all_rows)
-    atomic_write_json(os.path.join(args.out, "validation.json"), result)
-    atomic_write_text(os.path.join(args.out, "validation.md"), markdown(rows))
-    print(markdown(rows))
-    print(f"validate_predict: written to {args.out}")
+    output.write_table(args.out, "validation", result, markdown(rows), "validate_predict")
     return 0
 
 

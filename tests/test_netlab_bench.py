@@ -66,17 +66,17 @@ def test_broadcast_tree_is_glo_s_binomial_order():
 
 def test_broadcast_time_by_hand():
     n = 1 * MB
-    assert gloo.broadcast_time(n, 2, 1, B, 0.0) == pytest.approx(n / B)
+    assert gloo.pattern_time("broadcast", n, 2, 1, B, 0.0) == pytest.approx(n / B)
     # p=4: the root's two sends share its uplink (both done at 2n/B), then rank 1 -> 3
-    assert gloo.broadcast_time(n, 4, 1, B, 0.0) == pytest.approx(3 * n / B)
+    assert gloo.pattern_time("broadcast", n, 4, 1, B, 0.0) == pytest.approx(3 * n / B)
     # p=16: root's 4 sends end at 4n/B; rank 1's 3 at 7; rank 3's 2 at 9; rank 7's 1 at 10
-    assert gloo.broadcast_time(n, 16, 1, B, 0.0) == pytest.approx(10 * n / B)
+    assert gloo.pattern_time("broadcast", n, 16, 1, B, 0.0) == pytest.approx(10 * n / B)
     # latency once per level of the tree (rank 7 of 8: 0 -> 1 -> 3 -> 7, three levels)
-    assert gloo.broadcast_time(n, 8, 1, B, 1e-3) == pytest.approx(6 * n / B + 3 * 1e-3)
+    assert gloo.pattern_time("broadcast", n, 8, 1, B, 1e-3) == pytest.approx(6 * n / B + 3 * 1e-3)
     # a full bucket lets the first `burst` bytes of each link pass at once
-    assert gloo.broadcast_time(n, 2, 1, B, 0.0, burst=n / 4) == pytest.approx(0.75 * n / B)
+    assert gloo.pattern_time("broadcast", n, 2, 1, B, 0.0, burst=n / 4) == pytest.approx(0.75 * n / B)
     # two ranks per host: sends inside a host are free, the host's uplink is shared by both
-    assert gloo.broadcast_time(n, 2, 2, B, 0.0) == pytest.approx(2 * n / B)
+    assert gloo.pattern_time("broadcast", n, 2, 2, B, 0.0) == pytest.approx(2 * n / B)
 
 
 def test_ring_patterns_bytes_and_steps():

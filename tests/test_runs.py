@@ -6,6 +6,7 @@ suite) and on a real tiny training run made with default options.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import process_tree, run_cli
 
 from ttabench.divisions import experiments, metrics, scoring
 from ttabench.launch import cli
@@ -196,27 +197,37 @@ def _one_running_run(tmp_path: Path) -> tuple[Path, Path, str]:
     return tmp_path / "results", summary, text
 
 
+@contextlib.contextmanager
+def _watching(root: Path):
+    """`ttabench runs ROOT --watch --interval 0.2`, read up to its first `waiting for` line:
+    (the process, the lines read). It and all it started are killed when the block ends."""
+    with process_tree() as env:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ttabench", "runs", str(root), "--watch", "--interval", "0.2"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            lines = []
+            while not lines or not lines[-1].startswith("waiting for "):
+                line = proc.stdout.readline()
+                assert line, "".join(lines) + proc.stderr.read()
+                lines.append(line)
+            yield proc, lines
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+
 def test_runs_watch_follows_a_tree_until_every_run_has_finished(tmp_path):
     root, summary, finished = _one_running_run(tmp_path)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ttabench", "runs", str(root), "--watch", "--interval", "0.2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        lines = []
-        while not lines or not lines[-1].startswith("waiting for "):
-            line = proc.stdout.readline()
-            assert line, "".join(lines) + proc.stderr.read()
-            lines.append(line)
+    with _watching(root) as (proc, lines):
         assert lines[-1].startswith("waiting for 1: 1 running (every 0.2 s, at most 86400 s;"), lines
         _replace(summary, finished)  # the run ends (as the run writes it: never a half-written file)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 0, out + err
     status = json.loads(finished)["status"]
     # The listing again, once, with the run's final status; then the line that ends the watch.
@@ -229,21 +240,9 @@ def test_runs_watch_is_bounded_and_stops_cleanly_on_ctrl_c(tmp_path):
     r = run_cli("runs", str(root), "--watch", "--interval", "0.1", "--max-wait", "0.5", timeout=60)
     assert r.returncode == 1, r.stdout + r.stderr
     assert r.stdout.rstrip().splitlines()[-1] == "stopped watching after 0.5 s: 1 still unfinished"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ttabench", "runs", str(root), "--watch", "--interval", "0.2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        while not proc.stdout.readline().startswith("waiting for "):
-            assert proc.poll() is None, proc.stderr.read()
+    with _watching(root) as (proc, _):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
     assert proc.returncode == 130, out + err
     assert err.splitlines() == ["ttabench: stopped watching (the runs and their jobs go on)"], err
     for bad, message in (

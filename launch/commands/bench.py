@@ -241,18 +241,29 @@ def _check_writable(path: str) -> None:
         raise UserError(f"--fit: cannot write {path} (no such folder, or not writable)")
 
 
-def _cmd_allreduce(args) -> int:
-    cfg = BenchConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(BenchConfig)})
+def config_of(args, cls):
+    """The bench configuration dataclass `cls`, each field from the flag of its name."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
+def measure_and_show(args, cfg, measure, fit, table) -> int:
+    """What every bench command does with its checked configuration: refuse an unwritable
+    --fit before minutes of measuring, `measure(cfg)`, `fit(result, path)` with --fit, then
+    print the result as JSON (--json) or `table(result)`."""
     if args.fit is not None:
         _check_writable(args.fit)
-    result = run_allreduce(cfg)
+    result = measure(cfg)
     if args.fit is not None:
-        result["fit"] = fit_profile(result, args.fit)
+        result["fit"] = fit(result, args.fit)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        show(allreduce_table(result))
+        show(table(result))
     return 0
+
+
+def _cmd_allreduce(args) -> int:
+    return measure_and_show(args, config_of(args, BenchConfig), run_allreduce, fit_profile, allreduce_table)
 
 
 def add_commands(sub) -> None:

@@ -25,7 +25,6 @@ profile (`ttabench run/predict --network FILE.json`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import signal
 import sys
@@ -34,9 +33,9 @@ import tempfile
 from ttabench import UserError
 from ttabench.divisions.results import read_json
 from ttabench.launch import procs
-from ttabench.launch.commands.bench import _check_writable, _ms, _size
+from ttabench.launch.commands.bench import _ms, _size, config_of, measure_and_show
 from ttabench.launch.net import cost, gloo, lab, link, topology
-from ttabench.launch.record.tables import Column, Table, show
+from ttabench.launch.record.tables import Column, Table
 from ttabench.launch.usage import add_command, json_flag
 
 DEFAULT_SIZES = "64kb,256kb,1mb,4mb,16mb"
@@ -323,18 +322,9 @@ def table(result: dict) -> Table:
 
 
 def _cmd(args) -> int:
-    cfg = NetBenchConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(NetBenchConfig)})
+    cfg = config_of(args, NetBenchConfig)
     check(cfg)
-    if args.fit is not None:
-        _check_writable(args.fit)
-    result = run(cfg)
-    if args.fit is not None:
-        result["fit"] = fit(result, args.fit)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        show(table(result))
-    return 0
+    return measure_and_show(args, cfg, run, fit, table)
 
 
 def add_command_to(nsub, add_lab_flag) -> None:

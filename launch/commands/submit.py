@@ -119,25 +119,32 @@ def _remove_empty(run_dir: str, root: str, root_existed: bool) -> None:
 SLURM_ONLY = ("cpus_per_task", "mem", "qos", "gres", "constraint", "setup", "sbatch_arg")
 
 
+# The scheduler flags that are SlurmJob fields of their own name, passed on as parsed: a new
+# one is a field, its flag and its name here.
+SLURM_FLAGS = (
+    "nodes",
+    "partition",
+    "time",
+    "account",
+    "gpus_per_node",
+    "cpus_per_task",
+    "mem",
+    "qos",
+    "gres",
+    "constraint",
+    "exclusive",
+    "export",
+)
+
+
 def slurm_job(args) -> sbatch.SlurmJob:
     """What sbatch is asked for, every value checked: one line before anything is made."""
     setup_file, setup = sbatch.read_setup(args.setup) if args.setup else (None, [])
     return sbatch.SlurmJob(
-        args.nodes,
-        args.partition,
-        args.time,
-        args.account,
-        args.gpus_per_node,
-        list(args.sbatch_arg),
+        **{name: getattr(args, name) for name in SLURM_FLAGS},
+        sbatch_args=list(args.sbatch_arg),
         log_dir=os.path.abspath(args.log_dir),
         workdir=os.getcwd(),
-        cpus_per_task=args.cpus_per_task,
-        mem=args.mem,
-        qos=args.qos,
-        gres=args.gres,
-        constraint=args.constraint,
-        exclusive=args.exclusive,
-        export=args.export,
         setup_file=setup_file,
         setup=setup,
     )
@@ -237,8 +244,8 @@ def add_commands(sub) -> None:
         "submit",
         _cmd_submit,
         help="run a benchmark through a cluster scheduler (Slurm, TorchX)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # the epilog's examples keep their lines
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
     g = s.add_argument_group("scheduler")

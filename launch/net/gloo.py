@@ -40,7 +40,7 @@ and `burst` the bucket: a link that idled long enough to fill its bucket
 passes that many bytes at once (tbf's burst); only what is left waits for the
 rate. For broadcast, L and h differ per branch of the tree: the time is that of
 its slowest branch, each sender's uplink shared equally by its children
-(fluid, max-min fair: `broadcast_time`).
+(fluid, max-min fair: `_broadcast_time`).
 """
 
 from __future__ import annotations
@@ -48,8 +48,11 @@ from __future__ import annotations
 import math
 
 from ttabench import UserError
+from ttabench.divisions import algorithms
 
 PATTERNS = ("allreduce", "allgather", "broadcast", "ring-exchange")
+# the ring patterns by their names in algorithms.sent_bytes
+RING_OPS = {"allreduce": "all_reduce", "allgather": "all_gather", "ring-exchange": "send"}
 MSS, FRAME, ACK = 1448, 1514, 66  # TCP payload and the frame tbf counts (MTU 1500, timestamps)
 # Payload share of a shaped link in a ring, which carries data one way and the
 # delayed ACKs (one per two frames) of the data coming back the other way.
@@ -74,17 +77,14 @@ def hops(pattern: str, p: int) -> int:
 
 
 def link_bytes(pattern: str, nbytes: float, hosts: int, per_host: int = 1) -> float:
-    """Bytes the busiest host link carries (ring patterns; broadcast: its root's uplink)."""
+    """Bytes the busiest host link carries: in a ring what one rank sends (the ring schedules'
+    `algorithms.sent_bytes`), for broadcast what its root sends."""
     p = hosts * per_host
     if hosts <= 1:
         return 0.0
-    if pattern == "allreduce":
-        return 2 * (p - 1) / p * nbytes
-    if pattern == "allgather":
-        return (p - 1) * nbytes
-    if pattern == "ring-exchange":
-        return float(nbytes)
-    return len(_children(0, p)) * nbytes  # broadcast: the root's sends
+    if pattern == "broadcast":
+        return len(_children(0, p)) * nbytes
+    return algorithms.sent_bytes(RING_OPS[pattern], nbytes, p)
 
 
 def pattern_time(
@@ -103,7 +103,7 @@ def pattern_time(
     if p <= 1:
         return 0.0
     if pattern == "broadcast":
-        return broadcast_time(nbytes, hosts, per_host, rate, latency, burst, efficiency)
+        return _broadcast_time(nbytes, hosts, per_host, rate, latency, burst, efficiency)
     wire = link_bytes(pattern, nbytes, hosts, per_host) / efficiency
     turns = 2 if pattern == "ring-exchange" and p == 2 and hosts == 2 else 1  # the pair's two ways in turn
     return turns * (hops(pattern, p) * latency + max(0.0, wire - burst) / rate)
@@ -139,24 +139,15 @@ def _children(v: int, p: int) -> list[int]:
     return out
 
 
-def broadcast_time(
-    nbytes: float,
-    hosts: int,
-    per_host: int,
-    rate: float,
-    latency: float,
-    burst: float = 0.0,
-    efficiency: float = 1.0,
-) -> float:
-    """When the last rank has gloo's binomial broadcast from rank 0: a fluid simulation.
+def _broadcast_time(nbytes, hosts, per_host, rate, latency, burst, efficiency) -> float:
+    """`pattern_time` of broadcast (p >= 2), when the last rank has gloo's binomial broadcast
+    from rank 0: a fluid simulation.
 
     Flows between hosts share each uplink and downlink max-min fairly; each
     link starts with a full bucket (`burst` bytes pass at once); a flow between
     two ranks of one host is free. A rank's sends start `latency` after it has
     received the whole buffer."""
     p = hosts * per_host
-    if p <= 1:
-        return 0.0
     wire = nbytes / efficiency
     credit = {("up", h): burst for h in range(hosts)} | {("down", h): burst for h in range(hosts)}
     flows: list[dict] = []  # active: src host, dst host, rank it delivers, bytes left

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 
@@ -89,19 +90,15 @@ def _median(values: list) -> float | None:
     return statistics.median(values) if values else None
 
 
+@dataclass
 class Straggler:
     """An emulated slow worker: after each step's compute, sleep (factor-1) x that compute."""
 
-    def __init__(
-        self,
-        factor: float,
-        clock: Callable[[], float] = time.perf_counter,
-        sleep: Callable[[float], None] = time.sleep,
-    ):
-        self.factor = factor
-        self.clock = clock
-        self.sleep = sleep
-        self.added_s = 0.0  # as slept (it can exceed what was asked by the OS's wake-up latency)
+    factor: float
+    clock: Callable[[], float] = time.perf_counter
+    sleep: Callable[[float], None] = time.sleep
+    # as slept (it can exceed what was asked by the OS's wake-up latency)
+    added_s: float = field(default=0.0, init=False)
 
     def after_compute(self, compute_s: float) -> None:
         delay = (self.factor - 1.0) * max(0.0, compute_s)
