@@ -234,6 +234,9 @@ def test_runs_watch_is_bounded_and_stops_cleanly_on_ctrl_c(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as in a terminal's foreground, also when the suite runs as a background job
+        # (which ignores SIGINT; the child would inherit that and watch on).
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         while not proc.stdout.readline().startswith("waiting for "):
