@@ -208,6 +208,9 @@ def _watching(root: Path):
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            # Ctrl-C as in a terminal's foreground, also when the suite runs as a background job
+            # (which ignores SIGINT; the child would inherit that and watch on).
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
             lines = []
