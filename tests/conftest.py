@@ -319,6 +319,7 @@ SYSTEM_MODULES = (
     "tests/test_netlab_bench.py",
     "tests/test_multinode.py",
     "tests/faults/test_disk_full.py",
+    "tests/test_project_checks.py",  # makes a namespace, a link and a qdisc to see them reported
 )
 
 

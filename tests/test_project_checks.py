@@ -138,7 +138,7 @@ def test_make_test_reports_nothing_collected_as_a_failure_and_prints_the_slowest
 
 
 LEAKY = """
-import subprocess, sys, time
+import os, subprocess, sys, time
 from conftest import run_command
 
 def _tree(pids_file):
@@ -164,26 +164,45 @@ def test_timeout_kills_the_tree(tmp_path):
                 assert f.read().rsplit(")", 1)[1].split()[0] == "Z", pid
         except FileNotFoundError:
             pass
-    print("TREE", *pids)
+    with open(os.path.join(os.path.dirname(__file__), "tree.txt"), "w") as f:  # (xdist: no -s)
+        f.write(" ".join(map(str, pids)))
 
 def test_leaves_a_process_behind():
     subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
 """
 
 
-def test_a_command_that_times_out_loses_its_whole_tree_and_leftovers_fail_the_session(tmp_path):
+# The suite alone, and as `make test` runs it: on pytest-xdist workers, where each worker finds
+# what its own tests left and the controller fails the run.
+XDIST = pytest.mark.parametrize("xdist", [[], ["-n", "2", "--dist", "loadgroup"]], ids=["alone", "xdist"])
+
+
+@XDIST
+def test_a_command_that_times_out_loses_its_whole_tree_and_leftovers_fail_the_session(tmp_path, xdist):
     tests = tmp_path / "tests"
     tests.mkdir()
     _copy_conftest(tests)
     (tests / "test_leaky.py").write_text(LEAKY)
     r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), "tests"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-s",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            *xdist,
+            "tests",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=300,
     )
-    pids = [int(p) for line in r.stdout.splitlines() if "TREE" in line for p in line.split("TREE")[1].split()]
+    tree = tests / "tree.txt"
+    pids = [int(p) for p in tree.read_text().split()] if tree.exists() else []
     assert len(pids) == 2, r.stdout + r.stderr
     assert not any(os.path.exists(f"/proc/{p}") and _state(p) != "Z" for p in pids), pids
     # Both tests pass; the process the second left behind fails the session, and is killed.
@@ -201,7 +220,8 @@ def test_leaves_a_namespace_and_a_shaped_link():
 """
 
 
-def test_a_namespace_link_or_qdisc_left_behind_fails_the_session(tmp_path):
+@XDIST
+def test_a_namespace_link_or_qdisc_left_behind_fails_the_session(tmp_path, xdist):
     """A namespace, a link and a qdisc named as the tests name theirs, made by a test and not
     removed, fail a CI session that made them, each named with how to remove it."""
     if os.geteuid() != 0:
@@ -218,7 +238,17 @@ def test_a_namespace_link_or_qdisc_left_behind_fails_the_session(tmp_path):
     (tests / "test_lab.py").write_text(LEAVES_A_LAB.format(argvs=repr(argvs)))
     try:
         r = subprocess.run(
-            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), "tests"],
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "--rootdir",
+                str(tmp_path),
+                *xdist,
+                "tests",
+            ],
             cwd=tmp_path,
             env=dict(os.environ, CI="true"),  # outside CI they are reported, not a failure
             capture_output=True,
