@@ -52,13 +52,14 @@ test: install horovod tools lint
 	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 # The suite under coverage.py, in every process the tests start (setup.cfg's [coverage:run]),
-# then the package's statement coverage; `$(PY) -m coverage report` afterwards for the table.
+# on the same xdist workers as `make test` (subprocesses, followed like the rest), then the
+# package's statement coverage; `$(PY) -m coverage report` afterwards for the table.
 # A target of its own: following every process costs a fifth to a third more CPU time on the
 # tests that start many short ones (65 CLI tests, twice each: 62 and 68 instead of 52 and 52 CPU
 # seconds, measured at a load of 6-12 on 2 cores), too much to add to `make test`.
 coverage: install horovod tools
 	$(COVERAGE) erase
-	$(COVERAGE) run -m pytest tests; status=$$?; \
+	$(COVERAGE) run -m pytest tests -n $(TEST_WORKERS) --dist loadgroup; status=$$?; \
 		$(COVERAGE) combine -q && $(COVERAGE) report | tail -n 1 \
 		| awk '{print "statement coverage of the package: " $$NF " (" $$2 " statements, " $$3 " not run)"}'; \
 		exit $$status
