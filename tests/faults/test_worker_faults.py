@@ -260,7 +260,9 @@ def _model(run_dir: str) -> dict:
 )
 def test_resume_continues_to_the_same_weights_and_metrics(tmp_path, seed_given, workers):
     # Two workers run each step faster than one (half the batch each): more steps, so that
-    # the kill lands while the run is still going.
+    # the kill lands while the run is still going. An evaluation (a pass over the 1000-image
+    # test set) costs several steps and each case trains three runs: every 8 steps is enough
+    # for a curve to compare across the resume.
     steps = 16 if workers == "1" else 48
     args = [
         *SMALL,
@@ -269,7 +271,7 @@ def test_resume_continues_to_the_same_weights_and_metrics(tmp_path, seed_given, 
         "--max-steps",
         str(steps),
         "--eval-every",
-        "4steps",
+        "8steps",
         "--checkpoint-every",
         "3steps",
         "--threads",
@@ -277,7 +279,7 @@ def test_resume_continues_to_the_same_weights_and_metrics(tmp_path, seed_given, 
         "--save-model",
     ]
     broken = Run(tmp_path / "broken", *args, *(["--seed", "9"] if seed_given else []))
-    broken.wait_for_evals(2)  # a checkpoint exists from step 6 on
+    broken.wait_for_evals(1)  # step 8: a checkpoint exists from step 6 on
     # The whole run dies at once, as on a lost node: the launcher's group and the workers
     # (torchrun's workers are not in the launcher's process group and outlive it).
     broken.end()
