@@ -337,6 +337,11 @@ def _describe_overhead(o: dict) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.max_steps is not None and args.max_steps < 1:
+        print(
+            f"benchmarks.throughput: error: --max-steps must be >= 1, got {args.max_steps}", file=sys.stderr
+        )
+        return 2
     args.threads = args.threads or usable_cores()
     _resolve_data_dir(args)
     if args.child:
@@ -352,8 +357,6 @@ def main(argv=None) -> int:
             f"benchmarks.throughput: error: unknown mode(s) {', '.join(unknown)}; "
             f"choose from {', '.join(MODES)}"
         )
-    if args.max_steps is not None and args.max_steps < 1:
-        sys.exit(f"benchmarks.throughput: error: --max-steps must be >= 1, got {args.max_steps}")
     started = time.time()
     machine = {
         "cpu": cpu_model(),
@@ -382,11 +385,7 @@ def main(argv=None) -> int:
             flush=True,
         )
     if args.max_steps:
-        print(
-            f"cut short: every mode stops after {args.max_steps} step(s) (--max-steps); "
-            "a check of the wiring, not a measurement",
-            flush=True,
-        )
+        print(f"cut short: every mode stops after {args.max_steps} step(s) (--max-steps): no measurement")
     print(f"start: {_uptime()}", flush=True)
     runs, overhead = _measure(args, modes)
     rows = summarize(runs, modes)
