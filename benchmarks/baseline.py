@@ -75,6 +75,8 @@ def run_baseline(args, seed: int) -> dict:
     steps_per_epoch = len(loader)
     step, train_s, cpu_s = 0, 0.0, 0.0
     for _ in range(args.epochs):
+        if step == args.max_steps:
+            break
         model.train()
         t0, c0 = time.perf_counter(), rusage.cpu_s() + rusage.cpu_s(resource.RUSAGE_CHILDREN)
         for x, y in loader:  # worker start-up and shutdown are part of a conventional epoch
@@ -87,6 +89,8 @@ def run_baseline(args, seed: int) -> dict:
             opt.step()
             loss.item()
             step += 1
+            if step == args.max_steps:
+                break
         sync()
         train_s += time.perf_counter() - t0
         # the loader's workers were reaped at the end of the epoch: their CPU time is in CHILDREN

@@ -76,6 +76,7 @@ def run_config(args, seed: int, mode: Mode, **kw) -> RunConfig:
         seed=seed,
         batch_size=BATCH,
         max_epochs=args.epochs,
+        max_steps=args.max_steps,
         precision=mode.precision,
         compile=mode.compile,
         channels_last=mode.channels_last,

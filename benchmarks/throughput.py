@@ -92,7 +92,8 @@ def child_main(args) -> int:
         load_after=os.getloadavg(),
     )
     out["img_s"] = out["samples"] / out["train_s"] if out["train_s"] > 0 else None
-    out["s_per_epoch"] = out["train_s"] / args.epochs
+    # a run cut short by --max-steps trained no whole epoch
+    out["s_per_epoch"] = None if args.max_steps else out["train_s"] / args.epochs
     out["cpu_s_per_img"] = out["cpu_s"] / out["samples"] if out["samples"] else None
     print(RESULT_TAG + json.dumps(out), flush=True)
     return 0
@@ -128,6 +129,8 @@ def _child(args, mode: str, seed: int, extra=()) -> dict:
         *("--seed", str(seed), "--epochs", str(args.epochs), "--threads", str(args.threads)),
         *("--num-workers", str(args.num_workers), "--device", args.device, *extra),
     ]
+    if args.max_steps:
+        cmd += ["--max-steps", str(args.max_steps)]
     if args.probe_n:
         cmd += ["--probe-n", str(args.probe_n)]
     cmd += ["--synthetic"] if args.synthetic else ["--data-dir", args.data_dir]
@@ -202,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--epochs", type=int, default=1, help="epochs per mode (default 1: ~5k images on the subset)"
+    )
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop every mode's training after N steps (a quick check of the wiring: "
+        "the figures are then no measurement of the machine)",
     )
     p.add_argument("--reps", type=int, default=3, help="repetitions of every mode (median, min, max)")
     p.add_argument("--seed", type=int, default=0, help="seed of repetition 0; repetition i uses seed + i")
@@ -326,6 +337,11 @@ def _describe_overhead(o: dict) -> str:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.max_steps is not None and args.max_steps < 1:
+        print(
+            f"benchmarks.throughput: error: --max-steps must be >= 1, got {args.max_steps}", file=sys.stderr
+        )
+        return 2
     args.threads = args.threads or usable_cores()
     _resolve_data_dir(args)
     if args.child:
@@ -368,6 +384,8 @@ def main(argv=None) -> int:
             ),
             flush=True,
         )
+    if args.max_steps:
+        print(f"cut short: every mode stops after {args.max_steps} step(s) (--max-steps): no measurement")
     print(f"start: {_uptime()}", flush=True)
     runs, overhead = _measure(args, modes)
     rows = summarize(runs, modes)

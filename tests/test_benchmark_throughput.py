@@ -104,10 +104,13 @@ def test_help_names_every_mode():
         assert f"{name} = {mode.help}" in text
 
 
+STEPS = 3
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(3600)  # a few minutes on a quiet 2-core machine, over 15 under a load of 15-20
+@pytest.mark.timeout(1800)  # ~30 s on a quiet 2-core machine
 def test_benchmark_command_end_to_end(tmp_path):
-    """The README's command on the synthetic set, two modes, one epoch: a table and a JSON."""
+    """The README's command on the synthetic set, two modes, cut to a few steps: a table and a JSON."""
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [
@@ -121,6 +124,9 @@ def test_benchmark_command_end_to_end(tmp_path):
             "1",
             "--reps",
             "1",
+            # a few steps check the wiring as well as the full epoch (39 steps) did, at a tenth of the CPU
+            "--max-steps",
+            str(STEPS),
             "--no-overhead",
             # fp32 and a small GEMM probe: this checks the wiring, not the machine's peak (bf16 is
             # emulated on an AVX2-only CPU: one bf16 epoch and a 2048 bf16 torch.mm took minutes)
@@ -132,18 +138,19 @@ def test_benchmark_command_end_to_end(tmp_path):
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=3500,
+        timeout=1700,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"cut short: every mode stops after {STEPS} step(s)" in proc.stdout
     assert "speed-up" in proc.stdout and "goal >= 5x" in proc.stdout
     assert "% of peak" in proc.stdout and "goal fp32 >= 85 % of the fp32 GEMM peak" in proc.stdout
     result = json.loads(out.read_text())
     runs = {r["mode"]: r for r in result["runs"]}
-    assert set(runs) == {"baseline", "fp32-cl"}
+    assert set(runs) == {"baseline", "fp32-cl"} and result["args"]["max_steps"] == STEPS
     assert result["machine"]["isa"] and result["machine"]["bf16_native"] == system.native_bf16()
     for r in runs.values():
         assert "error" not in r, r
-        assert r["steps"] == 5000 // 128 and r["samples"] == r["steps"] * 128
+        assert r["steps"] == STEPS and r["samples"] == STEPS * 128 and r["s_per_epoch"] is None
         assert r["img_s"] > 0 and 0 <= r["accuracy"] <= 1 and r["peak_rss_mib"] > 100
         assert r["seed"] == 0 and r["threads"] >= 1
         # the yardstick, measured in the same process, in the mode's precision
