@@ -342,6 +342,7 @@ def pytest_configure(config):
     config.stash[_WORKERS_LEFT] = []
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: the suite also runs without xdist
 def pytest_testnodedown(node, error):
     """(controller) what a worker found still running when it ended (see pytest_sessionfinish)."""
     output = getattr(node, "workeroutput", {}) or {}
