@@ -267,9 +267,11 @@ def test_the_time_limit_is_recorded_as_time_limit(cluster, subset_dir, shared_tm
     run stops at the next step, keeps what it measured and records stop_reason time_limit (a
     scancel records `interrupted`); the job exits 124, which Slurm shows as FAILED 124:0."""
     results = os.path.join(shared_tmp, "results")
+    # The job trains until Slurm's signal, 90-120 s: over an emulated 10 Mbit/s link each step
+    # waits about a second for its all-reduce instead of keeping both cores busy all that time.
     r = _submit_wait(
         results, subset_dir, "--time", "2", "--max-epochs", "50", "--eval-every", "10steps",
-        *_backend_args(backend), timeout=400,
+        "--bandwidth", "10mbit", *_backend_args(backend), timeout=400,
     )  # fmt: skip
     assert r.returncode == 124, r.stdout + r.stderr
     run_dir = _run_dir(r.stdout)
