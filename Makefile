@@ -49,7 +49,7 @@ tools:
 # (pytest's exit 5 is passed on); the skip summary (-ra, setup.cfg) and the 15 slowest tests
 # are printed at the end.
 test: install horovod tools lint
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup --durations=15
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --durations=15
 
 # The suite under coverage.py, in every process the tests start (setup.cfg's [coverage:run]),
 # on the same xdist workers as `make test` (subprocesses, followed like the rest), then the
@@ -59,13 +59,13 @@ test: install horovod tools lint
 # seconds, measured at a load of 6-12 on 2 cores), too much to add to `make test`.
 coverage: install horovod tools
 	$(COVERAGE) erase
-	$(COVERAGE) run -m pytest tests -n $(TEST_WORKERS) --dist loadgroup; status=$$?; \
+	$(COVERAGE) run -m pytest tests -n $(TEST_WORKERS); status=$$?; \
 		$(COVERAGE) combine -q && $(COVERAGE) report | tail -n 1 \
 		| awk '{print "statement coverage of the package: " $$NF " (" $$2 " statements, " $$3 " not run)"}'; \
 		exit $$status
 
 test-fast: install lint
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup -m "not slow" --durations=15
+	$(PY) -m pytest tests -n $(TEST_WORKERS) -m "not slow" --durations=15
 
 # Side-by-side training throughput (baseline vs ttabench's modes), ~10 minutes on 2 cores.
 bench: install

@@ -312,7 +312,10 @@ _WORKERS_LEFT = pytest.StashKey[list]()
 # --- pytest-xdist: two workers share the machine -----------------------------------------------
 # Whatever makes network namespaces, links or qdiscs, or brings the local Slurm cluster up (one
 # cluster, one set of names for the whole machine) runs on one worker, one test after another:
-# these modules form one xdist group. Everything else is spread over both workers.
+# these modules are one unit of work for xdist's scheduler. Every other test is a unit of its own,
+# spread over the workers as they become free. (A scheduler of our own rather than xdist_group
+# markers: `--dist loadgroup` renames nodes through an attribute pytest 9 no longer reads, and
+# the group silently falls apart.)
 SYSTEM_MODULES = (
     "tests/test_slurm.py",
     "tests/test_netlab.py",
@@ -321,12 +324,24 @@ SYSTEM_MODULES = (
     "tests/faults/test_disk_full.py",
     "tests/test_project_checks.py",  # makes a namespace, a link and a qdisc to see them reported
 )
+SYSTEM_UNIT = "system tests, one after another"
 
 
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if item.nodeid.split("::", 1)[0] in SYSTEM_MODULES:
-            item.add_marker(pytest.mark.xdist_group("system"))
+def work_unit(nodeid: str) -> str:
+    """What the xdist scheduler hands out whole: SYSTEM_UNIT for the tests of SYSTEM_MODULES,
+    else the test itself."""
+    return SYSTEM_UNIT if nodeid.split("::", 1)[0] in SYSTEM_MODULES else nodeid
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: the suite also runs without xdist
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling  # here: only with xdist, in its controller
+
+    class SystemTestsTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    return SystemTestsTogether(config, log)
 
 
 def _xdist_worker(config) -> bool:

@@ -174,7 +174,7 @@ def test_leaves_a_process_behind():
 
 # The suite alone, and as `make test` runs it: on pytest-xdist workers, where each worker finds
 # what its own tests left and the controller fails the run.
-XDIST = pytest.mark.parametrize("xdist", [[], ["-n", "2", "--dist", "loadgroup"]], ids=["alone", "xdist"])
+XDIST = pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["alone", "xdist"])
 
 
 @XDIST
@@ -277,3 +277,50 @@ def _state(pid: int) -> str:
             return f.read().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
         return "gone"
+
+
+SYSTEM_LIKE = """
+import os, time
+
+def _record(name):
+    with open({ran!r}, "a") as f:
+        f.write(f"{{name}} {{os.environ['PYTEST_XDIST_WORKER']}}\\n")
+    time.sleep(0.3)
+
+{tests}
+"""
+
+
+def test_system_tests_run_on_one_xdist_worker_and_the_rest_on_both(tmp_path):
+    """conftest's scheduler: the modules of SYSTEM_MODULES (one Slurm cluster, namespaces and
+    qdiscs named for the whole machine) are one unit of work, every other test a unit of its own."""
+    tests = tmp_path / "tests"
+    (tests / "faults").mkdir(parents=True)
+    _copy_conftest(tests)
+    system = ["test_slurm.py", "test_netlab.py", "faults/test_disk_full.py"]
+    for name in [*system, "test_other.py", "test_more.py"]:
+        body = "\n".join(f"def test_{i}():\n    _record({name!r})\n" for i in range(6))
+        (tests / name).write_text(SYSTEM_LIKE.format(ran=str(tmp_path / "ran.txt"), tests=body))
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            "-n",
+            "2",
+            "tests",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert "30 passed" in r.stdout, r.stdout + r.stderr
+    ran = [line.split() for line in (tmp_path / "ran.txt").read_text().splitlines()]
+    workers = {name: {w for n, w in ran if n == name} for name in {n for n, _ in ran}}
+    assert len(set().union(*(workers[name] for name in system))) == 1, workers
+    assert set().union(*workers.values()) == {"gw0", "gw1"}, workers
