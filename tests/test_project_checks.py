@@ -54,12 +54,26 @@ def _copy_conftest(tests: Path) -> None:
         shutil.copy(REPO / "tests" / name, tests / name)
 
 
-def _pytest(folder: Path, ci: bool) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
-    if ci:
-        env["CI"] = "true"
+def _pytest(folder: Path, *args: str, ci: bool | None = None) -> subprocess.CompletedProcess:
+    """pytest on `folder`/tests (a suite the test wrote, with the project's conftest) in a
+    subprocess: CI=true in its environment if `ci`, none if not ci, this one's if None."""
+    env = dict(os.environ)
+    if ci is not None:
+        env.pop("CI", None)
+        env.update({"CI": "true"} if ci else {})
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-ra", "-p", "no:cacheprovider", "--rootdir", str(folder), "tests"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-ra",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(folder),
+            *args,
+            "tests",
+        ],
         cwd=folder,
         env=env,
         capture_output=True,
@@ -183,24 +197,7 @@ def test_a_command_that_times_out_loses_its_whole_tree_and_leftovers_fail_the_se
     tests.mkdir()
     _copy_conftest(tests)
     (tests / "test_leaky.py").write_text(LEAKY)
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-s",
-            "-p",
-            "no:cacheprovider",
-            "--rootdir",
-            str(tmp_path),
-            *xdist,
-            "tests",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = _pytest(tmp_path, *xdist)
     tree = tests / "tree.txt"
     pids = [int(p) for p in tree.read_text().split()] if tree.exists() else []
     assert len(pids) == 2, r.stdout + r.stderr
@@ -237,24 +234,7 @@ def test_a_namespace_link_or_qdisc_left_behind_fails_the_session(tmp_path, xdist
     _copy_conftest(tests)
     (tests / "test_lab.py").write_text(LEAVES_A_LAB.format(argvs=repr(argvs)))
     try:
-        r = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pytest",
-                "-p",
-                "no:cacheprovider",
-                "--rootdir",
-                str(tmp_path),
-                *xdist,
-                "tests",
-            ],
-            cwd=tmp_path,
-            env=dict(os.environ, CI="true"),  # outside CI they are reported, not a failure
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        r = _pytest(tmp_path, *xdist, ci=True)  # outside CI they are reported, not a failure
     finally:
         subprocess.run(["ip", "link", "del", dev + "a"], capture_output=True)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
@@ -301,24 +281,7 @@ def test_system_tests_run_on_one_xdist_worker_and_the_rest_on_both(tmp_path):
     for name in [*system, "test_other.py", "test_more.py"]:
         body = "\n".join(f"def test_{i}():\n    _record({name!r})\n" for i in range(6))
         (tests / name).write_text(SYSTEM_LIKE.format(ran=str(tmp_path / "ran.txt"), tests=body))
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "--rootdir",
-            str(tmp_path),
-            "-n",
-            "2",
-            "tests",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = _pytest(tmp_path, "-n", "2")
     assert "30 passed" in r.stdout, r.stdout + r.stderr
     ran = [line.split() for line in (tmp_path / "ran.txt").read_text().splitlines()]
     workers = {name: {w for n, w in ran if n == name} for name in {n for n, _ in ran}}
