@@ -141,6 +141,14 @@ RUN = os.environ.setdefault("TTABENCH_TEST_RUN", SESSION)
 SHARED_TMP_PREFIX = os.path.join(tempfile.gettempdir(), f"ttabench-test-{RUN}-")
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """preexec_fn for a child that a test sends SIGINT: Ctrl-C's default action
+    (KeyboardInterrupt), as for a job started in a terminal's foreground. A suite run as a
+    background job (`make coverage &`) ignores SIGINT, every child inherits that, and the product
+    rightly leaves an inherited ignore alone."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def process_tree(env: dict | None = None):
     """An environment (this one plus `env`) with a fresh tag: whatever is started with it, and

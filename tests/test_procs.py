@@ -16,17 +16,11 @@ import textwrap
 import time
 
 import pytest
+from conftest import ctrl_c_as_in_a_terminal
 
 from ttabench.launch import procs
 
 PY = sys.executable
-
-
-def _ctrl_c_as_in_a_terminal() -> None:
-    """For a child that a test sends SIGINT: Ctrl-C's default action (KeyboardInterrupt), as for
-    a job started in a terminal's foreground. A suite run as a background job (`make coverage &`)
-    ignores SIGINT, every child inherits that, and procs rightly leaves an ignored SIGINT alone."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _alive(pid: int) -> bool:
@@ -150,7 +144,7 @@ def test_ctrl_c_and_sigterm_are_forwarded_to_the_children(tmp_path, sig):
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=_ctrl_c_as_in_a_terminal,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     try:
         _wait_for(ready)
@@ -240,7 +234,7 @@ def _signal_in_the_window(tmp_path, sig, which) -> tuple[subprocess.CompletedPro
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
-        preexec_fn=_ctrl_c_as_in_a_terminal,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     pids = []
     try:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import process_tree, run_cli
+from conftest import ctrl_c_as_in_a_terminal, process_tree, run_cli
 
 from ttabench.divisions import experiments, metrics, scoring
 from ttabench.launch import cli
@@ -208,9 +208,7 @@ def _watching(root: Path):
             stderr=subprocess.PIPE,
             text=True,
             env=env,
-            # Ctrl-C as in a terminal's foreground, also when the suite runs as a background job
-            # (which ignores SIGINT; the child would inherit that and watch on).
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            preexec_fn=ctrl_c_as_in_a_terminal,  # the Ctrl-C test's SIGINT must reach it
         )
         try:
             lines = []
