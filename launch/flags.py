@@ -34,21 +34,33 @@ def add_arguments(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (), d
     hints = typing.get_type_hints(RunConfig)
     groups: dict[str, argparse._ArgumentGroup] = {}
     for f in dataclasses.fields(RunConfig):
-        if f.name in skip:
-            continue
-        md = f.metadata
-        group = groups.setdefault(md["group"], parser.add_argument_group(md["group"]))
-        flag = "--" + f.name.replace("_", "-")
-        kw = {"dest": f.name, "default": f.default if defaults else argparse.SUPPRESS, "help": md["help"]}
-        kind = _parser_type(hints[f.name])
-        if kind is bool:
-            kw["action"] = argparse.BooleanOptionalAction
-        else:
-            kw["type"] = kind
-            kw["metavar"] = f.name.upper()
-            if "choices" in md:
-                kw["choices"] = md["choices"]
-        group.add_argument(flag, **kw)
+        if f.name not in skip:
+            group = groups.setdefault(f.metadata["group"], parser.add_argument_group(f.metadata["group"]))
+            _add_field(group, f, hints[f.name], defaults)
+
+
+def add_fields(parser: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    """The options of the named RunConfig fields, as `ttabench run` has them, for another command
+    that takes the same settings (its own defaults equal to RunConfig's)."""
+    hints = typing.get_type_hints(RunConfig)
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    for name in names:
+        _add_field(parser, fields[name], hints[name], defaults=True)
+
+
+def _add_field(container, f: dataclasses.Field, hint, defaults: bool) -> None:
+    flag = "--" + f.name.replace("_", "-")
+    md = f.metadata
+    kw = {"dest": f.name, "default": f.default if defaults else argparse.SUPPRESS, "help": md["help"]}
+    kind = _parser_type(hint)
+    if kind is bool:
+        kw["action"] = argparse.BooleanOptionalAction
+    else:
+        kw["type"] = kind
+        kw["metavar"] = f.name.upper()
+        if "choices" in md:
+            kw["choices"] = md["choices"]
+    container.add_argument(flag, **kw)
 
 
 def add_resume_argument(parser: argparse.ArgumentParser, defaults: bool = True) -> None:

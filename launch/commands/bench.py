@@ -31,7 +31,7 @@ import sys
 import tempfile
 
 from ttabench import UserError
-from ttabench.launch import procs
+from ttabench.launch import flags, procs
 from ttabench.launch.net import cost, link
 from ttabench.launch.record.tables import Column, Table, show
 from ttabench.launch.usage import add_command
@@ -63,9 +63,8 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     d = BenchConfig()
     p.add_argument("--workers", type=int, default=d.workers, help="worker processes")
     p.add_argument("--backend", choices=("torchrun", "horovod"), default=d.backend)
-    p.add_argument("--network", help="emulated network profile (loopback, 1gbe, 100mbit, ...)")
-    p.add_argument("--bandwidth", help="emulated bandwidth, tc units (1gbit, 100mbit)")
-    p.add_argument("--latency", help="emulated latency, tc units (50us, 0.5ms)")
+    # the emulated link as `ttabench run` takes it: the same flags, help and profile files
+    flags.add_fields(p, ("network", "bandwidth", "latency"))
     p.add_argument(
         "--sizes",
         default=d.sizes,
