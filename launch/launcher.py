@@ -260,15 +260,10 @@ def record_outcome(run_dir: str, outcome: Outcome) -> str:
 def _launch_torchrun(cfg: RunConfig) -> Outcome:
     worker_cfg = dataclasses.replace(cfg, backend="torchrun")
     args = ["-m", "ttabench.launch.worker"] + worker_argv(worker_cfg)
+    rendezvous = procs.Rendezvous(cfg.nnodes, cfg.node_rank, cfg.rdzv_endpoint, cfg.local_addr)
     try:
         failed = procs.elastic_run(
-            args,
-            nproc_per_node=cfg.workers,
-            collective_timeout=cfg.collective_timeout,
-            nnodes=cfg.nnodes,
-            node_rank=cfg.node_rank,
-            rdzv_endpoint=cfg.rdzv_endpoint,
-            local_addr=cfg.local_addr,
+            args, nproc_per_node=cfg.workers, collective_timeout=cfg.collective_timeout, rendezvous=rendezvous
         )
     except procs.Interrupted as e:
         # The agent stopped the workers (SIGTERM, then SIGKILL after a grace

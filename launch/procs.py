@@ -329,18 +329,34 @@ def run(argv: Sequence[str], *, timeout: float | None = None, **kw) -> tuple[Chi
     return children[0], result
 
 
+@dataclasses.dataclass(frozen=True)
+class Rendezvous:
+    """Where a run's workers meet: on this node alone (the default), or at `endpoint` (HOST:PORT)
+    with those of all `nnodes` nodes, this one being `node_rank` and reached at `local_addr`."""
+
+    nnodes: int = 1
+    node_rank: int = 0
+    endpoint: str | None = None
+    local_addr: str | None = None
+
+    def c10d(self, timeout_s: float) -> tuple[str, dict, str]:
+        """torch's rdzv_endpoint, rdzv_configs and run_id for it; every node names the same run."""
+        configs = {"is_host": self.nnodes == 1 or self.node_rank == 0}
+        configs["timeout"] = int(max(RDZV_MIN_TIMEOUT_S, timeout_s))
+        if self.nnodes == 1:
+            return "127.0.0.1:0", configs, uuid.uuid4().hex
+        return self.endpoint, configs, "ttabench-" + self.endpoint.replace(":", "-")
+
+
 def elastic_run(
     args: Sequence[str],
     *,
     nproc_per_node: int,
     collective_timeout: float,
-    nnodes: int = 1,
-    node_rank: int = 0,
-    rdzv_endpoint: str | None = None,
-    local_addr: str | None = None,
+    rendezvous: Rendezvous = Rendezvous(),
 ):
     """`python ARGS` in `nproc_per_node` workers under PyTorch's elastic agent, one c10d
-    rendezvous (on this node, or at `rdzv_endpoint` across `nnodes`).
+    `rendezvous` (by default on this node alone).
 
     Returns None when every worker succeeded, else torch's ChildFailedError (which
     ranks failed how); raises Interrupted when Ctrl-C or SIGTERM stopped the agent
@@ -351,15 +367,10 @@ def elastic_run(
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    if nnodes == 1:
-        endpoint, rdzv_configs, run_id = "127.0.0.1:0", {"is_host": True}, uuid.uuid4().hex
-    else:
-        endpoint, rdzv_configs = rdzv_endpoint, {"is_host": node_rank == 0}
-        run_id = "ttabench-" + rdzv_endpoint.replace(":", "-")
-    rdzv_configs["timeout"] = int(max(RDZV_MIN_TIMEOUT_S, collective_timeout))
+    endpoint, rdzv_configs, run_id = rendezvous.c10d(collective_timeout)
     lc = LaunchConfig(
-        min_nodes=nnodes,
-        max_nodes=nnodes,
+        min_nodes=rendezvous.nnodes,
+        max_nodes=rendezvous.nnodes,
         nproc_per_node=nproc_per_node,
         run_id=run_id,
         rdzv_backend="c10d",
@@ -371,7 +382,7 @@ def elastic_run(
         max_restarts=0,
         monitor_interval=0.2,
         start_method="spawn",
-        local_addr=local_addr,
+        local_addr=rendezvous.local_addr,
         logs_specs=DefaultLogsSpecs(),
     )
     # torchrun's default of one OpenMP thread per worker: workers set their

@@ -175,6 +175,19 @@ def test_horovodrun_is_looked_up_next_to_this_python(tmp_path, monkeypatch):
     ]
 
 
+def test_rendezvous_is_local_alone_and_one_named_run_across_nodes():
+    (ep1, cf1, id1), (_, _, id2) = procs.Rendezvous().c10d(5.0), procs.Rendezvous().c10d(5.0)
+    assert ep1 == "127.0.0.1:0" and cf1 == {"is_host": True, "timeout": procs.RDZV_MIN_TIMEOUT_S}
+    assert id1 != id2  # two local runs never join each other
+    nodes = [procs.Rendezvous(2, rank, "host0:29400", f"host{rank}") for rank in (0, 1)]
+    (ep0, cf0, run0), (ep1, cf1, run1) = (n.c10d(procs.RDZV_MIN_TIMEOUT_S + 30.5) for n in nodes)
+    assert ep0 == ep1 == "host0:29400" and run0 == run1 == "ttabench-host0-29400"
+    assert (cf0["is_host"], cf1["is_host"]) == (True, False)
+    assert (
+        cf0["timeout"] == cf1["timeout"] == procs.RDZV_MIN_TIMEOUT_S + 30
+    )  # the collective timeout, if longer
+
+
 # The signal window: a launcher that starts its children and only then installs its handlers
 # dies of a SIGTERM (or raises KeyboardInterrupt) in between, while the children, in sessions
 # of their own, run on. The script below holds every start open until the test says go, so the
