@@ -7,7 +7,7 @@ import json
 
 from ttabench import UserError
 from ttabench.divisions import algorithms, scoring
-from ttabench.launch.commands.inputs import note_skipped, spec_from_runs
+from ttabench.launch.commands.inputs import note_skipped, spec_from_runs, thresholds_flag
 from ttabench.launch.record.tables import Column, Table, seconds, show
 from ttabench.launch.usage import add_command, json_flag
 
@@ -88,9 +88,5 @@ def add_commands(sub) -> None:
     )
     c.add_argument("a", metavar="A", help="run folder, curve.csv, or folder of runs")
     c.add_argument("b", metavar="B", help="run folder, curve.csv, or folder of runs")
-    c.add_argument(
-        "--thresholds",
-        metavar="LOW:HIGH:STEP",
-        help="thresholds (default: the spec the runs were recorded with)",
-    )
+    thresholds_flag(c, "thresholds")
     json_flag(c)

@@ -41,6 +41,16 @@ def note_skipped(skipped: list[dict]) -> None:
         )
 
 
+def thresholds_flag(parser, what: str) -> None:
+    """--thresholds LOW:HIGH:STEP of a command that otherwise takes the spec its runs were
+    recorded with (below: recorded_specs, spec_from_runs, use_recorded); `what` says its use."""
+    parser.add_argument(
+        "--thresholds",
+        metavar="LOW:HIGH:STEP",
+        help=f"{what} (default: the spec the runs were recorded with)",
+    )
+
+
 def recorded_specs(runs: list[Run]) -> tuple[set[str], list[str]]:
     """The valid threshold specs the runs record, and a problem for each invalid one."""
     specs, problems = recorded_values(runs, "threshold_spec")

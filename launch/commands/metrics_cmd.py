@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from ttabench.divisions import metrics, scoring
-from ttabench.launch.commands.inputs import check_target_budget, note_skipped, use_recorded
+from ttabench.launch.commands.inputs import check_target_budget, note_skipped, thresholds_flag, use_recorded
 from ttabench.launch.record.tables import Column, Table, metrics_table, seconds, show
 from ttabench.launch.usage import add_command, json_flag
 
@@ -113,11 +113,7 @@ def add_commands(sub) -> None:
     m.add_argument(
         "inputs", nargs="+", metavar="RUN_OR_CURVE", help="run folder, curve.csv, or a folder of run folders"
     )
-    m.add_argument(
-        "--thresholds",
-        metavar="LOW:HIGH:STEP",
-        help="thresholds for TTMT/ATTMT (default: the spec the runs were recorded with)",
-    )
+    thresholds_flag(m, "thresholds for TTMT/ATTMT")
     m.add_argument(
         "--target", type=float, help="TTA at this accuracy, a fraction (default: the runs' recorded target)"
     )

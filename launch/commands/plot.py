@@ -14,7 +14,7 @@ import textwrap
 from ttabench import UserError
 from ttabench.divisions import experiments, metrics, scoring
 from ttabench.divisions.results import atomic_write_bytes
-from ttabench.launch.commands.inputs import note_skipped, recorded_specs
+from ttabench.launch.commands.inputs import note_skipped, recorded_specs, thresholds_flag
 from ttabench.launch.usage import add_command
 
 Group = tuple[str, list[scoring.Run]]  # a legend label and its runs (an input: a run, or seeds)
@@ -227,10 +227,6 @@ def add_commands(sub) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="run folder, curve.csv, or folder of runs")
     p.add_argument("-o", "--output", required=True, metavar="FILE.png")
-    p.add_argument(
-        "--thresholds",
-        metavar="LOW:HIGH:STEP",
-        help="threshold lines and TTMT (default: the spec the runs were recorded with)",
-    )
+    thresholds_flag(p, "threshold lines and TTMT")
     p.add_argument("--label", action="append", metavar="NAME", help="legend name, once per input")
     p.add_argument("--title", help="figure title")
