@@ -17,7 +17,7 @@ export TTABENCH_DATA_DIR
 # shaped link, a scheduler or a timeout (tests/conftest.py: what must not run side by side).
 TEST_WORKERS ?= 2
 
-.PHONY: install horovod tools lint demo test test-fast coverage bench clean
+.PHONY: install bytecode horovod tools lint demo test test-fast coverage bench clean
 
 install: $(VENV)/.installed
 
@@ -27,12 +27,19 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(PIP) install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
+# The package's own modules compiled to bytecode once, as pip does for what it installs: where
+# PYTHONDONTWRITEBYTECODE is set (as on the CI machine), every process would otherwise compile
+# them again on import, ~0.3 CPU-s for each of the suite's many short CLI and worker processes.
+# Files compiled before are skipped; a stale one is only ignored (Python checks the timestamps).
+bytecode: install
+	$(PY) -m compileall -q -j 0 *.py launch reference_impls divisions benchmarks examples tests
+
 horovod: install
 	scripts/install_horovod.sh $(PY)
 
 # 3 epochs of the synthetic set, evaluated every quarter epoch, with the synthetic set's default
 # thresholds (reference_impls/recipe.py THRESHOLDS).
-demo: install
+demo: install bytecode
 	$(VENV)/bin/ttabench run --synthetic --seed 1 --max-epochs 3 --eval-every 0.25epoch \
 		--results-dir demo-results
 
@@ -48,7 +55,7 @@ tools:
 # Lint and format check first (seconds), then the suite. A suite that collects nothing fails
 # (pytest's exit 5 is passed on); the skip summary (-ra, setup.cfg) and the 15 slowest tests
 # are printed at the end.
-test: install horovod tools lint
+test: install bytecode horovod tools lint
 	$(PY) -m pytest tests -n $(TEST_WORKERS) --durations=15
 
 # The suite under coverage.py, in every process the tests start (setup.cfg's [coverage:run]),
@@ -57,14 +64,14 @@ test: install horovod tools lint
 # A target of its own: following every process costs a fifth to a third more CPU time on the
 # tests that start many short ones (65 CLI tests, twice each: 62 and 68 instead of 52 and 52 CPU
 # seconds, measured at a load of 6-12 on 2 cores), too much to add to `make test`.
-coverage: install horovod tools
+coverage: install bytecode horovod tools
 	$(COVERAGE) erase
 	$(COVERAGE) run -m pytest tests -n $(TEST_WORKERS); status=$$?; \
 		$(COVERAGE) combine -q && $(COVERAGE) report | tail -n 1 \
 		| awk '{print "statement coverage of the package: " $$NF " (" $$2 " statements, " $$3 " not run)"}'; \
 		exit $$status
 
-test-fast: install lint
+test-fast: install bytecode lint
 	$(PY) -m pytest tests -n $(TEST_WORKERS) -m "not slow" --durations=15
 
 # Side-by-side training throughput (baseline vs ttabench's modes), ~10 minutes on 2 cores.

@@ -32,6 +32,7 @@ from ttabench.divisions.open_load import parse_ref
 from ttabench.divisions.results import RunPath
 from ttabench.launch.cadence import Cadence, parse_cadence
 from ttabench.launch.net import link
+from ttabench.reference_impls.cifar10_layout import check_files
 from ttabench.reference_impls.recipe import BENCHMARKS, CLOSED, PRECISIONS, THRESHOLDS
 
 BACKENDS = ("auto", "none", "torchrun", "horovod")
@@ -278,9 +279,6 @@ class RunConfig:
         if self.synthetic and self.data_dir:
             raise UserError("give either --data-dir or --synthetic, not both")
         if not self.synthetic:
-            # Imported here: the data set module needs torch, which `ttabench` starts without.
-            from ttabench.reference_impls.cifar10 import check_files
-
             check_files(self.resolved_data_dir())
         for flag, ref in (("--model", self.model), ("--optimizer", self.optimizer)):
             if ref is not None:

@@ -27,10 +27,15 @@ import numpy as np
 import torch
 
 from ttabench import UserError
+from ttabench.reference_impls.cifar10_layout import (  # noqa: F401 (the layout's names, here too)
+    BATCHES_DIR,
+    META_FILE,
+    TEST_FILE,
+    TRAIN_FILES,
+    check_files,
+    not_found,
+)
 
-TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
-TEST_FILE = "test_batch"
-META_FILE = "batches.meta"
 FULL_TRAIN_SIZE = 50_000
 FULL_TEST_SIZE = 10_000
 SYNTHETIC_TRAIN_SIZE = 5000  # synthetic()'s default split sizes
@@ -41,7 +46,6 @@ NUM_CLASSES = 10
 # values used by the reference ResNet CIFAR pipelines.
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
-BATCHES_DIR = "cifar-10-batches-py"  # the folder the official archive unpacks to
 # Key added to batches.meta of data sets written by write_split(synthetic).
 _SYNTHETIC_KEY = b"ttabench_synthetic"
 
@@ -167,34 +171,10 @@ def _read_split(data_dir: str, names, hasher) -> tuple[torch.Tensor, torch.Tenso
     return (torch.from_numpy(np.concatenate(images)).contiguous(), torch.from_numpy(np.concatenate(labels)))
 
 
-def check_files(data_dir: str) -> None:
-    """Fail early, in one line, when the folder or one of its batch files is missing."""
-    if not os.path.isdir(data_dir):
-        raise UserError(
-            f"CIFAR-10 directory not found: {data_dir} "
-            "(run `ttabench data download --dir DIR` or pass --data-dir)"
-        )
-    child = os.path.join(data_dir, BATCHES_DIR)
-    if not os.path.isfile(os.path.join(data_dir, TRAIN_FILES[0])) and os.path.isdir(child):
-        raise UserError(
-            f"{data_dir} holds no batch files but has a {BATCHES_DIR} folder: "
-            f"did you mean --data-dir {child}?"
-        )
-    for name in TRAIN_FILES + (TEST_FILE,):
-        if not os.path.isfile(os.path.join(data_dir, name)):
-            raise UserError(
-                f"CIFAR-10 file missing: {os.path.join(data_dir, name)} "
-                "(run `ttabench data download --dir DIR` or pass --data-dir)"
-            )
-
-
 def load(data_dir: str) -> Cifar10:
     """Read both splits from a `cifar-10-batches-py` directory."""
     if not os.path.isdir(data_dir):
-        raise UserError(
-            f"CIFAR-10 directory not found: {data_dir} "
-            "(run `ttabench data download --dir DIR` or pass --data-dir)"
-        )
+        raise not_found(data_dir)
     hasher = hashlib.sha256()
     train_x, train_y = _read_split(data_dir, TRAIN_FILES, hasher)
     test_x, test_y = _read_split(data_dir, (TEST_FILE,), hasher)

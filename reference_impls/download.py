@@ -36,7 +36,7 @@ import zlib
 from typing import Callable, Optional
 
 from ttabench import UserError, __version__
-from ttabench.reference_impls.cifar10 import BATCHES_DIR, META_FILE, TEST_FILE, TRAIN_FILES
+from ttabench.reference_impls.cifar10_layout import BATCHES_DIR, META_FILE, TEST_FILE, TRAIN_FILES
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ARCHIVE = "cifar-10-python.tar.gz"
