@@ -15,6 +15,7 @@ The in-process parts run the worker's own set-up (`build`) and timed loop (`loop
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import json
 import os
@@ -36,8 +37,10 @@ pytestmark = pytest.mark.slow
 SEED = 7
 
 
-def _cfg(**kw) -> RunConfig:
-    base = dict(synthetic=True, seed=SEED, thresholds="0.1:0.2:0.1", device="cpu")
+def _cfg(data_dir: str, **kw) -> RunConfig:
+    """On the small synthetic set on disk (conftest's small_data_dir): these rules are not about
+    the data, and an evaluation there is a pass over 200 test images, not 1,000."""
+    base = dict(data_dir=data_dir, seed=SEED, thresholds="0.1:0.2:0.1", device="cpu")
     base.update(kw)
     return RunConfig(**base)
 
@@ -68,11 +71,13 @@ def _expected_lrs(steps: int, global_batch: int, train_size: int) -> list[float]
 STEPS = 3
 
 
-def test_lr_of_every_step_is_the_recipes_on_one_worker():
+def test_lr_of_every_step_is_the_recipes_on_one_worker(small_data_dir):
     torch.set_num_threads(1)
     lrs: list = []
     setup, result = _train(
-        _cfg(batch_size=256, max_steps=STEPS, eval_every="1epoch"), comm_mod.Comm(), record_lr=lrs
+        _cfg(small_data_dir, batch_size=256, max_steps=STEPS, eval_every="1epoch"),
+        comm_mod.Comm(),
+        record_lr=lrs,
     )
     assert result.steps == STEPS
     expected = _expected_lrs(STEPS, 256, len(setup.data.train_labels))
@@ -80,9 +85,11 @@ def test_lr_of_every_step_is_the_recipes_on_one_worker():
     assert lrs == [[e] * len(lrs[0]) for e in expected]
 
 
-def _lr_on_two_workers(rank: int, comm) -> dict:
+def _lr_on_two_workers(rank: int, comm, data_dir: str) -> dict:
     lrs: list = []
-    setup, _ = _train(_cfg(batch_size=128, max_steps=STEPS, eval_every="1epoch"), comm, record_lr=lrs)
+    setup, _ = _train(
+        _cfg(data_dir, batch_size=128, max_steps=STEPS, eval_every="1epoch"), comm, record_lr=lrs
+    )
     return {"lrs": lrs, "train_size": len(setup.data.train_labels)}
 
 
@@ -100,9 +107,10 @@ def test_lr_of_every_step_is_the_recipes_on_two_workers(two_workers):
 DELAY = 3.0  # seconds added to every evaluation; far above a few-step run's noise
 
 
-def test_slow_evaluation_leaves_training_time_and_shows_in_total_time(monkeypatch):
+def test_slow_evaluation_leaves_training_time_and_shows_in_total_time(monkeypatch, small_data_dir):
     torch.set_num_threads(1)
-    cfg = _cfg(batch_size=32, max_steps=2, eval_every="32samples")  # an evaluation after every step
+    # an evaluation after every step
+    cfg = _cfg(small_data_dir, batch_size=32, max_steps=2, eval_every="32samples")
     evaluate = loop.evaluate
 
     def slow_evaluate(*a, **k):
@@ -141,8 +149,8 @@ class _SlowLastStep(loop.Hooks):
             time.sleep(DELAY)
 
 
-def _slower_rank_on_two_workers(rank: int, comm) -> dict:
-    cfg = _cfg(batch_size=32, max_steps=3, eval_every="192samples")  # one evaluation, after step 3
+def _slower_rank_on_two_workers(rank: int, comm, data_dir: str) -> dict:
+    cfg = _cfg(data_dir, batch_size=32, max_steps=3, eval_every="192samples")  # one evaluation, after step 3
     _, result = _train(cfg, comm, hooks=_SlowLastStep(rank, 3))
     return {"recorded": result.curve[-1]["train_time_s"], "own": result.breakdown["train_s"]}
 
@@ -163,9 +171,9 @@ def test_a_slower_rank_moves_the_recorded_time(two_workers):
 # --- the clock starts together, at run_start ----------------------------------------------
 
 
-def _late_rank_on_two_workers(rank: int, comm) -> dict:
+def _late_rank_on_two_workers(rank: int, comm, data_dir: str) -> dict:
     """Rank 1 is DELAY late to run_start (a slow set-up); the timed loop begins after that."""
-    cfg = _cfg(batch_size=32, max_steps=3, eval_every="192samples")  # one evaluation, after step 3
+    cfg = _cfg(data_dir, batch_size=32, max_steps=3, eval_every="192samples")  # one evaluation, after step 3
     setup = build(cfg, comm, SEED, torch.device("cpu"), None)
     if rank == 1:
         time.sleep(DELAY)
@@ -174,7 +182,7 @@ def _late_rank_on_two_workers(rank: int, comm) -> dict:
     return {"train": row["train_time_s"], "total": row["total_time_s"], "own": result.breakdown["train_s"]}
 
 
-def _on_two_workers(rank: int, world: int) -> dict:
+def _on_two_workers(rank: int, world: int, data_dir: str) -> dict:
     """The 2-worker parts of this module, one after another on one gloo group (one start-up)."""
     parts = {
         "lr": _lr_on_two_workers,
@@ -182,14 +190,25 @@ def _on_two_workers(rank: int, world: int) -> dict:
         "late": _late_rank_on_two_workers,
     }
     return {
-        name: part(rank, comm_mod.TorchComm("gloo", torch.device("cpu"), 120.0))
+        name: part(rank, comm_mod.TorchComm("gloo", torch.device("cpu"), 120.0), data_dir)
         for name, part in parts.items()
     }
 
 
 @pytest.fixture(scope="module")
-def two_workers() -> dict:
-    return on_gloo(_on_two_workers, 2)
+def two_workers(small_data_dir, tmp_path_factory) -> dict:
+    """The 2-worker parts' results, {rank: {part: result}}. Under pytest-xdist this module's
+    tests are spread over the workers, and each worker that got one of them would start the
+    group anew (~25 CPU-s): the first to get here runs it, the others read its results from
+    the session's shared temporary folder (JSON: floats read back exactly), under a lock."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return on_gloo(_on_two_workers, 2, small_data_dir)
+    shared = tmp_path_factory.getbasetemp().parent / "measurement-rules-two-workers.json"
+    with open(f"{shared}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        if not shared.is_file():
+            shared.write_text(json.dumps(on_gloo(_on_two_workers, 2, small_data_dir)))
+        return {int(rank): out for rank, out in json.loads(shared.read_text()).items()}
 
 
 def test_the_clock_starts_when_every_rank_is_ready(two_workers):
@@ -208,10 +227,10 @@ def test_the_clock_starts_when_every_rank_is_ready(two_workers):
 # --- --precision bf16 through the CLI ----------------------------------------------------
 
 
-def test_cli_bf16_trains_in_bf16(cli, tmp_path):
+def test_cli_bf16_trains_in_bf16(cli, tmp_path, small_data_dir):
     args = ["--batch-size", "32", "--max-steps", "2", "--eval-every", "1epoch", "--seed", str(SEED)]
     r = cli(
-        "run", "--synthetic", *args, "--precision", "bf16", "--threads", "1", "--save-model",
+        "run", "--data-dir", small_data_dir, *args, "--precision", "bf16", "--threads", "1", "--save-model",
         "--thresholds", "0.1:0.2:0.1", "--results-dir", str(tmp_path), "--progress", "none",
         check=True, timeout=600,
     )  # fmt: skip
@@ -223,7 +242,7 @@ def test_cli_bf16_trains_in_bf16(cli, tmp_path):
     assert ("CPU without native bf16" in r.stderr) is (native is False), r.stderr
     got = torch.load(os.path.join(run_dir, "model.pt"), weights_only=True)
     torch.set_num_threads(1)
-    cfg = _cfg(batch_size=32, max_steps=2, eval_every="1epoch")
+    cfg = _cfg(small_data_dir, batch_size=32, max_steps=2, eval_every="1epoch")
     bf16, _ = _train(cfg, comm_mod.Comm(), autocast_dtype=torch.bfloat16)
     fp32, _ = _train(cfg, comm_mod.Comm())
     bf16_state, fp32_state = bf16.model.state_dict(), fp32.model.state_dict()
