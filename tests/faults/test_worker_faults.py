@@ -21,8 +21,18 @@ from conftest import require_horovod, run_command
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["--synthetic", "--batch-size", "32", "--thresholds", "0.1:0.3:0.1", "--progress", "plain"]
+OPTIONS = ["--batch-size", "32", "--thresholds", "0.1:0.3:0.1", "--progress", "plain"]
 _STARTED: list[Run] = []  # every run a test started, ended by _end_runs even when an assert failed
+
+
+@pytest.fixture
+def small(small_data_dir) -> list[str]:
+    """Run options on the small synthetic set on disk (1,024 training and 200 test images), for
+    the tests here that are not about the data: an evaluation there costs a fifth of one on
+    --synthetic's 1,000 test images. (The interrupted-run test counts --synthetic's 5,000
+    training images; those that validate a stopped run need the real subset: a synthetic run
+    never validates.)"""
+    return ["--data-dir", small_data_dir, *OPTIONS]
 
 
 @pytest.fixture(autouse=True)
@@ -121,12 +131,12 @@ class Run:
 
 
 @pytest.mark.parametrize("backend", ["torchrun", pytest.param("horovod", marks=pytest.mark.horovod)])
-def test_sigkill_of_one_rank_fails_the_run_promptly(tmp_path, backend):
+def test_sigkill_of_one_rank_fails_the_run_promptly(tmp_path, backend, small):
     if backend == "horovod":
         require_horovod()
     run = Run(
         tmp_path,
-        *SMALL,
+        *small,
         "--workers",
         "2",
         "--backend",
@@ -154,7 +164,7 @@ def test_sigkill_of_one_rank_fails_the_run_promptly(tmp_path, backend):
     assert "Traceback" not in out.splitlines()[-1]
 
 
-def test_out_of_memory_on_one_rank_fails_the_run(tmp_path):
+def test_out_of_memory_on_one_rank_fails_the_run(tmp_path, small):
     sub = tmp_path / "oom.py"
     sub.write_text(
         "import torch, torch.nn.functional as F\n"
@@ -172,7 +182,7 @@ def test_out_of_memory_on_one_rank_fails_the_run(tmp_path):
     )
     run = Run(
         tmp_path,
-        *SMALL,
+        *small,
         "--workers",
         "2",
         "--division",
@@ -195,7 +205,7 @@ def test_out_of_memory_on_one_rank_fails_the_run(tmp_path):
 
 @pytest.mark.parametrize("sig,target", [(signal.SIGINT, "group"), (signal.SIGTERM, "launcher")])
 def test_ctrl_c_and_sigterm_stop_cleanly_as_interrupted(tmp_path, sig, target, subset_dir):
-    real = [a for a in SMALL if a != "--synthetic"] + ["--data-dir", subset_dir]
+    real = [*OPTIONS, "--data-dir", subset_dir]
     run = Run(tmp_path, *real, "--workers", "2", "--max-steps", "2000", "--eval-every", "8steps")
     run.wait_for_evals(1)
     if target == "group":  # Ctrl-C in a terminal reaches every process of the foreground group
@@ -222,7 +232,7 @@ def test_the_time_limit_signal_is_recorded_as_time_limit(tmp_path, workers, subs
     """Slurm's notice before the time limit (--signal=USR1@MARGIN reaches every process of the
     job; the launcher ignores it, the workers act on it): the run stops as on SIGTERM but records stop_reason time_limit, says so in one line
     and exits 124, where a scancel gives `interrupted` and 130."""
-    real = [a for a in SMALL if a != "--synthetic"] + ["--data-dir", subset_dir]
+    real = [*OPTIONS, "--data-dir", subset_dir]
     run = Run(tmp_path, *real, "--workers", workers, "--max-steps", "2000", "--eval-every", "8steps")
     run.wait_for_evals(1)
     for pid in run.processes():  # as Slurm does: every process of the job, launcher and workers
@@ -258,14 +268,15 @@ def _model(run_dir: str) -> dict:
 @pytest.mark.parametrize(
     "seed_given, workers", [(True, "1"), (False, "1"), (True, "2")], ids=["seed", "no-seed", "2-workers"]
 )
-def test_resume_continues_to_the_same_weights_and_metrics(tmp_path, seed_given, workers):
-    # Two workers run each step faster than one (half the batch each): more steps, so that
-    # the kill lands while the run is still going. An evaluation (a pass over the 1000-image
-    # test set) costs several steps and each case trains three runs: every 8 steps is enough
-    # for a curve to compare across the resume.
-    steps = 16 if workers == "1" else 48
+def test_resume_continues_to_the_same_weights_and_metrics(tmp_path, seed_given, workers, small):
+    # The kill lands after the evaluation at step 8: 1 worker has 8 steps and an evaluation
+    # left then, 2 workers (whose steps on two cores go faster) 16 steps and two evaluations,
+    # and they cross an epoch (16 steps of 2 x 32 of the 1,024 images) after the resume. Each
+    # case trains three runs: an evaluation every 8 steps is enough for a curve to compare
+    # across the resume.
+    steps = 16 if workers == "1" else 24
     args = [
-        *SMALL,
+        *small,
         "--workers",
         workers,
         "--max-steps",
@@ -318,10 +329,10 @@ def test_resume_continues_to_the_same_weights_and_metrics(tmp_path, seed_given, 
     assert "mismatch" not in proc.stdout and "curve" not in proc.stdout, proc.stdout
 
 
-def test_max_restarts_resumes_after_a_killed_worker(tmp_path):
+def test_max_restarts_resumes_after_a_killed_worker(tmp_path, small):
     run = Run(
         tmp_path,
-        *SMALL,
+        *small,
         "--workers",
         "2",
         "--max-steps",
@@ -347,7 +358,7 @@ def test_max_restarts_resumes_after_a_killed_worker(tmp_path):
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_divergence_is_recorded_with_its_step(tmp_path, workers):
+def test_divergence_is_recorded_with_its_step(tmp_path, workers, small):
     sub = tmp_path / "hot.py"
     # No batch norm to hold the activations in check, and a learning rate far too large:
     # the logits overflow within a few steps.
@@ -361,7 +372,7 @@ def test_divergence_is_recorded_with_its_step(tmp_path, workers):
     )
     run = Run(
         tmp_path,
-        *SMALL,
+        *small,
         "--workers",
         workers,
         "--division",
@@ -388,8 +399,9 @@ def test_an_interrupted_run_records_its_numbers_at_the_stop(tmp_path):
     # Interrupted after the first evaluation, the run stops between two evaluations and
     # inside the first epoch: its samples are counted at the stop, and so must its time be.
     run = Run(
-        tmp_path, *SMALL, "--workers", "2", "--threads", "1", "--max-epochs", "3", "--eval-every", "24steps"
-    )
+        tmp_path, "--synthetic", *OPTIONS, "--workers", "2", "--threads", "1", "--max-epochs", "3",
+        "--eval-every", "24steps",
+    )  # fmt: skip
     run.wait_for_evals(1)
     os.killpg(run.proc.pid, signal.SIGINT)
     code, out, _ = run.finish()
