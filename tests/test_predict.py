@@ -357,13 +357,16 @@ def test_bench_allreduce_fit_recovers_the_emulated_link(tmp_path, cli):
 
 
 @pytest.mark.slow
-def test_validation_in_small(tmp_path):
+def test_validation_in_small(tmp_path, small_data_dir):
     """The committed validation's script on tiny runs: every point measured and predicted;
     the 1-worker prediction reproduces its own run (its parts add up to its step time)."""
     out = str(tmp_path / "v")
+    # the small synthetic set on disk: each of the four runs ends in an evaluation, over 200
+    # test images there instead of --synthetic's 1,000 (evaluation is no part of a step)
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.validate_predict", "--out", out, "--reps", "1",
-         "--max-steps", "3", "--batch-size", "32", "--networks", "100mbit", "--synthetic"],
+         "--max-steps", "3", "--batch-size", "32", "--networks", "100mbit",
+         "--data-dir", small_data_dir],
         cwd=REPO, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr

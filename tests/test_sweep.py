@@ -1,5 +1,5 @@
 """`ttabench sweep`: the table from summaries (exact arithmetic), failed points, and a real
-tiny sweep (workers 1,2 x loopback,100mbit on synthetic data)."""
+tiny sweep (workers 1,2 x loopback,100mbit on small synthetic data)."""
 
 from __future__ import annotations
 
@@ -148,8 +148,10 @@ def test_a_failed_point_is_a_row_and_the_sweep_goes_on(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_tiny_real_sweep(tmp_path):
+def test_tiny_real_sweep(tmp_path, small_data_dir):
     out = tmp_path / "sweep"
+    # the small synthetic set on disk: the sweep is not about the data, and each of its four
+    # runs ends in an evaluation, over 200 test images there instead of --synthetic's 1,000
     proc = run_cli(
         "sweep",
         "--benchmark",
@@ -161,7 +163,8 @@ def test_tiny_real_sweep(tmp_path):
         "--out",
         str(out),
         "--",
-        "--synthetic",
+        "--data-dir",
+        small_data_dir,
         "--max-steps",
         "4",
         "--batch-size",
