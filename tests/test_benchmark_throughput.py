@@ -128,6 +128,10 @@ def test_benchmark_command_end_to_end(tmp_path):
             "--max-steps",
             str(STEPS),
             "--no-overhead",
+            # one thread: the suite runs two tests at once on two cores, where a second thread
+            # only waits for a core (and spins while it waits)
+            "--threads",
+            "1",
             # fp32 and a small GEMM probe: this checks the wiring, not the machine's peak (bf16 is
             # emulated on an AVX2-only CPU: one bf16 epoch and a 2048 bf16 torch.mm took minutes)
             "--probe-n",
