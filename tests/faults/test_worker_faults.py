@@ -21,7 +21,9 @@ from conftest import require_horovod, run_command
 
 pytestmark = pytest.mark.slow
 
-OPTIONS = ["--batch-size", "32", "--thresholds", "0.1:0.3:0.1", "--progress", "plain"]
+# One thread per worker (a 2-worker run's default on two cores; a 1-worker run's second thread
+# would only wait, spinning, for a core the other test running beside it holds).
+OPTIONS = ["--batch-size", "32", "--threads", "1", "--thresholds", "0.1:0.3:0.1", "--progress", "plain"]
 _STARTED: list[Run] = []  # every run a test started, ended by _end_runs even when an assert failed
 
 
@@ -285,8 +287,6 @@ def test_resume_continues_to_the_same_weights_and_metrics(tmp_path, seed_given, 
         "8steps",
         "--checkpoint-every",
         "3steps",
-        "--threads",
-        "1",
         "--save-model",
     ]
     broken = Run(tmp_path / "broken", *args, *(["--seed", "9"] if seed_given else []))
@@ -399,7 +399,7 @@ def test_an_interrupted_run_records_its_numbers_at_the_stop(tmp_path):
     # Interrupted after the first evaluation, the run stops between two evaluations and
     # inside the first epoch: its samples are counted at the stop, and so must its time be.
     run = Run(
-        tmp_path, "--synthetic", *OPTIONS, "--workers", "2", "--threads", "1", "--max-epochs", "3",
+        tmp_path, "--synthetic", *OPTIONS, "--workers", "2", "--max-epochs", "3",
         "--eval-every", "24steps",
     )  # fmt: skip
     run.wait_for_evals(1)
