@@ -96,11 +96,12 @@ else
     BUDGET=${DEVICE_CHECK_BUDGET_S:-3600}
     SCALE=${DEVICE_CHECK_TIMEOUT_SCALE:-5}
     echo "device_check: no CUDA GPU visible (torch.cuda.is_available() is False): running the CPU-only parts, small"
-    # a check of the wiring, not of the machine: 2 steps of 32 per run, 2 steps in the bench
-    TRAIN=(--max-steps 2 --batch-size 32)
+    # a check of the wiring, not of the machine: 2 steps of 32 per run, 2 steps in the bench,
+    # one thread per process (on a shared CPU a second one mostly waits, spinning, for a core)
+    TRAIN=(--max-steps 2 --batch-size 32 --threads 1)
     PROBE=(--probe-n 256)
     DP_EPOCHS=1
-    BENCH=(--modes fp32-cl --epochs 1 --reps 1 --max-steps 2)
+    BENCH=(--modes fp32-cl --epochs 1 --reps 1 --max-steps 2 --threads 1)
 fi
 RUN=("$PY" -m ttabench run --device "$DEV" --synthetic --seed 0 --progress plain
     --results-dir "$DEST/results" --system "device-check-$DEV" --eval-every 1000epochs "${TRAIN[@]}")
