@@ -272,8 +272,8 @@ def _model(run_dir: str) -> dict:
 )
 def test_resume_continues_to_the_same_weights_and_metrics(tmp_path, seed_given, workers, small):
     # The kill lands after the evaluation at step 8: 1 worker has 8 steps and an evaluation
-    # left then, 2 workers (whose steps on two cores go faster) 16 steps and two evaluations,
-    # and they cross an epoch (16 steps of 2 x 32 of the 1,024 images) after the resume. Each
+    # left then, 2 workers (whose steps add an all-reduce, on a busier machine) 16 steps and
+    # two evaluations, and they cross an epoch (16 steps of 2 x 32 of the 1,024 images) after the resume. Each
     # case trains three runs: an evaluation every 8 steps is enough for a curve to compare
     # across the resume.
     steps = 16 if workers == "1" else 24
