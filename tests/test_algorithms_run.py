@@ -36,12 +36,14 @@ RUNS = [
 RUNS += [(name, 4, flags) for name, _, flags in RUNS]
 
 
-def _run(cli, tmp_path, *flags, eval_every="4steps"):
+def _run(cli, tmp_path, *flags, data_dir=None, eval_every="4steps"):
     # One evaluation, at the end, unless a test checks something recorded at each one: the
     # bytes and the formula do not depend on evaluations, and each one costs a pass over the
-    # synthetic test set on every worker. The thread count does not enter the bytes either.
+    # test set on every worker (the small synthetic set on disk: 200 test images, not the
+    # 1,000 of --synthetic). The thread count does not enter the bytes either.
+    data = ("--data-dir", data_dir) if data_dir else ("--synthetic",)
     return cli(
-        "run", "--synthetic", "--batch-size", "32", "--max-steps", "4", "--eval-every", eval_every,
+        "run", *data, "--batch-size", "32", "--max-steps", "4", "--eval-every", eval_every,
         "--threads", "1", "--progress", "none", "--results-dir", str(tmp_path / "r"), "--seed", "1",
         *flags, cwd=tmp_path,
     )  # fmt: skip
@@ -49,12 +51,13 @@ def _run(cli, tmp_path, *flags, eval_every="4steps"):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("algorithm, workers, flags", RUNS, ids=[f"{r[0]}-{r[1]}" for r in RUNS])
-def test_measured_bytes_equal_the_formula(cli, tmp_path, algorithm, workers, flags):
+def test_measured_bytes_equal_the_formula(cli, tmp_path, small_data_dir, algorithm, workers, flags):
     # decentralized records its consensus distance at each evaluation: two of them (steps 2, 4)
     eval_every = "2steps" if algorithm == "decentralized" else "4steps"
     proc = _run(
-        cli, tmp_path, "--workers", str(workers), "--algorithm", algorithm, *flags, eval_every=eval_every
-    )
+        cli, tmp_path, "--workers", str(workers), "--algorithm", algorithm, *flags,
+        data_dir=small_data_dir, eval_every=eval_every,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     (run_dir,) = glob.glob(str(tmp_path / "r" / "*" / "*" / "*" / "*"))
     with open(os.path.join(run_dir, "summary.json")) as f:
@@ -96,10 +99,13 @@ def test_measured_bytes_equal_the_formula(cli, tmp_path, algorithm, workers, fla
 
 
 @pytest.mark.slow
-def test_fp16_under_horovod(cli, tmp_path):
+def test_fp16_under_horovod(cli, tmp_path, small_data_dir):
     """Horovod's Compression.fp16: the gradient bytes handed to its optimizer, halved."""
     require_horovod()
-    proc = _run(cli, tmp_path, "--workers", "2", "--backend", "horovod", "--algorithm", "fp16")
+    proc = _run(
+        cli, tmp_path, "--workers", "2", "--backend", "horovod", "--algorithm", "fp16",
+        data_dir=small_data_dir,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     (run_dir,) = glob.glob(str(tmp_path / "r" / "*" / "*" / "*" / "*"))
     with open(os.path.join(run_dir, "summary.json")) as f:

@@ -522,14 +522,15 @@ def test_failed_two_worker_run_is_marked_failed_without_traceback(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_simultaneous_runs_get_different_folders(tmp_path):
+def test_two_simultaneous_runs_get_different_folders(tmp_path, small_data_dir):
     root = tmp_path / "results"
     cmd = [
         sys.executable,
         "-m",
         "ttabench",
         "run",
-        "--synthetic",
+        "--data-dir",  # the small set on disk: the test is about folders, not the data
+        small_data_dir,
         "--max-steps",
         "2",
         "--eval-every",
@@ -589,12 +590,13 @@ sleepy = Submission(model=lambda: nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 *
 """
 
 
-def _sleepy_budget_run(tmp_path, budget: str):
+def _sleepy_budget_run(tmp_path, data_dir: str, budget: str):
     sub = tmp_path / "sleepy.py"
     sub.write_text(SLEEPY)
     proc = run_cli(
         "run",
-        "--synthetic",
+        "--data-dir",
+        data_dir,
         "--division",
         "open",
         "--model",
@@ -614,8 +616,8 @@ def _sleepy_budget_run(tmp_path, budget: str):
 
 
 @pytest.mark.slow
-def test_time_budget_stops_and_evaluates_within_budget(tmp_path):
-    s, rows = _sleepy_budget_run(tmp_path, "3")
+def test_time_budget_stops_and_evaluates_within_budget(tmp_path, small_data_dir):
+    s, rows = _sleepy_budget_run(tmp_path, small_data_dir, "3")
     assert s["status"] == "success" and s["stop_reason"] == "time_budget"
     assert rows[-1]["train_time_s"] <= 3.0
     assert s["steps"] >= 3  # it trained up to the budget, not one step
@@ -625,9 +627,9 @@ def test_time_budget_stops_and_evaluates_within_budget(tmp_path):
 
 
 @pytest.mark.slow
-def test_time_budget_shorter_than_a_step_still_defines_aat(tmp_path):
+def test_time_budget_shorter_than_a_step_still_defines_aat(tmp_path, small_data_dir):
     budget = STEP_S / 4  # shorter than any step, longer than the set-up before the first evaluation
-    s, rows = _sleepy_budget_run(tmp_path, str(budget))
+    s, rows = _sleepy_budget_run(tmp_path, small_data_dir, str(budget))
     assert s["stop_reason"] == "time_budget"
     # The first step's length is unknown until it has run, so it may overshoot a
     # budget this short; the evaluation of the starting point (t=0) is what
@@ -680,10 +682,11 @@ def test_target_stops_at_first_evaluation_reaching_it(tmp_path):
 
 
 @pytest.mark.slow
-def test_compiled_run_warms_up_before_the_clock(tmp_path):
+def test_compiled_run_warms_up_before_the_clock(tmp_path, small_data_dir):
     proc = run_cli(
         "run",
-        "--synthetic",
+        "--data-dir",
+        small_data_dir,
         "--compile",
         "default",
         "--max-steps",

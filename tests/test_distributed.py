@@ -40,11 +40,12 @@ def _run_dir(root) -> str:
     return d
 
 
-def _two_worker_run(cli, tmp_path, backend: str) -> str:
+def _two_worker_run(cli, tmp_path, backend: str, data_dir: str) -> str:
     out = tmp_path / backend
     cli(
         "run",
-        "--synthetic",
+        "--data-dir",
+        data_dir,
         "--workers",
         "2",
         "--backend",
@@ -72,10 +73,10 @@ def _two_worker_run(cli, tmp_path, backend: str) -> str:
     return _run_dir(out)
 
 
-def _reference_params(channels_last: bool = True) -> dict:
+def _reference_params(data_dir: str, channels_last: bool = True) -> dict:
     """K steps in this process on global batch 2B, BN per worker half."""
     cfg = RunConfig(
-        synthetic=True,
+        data_dir=data_dir,
         batch_size=2 * B,
         max_steps=K,
         seed=SEED,
@@ -100,15 +101,20 @@ def _reference_params(channels_last: bool = True) -> dict:
     return {k: v.detach().clone() for k, v in setup.model.named_parameters()}
 
 
-@pytest.fixture(scope="module")
-def reference():
-    return _reference_params()
+# Both sides train and evaluate on the small synthetic set on disk (conftest's small_data_dir):
+# what is compared does not depend on the data, and neither side generates --synthetic's 6,000
+# images or evaluates 1,000 of them.
 
 
 @pytest.fixture(scope="module")
-def reference_nchw():
+def reference(small_data_dir):
+    return _reference_params(small_data_dir)
+
+
+@pytest.fixture(scope="module")
+def reference_nchw(small_data_dir):
     """Horovod runs keep the default memory format (its collectives need contiguous tensors)."""
-    return _reference_params(channels_last=False)
+    return _reference_params(small_data_dir, channels_last=False)
 
 
 def _assert_same_params(run_dir: str, reference: dict) -> None:
@@ -132,7 +138,7 @@ def _initial_params() -> dict:
     return dict(resnet(20, 1).named_parameters())
 
 
-def _assert_eval_matches_single_process(run_dir: str, channels_last: bool = True) -> None:
+def _assert_eval_matches_single_process(run_dir: str, data_dir: str, channels_last: bool = True) -> None:
     """The run's sharded, all-reduced evaluation equals one process evaluating everything."""
     from ttabench.divisions.results import read_curve
     from ttabench.reference_impls.resnet import resnet
@@ -141,7 +147,7 @@ def _assert_eval_matches_single_process(run_dir: str, channels_last: bool = True
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.load_state_dict(torch.load(os.path.join(run_dir, "model.pt"), weights_only=True))
-    data = cifar10.synthetic()
+    data = cifar10.load(data_dir)
     acc, _, count = compute.evaluate(
         model,
         data.test_images,
@@ -156,10 +162,10 @@ def _assert_eval_matches_single_process(run_dir: str, channels_last: bool = True
 
 
 @pytest.mark.slow
-def test_torchrun_ddp_matches_single_process(cli, tmp_path, reference):
-    run_dir = _two_worker_run(cli, tmp_path, "torchrun")
+def test_torchrun_ddp_matches_single_process(cli, tmp_path, small_data_dir, reference):
+    run_dir = _two_worker_run(cli, tmp_path, "torchrun", small_data_dir)
     _assert_same_params(run_dir, reference)
-    _assert_eval_matches_single_process(run_dir)
+    _assert_eval_matches_single_process(run_dir, small_data_dir)
     summary = json.load(open(os.path.join(run_dir, "summary.json")))
     assert summary["status"] == "success"
     assert summary["world_size"] == 2 and summary["backend"] == "torchrun"
@@ -172,11 +178,11 @@ def test_torchrun_ddp_matches_single_process(cli, tmp_path, reference):
 
 @pytest.mark.slow
 @pytest.mark.horovod
-def test_horovod_matches_single_process(cli, tmp_path, reference_nchw):
+def test_horovod_matches_single_process(cli, tmp_path, small_data_dir, reference_nchw):
     require_horovod()
-    run_dir = _two_worker_run(cli, tmp_path, "horovod")
+    run_dir = _two_worker_run(cli, tmp_path, "horovod", small_data_dir)
     _assert_same_params(run_dir, reference_nchw)
-    _assert_eval_matches_single_process(run_dir, channels_last=False)
+    _assert_eval_matches_single_process(run_dir, small_data_dir, channels_last=False)
     summary = json.load(open(os.path.join(run_dir, "summary.json")))
     assert summary["status"] == "success"
     assert summary["world_size"] == 2 and summary["backend"] == "horovod"

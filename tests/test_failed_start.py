@@ -13,7 +13,7 @@ from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
-RUN = ["--synthetic", "--division", "open", "--max-steps", "2", "--batch-size", "16", "--progress", "none"]
+RUN = ["--division", "open", "--max-steps", "2", "--batch-size", "16", "--progress", "none"]
 
 MODELS = """\
 import os
@@ -48,18 +48,20 @@ def test_a_broken_submission_leaves_nothing(tmp_path, workers):
     models.write_text(MODELS)
     results = tmp_path / "results"
     proc = run_cli(
-        "run", *RUN, "--workers", workers, "--model", f"{models}:five_classes", "--results-dir", str(results)
-    )
+        "run", "--synthetic", *RUN, "--workers", workers, "--model", f"{models}:five_classes",
+        "--results-dir", str(results),
+    )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert "expected 2x10 (N x 10 logits)" in proc.stderr
     assert not results.exists() or _run_dirs(results) == []
 
 
-def test_a_failed_start_is_a_failed_run_that_fails_nothing_else(tmp_path):
+def test_a_failed_start_is_a_failed_run_that_fails_nothing_else(tmp_path, small_data_dir):
     models = tmp_path / "models.py"
     models.write_text(MODELS)
     results = tmp_path / "results"
-    common = [*RUN, "--results-dir", str(results), "--system", "box"]
+    # the small synthetic set on disk: no worker generates --synthetic's set first
+    common = ["--data-dir", small_data_dir, *RUN, "--results-dir", str(results), "--system", "box"]
     run_cli("run", *common, "--model", f"{models}:mlp", check=True)  # a good run in the same tree
     for workers in ("1", "2"):
         calls = tmp_path / f"calls-{workers}"

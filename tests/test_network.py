@@ -113,13 +113,15 @@ def test_a_link_with_one_worker_is_recorded_as_not_applied():
 
 
 @pytest.mark.slow
-def test_one_worker_runs_report_together_whatever_network_was_asked(tmp_path):
+def test_one_worker_runs_report_together_whatever_network_was_asked(tmp_path, small_data_dir):
     import json
 
     from conftest import run_cli
 
     results = str(tmp_path / "results")
-    common = ["--synthetic", "--max-steps", "1", "--batch-size", "32", "--progress", "none"]
+    # the small synthetic set on disk, one thread: the network's record is the subject
+    common = ["--data-dir", small_data_dir, "--max-steps", "1", "--batch-size", "32", "--threads", "1"]
+    common += ["--progress", "none"]
     common += ["--results-dir", results, "--system", "box"]
     asked = run_cli("run", *common, "--network", "1gbe", "--seed", "1", check=True)
     assert "network 1gbe not applied: with 1 worker no collective crosses a link" in asked.stderr

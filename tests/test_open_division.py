@@ -33,8 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL_CNN = ROOT / "examples" / "small_cnn.py"
 ADAM_RESNET = ROOT / "examples" / "adam_resnet.py"
 OWN_COMM = ROOT / "examples" / "own_communication.py"
+# The runs train on the small synthetic set on disk (conftest's small_data_dir): an evaluation is
+# a pass over 200 images, not the 1,000 of --synthetic, and no worker generates the set anew.
+# The runs that end in an error before any data is read keep --synthetic.
 QUICK = (
-    "--synthetic",
     "--max-steps",
     "4",
     "--threads",
@@ -46,6 +48,9 @@ QUICK = (
     "--seed",
     "5",
 )
+
+# What a run that fails before reading any data is given.
+NO_DATA = ("--synthetic", *QUICK)
 
 # A collective timeout far above any prompt failure, so that "it did not hang" needs no tight bound.
 HANG_S = 600
@@ -598,7 +603,15 @@ def test_cli_broken_model_is_one_line(tmp_path):
     f = _write(tmp_path, "def net():\n    raise ValueError('width must be even')\n")
     ref = f"{f}:net"
     proc = run_cli(
-        "run", "--division", "open", "--model", ref, *QUICK, "--results-dir", str(tmp_path / "r"), timeout=300
+        "run",
+        "--division",
+        "open",
+        "--model",
+        ref,
+        *NO_DATA,
+        "--results-dir",
+        str(tmp_path / "r"),
+        timeout=300,
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [
@@ -614,7 +627,7 @@ def test_cli_broken_model_is_one_line(tmp_path):
         "open",
         "--model",
         ref,
-        *QUICK,
+        *NO_DATA,
         "--results-dir",
         str(tmp_path / "r"),
         timeout=300,
@@ -636,7 +649,7 @@ def test_cli_broken_model_with_two_workers_fails_before_any_worker(tmp_path):
         ref,
         "--workers",
         "2",
-        *QUICK,
+        *NO_DATA,
         "--results-dir",
         str(tmp_path / "r"),
         timeout=300,
@@ -652,7 +665,13 @@ def test_cli_broken_model_with_two_workers_fails_before_any_worker(tmp_path):
 @pytest.mark.slow
 def test_cli_model_needs_open_division(tmp_path):
     proc = run_cli(
-        "run", "--model", f"{SMALL_CNN}:small_cnn", *QUICK, "--results-dir", str(tmp_path / "r"), timeout=120
+        "run",
+        "--model",
+        f"{SMALL_CNN}:small_cnn",
+        *NO_DATA,
+        "--results-dir",
+        str(tmp_path / "r"),
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == ["ttabench: error: --model needs --division open"]
@@ -661,9 +680,12 @@ def test_cli_model_needs_open_division(tmp_path):
 # --- the examples, for real --------------------------------------------------------------
 
 
-def _run(tmp_path: Path, *args: str, timeout: float = 300) -> Path:
+def _run(tmp_path: Path, data_dir: str, *args: str, timeout: float = 300) -> Path:
     root = tmp_path / "results"
-    proc = run_cli("run", "--division", "open", *args, *QUICK, "--results-dir", str(root), timeout=timeout)
+    proc = run_cli(
+        "run", "--division", "open", "--data-dir", data_dir, *args, *QUICK, "--results-dir", str(root),
+        timeout=timeout,
+    )  # fmt: skip
     assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     (run_dir,) = [p for p in root.glob("*/*/*/*") if p.is_dir()]
     return run_dir
@@ -696,8 +718,8 @@ def _assert_open_run(run_dir: Path, name: str, example: Path, workers: int = 1) 
 
 
 @pytest.mark.slow
-def test_small_cnn_one_process(tmp_path):
-    run_dir = _run(tmp_path, "--model", f"{SMALL_CNN}:small_cnn", "--batch-size", "32")
+def test_small_cnn_one_process(tmp_path, small_data_dir):
+    run_dir = _run(tmp_path, small_data_dir, "--model", f"{SMALL_CNN}:small_cnn", "--batch-size", "32")
     config = _assert_open_run(run_dir, "small_cnn", SMALL_CNN)
     assert config["model"]["class"] == "SmallCNN" and config["model"]["parameters"] == 391466
     assert config["submission"]["hooks"] == {
@@ -713,8 +735,8 @@ def test_small_cnn_one_process(tmp_path):
 
 
 @pytest.mark.slow
-def test_small_cnn_tuned_uses_every_hook(tmp_path):
-    run_dir = _run(tmp_path, "--model", f"{SMALL_CNN}:small_cnn_tuned")
+def test_small_cnn_tuned_uses_every_hook(tmp_path, small_data_dir):
+    run_dir = _run(tmp_path, small_data_dir, "--model", f"{SMALL_CNN}:small_cnn_tuned")
     config = _assert_open_run(run_dir, "small_cnn_tuned", SMALL_CNN)
     assert config["submission"]["hooks"] == {
         "model": "submission",
@@ -733,27 +755,28 @@ def test_small_cnn_tuned_uses_every_hook(tmp_path):
     assert config["resolved"]["initial_lr"] == pytest.approx(0.1 * 0.2 * 64 / 128)
 
 
-@pytest.fixture(scope="module")
-def adam_run(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("adam")
-    return _run(tmp, "--optimizer", f"{ADAM_RESNET}:adamw_cosine", "--batch-size", "32", "--save-model")
-
-
+# One run of the AdamW example, checked twice: as an open ResNet-20, and by the closed harness's
+# evaluation. One test rather than two sharing a module fixture: under xdist two tests may land on
+# two workers, and each would train the run.
 @pytest.mark.slow
-def test_adam_resnet_is_open_resnet20(adam_run):
-    config = _assert_open_run(adam_run, "resnet20", ADAM_RESNET)
+def test_adam_resnet_is_open_resnet20_and_evaluates_as_the_closed_harness(tmp_path, small_data_dir):
+    run_dir = _run(
+        tmp_path, small_data_dir, "--optimizer", f"{ADAM_RESNET}:adamw_cosine", "--batch-size", "32",
+        "--save-model",
+    )  # fmt: skip
+    config = _assert_open_run(run_dir, "resnet20", ADAM_RESNET)
     assert config["submission"]["model"] is None
     assert config["model"]["name"] == "resnet20" and config["model"]["depth"] == 20
     assert config["recipe"]["optimizer"] == "AdamW"
     assert [g["weight_decay"] for g in config["recipe"]["param_groups"]] == [0.05, 0.0]
     events = [
-        json.loads(line[len(":::MLLOG ") :]) for line in (adam_run / "mllog.txt").read_text().splitlines()
+        json.loads(line[len(":::MLLOG ") :]) for line in (run_dir / "mllog.txt").read_text().splitlines()
     ]
     assert {e["key"]: e["value"] for e in events}["opt_name"] == "adamw"
+    _assert_open_evaluation_equals_the_closed_harness(run_dir, small_data_dir)
 
 
-@pytest.mark.slow
-def test_open_evaluation_equals_the_closed_harness(adam_run):
+def _assert_open_evaluation_equals_the_closed_harness(run_dir: Path, small_data_dir: str) -> None:
     """The weights the open run saved, evaluated by the closed harness's evaluate() on the
     same data, give exactly the accuracy and loss of the run's last curve row."""
     from ttabench.divisions.results import read_curve
@@ -762,13 +785,13 @@ def test_open_evaluation_equals_the_closed_harness(adam_run):
     from ttabench.reference_impls.augment import Normalize
     from ttabench.reference_impls.resnet import resnet
 
-    config = json.loads((adam_run / "config.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
     channels_last = config["resolved"]["channels_last"]
     model = resnet(20, 1)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    model.load_state_dict(torch.load(adam_run / "model.pt", weights_only=True))
-    data = cifar10.synthetic()
+    model.load_state_dict(torch.load(run_dir / "model.pt", weights_only=True))
+    data = cifar10.load(small_data_dir)  # the data the run evaluated on
     threads = torch.get_num_threads()
     torch.set_num_threads(config["resolved"]["threads"])  # oneDNN sums in a per-thread-count order
     try:
@@ -782,20 +805,36 @@ def test_open_evaluation_equals_the_closed_harness(adam_run):
         )
     finally:
         torch.set_num_threads(threads)
-    last = read_curve(str(adam_run))[-1]
+    last = read_curve(str(run_dir))[-1]
     assert count == len(data.test_labels)
     assert (acc, loss) == (last["accuracy"], last["loss"])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("example", ["small_cnn", "adam_resnet"])
-def test_examples_two_workers_torchrun(tmp_path, example):
+def test_examples_two_workers_torchrun(tmp_path, example, small_data_dir):
     if example == "small_cnn":
-        run_dir = _run(tmp_path, "--model", f"{SMALL_CNN}:small_cnn", "--batch-size", "16", "--workers", "2")
+        run_dir = _run(
+            tmp_path,
+            small_data_dir,
+            "--model",
+            f"{SMALL_CNN}:small_cnn",
+            "--batch-size",
+            "16",
+            "--workers",
+            "2",
+        )
         config = _assert_open_run(run_dir, "small_cnn", SMALL_CNN, workers=2)
     else:
         run_dir = _run(
-            tmp_path, "--optimizer", f"{ADAM_RESNET}:adamw_cosine", "--batch-size", "16", "--workers", "2"
+            tmp_path,
+            small_data_dir,
+            "--optimizer",
+            f"{ADAM_RESNET}:adamw_cosine",
+            "--batch-size",
+            "16",
+            "--workers",
+            "2",
         )
         config = _assert_open_run(run_dir, "resnet20", ADAM_RESNET, workers=2)
     assert config["resolved"]["backend"] == "torchrun" and config["resolved"]["global_batch"] == 32
@@ -803,12 +842,14 @@ def test_examples_two_workers_torchrun(tmp_path, example):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("example, fraction", [("fp16_allreduce", 1 / 2), ("local_sgd", 1 / 4)])
-def test_own_communication_two_workers_counts_its_bytes(tmp_path, example, fraction):
+def test_own_communication_two_workers_counts_its_bytes(tmp_path, example, fraction, small_data_dir):
     """A submission's own hook and sync step train at 2 workers; the bytes they hand to
     torch.distributed are counted like the references': with S the model's fp32 bytes, the
     fp16 hook sends S/2 per worker per step (an all-reduce of S/2 at N = 2), local SGD one
     all-reduce of S every 4 steps, S/4 per step."""
-    run_dir = _run(tmp_path, "--model", f"{OWN_COMM}:{example}", "--batch-size", "16", "--workers", "2")
+    run_dir = _run(
+        tmp_path, small_data_dir, "--model", f"{OWN_COMM}:{example}", "--batch-size", "16", "--workers", "2"
+    )
     config = _assert_open_run(run_dir, example, OWN_COMM, workers=2)
     hooks = config["submission"]["hooks"]
     assert hooks["comm_hook"] == "submission"
@@ -826,11 +867,12 @@ def test_own_communication_two_workers_counts_its_bytes(tmp_path, example, fract
 
 @pytest.mark.slow
 @pytest.mark.horovod
-def test_small_cnn_tuned_horovod(tmp_path):
+def test_small_cnn_tuned_horovod(tmp_path, small_data_dir):
     require_horovod()
     run_dir = _run(
-        tmp_path, "--model", f"{SMALL_CNN}:small_cnn_tuned", "--workers", "2", "--backend", "horovod"
-    )
+        tmp_path, small_data_dir, "--model", f"{SMALL_CNN}:small_cnn_tuned", "--workers", "2",
+        "--backend", "horovod",
+    )  # fmt: skip
     config = _assert_open_run(run_dir, "small_cnn_tuned", SMALL_CNN, workers=2)
     assert config["resolved"]["backend"] == "horovod" and config["resolved"]["global_batch"] == 128
 
@@ -839,7 +881,7 @@ def test_small_cnn_tuned_horovod(tmp_path):
 
 
 @pytest.mark.slow
-def test_exception_in_train_step_on_one_worker_fails_the_run(tmp_path):
+def test_exception_in_train_step_on_one_worker_fails_the_run(tmp_path, small_data_dir):
     f = _write(
         tmp_path,
         """\
@@ -869,7 +911,8 @@ def test_exception_in_train_step_on_one_worker_fails_the_run(tmp_path):
         "2",
         "--batch-size",
         "16",
-        "--synthetic",
+        "--data-dir",
+        small_data_dir,
         "--max-steps",
         "8",
         "--threads",
