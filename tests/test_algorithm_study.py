@@ -144,14 +144,12 @@ def test_study_table_and_figure_by_hand(tmp_path, synthetic_run):
 
 
 @pytest.mark.slow
-def test_validate_algorithms_script(tmp_path, small_data_dir):
-    """A tiny version of the committed validation: one algorithm, one link, 3 steps, on the small
-    synthetic set on disk (no worker generates --synthetic's set; an evaluation reads 200 images;
-    tests/test_predict.py runs the shared run_args with --synthetic)."""
+def test_validate_algorithms_script(tmp_path):
+    """A tiny version of the committed validation: one algorithm, one link, 3 steps, synthetic."""
     out = str(tmp_path / "v")
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.validate_algorithms", "--out", out, "--reps", "1",
-         "--max-steps", "3", "--algorithms", "topk", "--networks", "20mbit", "--data-dir", small_data_dir],
+         "--max-steps", "3", "--algorithms", "topk", "--networks", "20mbit", "--synthetic"],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
