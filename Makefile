@@ -17,15 +17,22 @@ export TTABENCH_DATA_DIR
 # shaped link, a scheduler or a timeout (tests/conftest.py: what must not run side by side).
 TEST_WORKERS ?= 2
 
-.PHONY: install bytecode horovod tools lint demo test test-fast coverage bench clean
+.PHONY: install site-bytecode bytecode horovod tools lint demo test test-fast coverage bench clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -c constraints.txt -e '.[test]'
+	$(PIP) install --quiet --no-compile -c constraints.txt -e '.[test]'
+	$(MAKE) --no-print-directory site-bytecode
 	touch $@
+
+# What pip installed, compiled to bytecode on every core (pip compiles one file after another:
+# two thirds of a fresh install's minute and a half). Files some packages ship that do not compile
+# under this Python (templates, other versions' code) are skipped, as pip skips them.
+site-bytecode:
+	$(PY) -m compileall -qq -j 0 "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" || true
 
 # The package's own modules compiled to bytecode once, as pip does for what it installs: where
 # PYTHONDONTWRITEBYTECODE is set (as on the CI machine), every process would otherwise compile
