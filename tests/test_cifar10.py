@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -120,6 +122,27 @@ def test_directory_is_a_file(tmp_path):
 def test_empty_directory_names_first_file(tmp_path):
     msg = _error(tmp_path)
     assert os.path.join(str(tmp_path), "data_batch_1") in msg
+
+
+def test_a_wrong_data_dir_is_refused_before_torch_is_imported(tmp_path, good_dir):
+    # `ttabench run --data-dir WRONG` answers in a fraction of a second: the folder check
+    # (cifar10_layout) needs no torch, and the configuration's validation imports none
+    code = (
+        "import sys\n"
+        "from ttabench import UserError\n"
+        "from ttabench.launch.config import RunConfig\n"
+        f"RunConfig(data_dir={str(good_dir)!r}).validate()\n"
+        "try:\n"
+        f"    RunConfig(data_dir={str(tmp_path / 'nowhere')!r}).validate()\n"
+        "except UserError as e:\n"
+        "    print('refused:', e)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    refused, torch_loaded = proc.stdout.splitlines()
+    assert refused.startswith("refused: CIFAR-10 directory not found:") and "nowhere" in refused
+    assert torch_loaded == "False"
 
 
 def test_missing_data_batch_3(good_dir):
