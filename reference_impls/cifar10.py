@@ -32,7 +32,6 @@ from ttabench.reference_impls.cifar10_layout import (  # noqa: F401 (the layout'
     META_FILE,
     TEST_FILE,
     TRAIN_FILES,
-    check_files,
     not_found,
 )
 

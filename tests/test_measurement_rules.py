@@ -80,7 +80,9 @@ def test_lr_of_every_step_is_the_recipes_on_one_worker(small_data_dir):
         record_lr=lrs,
     )
     assert result.steps == STEPS
-    expected = _expected_lrs(STEPS, 256, len(setup.data.train_labels))
+    train_size = len(setup.data.train_labels)
+    assert train_size % 256  # an epoch is no whole number of steps: floor, ceil and division differ
+    expected = _expected_lrs(STEPS, 256, train_size)
     assert len(set(expected)) == STEPS  # warm-up: every step has its own lr (a test that can fail)
     assert lrs == [[e] * len(lrs[0]) for e in expected]
 
@@ -95,6 +97,7 @@ def _lr_on_two_workers(rank: int, comm, data_dir: str) -> dict:
 
 def test_lr_of_every_step_is_the_recipes_on_two_workers(two_workers):
     out = {rank: r["lr"] for rank, r in two_workers.items()}
+    assert out[0]["train_size"] % 256  # as on one worker: no whole number of steps an epoch
     expected = _expected_lrs(STEPS, 256, out[0]["train_size"])
     assert len(set(expected)) == STEPS
     for rank in (0, 1):
@@ -203,11 +206,15 @@ def two_workers(small_data_dir, tmp_path_factory) -> dict:
     the session's shared temporary folder (JSON: floats read back exactly), under a lock."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return on_gloo(_on_two_workers, 2, small_data_dir)
-    shared = tmp_path_factory.getbasetemp().parent / "measurement-rules-two-workers.json"
+    # named after this test run (xdist's id for it): a stale file of another run is never read
+    run = os.environ["PYTEST_XDIST_TESTRUNUID"]
+    shared = tmp_path_factory.getbasetemp().parent / f"measurement-rules-two-workers-{run}.json"
     with open(f"{shared}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
         if not shared.is_file():
-            shared.write_text(json.dumps(on_gloo(_on_two_workers, 2, small_data_dir)))
+            tmp = shared.with_suffix(".tmp")  # whole or absent: a worker killed mid-write leaves no half
+            tmp.write_text(json.dumps(on_gloo(_on_two_workers, 2, small_data_dir)))
+            os.replace(tmp, shared)
         return {int(rank): out for rank, out in json.loads(shared.read_text()).items()}
 
 
