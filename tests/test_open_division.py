@@ -602,17 +602,8 @@ def test_divisions_import_without_torch():
 def test_cli_broken_model_is_one_line(tmp_path):
     f = _write(tmp_path, "def net():\n    raise ValueError('width must be even')\n")
     ref = f"{f}:net"
-    proc = run_cli(
-        "run",
-        "--division",
-        "open",
-        "--model",
-        ref,
-        *NO_DATA,
-        "--results-dir",
-        str(tmp_path / "r"),
-        timeout=300,
-    )
+    args = ("run", "--division", "open", "--model", ref, *NO_DATA, "--results-dir", str(tmp_path / "r"))
+    proc = run_cli(*args, timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines() == [
         f"ttabench: error: --model {ref}: calling it raised ValueError: width must be even"
@@ -620,18 +611,7 @@ def test_cli_broken_model_is_one_line(tmp_path):
     # Checked before any folder exists, as for N workers: nothing is left behind.
     assert list((tmp_path / "r").glob("*/*/*/*")) == []
 
-    debug = run_cli(
-        "--debug",
-        "run",
-        "--division",
-        "open",
-        "--model",
-        ref,
-        *NO_DATA,
-        "--results-dir",
-        str(tmp_path / "r"),
-        timeout=300,
-    )
+    debug = run_cli("--debug", *args, timeout=300)
     assert debug.returncode == 2
     assert "Traceback" in debug.stderr and "raise ValueError('width must be even')" in debug.stderr
     assert debug.stderr.splitlines()[-1] == proc.stderr.splitlines()[0]
