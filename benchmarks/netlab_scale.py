@@ -108,8 +108,8 @@ def markdown(log: dict) -> str:
     b0 = log["benches"]
     loads = [x for b in b0 for x in (b["loadavg_1_5_15_before"][0], b["loadavg_1_5_15_after"][0])]
     lines = [
-        f"Measured on {log['cpu']} ({log['cpus']} CPUs, shared with other work: 1-minute load average "
-        f"{min(loads):.1f}-{max(loads):.1f} over the benches), torch {log['torch']}, gloo over veth pairs "
+        f"Measured on {log['cpu']} ({log['cpus']} CPUs; 1-minute load average "
+        f"{min(loads):.1f}-{max(loads):.1f} over the benches, their own workers included), torch {log['torch']}, gloo over veth pairs "
         f"shaped by tc tbf (burst 64 KiB) in network namespaces; {len(b0)} labs, "
         f"{sum(b['duration_s'] for b in b0) / 60:.1f} minutes. Median of {log['repeat']} rounds per point; "
         f"predicted by launch/net/gloo.py with 100 us per message step; residual = predicted / measured - 1 "

@@ -8,7 +8,7 @@
 
 Runs from the repository root. Each repetition measures, algorithm after
 algorithm, first the algorithm's *base* run (its workers on loopback: 2, or
-4 for decentralized, the issue's ring of four), then the same algorithm
+4 for decentralized, whose ring needs at least 3), then the same algorithm
 under each emulated profile and, with `--netlab`, across a real tbf-shaped
 link (one single-worker node per host namespace); the networks' order
 rotates with the repetition, so no network always runs right after the base.

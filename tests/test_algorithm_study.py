@@ -1,6 +1,7 @@
 """The algorithm study's tooling: results/algorithms/make_study.sh (which runs, resumable), the
 table and figure builder (benchmarks/algorithm_study.py) on hand-made curves in copies of the
-session's synthetic run, and (slow) a tiny version of benchmarks/validate_algorithms.py."""
+session's synthetic run, and (slow) a tiny version of benchmarks/validate_algorithms.py and of
+benchmarks/algorithm_scaling.py on its runs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 
 import pytest
 
-from benchmarks import algorithm_study
+from benchmarks import algorithm_scaling, algorithm_study
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "results", "algorithms", "make_study.sh")
@@ -170,3 +171,38 @@ def test_validate_algorithms_script(tmp_path):
     assert run["from_allreduce_step_s"] is None  # no allreduce base run in this measurement
     assert v["measurements"][0]["command"][:3] == ["python", "-m", "benchmarks.validate_algorithms"]
     assert "| topk | 2 | emulated 20mbit | 1 |" in open(os.path.join(out, "predict-validation.md")).read()
+    # the scaling table from the same base run: `ttabench predict` at 2 workers on 20mbit is the
+    # validation's prediction of that point (topk has no start steps: steady state = run mean)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.algorithm_scaling", "--out", out, "--algorithms", "topk",
+         "--workers", "2:8:x2", "--networks", "1gbe,20mbit"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with open(os.path.join(out, "scaling.json")) as f:
+        s = json.load(f)
+    assert [(r["network"], r["workers"]) for r in s["rows"]] == [
+        (n, p) for n in ("1gbe", "20mbit") for p in (2, 4, 8)
+    ]
+    assert s["predictions"]["topk"]["basis"] == v["runs"][0]["run_dir"]  # the (only) base run
+    at_20mbit = {r["workers"]: r["step_s"]["topk"] for r in s["rows"] if r["network"] == "20mbit"}
+    assert at_20mbit[2] == pytest.approx(link["predicted_step_s"], rel=1e-9)
+    assert at_20mbit[2] < at_20mbit[4] < at_20mbit[8]  # all_gather's (p-1) n grows with the workers
+    assert all(r["winner"] == "topk" and r["margin"] is None for r in s["rows"])
+    assert os.path.getsize(os.path.join(out, "scaling.png")) > 1000
+
+
+def test_scaling_table_names_the_shortest_step_and_its_margin():
+    """The winner of a row and by how much, on hand-made predictions (what `predict --json` prints)."""
+
+    def out(*steps):
+        return {"rows": [{"network": "1gbe", "workers": p, "step_time_s": s, "comm_bytes_per_step": 10 * p}
+                         for p, s in zip((2, 4), steps)]}  # fmt: skip
+
+    rows = algorithm_scaling.table(
+        {"allreduce": out(0.5, 0.8), "topk": out(0.6, 0.4), "fp16": out(0.55, 0.9)}
+    )
+    assert [(r["workers"], r["winner"]) for r in rows] == [(2, "allreduce"), (4, "topk")]
+    assert rows[0]["margin"] == pytest.approx(0.55 / 0.5 - 1) and rows[1]["margin"] == pytest.approx(1.0)
+    assert rows[1]["step_s"] == {"allreduce": 0.8, "topk": 0.4, "fp16": 0.9}
+    assert rows[1]["comm_bytes_per_step"]["topk"] == 40
