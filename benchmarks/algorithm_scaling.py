@@ -33,15 +33,15 @@ network, one line per algorithm).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
 import subprocess
 import sys
 
+from benchmarks import output
 from ttabench.divisions import algorithms
-from ttabench.divisions.results import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from ttabench.divisions.results import atomic_write_json, atomic_write_text, read_json
 
 BASE = "loopback (base)"
 SHARED_BASIS = {"decentralized": "allreduce"}  # predicted from another algorithm's basis run (docstring)
@@ -175,9 +175,7 @@ def plot(result: dict, path: str) -> None:
         ax.grid(True, which="both", lw=0.3)
     axes[0].set_ylabel("predicted step time per worker (ms)")
     axes[0].legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write_bytes(path, buf.getvalue(), "plot")
+    output.save_png(fig, path, 110)
 
 
 def main(argv=None) -> int:

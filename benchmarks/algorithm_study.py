@@ -30,14 +30,14 @@ Pure Python plus matplotlib; no torch.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 
+from benchmarks import output
 from ttabench import UserError
 from ttabench.divisions import metrics, scoring, stats
 from ttabench.divisions.algorithms import ALGORITHMS
-from ttabench.divisions.results import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ttabench.divisions.results import atomic_write_json, atomic_write_text
 from ttabench.launch.net.link import PROFILES, parse_rate
 
 NETWORKS = ("1gbe", "100mbit", "20mbit", "tbf-100mbit")  # make_study.sh's folder names
@@ -180,9 +180,7 @@ def plot(rows: list[dict], path: str, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", lw=0.3)
     ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    atomic_write_bytes(path, buf.getvalue(), "plot")
+    output.save_png(fig, path, 120)
 
 
 def main(argv=None) -> int:

@@ -3,10 +3,11 @@ and a validation's table as JSON and markdown side by side."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 
-from ttabench.divisions.results import atomic_write_json, atomic_write_text
+from ttabench.divisions.results import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
 def write_json(path: str | None, obj, indent: int) -> None:
@@ -24,3 +25,10 @@ def write_table(out: str, stem: str, result: dict, markdown: str, prog: str | No
     if prog:
         print(markdown)
         print(f"{prog}: written to {out}")
+
+
+def save_png(fig, path: str, dpi: int) -> None:
+    """A matplotlib figure written as PNG, whole or not at all."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    atomic_write_bytes(path, buf.getvalue(), "plot")
