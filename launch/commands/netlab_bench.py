@@ -41,7 +41,11 @@ from ttabench.launch.usage import add_command, json_flag
 DEFAULT_SIZES = "64kb,256kb,1mb,4mb,16mb"
 DEFAULT_LAB = "bench"
 MASTER_PORT = 29500  # inside host 0's namespace: no other process can hold it
-ALGORITHM = {"broadcast": "binomial tree", "ring-exchange": "isend/irecv to the ring's neighbours"}
+ALGORITHM = {
+    "broadcast": "binomial tree",
+    "ring-exchange": "isend to rank+1, irecv from rank-1",
+    "neighbour-exchange": "isend/irecv to and from both ring neighbours",
+}
 SOFTWARE_LATENCY = 100e-6  # per message step on an unloaded host (the 100mbit profile's alpha)
 
 
@@ -77,6 +81,10 @@ def check(cfg: NetBenchConfig) -> tuple[topology.LabSpec, list[int]]:
         raise UserError(f"--timeout must be > 0 seconds, got {cfg.timeout}")
     if cfg.latency is not None:
         link.parse_time(cfg.latency)
+    if "neighbour-exchange" in patterns(cfg) and cfg.hosts * cfg.workers_per_host < 3:
+        raise UserError(
+            "--pattern neighbour-exchange needs at least 3 ranks (a ring of two distinct neighbours)"
+        )
     name = topology.lab_name(cfg.lab) or DEFAULT_LAB
     spec = topology.make_spec(cfg.hosts, cfg.rate, cfg.delay, cfg.burst, name=name)
     sizes = link.parse_series(cfg.sizes, link.parse_size, "--sizes")

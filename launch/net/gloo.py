@@ -23,6 +23,15 @@ every number of ranks.
   receive then do not overlap: measured here 1.96-2.0x the one-way time at
   256 KiB-4 MiB, 20 and 100 Mbit/s (results/predict/scale-validation.md), so
   the model moves them one after the other, each over its own links (and buckets).
+- neighbour-exchange (decentralized SGD's: irecv from both ring neighbours,
+  then isend to both, comm_counting.exchange): n bytes each way to each
+  neighbour, all at once; every host link carries 2n each way whatever the
+  placement (a host's ranks form one stretch of the ring). The receives go
+  first on purpose: gloo's tcp pair announces a posted receive to its peer,
+  which writes only then, and that announcement queues behind any payload the
+  pair is already writing; with the sends first, one direction of every pair
+  waited for the other (measured 1.84-2.08x the overlapped time at 3-8 hosts,
+  1 and 4 MiB, 100 Mbit/s; receives first 1.11-1.26x).
 
 Links. A lab host has one full-duplex link of rate B to a switch, tbf on its
 uplink and on its downlink (net/topology.py). Ranks are placed k per host
@@ -50,7 +59,7 @@ import math
 from ttabench import UserError
 from ttabench.divisions import algorithms
 
-PATTERNS = ("allreduce", "allgather", "broadcast", "ring-exchange")
+PATTERNS = ("allreduce", "allgather", "broadcast", "ring-exchange", "neighbour-exchange")
 # the ring patterns by their names in algorithms.sent_bytes
 RING_OPS = {"allreduce": "all_reduce", "allgather": "all_gather", "ring-exchange": "send"}
 MSS, FRAME, ACK = 1448, 1514, 66  # TCP payload and the frame tbf counts (MTU 1500, timestamps)
@@ -73,6 +82,7 @@ def hops(pattern: str, p: int) -> int:
         "allgather": p - 1,
         "broadcast": math.ceil(math.log2(p)),
         "ring-exchange": 1,
+        "neighbour-exchange": 1,
     }[pattern]
 
 
@@ -84,6 +94,8 @@ def link_bytes(pattern: str, nbytes: float, hosts: int, per_host: int = 1) -> fl
         return 0.0
     if pattern == "broadcast":
         return len(_children(0, p)) * nbytes
+    if pattern == "neighbour-exchange":  # to both neighbours: a host's two crossing ranks, or its one rank
+        return 2.0 * nbytes
     return algorithms.sent_bytes(RING_OPS[pattern], nbytes, p)
 
 

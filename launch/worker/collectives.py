@@ -17,6 +17,9 @@ launch/net/gloo.py for the algorithm each one is):
     allgather       dist.all_gather: n bytes from each rank, p x n in the result
     broadcast       dist.broadcast of n bytes from rank 0
     ring-exchange   each rank sends n bytes to rank+1 and receives n from rank-1 (isend/irecv)
+    neighbour-exchange
+                    each rank sends n bytes to rank-1 and to rank+1 and receives n from each
+                    (decentralized SGD's exchange, comm_counting.exchange; at least 3 ranks)
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import time
 
 from ttabench.divisions.results import atomic_write_json
 
-PATTERNS = ("allreduce", "allgather", "broadcast", "ring-exchange")
+PATTERNS = ("allreduce", "allgather", "broadcast", "ring-exchange", "neighbour-exchange")
 
 
 def pattern_op(pattern: str, comm, nbytes: int):
@@ -54,6 +57,10 @@ def pattern_op(pattern: str, comm, nbytes: int):
                 w.wait()
 
         return exchange
+    if pattern == "neighbour-exchange":
+        from ttabench.launch.worker.comm_counting import exchange as exchange_with
+
+        return lambda: exchange_with(buf, ((r - 1) % p, (r + 1) % p))
     raise ValueError(f"unknown pattern {pattern!r}")
 
 

@@ -71,17 +71,27 @@ class Ops:
 
     def exchange(self, tensor: torch.Tensor, peers: tuple[int, ...]) -> list[torch.Tensor]:
         """Send `tensor` to each peer and receive one of the same shape from each."""
-        got = [torch.empty_like(tensor) for _ in peers]
-        ops = [dist.P2POp(dist.isend, tensor, p) for p in peers]
-        ops += [dist.P2POp(dist.irecv, buf, p) for buf, p in zip(got, peers)]
         nbytes = tensor.numel() * tensor.element_size()
         started = self.comm.now()
-        for req in dist.batch_isend_irecv(ops):
-            req.wait()
+        got = exchange(tensor, peers)
         for _ in peers:
             self.count("send", nbytes)
             self.comm._emulate(started, nbytes, "send")
         return got
+
+
+def exchange(tensor: torch.Tensor, peers: tuple[int, ...]) -> list[torch.Tensor]:
+    """Send `tensor` to each peer and receive one of its shape from each, all at once (what
+    decentralized SGD's step does, and `netlab bench --pattern neighbour-exchange` times).
+    The receives are posted first: gloo lets a peer write only once it has heard of the
+    receive, and that notice waits behind a payload the pair is already writing, so with the
+    sends first one direction of each pair waited for the other (launch/net/gloo.py)."""
+    got = [torch.empty_like(tensor) for _ in peers]
+    ops = [dist.P2POp(dist.irecv, buf, p) for buf, p in zip(got, peers)]
+    ops += [dist.P2POp(dist.isend, tensor, p) for p in peers]
+    for req in dist.batch_isend_irecv(ops):
+        req.wait()
+    return got
 
 
 class _ChargedWork:
