@@ -7,7 +7,8 @@
 Runs from the repository root. For each rate (100mbit, 20mbit) and each lab
 (2, 4, 8, 16 hosts with one worker each, and 4 hosts x 2 workers) one
 `ttabench netlab bench` times every pattern (allreduce, allgather, broadcast,
-ring-exchange) over the rate's sizes (--repeat 3 after 1 warm-up round, each
+ring-exchange, and neighbour-exchange from 3 workers; `--patterns` chooses,
+`--append` adds the benches to OUT's JSON) over the rate's sizes (--repeat 3 after 1 warm-up round, each
 round after the buckets filled), beside the model of launch/net/gloo.py with
 its defaults (nominal rate, 100 us per message step, the bucket, TCP's
 payload share). Every bench is recorded as soon as it ends in
@@ -41,10 +42,11 @@ LABS = [(2, 1), (4, 1), (8, 1), (16, 1), (4, 2)]
 
 def bench(args, rate: str, hosts: int, per_host: int) -> dict:
     sizes = getattr(args, f"sizes_{rate}", None) or SIZES.get(rate, "1mb")
+    patterns = [p for p in args.patterns.split(",") if p != "neighbour-exchange" or hosts * per_host >= 3]
     cmd = [
         *(sys.executable, "-m", "ttabench", "netlab", "bench"),
         *("--hosts", str(hosts), "--workers-per-host", str(per_host), "--rate", rate),
-        *("--pattern", ",".join(gloo.PATTERNS), "--sizes", sizes),
+        *("--pattern", ",".join(patterns), "--sizes", sizes),
         *("--repeat", str(args.repeat), "--warmup", "1", "--lab", "scale", "--json"),
     ]
     load, t0, cpu0 = os.getloadavg(), time.monotonic(), _cpu_times()
@@ -171,7 +173,8 @@ def figure(log: dict, path: str) -> None:
 
     rows = rows_of(log)
     rates = sorted({r["rate"] for r in rows}, key=lambda x: -float(x.rstrip("mbit")))
-    fig, axes = plt.subplots(len(rates), 4, figsize=(16, 4 * len(rates)), squeeze=False)
+    cols = len(gloo.PATTERNS)
+    fig, axes = plt.subplots(len(rates), cols, figsize=(4 * cols, 4 * len(rates)), squeeze=False)
     for i, rate in enumerate(rates):
         for j, pattern in enumerate(gloo.PATTERNS):
             ax = axes[i][j]
@@ -219,6 +222,10 @@ def main(argv=None) -> int:
     p.add_argument("--sizes-100mbit", dest="sizes_100mbit")
     p.add_argument("--sizes-20mbit", dest="sizes_20mbit")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument(
+        "--patterns", default=",".join(gloo.PATTERNS), help="comma-separated (default all; neighbour-exchange from 3 workers)"
+    )
+    p.add_argument("--append", action="store_true", help="add these benches to OUT's JSON instead of starting anew")
     p.add_argument("--render", action="store_true", help="only the table and figure, from the JSON")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
@@ -228,6 +235,8 @@ def main(argv=None) -> int:
 
         log = {"cpu": system.cpu_model(), "cpus": os.cpu_count(), "torch": torch.__version__}
         log.update(repeat=args.repeat, benches=[])
+        if args.append:
+            log = read_json(path)
         for rate in args.rates.split(","):
             for lab in args.hosts.split(","):
                 hosts, _, k = lab.partition("x")
