@@ -173,10 +173,11 @@ def figure(log: dict, path: str) -> None:
 
     rows = rows_of(log)
     rates = sorted({r["rate"] for r in rows}, key=lambda x: -float(x.rstrip("mbit")))
-    cols = len(gloo.PATTERNS)
+    patterns = [p for p in gloo.PATTERNS if any(r["pattern"] == p for r in rows)]
+    cols = len(patterns)
     fig, axes = plt.subplots(len(rates), cols, figsize=(4 * cols, 4 * len(rates)), squeeze=False)
     for i, rate in enumerate(rates):
-        for j, pattern in enumerate(gloo.PATTERNS):
+        for j, pattern in enumerate(patterns):
             ax = axes[i][j]
             pts = [r for r in rows if r["rate"] == rate and r["pattern"] == pattern]
             for k, n in enumerate(sorted({r["size_bytes"] for r in pts})):
@@ -223,9 +224,13 @@ def main(argv=None) -> int:
     p.add_argument("--sizes-20mbit", dest="sizes_20mbit")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument(
-        "--patterns", default=",".join(gloo.PATTERNS), help="comma-separated (default all; neighbour-exchange from 3 workers)"
+        "--patterns",
+        default=",".join(gloo.PATTERNS),
+        help="comma-separated (default all; neighbour-exchange from 3 workers)",
     )
-    p.add_argument("--append", action="store_true", help="add these benches to OUT's JSON instead of starting anew")
+    p.add_argument(
+        "--append", action="store_true", help="add these benches to OUT's JSON instead of starting anew"
+    )
     p.add_argument("--render", action="store_true", help="only the table and figure, from the JSON")
     args = p.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)

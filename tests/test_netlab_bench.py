@@ -86,6 +86,11 @@ def test_ring_patterns_bytes_and_steps():
     # gloo's flat ring over 4 hosts x 2 ranks crosses each host link once per step: 2(p-1)/p, p = 8
     assert gloo.pattern_time("allreduce", n, 4, 2, B, 0.0) == pytest.approx(1.75 * n / B)
     assert gloo.pattern_time("allgather", n, 8, 1, B, 0.0) == pytest.approx(7 * n / B)
+    # two ranks: gloo's allgather posts sends before receives, so one rank starts half a buffer late
+    assert gloo.pattern_time("allgather", n, 2, 1, B, 0.0) == pytest.approx(1.5 * n / B)
+    t = gloo.pattern_time("allgather", n, 2, 1, B, 1e-3, burst=65536)
+    assert t == pytest.approx(2e-3 + (n / 2 - 65536) / B + (n - 65536) / B)
+    assert gloo.pattern_time("allgather", n, 2, 2, B, 0.0) == pytest.approx(3 * n / B)  # 4 ranks: a ring
     assert gloo.pattern_time("ring-exchange", n, 16, 1, B, 0.0) == pytest.approx(n / B)
     # payload share and bucket
     eff = gloo.EFFICIENCY
