@@ -40,10 +40,10 @@ import subprocess
 import sys
 
 from benchmarks import output
+from benchmarks.validate_algorithms import BASE
 from ttabench.divisions import algorithms
 from ttabench.divisions.results import atomic_write_json, atomic_write_text, read_json
 
-BASE = "loopback (base)"
 SHARED_BASIS = {"decentralized": "allreduce"}  # predicted from another algorithm's basis run (docstring)
 KEPT = ("measured_step_s", "run_algorithm", "algorithm", "algorithm_params", "algorithm_compute")
 KEPT += ("algorithm_compute_note", "algorithm_comm", "refused_workers", "compute_basis")

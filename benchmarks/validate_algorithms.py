@@ -52,6 +52,7 @@ from ttabench.launch.commands import predict_algorithm
 from ttabench.launch.net import cost
 from ttabench.launch.net.link import PROFILES, Link, parse_rate
 
+BASE = "loopback (base)"  # the point of each algorithm's base run (algorithm_scaling reads it too)
 WORKERS = {"decentralized": 4}  # the others: 2 (decentralized needs a ring of at least 3)
 EXTRA = {"powersgd": ["--powersgd-start-step", "2"]}  # a short run reaches PowerSGD's steady state
 
@@ -83,7 +84,7 @@ def one_rep(args, rep: int, log: dict) -> None:
         flags = algorithm_flags(name)
         load = os.getloadavg()
         base = _measure(args, f"{name}-base", rep, ["--workers", str(p)] + flags)
-        vp.add_run(args, log, _run(name, "loopback (base)", base, base, load, rep))
+        vp.add_run(args, log, _run(name, BASE, base, base, load, rep))
         pts = points(args, name)
         k = (rep + i) % len(pts)
         for point, extra, rate in pts[k:] + pts[:k]:
@@ -136,7 +137,7 @@ def predicted(run: dict, allreduce_base: str | None) -> dict:
     own, info = predict_cmd.load_run(run["run_dir"])
     name, p = run["algorithm"], own.world  # as the run ran (earlier tables: decentralized at 3)
     base, binfo = predict_cmd.load_run(run["base_run"])
-    link = binfo["link"] if run["point"] == "loopback (base)" else link_for(run["point"])
+    link = binfo["link"] if run["point"] == BASE else link_for(run["point"])
     steps = info["steps"]
     from_base = _predict(base, binfo, name, p, link, steps)
     out = dict(
@@ -194,7 +195,7 @@ def table(all_rows: list[dict]) -> list[dict]:
 
 
 def markdown(result: dict) -> str:
-    rows = [r for r in result["rows"] if r["point"] != "loopback (base)"]
+    rows = [r for r in result["rows"] if r["point"] != BASE]
     ok = sum(r["within_bound"] for r in rows)
     own_ok = sum(abs(r["own_residual"]) <= vp.BOUND for r in rows)
     loads = [x for r in result["rows"] for x in r["load_1min_range"]]
@@ -234,7 +235,7 @@ def markdown(result: dict) -> str:
 def _table_line(r: dict) -> str:
     reps = ", ".join(f"{100 * x:+.1f}%" for x in r["residual_per_rep"])
     cross = r["from_allreduce_residual"]
-    base = r["point"] == "loopback (base)"
+    base = r["point"] == BASE
     return (
         f"| {r['algorithm']} | {r['workers']} | {r['point']} | {r['reps']} | "
         f"{1e3 * r['measured_step_s']:.1f} | {1e3 * r['predicted_step_s']:.1f} | "
@@ -266,9 +267,7 @@ def main(argv=None) -> int:
     args.algorithms = [n for n in args.algorithms.split(",") if n]
     log = vp.runs_log(args, argv, p.prog, one_rep)
     ar_bases = {
-        r["rep"]: r["run_dir"]
-        for r in log["runs"]
-        if r["point"] == "loopback (base)" and r["algorithm"] == "allreduce"
+        r["rep"]: r["run_dir"] for r in log["runs"] if r["point"] == BASE and r["algorithm"] == "allreduce"
     }
     all_rows = [predicted(r, ar_bases.get(r["rep"])) for r in log["runs"]]
     result = {

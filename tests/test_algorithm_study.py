@@ -144,16 +144,19 @@ def test_study_table_and_figure_by_hand(tmp_path, synthetic_run):
     assert algorithm_study.main([root, "--networks", "2gbe", "--out", out]) == 2
 
 
+def _module(name: str, *args: str) -> None:
+    """python -m benchmarks.NAME ARGS from the repository root, which must succeed."""
+    cmd = [sys.executable, "-m", f"benchmarks.{name}", *args]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 @pytest.mark.slow
 def test_validate_algorithms_script(tmp_path):
     """A tiny version of the committed validation: one algorithm, one link, 3 steps, synthetic."""
     out = str(tmp_path / "v")
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.validate_algorithms", "--out", out, "--reps", "1",
-         "--max-steps", "3", "--algorithms", "topk", "--networks", "20mbit", "--synthetic"],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    _module("validate_algorithms", "--out", out, "--reps", "1", "--max-steps", "3", "--algorithms", "topk",
+            "--networks", "20mbit", "--synthetic")  # fmt: skip
     with open(os.path.join(out, "predict-validation.json")) as f:
         v = json.load(f)
     assert [(r["algorithm"], r["point"]) for r in v["rows"]] == [
@@ -173,12 +176,8 @@ def test_validate_algorithms_script(tmp_path):
     assert "| topk | 2 | emulated 20mbit | 1 |" in open(os.path.join(out, "predict-validation.md")).read()
     # the scaling table from the same base run: `ttabench predict` at 2 workers on 20mbit is the
     # validation's prediction of that point (topk has no start steps: steady state = run mean)
-    proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.algorithm_scaling", "--out", out, "--algorithms", "topk",
-         "--workers", "2:8:x2", "--networks", "1gbe,20mbit"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    _module("algorithm_scaling", "--out", out, "--algorithms", "topk", "--workers", "2:8:x2",
+            "--networks", "1gbe,20mbit")  # fmt: skip
     with open(os.path.join(out, "scaling.json")) as f:
         s = json.load(f)
     assert [(r["network"], r["workers"]) for r in s["rows"]] == [
