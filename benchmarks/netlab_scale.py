@@ -3,12 +3,14 @@
     python -m benchmarks.netlab_scale --out results/predict                 # as root, ~15 min
     python -m benchmarks.netlab_scale --out /tmp/s --hosts 2,4 --rates 100mbit --sizes-100mbit 1mb
     python -m benchmarks.netlab_scale --out results/predict --render        # tables and figure again
+    python -m benchmarks.netlab_scale --out results/predict --append --patterns ring-exchange  # one anew
 
 Runs from the repository root. For each rate (100mbit, 20mbit) and each lab
 (2, 4, 8, 16 hosts with one worker each, and 4 hosts x 2 workers) one
 `ttabench netlab bench` times every pattern (allreduce, allgather, broadcast,
 ring-exchange, and neighbour-exchange from 3 workers; `--patterns` chooses,
-`--append` adds the benches to OUT's JSON) over the rate's sizes (--repeat 3 after 1 warm-up round, each
+`--append` keeps OUT's JSON but the rows of the patterns measured now) over
+the rate's sizes (--repeat 3 after 1 warm-up round, each
 round after the buckets filled), beside the model of launch/net/gloo.py with
 its defaults (nominal rate, 100 us per message step, the bucket, TCP's
 payload share). Every bench is recorded as soon as it ends in
@@ -112,7 +114,7 @@ def markdown(log: dict) -> str:
     lines = [
         f"Measured on {log['cpu']} ({log['cpus']} CPUs; 1-minute load average "
         f"{min(loads):.1f}-{max(loads):.1f} over the benches, their own workers included), torch {log['torch']}, gloo over veth pairs "
-        f"shaped by tc tbf (burst 64 KiB) in network namespaces; {len(b0)} labs, "
+        f"shaped by tc tbf (burst 64 KiB) in network namespaces; {len(b0)} lab benches, "
         f"{sum(b['duration_s'] for b in b0) / 60:.1f} minutes. Median of {log['repeat']} rounds per point; "
         f"predicted by launch/net/gloo.py with 100 us per message step; residual = predicted / measured - 1 "
         f"(negative: the model is faster than measured). {within} of {len(rows)} points "
@@ -229,7 +231,9 @@ def main(argv=None) -> int:
         help="comma-separated (default all; neighbour-exchange from 3 workers)",
     )
     p.add_argument(
-        "--append", action="store_true", help="add these benches to OUT's JSON instead of starting anew"
+        "--append",
+        action="store_true",
+        help="keep OUT's benches but these patterns' rows, which are measured anew",
     )
     p.add_argument("--render", action="store_true", help="only the table and figure, from the JSON")
     args = p.parse_args(argv)
@@ -240,8 +244,12 @@ def main(argv=None) -> int:
 
         log = {"cpu": system.cpu_model(), "cpus": os.cpu_count(), "torch": torch.__version__}
         log.update(repeat=args.repeat, benches=[])
-        if args.append:
+        if args.append:  # keep the other patterns' rows; these patterns are measured anew
             log = read_json(path)
+            again = set(args.patterns.split(","))
+            for b in log["benches"]:
+                b["rows"] = [r for r in b["rows"] if r["pattern"] not in again]
+            log["benches"] = [b for b in log["benches"] if b["rows"]]
         for rate in args.rates.split(","):
             for lab in args.hosts.split(","):
                 hosts, _, k = lab.partition("x")

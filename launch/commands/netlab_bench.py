@@ -43,7 +43,7 @@ DEFAULT_LAB = "bench"
 MASTER_PORT = 29500  # inside host 0's namespace: no other process can hold it
 ALGORITHM = {
     "broadcast": "binomial tree",
-    "ring-exchange": "isend to rank+1, irecv from rank-1",
+    "ring-exchange": "irecv from rank-1, then isend to rank+1",
     "neighbour-exchange": "isend/irecv to and from both ring neighbours",
 }
 SOFTWARE_LATENCY = 100e-6  # per message step on an unloaded host (the 100mbit profile's alpha)

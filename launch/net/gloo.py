@@ -25,11 +25,15 @@ every number of ranks.
   forwards only once it has the whole buffer, and issues all its sends at once
   without waiting for them (they share its uplink). The root sends n to
   ceil(log2 p) peers, rank 1 (virtual) to one fewer, and so on.
-- ring-exchange (isend to rank+1, irecv from rank-1): n bytes each way. With
-  two ranks both messages are between the same pair, and torch's gloo send and
-  receive then do not overlap: measured here 1.96-2.0x the one-way time at
-  256 KiB-4 MiB, 20 and 100 Mbit/s (results/predict/scale-validation.md), so
-  the model moves them one after the other, each over its own links (and buckets).
+- ring-exchange (irecv from rank-1, then isend to rank+1): n bytes each way.
+  The receive goes first on purpose (as in neighbour-exchange, below): a tcp
+  pair writes a payload only once its peer has announced the receive, and the
+  announcement leaves behind whatever its sender is already writing, on the
+  same pair and in its host link's queue. With the send posted first, each
+  rank's announcement waited behind its own outgoing payload: two ranks
+  took 1.96-2.0x the one-way time (both ways on one pair, in turn), and 3-16
+  ranks at 20 Mbit/s 1.15-1.9x; receive first, 1.0x at 2 hosts and
+  1.02-1.13x at 4 and 8 hosts, 20 Mbit/s.
 - neighbour-exchange (decentralized SGD's: irecv from both ring neighbours,
   then isend to both, comm_counting.exchange): n bytes each way to each
   neighbour, all at once; every host link carries 2n each way whatever the
@@ -126,8 +130,7 @@ def pattern_time(
     wire = link_bytes(pattern, nbytes, hosts, per_host) / efficiency
     if pattern == "allgather" and p == 2 and hosts == 2:  # the other rank starts one half later
         return 2 * latency + max(0.0, wire / 2 - burst) / rate + max(0.0, wire - burst) / rate
-    turns = 2 if pattern == "ring-exchange" and p == 2 and hosts == 2 else 1  # the pair's two ways in turn
-    return turns * (hops(pattern, p) * latency + max(0.0, wire - burst) / rate)
+    return hops(pattern, p) * latency + max(0.0, wire - burst) / rate
 
 
 def bus_factor(pattern: str, p: int) -> float:

@@ -16,7 +16,7 @@ launch/net/gloo.py for the algorithm each one is):
     allreduce       dist.all_reduce of n bytes (through Comm, so an emulated link applies)
     allgather       dist.all_gather: n bytes from each rank, p x n in the result
     broadcast       dist.broadcast of n bytes from rank 0
-    ring-exchange   each rank sends n bytes to rank+1 and receives n from rank-1 (isend/irecv)
+    ring-exchange   each rank receives n bytes from rank-1 and sends n to rank+1 (irecv posted first)
     neighbour-exchange
                     each rank sends n bytes to rank-1 and to rank+1 and receives n from each
                     (decentralized SGD's exchange, comm_counting.exchange; at least 3 ranks)
@@ -52,7 +52,7 @@ def pattern_op(pattern: str, comm, nbytes: int):
         recv = torch.empty_like(buf)
 
         def exchange():
-            ops = [dist.P2POp(dist.isend, buf, (r + 1) % p), dist.P2POp(dist.irecv, recv, (r - 1) % p)]
+            ops = [dist.P2POp(dist.irecv, recv, (r - 1) % p), dist.P2POp(dist.isend, buf, (r + 1) % p)]
             for w in dist.batch_isend_irecv(ops):
                 w.wait()
 
