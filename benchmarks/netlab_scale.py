@@ -42,9 +42,23 @@ SIZES = {"100mbit": "64kb,1mb,4mb", "20mbit": "64kb,256kb,1mb"}
 LABS = [(2, 1), (4, 1), (8, 1), (16, 1), (4, 2)]
 
 
+def lab_patterns(args, hosts: int, per_host: int) -> list[str]:
+    """--patterns that run on this lab (neighbour-exchange needs 3 workers)."""
+    return [p for p in _names(args.patterns) if p != "neighbour-exchange" or hosts * per_host >= 3]
+
+
+def _labs(text: str) -> list[tuple[int, int]]:
+    """--hosts HOSTSxWORKERS,... (or HOSTS) -> [(hosts, workers per host)]"""
+    return [(int(h), int(k or 1)) for h, _, k in (lab.partition("x") for lab in _names(text))]
+
+
+def _names(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
 def bench(args, rate: str, hosts: int, per_host: int) -> dict:
     sizes = getattr(args, f"sizes_{rate}", None) or SIZES.get(rate, "1mb")
-    patterns = [p for p in args.patterns.split(",") if p != "neighbour-exchange" or hosts * per_host >= 3]
+    patterns = lab_patterns(args, hosts, per_host)
     cmd = [
         *(sys.executable, "-m", "ttabench", "netlab", "bench"),
         *("--hosts", str(hosts), "--workers-per-host", str(per_host), "--rate", rate),
@@ -213,6 +227,21 @@ def figure(log: dict, path: str) -> None:
     fig.savefig(path, dpi=90)
 
 
+def keep_others(log: dict, patterns: list[str], labs: set, repeat: int) -> dict:
+    """`--append`: the log without the rows of `patterns` in `labs` ((rate, hosts, workers per
+    host), measured anew), nor benches left empty, nor an allreduce fit whose rows go."""
+    if log["repeat"] != repeat:
+        raise SystemExit(f"netlab_scale: --append needs the log's --repeat {log['repeat']}, got {repeat}")
+    for b in log["benches"]:
+        if (b["lab"]["rate"], b["hosts"], b["workers_per_host"]) not in labs:
+            continue
+        b["rows"] = [r for r in b["rows"] if r["pattern"] not in patterns]
+        if "allreduce" in patterns:
+            b.pop("allreduce_fit", None)
+    log["benches"] = [b for b in log["benches"] if b["rows"]]
+    return log
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.netlab_scale", description=__doc__.split("\n\n")[0]
@@ -244,19 +273,16 @@ def main(argv=None) -> int:
 
         log = {"cpu": system.cpu_model(), "cpus": os.cpu_count(), "torch": torch.__version__}
         log.update(repeat=args.repeat, benches=[])
-        if args.append:  # keep the other patterns' rows; these patterns are measured anew
-            log = read_json(path)
-            again = set(args.patterns.split(","))
-            for b in log["benches"]:
-                b["rows"] = [r for r in b["rows"] if r["pattern"] not in again]
-            log["benches"] = [b for b in log["benches"] if b["rows"]]
-        for rate in args.rates.split(","):
-            for lab in args.hosts.split(","):
-                hosts, _, k = lab.partition("x")
-                log["benches"].append(bench(args, rate, int(hosts), int(k or 1)))
+        labs = [(rate, h, k) for rate in args.rates.split(",") for h, k in _labs(args.hosts)]
+        if args.append:
+            log = keep_others(read_json(path), _names(args.patterns), set(labs), args.repeat)
+        for rate, hosts, k in labs:
+            if lab_patterns(args, hosts, k):
+                log["benches"].append(bench(args, rate, hosts, k))
                 atomic_write_json(path, log)
                 print(
-                    f"netlab_scale: {rate} {lab} done ({log['benches'][-1]['duration_s']:.0f} s)", flush=True
+                    f"netlab_scale: {rate} {hosts}x{k} done ({log['benches'][-1]['duration_s']:.0f} s)",
+                    flush=True,
                 )
     log = read_json(path)
     atomic_write_text(os.path.join(args.out, "scale-validation.md"), markdown(log))

@@ -44,7 +44,7 @@ MASTER_PORT = 29500  # inside host 0's namespace: no other process can hold it
 ALGORITHM = {
     "broadcast": "binomial tree",
     "ring-exchange": "irecv from rank-1, then isend to rank+1",
-    "neighbour-exchange": "isend/irecv to and from both ring neighbours",
+    "neighbour-exchange": "irecv from both ring neighbours, then isend to both",
 }
 SOFTWARE_LATENCY = 100e-6  # per message step on an unloaded host (the 100mbit profile's alpha)
 
@@ -81,12 +81,12 @@ def check(cfg: NetBenchConfig) -> tuple[topology.LabSpec, list[int]]:
         raise UserError(f"--timeout must be > 0 seconds, got {cfg.timeout}")
     if cfg.latency is not None:
         link.parse_time(cfg.latency)
+    name = topology.lab_name(cfg.lab) or DEFAULT_LAB
+    spec = topology.make_spec(cfg.hosts, cfg.rate, cfg.delay, cfg.burst, name=name)
     if "neighbour-exchange" in patterns(cfg) and cfg.hosts * cfg.workers_per_host < 3:
         raise UserError(
             "--pattern neighbour-exchange needs at least 3 ranks (a ring of two distinct neighbours)"
         )
-    name = topology.lab_name(cfg.lab) or DEFAULT_LAB
-    spec = topology.make_spec(cfg.hosts, cfg.rate, cfg.delay, cfg.burst, name=name)
     sizes = link.parse_series(cfg.sizes, link.parse_size, "--sizes")
     if cfg.fit is not None:  # refused now, not after the whole bench
         if len(patterns(cfg)) > 1:
@@ -99,6 +99,11 @@ def check(cfg: NetBenchConfig) -> tuple[topology.LabSpec, list[int]]:
 
 def _fit_sizes(pattern: str, sizes, hosts: int, k: int, burst: int, eff: float) -> dict:
     """{size: link bytes on the wire} of the sizes --fit uses: link bytes above twice the bucket."""
+    if pattern == "allgather" and hosts * k == 2:
+        raise UserError(
+            "--fit of allgather needs at least 3 workers: at 2 it is not the ring's alpha + bytes / B "
+            "(gloo's order of sends, launch/net/gloo.py)"
+        )
     wire = {n: gloo.link_bytes(pattern, n, hosts, k) / eff for n in sizes}
     used = {n: x for n, x in wire.items() if x > 2 * burst}
     if len(set(used.values())) < 2:

@@ -32,8 +32,8 @@ every number of ranks.
   same pair and in its host link's queue. With the send posted first, each
   rank's announcement waited behind its own outgoing payload: two ranks
   took 1.96-2.0x the one-way time (both ways on one pair, in turn), and 3-16
-  ranks at 20 Mbit/s 1.15-1.9x; receive first, 1.0x at 2 hosts and
-  1.02-1.13x at 4 and 8 hosts, 20 Mbit/s.
+  ranks at 20 Mbit/s 1.15-1.9x; receive first, 1.00-1.01x at 2 hosts and
+  1.02-1.13x at 4 and 8 hosts, 20 Mbit/s (results/predict/exchange-order/).
 - neighbour-exchange (decentralized SGD's: irecv from both ring neighbours,
   then isend to both, comm_counting.exchange): n bytes each way to each
   neighbour, all at once; every host link carries 2n each way whatever the
@@ -42,7 +42,7 @@ every number of ranks.
   which writes only then, and that announcement queues behind any payload the
   pair is already writing; with the sends first, one direction of every pair
   waited for the other (measured 1.84-2.08x the overlapped time at 3-8 hosts,
-  1 and 4 MiB, 100 Mbit/s; receives first 1.11-1.26x).
+  1 and 4 MiB, 100 Mbit/s; receives first 1.12-1.26x).
 
 Links. A lab host has one full-duplex link of rate B to a switch, tbf on its
 uplink and on its downlink (net/topology.py). Ranks are placed k per host
