@@ -39,6 +39,8 @@ def pattern_op(pattern: str, comm, nbytes: int):
     import torch
     import torch.distributed as dist
 
+    from ttabench.launch.worker.comm_counting import exchange
+
     buf = torch.ones(max(1, nbytes // 4), dtype=torch.float32)
     p, r = comm.world_size, comm.rank
     if pattern == "allreduce":
@@ -49,18 +51,10 @@ def pattern_op(pattern: str, comm, nbytes: int):
     if pattern == "broadcast":
         return lambda: dist.broadcast(buf, src=0)
     if pattern == "ring-exchange":
-        recv = torch.empty_like(buf)
-
-        def exchange():
-            ops = [dist.P2POp(dist.irecv, recv, (r - 1) % p), dist.P2POp(dist.isend, buf, (r + 1) % p)]
-            for w in dist.batch_isend_irecv(ops):
-                w.wait()
-
-        return exchange
+        got = [torch.empty_like(buf)]
+        return lambda: exchange(buf, ((r + 1) % p,), ((r - 1) % p,), got)
     if pattern == "neighbour-exchange":
-        from ttabench.launch.worker.comm_counting import exchange as exchange_with
-
-        return lambda: exchange_with(buf, ((r - 1) % p, (r + 1) % p))
+        return lambda: exchange(buf, ((r - 1) % p, (r + 1) % p))
     raise ValueError(f"unknown pattern {pattern!r}")
 
 

@@ -80,14 +80,21 @@ class Ops:
         return got
 
 
-def exchange(tensor: torch.Tensor, peers: tuple[int, ...]) -> list[torch.Tensor]:
-    """Send `tensor` to each peer and receive one of its shape from each, all at once (what
-    decentralized SGD's step does, and `netlab bench --pattern neighbour-exchange` times).
+def exchange(
+    tensor: torch.Tensor,
+    peers: tuple[int, ...],
+    recv_from: tuple[int, ...] | None = None,
+    got: list[torch.Tensor] | None = None,
+) -> list[torch.Tensor]:
+    """Send `tensor` to each of `peers` and receive one of its shape from each of `recv_from`
+    (default: the same peers; into `got` if given), all at once: what decentralized SGD's
+    step does and `netlab bench` times as neighbour-exchange and ring-exchange.
     The receives are posted first: gloo lets a peer write only once it has heard of the
     receive, and that notice waits behind a payload the pair is already writing, so with the
     sends first one direction of each pair waited for the other (launch/net/gloo.py)."""
-    got = [torch.empty_like(tensor) for _ in peers]
-    ops = [dist.P2POp(dist.irecv, buf, p) for buf, p in zip(got, peers)]
+    recv_from = peers if recv_from is None else recv_from
+    got = [torch.empty_like(tensor) for _ in recv_from] if got is None else got
+    ops = [dist.P2POp(dist.irecv, buf, p) for buf, p in zip(got, recv_from)]
     ops += [dist.P2POp(dist.isend, tensor, p) for p in peers]
     for req in dist.batch_isend_irecv(ops):
         req.wait()
