@@ -43,6 +43,7 @@ from benchmarks import output
 from benchmarks.validate_algorithms import BASE
 from ttabench.divisions import algorithms
 from ttabench.divisions.results import atomic_write_json, atomic_write_text, read_json
+from ttabench.launch.commands import predict as predict_cmd
 
 SHARED_BASIS = {"decentralized": "allreduce"}  # predicted from another algorithm's basis run (docstring)
 KEPT = ("measured_step_s", "run_algorithm", "algorithm", "algorithm_params", "algorithm_compute")
@@ -58,15 +59,10 @@ def basis_runs(log: dict, names: list[str]) -> dict[str, str]:
         runs = [r for r in log["runs"] if r["algorithm"] == own and r["point"] == BASE]
         if not runs:
             raise SystemExit(f"algorithm_scaling: no {own!r} base run in the validation runs log")
-        steps = {r["run_dir"]: _step_s(r["run_dir"]) for r in runs}
+        steps = {r["run_dir"]: predict_cmd.load_run(r["run_dir"])[1]["measured_step_s"] for r in runs}
         median = statistics.median_low(steps.values())
         out[name] = next(d for d, s in steps.items() if s == median)
     return out
-
-
-def _step_s(run_dir: str) -> float:
-    s = read_json(os.path.join(run_dir, "summary.json"))
-    return s["train_time_s"] / s["steps"]
 
 
 def predict(basis: str, name: str, workers: str, networks: str) -> tuple[list[str], dict]:

@@ -8,41 +8,39 @@ broadcast.cc). Gloo's older algorithm classes (ring-chunked, halving-doubling,
 bcube) are not reached from torch: UNSPECIFIED means ring, for every size and
 every number of ranks.
 
+Order of sends and receives. A gloo tcp pair writes a payload only after
+its peer announced the matching receive, and that announcement leaves behind
+whatever the announcing rank is already writing (on the same pair, and in its
+host link's tbf queue). A pattern that posts a send before the receive it
+waits for can so make one direction wait for the other; the all-reduce ring
+posts each receive first, and so do the two exchanges below (on purpose,
+comm_counting.exchange); evidence in results/predict/exchange-order/.
+
 - allreduce: ring. The buffer is cut into S = max(ceil(n / 1 MiB), 2p)
   segments, rounded up to a multiple of p; a reduce-scatter then an
   all-gather, each (p-1) S/p segment sends to rank-1, two in flight. Each
   rank sends 2(p-1)/p n bytes over 2(p-1) dependent steps.
 - allgather (n bytes from each rank): ring, p-1 steps, each rank sends n per
-  step to rank+1 (as two halves, two in flight): (p-1) n bytes. Unlike the
-  all-reduce ring, which posts each receive before its send, allgather.cc
-  posts each half's send first; a tcp pair writes a payload only after its
-  peer announced the receive, and the announcement queues behind what the
-  pair is already writing. With p = 2 both ways share one pair: the later
-  rank, finding both receives announced, writes both halves, announcing its
-  own receives only behind each; the other rank's halves follow one half
-  later: n/2 + n at the rate instead of n (measured 1.5x from 1 MiB).
+  step to rank+1 (as two halves, two in flight): (p-1) n bytes. allgather.cc
+  posts each half's send before its receive. With p = 2 both ways share one
+  pair: the later rank, finding both receives announced, writes both halves,
+  announcing its own receives only behind each; the other rank's halves
+  follow one half later: n/2 + n at the rate instead of n (measured 1.5x
+  from 1 MiB).
 - broadcast: binomial tree from the root over ceil(log2 p) rounds; a rank
   forwards only once it has the whole buffer, and issues all its sends at once
   without waiting for them (they share its uplink). The root sends n to
   ceil(log2 p) peers, rank 1 (virtual) to one fewer, and so on.
 - ring-exchange (irecv from rank-1, then isend to rank+1): n bytes each way.
-  The receive goes first on purpose (as in neighbour-exchange, below): a tcp
-  pair writes a payload only once its peer has announced the receive, and the
-  announcement leaves behind whatever its sender is already writing, on the
-  same pair and in its host link's queue. With the send posted first, each
-  rank's announcement waited behind its own outgoing payload: two ranks
-  took 1.96-2.0x the one-way time (both ways on one pair, in turn), and 3-16
-  ranks at 20 Mbit/s 1.15-1.9x; receive first, 1.00-1.01x at 2 hosts and
-  1.02-1.13x at 4 and 8 hosts, 20 Mbit/s (results/predict/exchange-order/).
+  With the send posted first two ranks took 1.96-2.0x the one-way time and
+  3-16 ranks at 20 Mbit/s 1.15-1.9x; receive first, 1.00-1.01x at 2 hosts and
+  1.02-1.13x at 4 and 8 hosts, 20 Mbit/s.
 - neighbour-exchange (decentralized SGD's: irecv from both ring neighbours,
-  then isend to both, comm_counting.exchange): n bytes each way to each
-  neighbour, all at once; every host link carries 2n each way whatever the
-  placement (a host's ranks form one stretch of the ring). The receives go
-  first on purpose: gloo's tcp pair announces a posted receive to its peer,
-  which writes only then, and that announcement queues behind any payload the
-  pair is already writing; with the sends first, one direction of every pair
-  waited for the other (measured 1.84-2.08x the overlapped time at 3-8 hosts,
-  1 and 4 MiB, 100 Mbit/s; receives first 1.12-1.26x).
+  then isend to both): n bytes each way to each neighbour, all at once; every
+  host link carries 2n each way whatever the placement (a host's ranks form
+  one stretch of the ring). With the sends first one direction of every pair
+  waited for the other: 1.84-2.08x the overlapped time at 3-8 hosts, 1 and 4
+  MiB, 100 Mbit/s; receives first 1.12-1.26x.
 
 Links. A lab host has one full-duplex link of rate B to a switch, tbf on its
 uplink and on its downlink (net/topology.py). Ranks are placed k per host
