@@ -12,8 +12,10 @@ algorithm, first the algorithm's *base* run (its workers on loopback: 2, or
 under each emulated profile and, with `--netlab`, across a real tbf-shaped
 link (one single-worker node per host namespace); the networks' order
 rotates with the repetition, so no network always runs right after the base.
-Every run: ResNet-20, `--threads 1`, `--max-steps` steps (default 32, a
-multiple of local SGD's H = 4), PowerSGD with `--powersgd-start-step 2`.
+Every run: ResNet-20, `--threads 1`, `--max-steps` steps (default 96, a
+multiple of local SGD's H = 4; runs of 32 steps, about 5 s of training,
+measured the same work's compute 20 % apart in runs 10 s apart on a shared
+2-core machine), PowerSGD with `--powersgd-start-step 2`.
 
 Each measured point is predicted three ways with the code behind `ttabench
 predict --algorithm` (launch/commands/predict_algorithm.py):
@@ -257,8 +259,8 @@ def main(argv=None) -> int:
         __doc__,
         "output folder (results/algorithms for the committed one)",
         "validation-runs",
-        reps=2,
-        max_steps=32,
+        reps=3,
+        max_steps=96,
         networks="1gbe,100mbit,20mbit",
         netlab_rates="100mbit",
     )
