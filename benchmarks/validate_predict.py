@@ -65,8 +65,10 @@ def run_args(args, results_dir: str) -> list[str]:
 
 
 def _one_run(cmd: list[str], results_dir: str, log: str) -> str:
-    with open(log, "w", encoding="utf-8") as f:
-        code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    code = proc.returncode
+    # the log is committed with the runs: torch's stack traces name files by absolute path
+    atomic_write_text(log, proc.stdout.replace(os.getcwd() + os.sep, ""))
     found = sorted(glob.glob(os.path.join(results_dir, "*", "*", "*", "*", "summary.json")))
     if code != 0 or not found:
         raise SystemExit(f"validate_predict: {' '.join(cmd)} failed (exit {code}); see {log}")
