@@ -1,5 +1,5 @@
 #!/usr/bin/env sh
-# The system tools the test suite uses: ip and tc (network namespaces, the network lab),
+# The system tools the test suite uses: ip, tc and sysctl (network namespaces, the network lab),
 # mount and unshare (the full-disk and Slurm tests), git (the checkout's own checks), Chromium
 # (the HTML report's browser tests drive it through Playwright; Playwright's own browser download
 # is not used).
@@ -7,7 +7,7 @@
 # tests that need it skip (under CI=true they fail: tests/conftest.py).
 set -eu
 missing=""
-for tool in ip:iproute2 tc:iproute2 mount:mount unshare:util-linux git:git chromium:chromium; do
+for tool in ip:iproute2 tc:iproute2 sysctl:procps mount:mount unshare:util-linux git:git chromium:chromium; do
     cmd=${tool%%:*}
     pkg=${tool#*:}
     if ! command -v "$cmd" >/dev/null 2>&1; then

@@ -72,6 +72,30 @@ def test_bad_settings_are_user_errors(kw, msg):
     assert msg in str(e.value)
 
 
+def test_congestion_control_must_be_one_the_kernel_offers():
+    with pytest.raises(UserError) as e:
+        topology.make_spec(2, "100mbit", congestion_control="bbr", available=["reno", "cubic"])
+    assert "--congestion-control 'bbr' is not available" in str(e.value)
+    assert "available: reno cubic" in str(e.value)
+    spec = topology.make_spec(2, "100mbit", congestion_control="reno", available=["reno", "cubic"])
+    assert spec.describe()["congestion_control"] == "reno"
+    assert topology.make_spec(2, "100mbit").congestion_control == "cubic"  # Linux's default, not the host's
+
+
+def test_plan_sets_congestion_control_in_every_host_namespace_before_its_link():
+    spec = topology.make_spec(3, "100mbit", congestion_control="reno")
+    steps = [s.argv for s in topology.plan(spec)]
+    for i in range(3):
+        ns = f"ttabench-nl-h{i}"
+        cc = ["ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.tcp_congestion_control=reno"]
+        assert cc in steps
+        assert steps.index(["ip", "netns", "add", ns]) < steps.index(cc)
+        assert steps.index(cc) < next(
+            k for k, a in enumerate(steps) if a[:3] == ["ip", "link", "add"] and ns in a
+        )
+    assert not any(a[:3] == ["ip", "netns", "exec"] and a[3] == "ttabench-nl-sw" for a in steps)
+
+
 def test_burst_default_is_two_ms_at_the_rate_but_at_least_64kib():
     assert topology.make_spec(2, "100mbit").burst_bytes == 65536  # 2 ms = 25 kB < 64 KiB
     assert topology.make_spec(2, "1gbit").burst_bytes == 250000  # 2 ms at 125 MB/s
@@ -117,7 +141,7 @@ def test_plan_never_touches_the_root_namespace():
     """Every command names one of the lab's namespaces: devices are created inside them."""
     for step in topology.plan(topology.make_spec(4, "1gbit", delay="1ms")):
         a = step.argv
-        if a[:3] in (["ip", "netns", "add"], ["ip", "netns", "del"]):
+        if a[:3] in (["ip", "netns", "add"], ["ip", "netns", "del"], ["ip", "netns", "exec"]):
             assert a[3].startswith("ttabench-nl-")
         elif a[:3] == ["ip", "link", "add"]:  # a veth pair, both ends created in lab namespaces
             assert a.count("netns") == 2
@@ -340,12 +364,20 @@ def _teardown(path):
 @pytest.mark.root
 def test_up_status_measure_down(lab_env):
     env, path = lab_env
+    bad = run_cli("netlab", "up", "--rate", "100mbit", "--congestion-control", "nosuch", env=env)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not available" in bad.stderr
+    assert not netlab.lab_namespaces() and not os.path.exists(path)
+    # reno, not the default: a host whose own default is cubic must not pass this by chance.
     proc = run_cli(
-        "netlab", "up", "--hosts", "2", "--rate", "100mbit", "--measure-bytes", "4mb", env=env, check=True
-    )
-    assert "measured ttabench-nl-h0 -> ttabench-nl-h1" in proc.stdout
+        "netlab", "up", "--hosts", "2", "--rate", "100mbit", "--measure-bytes", "4mb",
+        "--congestion-control", "reno", env=env, check=True,
+    )  # fmt: skip
+    assert "measured ttabench-nl-h0 -> ttabench-nl-h1" in proc.stdout and "TCP reno" in proc.stdout
     state = json.load(open(path))
-    assert state["complete"] and state["hosts"] == 2
+    assert state["complete"] and state["hosts"] == 2 and state["congestion_control"] == "reno"
+    for ns in ("ttabench-nl-h0", "ttabench-nl-h1"):
+        read = ["ip", "netns", "exec", ns, "sysctl", "-n", "net.ipv4.tcp_congestion_control"]
+        assert subprocess.run(read, capture_output=True, text=True, check=True).stdout.strip() == "reno"
     assert sorted(netlab.lab_namespaces()) == ["ttabench-nl-h0", "ttabench-nl-h1", "ttabench-nl-sw"]
     # A measurement, so a loose bound: tbf at 100 Mbit/s lets TCP reach 0.9-1.0x here.
     for m in state["measured"]:
@@ -457,3 +489,4 @@ def test_run_records_the_real_shaping(runs_at_two_rates):
         shaping = config["resolved"].get("network_shaping")
         assert shaping is not None, "worker.py does not record $TTABENCH_NETLAB yet"
         assert shaping["rate"] == rate and shaping["hosts"] == 2 and shaping["shape"] == "both"
+        assert shaping["congestion_control"] == "cubic"

@@ -18,8 +18,8 @@ def _print_state(state: dict, path: str, live: bool) -> None:
     print(
         f"netlab: {state['hosts']} hosts, rate {state['rate']} "
         f"(tbf, burst {state['burst_bytes']} B, shaped: {shaped}), "
-        f"delay {state['delay'] or 'none'}; state file {path}"
-        + ("" if state.get("complete") else " [INCOMPLETE: run `ttabench netlab down`]")
+        f"delay {state['delay'] or 'none'}, TCP {state.get('congestion_control') or 'not recorded'}; "
+        f"state file {path}" + ("" if state.get("complete") else " [INCOMPLETE: run `ttabench netlab down`]")
     )
     present = set(lab.existing_namespaces()) if live else set()
     for n in state["nodes"]:
@@ -45,7 +45,14 @@ def _print_state(state: dict, path: str, live: bool) -> None:
 def _cmd_up(args) -> int:
     lab.require_root()
     spec = topology.make_spec(
-        args.hosts, args.rate, args.delay, args.burst, args.shape, args.subnet, name=args.lab
+        args.hosts,
+        args.rate,
+        args.delay,
+        args.burst,
+        args.shape,
+        args.subnet,
+        name=args.lab,
+        congestion_control=args.congestion_control,
     )
     path = lab.state_path(spec.name)
     state = lab.up(spec, path=path)
@@ -123,6 +130,16 @@ def add_lab_flag(p) -> None:
     )
 
 
+def add_congestion_control_flag(p) -> None:
+    p.add_argument(
+        "--congestion-control",
+        default=topology.DEFAULT_CONGESTION_CONTROL,
+        metavar="NAME",
+        help=f"TCP congestion control in every host namespace, one of the kernel's "
+        f"(default {topology.DEFAULT_CONGESTION_CONTROL}; else a namespace inherits the host's)",
+    )
+
+
 def add_commands(sub) -> None:
     n = sub.add_parser(
         "netlab",
@@ -148,6 +165,7 @@ def add_commands(sub) -> None:
         default=topology.DEFAULT_SUBNET,
         help=f"addresses 10.231.SUBNET.1..N (default {topology.DEFAULT_SUBNET})",
     )
+    add_congestion_control_flag(u)
     u.add_argument("--no-measure", action="store_true", help="skip the throughput measurement")
     u.add_argument("--measure-bytes", default="8mb", help="bytes per direction measured (8mb)")
     u.add_argument("--measure-seconds", type=float, default=5.0, help="time cap per direction")
@@ -180,4 +198,4 @@ def add_commands(sub) -> None:
     add_lab_flag(r)
     add_passed_run_flags(r, "flags of `ttabench run` (e.g. --synthetic --max-steps 10)")
 
-    netlab_bench.add_command_to(nsub, add_lab_flag)
+    netlab_bench.add_command_to(nsub, add_lab_flag, add_congestion_control_flag)

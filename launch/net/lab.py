@@ -252,6 +252,7 @@ _SHAPING_KEYS = (
     "shape",
     "subnet",
     "lab",
+    "congestion_control",
 )
 
 

@@ -28,6 +28,14 @@ the host side only, as the root qdisc with tbf as its child, so a packet
 between two hosts is delayed once: one-way delay = DELAY, RTT = 2 x DELAY.
 Without sch_netem, ``ttabench run --latency`` emulates latency instead.
 
+TCP. Every host namespace gets its own congestion control (``--congestion-control``,
+default cubic, Linux's default), set with sysctl inside the namespace once it
+exists. A new namespace otherwise inherits the root namespace's choice, which
+differs between machines (bbr on this project's test machine) and changes what
+a shaped link measures: with bbr, 4 TCP flows on one 100 Mbit/s tbf link took
+1.16x the time of their bytes at the rate, with cubic 1.01-1.04x
+(results/predict/exchange-order/congestion-control/).
+
 tbf's bucket (``--burst``, default max(64 KiB, 2 ms at the rate)) must hold
 at least one packet; a bucket much below 2 ms of traffic starves TCP at
 gigabit rates on a busy host (1 Gbit/s measured ~720 Mbit/s with 64 KiB,
@@ -54,6 +62,8 @@ MAX_HOSTS = 32
 MIN_BURST = 64 * 1024
 BURST_SECONDS = 0.002
 TBF_LATENCY = "50ms"  # queue limit of tbf, expressed as time at the rate
+DEFAULT_CONGESTION_CONTROL = "cubic"
+AVAILABLE_CONGESTION_CONTROL = "/proc/sys/net/ipv4/tcp_available_congestion_control"
 
 
 def lab_name(name: str | None = None, environ=None) -> str | None:
@@ -101,6 +111,26 @@ def burst_bytes(rate_bytes_per_s: float, burst: str | None = None) -> int:
     return max(MIN_BURST, int(rate_bytes_per_s * BURST_SECONDS))
 
 
+def available_congestion_controls(path: str = AVAILABLE_CONGESTION_CONTROL) -> list[str]:
+    try:
+        with open(path) as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
+def check_congestion_control(name: str, available: list[str] | None = None) -> str:
+    """`name` if this kernel offers it, else one clear error (the lab is not built)."""
+    available = available_congestion_controls() if available is None else available
+    if name not in available:
+        offered = " ".join(available) or f"none listed in {AVAILABLE_CONGESTION_CONTROL}"
+        raise UserError(
+            f"--congestion-control {name!r} is not available on this kernel (available: {offered}; "
+            f"another needs its module loaded: modprobe tcp_{name})"
+        )
+    return name
+
+
 # -- the plan: what `up` runs, as plain data ------------------------------------
 
 
@@ -122,6 +152,7 @@ class LabSpec:
     subnet: int = DEFAULT_SUBNET
     nodes: list[dict] = field(default_factory=list)
     name: str | None = None  # the lab's name (None: the default lab)
+    congestion_control: str = DEFAULT_CONGESTION_CONTROL  # TCP's, in every host namespace
 
     def describe(self) -> dict:
         """What a run records as its real shaping (passed in $TTABENCH_NETLAB)."""
@@ -136,6 +167,7 @@ class LabSpec:
             "shape": self.shape,
             "subnet": f"10.231.{self.subnet}.0/24",
             "lab": self.name,
+            "congestion_control": self.congestion_control,
         }
 
 
@@ -147,7 +179,11 @@ def make_spec(
     shape: str = "both",
     subnet: int = DEFAULT_SUBNET,
     name: str | None = None,
+    congestion_control: str = DEFAULT_CONGESTION_CONTROL,
+    available: list[str] | None = None,
 ) -> LabSpec:
+    """The lab, every setting checked; `available`: the kernel's congestion controls (default:
+    read from /proc)."""
     if not 2 <= hosts <= MAX_HOSTS:
         raise UserError(f"--hosts must be in 2..{MAX_HOSTS}, got {hosts}")
     if not 0 <= subnet <= 255:
@@ -162,6 +198,7 @@ def make_spec(
             raise UserError(f"--delay must be > 0, got {delay!r}")
     spec = LabSpec(hosts, rate, rate_bps, burst_bytes(rate_bps, burst), delay, delay_s, shape, subnet)
     spec.name = lab_name(name)
+    spec.congestion_control = check_congestion_control(congestion_control, available)
     spec.nodes = [
         {
             "namespace": host_ns(i, spec.name),
@@ -199,16 +236,20 @@ def plan(spec: LabSpec) -> list[Step]:
         Step(["ip", "-n", sw, "link", "set", BRIDGE, "up"]),
     ]
     for i, node in enumerate(spec.nodes):
-        steps += _host_steps(node, sw) + _shaping_steps(spec, i, node, sw)
+        steps += _host_steps(node, sw, spec.congestion_control) + _shaping_steps(spec, i, node, sw)
     return steps
 
 
-def _host_steps(node: dict, sw: str) -> list[Step]:
-    """Host i's namespace and its veth to the switch's bridge."""
+def _host_steps(node: dict, sw: str, congestion_control: str) -> list[Step]:
+    """Host i's namespace, its TCP congestion control and its veth to the switch's bridge."""
     ns, dev, port = node["namespace"], node["interface"], node["switch_port"]
     return [
         Step(["ip", "netns", "add", ns], {"kind": "netns", "name": ns}),
         Step(["ip", "-n", ns, "link", "set", "lo", "up"]),
+        Step(
+            ["ip", "netns", "exec", ns, "sysctl", "-q", "-w"]
+            + [f"net.ipv4.tcp_congestion_control={congestion_control}"]
+        ),
         Step(
             ["ip", "link", "add", dev, "netns", ns, "type", "veth", "peer", "name", port, "netns", sw],
             {"kind": "veth", "namespace": ns, "name": dev, "peer_namespace": sw, "peer": port},
