@@ -23,6 +23,7 @@ SCRIPT = os.path.join(REPO, "results", "algorithms", "make_study.sh")
 # the status in $STUB_STATUS into its results folder, as a finished run does.
 STUB = r"""#!/usr/bin/env bash
 echo "$*" >> "$STUB_LOG"
+echo "  File \"$PWD/launch/worker/x.py\", line 1"  # as a stack trace names a file
 dir=""; seed=""
 while [ $# -gt 0 ]; do
   case "$1" in --results-dir) dir=$2;; --seed) seed=$2;; esac; shift
@@ -66,6 +67,9 @@ def test_make_study_runs_each_cell_once_and_skips_finished_runs(tmp_path):
     assert calls.count("netlab up --hosts 4 --rate 100mbit") == 2
     assert calls.count("netlab up --hosts 2 --rate 100mbit") == 2
     assert sum(c == "netlab down" for c in calls) == 4
+    logs = sorted((tmp_path / "study" / "logs").iterdir())
+    assert len(logs) == 8 and all('"launch/worker/x.py"' in p.read_text() for p in logs)
+    assert not any(REPO + os.sep in p.read_text() for p in logs)  # no absolute path of this machine
     # the failed runs are run again; finished ones are not
     again = _make_study(tmp_path, "success", **plan)
     assert len(again) == len(calls) * 2

@@ -49,6 +49,7 @@ run() {  # run ALGORITHM NETWORK SEED
       ) 9>"$OUT/.netlab.lock" ;;
     *) $TTABENCH run --workers "$workers" --network "$2" "${flags[@]}" >"$log" 2>&1 ;;
   esac
+  sed -i "s|$PWD/||g" "$log"  # a stack trace names this checkout's absolute path: the log keeps it relative
 }
 plan() {  # one "ALGORITHM NETWORK SEED" line per run: seed by seed, so a partial study is balanced
   for seed in $SEEDS; do for a in $ALGORITHMS; do for n in $NETWORKS; do echo "$a $n $seed"; done; done; done
