@@ -44,6 +44,7 @@ from benchmarks.validate_algorithms import BASE
 from ttabench.divisions import algorithms
 from ttabench.divisions.results import atomic_write_json, atomic_write_text, read_json
 from ttabench.launch.commands import predict as predict_cmd
+from ttabench.launch.usage import comma_list
 
 SHARED_BASIS = {"decentralized": "allreduce"}  # predicted from another algorithm's basis run (docstring)
 KEPT = ("measured_step_s", "run_algorithm", "algorithm", "algorithm_params", "algorithm_compute")
@@ -186,7 +187,7 @@ def main(argv=None) -> int:
     p.add_argument("--networks", default="10gbe,1gbe,100mbit")
     args = p.parse_args(argv)
     log = read_json(os.path.join(args.out, "validation-runs.json"))
-    names = [n for n in args.algorithms.split(",") if n]
+    names = comma_list(args.algorithms)
     bases = basis_runs(log, names)
     predictions = {}
     for name in names:

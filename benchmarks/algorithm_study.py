@@ -39,6 +39,7 @@ from ttabench.divisions import metrics, scoring, stats
 from ttabench.divisions.algorithms import ALGORITHMS
 from ttabench.divisions.results import atomic_write_json, atomic_write_text
 from ttabench.launch.net.link import PROFILES, parse_rate
+from ttabench.launch.usage import comma_list
 
 NETWORKS = ("1gbe", "100mbit", "20mbit", "tbf-100mbit")  # make_study.sh's folder names
 
@@ -196,11 +197,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         spec = metrics.parse_thresholds(args.thresholds)
-        networks = [n for n in args.networks.split(",") if n]
+        networks = comma_list(args.networks)
         for n in networks:
             if not n.startswith("tbf-") and n not in PROFILES:
                 raise UserError(f"unknown network {n!r} (an emulated profile or tbf-RATE)")
-        algorithms = [a for a in args.algorithms.split(",") if a]
+        algorithms = comma_list(args.algorithms)
         rows = build(args.root, algorithms, networks, spec, args.target)
     except UserError as e:
         print(f"algorithm_study: {e}", file=sys.stderr)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import output, peak
+from ttabench.launch.usage import comma_list
 
 STAGES = ((16, 32), (32, 16), (64, 8))  # (channels, spatial size)
 CONVS_PER_STAGE = 6
@@ -126,8 +127,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     results = []
-    for precision in args.precisions.split(","):
-        r = measure(precision.strip(), args.reps)
+    for precision in comma_list(args.precisions):
+        r = measure(precision, args.reps)
         results.append(r)
         print(format_result(r), flush=True)
     output.write_json(args.json, results, indent=1)

@@ -36,6 +36,7 @@ from ttabench.divisions.results import atomic_write_json, atomic_write_text, rea
 from ttabench.launch import system
 from ttabench.launch.commands import netlab_bench
 from ttabench.launch.net import gloo
+from ttabench.launch.usage import comma_list
 
 BOUND = 0.15  # the issue's goal: every point within +-15 %
 SIZES = {"100mbit": "64kb,1mb,4mb", "20mbit": "64kb,256kb,1mb"}
@@ -44,16 +45,12 @@ LABS = [(2, 1), (4, 1), (8, 1), (16, 1), (4, 2)]
 
 def lab_patterns(args, hosts: int, per_host: int) -> list[str]:
     """--patterns that run on this lab (neighbour-exchange needs 3 workers)."""
-    return [p for p in _names(args.patterns) if p != "neighbour-exchange" or hosts * per_host >= 3]
+    return [p for p in comma_list(args.patterns) if p != "neighbour-exchange" or hosts * per_host >= 3]
 
 
 def _labs(text: str) -> list[tuple[int, int]]:
     """--hosts HOSTSxWORKERS,... (or HOSTS) -> [(hosts, workers per host)]"""
-    return [(int(h), int(k or 1)) for h, _, k in (lab.partition("x") for lab in _names(text))]
-
-
-def _names(text: str) -> list[str]:
-    return [p.strip() for p in text.split(",") if p.strip()]
+    return [(int(h), int(k or 1)) for h, _, k in (lab.partition("x") for lab in comma_list(text))]
 
 
 def bench(args, rate: str, hosts: int, per_host: int) -> dict:
@@ -273,9 +270,9 @@ def main(argv=None) -> int:
 
         log = {"cpu": system.cpu_model(), "cpus": os.cpu_count(), "torch": torch.__version__}
         log.update(repeat=args.repeat, benches=[])
-        labs = [(rate, h, k) for rate in args.rates.split(",") for h, k in _labs(args.hosts)]
+        labs = [(rate, h, k) for rate in comma_list(args.rates) for h, k in _labs(args.hosts)]
         if args.append:
-            log = keep_others(read_json(path), _names(args.patterns), set(labs), args.repeat)
+            log = keep_others(read_json(path), comma_list(args.patterns), set(labs), args.repeat)
         for rate, hosts, k in labs:
             if lab_patterns(args, hosts, k):
                 log["benches"].append(bench(args, rate, hosts, k))

@@ -31,6 +31,7 @@ from ttabench.divisions.results import atomic_write_json, atomic_write_text, rea
 from ttabench.launch.commands import predict as predict_cmd
 from ttabench.launch.net import cost
 from ttabench.launch.net.link import Link, parse_rate
+from ttabench.launch.usage import comma_list
 
 BOUND = 0.15
 
@@ -119,8 +120,8 @@ def main(argv=None) -> int:
     path = os.path.join(args.out, "scale-training.json")
     if not args.render:
         runs = []
-        for rate in args.rates.split(","):
-            for hosts in args.hosts.split(","):
+        for rate in comma_list(args.rates):
+            for hosts in comma_list(args.hosts):
                 runs.append(measure(args, rate, int(hosts)))
                 atomic_write_json(path, {"runs": runs})
                 print(

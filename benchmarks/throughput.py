@@ -59,6 +59,7 @@ from benchmarks.ttabench_loop import run_ttabench
 from ttabench.launch import procs
 from ttabench.launch.flags import run_flags
 from ttabench.launch.system import cpu_model, native_bf16, usable_cores
+from ttabench.launch.usage import comma_list
 from ttabench.reference_impls.resnet import resnet
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -349,8 +350,7 @@ def main(argv=None) -> int:
     if args.profile:
         return _profile_main(args)
     bf16_native = native_bf16() if args.device == "cpu" else True
-    modes = [m.strip() for m in (args.modes or ",".join(default_modes(args.device, bf16_native))).split(",")]
-    modes = [m for m in modes if m]
+    modes = comma_list(args.modes) or list(default_modes(args.device, bf16_native))
     unknown = [m for m in modes if m not in MODES]
     if unknown:
         sys.exit(

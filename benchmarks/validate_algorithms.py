@@ -53,6 +53,7 @@ from ttabench.launch.commands import predict as predict_cmd
 from ttabench.launch.commands import predict_algorithm
 from ttabench.launch.net import cost
 from ttabench.launch.net.link import PROFILES, Link, parse_rate
+from ttabench.launch.usage import comma_list
 
 BASE = "loopback (base)"  # the point of each algorithm's base run (algorithm_scaling reads it too)
 WORKERS = {"decentralized": 4}  # the others: 2 (decentralized needs a ring of at least 3)
@@ -266,7 +267,7 @@ def main(argv=None) -> int:
     )
     p.add_argument("--algorithms", default="allreduce,fp16,powersgd,local-sgd,topk,decentralized")
     args = vp.parse(p, argv)
-    args.algorithms = [n for n in args.algorithms.split(",") if n]
+    args.algorithms = comma_list(args.algorithms)
     log = vp.runs_log(args, argv, p.prog, one_rep)
     ar_bases = {
         r["rep"]: r["run_dir"] for r in log["runs"] if r["point"] == BASE and r["algorithm"] == "allreduce"

@@ -42,6 +42,7 @@ from ttabench.divisions.results import atomic_write_json, atomic_write_text, rea
 from ttabench.launch.commands import predict as predict_cmd
 from ttabench.launch.net import cost
 from ttabench.launch.net.link import PROFILES, Link, parse_rate
+from ttabench.launch.usage import comma_list
 
 BOUND = 0.10  # the goal: every point within +-10 % of per-step time
 
@@ -323,8 +324,8 @@ def parser(
 
 def parse(p: argparse.ArgumentParser, argv) -> argparse.Namespace:
     args = p.parse_args(argv)
-    args.networks = [n for n in args.networks.split(",") if n]
-    args.netlab_rates = [n for n in args.netlab_rates.split(",") if n]
+    args.networks = comma_list(args.networks)
+    args.netlab_rates = comma_list(args.netlab_rates)
     if not args.synthetic and not args.data_dir and not args.recompute:
         p.error("no data: --data-dir, $TTABENCH_DATA_DIR or --synthetic")
     return args

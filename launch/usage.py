@@ -24,6 +24,11 @@ def close_match(word: str, candidates) -> str | None:
     return found[0] if found else None
 
 
+def comma_list(text: str | None) -> list[str]:
+    """The values of a comma-separated flag: 'a, b,,c' -> ['a', 'b', 'c']; None or '' -> []."""
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
 def subcommands(parser: argparse.ArgumentParser) -> dict:
     """The subcommand parsers of `parser` by name ({} when it has none)."""
     for action in parser._actions:

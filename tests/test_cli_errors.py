@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ttabench.launch.cli import build_parser
-from ttabench.launch.usage import chosen_parser, close_match, options
+from ttabench.launch.usage import chosen_parser, close_match, comma_list, options
 
 
 def one_error_line(proc, started: bool = False) -> str:
@@ -81,3 +81,8 @@ def test_chosen_parser_and_matches_follow_the_real_parser():
     assert chosen_parser(parser, ["sweep", "--", "run"]).prog == "ttabench sweep"
     assert close_match("--max-epoch", options(chosen_parser(parser, ["run"]))) == "--max-epochs"
     assert close_match("--zzz", options(parser)) is None
+
+
+def test_comma_list_flags_ignore_spaces_and_empty_items():
+    assert comma_list("allreduce, fp16,,topk ") == ["allreduce", "fp16", "topk"]
+    assert comma_list("") == [] and comma_list(None) == [] and comma_list(" , ") == []

@@ -36,7 +36,7 @@ from ttabench.launch import procs
 from ttabench.launch.commands.bench import _ms, _size, config_of, measure_and_show
 from ttabench.launch.net import cost, gloo, lab, link, topology
 from ttabench.launch.record.tables import Column, Table
-from ttabench.launch.usage import add_command, json_flag
+from ttabench.launch.usage import add_command, comma_list, json_flag
 
 DEFAULT_SIZES = "64kb,256kb,1mb,4mb,16mb"
 DEFAULT_LAB = "bench"
@@ -117,7 +117,7 @@ def _fit_sizes(pattern: str, sizes, hosts: int, k: int, burst: int, eff: float) 
 
 
 def patterns(cfg: NetBenchConfig) -> list[str]:
-    return [p.strip() for p in cfg.pattern.split(",") if p.strip()] or [""]
+    return comma_list(cfg.pattern) or [""]
 
 
 def model_latency(cfg: NetBenchConfig, spec: topology.LabSpec) -> float:

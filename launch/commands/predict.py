@@ -40,7 +40,7 @@ from ttabench.launch.net import cost
 from ttabench.launch.net.link import Link, parse_series
 from ttabench.launch.net.link import resolve as resolve_link
 from ttabench.launch.record.tables import Column, Table, show
-from ttabench.launch.usage import add_command
+from ttabench.launch.usage import add_command, comma_list
 
 DEFAULT_WORKERS = "1:1024:x2"
 
@@ -250,7 +250,7 @@ def plot(rows: list[dict], path: str, title: str) -> None:
 
 
 def _links(args, info: dict) -> list:
-    names = [n.strip() for n in (args.network or "").split(",") if n.strip()]
+    names = comma_list(args.network)
     if not names:
         if args.bandwidth or args.latency:
             return [resolve_link(None, args.bandwidth, args.latency)]

@@ -27,7 +27,7 @@ from ttabench.launch.config import BACKENDS
 from ttabench.launch.flags import RunArgs, add_passed_run_flags, parse_run_args
 from ttabench.launch.net.link import PROFILES
 from ttabench.launch.record.tables import show
-from ttabench.launch.usage import add_command
+from ttabench.launch.usage import add_command, comma_list
 from ttabench.reference_impls.recipe import BENCHMARKS
 
 # Flags the sweep sets for each point itself.
@@ -45,12 +45,12 @@ CONTROLLED = (
 
 def parse_grid(workers: str, networks: str) -> list[Point]:
     try:
-        ws = [int(w) for w in workers.split(",") if w.strip()]
+        ws = [int(w) for w in comma_list(workers)]
     except ValueError:
         raise UserError(f"--workers takes comma-separated integers, got {workers!r}") from None
     if not ws or any(w < 1 for w in ws):
         raise UserError(f"--workers needs integers >= 1, got {workers!r}")
-    nets = [n.strip() for n in networks.split(",") if n.strip()]
+    nets = comma_list(networks)
     if not nets:
         raise UserError("--network needs at least one profile")
     for n in nets:
