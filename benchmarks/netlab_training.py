@@ -43,6 +43,7 @@ def measure(args, rate: str, hosts: int) -> dict:
     run_flags = ["--data-dir", os.path.relpath(args.data_dir), "--max-steps", str(args.max_steps)]
     run_flags += ["--batch-size", "32", "--seed", "1"]
     run_flags += ["--thresholds", "0.10:0.15:0.05", "--progress", "none", "--collective-timeout", "120"]
+    vp.clear_point(results)
     load, t0 = os.getloadavg(), time.monotonic()
     try:  # `up` inside: an interrupt while it builds the lab still takes it down
         subprocess.run([*base, "up", "--hosts", str(hosts), "--rate", rate, "--no-measure", *lab], check=True)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import glob
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -65,6 +66,13 @@ def run_args(args, results_dir: str) -> list[str]:
     ]
 
 
+def clear_point(results_dir: str) -> None:
+    """A point's folder holds one run, its latest: the runs of an earlier measurement (the same
+    configuration and seed, which `ttabench validate` refuses as duplicates) go before it runs again."""
+    for run_dir in glob.glob(os.path.join(results_dir, "*", "*", "*", "*", "")):
+        shutil.rmtree(run_dir)
+
+
 def _one_run(cmd: list[str], results_dir: str, log: str) -> str:
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
     code = proc.returncode
@@ -84,6 +92,7 @@ def measure(
     # relative paths: a run's config.json records them, and must not name this machine's folders
     results_dir = os.path.relpath(os.path.join(args.out, args.runs_folder, f"{name}-r{rep}"))
     os.makedirs(results_dir, exist_ok=True)
+    clear_point(results_dir)
     base = [sys.executable, "-m", "ttabench"]
     log = os.path.join(results_dir, "log.txt")
     if netlab_rate is None:

@@ -356,6 +356,19 @@ def test_bench_allreduce_fit_recovers_the_emulated_link(tmp_path, cli):
     assert bad.returncode == 2 and "cannot write" in bad.stderr
 
 
+def test_a_validation_point_keeps_only_its_latest_run(tmp_path):
+    from benchmarks import validate_predict
+
+    point = tmp_path / "allreduce-base-r0"
+    for run in ("20261204-013437-c7ca91", "20261204-043040-aaaaaa"):
+        d = point / "amd-epyc-2c" / "resnet20" / "closed" / run
+        d.mkdir(parents=True)
+        (d / "summary.json").write_text("{}")
+    (point / "log.txt").write_text("the last run's output")
+    validate_predict.clear_point(str(point))
+    assert not list(point.glob("*/*/*/*")) and (point / "log.txt").exists()
+
+
 @pytest.mark.slow
 def test_validation_in_small(tmp_path, small_data_dir):
     """The committed validation's script on tiny runs: every point measured and predicted;
