@@ -120,6 +120,7 @@ def _predict(prof, info, name: str, p: int, link: Link, run_steps: int) -> dict:
     """predict_algorithm.predict_step for `name` from one run's profile, as `ttabench predict`
     (its parameters: the run's own when it ran `name`, else the defaults)."""
     name, params = predict_algorithm.choose(name, {}, info["algorithm"], info["algorithm_params"])
+    shapes = predict_algorithm.run_shapes(info["comm_bytes_model"], prof, name)
     return predict_algorithm.predict_step(
         prof,
         p,
@@ -128,10 +129,10 @@ def _predict(prof, info, name: str, p: int, link: Link, run_steps: int) -> dict:
         1.0,
         name=name,
         params=params,
-        shapes=predict_algorithm.run_shapes(info["comm_bytes_model"], prof, name),
+        shapes=shapes,
         same_as_run=name == info["algorithm"],
         run_steps=run_steps,
-        comm_floor_s=info["comm_wait_step_s"],
+        sync_wait_s=predict_algorithm.sync_wait(prof, info, name, params, shapes, info["steps"]),
     )
 
 
@@ -150,7 +151,7 @@ def predicted(run: dict, allreduce_base: str | None) -> dict:
         measured_step_s=info["measured_step_s"],
         predicted_step_s=from_base["step_time_s"],
         predicted_comm_s=from_base["comm_exposed_s"],
-        base_real_comm_wait_s=binfo["comm_wait_step_s"],
+        base_sync_wait_s=_predict(base, binfo, name, p, link, steps)["sync_wait_s"],
         own_predicted_step_s=_predict(own, info, name, p, link, steps)["step_time_s"],
         compute_vs_base=own.compute_s / base.compute_s - 1,
         predict_command=(
@@ -187,7 +188,7 @@ def table(all_rows: list[dict]) -> list[dict]:
                 "residual_per_rep": [r["predicted_step_s"] / r["measured_step_s"] - 1 for r in rs],
                 "compute_vs_base": statistics.median(r["compute_vs_base"] for r in rs),
                 "predicted_comm_s": statistics.median(r["predicted_comm_s"] for r in rs),
-                "base_real_comm_wait_s": statistics.median(r["base_real_comm_wait_s"] for r in rs),
+                "base_sync_wait_s": statistics.median(r["base_sync_wait_s"] for r in rs),
                 "own_residual": own / m - 1,
                 "from_allreduce_residual": statistics.median(cross) / m - 1 if cross else None,
                 "load_1min_range": [min(loads), max(loads)],
@@ -227,7 +228,7 @@ def markdown(result: dict) -> str:
     lines += [
         "",
         "| algorithm | workers | point | reps | measured ms/step | predicted from base run | residual "
-        "| per repetition | compute vs base run | comm predicted ms | base run's real comm wait ms "
+        "| per repetition | compute vs base run | comm predicted ms | of it: base run's sync wait ms "
         "| from its own profile | from the allreduce base run | 1-min load (min-max) | within 10% |",
         "|---|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|",
     ]
@@ -243,7 +244,7 @@ def _table_line(r: dict) -> str:
         f"| {r['algorithm']} | {r['workers']} | {r['point']} | {r['reps']} | "
         f"{1e3 * r['measured_step_s']:.1f} | {1e3 * r['predicted_step_s']:.1f} | "
         f"{100 * r['residual']:+.1f}% | {reps} | {100 * r['compute_vs_base']:+.1f}% | "
-        f"{1e3 * r['predicted_comm_s']:.1f} | {1e3 * r['base_real_comm_wait_s']:.1f} | "
+        f"{1e3 * r['predicted_comm_s']:.1f} | {1e3 * r['base_sync_wait_s']:.1f} | "
         f"{100 * r['own_residual']:+.1f}% | {'-' if cross is None else f'{100 * cross:+.1f}%'} | "
         f"{r['load_1min_range'][0]:.1f}-{r['load_1min_range'][1]:.1f} | "
         f"{'(self)' if base else vp._yes(r['within_bound'])} |"

@@ -94,17 +94,31 @@ def test_powersgd_and_local_sgd_steady_state_by_hand():
     assert run_ls["comm_bytes_per_step"] == pytest.approx(1.5e6 / 6, rel=1e-12)
 
 
-def test_serial_communication_never_below_the_runs_own_real_wait():
-    # decentralized's model here: 2 x (0.001 + 0.1) = 0.202 s; the run really waited 0.5 s a
-    # step for its exchange: a prediction from a run of the same algorithm keeps 0.5 s
+def test_serial_communication_adds_the_runs_synchronisation_wait():
+    # decentralized's model here: 2 x (0.001 + 0.1) = 0.202 s. A run of it on loopback (link model
+    # 0) waited 0.03 s a step for its peers: a slower link adds its transfer to that wait
     floor = dataclasses.replace(PROF, use_floor=True)  # PROF: as measured with real shaping
-    dc = dict(_alg("decentralized"), comm_floor_s=0.5)
-    assert pa.predict_step(floor, 4, LINK, cost.Topology(), 1.0, **dc)["comm_exposed_s"] == 0.5
-    # below the model, or from a run of another algorithm or with real shaping: the model
-    low = dict(dc, comm_floor_s=0.1)
-    assert pa.predict_step(floor, 4, LINK, cost.Topology(), 1.0, **low)["comm_exposed_s"] == pytest.approx(
-        0.202
+    shapes = MATRIX
+    params = _alg("decentralized")["params"]
+    info = {"algorithm": "decentralized", "link": Link("loopback", None, 0.0), "comm_wait_total_step_s": 0.03}
+    sync = pa.sync_wait(floor, dict(info), "decentralized", params, shapes)
+    assert sync == pytest.approx(0.03, rel=1e-12)
+    dc = dict(_alg("decentralized"), sync_wait_s=sync)
+    r = pa.predict_step(floor, 4, LINK, cost.Topology(), 1.0, **dc)
+    assert r["comm_exposed_s"] == pytest.approx(0.232, rel=1e-12)
+    assert r["sync_wait_s"] == pytest.approx(0.03, rel=1e-12)
+    # a run on an emulated link waited the link's modelled time plus its skew: only the excess is
+    # synchronisation (the emulator hides a real transfer shorter than the model)
+    emulated = dict(info, link=LINK, comm_wait_total_step_s=0.21)
+    assert pa.sync_wait(floor, emulated, "decentralized", params, shapes) == pytest.approx(0.008, rel=1e-9)
+    assert (
+        pa.sync_wait(floor, dict(emulated, comm_wait_total_step_s=0.1), "decentralized", params, shapes) == 0
     )
+    # from a run of another algorithm, with real shaping, or for allreduce/fp16 (their buckets'
+    # measured floor): nothing added
+    assert pa.sync_wait(floor, dict(info, algorithm="topk"), "decentralized", params, shapes) == 0
+    assert pa.sync_wait(PROF, info, "decentralized", params, shapes) == 0
+    assert pa.sync_wait(floor, dict(info, algorithm="allreduce"), "allreduce", {}, shapes) == 0
     other = dict(dc, same_as_run=False)
     assert pa.predict_step(floor, 4, LINK, cost.Topology(), 1.0, **other)["comm_exposed_s"] == pytest.approx(
         0.202
@@ -112,7 +126,7 @@ def test_serial_communication_never_below_the_runs_own_real_wait():
     assert pa.predict_step(PROF, 4, LINK, cost.Topology(), 1.0, **dc)["comm_exposed_s"] == pytest.approx(
         0.202
     )
-    # one worker sends nothing
+    # one worker sends nothing and waits for no one
     assert pa.predict_step(floor, 1, LINK, cost.Topology(), 1.0, **dc)["comm_exposed_s"] == 0.0
 
 

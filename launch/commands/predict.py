@@ -107,6 +107,8 @@ def load_run(run_dir: str) -> tuple[cost.StepProfile, dict]:
             0.0, (number(crit.get("comm_wait_s")) or 0.0) - (number(crit.get("network_delay_s")) or 0.0)
         )
         / steps,
+        # ... and with it (what predict_algorithm.sync_wait compares with the run's link model)
+        "comm_wait_total_step_s": (number(crit.get("comm_wait_s")) or 0.0) / steps,
         "curve": _curve(run_dir),
         "algorithm": algorithm,
         "algorithm_params": algorithm_params,
@@ -279,12 +281,13 @@ def _cmd_predict(args) -> int:
     )
     predict_algorithm.check_topology(name, topo)
     workers, refused = predict_algorithm.split_workers(name, workers)
+    shapes = predict_algorithm.run_shapes(info["comm_bytes_model"], prof, name)
     alg = {
         "name": name,
         "params": params,
-        "shapes": predict_algorithm.run_shapes(info["comm_bytes_model"], prof, name),
+        "shapes": shapes,
         "same_as_run": name == info["algorithm"],
-        "comm_floor_s": info["comm_wait_step_s"],
+        "sync_wait_s": predict_algorithm.sync_wait(prof, info, name, params, shapes),
     }
     compute = predict_algorithm.compute_note(name, info["algorithm"])
     info.update(

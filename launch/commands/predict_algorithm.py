@@ -19,10 +19,11 @@ The step of p workers on a link, from the measured run's step profile
   another on the link, each at its own alpha-beta cost (`cost.op_time`, what
   the emulated network charges), added to the step without overlap (ring
   schedules only). When the run used the same algorithm without real
-  shaping, that communication never takes less than the run's own real
-  communication wait per step (its measured wait less the emulated delay: the
-  emulator only adds time to a real operation; the bucket floor of allreduce
-  and fp16). PowerSGD's and top-k's sizes come from the run's
+  shaping, the run's communication wait per step beyond what its own link's
+  model charges for those operations (its *synchronisation wait*: waiting
+  for the slowest peer's compute, and work done inside the wait such as the
+  averaging) is added to the modelled communication: a slower link adds
+  transfer time to that wait, it does not hide it. PowerSGD's and top-k's sizes come from the run's
   parameter shapes (summary.json's comm_bytes_model.param_shapes).
 
 Compute is the run's. What an algorithm computes on top of a step (the fp16
@@ -172,26 +173,26 @@ def predict_step(
     shapes,
     same_as_run: bool,
     run_steps: int | None = None,
-    comm_floor_s: float = 0.0,
+    sync_wait_s: float = 0.0,
 ) -> dict:
     """The step of p workers running `name` on `link` (see the module docstring), with the
     bytes one worker sends in a steady-state step (`comm_bytes_per_step`). `run_steps`: the
     mean over a run's first that many steps instead of the steady state (the validation
     compares it with a measured run's mean step, benchmarks/validate_algorithms.py).
-    `comm_floor_s`: the run's real communication wait per step (critical rank, emulated delay
-    taken out); when the run used this algorithm without real shaping, the serial algorithms'
-    communication never takes less (the floor a bucket's measured all-reduce is for allreduce
-    and fp16)."""
+    `sync_wait_s`: the run's synchronisation wait per step (`sync_wait`), added to the serial
+    algorithms' modelled communication."""
     if name in OVERLAPPED:
         half = name == "fp16"
         buckets = [dict(b, bytes=b["bytes"] // 2 if half else b["bytes"]) for b in prof.buckets]
         mine = dataclasses.replace(prof, buckets=buckets, use_floor=prof.use_floor and same_as_run)
         r = cost.predict_step(mine, p, link, topo, straggler)
+        r["sync_wait_s"] = 0.0  # in the buckets' measured all-reduce floor
     else:
         r = cost.predict_step(dataclasses.replace(prof, buckets=[]), p, link, topo, straggler)
         comm = serial_comm_time(name, params, shapes, p, link, run_steps) if p > 1 else 0.0
-        if p > 1 and same_as_run and prof.use_floor:
-            comm = max(comm, comm_floor_s)
+        sync = sync_wait_s if p > 1 and same_as_run and prof.use_floor else 0.0
+        comm += sync
+        r["sync_wait_s"] = sync
         r["comm_exposed_s"] = r["comm_total_s"] = comm
         r["step_time_s"] += comm
         r["images_per_s"] = p * prof.batch_size / r["step_time_s"]
@@ -200,6 +201,22 @@ def predict_step(
         steps
     )
     return r
+
+
+def sync_wait(prof: cost.StepProfile, info: dict, name: str, params: dict, shapes, run_steps=None) -> float:
+    """The run's communication wait per step (its critical rank, emulated delay included) beyond
+    what its own link's model charges for `name`'s operations at its own worker count: the time
+    its workers waited for the slowest peer's compute (rank skew; 4 workers time-sharing 2 cores
+    waited ~20 ms a step for their neighbours on loopback) and the work a step does inside the
+    wait (the averaging of local-sgd and decentralized). An emulated link starts each worker's
+    modelled transfer when that worker starts it, so the skew reappears in the next collective;
+    a real link's transfer starts when the late peer sends: either way it adds to the transfer.
+    0 for another algorithm than the run's, a really shaped run (its wait is real transfer) or
+    one worker. `run_steps` as in `serial_comm_time`."""
+    if name in OVERLAPPED or name != info["algorithm"] or not prof.use_floor or prof.world < 2:
+        return 0.0
+    modelled = serial_comm_time(name, params, shapes, prof.world, info["link"], run_steps)
+    return max(0.0, info["comm_wait_total_step_s"] - modelled)
 
 
 def scaling_rows(prof, workers, link, topo, straggler, **alg) -> list[dict]:
