@@ -441,7 +441,7 @@ def test_netlab_scale_append_measures_only_the_named_patterns_again(tmp_path, mo
         return _scale_bench(rate, hosts, k, netlab_scale.lab_patterns(args, hosts, k), 0.25)
 
     monkeypatch.setattr(netlab_scale, "bench", fake_bench)
-    argv = ["--out", out, "--rates", "100mbit", "--hosts", "2x1,4x1", "--append"]
+    argv = ["--out", out, "--rates", "100mbit", "--hosts", "2x1,4x1", "--append", "--software-rate", "none"]
     assert netlab_scale.main(argv + ["--patterns", "ring-exchange, neighbour-exchange"]) == 0
     # neighbour-exchange needs 3 workers: the 2-host lab times ring-exchange only
     assert asked == [(2, ["ring-exchange"]), (4, ["ring-exchange", "neighbour-exchange"])]
@@ -463,3 +463,52 @@ def test_netlab_scale_append_measures_only_the_named_patterns_again(tmp_path, mo
     assert [b.get("allreduce_fit") is not None for b in log["benches"]] == [True, False, False, True]
     with pytest.raises(SystemExit, match="--repeat 3"):
         netlab_scale.main(argv + ["--patterns", "allreduce", "--repeat", "5"])
+
+
+def test_netlab_scale_predicts_the_labs_software_time_plus_the_models_network_part(tmp_path, monkeypatch):
+    from benchmarks import netlab_scale
+
+    asked = []
+
+    def fake_bench(args, rate, hosts, k):
+        asked.append((rate, hosts, netlab_scale._sizes(args, rate)))
+        patterns = ["allreduce", "broadcast"] if rate == "10gbit" and hosts == 2 else ["allreduce"]
+        return _scale_bench(rate, hosts, k, patterns, 0.004 if rate == "10gbit" else 0.2)
+
+    monkeypatch.setattr(netlab_scale, "bench", fake_bench)
+    out = str(tmp_path)
+    argv = [
+        "--out",
+        out,
+        "--rates",
+        "100mbit,20mbit",
+        "--hosts",
+        "2x1,4x1",
+        "--patterns",
+        "allreduce,broadcast",
+    ]
+    assert netlab_scale.main(argv + ["--sizes-100mbit", "1mb", "--sizes-20mbit", "64kb,1mb"]) == 0
+    # lab by lab, first at the software rate with every size of both rates
+    assert asked == [
+        ("10gbit", 2, "1mb,64kb"), ("100mbit", 2, "1mb"), ("20mbit", 2, "64kb,1mb"),
+        ("10gbit", 4, "1mb,64kb"), ("100mbit", 4, "1mb"), ("20mbit", 4, "64kb,1mb"),
+    ]  # fmt: skip
+    log = json.load(open(os.path.join(out, "scale-validation.json")))
+    assert [b.get("role") for b in log["benches"]] == ["software", None, None] * 2
+    rows = netlab_scale.rows_of(log)
+    assert len(rows) == 4 and all(r["rate"] != "10gbit" for r in rows)  # the software benches are no points
+    r = next(r for r in rows if r["hosts"] == 4 and r["rate"] == "100mbit")
+    # 1 MiB all-reduced over 4 hosts: each link carries 2 x 3/4 MiB / payload share; the bucket
+    # passes at once, the rest at 12.5 MB/s; no latency: the software time holds it
+    wire = 1.5 * MB / gloo.EFFICIENCY
+    assert r["software_s"] == 0.004
+    assert r["predicted_s"] == pytest.approx(0.004 + (wire - 65536) / 12.5e6, rel=1e-12)
+    assert r["model_s"] == pytest.approx(6 * 1e-4 + (wire - 65536) / 12.5e6, rel=1e-12)
+    assert r["residual"] == pytest.approx(r["predicted_s"] / 0.2 - 1, rel=1e-12)
+    table = open(os.path.join(out, "scale-validation.md")).read()
+    assert "| 100mbit | allreduce | 1 MiB | 4 x 1 | 200.0 | 4.0 |" in table
+    # no software time measured for a point: the model alone, said so
+    log["benches"] = [b for b in log["benches"] if b.get("role") != "software"]
+    r = next(r for r in netlab_scale.rows_of(log) if r["hosts"] == 4 and r["rate"] == "100mbit")
+    assert r["software_s"] is None and r["predicted_s"] == r["model_s"]
+    assert "0 of 4 points have a software time" in netlab_scale.markdown(log)
