@@ -182,7 +182,17 @@ def test_timeout_kills_the_tree(tmp_path):
         f.write(" ".join(map(str, pids)))
 
 def test_leaves_a_process_behind():
-    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=True)
+    with open(os.path.join(os.path.dirname(__file__), "leaked.txt"), "w") as f:
+        f.write(f"{p.pid} {_stat(p.pid)}")
+
+def _stat(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return f"state={fields[0]} pgrp={fields[2]} start={fields[19]}"
+    except FileNotFoundError:
+        return "gone"
 """
 
 
@@ -203,7 +213,12 @@ def test_a_command_that_times_out_loses_its_whole_tree_and_leftovers_fail_the_se
     assert len(pids) == 2, r.stdout + r.stderr
     assert not any(os.path.exists(f"/proc/{p}") and _state(p) != "Z" for p in pids), pids
     # Both tests pass; the process the second left behind fails the session, and is killed.
-    assert "2 passed" in r.stdout and r.returncode == 1, r.stdout + r.stderr
+    # (If the session did not see it: the leaked process as the test saw it and as it is now,
+    # to tell "killed by someone else before the session ended" from "not found".)
+    leaked = tests / "leaked.txt"
+    seen = leaked.read_text() if leaked.exists() else "no leaked.txt"
+    now = _state(int(seen.split()[0])) if seen[0].isdigit() else "-"
+    assert "2 passed" in r.stdout and r.returncode == 1, f"leaked: {seen}, now {now}\n" + r.stdout + r.stderr
     left = r.stderr.split("still running at the end (killed now):\n", 1)[1].strip().splitlines()
     assert len(left) == 1 and "time.sleep(120)" in left[0], r.stderr
 
