@@ -465,7 +465,7 @@ def test_netlab_scale_append_measures_only_the_named_patterns_again(tmp_path, mo
         netlab_scale.main(argv + ["--patterns", "allreduce", "--repeat", "5"])
 
 
-def test_netlab_scale_predicts_the_labs_software_time_plus_the_models_network_part(tmp_path, monkeypatch):
+def test_netlab_scale_shows_the_labs_software_time_beside_the_model(tmp_path, monkeypatch):
     from benchmarks import netlab_scale
 
     asked = []
@@ -499,16 +499,20 @@ def test_netlab_scale_predicts_the_labs_software_time_plus_the_models_network_pa
     assert len(rows) == 4 and all(r["rate"] != "10gbit" for r in rows)  # the software benches are no points
     r = next(r for r in rows if r["hosts"] == 4 and r["rate"] == "100mbit")
     # 1 MiB all-reduced over 4 hosts: each link carries 2 x 3/4 MiB / payload share; the bucket
-    # passes at once, the rest at 12.5 MB/s; no latency: the software time holds it
-    wire = 1.5 * MB / gloo.EFFICIENCY
-    assert r["software_s"] == 0.004
-    assert r["predicted_s"] == pytest.approx(0.004 + (wire - 65536) / 12.5e6, rel=1e-12)
-    assert r["model_s"] == pytest.approx(6 * 1e-4 + (wire - 65536) / 12.5e6, rel=1e-12)
+    # passes at once, the rest at 12.5 MB/s; 6 message steps of 100 us. Beside it, the software
+    # time plus that network part without the latency (the software time holds it)
+    transfer = (1.5 * MB / gloo.EFFICIENCY - 65536) / 12.5e6
+    assert r["predicted_s"] == pytest.approx(6 * 1e-4 + transfer, rel=1e-12)
     assert r["residual"] == pytest.approx(r["predicted_s"] / 0.2 - 1, rel=1e-12)
+    assert r["software_s"] == 0.004
+    assert r["with_software_s"] == pytest.approx(0.004 + transfer, rel=1e-12)
+    assert r["with_software_residual"] == pytest.approx(r["with_software_s"] / 0.2 - 1, rel=1e-12)
     table = open(os.path.join(out, "scale-validation.md")).read()
-    assert "| 100mbit | allreduce | 1 MiB | 4 x 1 | 200.0 | 4.0 |" in table
-    # no software time measured for a point: the model alone, said so
+    line = f"| 100mbit | allreduce | 1 MiB | 4 x 1 | 200.0 | {1e3 * r['predicted_s']:.1f} |"
+    assert line in table and f"| 4.0 | {1e3 * r['with_software_s']:.1f} |" in table
+    # without a software bench: the model alone, and no software columns
     log["benches"] = [b for b in log["benches"] if b.get("role") != "software"]
     r = next(r for r in netlab_scale.rows_of(log) if r["hosts"] == 4 and r["rate"] == "100mbit")
-    assert r["software_s"] is None and r["predicted_s"] == r["model_s"]
-    assert "0 of 4 points have a software time" in netlab_scale.markdown(log)
+    assert r["software_s"] is None and r["with_software_s"] is None
+    assert r["predicted_s"] == pytest.approx(6 * 1e-4 + transfer, rel=1e-12)
+    assert "0 of the 0 points with a software time" in netlab_scale.markdown(log)
