@@ -148,8 +148,11 @@ def test_choice_of_algorithm_parameters_and_compute_note():
     # a blocking hook's run: its compute also holds its communication of all but the last bucket
     assert "every gradient bucket but the last" in own["note"]
     # the averaging of local-sgd and decentralized is communication wait in the run, not compute
+    # (in the synchronisation wait that predict adds, unless the run was really shaped)
     avg = pa.compute_note("decentralized", "decentralized")
-    assert avg["algorithm_compute"] == "not measured" and "communication wait" in avg["note"]
+    assert avg["algorithm_compute"] == "in the synchronisation wait" and "communication wait" in avg["note"]
+    shaped = pa.compute_note("local-sgd", "local-sgd", shaped=True)
+    assert shaped["algorithm_compute"] == "not measured" and "not included" in shaped["note"]
 
 
 def _run_with(tmp_path, algorithm=None, params=None, shapes=None):
@@ -188,7 +191,7 @@ def test_predict_command_defaults_to_the_runs_own_algorithm(tmp_path, cli):
     out = cli("predict", run, "--workers", "1,2,4", "--network", link, "--json")
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
-    assert got["algorithm"] == "decentralized" and got["algorithm_compute"] == "not measured"
+    assert got["algorithm"] == "decentralized" and got["algorithm_compute"] == "in the synchronisation wait"
     assert [r["workers"] for r in got["rows"]] == [4]  # below 3 workers: refused, said so
     assert [r["workers"] for r in got["refused_workers"]] == [1, 2]
     assert got["rows"][0]["step_time_s"] == pytest.approx(BASE4 + 0.202, rel=1e-12)

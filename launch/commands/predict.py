@@ -289,7 +289,7 @@ def _cmd_predict(args) -> int:
         "same_as_run": name == info["algorithm"],
         "sync_wait_s": predict_algorithm.sync_wait(prof, info, name, params, shapes),
     }
-    compute = predict_algorithm.compute_note(name, info["algorithm"])
+    compute = predict_algorithm.compute_note(name, info["algorithm"], shaped=not prof.use_floor)
     info.update(
         predicted_algorithm=algorithms.label(name, params),
         algorithm_name=name,

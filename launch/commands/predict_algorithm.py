@@ -72,9 +72,10 @@ BLOCKING_HOOKS = ("topk", "powersgd")
 AFTER_STEP = ("local-sgd", "decentralized")
 
 
-def compute_note(name: str, run_name: str) -> dict:
+def compute_note(name: str, run_name: str, shaped: bool = False) -> dict:
     """Whether the algorithm's own compute is in the prediction (measured) or not, and what else
-    of the run's algorithm the compute holds."""
+    of the run's algorithm the compute holds. `shaped`: the run had real shaping (then its
+    communication wait is real transfer, and no synchronisation wait is added)."""
     own, theirs = OWN_COMPUTE.get(name), OWN_COMPUTE.get(run_name)
     parts = []
     if not own:
@@ -82,11 +83,17 @@ def compute_note(name: str, run_name: str) -> dict:
     elif name == run_name and name not in AFTER_STEP:
         status = "measured"
         parts.append(f"{name}'s own compute ({own}) measured in the run")
+    elif name == run_name and not shaped:
+        status = "in the synchronisation wait"
+        parts.append(
+            f"{name}'s own compute ({own}) measured as part of the run's communication wait, not its "
+            "compute: included through the synchronisation wait added to the communication"
+        )
     elif name == run_name:
         status = "not measured"
         parts.append(
             f"{name}'s own compute ({own}) not measured: the run counted it as communication "
-            "wait, not compute; not included"
+            "wait, which on its really shaped link is not told apart from transfer; not included"
         )
     else:
         status = "not measured"
