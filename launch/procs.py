@@ -132,8 +132,24 @@ class Child:
     def stderr(self) -> str:
         return "".join(self._err)
 
+    def exit_code(self) -> int | None:
+        """The child's exit code once it has exited (-N: killed by signal N), None before, without
+        reaping it: until `proc.wait()` reaps it (supervise does so last), its pid, which is its
+        process group's id, stays taken, so signalling the group can never reach a process that
+        the kernel gave the number to since (pid numbers wrap, at 32768 on some machines)."""
+        if self.proc.returncode is not None:
+            return self.proc.returncode
+        try:
+            info = os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # reaped by someone else
+            return self.proc.poll()
+        if info is None:
+            return None
+        return -info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status
+
     def signal_group(self, sig: int) -> None:
-        """Signal the child's whole process group (its own children too)."""
+        """Signal the child's whole process group (its own children too). Safe while the child
+        is not reaped (see exit_code): supervise reaps only after it."""
         try:
             os.killpg(self.proc.pid, sig)
         except (ProcessLookupError, PermissionError):
@@ -175,19 +191,28 @@ class Result:
 
 def stop(children: Sequence[Child], sig: int = signal.SIGTERM, grace_s: float = GRACE_S) -> None:
     """Send `sig` to each running child's group, wait up to `grace_s`, then SIGKILL every group
-    (stragglers too, even where the leader has exited)."""
+    (stragglers too, even where the leader has exited) and wait for every leader to exit. The
+    leaders are not reaped here (see Child.exit_code): `_finish` or `reap` does it."""
     for c in children:
-        if c.proc.poll() is None:
+        if c.exit_code() is None:
             c.signal_group(sig)
-    end = time.monotonic() + grace_s
-    for c in children:
-        try:
-            c.proc.wait(timeout=max(0.0, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
+    _wait_exits(children, time.monotonic() + grace_s)
     for c in children:
         c.signal_group(signal.SIGKILL)
-        c.proc.wait()
+    _wait_exits(children, None)
+
+
+def _wait_exits(children: Sequence[Child], deadline: float | None) -> None:
+    """Until every child has exited (not reaped) or `deadline` (time.monotonic) passed."""
+    while any(c.exit_code() is None for c in children):
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        time.sleep(POLL_S / 10)
+
+
+def reap(children: Sequence[Child]) -> list[int]:
+    """Reap every (exited) child; their exit codes."""
+    return [c.proc.wait() for c in children]
 
 
 class _Signals:
@@ -245,7 +270,7 @@ def _stop_interrupted(children: Sequence[Child], e: BaseException, result: Resul
 
 def _wait(children: Sequence[Child], result: Result, deadline, grace_s, on_failure) -> None:
     while True:
-        codes = [c.proc.poll() for c in children]
+        codes = [c.exit_code() for c in children]
         result.failed = next((i for i, code in enumerate(codes) if code not in (None, 0)), None)
         if result.failed is not None:
             if on_failure is not None:
@@ -264,7 +289,7 @@ def _wait(children: Sequence[Child], result: Result, deadline, grace_s, on_failu
 def _finish(children: Sequence[Child], result: Result, grace_s: float) -> Result:
     for c in children:
         c.finish_output(grace_s)
-    result.codes = [c.proc.wait() for c in children]
+    result.codes = reap(children)  # last: each group's signals are behind it
     return result
 
 
@@ -318,6 +343,7 @@ def run_all(
             _stop_interrupted(children, e, result, grace_s)
         except BaseException:  # a command that cannot start: the ones started before it go too
             stop(children, signal.SIGTERM, grace_s)
+            reap(children)
             raise
     return children, _finish(children, result, grace_s)
 

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -86,6 +87,47 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path)
     assert result.code == 2 and result.codes[0] == -signal.SIGKILL
     assert time.monotonic() - t0 < 30
     assert not _alive(stubborn.pid)
+
+
+def test_an_exited_child_keeps_its_pid_until_its_group_was_dealt_with(tmp_path):
+    """Its pid is its process group's id: while the supervisor may still signal that group, the
+    exited leader stays a zombie (not reaped), so the kernel cannot give the number to another
+    process that a late killpg would then hit. Reaped at the end, with its code."""
+    quick = procs.start([PY, "-c", "raise SystemExit(0)"])
+    ready = tmp_path / "ready"
+    slow = procs.start([PY, "-c", f"import time; open({str(ready)!r}, 'w').write('1'); time.sleep(3)"])
+    states = []
+
+    def on_failure(i, code):  # never: both succeed
+        raise AssertionError((i, code))
+
+    def look():
+        _wait_for(ready)
+        deadline = time.monotonic() + 10
+        while quick.exit_code() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        states.append(_state(quick.pid))
+
+    t = threading.Thread(target=look)
+    t.start()
+    result = procs.supervise([quick, slow], on_failure=on_failure)
+    t.join()
+    assert states == ["Z"], states  # exited, not reaped, while its sibling ran
+    assert result.codes == [0, 0] and _state(quick.pid) == "gone"
+    # a child killed by a signal: the same code as Popen's, before and after reaping
+    killed = procs.start([PY, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+    deadline = time.monotonic() + 30
+    while killed.exit_code() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert killed.exit_code() == -signal.SIGKILL and procs.reap([killed]) == [-signal.SIGKILL]
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
 
 
 def test_timeout_stops_everything_with_exit_code_124():
