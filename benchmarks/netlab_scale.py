@@ -85,6 +85,7 @@ def bench(args, rate: str, hosts: int, per_host: int) -> dict:
         *("--hosts", str(hosts), "--workers-per-host", str(per_host), "--rate", rate),
         *("--pattern", ",".join(patterns), "--sizes", sizes),
         *("--repeat", str(args.repeat), "--warmup", "1", "--lab", "scale", "--json"),
+        *(("--queue", args.queue) if args.queue else ()),
     ]
     load, t0, cpu0 = os.getloadavg(), time.monotonic(), _cpu_times()
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -178,7 +179,8 @@ def markdown(log: dict) -> str:
     lines = [
         f"Measured on {log['cpu']} ({log['cpus']} CPUs; 1-minute load average "
         f"{min(loads):.1f}-{max(loads):.1f} over the benches, their own workers included), torch {log['torch']}, gloo over veth pairs "
-        f"shaped by tc tbf (burst 64 KiB) in network namespaces; {len(shaped)} shaped lab benches and "
+        f"shaped by tc tbf (burst 64 KiB, queue {_queues(shaped)}) in network namespaces; "
+        f"{len(shaped)} shaped lab benches and "
         f"{len(b0) - len(shaped)} at the software rate, "
         f"{sum(b['duration_s'] for b in b0) / 60:.1f} minutes. Median of {log['repeat']} rounds per point; "
         f"predicted by launch/net/gloo.py with 100 us per message step; residual = predicted / measured - 1 "
@@ -224,6 +226,12 @@ def markdown(log: dict) -> str:
                 f"{b['loadavg_1_5_15_before'][0]:.1f} | {sum(r.get('tcp_retransmits') or 0 for r in b['rows'])} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _queues(benches: list[dict]) -> str:
+    """tbf's queue of the benches (before benches recorded it: 50ms, the only one then)."""
+    got = sorted({b["lab"].get("queue") or "50ms (not recorded)" for b in benches})
+    return ", ".join(got) or "-"
 
 
 def _ms(x) -> str:
@@ -319,6 +327,7 @@ def main(argv=None) -> int:
     p.add_argument("--sizes-100mbit", dest="sizes_100mbit")
     p.add_argument("--sizes-20mbit", dest="sizes_20mbit")
     p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--queue", help="tbf's queue limit of every lab (netlab bench --queue; default its own)")
     p.add_argument(
         "--software-rate",
         default=SOFTWARE_RATE,

@@ -96,6 +96,23 @@ def test_plan_sets_congestion_control_in_every_host_namespace_before_its_link():
     assert not any(a[:3] == ["ip", "netns", "exec"] and a[3] == "ttabench-nl-sw" for a in steps)
 
 
+def test_queue_is_tbfs_latency_checked_and_recorded():
+    assert topology.make_spec(2, "100mbit").describe()["queue"] == "50ms"  # the default
+    spec = topology.make_spec(3, "20mbit", queue="5ms")
+    assert spec.describe()["queue"] == "5ms"
+    tbfs = [a for a in (s.argv for s in topology.plan(spec)) if "tbf" in a]
+    assert len(tbfs) == 6  # every host's uplink and downlink
+    assert all(a[a.index("latency") + 1] == "5ms" for a in tbfs)
+    for bad, msg in (
+        ("soon", "takes a time"),
+        ("0ms", "above 0"),
+        ("11s", "at most 10 s"),
+        ("5", "takes a time"),
+    ):
+        with pytest.raises(UserError, match=msg):
+            topology.make_spec(2, "100mbit", queue=bad)
+
+
 def test_burst_default_is_two_ms_at_the_rate_but_at_least_64kib():
     assert topology.make_spec(2, "100mbit").burst_bytes == 65536  # 2 ms = 25 kB < 64 KiB
     assert topology.make_spec(2, "1gbit").burst_bytes == 250000  # 2 ms at 125 MB/s
@@ -367,14 +384,17 @@ def test_up_status_measure_down(lab_env):
     bad = run_cli("netlab", "up", "--rate", "100mbit", "--congestion-control", "nosuch", env=env)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "not available" in bad.stderr
     assert not netlab.lab_namespaces() and not os.path.exists(path)
-    # reno, not the default: a host whose own default is cubic must not pass this by chance.
+    # reno, not the default: a host whose own default is cubic must not pass this by chance;
+    # likewise a queue that is not the default
     proc = run_cli(
         "netlab", "up", "--hosts", "2", "--rate", "100mbit", "--measure-bytes", "4mb",
-        "--congestion-control", "reno", env=env, check=True,
+        "--congestion-control", "reno", "--queue", "20ms", env=env, check=True,
     )  # fmt: skip
     assert "measured ttabench-nl-h0 -> ttabench-nl-h1" in proc.stdout and "TCP reno" in proc.stdout
+    assert "queue 20ms" in proc.stdout
     state = json.load(open(path))
     assert state["complete"] and state["hosts"] == 2 and state["congestion_control"] == "reno"
+    assert state["queue"] == "20ms"
     for ns in ("ttabench-nl-h0", "ttabench-nl-h1"):
         read = ["ip", "netns", "exec", ns, "sysctl", "-n", "net.ipv4.tcp_congestion_control"]
         assert subprocess.run(read, capture_output=True, text=True, check=True).stdout.strip() == "reno"
@@ -384,6 +404,8 @@ def test_up_status_measure_down(lab_env):
         assert 0.5 < m["ratio"] < 1.2, m
     status = run_cli("netlab", "status", env=env, check=True).stdout
     assert "ttanl0 10.231.100.1/24" in status and status.count("qdisc tbf") == 4
+    # the kernel's own account of each tbf: 20 ms at the rate
+    assert status.count("lat 20") == 4, status
     again = run_cli("netlab", "up", "--rate", "10mbit", env=env)
     assert again.returncode == 2 and "already up" in again.stderr
     measured = run_cli("netlab", "measure", "--bytes", "2mb", "--json", env=env, check=True)

@@ -192,6 +192,7 @@ def test_lab_name_from_flag_or_environment(monkeypatch):
         (["--lab", "Bad-Name"], "lab name"),
         (["--latency", "soon"], "latency"),
         (["--congestion-control", "nosuch"], "not available"),
+        (["--queue", "soon"], "--queue"),
         (["--sizes", "64kb,128kb", "--fit", "unused.json"], "--fit needs at least 2 sizes"),
         (["--pattern", "allreduce,broadcast", "--fit", "unused.json"], "--fit fits one pattern"),
         (["--hosts", "2", "--pattern", "neighbour-exchange"], "at least 3 ranks"),
@@ -284,7 +285,7 @@ def test_four_host_bench_end_to_end(root_lab, tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["hosts"] == 4 and result["workers"] == 4 and result["lab"]["lab"] == root_lab
-    assert result["lab"]["congestion_control"] == "cubic"
+    assert result["lab"]["congestion_control"] == "cubic" and result["lab"]["queue"] == "50ms"
     rows = result["rows"]
     assert [r["size_bytes"] for r in rows] == [256 * 1024, 2 * MB]
     for r in rows:

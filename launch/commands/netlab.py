@@ -17,7 +17,8 @@ def _print_state(state: dict, path: str, live: bool) -> None:
     shaped = "uplink and downlink" if state["shape"] == "both" else "uplink only"
     print(
         f"netlab: {state['hosts']} hosts, rate {state['rate']} "
-        f"(tbf, burst {state['burst_bytes']} B, shaped: {shaped}), "
+        f"(tbf, burst {state['burst_bytes']} B, queue {state.get('queue') or 'not recorded'}, "
+        f"shaped: {shaped}), "
         f"delay {state['delay'] or 'none'}, TCP {state.get('congestion_control') or 'not recorded'}; "
         f"state file {path}" + ("" if state.get("complete") else " [INCOMPLETE: run `ttabench netlab down`]")
     )
@@ -53,6 +54,7 @@ def _cmd_up(args) -> int:
         args.subnet,
         name=args.lab,
         congestion_control=args.congestion_control,
+        queue=args.queue,
     )
     path = lab.state_path(spec.name)
     state = lab.up(spec, path=path)
@@ -130,13 +132,19 @@ def add_lab_flag(p) -> None:
     )
 
 
-def add_congestion_control_flag(p) -> None:
+def add_tcp_flags(p) -> None:
+    """--congestion-control and --queue: how TCP meets the lab's links (netlab up and bench)."""
     p.add_argument(
         "--congestion-control",
         default=topology.DEFAULT_CONGESTION_CONTROL,
         metavar="NAME",
         help=f"TCP congestion control in every host namespace, one of the kernel's "
         f"(default {topology.DEFAULT_CONGESTION_CONTROL}; else a namespace inherits the host's)",
+    )
+    p.add_argument(
+        "--queue",
+        metavar="TIME",
+        help=f"tbf's queue limit as time at the rate, tc's latency (default {topology.DEFAULT_QUEUE})",
     )
 
 
@@ -165,7 +173,7 @@ def add_commands(sub) -> None:
         default=topology.DEFAULT_SUBNET,
         help=f"addresses 10.231.SUBNET.1..N (default {topology.DEFAULT_SUBNET})",
     )
-    add_congestion_control_flag(u)
+    add_tcp_flags(u)
     u.add_argument("--no-measure", action="store_true", help="skip the throughput measurement")
     u.add_argument("--measure-bytes", default="8mb", help="bytes per direction measured (8mb)")
     u.add_argument("--measure-seconds", type=float, default=5.0, help="time cap per direction")
@@ -198,4 +206,4 @@ def add_commands(sub) -> None:
     add_lab_flag(r)
     add_passed_run_flags(r, "flags of `ttabench run` (e.g. --synthetic --max-steps 10)")
 
-    netlab_bench.add_command_to(nsub, add_lab_flag, add_congestion_control_flag)
+    netlab_bench.add_command_to(nsub, add_lab_flag, add_tcp_flags)

@@ -66,6 +66,7 @@ class NetBenchConfig:
     lab: str | None = None
     fit: str | None = None
     congestion_control: str = topology.DEFAULT_CONGESTION_CONTROL
+    queue: str | None = None
 
 
 def check(cfg: NetBenchConfig) -> tuple[topology.LabSpec, list[int]]:
@@ -84,7 +85,13 @@ def check(cfg: NetBenchConfig) -> tuple[topology.LabSpec, list[int]]:
         link.parse_time(cfg.latency)
     name = topology.lab_name(cfg.lab) or DEFAULT_LAB
     spec = topology.make_spec(
-        cfg.hosts, cfg.rate, cfg.delay, cfg.burst, name=name, congestion_control=cfg.congestion_control
+        cfg.hosts,
+        cfg.rate,
+        cfg.delay,
+        cfg.burst,
+        name=name,
+        congestion_control=cfg.congestion_control,
+        queue=cfg.queue,
     )
     if "neighbour-exchange" in patterns(cfg) and cfg.hosts * cfg.workers_per_host < 3:
         raise UserError(
@@ -309,7 +316,8 @@ def table(result: dict) -> Table:
     lab_ = result["lab"]
     title = (
         f"{result['pattern']}, {result['hosts']} hosts x {result['workers_per_host']} workers, "
-        f"tbf {lab_['rate']} (burst {lab_['burst_bytes']} B), delay {lab_['delay'] or 'none'}, "
+        f"tbf {lab_['rate']} (burst {lab_['burst_bytes']} B, queue {lab_.get('queue') or 'not recorded'}), "
+        f"delay {lab_['delay'] or 'none'}, "
         f"TCP {lab_.get('congestion_control') or 'not recorded'}, gloo"
     )
     columns = [
@@ -344,7 +352,7 @@ def _cmd(args) -> int:
     return measure_and_show(args, cfg, run, fit, table)
 
 
-def add_command_to(nsub, add_lab_flag, add_congestion_control_flag) -> None:
+def add_command_to(nsub, add_lab_flag, add_tcp_flags) -> None:
     d = NetBenchConfig()
     b = add_command(nsub, "bench", _cmd, help="time a collective across a lab of N hosts, beside the model")
     b.add_argument("--hosts", type=int, default=d.hosts, help="host namespaces, one worker each (2..32)")
@@ -352,7 +360,7 @@ def add_command_to(nsub, add_lab_flag, add_congestion_control_flag) -> None:
     b.add_argument("--rate", default=d.rate, help="tbf rate of every host link, tc units (default 100mbit)")
     b.add_argument("--delay", help="one-way netem delay (needs sch_netem), e.g. 1ms")
     b.add_argument("--burst", help="tbf bucket (default max(64kb, 2 ms at RATE))")
-    add_congestion_control_flag(b)
+    add_tcp_flags(b)
     b.add_argument(
         "--pattern",
         default=d.pattern,

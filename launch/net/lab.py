@@ -253,6 +253,7 @@ _SHAPING_KEYS = (
     "subnet",
     "lab",
     "congestion_control",
+    "queue",
 )
 
 

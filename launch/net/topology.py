@@ -40,6 +40,14 @@ tbf's bucket (``--burst``, default max(64 KiB, 2 ms at the rate)) must hold
 at least one packet; a bucket much below 2 ms of traffic starves TCP at
 gigabit rates on a busy host (1 Gbit/s measured ~720 Mbit/s with 64 KiB,
 ~940 Mbit/s with 128 KiB on this project's test machine).
+
+tbf's queue (``--queue``, tc's ``latency``: how long a packet may wait at the
+rate before tbf drops it; default 50 ms) is the link's buffer, which TCP
+(cubic) keeps full. At 20 Mbit/s, 4 and 8 hosts, ring-exchange and
+neighbour-exchange took 1.00-1.32x the model with 50 ms and 0.98-1.09x with
+5 ms; the all-reduce ring 0.98-1.01x with both
+(results/predict/exchange-order/tbf-queue/). Why is not measured; a lead:
+ACKs and receive announcements wait behind the data queued the other way.
 """
 
 from __future__ import annotations
@@ -61,7 +69,8 @@ DEFAULT_SUBNET = 100  # 10.231.100.0/24
 MAX_HOSTS = 32
 MIN_BURST = 64 * 1024
 BURST_SECONDS = 0.002
-TBF_LATENCY = "50ms"  # queue limit of tbf, expressed as time at the rate
+DEFAULT_QUEUE = "50ms"  # tbf's queue limit (its `latency`): how long a packet may wait at the rate
+MAX_QUEUE_S = 10.0
 DEFAULT_CONGESTION_CONTROL = "cubic"
 AVAILABLE_CONGESTION_CONTROL = "/proc/sys/net/ipv4/tcp_available_congestion_control"
 
@@ -119,6 +128,15 @@ def available_congestion_controls(path: str = AVAILABLE_CONGESTION_CONTROL) -> l
         return []
 
 
+def check_queue(queue: str) -> str:
+    """--queue: a time tc takes (a number and s, ms or us), above 0 and at most 10 s."""
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?(s|ms|us)", queue):
+        raise UserError(f"--queue takes a time such as 5ms or 50ms, got {queue!r}")
+    if not 0 < parse_time(queue) <= MAX_QUEUE_S:
+        raise UserError(f"--queue must be above 0 and at most {MAX_QUEUE_S:g} s, got {queue!r}")
+    return queue
+
+
 def check_congestion_control(name: str, available: list[str] | None = None) -> str:
     """`name` if this kernel offers it, else one clear error (the lab is not built)."""
     available = available_congestion_controls() if available is None else available
@@ -153,6 +171,7 @@ class LabSpec:
     nodes: list[dict] = field(default_factory=list)
     name: str | None = None  # the lab's name (None: the default lab)
     congestion_control: str = DEFAULT_CONGESTION_CONTROL  # TCP's, in every host namespace
+    queue: str = DEFAULT_QUEUE  # tbf's queue limit, as time at the rate
 
     def describe(self) -> dict:
         """What a run records as its real shaping (passed in $TTABENCH_NETLAB)."""
@@ -168,6 +187,7 @@ class LabSpec:
             "subnet": f"10.231.{self.subnet}.0/24",
             "lab": self.name,
             "congestion_control": self.congestion_control,
+            "queue": self.queue,
         }
 
 
@@ -181,6 +201,7 @@ def make_spec(
     name: str | None = None,
     congestion_control: str = DEFAULT_CONGESTION_CONTROL,
     available: list[str] | None = None,
+    queue: str | None = None,
 ) -> LabSpec:
     """The lab, every setting checked; `available`: the kernel's congestion controls (default:
     read from /proc)."""
@@ -199,6 +220,7 @@ def make_spec(
     spec = LabSpec(hosts, rate, rate_bps, burst_bytes(rate_bps, burst), delay, delay_s, shape, subnet)
     spec.name = lab_name(name)
     spec.congestion_control = check_congestion_control(congestion_control, available)
+    spec.queue = check_queue(queue or DEFAULT_QUEUE)
     spec.nodes = [
         {
             "namespace": host_ns(i, spec.name),
@@ -219,7 +241,7 @@ def _tbf(spec: LabSpec) -> list[str]:
         "burst",
         str(spec.burst_bytes),
         "latency",
-        TBF_LATENCY,
+        spec.queue,
     ]
 
 
