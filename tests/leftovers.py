@@ -17,6 +17,15 @@ TAG = "TTABENCH_TEST_SESSION"  # <pytest's pid>-<random>, set by conftest for th
 CALL_TAG = "TTABENCH_TEST_CALL"  # one command's tree (conftest.run_command, process_tree)
 
 
+def process_state(pid: int) -> str:
+    """A process's state letter in /proc (R, S, Z: exited, not reaped, ...), "gone" without one."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
 def tagged(name: str, value: str) -> list[int]:
     """Live processes (zombies excluded) whose environment has name=value, other than this one."""
     needle = f"{name}={value}".encode()

@@ -18,6 +18,7 @@ import time
 
 import pytest
 from conftest import ctrl_c_as_in_a_terminal
+from leftovers import process_state
 
 from ttabench.launch import procs
 
@@ -106,28 +107,20 @@ def test_an_exited_child_keeps_its_pid_until_its_group_was_dealt_with(tmp_path):
         deadline = time.monotonic() + 10
         while quick.exit_code() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        states.append(_state(quick.pid))
+        states.append(process_state(quick.pid))
 
     t = threading.Thread(target=look)
     t.start()
     result = procs.supervise([quick, slow], on_failure=on_failure)
     t.join()
     assert states == ["Z"], states  # exited, not reaped, while its sibling ran
-    assert result.codes == [0, 0] and _state(quick.pid) == "gone"
+    assert result.codes == [0, 0] and process_state(quick.pid) == "gone"
     # a child killed by a signal: the same code as Popen's, before and after reaping
     killed = procs.start([PY, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
     deadline = time.monotonic() + 30
     while killed.exit_code() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert killed.exit_code() == -signal.SIGKILL and procs.reap([killed]) == [-signal.SIGKILL]
-
-
-def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return "gone"
 
 
 def test_timeout_stops_everything_with_exit_code_124():

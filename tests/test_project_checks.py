@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from leftovers import process_state
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -211,13 +212,13 @@ def test_a_command_that_times_out_loses_its_whole_tree_and_leftovers_fail_the_se
     tree = tests / "tree.txt"
     pids = [int(p) for p in tree.read_text().split()] if tree.exists() else []
     assert len(pids) == 2, r.stdout + r.stderr
-    assert not any(os.path.exists(f"/proc/{p}") and _state(p) != "Z" for p in pids), pids
+    assert not any(os.path.exists(f"/proc/{p}") and process_state(p) != "Z" for p in pids), pids
     # Both tests pass; the process the second left behind fails the session, and is killed.
     # (If the session did not see it: the leaked process as the test saw it and as it is now,
     # to tell "killed by someone else before the session ended" from "not found".)
     leaked = tests / "leaked.txt"
     seen = leaked.read_text() if leaked.exists() else "no leaked.txt"
-    now = _state(int(seen.split()[0])) if seen[0].isdigit() else "-"
+    now = process_state(int(seen.split()[0])) if seen[0].isdigit() else "-"
     assert "2 passed" in r.stdout and r.returncode == 1, f"leaked: {seen}, now {now}\n" + r.stdout + r.stderr
     left = r.stderr.split("still running at the end (killed now):\n", 1)[1].strip().splitlines()
     assert len(left) == 1 and "time.sleep(120)" in left[0], r.stderr
@@ -264,14 +265,6 @@ def test_a_namespace_link_or_qdisc_left_behind_fails_the_session(tmp_path, xdist
     assert ns in listed("namespace") and {dev + "a", dev + "b"} <= set(listed("link")), r.stderr
     ours = [q for q in listed("qdisc") if q.endswith(f" on {dev}a")]
     assert len(ours) == 1 and ours[0].startswith("tbf "), r.stderr
-
-
-def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return "gone"
 
 
 SYSTEM_LIKE = """
