@@ -27,7 +27,7 @@ import sys
 
 from ttabench import UserError
 from ttabench.divisions.results import atomic_write_json, read_curve, read_json
-from ttabench.launch import procs, system
+from ttabench.launch import elastic, procs, system
 from ttabench.launch.cluster import horovod_slurm
 from ttabench.launch.cluster.outcome import clear_outcome, merged
 from ttabench.launch.config import RunConfig
@@ -260,9 +260,9 @@ def record_outcome(run_dir: str, outcome: Outcome) -> str:
 def _launch_torchrun(cfg: RunConfig) -> Outcome:
     worker_cfg = dataclasses.replace(cfg, backend="torchrun")
     args = ["-m", "ttabench.launch.worker"] + worker_argv(worker_cfg)
-    rendezvous = procs.Rendezvous(cfg.nnodes, cfg.node_rank, cfg.rdzv_endpoint, cfg.local_addr)
+    rendezvous = elastic.Rendezvous(cfg.nnodes, cfg.node_rank, cfg.rdzv_endpoint, cfg.local_addr)
     try:
-        failed = procs.elastic_run(
+        failed = elastic.elastic_run(
             args, nproc_per_node=cfg.workers, collective_timeout=cfg.collective_timeout, rendezvous=rendezvous
         )
     except procs.Interrupted as e:

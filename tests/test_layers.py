@@ -9,7 +9,7 @@ and any layer below it, never one above):
     launcher   launch/launcher.py, launch/cluster/   starts and supervises a run's workers
     worker     launch/worker/                        one worker: set-up, the timed loop
     record     launch/record/                        what a run writes and shows
-    support    launch/config.py, cadence.py, flags.py, usage.py, procs.py, system.py, launch/net/
+    support    launch/config.py, cadence.py, flags.py, usage.py, procs.py, elastic.py, system.py, launch/net/
                                                      the typed run configuration, process
                                                      supervision, the machine, network models
     divisions  divisions/                            rules, metrics, the results layout (no torch)
@@ -42,6 +42,7 @@ LAYERS = [
     ("ttabench.launch.flags", 3),
     ("ttabench.launch.usage", 3),
     ("ttabench.launch.procs", 3),
+    ("ttabench.launch.elastic", 3),
     ("ttabench.launch.system", 3),
     ("ttabench.launch.net", 3),
     ("ttabench.launch", 3),  # the package's own __init__

@@ -20,7 +20,7 @@ import pytest
 from conftest import ctrl_c_as_in_a_terminal
 from leftovers import process_state
 
-from ttabench.launch import procs
+from ttabench.launch import elastic, procs
 
 PY = sys.executable
 
@@ -211,15 +211,15 @@ def test_horovodrun_is_looked_up_next_to_this_python(tmp_path, monkeypatch):
 
 
 def test_rendezvous_is_local_alone_and_one_named_run_across_nodes():
-    (ep1, cf1, id1), (_, _, id2) = procs.Rendezvous().c10d(5.0), procs.Rendezvous().c10d(5.0)
-    assert ep1 == "127.0.0.1:0" and cf1 == {"is_host": True, "timeout": procs.RDZV_MIN_TIMEOUT_S}
+    (ep1, cf1, id1), (_, _, id2) = elastic.Rendezvous().c10d(5.0), elastic.Rendezvous().c10d(5.0)
+    assert ep1 == "127.0.0.1:0" and cf1 == {"is_host": True, "timeout": elastic.RDZV_MIN_TIMEOUT_S}
     assert id1 != id2  # two local runs never join each other
-    nodes = [procs.Rendezvous(2, rank, "host0:29400", f"host{rank}") for rank in (0, 1)]
-    (ep0, cf0, run0), (ep1, cf1, run1) = (n.c10d(procs.RDZV_MIN_TIMEOUT_S + 30.5) for n in nodes)
+    nodes = [elastic.Rendezvous(2, rank, "host0:29400", f"host{rank}") for rank in (0, 1)]
+    (ep0, cf0, run0), (ep1, cf1, run1) = (n.c10d(elastic.RDZV_MIN_TIMEOUT_S + 30.5) for n in nodes)
     assert ep0 == ep1 == "host0:29400" and run0 == run1 == "ttabench-host0-29400"
     assert (cf0["is_host"], cf1["is_host"]) == (True, False)
     assert (
-        cf0["timeout"] == cf1["timeout"] == procs.RDZV_MIN_TIMEOUT_S + 30
+        cf0["timeout"] == cf1["timeout"] == elastic.RDZV_MIN_TIMEOUT_S + 30
     )  # the collective timeout, if longer
 
 

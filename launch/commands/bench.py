@@ -31,7 +31,7 @@ import sys
 import tempfile
 
 from ttabench import UserError
-from ttabench.launch import flags, procs
+from ttabench.launch import elastic, flags, procs
 from ttabench.launch.net import cost, link
 from ttabench.launch.record.tables import Column, Table, show
 from ttabench.launch.usage import add_command
@@ -159,7 +159,7 @@ def run_allreduce(cfg: BenchConfig) -> dict:
 
 
 def _torchrun(cfg: BenchConfig, args: list[str]) -> None:
-    failed = procs.elastic_run(args, nproc_per_node=cfg.workers, collective_timeout=cfg.collective_timeout)
+    failed = elastic.elastic_run(args, nproc_per_node=cfg.workers, collective_timeout=cfg.collective_timeout)
     if failed is not None:
         raise UserError(f"all-reduce benchmark failed: {failed.failures}")
 
