@@ -345,6 +345,8 @@ def main(argv=None) -> int:
     )
     p.add_argument("--render", action="store_true", help="only the table and figure, from the JSON")
     args = p.parse_args(argv)
+    if args.software_rate in comma_list(args.rates):
+        raise SystemExit(f"netlab_scale: --rates must not hold the --software-rate ({args.software_rate})")
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "scale-validation.json")
     if not args.render:

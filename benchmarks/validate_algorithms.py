@@ -132,7 +132,7 @@ def _predict(prof, info, name: str, p: int, link: Link, run_steps: int) -> dict:
         shapes=shapes,
         same_as_run=name == info["algorithm"],
         run_steps=run_steps,
-        sync_wait_s=predict_algorithm.sync_wait(prof, info, name, params, shapes, info["steps"]),
+        sync_wait_s=predict_algorithm.sync_wait(prof, info, name, shapes),
     )
 
 

@@ -517,3 +517,5 @@ def test_netlab_scale_shows_the_labs_software_time_beside_the_model(tmp_path, mo
     assert r["software_s"] is None and r["with_software_s"] is None
     assert r["predicted_s"] == pytest.approx(6 * 1e-4 + transfer, rel=1e-12)
     assert "0 of the 0 points with a software time" in netlab_scale.markdown(log)
+    with pytest.raises(SystemExit, match="must not hold the --software-rate"):
+        netlab_scale.main(["--out", out, "--rates", "100mbit,10gbit"])

@@ -99,9 +99,14 @@ def test_serial_communication_adds_the_runs_synchronisation_wait():
     # 0) waited 0.03 s a step for its peers: a slower link adds its transfer to that wait
     floor = dataclasses.replace(PROF, use_floor=True)  # PROF: as measured with real shaping
     shapes = MATRIX
-    params = _alg("decentralized")["params"]
-    info = {"algorithm": "decentralized", "link": Link("loopback", None, 0.0), "comm_wait_total_step_s": 0.03}
-    sync = pa.sync_wait(floor, dict(info), "decentralized", params, shapes)
+    info = {
+        "algorithm": "decentralized",
+        "algorithm_params": {},
+        "link": Link("loopback", None, 0.0),
+        "comm_wait_total_step_s": 0.03,
+        "steps": 10,
+    }
+    sync = pa.sync_wait(floor, dict(info), "decentralized", shapes)
     assert sync == pytest.approx(0.03, rel=1e-12)
     dc = dict(_alg("decentralized"), sync_wait_s=sync)
     r = pa.predict_step(floor, 4, LINK, cost.Topology(), 1.0, **dc)
@@ -110,21 +115,32 @@ def test_serial_communication_adds_the_runs_synchronisation_wait():
     # a run on an emulated link waited the link's modelled time plus its skew: only the excess is
     # synchronisation (the emulator hides a real transfer shorter than the model)
     emulated = dict(info, link=LINK, comm_wait_total_step_s=0.21)
-    assert pa.sync_wait(floor, emulated, "decentralized", params, shapes) == pytest.approx(0.008, rel=1e-9)
-    assert (
-        pa.sync_wait(floor, dict(emulated, comm_wait_total_step_s=0.1), "decentralized", params, shapes) == 0
-    )
+    assert pa.sync_wait(floor, emulated, "decentralized", shapes) == pytest.approx(0.008, rel=1e-9)
+    assert pa.sync_wait(floor, dict(emulated, comm_wait_total_step_s=0.1), "decentralized", shapes) == 0
     # from a run of another algorithm, with real shaping, or for allreduce/fp16 (their buckets'
     # measured floor): nothing added
-    assert pa.sync_wait(floor, dict(info, algorithm="topk"), "decentralized", params, shapes) == 0
-    assert pa.sync_wait(PROF, info, "decentralized", params, shapes) == 0
-    assert pa.sync_wait(floor, dict(info, algorithm="allreduce"), "allreduce", {}, shapes) == 0
+    assert pa.sync_wait(floor, dict(info, algorithm="topk"), "decentralized", shapes) == 0
+    assert pa.sync_wait(PROF, info, "decentralized", shapes) == 0
+    assert pa.sync_wait(floor, dict(info, algorithm="allreduce"), "allreduce", shapes) == 0
     other = dict(dc, same_as_run=False)
     assert pa.predict_step(floor, 4, LINK, cost.Topology(), 1.0, **other)["comm_exposed_s"] == pytest.approx(
         0.202
     )
     assert pa.predict_step(PROF, 4, LINK, cost.Topology(), 1.0, **dc)["comm_exposed_s"] == pytest.approx(
         0.202
+    )
+    # the run's own parameters and steps, whatever is asked: a local-SGD run of H = 2 over 6 steps
+    # (one warm-up step of plain all-reduce, then its rounds of 2, as the run ran),
+    # predicted for H = 8, keeps the wait it measured beyond its own operations
+    ls = {"local_steps": 2, "local_sgd_warmup_steps": 1}
+    run_ls = dict(
+        info, algorithm="local-sgd", algorithm_params=ls, link=LINK, comm_wait_total_step_s=0.2, steps=6
+    )
+    own = pa.choose("local-sgd", ls, "local-sgd", {})[1]
+    expected = 0.2 - pa.serial_comm_time("local-sgd", own, shapes, floor.world, LINK, 6)
+    assert (
+        pa.sync_wait(floor, run_ls, "local-sgd", shapes) == pytest.approx(expected, rel=1e-12)
+        and expected > 0
     )
     # one worker sends nothing and waits for no one
     assert pa.predict_step(floor, 1, LINK, cost.Topology(), 1.0, **dc)["comm_exposed_s"] == 0.0

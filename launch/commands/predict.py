@@ -287,7 +287,7 @@ def _cmd_predict(args) -> int:
         "params": params,
         "shapes": shapes,
         "same_as_run": name == info["algorithm"],
-        "sync_wait_s": predict_algorithm.sync_wait(prof, info, name, params, shapes),
+        "sync_wait_s": predict_algorithm.sync_wait(prof, info, name, shapes),
     }
     compute = predict_algorithm.compute_note(name, info["algorithm"], shaped=not prof.use_floor)
     info.update(

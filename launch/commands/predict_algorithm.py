@@ -210,19 +210,21 @@ def predict_step(
     return r
 
 
-def sync_wait(prof: cost.StepProfile, info: dict, name: str, params: dict, shapes, run_steps=None) -> float:
+def sync_wait(prof: cost.StepProfile, info: dict, name: str, shapes) -> float:
     """The run's communication wait per step (its critical rank, emulated delay included) beyond
-    what its own link's model charges for `name`'s operations at its own worker count: the time
+    what its own link's model charges for its operations (its own parameters, worker count and
+    steps: the mean over the run's steps, as the wait is; not the parameters asked for): the time
     its workers waited for the slowest peer's compute (rank skew; 4 workers time-sharing 2 cores
     waited ~20 ms a step for their neighbours on loopback) and the work a step does inside the
     wait (the averaging of local-sgd and decentralized). An emulated link starts each worker's
     modelled transfer when that worker starts it, so the skew reappears in the next collective;
     a real link's transfer starts when the late peer sends: either way it adds to the transfer.
     0 for another algorithm than the run's, a really shaped run (its wait is real transfer) or
-    one worker. `run_steps` as in `serial_comm_time`."""
+    one worker."""
     if name in OVERLAPPED or name != info["algorithm"] or not prof.use_floor or prof.world < 2:
         return 0.0
-    modelled = serial_comm_time(name, params, shapes, prof.world, info["link"], run_steps)
+    own = algorithms.resolved_params(name, info["algorithm_params"])
+    modelled = serial_comm_time(name, own, shapes, prof.world, info["link"], info["steps"])
     return max(0.0, info["comm_wait_total_step_s"] - modelled)
 
 
