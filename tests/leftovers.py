@@ -26,6 +26,24 @@ def process_state(pid: int) -> str:
         return "gone"
 
 
+STAT_FIELDS = {"ppid": 1, "pgrp": 2, "session": 3}  # after the state, in /proc/PID/stat
+
+
+def processes_with(field: str, value: int) -> list[int]:
+    """Live processes (zombies excluded) whose `field` (ppid, pgrp, session) is `value`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if int(fields[STAT_FIELDS[field]]) == value and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
 def tagged(name: str, value: str) -> list[int]:
     """Live processes (zombies excluded) whose environment has name=value, other than this one."""
     needle = f"{name}={value}".encode()

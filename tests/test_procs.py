@@ -18,7 +18,7 @@ import time
 
 import pytest
 from conftest import ctrl_c_as_in_a_terminal
-from leftovers import process_state
+from leftovers import process_state, processes_with
 
 from ttabench.launch import elastic, procs
 
@@ -261,17 +261,7 @@ else:  # the launcher's Horovod path: horovodrun replaced by a sleeper, no Horov
 
 def _session_alive(sid: int) -> list[int]:
     """Live processes of session `sid` (a child started by procs leads its own session)."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", encoding="ascii") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            if int(fields[3]) == sid and fields[0] != "Z":
-                out.append(int(entry))
-    return out
+    return processes_with("session", sid)
 
 
 def _signal_in_the_window(tmp_path, sig, which) -> tuple[subprocess.CompletedProcess, list[int]]:
