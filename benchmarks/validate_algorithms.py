@@ -151,7 +151,7 @@ def predicted(run: dict, allreduce_base: str | None) -> dict:
         measured_step_s=info["measured_step_s"],
         predicted_step_s=from_base["step_time_s"],
         predicted_comm_s=from_base["comm_exposed_s"],
-        base_sync_wait_s=_predict(base, binfo, name, p, link, steps)["sync_wait_s"],
+        base_sync_wait_s=from_base["sync_wait_s"],
         own_predicted_step_s=_predict(own, info, name, p, link, steps)["step_time_s"],
         compute_vs_base=own.compute_s / base.compute_s - 1,
         predict_command=(

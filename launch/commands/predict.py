@@ -102,12 +102,8 @@ def load_run(run_dir: str) -> tuple[cost.StepProfile, dict]:
         "target": cfg.get("target"),
         "straggler": cfg.get("straggler"),
         "critical_rank": crit["rank"],
-        # the critical rank's real communication wait per step (without emulated delay)
-        "comm_wait_step_s": max(
-            0.0, (number(crit.get("comm_wait_s")) or 0.0) - (number(crit.get("network_delay_s")) or 0.0)
-        )
-        / steps,
-        # ... and with it (what predict_algorithm.sync_wait compares with the run's link model)
+        # the critical rank's communication wait per step, emulated delay included (what
+        # predict_algorithm.sync_wait compares with the run's link model)
         "comm_wait_total_step_s": (number(crit.get("comm_wait_s")) or 0.0) / steps,
         "curve": _curve(run_dir),
         "algorithm": algorithm,
