@@ -14,6 +14,17 @@ for tool in ip:iproute2 tc:iproute2 sysctl:procps mount:mount unshare:util-linux
         case " $missing " in *" $pkg "*) ;; *) missing="$missing $pkg" ;; esac
     fi
 done
+# The lab tests build labs with TCP cubic (Linux's default, netlab's). A host can offer cubic
+# and still keep network namespaces from choosing it: a namespace may only pick what
+# net.ipv4.tcp_allowed_congestion_control lists (seen: "reno bbr" on a host whose default is
+# bbr). As root, cubic is added to that list; the host's own default is left as it is.
+allowed=/proc/sys/net/ipv4/tcp_allowed_congestion_control
+if [ "$(id -u)" = 0 ] && [ -w "$allowed" ] \
+    && grep -qw cubic /proc/sys/net/ipv4/tcp_available_congestion_control 2>/dev/null \
+    && ! grep -qw cubic "$allowed"; then
+    echo "install_test_tools.sh: allowing network namespaces TCP cubic (was: $(cat "$allowed"))"
+    echo "$(cat "$allowed") cubic" > "$allowed"
+fi
 if [ -z "$missing" ]; then
     exit 0
 fi

@@ -23,7 +23,7 @@
 # controller reachable from the root namespace and must coexist with netlab.
 # The shaping is the same as netlab's: a tbf on each end of a node's veth
 # (uplink on the node side, downlink on the bridge side), burst max(64 KiB, 2 ms
-# at the rate), queue limit 50 ms at the rate.
+# at the rate), queue limit 5 ms at the rate.
 #
 # State lives in $TTABENCH_SLURM_DIR (default /run/ttabench-slurm): the config,
 # logs, spool and pid files, and `made`, one line per object created, which
@@ -220,11 +220,11 @@ cmd_up() {
     say "up: controller ttactl ($CTL_ADDR), nodes $(seq -s ' ' -f 'ttanode%g' 0 $((nodes - 1))), partition debug; config $ETC_CONF"
 }
 
-tbf_args() {  # RATE in bits/s -> tbf rate, burst max(64 KiB, 2 ms at the rate), 50 ms queue
+tbf_args() {  # RATE in bits/s -> tbf rate, burst max(64 KiB, 2 ms at the rate), 5 ms queue
     local bits=$1
     local burst=$((bits / 8 / 500))
     [ "$burst" -lt 65536 ] && burst=65536
-    echo "tbf rate ${bits}bit burst $burst latency 50ms"
+    echo "tbf rate ${bits}bit burst $burst latency 5ms"
 }
 
 rate_bits() {  # 100mbit, 1gbit, 10kbit, 500bit -> bits/s

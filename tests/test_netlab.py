@@ -97,12 +97,12 @@ def test_plan_sets_congestion_control_in_every_host_namespace_before_its_link():
 
 
 def test_queue_is_tbfs_latency_checked_and_recorded():
-    assert topology.make_spec(2, "100mbit").describe()["queue"] == "50ms"  # the default
-    spec = topology.make_spec(3, "20mbit", queue="5ms")
-    assert spec.describe()["queue"] == "5ms"
+    assert topology.make_spec(2, "100mbit").describe()["queue"] == "5ms"  # the default
+    spec = topology.make_spec(3, "20mbit", queue="50ms")
+    assert spec.describe()["queue"] == "50ms"
     tbfs = [a for a in (s.argv for s in topology.plan(spec)) if "tbf" in a]
     assert len(tbfs) == 6  # every host's uplink and downlink
-    assert all(a[a.index("latency") + 1] == "5ms" for a in tbfs)
+    assert all(a[a.index("latency") + 1] == "50ms" for a in tbfs)
     for bad, msg in (
         ("soon", "takes a time"),
         ("0ms", "above 0"),
@@ -170,11 +170,12 @@ def test_plan_never_touches_the_root_namespace():
 class FakeHost:
     """Runs `ip`/`tc` commands against a set of namespace names; fails on request."""
 
-    def __init__(self, existing=(), fail_on=None, tc_error=""):
+    def __init__(self, existing=(), fail_on=None, tc_error="", allowed=""):
         self.ns = set(existing)
         self.calls = []
         self.fail_on = fail_on
         self.tc_error = tc_error
+        self.allowed = allowed  # tcp_allowed_congestion_control ("": not readable)
 
     def __call__(self, argv, **kw):
         self.calls.append(list(argv))
@@ -189,6 +190,8 @@ class FakeHost:
             self.ns.add(argv[3])
         elif argv[:3] == ["ip", "netns", "del"]:
             self.ns.discard(argv[3])
+        elif argv == ["cat", topology.ALLOWED_CONGESTION_CONTROL]:
+            out, code = self.allowed, 0 if self.allowed else 1
         elif argv[0] == "tc" and "netem" in argv and self.tc_error:
             code, err = 2, self.tc_error
         return subprocess.CompletedProcess(argv, code, out, err)
@@ -210,6 +213,20 @@ def test_state_file_records_exactly_what_up_made_and_down_removes_only_that(tmp_
     assert host.ns == {"other-ns", "ttabench-test-a"}  # nothing else touched
     assert not os.path.exists(path)
     assert netlab.down(run=host, path=path) == ([], [])
+
+
+def test_a_congestion_control_the_host_does_not_allow_namespaces_is_refused_first(tmp_path):
+    """A host may offer cubic yet let network namespaces choose only what it allows (seen: reno
+    bbr); the kernel would refuse the sysctl half-way: refused before anything is made."""
+    path = str(tmp_path / "state.json")
+    host = FakeHost(allowed="reno bbr\n")
+    with pytest.raises(
+        UserError, match=r"choose only reno bbr .*tcp_allowed_congestion_control='reno bbr cubic'"
+    ):
+        netlab.up(topology.make_spec(2, "100mbit", available=["reno", "bbr", "cubic"]), run=host, path=path)
+    assert not host.ns and not os.path.exists(path)
+    ok = FakeHost(allowed="reno bbr cubic\n")
+    assert netlab.up(topology.make_spec(2, "100mbit", available=["cubic"]), run=ok, path=path)["complete"]
 
 
 def test_failure_half_way_removes_what_was_made(tmp_path):

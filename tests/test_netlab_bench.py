@@ -285,7 +285,7 @@ def test_four_host_bench_end_to_end(root_lab, tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["hosts"] == 4 and result["workers"] == 4 and result["lab"]["lab"] == root_lab
-    assert result["lab"]["congestion_control"] == "cubic" and result["lab"]["queue"] == "50ms"
+    assert result["lab"]["congestion_control"] == "cubic" and result["lab"]["queue"] == "5ms"
     rows = result["rows"]
     assert [r["size_bytes"] for r in rows] == [256 * 1024, 2 * MB]
     for r in rows:

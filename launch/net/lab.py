@@ -33,6 +33,7 @@ import subprocess
 
 from ttabench import UserError
 from ttabench.divisions.results import atomic_write_json
+from ttabench.launch.net import topology
 from ttabench.launch.net.topology import BRIDGE, LAB_PREFIX, LabSpec, lab_name, plan, prefix, switch_ns
 
 DEFAULT_STATE = "/run/ttabench-netlab.json"
@@ -166,6 +167,8 @@ def up(spec: LabSpec, run=subprocess.run, path: str | None = None) -> dict:
             f"namespaces {', '.join(stray)} exist but no netlab state file ({path}) "
             "records them: remove them with `ip netns del NAME` if they are leftovers"
         )
+    allowed = run(["cat", topology.ALLOWED_CONGESTION_CONTROL], capture_output=True, text=True)
+    topology.check_allowed(spec.congestion_control, allowed.stdout.split() if allowed.returncode == 0 else [])
     if spec.delay is not None:
         check_netem(run, spec.name)
     state = {

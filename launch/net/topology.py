@@ -42,12 +42,15 @@ gigabit rates on a busy host (1 Gbit/s measured ~720 Mbit/s with 64 KiB,
 ~940 Mbit/s with 128 KiB on this project's test machine).
 
 tbf's queue (``--queue``, tc's ``latency``: how long a packet may wait at the
-rate before tbf drops it; default 50 ms) is the link's buffer, which TCP
-(cubic) keeps full. At 20 Mbit/s, 4 and 8 hosts, ring-exchange and
-neighbour-exchange took 1.00-1.32x the model with 50 ms and 0.98-1.09x with
-5 ms; the all-reduce ring 0.98-1.01x with both
-(results/predict/exchange-order/tbf-queue/). Why is not measured; a lead:
-ACKs and receive announcements wait behind the data queued the other way.
+rate before tbf drops it; default 5 ms) is the link's buffer, which TCP
+(cubic) keeps full. The model has no queueing delay, and a deep queue adds
+one: at 20 Mbit/s, 4 and 8 hosts, ring-exchange and neighbour-exchange took
+1.00-1.32x the model with 50 ms and 0.98-1.09x with 5 ms; the all-reduce ring
+0.98-1.01x with both (results/predict/exchange-order/tbf-queue/). Why is not
+measured; a lead: ACKs and receive announcements wait behind the data queued
+the other way. With 50 ms, 16 hosts at 100 Mbit/s also kept this machine's
+softirq busy 41 % of the time (3 % with 5 ms). Labs before the queue was
+recorded (their config or JSON has no ``queue``) ran with 50 ms.
 """
 
 from __future__ import annotations
@@ -69,10 +72,12 @@ DEFAULT_SUBNET = 100  # 10.231.100.0/24
 MAX_HOSTS = 32
 MIN_BURST = 64 * 1024
 BURST_SECONDS = 0.002
-DEFAULT_QUEUE = "50ms"  # tbf's queue limit (its `latency`): how long a packet may wait at the rate
+DEFAULT_QUEUE = "5ms"  # tbf's queue limit (its `latency`): how long a packet may wait at the rate
 MAX_QUEUE_S = 10.0
 DEFAULT_CONGESTION_CONTROL = "cubic"
 AVAILABLE_CONGESTION_CONTROL = "/proc/sys/net/ipv4/tcp_available_congestion_control"
+# what a network namespace other than the host's may choose (the kernel refuses the rest, EPERM)
+ALLOWED_CONGESTION_CONTROL = "/proc/sys/net/ipv4/tcp_allowed_congestion_control"
 
 
 def lab_name(name: str | None = None, environ=None) -> str | None:
@@ -147,6 +152,21 @@ def check_congestion_control(name: str, available: list[str] | None = None) -> s
             f"another needs its module loaded: modprobe tcp_{name})"
         )
     return name
+
+
+def check_allowed(name: str, allowed: list[str]) -> None:
+    """One clear error if the host keeps network namespaces from choosing `name`: a namespace
+    may only pick what net.ipv4.tcp_allowed_congestion_control lists (seen: "reno bbr" on a host
+    whose own default is bbr, cubic available); the kernel refuses the rest (EPERM). An empty
+    list (not readable) checks nothing."""
+    if allowed and name not in allowed:
+        listed = " ".join(allowed)
+        raise UserError(
+            f"--congestion-control {name!r} is available but this host lets a network namespace "
+            f"choose only {listed} (net.ipv4.tcp_allowed_congestion_control); allow it as root "
+            f"in the host's namespace: sysctl -w net.ipv4.tcp_allowed_congestion_control="
+            f"'{listed} {name}'"
+        )
 
 
 # -- the plan: what `up` runs, as plain data ------------------------------------
