@@ -186,23 +186,30 @@ class Result:
         return self.codes[self.failed] if self.failed is not None else 0
 
 
-def stop(children: Sequence[Child], sig: int = signal.SIGTERM, grace_s: float = GRACE_S) -> None:
-    """Send `sig` to each running child's group, wait up to `grace_s`, then SIGKILL every group
-    (stragglers too, even where the leader has exited) and wait for every leader to exit. The
-    leaders are not reaped here (see Child.exit_code): `_finish` or `reap` does it."""
+def stop(
+    children: Sequence[Child],
+    sig: int = signal.SIGTERM,
+    grace_s: float = GRACE_S,
+    hurry: Callable[[], bool] | None = None,
+) -> None:
+    """Send `sig` to each running child's group, wait up to `grace_s` (less once `hurry()` is
+    true), then SIGKILL every group (stragglers too, even where the leader has exited) and wait
+    for every leader to exit. The leaders are not reaped here (see Child.exit_code): `_finish`
+    or `reap` does it."""
     for c in children:
         if c.exit_code() is None:
             c.signal_group(sig)
-    _wait_exits(children, time.monotonic() + grace_s)
+    _wait_exits(children, time.monotonic() + grace_s, hurry)
     for c in children:
         c.signal_group(signal.SIGKILL)
     _wait_exits(children, None)
 
 
-def _wait_exits(children: Sequence[Child], deadline: float | None) -> None:
-    """Until every child has exited (not reaped) or `deadline` (time.monotonic) passed."""
+def _wait_exits(children: Sequence[Child], deadline: float | None, hurry=None) -> None:
+    """Until every child has exited (not reaped), `deadline` (time.monotonic) passed or
+    `hurry()` (with a deadline) is true."""
     while any(c.exit_code() is None for c in children):
-        if deadline is not None and time.monotonic() >= deadline:
+        if deadline is not None and (time.monotonic() >= deadline or (hurry is not None and hurry())):
             return
         time.sleep(POLL_S / 10)
 
@@ -260,9 +267,15 @@ def interruptible() -> _Signals:
     return _Signals()
 
 
-def _stop_interrupted(children: Sequence[Child], e: BaseException, result: Result, grace_s: float) -> None:
+def _stop_interrupted(
+    children: Sequence[Child], e: BaseException, result: Result, grace_s: float, signals: _Signals
+) -> None:
+    """Forward the signal and stop every child. A second Ctrl-C/SIGTERM meanwhile is held, not
+    raised (it would skip the SIGKILL and the reap): it only cuts the grace period short."""
     result.interrupted = e.signal if isinstance(e, Interrupted) else "SIGINT"
-    stop(children, signal.Signals[result.interrupted], grace_s)
+    signals.pending = None
+    signals.hold()
+    stop(children, signal.Signals[result.interrupted], grace_s, hurry=lambda: signals.pending is not None)
 
 
 def _wait(children: Sequence[Child], result: Result, deadline, grace_s, on_failure) -> None:
@@ -304,11 +317,11 @@ def supervise(
     Launchers use :func:`run_all` (or :func:`run`), which starts them under the handlers."""
     deadline = None if timeout is None else time.monotonic() + timeout
     result = Result(codes=[])
-    with _Signals():
+    with _Signals() as signals:
         try:
             _wait(children, result, deadline, grace_s, on_failure)
         except (KeyboardInterrupt, Interrupted) as e:
-            _stop_interrupted(children, e, result, grace_s)
+            _stop_interrupted(children, e, result, grace_s, signals)
     return _finish(children, result, grace_s)
 
 
@@ -337,7 +350,7 @@ def run_all(
             deadline = None if timeout is None else time.monotonic() + timeout
             _wait(children, result, deadline, grace_s, on_failure)
         except (KeyboardInterrupt, Interrupted) as e:
-            _stop_interrupted(children, e, result, grace_s)
+            _stop_interrupted(children, e, result, grace_s, signals)
         except BaseException:  # a command that cannot start: the ones started before it go too
             stop(children, signal.SIGTERM, grace_s)
             reap(children)

@@ -192,6 +192,53 @@ def test_ctrl_c_and_sigterm_are_forwarded_to_the_children(tmp_path, sig):
     assert got.read_text() == sig.name
 
 
+STUBBORN = """
+import sys
+from ttabench.launch import procs
+code = (
+    "import os, signal, sys, time\\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\\n"
+    "signal.signal(signal.SIGINT, signal.SIG_IGN)\\n"
+    "open(sys.argv[1], 'w').write(str(os.getpid()))\\n"
+    "time.sleep(120)\\n"
+)
+result = procs.supervise([procs.start([sys.executable, "-c", code, sys.argv[1]])], grace_s=60)
+print(result.interrupted, result.code, flush=True)
+"""
+
+
+def test_a_second_ctrl_c_cuts_the_grace_short_and_still_kills_and_reaps(tmp_path):
+    """A child that ignores the forwarded signal would have 60 s of grace; a second Ctrl-C
+    ends it early, and the supervisor still SIGKILLs the group, reaps and reports (before,
+    the second signal raised out of the stop and left the child running)."""
+    ready = tmp_path / "ready"
+    sup = subprocess.Popen(
+        [PY, "-c", STUBBORN, str(ready)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
+    )
+    child = None
+    try:
+        _wait_for(ready)
+        child = int(ready.read_text())
+        os.kill(sup.pid, signal.SIGINT)
+        time.sleep(1.0)
+        assert sup.poll() is None  # in the grace period: the child ignores SIGINT
+        t0 = time.monotonic()
+        os.kill(sup.pid, signal.SIGINT)
+        out, _ = sup.communicate(timeout=30)
+        assert time.monotonic() - t0 < 20
+    finally:
+        if sup.poll() is None:
+            os.killpg(sup.pid, signal.SIGKILL)
+        if child is not None and os.path.exists(f"/proc/{child}"):
+            os.kill(child, signal.SIGKILL)
+    assert out.split() == ["SIGINT", "130"]
+    assert not os.path.exists(f"/proc/{child}")  # killed and reaped, not left running
+
+
 def test_horovodrun_is_looked_up_next_to_this_python(tmp_path, monkeypatch):
     fake = tmp_path / "bin"
     fake.mkdir()
