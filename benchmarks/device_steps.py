@@ -110,9 +110,13 @@ def _summaries(out: str) -> list[dict]:
     for path in sorted(glob.glob(os.path.join(out, "results", "*", "*", "*", "*", "summary.json"))):
         with open(path, encoding="utf-8") as f:
             s = json.load(f)
-        with open(os.path.join(os.path.dirname(path), "config.json"), encoding="utf-8") as f:
-            c = json.load(f)
-        r = c["resolved"]
+        # A run that failed before its clock started (a compile error in the warm-up) has a
+        # summary but no config: its row keeps the summary's fields.
+        config = os.path.join(os.path.dirname(path), "config.json")
+        r = {}
+        if os.path.exists(config):
+            with open(config, encoding="utf-8") as f:
+                r = json.load(f).get("resolved") or {}
         rows.append(
             {
                 "run": os.path.basename(os.path.dirname(path)),

@@ -92,6 +92,21 @@ def test_figures_gather_the_steps_and_fail_on_a_failed_one(tmp_path):
     assert device_steps.main(["figures", "--out", str(tmp_path)]) == 1
 
 
+def test_figures_keep_a_run_that_failed_before_writing_its_config(tmp_path):
+    """A run that fails in the warm-up leaves summary.json without config.json (seen on a GPU:
+    --compile reduce-overhead); the figures list it as failed instead of crashing."""
+    (tmp_path / "steps.tsv").write_text("compile-ro-bf16\tfailed\t40\n")
+    run = tmp_path / "results" / "device-check-cuda" / "resnet20" / "closed" / "20261204-113757-7523b3"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"status": "failed", "world_size": 1, "steps": 0}))
+    fig = device_steps.figures(str(tmp_path))
+    assert fig["runs"] == [
+        {"run": run.name, "device": None, "precision": None, "compile": None, "workers": 1,
+         "dist_backend": None, "status": "failed", "steps": 0, "img_s": None,
+         "final_accuracy": None, "warmup_s": None}
+    ]  # fmt: skip
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(5400)  # ~3 minutes on a quiet 2-core machine; 15-25 under a load of 15-20
 def test_device_check_script_runs_its_cpu_parts_without_a_gpu(tmp_path):
