@@ -55,6 +55,11 @@ from ttabench.launch.net import gloo
 from ttabench.launch.usage import comma_list
 
 BOUND = 0.15  # the issue's goal: every point within +-15 %
+# The regime the model is validated in: one message takes at least this long at the link's rate
+# (at 100 Mbit/s 1 and 4 MiB, at 20 Mbit/s 256 KiB and 1 MiB). Below it (64 KiB: 5 and 26 ms)
+# the time of N processes' per-message software on 2 shared cores dominates, which a cluster
+# with a CPU per host does not have: those points are measured and shown, counted apart.
+TRANSFER_S = 0.05
 SIZES = {"100mbit": "64kb,1mb,4mb", "20mbit": "64kb,256kb,1mb"}
 SOFTWARE_RATE = "10gbit"  # unshaped in effect: what a lab's patterns cost its CPU alone
 LABS = [(2, 1), (4, 1), (8, 1), (16, 1), (4, 2)]
@@ -161,6 +166,7 @@ def rows_of(log: dict) -> list[dict]:
                     with_software_s=both,
                     rate=b["lab"]["rate"],
                     per_host=k,
+                    transfer=r["size_bytes"] / m["rate_bytes_per_s"] >= TRANSFER_S,
                     residual=model / r["measured_s"] - 1,
                     with_software_residual=None if both is None else both / r["measured_s"] - 1,
                 )
@@ -171,6 +177,8 @@ def rows_of(log: dict) -> list[dict]:
 def markdown(log: dict) -> str:
     rows = rows_of(log)
     within = sum(abs(r["residual"]) <= BOUND for r in rows)
+    transfer = [r for r in rows if r["transfer"]]
+    t_within = sum(abs(r["residual"]) <= BOUND for r in transfer)
     measured_sw = [r for r in rows if r["software_s"] is not None]
     sw_within = sum(abs(r["with_software_residual"]) <= BOUND for r in measured_sw)
     b0 = log["benches"]
@@ -185,23 +193,27 @@ def markdown(log: dict) -> str:
         f"{sum(b['duration_s'] for b in b0) / 60:.1f} minutes. Median of {log['repeat']} rounds per point; "
         f"predicted by launch/net/gloo.py with 100 us per message step; residual = predicted / measured - 1 "
         f"(negative: the model is faster than measured). **{within} of {len(rows)} points within "
-        f"+-{100 * BOUND:.0f} %.** Beside it, not the prediction: the lab's software time (the same "
+        f"+-{100 * BOUND:.0f} %: {t_within} of the {len(transfer)} whose one message takes at least "
+        f"{1e3 * TRANSFER_S:.0f} ms at the rate (regime: transfer), {within - t_within} of the "
+        f"{len(rows) - len(transfer)} smaller (regime: per message, this machine's CPU; not validated).** "
+        f"Beside it, not the prediction: the lab's software time (the same "
         f"pattern, size and lab timed at the software rate, where the link takes no time: this "
         f"machine's CPU, shared by all the lab's processes) and that plus the model's network part "
         f"(bucket, rate, TCP's payload share, schedule): {sw_within} of the {len(measured_sw)} points "
         f"with a software time within +-{100 * BOUND:.0f} % that way. Deviations and why: README.md "
         '(this folder), section "Scale: 2-16 hosts".',
         "",
-        "| rate | pattern | size | hosts x workers | measured ms | predicted ms | residual | within 15% "
-        "| software ms | software + network ms | its residual | TCP retransmits |",
-        "|---|---|---:|---|---:|---:|---:|---|---:|---:|---:|---:|",
+        "| rate | pattern | size | regime | hosts x workers | measured ms | predicted ms | residual "
+        "| within 15% | software ms | software + network ms | its residual | TCP retransmits |",
+        "|---|---|---:|---|---|---:|---:|---:|---|---:|---:|---:|---:|",
     ]
     order = {p: i for i, p in enumerate(gloo.PATTERNS)}
     for r in sorted(
         rows, key=lambda r: (r["rate"], order[r["pattern"]], r["size_bytes"], r["per_host"], r["hosts"])
     ):
         lines.append(
-            f"| {r['rate']} | {r['pattern']} | {_size(r['size_bytes'])} | {r['hosts']} x {r['per_host']} | "
+            f"| {r['rate']} | {r['pattern']} | {_size(r['size_bytes'])} | "
+            f"{'transfer' if r['transfer'] else 'per message'} | {r['hosts']} x {r['per_host']} | "
             f"{1e3 * r['measured_s']:.1f} | {1e3 * r['predicted_s']:.1f} | {100 * r['residual']:+.1f}% | "
             f"{'yes' if abs(r['residual']) <= BOUND else 'NO'} | {_ms(r['software_s'])} | "
             f"{_ms(r['with_software_s'])} | {_pct1(r['with_software_residual'])} | "

@@ -77,6 +77,11 @@ def test_broadcast_time_by_hand():
     assert gloo.pattern_time("broadcast", n, 2, 1, B, 0.0, burst=n / 4) == pytest.approx(0.75 * n / B)
     # two ranks per host: sends inside a host are free, the host's uplink is shared by both
     assert gloo.pattern_time("broadcast", n, 2, 2, B, 0.0) == pytest.approx(2 * n / B)
+    # TCP's share: a ring's links also carry the reverse stream's ACKs, a broadcast's only data
+    ring = gloo.pattern_time("ring-exchange", n, 2, 1, B, 0.0, efficiency=gloo.EFFICIENCY)
+    assert ring == pytest.approx(n / (B * gloo.MSS / (gloo.FRAME + gloo.ACK / 2)))
+    bcast = gloo.pattern_time("broadcast", n, 2, 1, B, 0.0, efficiency=gloo.EFFICIENCY)
+    assert bcast == pytest.approx(n / (B * gloo.MSS / gloo.FRAME))
 
 
 def test_ring_patterns_bytes_and_steps():
@@ -509,7 +514,7 @@ def test_netlab_scale_shows_the_labs_software_time_beside_the_model(tmp_path, mo
     assert r["with_software_s"] == pytest.approx(0.004 + transfer, rel=1e-12)
     assert r["with_software_residual"] == pytest.approx(r["with_software_s"] / 0.2 - 1, rel=1e-12)
     table = open(os.path.join(out, "scale-validation.md")).read()
-    line = f"| 100mbit | allreduce | 1 MiB | 4 x 1 | 200.0 | {1e3 * r['predicted_s']:.1f} |"
+    line = f"| 100mbit | allreduce | 1 MiB | transfer | 4 x 1 | 200.0 | {1e3 * r['predicted_s']:.1f} |"
     assert line in table and f"| 4.0 | {1e3 * r['with_software_s']:.1f} |" in table
     # without a software bench: the model alone, and no software columns
     log["benches"] = [b for b in log["benches"] if b.get("role") != "software"]
@@ -517,5 +522,13 @@ def test_netlab_scale_shows_the_labs_software_time_beside_the_model(tmp_path, mo
     assert r["software_s"] is None and r["with_software_s"] is None
     assert r["predicted_s"] == pytest.approx(6 * 1e-4 + transfer, rel=1e-12)
     assert "0 of the 0 points with a software time" in netlab_scale.markdown(log)
+    # the regime: a message that takes under 50 ms at the rate is counted apart (here 64 KiB at
+    # 12.5 MB/s: 5 ms), so is the point whose time the 2 cores' per-message software dominates
+    shaped = [b for b in log["benches"] if b["lab"]["rate"] == "100mbit"]
+    shaped[0]["rows"][0]["size_bytes"] = 65536
+    table = netlab_scale.markdown(log)
+    assert "| 100mbit | allreduce | 64 KiB | per message | 2 x 1 |" in table
+    transfer_ok = sum(abs(r["residual"]) <= 0.15 for r in netlab_scale.rows_of(log) if r["transfer"])
+    assert f": {transfer_ok} of the 3 whose one message takes at least 50 ms at the rate" in table
     with pytest.raises(SystemExit, match="must not hold the --software-rate"):
         netlab_scale.main(["--out", out, "--rates", "100mbit,10gbit"])
