@@ -55,7 +55,7 @@ from ttabench.launch.net import gloo
 from ttabench.launch.usage import comma_list
 
 BOUND = 0.15  # the issue's goal: every point within +-15 %
-# The regime the model is validated in: one message takes at least this long at the link's rate
+# The regime the model is validated in: the buffer (n bytes) takes at least this long at the link's rate
 # (at 100 Mbit/s 1 and 4 MiB, at 20 Mbit/s 256 KiB and 1 MiB). Below it (64 KiB: 5 and 26 ms)
 # the time of N processes' per-message software on 2 shared cores dominates, which a cluster
 # with a CPU per host does not have: those points are measured and shown, counted apart.
@@ -193,7 +193,7 @@ def markdown(log: dict) -> str:
         f"{sum(b['duration_s'] for b in b0) / 60:.1f} minutes. Median of {log['repeat']} rounds per point; "
         f"predicted by launch/net/gloo.py with 100 us per message step; residual = predicted / measured - 1 "
         f"(negative: the model is faster than measured). **{within} of {len(rows)} points within "
-        f"+-{100 * BOUND:.0f} %: {t_within} of the {len(transfer)} whose one message takes at least "
+        f"+-{100 * BOUND:.0f} %: {t_within} of the {len(transfer)} whose buffer takes at least "
         f"{1e3 * TRANSFER_S:.0f} ms at the rate (regime: transfer), {within - t_within} of the "
         f"{len(rows) - len(transfer)} smaller (regime: per message, this machine's CPU; not validated).** "
         f"Beside it, not the prediction: the lab's software time (the same "

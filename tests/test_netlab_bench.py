@@ -297,6 +297,11 @@ def test_four_host_bench_end_to_end(root_lab, tmp_path):
         assert set(r) >= {"hosts", "workers", "pattern", "size_bytes", "measured_s", "predicted_s"}
         assert r["hosts"] == 4 and r["pattern"] == "allreduce" and len(r["times_s"]) == 3
         assert r["busbw_GBps"] == pytest.approx(1.5 * r["algbw_GBps"])
+        # when each rank finished, from the first rank's start (one clock: one machine): the
+        # last finish is at least the round's time (the longest rank's own span)
+        assert len(r["rank_done_s"]) == 3 and all(len(ends) == 4 for ends in r["rank_done_s"])
+        for ends, t in zip(r["rank_done_s"], r["times_s"]):
+            assert min(ends) > 0 and t <= max(ends) < t + 0.5, (ends, t)
     # 2 MiB over 100 Mbit/s is link-bound (~250 ms): far above anything the load adds, so a
     # generous bound: the model within a factor 1.5 either way.
     big = rows[-1]
@@ -529,6 +534,6 @@ def test_netlab_scale_shows_the_labs_software_time_beside_the_model(tmp_path, mo
     table = netlab_scale.markdown(log)
     assert "| 100mbit | allreduce | 64 KiB | per message | 2 x 1 |" in table
     transfer_ok = sum(abs(r["residual"]) <= 0.15 for r in netlab_scale.rows_of(log) if r["transfer"])
-    assert f": {transfer_ok} of the 3 whose one message takes at least 50 ms at the rate" in table
+    assert f": {transfer_ok} of the 3 whose buffer takes at least 50 ms at the rate" in table
     with pytest.raises(SystemExit, match="must not hold the --software-rate"):
         netlab_scale.main(["--out", out, "--rates", "100mbit,10gbit"])
