@@ -261,6 +261,7 @@ def _result(cfg, spec, state, measured, load_before) -> dict:
                 "min_s": r["min_s"],
                 "max_s": r["max_s"],
                 "times_s": r["times_s"],
+                "rank_done_s": r.get("rank_done_s"),
                 "tcp_retransmits": r.get("tcp_retransmits"),
             }
         )

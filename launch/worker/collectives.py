@@ -59,24 +59,36 @@ def pattern_op(pattern: str, comm, nbytes: int):
 
 
 def time_pattern(comm, pattern: str, nbytes: int, warmup: int, repeat: int, gap_s: float = 0.0) -> dict:
-    """The pattern's round times (max over ranks) for an n-byte buffer; `gap_s` idle before each."""
+    """The pattern's round times (max over ranks) for an n-byte buffer; `gap_s` idle before each.
+
+    `rank_done_s`: per round, when each rank finished, counted from the first rank's start
+    (the order in which a tree's ranks got their data). Comparable only where the ranks share
+    one clock: processes on one machine (a lab's namespaces, one node under torchrun)."""
     op = pattern_op(pattern, comm, nbytes)
-    times = []
+    p, rank = comm.world_size, comm.rank
+    times, done = [], []
     for i in range(warmup + repeat):
         if gap_s > 0:
             time.sleep(gap_s)  # a shaped link's bucket fills up meanwhile
         comm.barrier()
         t0 = time.perf_counter()
         op()
-        dt = comm.allreduce([time.perf_counter() - t0], op="max")[0]
+        t1 = time.perf_counter()
+        # one untimed max-all-reduce: the round's time, and every rank's start and end in its slot
+        slots = [t1 - t0] + [0.0] * (2 * p)
+        slots[1 + 2 * rank], slots[2 + 2 * rank] = t0, t1
+        got = comm.allreduce(slots, op="max")
         if i >= warmup:
-            times.append(dt)
+            times.append(got[0])
+            start = min(got[1::2])
+            done.append([end - start for end in got[2::2]])
     return {
         "bytes": max(1, nbytes // 4) * 4,
         "median_s": statistics.median(times),
         "min_s": min(times),
         "max_s": max(times),
         "times_s": times,
+        "rank_done_s": done,
     }
 
 
