@@ -69,10 +69,15 @@ def test_broadcast_time_by_hand():
     assert gloo.pattern_time("broadcast", n, 2, 1, B, 0.0) == pytest.approx(n / B)
     # p=4: the root's two sends share its uplink (both done at 2n/B), then rank 1 -> 3
     assert gloo.pattern_time("broadcast", n, 4, 1, B, 0.0) == pytest.approx(3 * n / B)
-    # p=16: root's 4 sends end at 4n/B; rank 1's 3 at 7; rank 3's 2 at 9; rank 7's 1 at 10
-    assert gloo.pattern_time("broadcast", n, 16, 1, B, 0.0) == pytest.approx(10 * n / B)
-    # latency once per level of the tree (rank 7 of 8: 0 -> 1 -> 3 -> 7, three levels)
-    assert gloo.pattern_time("broadcast", n, 8, 1, B, 1e-3) == pytest.approx(6 * n / B + 3 * 1e-3)
+    # p=16 (u = n/B): the root's 4 sends share equally, all done at 4u. Rank 1 forwards to
+    # 3, 5, 9 with weights 1, 2/3, 4/9 (HEAD_START 1.5): rates 9/19, 6/19, 4/19, so 3 is done
+    # after 19/9 u (at 55/9 u); rank 3 then sends to 7 and 11 at 3/5 and 2/5: 7 done after 5/3 u
+    # (at 70/9 u), and 7 -> 15 one u more: 79/9 u, against 10u with equal shares everywhere
+    assert gloo.HEAD_START == 1.5
+    assert gloo.pattern_time("broadcast", n, 16, 1, B, 0.0) == pytest.approx(79 / 9 * n / B)
+    # latency once per level of the tree (rank 7 of 8: 0 -> 1 -> 3 -> 7, three levels); rank 1's
+    # transfer to 3 (weight 1 of 5/3) is done 5/3 u after the root's three at 3u, then 3 -> 7
+    assert gloo.pattern_time("broadcast", n, 8, 1, B, 1e-3) == pytest.approx(17 / 3 * n / B + 3 * 1e-3)
     # a full bucket lets the first `burst` bytes of each link pass at once
     assert gloo.pattern_time("broadcast", n, 2, 1, B, 0.0, burst=n / 4) == pytest.approx(0.75 * n / B)
     # two ranks per host: sends inside a host are free, the host's uplink is shared by both

@@ -57,9 +57,11 @@ each 1514-byte frame, and the ACKs of the reverse direction on the same link),
 and `burst` the bucket: a link that idled long enough to fill its bucket
 passes that many bytes at once (tbf's burst); only what is left waits for the
 rate. For broadcast, L and h differ per branch of the tree: the time is that of
-its slowest branch, each sender's uplink shared equally by its children
-(fluid, max-min fair: `_broadcast_time`); its links carry data one way only, so
-their payload share has no ACKs in it (MSS / FRAME where a ring's is e).
+its slowest branch, each sender's uplink shared by its children (fluid,
+weighted max-min fair: `_broadcast_time`): equally from the root, whose
+transfers start as its children announce their receives; a forwarding rank's
+first transfer gets the larger share (HEAD_START). Its links carry data one way only, so their payload share
+has no ACKs in it (MSS / FRAME where a ring's is e).
 """
 
 from __future__ import annotations
@@ -76,6 +78,16 @@ MSS, FRAME, ACK = 1448, 1514, 66  # TCP payload and the frame tbf counts (MTU 15
 # Payload share of a shaped link in a ring, which carries data one way and the
 # delayed ACKs (one per two frames) of the data coming back the other way.
 EFFICIENCY = MSS / (FRAME + ACK / 2)
+# Every rank of a broadcast but the root posts its sends after receiving, back to back, to
+# children that announced their receives long before: its first transfer starts first and gets
+# the larger share of the link (TCP's ramp-up; cubic does not even flows out within one
+# transfer). Each next one weighs 1/HEAD_START of the one before. The root posts its sends at
+# the round's start, before the announcements arrive, which then start its transfers in no set
+# order (measured: the reverse of gloo's, 14 of 20 rounds): equal shares. Measured
+# (results/predict/broadcast-sharing/, 16 hosts, 1 MiB, 100 Mbit/s, 20 rounds): rank 1's three
+# transfers were done 2.1, 2.7 and 3.0 transfer times after it got the data, not all after 3;
+# these weights give 2.1, 2.7, 3.0.
+HEAD_START = 1.5
 # A broadcast's sending links carry its data only (a rank's ACKs for what it received leave
 # before it sends): what a ring's share counts for ACKs goes to payload (MSS / FRAME with
 # EFFICIENCY). Measured at 2 hosts: 1.020-1.022x faster than the ring's share gave.
@@ -170,8 +182,9 @@ def _broadcast_time(nbytes, hosts, per_host, rate, latency, burst, efficiency) -
     """`pattern_time` of broadcast (p >= 2), when the last rank has gloo's binomial broadcast
     from rank 0: a fluid simulation.
 
-    Flows between hosts share each uplink and downlink max-min fairly; each
-    link starts with a full bucket (`burst` bytes pass at once); a flow between
+    Flows between hosts share each uplink and downlink max-min fairly, in
+    proportion to their weights (equal from the root, 1, 1/HEAD_START, ... in
+    gloo's order from every other rank); each link starts with a full bucket (`burst` bytes pass at once); a flow between
     two ranks of one host is free. A rank's sends start `latency` after it has
     received the whole buffer."""
     p = hosts * per_host
@@ -195,6 +208,7 @@ def _broadcast_time(nbytes, hosts, per_host, rate, latency, burst, efficiency) -
             done = max(done, now)
         while pending and pending[0][0] <= now:
             _, v = pending.pop(0)
+            posted = 0  # v's transfers to other hosts so far, in gloo's order
             for c in _children(v, p):
                 src, dst = v // per_host, c // per_host
                 if src == dst:  # same host: loopback, unshaped
@@ -204,13 +218,16 @@ def _broadcast_time(nbytes, hosts, per_host, rate, latency, burst, efficiency) -
                 free = min(credit["up", src], credit["down", dst], wire)
                 credit["up", src] -= free
                 credit["down", dst] -= free
-                flows.append({"src": src, "dst": dst, "rank": c, "left": wire - free})
+                weight = 1.0 if v == 0 else HEAD_START**-posted
+                posted += 1
+                flows.append({"src": src, "dst": dst, "rank": c, "left": wire - free, "weight": weight})
             pending.sort()
     return done
 
 
 def _fair_rates(flows: list[dict], rate: float) -> list[float]:
-    """Max-min fair rates of flows over host uplinks and downlinks of `rate` each."""
+    """Weighted max-min fair rates of flows over host uplinks and downlinks of `rate` each
+    (a flow's share of a link in proportion to its `weight`)."""
     left = {}
     for f in flows:
         left[("up", f["src"])] = rate
@@ -222,9 +239,11 @@ def _fair_rates(flows: list[dict], rate: float) -> list[float]:
             if rates[i] is None:
                 for link in (("up", f["src"]), ("down", f["dst"])):
                     users.setdefault(link, []).append(i)
-        link, share = min(((k, left[k] / len(v)) for k, v in users.items()), key=lambda x: x[1])
+        link, share = min(
+            ((k, left[k] / sum(flows[i]["weight"] for i in v)) for k, v in users.items()), key=lambda x: x[1]
+        )
         for i in users[link]:
-            rates[i] = share
+            rates[i] = share * flows[i]["weight"]
             for other in (("up", flows[i]["src"]), ("down", flows[i]["dst"])):
-                left[other] -= share
+                left[other] -= rates[i]
     return [max(r, 1e-12) for r in rates]
