@@ -254,10 +254,12 @@ class _Signals:
         self.holding = True
 
     def release(self) -> None:
-        """Stop holding signals back; one that came meanwhile is raised now."""
+        """Stop holding signals back; one that came meanwhile is raised now (and is no longer
+        pending)."""
         self.holding = False
         if self.pending:
-            raise Interrupted(self.pending)
+            name, self.pending = self.pending, None
+            raise Interrupted(name)
 
 
 def interruptible() -> _Signals:
@@ -273,7 +275,6 @@ def _stop_interrupted(
     """Forward the signal and stop every child. A second Ctrl-C/SIGTERM meanwhile is held, not
     raised (it would skip the SIGKILL and the reap): it only cuts the grace period short."""
     result.interrupted = e.signal if isinstance(e, Interrupted) else "SIGINT"
-    signals.pending = None
     signals.hold()
     stop(children, signal.Signals[result.interrupted], grace_s, hurry=lambda: signals.pending is not None)
 
