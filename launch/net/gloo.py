@@ -60,8 +60,9 @@ rate. For broadcast, L and h differ per branch of the tree: the time is that of
 its slowest branch, each sender's uplink shared by its children (fluid,
 weighted max-min fair: `_broadcast_time`): equally from the root, whose
 transfers start as its children announce their receives; a forwarding rank's
-first transfer gets the larger share (HEAD_START). Its links carry data one way only, so their payload share
-has no ACKs in it (MSS / FRAME where a ring's is e).
+first transfer gets the larger share (HEAD_START). Its links carry data one
+way only, so their payload share has no ACKs in it (MSS / FRAME where a
+ring's is e).
 """
 
 from __future__ import annotations
@@ -184,8 +185,8 @@ def _broadcast_time(nbytes, hosts, per_host, rate, latency, burst, efficiency) -
 
     Flows between hosts share each uplink and downlink max-min fairly, in
     proportion to their weights (equal from the root, 1, 1/HEAD_START, ... in
-    gloo's order from every other rank); each link starts with a full bucket (`burst` bytes pass at once); a flow between
-    two ranks of one host is free. A rank's sends start `latency` after it has
+    gloo's order from every other rank); each link starts with a full bucket
+    (`burst` bytes pass at once); a flow between two ranks of one host is free. A rank's sends start `latency` after it has
     received the whole buffer."""
     p = hosts * per_host
     wire = nbytes / efficiency
