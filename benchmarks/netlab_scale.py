@@ -1,6 +1,6 @@
 """The communication model against measurements at 2-16 hosts on tbf-shaped links.
 
-    python -m benchmarks.netlab_scale --out results/predict                 # as root, ~15 min
+    python -m benchmarks.netlab_scale --out results/predict                 # as root, ~16 min
     python -m benchmarks.netlab_scale --out /tmp/s --hosts 2,4 --rates 100mbit --sizes-100mbit 1mb
     python -m benchmarks.netlab_scale --out results/predict --render        # tables and figure again
     python -m benchmarks.netlab_scale --out results/predict --append --patterns ring-exchange  # one anew
@@ -10,8 +10,11 @@ worker each, and 4 hosts x 2 workers) and each rate (100mbit, 20mbit) one
 `ttabench netlab bench` times every pattern (allreduce, allgather, broadcast,
 ring-exchange, and neighbour-exchange from 3 workers; `--patterns` chooses,
 `--append` keeps OUT's JSON but the rows of the patterns measured now) over
-the rate's sizes (--repeat 3 after 1 warm-up round, each
-round after the buckets filled), beside the model of launch/net/gloo.py with
+the rate's sizes (--repeat 7 after 1 warm-up round, each
+round after the buckets filled, the ranks started together on this
+machine's clock; 7 rounds: a point whose rounds end one of two ways, e.g.
+which of two transfers a link serves first, gets the median of the
+commoner way more often than with 3), beside the model of launch/net/gloo.py with
 its defaults (nominal rate, 100 us per message step, the bucket, TCP's
 payload share).
 
@@ -338,7 +341,7 @@ def main(argv=None) -> int:
     )
     p.add_argument("--sizes-100mbit", dest="sizes_100mbit")
     p.add_argument("--sizes-20mbit", dest="sizes_20mbit")
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=7)
     p.add_argument("--queue", help="tbf's queue limit of every lab (netlab bench --queue; default its own)")
     p.add_argument(
         "--software-rate",

@@ -307,6 +307,9 @@ def test_four_host_bench_end_to_end(root_lab, tmp_path):
         assert len(r["rank_done_s"]) == 3 and all(len(ends) == 4 for ends in r["rank_done_s"])
         for ends, t in zip(r["rank_done_s"], r["times_s"]):
             assert min(ends) > 0 and t <= max(ends) < t + 0.5, (ends, t)
+        # and when each started: the first at 0, each before its own end
+        for starts, ends in zip(r["rank_start_s"], r["rank_done_s"]):
+            assert min(starts) == 0 and all(0 <= s < e for s, e in zip(starts, ends)), (starts, ends)
     # 2 MiB over 100 Mbit/s is link-bound (~250 ms): far above anything the load adds, so a
     # generous bound: the model within a factor 1.5 either way.
     big = rows[-1]
@@ -449,7 +452,7 @@ def test_netlab_scale_append_measures_only_the_named_patterns_again(tmp_path, mo
     out = str(tmp_path)
     old = [_scale_bench("100mbit", h, 1, ["allreduce", "ring-exchange"], 0.5) for h in (2, 4)]
     with open(os.path.join(out, "scale-validation.json"), "w") as f:
-        json.dump({"cpu": "x", "cpus": 2, "torch": "t", "repeat": 3, "benches": old}, f)
+        json.dump({"cpu": "x", "cpus": 2, "torch": "t", "repeat": 7, "benches": old}, f)
     asked = []
 
     def fake_bench(args, rate, hosts, k):
@@ -477,7 +480,7 @@ def test_netlab_scale_append_measures_only_the_named_patterns_again(tmp_path, mo
     log = json.load(open(os.path.join(out, "scale-validation.json")))
     # (the 2-host lab's allreduce, not measured now, stays)
     assert [b.get("allreduce_fit") is not None for b in log["benches"]] == [True, False, False, True]
-    with pytest.raises(SystemExit, match="--repeat 3"):
+    with pytest.raises(SystemExit, match="--repeat 7"):
         netlab_scale.main(argv + ["--patterns", "allreduce", "--repeat", "5"])
 
 
@@ -542,3 +545,19 @@ def test_netlab_scale_shows_the_labs_software_time_beside_the_model(tmp_path, mo
     assert f": {transfer_ok} of the 3 whose buffer takes at least 50 ms at the rate" in table
     with pytest.raises(SystemExit, match="must not hold the --software-rate"):
         netlab_scale.main(["--out", out, "--rates", "100mbit,10gbit"])
+
+
+@pytest.mark.parametrize("start", ["clock", "barrier"])
+def test_every_round_starts_the_way_asked(monkeypatch, start):
+    """--start clock: each round starts at the agreed instant, START_MARGIN_S after the ranks
+    asked (not only the first few rounds); barrier: right after the gap and the barrier."""
+    from ttabench.launch.worker import collectives
+    from ttabench.launch.worker.comm import Comm
+
+    calls = []
+    monkeypatch.setattr(collectives, "pattern_op", lambda *a: lambda: calls.append(time.perf_counter()))
+    r = collectives.time_pattern(Comm(), "allreduce", 4, warmup=1, repeat=4, gap_s=0.02, start=start)
+    assert len(calls) == 5 and len(r["rank_start_s"]) == 4 and r["rank_start_s"][0] == [0.0]
+    apart = [b - a for a, b in zip(calls, calls[1:])]
+    least = collectives.START_MARGIN_S if start == "clock" else 0.02
+    assert all(least <= d < least + 0.08 for d in apart), apart

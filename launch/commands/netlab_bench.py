@@ -14,7 +14,9 @@ timeout (--timeout) or Ctrl-C / SIGTERM (exit 130), which stop the workers first
 
 Before each round the workers wait `--gap` (default 1.5 x the bucket's fill time,
 burst / rate), so every round starts, as a training step's communication does
-after its compute, with tbf's buckets full. Beside each median: the model of
+after its compute, with tbf's buckets full, and they start it together at one
+instant of this machine's clock (collectives.py's `--start clock`: a barrier let
+them go up to ~30 ms apart on shaped links). Beside each median: the model of
 net/gloo.py (the algorithm gloo runs, the nominal rate, the bucket, TCP's payload
 share, latency --latency per message step plus the lab's --delay), and algbw /
 busbw as nccl-tests define them. `--fit FILE.json` fits latency and bandwidth to
@@ -176,6 +178,7 @@ def worker_commands(state: dict, cfg: NetBenchConfig, sizes: list[int], out: str
     flags = [
         *("--pattern", ",".join(patterns(cfg)), "--sizes", ",".join(map(str, sizes))),
         *("--warmup", str(cfg.warmup), "--repeat", str(cfg.repeat), "--gap", repr(gap_s(cfg, spec))),
+        *("--start", "clock"),  # every rank is on this machine: one clock
         *("--collective-timeout", str(int(max(60, 10 * slowest))), "--out", out),
     ]
     commands = []
@@ -261,6 +264,7 @@ def _result(cfg, spec, state, measured, load_before) -> dict:
                 "min_s": r["min_s"],
                 "max_s": r["max_s"],
                 "times_s": r["times_s"],
+                "rank_start_s": r.get("rank_start_s"),
                 "rank_done_s": r.get("rank_done_s"),
                 "tcp_retransmits": r.get("tcp_retransmits"),
             }
@@ -281,6 +285,7 @@ def _result(cfg, spec, state, measured, load_before) -> dict:
         "repeat": cfg.repeat,
         "warmup": cfg.warmup,
         "gap_s": gap_s(cfg, spec),
+        "start": "clock",
         "loadavg_before": list(load_before),
         "loadavg_after": list(os.getloadavg()),
         "cpus": os.cpu_count(),

@@ -9,6 +9,12 @@ them inside the lab's namespaces, `bench allreduce` under torchrun.)
 
 A round: a barrier, then the pattern once, timed on each rank; the round's
 time is the MAX over ranks (a tiny all-reduce after the round, untimed).
+A barrier lets the ranks go up to tens of ms apart where its own messages cross
+shaped links and many processes share few cores, and a rank that starts late
+delays every rank that waits for its data. `--start clock` (ranks on ONE machine
+only, as in a lab's namespaces: one wall clock) starts them together instead:
+they agree on an instant on that clock (START_MARGIN_S, or the gap if longer,
+after the latest rank asked) and each sleeps until it.
 `--warmup` rounds first (not kept), then `--repeat` timed ones. Patterns
 (n = the size, float32 buffers; as the gloo backend runs them, see
 launch/net/gloo.py for the algorithm each one is):
@@ -30,6 +36,8 @@ import sys
 import time
 
 from ttabench.divisions.results import atomic_write_json
+
+START_MARGIN_S = 0.1
 
 PATTERNS = ("allreduce", "allgather", "broadcast", "ring-exchange", "neighbour-exchange")
 
@@ -58,19 +66,21 @@ def pattern_op(pattern: str, comm, nbytes: int):
     raise ValueError(f"unknown pattern {pattern!r}")
 
 
-def time_pattern(comm, pattern: str, nbytes: int, warmup: int, repeat: int, gap_s: float = 0.0) -> dict:
-    """The pattern's round times (max over ranks) for an n-byte buffer; `gap_s` idle before each.
+def time_pattern(
+    comm, pattern: str, nbytes: int, warmup: int, repeat: int, gap_s: float = 0.0, start: str = "barrier"
+) -> dict:
+    """The pattern's round times (max over ranks) for an n-byte buffer; `gap_s` idle before each,
+    `start` "barrier" or "clock" (module docstring).
 
     `rank_done_s`: per round, when each rank finished, counted from the first rank's start
-    (the order in which a tree's ranks got their data). Comparable only where the ranks share
-    one clock: processes on one machine (a lab's namespaces, one node under torchrun)."""
+    (the order in which a tree's ranks got their data); `rank_start_s` likewise when each
+    rank started (how unevenly the barrier let them go). Comparable only where the ranks
+    share one clock: processes on one machine (a lab's namespaces, one node under torchrun)."""
     op = pattern_op(pattern, comm, nbytes)
     p, rank = comm.world_size, comm.rank
-    times, done = [], []
+    times, started, done = [], [], []
     for i in range(warmup + repeat):
-        if gap_s > 0:
-            time.sleep(gap_s)  # a shaped link's bucket fills up meanwhile
-        comm.barrier()
+        _start_together(comm, gap_s, start)
         t0 = time.perf_counter()
         op()
         t1 = time.perf_counter()
@@ -80,16 +90,29 @@ def time_pattern(comm, pattern: str, nbytes: int, warmup: int, repeat: int, gap_
         got = comm.allreduce(slots, op="max")
         if i >= warmup:
             times.append(got[0])
-            start = min(got[1::2])
-            done.append([end - start for end in got[2::2]])
+            first = min(got[1::2])
+            started.append([t - first for t in got[1::2]])
+            done.append([end - first for end in got[2::2]])
     return {
         "bytes": max(1, nbytes // 4) * 4,
         "median_s": statistics.median(times),
         "min_s": min(times),
         "max_s": max(times),
         "times_s": times,
+        "rank_start_s": started,
         "rank_done_s": done,
     }
+
+
+def _start_together(comm, gap_s: float, start: str) -> None:
+    """Returns when the round may start: idle `gap_s` first (a shaped link's bucket fills up)."""
+    if start == "clock":
+        at = comm.allreduce([time.time()], op="max")[0] + max(gap_s, START_MARGIN_S)
+        time.sleep(max(0.0, at - time.time()))
+        return
+    if gap_s > 0:
+        time.sleep(gap_s)
+    comm.barrier()
 
 
 def tcp_retransmits() -> int:
@@ -113,6 +136,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--gap", type=float, default=0.0, help="seconds idle before each round")
+    p.add_argument("--start", choices=("barrier", "clock"), default="barrier", help="how a round starts")
     p.add_argument("--collective-timeout", type=float, default=120.0)
     p.add_argument("--out", required=True, help="rank 0 writes the rows here (JSON)")
     args = p.parse_args(argv)
@@ -123,7 +147,7 @@ def main(argv=None) -> int:
         for pattern in args.pattern.split(","):
             for nbytes in (int(s) for s in args.sizes.split(",")):
                 before = tcp_retransmits() if comm.local_rank == 0 else 0  # one count per namespace
-                r = time_pattern(comm, pattern, nbytes, args.warmup, args.repeat, args.gap)
+                r = time_pattern(comm, pattern, nbytes, args.warmup, args.repeat, args.gap, args.start)
                 sent_again = tcp_retransmits() - before if comm.local_rank == 0 else 0
                 r["tcp_retransmits"] = int(comm.allreduce([float(sent_again)])[0])  # every round, all hosts
                 rows.append({"pattern": pattern, **r})
