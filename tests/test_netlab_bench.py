@@ -89,6 +89,38 @@ def test_broadcast_time_by_hand():
     assert bcast == pytest.approx(n / (B * gloo.MSS / gloo.FRAME))
 
 
+def test_the_races_ends_by_hand():
+    n, u = 1 * MB, 1 * MB / B
+    # p=4: the root's two transfers start in either order, the first with the head start
+    # (rates 3/5 and 2/5 of B). gloo's order (1 first, which forwards to 3): 1 done at 5/3 u,
+    # 3 at 8/3 u. Reversed: 2 done at 5/3 u, then 1 alone at 2u, 3 at 3u (= equal shares)
+    low, high = gloo.pattern_range("broadcast", n, 4, 1, B, 0.0)
+    assert (low, high) == (pytest.approx(8 / 3 * u), pytest.approx(3 * u))
+    assert gloo.pattern_time("broadcast", n, 4, 1, B, 0.0) == pytest.approx(high)
+    # 16 hosts: the range holds the equal shares of pattern_time (here its slow end)
+    low, high = gloo.pattern_range("broadcast", n, 16, 1, B, 0.0)
+    assert low < high and low <= gloo.pattern_time("broadcast", n, 16, 1, B, 0.0) <= high
+    # 2-rank all-gather: both ways at once (n) or one half later (1.5 n)
+    t = gloo.pattern_range("allgather", n, 2, 1, B, 1e-3, burst=65536)
+    assert t == (
+        pytest.approx(2e-3 + (n - 65536) / B),
+        gloo.pattern_time("allgather", n, 2, 1, B, 1e-3, 65536),
+    )
+    # no race: one way
+    for pattern, hosts in (("broadcast", 2), ("allgather", 4), ("allreduce", 2), ("ring-exchange", 8)):
+        t = gloo.pattern_time(pattern, n, hosts, 1, B, 1e-3)
+        assert gloo.pattern_range(pattern, n, hosts, 1, B, 1e-3) == (t, t), pattern
+
+
+def test_a_race_point_is_judged_against_the_nearer_end_of_its_range():
+    from benchmarks import scale_table
+
+    assert scale_table._residual(1.0, 2.0, 0.9, 1.2) == 0.0  # inside: whatever the nominal
+    assert scale_table._residual(0.5, 1.0, 0.9, 1.2) == pytest.approx(0.8)
+    assert scale_table._residual(2.0, 1.0, 0.9, 1.2) == pytest.approx(-0.4)
+    assert scale_table._residual(2.0, 1.0, 1.0, 1.0) == pytest.approx(-0.5)  # no race: the model
+
+
 def test_ring_patterns_bytes_and_steps():
     n = 4 * MB
     assert gloo.pattern_time("allreduce", n, 4, 1, B, 0.0) == pytest.approx(1.5 * n / B)
@@ -300,6 +332,7 @@ def test_four_host_bench_end_to_end(root_lab, tmp_path):
     assert [r["size_bytes"] for r in rows] == [256 * 1024, 2 * MB]
     for r in rows:
         assert set(r) >= {"hosts", "workers", "pattern", "size_bytes", "measured_s", "predicted_s"}
+        assert r["predicted_range_s"] == [r["predicted_s"]] * 2  # an all-reduce: no race
         assert r["hosts"] == 4 and r["pattern"] == "allreduce" and len(r["times_s"]) == 3
         assert r["busbw_GBps"] == pytest.approx(1.5 * r["algbw_GBps"])
         # when each rank finished, from the first rank's start (one clock: one machine): the
@@ -485,7 +518,7 @@ def test_netlab_scale_append_measures_only_the_named_patterns_again(tmp_path, mo
 
 
 def test_netlab_scale_shows_the_labs_software_time_beside_the_model(tmp_path, monkeypatch):
-    from benchmarks import netlab_scale
+    from benchmarks import netlab_scale, scale_table
 
     asked = []
 
@@ -514,7 +547,7 @@ def test_netlab_scale_shows_the_labs_software_time_beside_the_model(tmp_path, mo
     ]  # fmt: skip
     log = json.load(open(os.path.join(out, "scale-validation.json")))
     assert [b.get("role") for b in log["benches"]] == ["software", None, None] * 2
-    rows = netlab_scale.rows_of(log)
+    rows = scale_table.rows_of(log)
     assert len(rows) == 4 and all(r["rate"] != "10gbit" for r in rows)  # the software benches are no points
     r = next(r for r in rows if r["hosts"] == 4 and r["rate"] == "100mbit")
     # 1 MiB all-reduced over 4 hosts: each link carries 2 x 3/4 MiB / payload share; the bucket
@@ -531,17 +564,17 @@ def test_netlab_scale_shows_the_labs_software_time_beside_the_model(tmp_path, mo
     assert line in table and f"| 4.0 | {1e3 * r['with_software_s']:.1f} |" in table
     # without a software bench: the model alone, and no software columns
     log["benches"] = [b for b in log["benches"] if b.get("role") != "software"]
-    r = next(r for r in netlab_scale.rows_of(log) if r["hosts"] == 4 and r["rate"] == "100mbit")
+    r = next(r for r in scale_table.rows_of(log) if r["hosts"] == 4 and r["rate"] == "100mbit")
     assert r["software_s"] is None and r["with_software_s"] is None
     assert r["predicted_s"] == pytest.approx(6 * 1e-4 + transfer, rel=1e-12)
-    assert "0 of the 0 points with a software time" in netlab_scale.markdown(log)
+    assert "0 of the 0 points with a software time" in scale_table.markdown(log)
     # the regime: a buffer that takes under 50 ms at the rate is counted apart (here 64 KiB at
     # 12.5 MB/s: 5 ms), so is the point whose time the 2 cores' per-message software dominates
     shaped = [b for b in log["benches"] if b["lab"]["rate"] == "100mbit"]
     shaped[0]["rows"][0]["size_bytes"] = 65536
-    table = netlab_scale.markdown(log)
+    table = scale_table.markdown(log)
     assert "| 100mbit | allreduce | 64 KiB | per message | 2 x 1 |" in table
-    transfer_ok = sum(abs(r["residual"]) <= 0.15 for r in netlab_scale.rows_of(log) if r["transfer"])
+    transfer_ok = sum(abs(r["residual"]) <= 0.15 for r in scale_table.rows_of(log) if r["transfer"])
     assert f": {transfer_ok} of the 3 whose buffer takes at least 50 ms at the rate" in table
     with pytest.raises(SystemExit, match="must not hold the --software-rate"):
         netlab_scale.main(["--out", out, "--rates", "100mbit,10gbit"])

@@ -19,7 +19,9 @@ instant of this machine's clock (collectives.py's `--start clock`: a barrier let
 them go up to ~30 ms apart on shaped links). Beside each median: the model of
 net/gloo.py (the algorithm gloo runs, the nominal rate, the bucket, TCP's payload
 share, latency --latency per message step plus the lab's --delay), and algbw /
-busbw as nccl-tests define them. `--fit FILE.json` fits latency and bandwidth to
+busbw as nccl-tests define them, and where a race decides between two ways
+(a 2-rank all-gather, a broadcast's root: gloo.py's RACES) both ends (column
+race; `predicted_range_s` in --json). `--fit FILE.json` fits latency and bandwidth to
 the medians (the same model, the bucket subtracted) and saves them as a network
 profile (`ttabench run/predict --network FILE.json`).
 """
@@ -135,8 +137,9 @@ def model_latency(cfg: NetBenchConfig, spec: topology.LabSpec) -> float:
     return soft + (spec.delay_s or 0.0)
 
 
-def predicted(cfg: NetBenchConfig, spec: topology.LabSpec, nbytes: int, pattern: str) -> float:
-    return gloo.pattern_time(
+def predicted(cfg: NetBenchConfig, spec: topology.LabSpec, nbytes: int, pattern: str, of=gloo.pattern_time):
+    """The model's time (or `of`: gloo.pattern_range, a race's two ends)."""
+    return of(
         pattern,
         nbytes,
         spec.hosts,
@@ -234,6 +237,12 @@ def _run_workers(state, cfg, sizes, out, spec) -> None:
         raise UserError(f"netlab bench: rank {result.failed} exited with code {result.code}: {why}")
 
 
+def _race(row: dict) -> str:
+    """Both ends where a race decides the time (gloo.RACES), else -."""
+    low, high = row.get("predicted_range_s") or (0.0, 0.0)
+    return f"{1e3 * low:.1f}-{1e3 * high:.1f} ms" if high > low * 1.001 else "-"
+
+
 def _down_regardless(path: str) -> None:
     """Take the lab down; a second Ctrl-C or SIGTERM meanwhile must not leave half of it."""
     held = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -258,6 +267,7 @@ def _result(cfg, spec, state, measured, load_before) -> dict:
                 "size_bytes": r["bytes"],
                 "measured_s": r["median_s"],
                 "predicted_s": model,
+                "predicted_range_s": list(predicted(cfg, spec, r["bytes"], r["pattern"], gloo.pattern_range)),
                 "ratio": r["median_s"] / model if model > 0 else None,
                 "algbw_GBps": algbw,
                 "busbw_GBps": algbw * gloo.bus_factor(r["pattern"], p),
@@ -334,6 +344,7 @@ def table(result: dict) -> Table:
         Column("max", "max_s", lambda r: _ms(r["max_s"])),
         Column("predicted", "predicted_s", lambda r: _ms(r["predicted_s"])),
         Column("measured/predicted", "ratio", lambda r: "-" if r["ratio"] is None else f"{r['ratio']:.3f}"),
+        Column("race", "predicted_range_s", _race),
         Column("algbw GB/s", "algbw_GBps", lambda r: f"{r['algbw_GBps']:.5f}"),
         Column("busbw GB/s", "busbw_GBps", lambda r: f"{r['busbw_GBps']:.5f}"),
     ]

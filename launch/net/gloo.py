@@ -63,6 +63,19 @@ transfers start as its children announce their receives; a forwarding rank's
 first transfer gets the larger share (HEAD_START). Its links carry data one
 way only, so their payload share has no ACKs in it (MSS / FRAME where a
 ring's is e).
+
+RACES. Two patterns end one of two ways, by which of two messages arrives
+first when the ranks start within about one message's delay of each other
+(as `netlab bench` starts them: together); `pattern_range` gives both ends.
+- allgather at 2 ranks: if neither rank finds the other's announcements when
+  it posts its sends, both ways run at once (n at the rate), otherwise one
+  half later (pattern_time). Training's ranks leave the backward pass apart:
+  the latter.
+- broadcast: the root's transfers start as its children's announcements
+  arrive, in either order, and the first gets the head start a forwarding
+  rank's first transfer gets: from gloo's order (its first child heads the
+  largest subtree) to the reverse; the range holds equal shares
+  (pattern_time) too. Measured at 4-16 hosts: results/predict/.
 """
 
 from __future__ import annotations
@@ -149,6 +162,30 @@ def pattern_time(
     return hops(pattern, p) * latency + max(0.0, wire - burst) / rate
 
 
+def pattern_range(
+    pattern: str,
+    nbytes: float,
+    hosts: int,
+    per_host: int,
+    rate: float,
+    latency: float,
+    burst: float = 0.0,
+    efficiency: float = 1.0,
+) -> tuple[float, float]:
+    """(fastest, slowest) the pattern can take where it ends one of several ways by a race
+    the model knows of (RACES); (t, t) with t = pattern_time elsewhere."""
+    at = (nbytes, hosts, per_host, rate, latency, burst, efficiency)
+    t = pattern_time(pattern, *at)
+    if pattern == "allgather" and hosts == 2 and per_host == 1:  # both ways at once
+        wire = link_bytes(pattern, nbytes, hosts, per_host) / efficiency
+        return min(t, 2 * latency + max(0.0, wire - burst) / rate), t
+    if pattern == "broadcast" and hosts * per_host > 1:
+        one_way = min(1.0, efficiency * ONE_WAY)
+        ways = [_broadcast_time(*at[:-1], one_way, root=order) for order in ("gloo", "reverse")]
+        return min(t, *ways), max(t, *ways)
+    return t, t
+
+
 def bus_factor(pattern: str, p: int) -> float:
     """nccl-tests' busbw / algbw (doc/PERFORMANCE.md): what each link carried over the buffer."""
     if p <= 1:
@@ -179,7 +216,9 @@ def _children(v: int, p: int) -> list[int]:
     return out
 
 
-def _broadcast_time(nbytes, hosts, per_host, rate, latency, burst, efficiency) -> float:
+def _broadcast_time(
+    nbytes, hosts, per_host, rate, latency, burst, efficiency, root="equal", head_start=HEAD_START
+) -> float:
     """`pattern_time` of broadcast (p >= 2), when the last rank has gloo's binomial broadcast
     from rank 0: a fluid simulation.
 
@@ -209,8 +248,11 @@ def _broadcast_time(nbytes, hosts, per_host, rate, latency, burst, efficiency) -
             done = max(done, now)
         while pending and pending[0][0] <= now:
             _, v = pending.pop(0)
-            posted = 0  # v's transfers to other hosts so far, in gloo's order
-            for c in _children(v, p):
+            posted = 0  # v's transfers to other hosts so far, in the order they start
+            order = _children(v, p)
+            if v == 0 and root == "reverse":
+                order = order[::-1]
+            for c in order:
                 src, dst = v // per_host, c // per_host
                 if src == dst:  # same host: loopback, unshaped
                     pending.append((now + latency, c))
@@ -219,7 +261,7 @@ def _broadcast_time(nbytes, hosts, per_host, rate, latency, burst, efficiency) -
                 free = min(credit["up", src], credit["down", dst], wire)
                 credit["up", src] -= free
                 credit["down", dst] -= free
-                weight = 1.0 if v == 0 else HEAD_START**-posted
+                weight = 1.0 if v == 0 and root == "equal" else head_start**-posted
                 posted += 1
                 flows.append({"src": src, "dst": dst, "rank": c, "left": wire - free, "weight": weight})
             pending.sort()
