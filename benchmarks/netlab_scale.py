@@ -35,8 +35,10 @@ measurement in results/predict/README.md). `--software-rate none` skips it.
 Every bench is recorded as soon as it ends in
 OUT/scale-validation.json with its command, duration, the load average before
 and after and the CPU; then OUT/scale-validation.md (the table, residual =
-predicted / measured - 1, as in validation.md) and OUT/scale-validation.png (time against hosts per
-pattern and rate: measured dots, predicted lines). Each lab also yields the
+predicted / measured - 1, as in validation.md; where a race decides, against
+the nearer end of the model's range) and OUT/scale-validation.png (time
+against hosts per pattern and rate: measured dots, predicted lines, a race's
+range as a band), made by benchmarks/scale_table.py. Each lab also yields the
 latency and bandwidth `--fit` would give for its allreduce (from the sizes
 whose link bytes exceed twice the bucket), which shows how the per-step time of
 this machine's software grows with the processes sharing its cores.
@@ -130,6 +132,8 @@ def keep_others(log: dict, patterns: list[str], labs: set, repeat: int) -> dict:
     host), measured anew), nor benches left empty, nor an allreduce fit whose rows go."""
     if log["repeat"] != repeat:
         raise SystemExit(f"netlab_scale: --append needs the log's --repeat {log['repeat']}, got {repeat}")
+    if any(b.get("start") != "clock" for b in log["benches"]):
+        raise SystemExit("netlab_scale: --append needs a log whose rounds all started together (clock start)")
     for b in log["benches"]:
         if (b["lab"]["rate"], b["hosts"], b["workers_per_host"]) not in labs:
             continue

@@ -30,7 +30,7 @@ def _model(row: dict, per_host: int, model: dict, latency: float, of=gloo.patter
 def _residual(measured: float, model: float, low: float, high: float) -> float:
     """predicted / measured - 1, where a race's range is predicted: against its nearer end
     (0 inside it)."""
-    return (min(max(measured, low), high) if high > low else model) / measured - 1
+    return (min(max(measured, low), high) if gloo.is_race(low, high) else model) / measured - 1
 
 
 def rows_of(log: dict) -> list[dict]:
@@ -59,7 +59,7 @@ def rows_of(log: dict) -> list[dict]:
                 dict(
                     r,
                     predicted_s=model,
-                    race_s=(low, high) if high > low * 1.001 else None,
+                    race_s=(low, high) if gloo.is_race(low, high) else None,
                     software_s=sw,
                     with_software_s=both,
                     rate=b["lab"]["rate"],

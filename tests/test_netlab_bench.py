@@ -470,6 +470,7 @@ def _scale_bench(rate: str, hosts: int, k: int, patterns: list[str], measured_s:
         "lab": {"rate": rate},
         "model": {"rate_bytes_per_s": 12.5e6, "latency_s": 1e-4, "burst_bytes": 65536, "efficiency": 0.936},
         "rows": rows,
+        "start": "clock",
         "duration_s": 1.0,
         "loadavg_1_5_15_before": [1.0, 1.0, 1.0],
         "loadavg_1_5_15_after": [1.0, 1.0, 1.0],
@@ -515,6 +516,12 @@ def test_netlab_scale_append_measures_only_the_named_patterns_again(tmp_path, mo
     assert [b.get("allreduce_fit") is not None for b in log["benches"]] == [True, False, False, True]
     with pytest.raises(SystemExit, match="--repeat 7"):
         netlab_scale.main(argv + ["--patterns", "allreduce", "--repeat", "5"])
+    # nor are rounds started together appended to a log whose rounds followed a barrier
+    log["benches"][0].pop("start")
+    with open(os.path.join(out, "scale-validation.json"), "w") as f:
+        json.dump(log, f)
+    with pytest.raises(SystemExit, match="all started together"):
+        netlab_scale.main(argv + ["--patterns", "allreduce"])
 
 
 def test_netlab_scale_shows_the_labs_software_time_beside_the_model(tmp_path, monkeypatch):
@@ -594,3 +601,23 @@ def test_every_round_starts_the_way_asked(monkeypatch, start):
     apart = [b - a for a, b in zip(calls, calls[1:])]
     least = collectives.START_MARGIN_S if start == "clock" else 0.02
     assert all(least <= d < least + 0.08 for d in apart), apart
+
+
+def test_a_slow_agreement_widens_the_next_rounds_margin(monkeypatch):
+    """Clock start: when agreeing on the instant takes longer than START_MARGIN_S (many ranks,
+    a long --delay), the next round waits twice that long, so every rank is there in time."""
+    from ttabench.launch.worker import collectives
+    from ttabench.launch.worker.comm import Comm
+
+    class SlowComm(Comm):
+        def allreduce(self, values, op="sum"):
+            time.sleep(0.15)  # each all-reduce: longer than the 0.1 s margin
+            return list(values)
+
+    calls = []
+    monkeypatch.setattr(collectives, "pattern_op", lambda *a: lambda: calls.append(time.perf_counter()))
+    collectives.time_pattern(SlowComm(), "allreduce", 4, warmup=1, repeat=3, gap_s=0.0, start="clock")
+    apart = [b - a for a, b in zip(calls, calls[1:])]
+    # the round's own all-reduce (0.15) and then 2 x 0.15 from the agreement's start; a fixed
+    # 0.1 s margin would have passed before the agreement ended: 0.3 apart
+    assert all(0.42 <= d < 0.6 for d in apart), apart

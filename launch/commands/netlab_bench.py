@@ -16,7 +16,8 @@ Before each round the workers wait `--gap` (default 1.5 x the bucket's fill time
 burst / rate), so every round starts, as a training step's communication does
 after its compute, with tbf's buckets full, and they start it together at one
 instant of this machine's clock (collectives.py's `--start clock`: a barrier let
-them go up to ~30 ms apart on shaped links). Beside each median: the model of
+them go up to ~30 ms apart on shaped links; each round's `rank_start_s` shows
+how far apart they started). Beside each median: the model of
 net/gloo.py (the algorithm gloo runs, the nominal rate, the bucket, TCP's payload
 share, latency --latency per message step plus the lab's --delay), and algbw /
 busbw as nccl-tests define them, and where a race decides between two ways
@@ -240,7 +241,7 @@ def _run_workers(state, cfg, sizes, out, spec) -> None:
 def _race(row: dict) -> str:
     """Both ends where a race decides the time (gloo.RACES), else -."""
     low, high = row.get("predicted_range_s") or (0.0, 0.0)
-    return f"{1e3 * low:.1f}-{1e3 * high:.1f} ms" if high > low * 1.001 else "-"
+    return f"{1e3 * low:.1f}-{1e3 * high:.1f} ms" if gloo.is_race(low, high) else "-"
 
 
 def _down_regardless(path: str) -> None:

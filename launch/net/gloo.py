@@ -66,7 +66,8 @@ ring's is e).
 
 RACES. Two patterns end one of two ways, by which of two messages arrives
 first when the ranks start within about one message's delay of each other
-(as `netlab bench` starts them: together); `pattern_range` gives both ends.
+(as `netlab bench` starts them: together; after a barrier too, less often);
+`pattern_range` gives both ends, `is_race` tells a range from one time.
 - allgather at 2 ranks: if neither rank finds the other's announcements when
   it posts its sends, both ways run at once (n at the rate), otherwise one
   half later (pattern_time). Training's ranks leave the backward pass apart:
@@ -184,6 +185,11 @@ def pattern_range(
         ways = [_broadcast_time(*at[:-1], one_way, root=order) for order in ("gloo", "reverse")]
         return min(t, *ways), max(t, *ways)
     return t, t
+
+
+def is_race(low: float, high: float) -> bool:
+    """Whether `pattern_range`'s ends differ enough to be two ways (not rounding)."""
+    return high > low * 1.001
 
 
 def bus_factor(pattern: str, p: int) -> float:

@@ -13,8 +13,10 @@ A barrier lets the ranks go up to tens of ms apart where its own messages cross
 shaped links and many processes share few cores, and a rank that starts late
 delays every rank that waits for its data. `--start clock` (ranks on ONE machine
 only, as in a lab's namespaces: one wall clock) starts them together instead:
-they agree on an instant on that clock (START_MARGIN_S, or the gap if longer,
-after the latest rank asked) and each sleeps until it.
+they agree on an instant on that clock (START_MARGIN_S after the latest rank
+asked, or the gap or twice the last agreement's time if longer) and each sleeps
+until it; a rank that got the instant late starts late, which `rank_start_s`
+shows.
 `--warmup` rounds first (not kept), then `--repeat` timed ones. Patterns
 (n = the size, float32 buffers; as the gloo backend runs them, see
 launch/net/gloo.py for the algorithm each one is):
@@ -74,13 +76,14 @@ def time_pattern(
 
     `rank_done_s`: per round, when each rank finished, counted from the first rank's start
     (the order in which a tree's ranks got their data); `rank_start_s` likewise when each
-    rank started (how unevenly the barrier let them go). Comparable only where the ranks
+    rank started (how unevenly the barrier or the agreed instant let them go). Comparable only where the ranks
     share one clock: processes on one machine (a lab's namespaces, one node under torchrun)."""
     op = pattern_op(pattern, comm, nbytes)
     p, rank = comm.world_size, comm.rank
     times, started, done = [], [], []
+    agree_s = 0.0  # how long the last agreement on a start instant took (clock start)
     for i in range(warmup + repeat):
-        _start_together(comm, gap_s, start)
+        agree_s = _start_together(comm, gap_s, start, agree_s)
         t0 = time.perf_counter()
         op()
         t1 = time.perf_counter()
@@ -104,15 +107,21 @@ def time_pattern(
     }
 
 
-def _start_together(comm, gap_s: float, start: str) -> None:
-    """Returns when the round may start: idle `gap_s` first (a shaped link's bucket fills up)."""
+def _start_together(comm, gap_s: float, start: str, agree_s: float = 0.0) -> float:
+    """Returns when the round may start: idle `gap_s` first (a shaped link's bucket fills up).
+    Clock start: the margin covers twice `agree_s`, the slowest rank's time to agree last
+    round (returned for the next: many ranks, a long --delay); barrier: 0."""
     if start == "clock":
-        at = comm.allreduce([time.time()], op="max")[0] + max(gap_s, START_MARGIN_S)
+        asked = time.time()
+        latest, slowest = comm.allreduce([asked, agree_s], op="max")
+        at = latest + max(gap_s, START_MARGIN_S, 2 * slowest)
+        took = time.time() - asked
         time.sleep(max(0.0, at - time.time()))
-        return
+        return took
     if gap_s > 0:
         time.sleep(gap_s)
     comm.barrier()
+    return 0.0
 
 
 def tcp_retransmits() -> int:
