@@ -89,7 +89,8 @@ def markdown(log: dict) -> str:
         f"shaped by tc tbf (burst 64 KiB, queue {_queues(shaped)}) in network namespaces; "
         f"{len(shaped)} shaped lab benches and "
         f"{len(b0) - len(shaped)} at the software rate, "
-        f"{sum(b['duration_s'] for b in b0) / 60:.1f} minutes. Median of {log['repeat']} rounds per point; "
+        f"{sum(b['duration_s'] for b in b0) / 60:.1f} minutes. Median of {log['repeat']} rounds per point, "
+        f"{_started(shaped)}; "
         f"predicted by launch/net/gloo.py with 100 us per message step; residual = predicted / measured - 1 "
         f"(negative: the model is faster than measured). Where a race decides between two ways "
         f"(gloo.py's RACES: a 2-rank all-gather, a broadcast's root; {races} of the transfer-regime points), "
@@ -147,6 +148,13 @@ def _queues(benches: list[dict]) -> str:
     """tbf's queue of the benches (before benches recorded it: 50ms, the only one then)."""
     got = sorted({b["lab"].get("queue") or "50ms (not recorded)" for b in benches})
     return ", ".join(got) or "-"
+
+
+def _started(benches: list[dict]) -> str:
+    """How the rounds of the benches started (before benches recorded it: after a barrier)."""
+    if all(b.get("start") == "clock" for b in benches):
+        return "each round's ranks started together at an instant of this machine's clock"
+    return "each round after a barrier" if not any(b.get("start") for b in benches) else "mixed starts"
 
 
 def _race(span) -> str:

@@ -575,6 +575,10 @@ def test_netlab_scale_shows_the_labs_software_time_beside_the_model(tmp_path, mo
     assert r["software_s"] is None and r["with_software_s"] is None
     assert r["predicted_s"] == pytest.approx(6 * 1e-4 + transfer, rel=1e-12)
     assert "0 of the 0 points with a software time" in scale_table.markdown(log)
+    assert "ranks started together at an instant of this machine's clock" in scale_table.markdown(log)
+    assert "each round after a barrier" in scale_table.markdown(
+        dict(log, benches=[{k: v for k, v in b.items() if k != "start"} for b in log["benches"]])
+    )
     # the regime: a buffer that takes under 50 ms at the rate is counted apart (here 64 KiB at
     # 12.5 MB/s: 5 ms), so is the point whose time the 2 cores' per-message software dominates
     shaped = [b for b in log["benches"] if b["lab"]["rate"] == "100mbit"]
