@@ -46,6 +46,7 @@ from ttabench.launch.usage import add_command, comma_list, json_flag
 DEFAULT_SIZES = "64kb,256kb,1mb,4mb,16mb"
 DEFAULT_LAB = "bench"
 MASTER_PORT = 29500  # inside host 0's namespace: no other process can hold it
+START = "clock"  # how each round starts (collectives.py): every rank is on this machine, one clock
 ALGORITHM = {
     "broadcast": "binomial tree",
     "ring-exchange": "irecv from rank-1, then isend to rank+1",
@@ -182,8 +183,7 @@ def worker_commands(state: dict, cfg: NetBenchConfig, sizes: list[int], out: str
     flags = [
         *("--pattern", ",".join(patterns(cfg)), "--sizes", ",".join(map(str, sizes))),
         *("--warmup", str(cfg.warmup), "--repeat", str(cfg.repeat), "--gap", repr(gap_s(cfg, spec))),
-        *("--start", "clock"),  # every rank is on this machine: one clock
-        *("--collective-timeout", str(int(max(60, 10 * slowest))), "--out", out),
+        *("--start", START, "--collective-timeout", str(int(max(60, 10 * slowest))), "--out", out),
     ]
     commands = []
     for rank in range(p):
@@ -296,7 +296,7 @@ def _result(cfg, spec, state, measured, load_before) -> dict:
         "repeat": cfg.repeat,
         "warmup": cfg.warmup,
         "gap_s": gap_s(cfg, spec),
-        "start": "clock",
+        "start": START,
         "loadavg_before": list(load_before),
         "loadavg_after": list(os.getloadavg()),
         "cpus": os.cpu_count(),

@@ -222,17 +222,17 @@ def _children(v: int, p: int) -> list[int]:
     return out
 
 
-def _broadcast_time(
-    nbytes, hosts, per_host, rate, latency, burst, efficiency, root="equal", head_start=HEAD_START
-) -> float:
+def _broadcast_time(nbytes, hosts, per_host, rate, latency, burst, efficiency, root="equal") -> float:
     """`pattern_time` of broadcast (p >= 2), when the last rank has gloo's binomial broadcast
     from rank 0: a fluid simulation.
 
     Flows between hosts share each uplink and downlink max-min fairly, in
-    proportion to their weights (equal from the root, 1, 1/HEAD_START, ... in
-    gloo's order from every other rank); each link starts with a full bucket
-    (`burst` bytes pass at once); a flow between two ranks of one host is free. A rank's sends start `latency` after it has
-    received the whole buffer."""
+    proportion to their weights (1, 1/HEAD_START, ... in gloo's order from
+    every rank but the root; the root's `root`: "equal" shares, or weighted so
+    in "gloo"'s order or its "reverse"); each link starts with a full bucket
+    (`burst` bytes pass at once); a flow between two ranks of one host is
+    free. A rank's sends start `latency` after it has received the whole
+    buffer."""
     p = hosts * per_host
     wire = nbytes / efficiency
     credit = {("up", h): burst for h in range(hosts)} | {("down", h): burst for h in range(hosts)}
@@ -267,7 +267,7 @@ def _broadcast_time(
                 free = min(credit["up", src], credit["down", dst], wire)
                 credit["up", src] -= free
                 credit["down", dst] -= free
-                weight = 1.0 if v == 0 and root == "equal" else head_start**-posted
+                weight = 1.0 if v == 0 and root == "equal" else HEAD_START**-posted
                 posted += 1
                 flows.append({"src": src, "dst": dst, "rank": c, "left": wire - free, "weight": weight})
             pending.sort()

@@ -76,8 +76,9 @@ def time_pattern(
 
     `rank_done_s`: per round, when each rank finished, counted from the first rank's start
     (the order in which a tree's ranks got their data); `rank_start_s` likewise when each
-    rank started (how unevenly the barrier or the agreed instant let them go). Comparable only where the ranks
-    share one clock: processes on one machine (a lab's namespaces, one node under torchrun)."""
+    rank started (how unevenly the barrier or the agreed instant let them go). Comparable
+    only where the ranks share one clock: processes on one machine (a lab's namespaces, one
+    node under torchrun)."""
     op = pattern_op(pattern, comm, nbytes)
     p, rank = comm.world_size, comm.rank
     times, started, done = [], [], []
